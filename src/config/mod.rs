@@ -1,0 +1,896 @@
+//! Configuration: the TOML file, its validation, and the typed model the engine runs on.
+//!
+//! Validation is pure (text in, model or mistakes out) so that every rule is unit-tested; the only
+//! I/O is reading the file itself and the password/CA files it names.
+
+mod duration;
+mod raw;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use toml::Spanned;
+
+pub use duration::parse_duration;
+use raw::{RawConfig, RawDuration, RawMailbox, RawProfile};
+
+use crate::secret::Secret;
+
+/// Seed limits (Dynamics): connection timeout at most 100,000 ms; 1–300 connections; polling 0–1440 min.
+pub const MAX_CONNECTION_TIMEOUT: Duration = Duration::from_secs(100);
+pub const MAX_POLLING_INTERVAL: Duration = Duration::from_secs(1440 * 60);
+pub const MAX_CONCURRENT_CONNECTIONS: u32 = 300;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub path: PathBuf,
+    pub appliance: Appliance,
+    pub profiles: Vec<Profile>,
+    pub mailboxes: Vec<Mailbox>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Appliance {
+    pub data_dir: PathBuf,
+    pub status_listen: SocketAddr,
+    pub process_unapproved_mailboxes: bool,
+    /// How many mailbox syncs may run at once across the appliance (each holds one connection).
+    pub max_concurrent_syncs: usize,
+    /// Messages fetched per IMAP FETCH command and handed to the store writer as one batch.
+    pub fetch_batch_size: u32,
+    /// A batch is also cut when its raw bytes reach this size, bounding memory per sync.
+    pub fetch_batch_bytes: usize,
+    /// An alert is raised when a folder's UIDVALIDITY changed this many times.
+    pub uidvalidity_alert_after_changes: u32,
+    /// Wait before retrying a mailbox whose sync failed with a transient error.
+    pub retry_interval: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerType {
+    ImapSmtp,
+    Pop3Smtp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsMode {
+    Implicit,
+    StartTls,
+    /// Plaintext: only when the config says `tls = "none"`.
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthProtocol {
+    Auto,
+    Plain,
+    Login,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Imap,
+    Pop3,
+    Smtp,
+}
+
+/// One direction's server settings.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub host: String,
+    pub port: u16,
+    pub tls: TlsMode,
+    pub auth: AuthProtocol,
+    pub credentials: CredentialSource,
+}
+
+/// "Credentials specified by a user or queue" or "credentials specified in email server profile".
+#[derive(Debug, Clone)]
+pub enum CredentialSource {
+    Mailbox,
+    Profile { username: String, password: Secret },
+}
+
+#[derive(Debug, Clone)]
+pub struct Profile {
+    pub name: String,
+    pub server_type: ServerType,
+    pub is_default: bool,
+    pub active: bool,
+    pub owner_email: Option<String>,
+    pub ca_file: Option<PathBuf>,
+    pub incoming: Endpoint,
+    pub outgoing: Option<Endpoint>,
+    pub process_emails_received_after: Option<DateTime<Utc>>,
+    pub min_polling_interval: Duration,
+    pub max_concurrent_connections: u32,
+    pub timeout_mailbox_connection_after: Duration,
+    pub move_undelivered_emails: bool,
+    pub send_alert_email: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OwnerType {
+    User,
+    Queue,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IncomingDelivery {
+    ServerSideSync,
+    ForwardMailbox,
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutgoingDelivery {
+    ServerSideSync,
+    None,
+}
+
+/// "Email Address Status" in Dynamics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Approval {
+    Empty,
+    Approved,
+    PendingApproval,
+    Rejected,
+}
+
+impl Approval {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Approval::Empty => "empty",
+            Approval::Approved => "approved",
+            Approval::PendingApproval => "pending_approval",
+            Approval::Rejected => "rejected",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Mailbox {
+    /// Lower-cased; the mailbox's key everywhere (one mailbox per owner address).
+    pub email_address: String,
+    pub name: Option<String>,
+    pub owner: OwnerType,
+    /// The profile named, or the default profile; `None` when neither exists (the mailbox is not processed).
+    pub profile: Option<String>,
+    pub incoming_delivery: IncomingDelivery,
+    pub outgoing_delivery: OutgoingDelivery,
+    pub approval: Approval,
+    pub active: bool,
+    pub username: String,
+    pub password: Option<Secret>,
+}
+
+impl Config {
+    pub fn profile(&self, name: &str) -> Option<&Profile> {
+        self.profiles.iter().find(|p| p.name == name)
+    }
+
+    pub fn mailbox_profile(&self, mailbox: &Mailbox) -> Option<&Profile> {
+        mailbox.profile.as_deref().and_then(|n| self.profile(n))
+    }
+
+    /// Reads and validates a config file. Every mistake found is reported, each with its place.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
+            errors: vec![ConfigError {
+                file: path.display().to_string(),
+                line: 0,
+                col: 0,
+                message: format!("cannot read the config file: {e}"),
+            }],
+        })?;
+        Config::parse(path, &text)
+    }
+
+    /// Validates config text; `path` names the file in messages and anchors relative paths.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
+        let mut v = Validator {
+            file: path.display().to_string(),
+            text,
+            base_dir: path.parent().map(Path::to_path_buf).unwrap_or_default(),
+            errors: Vec::new(),
+        };
+        let raw: RawConfig = match toml::from_str(text) {
+            Ok(raw) => raw,
+            Err(e) => {
+                v.error(e.span(), e.message().trim().to_string());
+                return Err(v.finish());
+            }
+        };
+        let config = v.config(path, raw);
+        if v.errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(v.finish())
+        }
+    }
+}
+
+/// One mistake in the config file, printed as `FILE:LINE:COL: message`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: String,
+    pub line: usize,
+    pub col: usize,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: {}", self.file, self.line, self.col, self.message)
+    }
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct ConfigErrors {
+    pub errors: Vec<ConfigError>,
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.errors.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let col = before[line_start..].chars().count() + 1;
+    (line, col)
+}
+
+struct Validator<'a> {
+    file: String,
+    text: &'a str,
+    base_dir: PathBuf,
+    errors: Vec<ConfigError>,
+}
+
+impl Validator<'_> {
+    fn error(&mut self, span: Option<Range<usize>>, message: String) {
+        let (line, col) = span.map(|s| line_col(self.text, s.start)).unwrap_or((1, 1));
+        self.errors.push(ConfigError {
+            file: self.file.clone(),
+            line,
+            col,
+            message,
+        });
+    }
+
+    fn at<T>(&mut self, value: &Spanned<T>, message: String) {
+        self.error(Some(value.span()), message);
+    }
+
+    fn finish(mut self) -> ConfigErrors {
+        self.errors.sort_by_key(|e| (e.line, e.col));
+        ConfigErrors {
+            errors: self.errors,
+        }
+    }
+
+    /// Picks one of the allowed words, or records an error listing them.
+    fn choice<T: Copy>(
+        &mut self,
+        key: &str,
+        value: Option<&Spanned<String>>,
+        default: T,
+        allowed: &[(&str, T)],
+    ) -> T {
+        let Some(value) = value else { return default };
+        let word = value.get_ref().trim().to_ascii_lowercase().replace(['-', ' '], "_");
+        if let Some((_, t)) = allowed.iter().find(|(name, _)| *name == word) {
+            return *t;
+        }
+        let names: Vec<String> = allowed.iter().map(|(n, _)| format!("\"{n}\"")).collect();
+        self.at(
+            value,
+            format!("{key} = \"{}\" is not one of {}", value.get_ref(), names.join(", ")),
+        );
+        default
+    }
+
+    fn int_in(
+        &mut self,
+        key: &str,
+        value: Option<&Spanned<i64>>,
+        default: i64,
+        range: std::ops::RangeInclusive<i64>,
+    ) -> i64 {
+        let Some(value) = value else { return default };
+        let n = *value.get_ref();
+        if range.contains(&n) {
+            n
+        } else {
+            self.at(
+                value,
+                format!(
+                    "{key} = {n} is out of range ({}–{})",
+                    range.start(),
+                    range.end()
+                ),
+            );
+            default
+        }
+    }
+
+    fn duration(
+        &mut self,
+        key: &str,
+        value: Option<&Spanned<RawDuration>>,
+        default: Duration,
+        max: Duration,
+    ) -> Duration {
+        let Some(value) = value else { return default };
+        let parsed = match value.get_ref() {
+            RawDuration::Seconds(n) if *n >= 0 => Ok(Duration::from_secs(*n as u64)),
+            RawDuration::Seconds(n) => Err(format!("{n} is negative")),
+            RawDuration::Text(t) => parse_duration(t),
+        };
+        match parsed {
+            Ok(d) if d <= max => d,
+            Ok(d) => {
+                self.at(
+                    value,
+                    format!(
+                        "{key} = {} is over the upper limit of {} s",
+                        fmt_duration(d),
+                        max.as_secs()
+                    ),
+                );
+                default
+            }
+            Err(e) => {
+                self.at(value, format!("{key}: {e}"));
+                default
+            }
+        }
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        let p = PathBuf::from(p);
+        if p.is_absolute() { p } else { self.base_dir.join(p) }
+    }
+
+    /// A file the appliance must read (CA file, password file): checked now, not at the first sync.
+    fn readable_file(&mut self, key: &str, value: &Spanned<String>) -> Option<PathBuf> {
+        let p = self.path(value.get_ref());
+        match std::fs::metadata(&p) {
+            Ok(m) if m.is_file() => Some(p),
+            Ok(_) => {
+                self.at(value, format!("{key}: {} is not a file", p.display()));
+                None
+            }
+            Err(e) => {
+                self.at(value, format!("{key}: cannot read {}: {e}", p.display()));
+                None
+            }
+        }
+    }
+
+    fn password(
+        &mut self,
+        key: &str,
+        inline: Option<&Spanned<String>>,
+        file: Option<&Spanned<String>>,
+    ) -> Option<Secret> {
+        match (inline, file) {
+            (Some(a), Some(_)) => {
+                self.at(a, format!("{key} and {key}_file are both set; keep one"));
+                None
+            }
+            (Some(a), None) => Some(Secret::new(a.get_ref().clone())),
+            (None, Some(f)) => {
+                let p = self.readable_file(&format!("{key}_file"), f)?;
+                match std::fs::read_to_string(&p) {
+                    Ok(s) => Some(Secret::new(s.trim_end_matches(['\r', '\n']).to_string())),
+                    Err(e) => {
+                        self.at(f, format!("{key}_file: cannot read {}: {e}", p.display()));
+                        None
+                    }
+                }
+            }
+            (None, None) => None,
+        }
+    }
+
+    fn config(&mut self, path: &Path, raw: RawConfig) -> Config {
+        let appliance = self.appliance(raw.appliance.unwrap_or_default());
+        let mut profiles: Vec<Profile> = Vec::new();
+        for rp in &raw.profile {
+            let p = self.profile(rp);
+            if profiles.iter().any(|q| q.name == p.name) {
+                self.at(&rp.name, format!("a profile named \"{}\" is already defined", p.name));
+            }
+            profiles.push(p);
+        }
+        let defaults: Vec<&RawProfile> = raw
+            .profile
+            .iter()
+            .filter(|p| p.is_default == Some(true))
+            .collect();
+        if let Some(second) = defaults.get(1) {
+            self.at(
+                &second.name,
+                format!(
+                    "profile \"{}\" is_default = true, but \"{}\" is already the default profile",
+                    second.name.get_ref(),
+                    defaults[0].name.get_ref()
+                ),
+            );
+        }
+        let default_profile = profiles.iter().find(|p| p.is_default).map(|p| p.name.clone());
+        let mut mailboxes: Vec<Mailbox> = Vec::new();
+        for rm in &raw.mailbox {
+            let m = self.mailbox(rm, &profiles, default_profile.as_deref());
+            if mailboxes.iter().any(|o| o.email_address == m.email_address) {
+                self.at(
+                    &rm.email_address,
+                    format!(
+                        "a mailbox for {} is already defined (one mailbox per address)",
+                        m.email_address
+                    ),
+                );
+            }
+            mailboxes.push(m);
+        }
+        Config {
+            path: path.to_path_buf(),
+            appliance,
+            profiles,
+            mailboxes,
+        }
+    }
+
+    fn appliance(&mut self, ra: raw::RawAppliance) -> Appliance {
+        let data_dir = ra
+            .data_dir
+            .as_ref()
+            .map(|d| self.path(d.get_ref()))
+            .unwrap_or_else(|| PathBuf::from("/var/lib/sidesync"));
+        let status_listen = match &ra.status_listen {
+            None => SocketAddr::from(([127, 0, 0, 1], 8025)),
+            Some(s) => match s.get_ref().parse::<SocketAddr>() {
+                Ok(a) => a,
+                Err(_) => {
+                    self.at(
+                        s,
+                        format!(
+                            "status_listen = \"{}\" is not an address and port (e.g. \"127.0.0.1:8025\")",
+                            s.get_ref()
+                        ),
+                    );
+                    SocketAddr::from(([127, 0, 0, 1], 8025))
+                }
+            },
+        };
+        let day = Duration::from_secs(86_400);
+        Appliance {
+            data_dir,
+            status_listen,
+            process_unapproved_mailboxes: ra.process_unapproved_mailboxes.unwrap_or(false),
+            max_concurrent_syncs: self.int_in(
+                "max_concurrent_syncs",
+                ra.max_concurrent_syncs.as_ref(),
+                256,
+                1..=100_000,
+            ) as usize,
+            fetch_batch_size: self.int_in(
+                "fetch_batch_size",
+                ra.fetch_batch_size.as_ref(),
+                200,
+                1..=10_000,
+            ) as u32,
+            fetch_batch_bytes: self.int_in(
+                "fetch_batch_bytes",
+                ra.fetch_batch_bytes.as_ref(),
+                16 << 20,
+                1 << 16..=1 << 30,
+            ) as usize,
+            uidvalidity_alert_after_changes: self.int_in(
+                "uidvalidity_alert_after_changes",
+                ra.uidvalidity_alert_after_changes.as_ref(),
+                2,
+                1..=1000,
+            ) as u32,
+            retry_interval: self.duration(
+                "retry_interval",
+                ra.retry_interval.as_ref(),
+                Duration::from_secs(300),
+                day,
+            ),
+        }
+    }
+
+    fn endpoint(
+        &mut self,
+        direction: &str,
+        protocol: Protocol,
+        fields: EndpointFields<'_>,
+        profile_span: &Spanned<String>,
+    ) -> Endpoint {
+        let host = match fields.host {
+            Some(h) if !h.get_ref().trim().is_empty() => h.get_ref().trim().to_string(),
+            Some(h) => {
+                self.at(h, format!("{direction}_server_location is empty"));
+                String::new()
+            }
+            None => {
+                self.at(
+                    profile_span,
+                    format!(
+                        "profile \"{}\" has no {direction}_server_location",
+                        profile_span.get_ref()
+                    ),
+                );
+                String::new()
+            }
+        };
+        let tls = self.choice(
+            &format!("{direction}_tls"),
+            fields.tls,
+            TlsMode::Implicit,
+            &[
+                ("implicit", TlsMode::Implicit),
+                ("starttls", TlsMode::StartTls),
+                ("none", TlsMode::None),
+            ],
+        );
+        let port = match fields.port {
+            Some(_) => self.int_in(
+                &format!("{direction}_port_number"),
+                fields.port,
+                0,
+                1..=65535,
+            ) as u16,
+            None => default_port(protocol, tls),
+        };
+        let auth = self.choice(
+            &format!("{direction}_authentication_protocol"),
+            fields.auth,
+            AuthProtocol::Auto,
+            &[
+                ("auto", AuthProtocol::Auto),
+                ("plain", AuthProtocol::Plain),
+                ("login", AuthProtocol::Login),
+            ],
+        );
+        #[derive(Clone, Copy, PartialEq)]
+        enum Retrieval {
+            Mailbox,
+            Profile,
+            Without,
+        }
+        let retrieval = self.choice(
+            &format!("{direction}_credential_retrieval"),
+            fields.retrieval,
+            Retrieval::Mailbox,
+            &[
+                ("mailbox", Retrieval::Mailbox),
+                ("profile", Retrieval::Profile),
+                ("without_credentials", Retrieval::Without),
+            ],
+        );
+        let credentials = match retrieval {
+            Retrieval::Mailbox => CredentialSource::Mailbox,
+            Retrieval::Without => {
+                if let Some(r) = fields.retrieval {
+                    self.at(
+                        r,
+                        format!(
+                            "{direction}_credential_retrieval = \"without_credentials\" is not valid: \
+                             the server must authenticate each mailbox (use \"mailbox\" or \"profile\")"
+                        ),
+                    );
+                }
+                CredentialSource::Mailbox
+            }
+            Retrieval::Profile => {
+                let key = format!("{direction}_password");
+                let password = self.password(&key, fields.password, fields.password_file);
+                let username = fields.username.map(|u| u.get_ref().clone());
+                match (username, password) {
+                    (Some(username), Some(password)) => CredentialSource::Profile { username, password },
+                    _ => {
+                        let at = fields.retrieval.unwrap_or(profile_span);
+                        self.at(
+                            at,
+                            format!(
+                                "{direction}_credential_retrieval = \"profile\" needs {direction}_username \
+                                 and {direction}_password (or {direction}_password_file)"
+                            ),
+                        );
+                        CredentialSource::Mailbox
+                    }
+                }
+            }
+        };
+        Endpoint {
+            host,
+            port,
+            tls,
+            auth,
+            credentials,
+        }
+    }
+
+    fn profile(&mut self, rp: &RawProfile) -> Profile {
+        let name = rp.name.get_ref().trim().to_string();
+        if name.is_empty() {
+            self.at(&rp.name, "profile name is empty".to_string());
+        }
+        let server_type = self.choice(
+            "server_type",
+            rp.server_type.as_ref(),
+            ServerType::ImapSmtp,
+            &[
+                ("imap_smtp", ServerType::ImapSmtp),
+                ("imap", ServerType::ImapSmtp),
+                ("pop3_smtp", ServerType::Pop3Smtp),
+                ("pop3", ServerType::Pop3Smtp),
+            ],
+        );
+        let in_protocol = match server_type {
+            ServerType::ImapSmtp => Protocol::Imap,
+            ServerType::Pop3Smtp => Protocol::Pop3,
+        };
+        let incoming = self.endpoint(
+            "incoming",
+            in_protocol,
+            EndpointFields {
+                host: rp.incoming_server_location.as_ref(),
+                port: rp.incoming_port_number.as_ref(),
+                tls: rp.incoming_tls.as_ref(),
+                auth: rp.incoming_authentication_protocol.as_ref(),
+                retrieval: rp.incoming_credential_retrieval.as_ref(),
+                username: rp.incoming_username.as_ref(),
+                password: rp.incoming_password.as_ref(),
+                password_file: rp.incoming_password_file.as_ref(),
+            },
+            &rp.name,
+        );
+        let same = rp.use_same_settings_for_outgoing_connections.unwrap_or(false);
+        let outgoing = if rp.outgoing_server_location.is_some() {
+            let mut fields = EndpointFields {
+                host: rp.outgoing_server_location.as_ref(),
+                port: rp.outgoing_port_number.as_ref(),
+                tls: rp.outgoing_tls.as_ref(),
+                auth: rp.outgoing_authentication_protocol.as_ref(),
+                retrieval: rp.outgoing_credential_retrieval.as_ref(),
+                username: rp.outgoing_username.as_ref(),
+                password: rp.outgoing_password.as_ref(),
+                password_file: rp.outgoing_password_file.as_ref(),
+            };
+            if same {
+                // "Use same settings for outgoing connections": the incoming identity sends too.
+                fields.retrieval = rp.incoming_credential_retrieval.as_ref();
+                fields.username = rp.incoming_username.as_ref();
+                fields.password = rp.incoming_password.as_ref();
+                fields.password_file = rp.incoming_password_file.as_ref();
+                fields.auth = fields.auth.or(rp.incoming_authentication_protocol.as_ref());
+            }
+            Some(self.endpoint("outgoing", Protocol::Smtp, fields, &rp.name))
+        } else {
+            None
+        };
+        let ca_file = rp
+            .ca_file
+            .as_ref()
+            .and_then(|c| self.readable_file("ca_file", c));
+        let process_emails_received_after = rp
+            .process_emails_received_after
+            .as_ref()
+            .and_then(|d| match toml_datetime_to_utc(d.get_ref()) {
+                Some(t) => Some(t),
+                None => {
+                    self.at(
+                        d,
+                        "process_emails_received_after needs a date or a date and time \
+                         (e.g. 2024-01-31 or 2024-01-31T08:00:00Z)"
+                            .to_string(),
+                    );
+                    None
+                }
+            });
+        Profile {
+            name,
+            server_type,
+            is_default: rp.is_default.unwrap_or(false),
+            active: rp.active.unwrap_or(true),
+            owner_email: rp.owner_email.as_ref().map(|o| o.get_ref().trim().to_string()),
+            ca_file,
+            incoming,
+            outgoing,
+            process_emails_received_after,
+            min_polling_interval: self.duration(
+                "min_polling_interval",
+                rp.min_polling_interval.as_ref(),
+                Duration::from_secs(300),
+                MAX_POLLING_INTERVAL,
+            ),
+            max_concurrent_connections: self.int_in(
+                "max_concurrent_connections",
+                rp.max_concurrent_connections.as_ref(),
+                10,
+                1..=MAX_CONCURRENT_CONNECTIONS as i64,
+            ) as u32,
+            timeout_mailbox_connection_after: self.duration(
+                "timeout_mailbox_connection_after",
+                rp.timeout_mailbox_connection_after.as_ref(),
+                Duration::from_secs(60),
+                MAX_CONNECTION_TIMEOUT,
+            ),
+            move_undelivered_emails: rp.move_undelivered_emails.unwrap_or(false),
+            send_alert_email: rp.send_alert_email.unwrap_or(false),
+        }
+    }
+
+    fn mailbox(
+        &mut self,
+        rm: &RawMailbox,
+        profiles: &[Profile],
+        default_profile: Option<&str>,
+    ) -> Mailbox {
+        let email_address = rm.email_address.get_ref().trim().to_ascii_lowercase();
+        let valid_address = email_address
+            .split_once('@')
+            .is_some_and(|(l, d)| !l.is_empty() && !d.is_empty() && !d.contains('@'));
+        if !valid_address {
+            self.at(
+                &rm.email_address,
+                format!("email_address = \"{}\" is not an email address", rm.email_address.get_ref()),
+            );
+        }
+        let profile = match &rm.profile {
+            Some(p) => {
+                if !profiles.iter().any(|q| q.name == p.get_ref().trim()) {
+                    self.at(
+                        p,
+                        format!("mailbox {email_address} names profile \"{}\", which is not defined", p.get_ref()),
+                    );
+                }
+                Some(p.get_ref().trim().to_string())
+            }
+            None => default_profile.map(str::to_string),
+        };
+        let owner = self.choice(
+            "owner",
+            rm.owner.as_ref(),
+            OwnerType::User,
+            &[("user", OwnerType::User), ("queue", OwnerType::Queue)],
+        );
+        let incoming_delivery = self.choice(
+            "incoming_delivery",
+            rm.incoming_delivery.as_ref(),
+            IncomingDelivery::ServerSideSync,
+            &[
+                ("server_side_sync", IncomingDelivery::ServerSideSync),
+                ("forward_mailbox", IncomingDelivery::ForwardMailbox),
+                ("none", IncomingDelivery::None),
+            ],
+        );
+        let outgoing_delivery = self.choice(
+            "outgoing_delivery",
+            rm.outgoing_delivery.as_ref(),
+            OutgoingDelivery::ServerSideSync,
+            &[
+                ("server_side_sync", OutgoingDelivery::ServerSideSync),
+                ("none", OutgoingDelivery::None),
+            ],
+        );
+        let approval = self.choice(
+            "approval",
+            rm.approval.as_ref(),
+            Approval::Empty,
+            &[
+                ("empty", Approval::Empty),
+                ("approved", Approval::Approved),
+                ("pending_approval", Approval::PendingApproval),
+                ("rejected", Approval::Rejected),
+            ],
+        );
+        let password = self.password("password", rm.password.as_ref(), rm.password_file.as_ref());
+        // A mailbox whose profile takes credentials from the mailbox must carry a password.
+        let needs_password = profile
+            .as_deref()
+            .and_then(|n| profiles.iter().find(|p| p.name == n))
+            .is_some_and(|p| {
+                incoming_delivery != IncomingDelivery::None
+                    && matches!(p.incoming.credentials, CredentialSource::Mailbox)
+            });
+        if needs_password && password.is_none() {
+            self.at(
+                &rm.email_address,
+                format!(
+                    "mailbox {email_address} needs password or password_file \
+                     (its profile takes credentials from the mailbox)"
+                ),
+            );
+        }
+        Mailbox {
+            username: rm
+                .username
+                .as_ref()
+                .map(|u| u.get_ref().clone())
+                .unwrap_or_else(|| email_address.clone()),
+            email_address,
+            name: rm.name.clone(),
+            owner,
+            profile,
+            incoming_delivery,
+            outgoing_delivery,
+            approval,
+            active: rm.active.unwrap_or(true),
+            password,
+        }
+    }
+}
+
+struct EndpointFields<'a> {
+    host: Option<&'a Spanned<String>>,
+    port: Option<&'a Spanned<i64>>,
+    tls: Option<&'a Spanned<String>>,
+    auth: Option<&'a Spanned<String>>,
+    retrieval: Option<&'a Spanned<String>>,
+    username: Option<&'a Spanned<String>>,
+    password: Option<&'a Spanned<String>>,
+    password_file: Option<&'a Spanned<String>>,
+}
+
+/// P2: the port follows from protocol and TLS mode when the config omits it.
+pub fn default_port(protocol: Protocol, tls: TlsMode) -> u16 {
+    match (protocol, tls) {
+        (Protocol::Imap, TlsMode::Implicit) => 993,
+        (Protocol::Imap, _) => 143,
+        (Protocol::Pop3, TlsMode::Implicit) => 995,
+        (Protocol::Pop3, _) => 110,
+        (Protocol::Smtp, TlsMode::Implicit) => 465,
+        (Protocol::Smtp, _) => 587,
+    }
+}
+
+fn toml_datetime_to_utc(d: &toml::value::Datetime) -> Option<DateTime<Utc>> {
+    let text = d.to_string();
+    if let Ok(t) = DateTime::parse_from_rfc3339(&text) {
+        return Some(t.with_timezone(&Utc));
+    }
+    if let Ok(t) = NaiveDateTime::parse_from_str(&text, "%Y-%m-%dT%H:%M:%S%.f") {
+        return Some(t.and_utc());
+    }
+    NaiveDate::parse_from_str(&text, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc())
+}
+
+pub fn fmt_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    if d.subsec_millis() != 0 || s == 0 {
+        format!("{}ms", d.as_millis())
+    } else if s % 3600 == 0 {
+        format!("{}h", s / 3600)
+    } else if s % 60 == 0 {
+        format!("{}m", s / 60)
+    } else {
+        format!("{s}s")
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,90 @@
+//! The config file exactly as written: every field optional where a default exists, spans kept so
+//! that validation can point at `FILE:LINE:COL`. Unknown keys are rejected by serde.
+
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub appliance: Option<RawAppliance>,
+    #[serde(default)]
+    pub profile: Vec<RawProfile>,
+    #[serde(default)]
+    pub mailbox: Vec<RawMailbox>,
+}
+
+/// A duration may be written as a string ("5m") or a bare number of seconds.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(untagged)]
+pub enum RawDuration {
+    Seconds(i64),
+    Text(String),
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawAppliance {
+    pub data_dir: Option<Spanned<String>>,
+    pub status_listen: Option<Spanned<String>>,
+    pub process_unapproved_mailboxes: Option<bool>,
+    pub max_concurrent_syncs: Option<Spanned<i64>>,
+    pub fetch_batch_size: Option<Spanned<i64>>,
+    pub fetch_batch_bytes: Option<Spanned<i64>>,
+    pub uidvalidity_alert_after_changes: Option<Spanned<i64>>,
+    pub retry_interval: Option<Spanned<RawDuration>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProfile {
+    pub name: Spanned<String>,
+    pub description: Option<String>,
+    pub server_type: Option<Spanned<String>>,
+    pub is_default: Option<bool>,
+    pub active: Option<bool>,
+    pub owner_email: Option<Spanned<String>>,
+    pub ca_file: Option<Spanned<String>>,
+
+    pub incoming_server_location: Option<Spanned<String>>,
+    pub incoming_port_number: Option<Spanned<i64>>,
+    pub incoming_tls: Option<Spanned<String>>,
+    pub incoming_authentication_protocol: Option<Spanned<String>>,
+    pub incoming_credential_retrieval: Option<Spanned<String>>,
+    pub incoming_username: Option<Spanned<String>>,
+    pub incoming_password: Option<Spanned<String>>,
+    pub incoming_password_file: Option<Spanned<String>>,
+
+    pub use_same_settings_for_outgoing_connections: Option<bool>,
+    pub outgoing_server_location: Option<Spanned<String>>,
+    pub outgoing_port_number: Option<Spanned<i64>>,
+    pub outgoing_tls: Option<Spanned<String>>,
+    pub outgoing_authentication_protocol: Option<Spanned<String>>,
+    pub outgoing_credential_retrieval: Option<Spanned<String>>,
+    pub outgoing_username: Option<Spanned<String>>,
+    pub outgoing_password: Option<Spanned<String>>,
+    pub outgoing_password_file: Option<Spanned<String>>,
+
+    pub process_emails_received_after: Option<Spanned<toml::value::Datetime>>,
+    pub min_polling_interval: Option<Spanned<RawDuration>>,
+    pub max_concurrent_connections: Option<Spanned<i64>>,
+    pub timeout_mailbox_connection_after: Option<Spanned<RawDuration>>,
+    pub move_undelivered_emails: Option<bool>,
+    pub send_alert_email: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMailbox {
+    pub email_address: Spanned<String>,
+    pub name: Option<String>,
+    pub owner: Option<Spanned<String>>,
+    pub profile: Option<Spanned<String>>,
+    pub incoming_delivery: Option<Spanned<String>>,
+    pub outgoing_delivery: Option<Spanned<String>>,
+    pub approval: Option<Spanned<String>>,
+    pub active: Option<bool>,
+    pub username: Option<Spanned<String>>,
+    pub password: Option<Spanned<String>>,
+    pub password_file: Option<Spanned<String>>,
+}

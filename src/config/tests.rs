@@ -1,0 +1,218 @@
+use super::*;
+
+fn parse(text: &str) -> Result<Config, ConfigErrors> {
+    Config::parse(Path::new("/etc/sidesync/sidesync.toml"), text)
+}
+
+/// Every message, as `LINE:COL: message`.
+fn mistakes(text: &str) -> Vec<String> {
+    match parse(text) {
+        Ok(_) => panic!("config was accepted:\n{text}"),
+        Err(e) => e
+            .errors
+            .iter()
+            .map(|e| {
+                assert_eq!(e.file, "/etc/sidesync/sidesync.toml");
+                format!("{}:{}: {}", e.line, e.col, e.message)
+            })
+            .collect(),
+    }
+}
+
+const GOOD: &str = r#"
+[appliance]
+data_dir = "/var/lib/sidesync"
+
+[[profile]]
+name = "corp"
+is_default = true
+incoming_server_location = "imap.example.com"
+min_polling_interval = "2m"
+
+[[mailbox]]
+email_address = "Alice@Example.com"
+password = "s3cret"
+approval = "approved"
+"#;
+
+#[test]
+fn a_good_config_gets_defaults() {
+    let c = parse(GOOD).expect("valid");
+    let p = &c.profiles[0];
+    assert_eq!(p.incoming.port, 993, "implicit TLS IMAP defaults to 993");
+    assert_eq!(p.incoming.tls, TlsMode::Implicit);
+    assert_eq!(p.max_concurrent_connections, 10);
+    assert_eq!(p.min_polling_interval, Duration::from_secs(120));
+    let m = &c.mailboxes[0];
+    assert_eq!(m.email_address, "alice@example.com");
+    assert_eq!(m.profile.as_deref(), Some("corp"), "no profile named: the default one");
+    assert_eq!(m.username, "alice@example.com");
+    assert_eq!(m.approval, Approval::Approved);
+    assert_eq!(c.appliance.status_listen.to_string(), "127.0.0.1:8025");
+}
+
+#[test]
+fn ports_follow_protocol_and_tls() {
+    assert_eq!(default_port(Protocol::Imap, TlsMode::StartTls), 143);
+    assert_eq!(default_port(Protocol::Pop3, TlsMode::Implicit), 995);
+    assert_eq!(default_port(Protocol::Pop3, TlsMode::None), 110);
+    assert_eq!(default_port(Protocol::Smtp, TlsMode::Implicit), 465);
+    assert_eq!(default_port(Protocol::Smtp, TlsMode::StartTls), 587);
+}
+
+#[test]
+fn unknown_key_points_at_it() {
+    let text = GOOD.replace("min_polling_interval", "min_poling_interval");
+    let m = mistakes(&text);
+    assert_eq!(m.len(), 1);
+    assert!(m[0].starts_with("9:1: unknown field `min_poling_interval`"), "{m:?}");
+}
+
+#[test]
+fn syntax_error_points_at_it() {
+    let m = mistakes("[appliance]\ndata_dir = \"/x\"\nstatus_listen = \n");
+    assert!(m[0].starts_with("3:"), "{m:?}");
+}
+
+#[test]
+fn bad_port() {
+    let text = GOOD.replace(
+        "min_polling_interval",
+        "incoming_port_number = 70000\nmin_polling_interval",
+    );
+    let m = mistakes(&text);
+    assert_eq!(m, vec!["9:24: incoming_port_number = 70000 is out of range (1–65535)"]);
+}
+
+#[test]
+fn timeout_over_100_seconds() {
+    let text = GOOD.replace(
+        "min_polling_interval",
+        "timeout_mailbox_connection_after = \"101s\"\nmin_polling_interval",
+    );
+    let m = mistakes(&text);
+    assert_eq!(
+        m,
+        vec!["9:36: timeout_mailbox_connection_after = 101s is over the upper limit of 100 s"]
+    );
+}
+
+#[test]
+fn mailbox_names_missing_profile() {
+    let text = GOOD.replace("approval", "profile = \"sales\"\napproval");
+    let m = mistakes(&text);
+    assert_eq!(
+        m,
+        vec!["14:11: mailbox alice@example.com names profile \"sales\", which is not defined"]
+    );
+}
+
+#[test]
+fn two_mailboxes_with_one_address() {
+    let text = format!("{GOOD}\n[[mailbox]]\nemail_address = \"alice@example.COM\"\npassword = \"x\"\n");
+    let m = mistakes(&text);
+    assert_eq!(
+        m,
+        vec!["17:17: a mailbox for alice@example.com is already defined (one mailbox per address)"]
+    );
+}
+
+#[test]
+fn without_credentials_is_rejected() {
+    let text = GOOD.replace(
+        "min_polling_interval",
+        "incoming_credential_retrieval = \"without_credentials\"\nmin_polling_interval",
+    );
+    let m = mistakes(&text);
+    assert_eq!(m.len(), 1);
+    assert!(
+        m[0].starts_with("9:33: incoming_credential_retrieval = \"without_credentials\" is not valid"),
+        "{m:?}"
+    );
+}
+
+#[test]
+fn every_mistake_is_reported_at_once() {
+    let text = r#"
+[[profile]]
+name = "a"
+incoming_server_location = "h"
+incoming_port_number = 0
+max_concurrent_connections = 301
+incoming_tls = "ssl"
+
+[[mailbox]]
+email_address = "nobody"
+profile = "b"
+"#;
+    let m = mistakes(text);
+    assert_eq!(m.len(), 5, "{m:?}");
+    assert!(m[0].starts_with("5:24: incoming_port_number = 0"));
+    assert!(m[1].starts_with("6:30: max_concurrent_connections = 301"));
+    assert!(m[2].starts_with("7:16: incoming_tls = \"ssl\" is not one of"));
+    assert!(m[3].starts_with("10:17: email_address = \"nobody\" is not an email address"));
+    assert!(m[4].starts_with("11:11: mailbox nobody names profile \"b\""));
+}
+
+#[test]
+fn profile_credentials_need_identity() {
+    let text = GOOD.replace(
+        "min_polling_interval",
+        "incoming_credential_retrieval = \"profile\"\nincoming_username = \"master\"\nmin_polling_interval",
+    );
+    let m = mistakes(&text);
+    assert!(m[0].contains("needs incoming_username and incoming_password"), "{m:?}");
+    let ok = GOOD.replace(
+        "min_polling_interval",
+        "incoming_credential_retrieval = \"profile\"\nincoming_username = \"master\"\n\
+         incoming_password = \"pw\"\nmin_polling_interval",
+    );
+    let c = parse(&ok).expect("valid");
+    assert!(matches!(c.profiles[0].incoming.credentials, CredentialSource::Profile { .. }));
+    assert!(!format!("{c:?}").contains("\"pw\""), "a Debug of the config must not show a password");
+}
+
+#[test]
+fn mailbox_credentials_need_a_password() {
+    let text = GOOD.replace("password = \"s3cret\"\n", "");
+    let m = mistakes(&text);
+    assert!(m[0].starts_with("12:17: mailbox alice@example.com needs password"), "{m:?}");
+}
+
+#[test]
+fn missing_ca_file_is_named() {
+    let text = GOOD.replace(
+        "min_polling_interval",
+        "ca_file = \"/nonexistent/ca.pem\"\nmin_polling_interval",
+    );
+    let m = mistakes(&text);
+    assert!(m[0].starts_with("9:11: ca_file: cannot read /nonexistent/ca.pem"), "{m:?}");
+}
+
+#[test]
+fn received_after_accepts_dates() {
+    let text = GOOD.replace(
+        "min_polling_interval",
+        "process_emails_received_after = 2024-03-01\nmin_polling_interval",
+    );
+    let c = parse(&text).expect("valid");
+    assert_eq!(
+        c.profiles[0].process_emails_received_after.map(|d| d.to_rfc3339()),
+        Some("2024-03-01T00:00:00+00:00".to_string())
+    );
+}
+
+#[test]
+fn two_default_profiles() {
+    let text = format!(
+        "{GOOD}\n[[profile]]\nname = \"other\"\nis_default = true\nincoming_server_location = \"x\"\n"
+    );
+    let m = mistakes(&text);
+    assert!(m[0].contains("\"corp\" is already the default profile"), "{m:?}");
+}
+
+#[test]
+fn line_col_counts_characters() {
+    assert_eq!(line_col("ab\ncé d", 7), (2, 4));
+    assert_eq!(line_col("x", 0), (1, 1));
+}

@@ -1,0 +1,7 @@
+//! sidesync: server-side email synchronization in one binary.
+//!
+//! Data flows config → engine (scheduler, per-mailbox jobs) → protocol sessions (imap) over one
+//! connection layer (net) → tracking decisions → store; the HTTP side reads the store.
+
+pub mod config;
+pub mod secret;
