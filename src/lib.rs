@@ -5,3 +5,5 @@
 
 pub mod config;
 pub mod secret;
+pub mod store;
+pub mod tracking;

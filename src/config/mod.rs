@@ -98,6 +98,7 @@ pub enum CredentialSource {
 #[derive(Debug, Clone)]
 pub struct Profile {
     pub name: String,
+    pub description: Option<String>,
     pub server_type: ServerType,
     pub is_default: bool,
     pub active: bool,
@@ -710,6 +711,7 @@ impl Validator<'_> {
             });
         Profile {
             name,
+            description: rp.description.clone(),
             server_type,
             is_default: rp.is_default.unwrap_or(false),
             active: rp.active.unwrap_or(true),

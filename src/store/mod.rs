@@ -1,0 +1,260 @@
+//! The store: one redb file in `data_dir`.
+//!
+//! Tables (see the README's design section):
+//! - `meta`: schema version and the next activity id
+//! - `activities`: activity id → [`Activity`] (parsed header fields, JSON)
+//! - `activity_raw`: activity id → the raw MIME, zstd-compressed
+//! - `sync_id_map`: (mailbox, folder, UIDVALIDITY, UID) → activity id
+//! - `message_index`: (mailbox, Message-ID or content hash) → activity id (the duplicate check)
+//! - `folder_cursors`: (mailbox, folder) → [`FolderCursor`]
+//! - `mailbox_state`, `profile_state`: runtime state shown by `/status`
+//! - `alerts`: alert id → [`Alert`]
+//!
+//! Invariant (exactly-once ingest, I3): an activity, its sync id map entry and the folder cursor that
+//! covers its UID are written in one transaction. After a crash, the cursor names exactly the UIDs
+//! whose activities exist, so a restart fetches the rest and nothing twice.
+
+pub mod records;
+mod writer;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+
+pub use records::*;
+pub use writer::{IngestBatch, IngestOutcome, MailboxUpdate, PreparedMessage, StoreWriter};
+
+use crate::tracking::plan::FolderCursor;
+
+pub const SCHEMA_VERSION: u64 = 1;
+pub const STORE_FILE: &str = "sidesync.redb";
+
+pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+pub(crate) const ACTIVITIES: TableDefinition<u64, &[u8]> = TableDefinition::new("activities");
+pub(crate) const ACTIVITY_RAW: TableDefinition<u64, &[u8]> = TableDefinition::new("activity_raw");
+pub(crate) const SYNC_ID_MAP: TableDefinition<(&str, &str, u32, u32), u64> =
+    TableDefinition::new("sync_id_map");
+pub(crate) const MESSAGE_INDEX: TableDefinition<(&str, &str), u64> =
+    TableDefinition::new("message_index");
+pub(crate) const FOLDER_CURSORS: TableDefinition<(&str, &str), &[u8]> =
+    TableDefinition::new("folder_cursors");
+pub(crate) const MAILBOX_STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("mailbox_state");
+pub(crate) const PROFILE_STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("profile_state");
+pub(crate) const ALERTS: TableDefinition<u64, &[u8]> = TableDefinition::new("alerts");
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create the data folder {path}: {source}")]
+    DataDir { path: PathBuf, source: std::io::Error },
+    #[error("store {path}: {source}")]
+    Open { path: PathBuf, source: redb::DatabaseError },
+    #[error("store {path} has schema version {found}; this sidesync reads version {SCHEMA_VERSION} and older")]
+    NewerSchema { path: PathBuf, found: u64 },
+    #[error("store: {0}")]
+    Db(#[from] redb::Error),
+    #[error("store: a {what} record does not decode: {source}")]
+    Decode { what: &'static str, source: serde_json::Error },
+    #[error("store: raw MIME of activity {id} does not decompress: {source}")]
+    Decompress { id: u64, source: std::io::Error },
+    #[error("store writer has stopped")]
+    WriterGone,
+}
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self { StoreError::Db(e.into()) }
+        }
+    )*};
+}
+from_redb!(
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(
+    what: &'static str,
+    bytes: &[u8],
+) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|source| StoreError::Decode { what, source })
+}
+
+pub(crate) fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    // Serializing these plain structs to JSON cannot fail (no maps with non-string keys).
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+/// The store, shared by the writer thread and every reader.
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<Database>,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (or creates) `data_dir/sidesync.redb` and its tables.
+    pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir {
+            path: data_dir.to_path_buf(),
+            source,
+        })?;
+        let path = data_dir.join(STORE_FILE);
+        let db = Database::create(&path).map_err(|source| StoreError::Open {
+            path: path.clone(),
+            source,
+        })?;
+        let txn = db.begin_write()?;
+        {
+            let mut meta = txn.open_table(META)?;
+            let found = meta.get("schema_version")?.map(|v| v.value());
+            match found {
+                Some(v) if v > SCHEMA_VERSION => {
+                    return Err(StoreError::NewerSchema { path, found: v });
+                }
+                Some(_) => {}
+                None => {
+                    meta.insert("schema_version", SCHEMA_VERSION)?;
+                }
+            }
+            txn.open_table(ACTIVITIES)?;
+            txn.open_table(ACTIVITY_RAW)?;
+            txn.open_table(SYNC_ID_MAP)?;
+            txn.open_table(MESSAGE_INDEX)?;
+            txn.open_table(FOLDER_CURSORS)?;
+            txn.open_table(MAILBOX_STATE)?;
+            txn.open_table(PROFILE_STATE)?;
+            txn.open_table(ALERTS)?;
+        }
+        txn.commit()?;
+        Ok(Store {
+            db: Arc::new(db),
+            path,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub(crate) fn db(&self) -> &Database {
+        &self.db
+    }
+
+    pub fn schema_version(&self) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read()?;
+        let meta = txn.open_table(META)?;
+        Ok(meta.get("schema_version")?.map(|v| v.value()).unwrap_or(0))
+    }
+
+    pub fn folder_cursor(&self, mailbox: &str, folder: &str) -> Result<Option<FolderCursor>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(FOLDER_CURSORS)?;
+        t.get((mailbox, folder))?
+            .map(|v| decode("folder cursor", v.value()))
+            .transpose()
+    }
+
+    pub fn mailbox_states(&self) -> Result<BTreeMap<String, MailboxState>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(MAILBOX_STATE)?;
+        let mut out = BTreeMap::new();
+        for row in t.iter()? {
+            let (k, v) = row?;
+            out.insert(k.value().to_string(), decode("mailbox state", v.value())?);
+        }
+        Ok(out)
+    }
+
+    pub fn profile_states(&self) -> Result<BTreeMap<String, ProfileState>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(PROFILE_STATE)?;
+        let mut out = BTreeMap::new();
+        for row in t.iter()? {
+            let (k, v) = row?;
+            out.insert(k.value().to_string(), decode("profile state", v.value())?);
+        }
+        Ok(out)
+    }
+
+    pub fn activity_count(&self) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read()?;
+        Ok(txn.open_table(ACTIVITIES)?.len()?)
+    }
+
+    pub fn activity(&self, id: u64) -> Result<Option<Activity>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(ACTIVITIES)?;
+        t.get(id)?.map(|v| decode("activity", v.value())).transpose()
+    }
+
+    /// Every activity, in id order. For tests and small exports; the API pages through them.
+    pub fn activities(&self) -> Result<Vec<Activity>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(ACTIVITIES)?;
+        let mut out = Vec::new();
+        for row in t.iter()? {
+            out.push(decode("activity", row?.1.value())?);
+        }
+        Ok(out)
+    }
+
+    /// The original MIME bytes of an activity.
+    pub fn activity_raw(&self, id: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(ACTIVITY_RAW)?;
+        let Some(v) = t.get(id)? else { return Ok(None) };
+        zstd::decode_all(v.value())
+            .map(Some)
+            .map_err(|source| StoreError::Decompress { id, source })
+    }
+
+    /// Compressed bytes of all raw MIME: the store's footprint against the raw bytes.
+    pub fn compressed_raw_bytes(&self) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(ACTIVITY_RAW)?;
+        let mut total = 0u64;
+        for row in t.iter()? {
+            total += row?.1.value().len() as u64;
+        }
+        Ok(total)
+    }
+
+    /// Sync id map rows of one mailbox: ((folder, UIDVALIDITY, UID), activity id).
+    pub fn sync_id_map(&self, mailbox: &str) -> Result<Vec<((String, u32, u32), u64)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(SYNC_ID_MAP)?;
+        let mut out = Vec::new();
+        for row in t.range((mailbox, "", 0u32, 0u32)..)? {
+            let (k, v) = row?;
+            let (m, folder, uv, uid) = k.value();
+            if m != mailbox {
+                break;
+            }
+            out.push(((folder.to_string(), uv, uid), v.value()));
+        }
+        Ok(out)
+    }
+
+    /// Alerts, newest first, at most `limit`.
+    pub fn alerts(&self, limit: usize) -> Result<Vec<Alert>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(ALERTS)?;
+        let mut out = Vec::new();
+        for row in t.iter()?.rev().take(limit) {
+            out.push(decode("alert", row?.1.value())?);
+        }
+        Ok(out)
+    }
+
+    /// Starts the single writer thread. Every write goes through it.
+    pub fn start_writer(&self) -> StoreWriter {
+        writer::start(self.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,381 @@
+//! The one writer: a thread that owns every redb write transaction.
+//!
+//! Mailbox jobs send it requests over a bounded channel. It takes whatever is queued (up to a
+//! limit) and applies it in one transaction with one fsync: group commit across all mailboxes, so
+//! the store costs one fsync per batch of batches, never one per message.
+
+use std::thread::JoinHandle;
+
+use chrono::{DateTime, Utc};
+use redb::{Durability, ReadableTable, WriteTransaction};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{
+    decode, encode, Activity, Alert, Direction, LastError, MailboxState, RunStatus, Store,
+    StoreError, ACTIVITIES, ACTIVITY_RAW, ALERTS, FOLDER_CURSORS, MAILBOX_STATE, MESSAGE_INDEX,
+    META, PROFILE_STATE, SYNC_ID_MAP,
+};
+use crate::store::ProfileState;
+use crate::tracking::message::EmailHeaders;
+use crate::tracking::plan::FolderCursor;
+
+/// Requests queued beyond this wait for the writer: back-pressure on fetching.
+const QUEUE_DEPTH: usize = 64;
+/// At most this many requests, or this many bytes, go into one transaction.
+const MAX_OPS_PER_COMMIT: usize = 256;
+const MAX_BYTES_PER_COMMIT: usize = 64 << 20;
+
+/// A message ready to store: parsed and compressed by the mailbox job, off the writer thread.
+#[derive(Debug)]
+pub struct PreparedMessage {
+    pub uid: u32,
+    pub headers: EmailHeaders,
+    pub dedup_key: String,
+    pub raw_zstd: Vec<u8>,
+    pub size: u64,
+    pub received_at: Option<DateTime<Utc>>,
+}
+
+/// Messages of one folder and the cursor that covers them: committed together or not at all.
+#[derive(Debug)]
+pub struct IngestBatch {
+    pub mailbox: String,
+    pub folder: String,
+    pub cursor: FolderCursor,
+    pub messages: Vec<PreparedMessage>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IngestOutcome {
+    /// Activities created.
+    pub created: u32,
+    /// Messages linked to an activity that already existed (same Message-ID or content).
+    pub linked: u32,
+}
+
+/// A change to a mailbox's runtime state.
+#[derive(Debug, Clone)]
+pub enum MailboxUpdate {
+    SyncStarted { at: DateTime<Utc> },
+    SyncSucceeded { at: DateTime<Utc>, duration_ms: u64 },
+    SyncFailed { at: DateTime<Utc>, text: String, code: String, transient: bool },
+}
+
+enum Op {
+    Ingest(IngestBatch, oneshot::Sender<Result<IngestOutcome, String>>),
+    Mailbox(String, MailboxUpdate),
+    Profile { profile: String, connected: bool, error: Option<(String, String)> },
+    Alert(Alert),
+    Flush(oneshot::Sender<()>),
+}
+
+impl Op {
+    fn bytes(&self) -> usize {
+        match self {
+            Op::Ingest(b, _) => b.messages.iter().map(|m| m.raw_zstd.len()).sum(),
+            _ => 0,
+        }
+    }
+}
+
+/// The handle every job holds; cheap to clone.
+#[derive(Clone)]
+pub struct StoreWriter {
+    tx: mpsc::Sender<Op>,
+    thread: std::sync::Arc<std::sync::Mutex<Option<JoinHandle<()>>>>,
+}
+
+impl StoreWriter {
+    /// Queues a batch; the returned receiver resolves once it is committed (durably) or failed.
+    pub async fn ingest(
+        &self,
+        batch: IngestBatch,
+    ) -> Result<oneshot::Receiver<Result<IngestOutcome, String>>, StoreError> {
+        let (done, rx) = oneshot::channel();
+        self.tx
+            .send(Op::Ingest(batch, done))
+            .await
+            .map_err(|_| StoreError::WriterGone)?;
+        Ok(rx)
+    }
+
+    pub async fn mailbox(&self, mailbox: &str, update: MailboxUpdate) -> Result<(), StoreError> {
+        self.tx
+            .send(Op::Mailbox(mailbox.to_string(), update))
+            .await
+            .map_err(|_| StoreError::WriterGone)
+    }
+
+    /// Counts a connection attempt of a profile, and its error if it failed.
+    pub async fn profile_connection(
+        &self,
+        profile: &str,
+        error: Option<(String, String)>,
+    ) -> Result<(), StoreError> {
+        self.tx
+            .send(Op::Profile {
+                profile: profile.to_string(),
+                connected: error.is_none(),
+                error,
+            })
+            .await
+            .map_err(|_| StoreError::WriterGone)
+    }
+
+    pub async fn alert(&self, alert: Alert) -> Result<(), StoreError> {
+        self.tx.send(Op::Alert(alert)).await.map_err(|_| StoreError::WriterGone)
+    }
+
+    /// Waits until everything queued before this call is committed.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        let (done, rx) = oneshot::channel();
+        self.tx.send(Op::Flush(done)).await.map_err(|_| StoreError::WriterGone)?;
+        rx.await.map_err(|_| StoreError::WriterGone)
+    }
+
+    /// Closes the queue and waits for the writer to commit what is in it. Only the last holder's
+    /// call has effect; other clones must be dropped first.
+    pub fn shutdown(self) {
+        let thread = self.thread.lock().ok().and_then(|mut t| t.take());
+        drop(self.tx);
+        if let Some(t) = thread {
+            let _ = t.join();
+        }
+    }
+}
+
+pub(super) fn start(store: Store) -> StoreWriter {
+    let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+    let thread = std::thread::Builder::new()
+        .name("store-writer".into())
+        .spawn(move || run(store, rx))
+        .ok();
+    if thread.is_none() {
+        tracing::error!("cannot start the store writer thread");
+    }
+    StoreWriter {
+        tx,
+        thread: std::sync::Arc::new(std::sync::Mutex::new(thread)),
+    }
+}
+
+fn run(store: Store, mut rx: mpsc::Receiver<Op>) {
+    while let Some(first) = rx.blocking_recv() {
+        let mut bytes = first.bytes();
+        let mut ops = vec![first];
+        while ops.len() < MAX_OPS_PER_COMMIT && bytes < MAX_BYTES_PER_COMMIT {
+            match rx.try_recv() {
+                Ok(op) => {
+                    bytes += op.bytes();
+                    ops.push(op);
+                }
+                Err(_) => break,
+            }
+        }
+        commit(&store, ops);
+    }
+}
+
+/// Applies `ops` in one transaction and answers each request after the commit.
+fn commit(store: &Store, ops: Vec<Op>) {
+    let mut outcomes: Vec<Result<IngestOutcome, String>> = Vec::with_capacity(ops.len());
+    let result = (|| -> Result<(), StoreError> {
+        let mut txn = store.db().begin_write()?;
+        // Durable: the commit reaches the disk before any job is told its batch is stored.
+        let _ = txn.set_durability(Durability::Immediate);
+        for op in &ops {
+            outcomes.push(match op {
+                Op::Ingest(batch, _) => Ok(apply_ingest(&txn, batch)?),
+                Op::Mailbox(mailbox, update) => {
+                    apply_mailbox(&txn, mailbox, update)?;
+                    Ok(IngestOutcome::default())
+                }
+                Op::Profile { profile, connected, error } => {
+                    apply_profile(&txn, profile, *connected, error.as_ref())?;
+                    Ok(IngestOutcome::default())
+                }
+                Op::Alert(alert) => {
+                    apply_alert(&txn, alert)?;
+                    Ok(IngestOutcome::default())
+                }
+                Op::Flush(_) => Ok(IngestOutcome::default()),
+            });
+        }
+        txn.commit()?;
+        Ok(())
+    })();
+    if let Err(e) = &result {
+        tracing::error!(error = %e, "store commit failed; the batch will be fetched again");
+    }
+    for (i, op) in ops.into_iter().enumerate() {
+        match op {
+            Op::Ingest(_, done) => {
+                let answer = match &result {
+                    Ok(()) => outcomes.get(i).cloned().unwrap_or(Ok(IngestOutcome::default())),
+                    Err(e) => Err(e.to_string()),
+                };
+                let _ = done.send(answer);
+            }
+            Op::Flush(done) => {
+                let _ = done.send(());
+            }
+            _ => {}
+        }
+    }
+}
+
+fn next_id(txn: &WriteTransaction, key: &str) -> Result<u64, StoreError> {
+    let mut meta = txn.open_table(META)?;
+    let id = meta.get(key)?.map(|v| v.value()).unwrap_or(1);
+    meta.insert(key, id + 1)?;
+    Ok(id)
+}
+
+fn apply_ingest(txn: &WriteTransaction, batch: &IngestBatch) -> Result<IngestOutcome, StoreError> {
+    let mut out = IngestOutcome::default();
+    let mut raw_bytes = 0u64;
+    {
+        let mut map = txn.open_table(SYNC_ID_MAP)?;
+        let mut index = txn.open_table(MESSAGE_INDEX)?;
+        let mut activities = txn.open_table(ACTIVITIES)?;
+        let mut raw = txn.open_table(ACTIVITY_RAW)?;
+        let now = Utc::now();
+        for m in &batch.messages {
+            let key = (
+                batch.mailbox.as_str(),
+                batch.folder.as_str(),
+                batch.cursor.uidvalidity,
+                m.uid,
+            );
+            // Already mapped (a batch replayed after a lost answer): nothing to do.
+            if map.get(key)?.is_some() {
+                continue;
+            }
+            let existing = index
+                .get((batch.mailbox.as_str(), m.dedup_key.as_str()))?
+                .map(|v| v.value());
+            let id = match existing {
+                Some(id) => {
+                    out.linked += 1;
+                    id
+                }
+                None => {
+                    let id = next_id(txn, "next_activity_id")?;
+                    let activity = Activity {
+                        id,
+                        direction: Direction::Incoming,
+                        mailbox: batch.mailbox.clone(),
+                        folder: batch.folder.clone(),
+                        headers: m.headers.clone(),
+                        size: m.size,
+                        received_at: m.received_at,
+                        created_at: now,
+                    };
+                    activities.insert(id, encode(&activity).as_slice())?;
+                    raw.insert(id, m.raw_zstd.as_slice())?;
+                    index.insert((batch.mailbox.as_str(), m.dedup_key.as_str()), id)?;
+                    out.created += 1;
+                    raw_bytes += m.size;
+                    id
+                }
+            };
+            map.insert(key, id)?;
+        }
+        let mut cursors = txn.open_table(FOLDER_CURSORS)?;
+        cursors.insert(
+            (batch.mailbox.as_str(), batch.folder.as_str()),
+            encode(&batch.cursor).as_slice(),
+        )?;
+    }
+    let mut states = txn.open_table(MAILBOX_STATE)?;
+    let mut state: MailboxState = match states.get(batch.mailbox.as_str())? {
+        Some(v) => decode("mailbox state", v.value())?,
+        None => MailboxState::default(),
+    };
+    state.activities_stored += u64::from(out.created);
+    state.raw_bytes_stored += raw_bytes;
+    state.items_processed_last_sync += u64::from(out.created + out.linked);
+    states.insert(batch.mailbox.as_str(), encode(&state).as_slice())?;
+    Ok(out)
+}
+
+fn apply_mailbox(txn: &WriteTransaction, mailbox: &str, update: &MailboxUpdate) -> Result<(), StoreError> {
+    let mut states = txn.open_table(MAILBOX_STATE)?;
+    let mut s: MailboxState = match states.get(mailbox)? {
+        Some(v) => decode("mailbox state", v.value())?,
+        None => MailboxState::default(),
+    };
+    match update {
+        MailboxUpdate::SyncStarted { at } => {
+            s.processing_last_attempted_on = Some(*at);
+            s.last_sync_started_on = Some(*at);
+            s.items_processed_last_sync = 0;
+            s.items_failed_last_sync = 0;
+        }
+        MailboxUpdate::SyncSucceeded { at, duration_ms } => {
+            s.incoming_status = RunStatus::Success;
+            s.last_successful_sync_completed_on = Some(*at);
+            s.last_sync_duration_ms = Some(*duration_ms);
+            s.transient_failure_count = 0;
+            s.last_error = None;
+        }
+        MailboxUpdate::SyncFailed { at, text, code, transient } => {
+            s.incoming_status = RunStatus::Failure;
+            if *transient {
+                s.transient_failure_count += 1;
+            }
+            let consecutive = match &s.last_error {
+                Some(e) if e.code == *code => e.consecutive + 1,
+                _ => 1,
+            };
+            s.last_error = Some(LastError {
+                text: text.clone(),
+                code: code.clone(),
+                transient: *transient,
+                consecutive,
+                at: *at,
+            });
+        }
+    }
+    states.insert(mailbox, encode(&s).as_slice())?;
+    Ok(())
+}
+
+fn apply_profile(
+    txn: &WriteTransaction,
+    profile: &str,
+    connected: bool,
+    error: Option<&(String, String)>,
+) -> Result<(), StoreError> {
+    let mut states = txn.open_table(PROFILE_STATE)?;
+    let mut s: ProfileState = match states.get(profile)? {
+        Some(v) => decode("profile state", v.value())?,
+        None => ProfileState::default(),
+    };
+    if connected {
+        s.connections_opened += 1;
+    } else {
+        s.connection_failures += 1;
+    }
+    if let Some((text, code)) = error {
+        let consecutive = match &s.last_error {
+            Some(e) if e.code == *code => e.consecutive + 1,
+            _ => 1,
+        };
+        s.last_error = Some(LastError {
+            text: text.clone(),
+            code: code.clone(),
+            transient: true,
+            consecutive,
+            at: Utc::now(),
+        });
+    }
+    states.insert(profile, encode(&s).as_slice())?;
+    Ok(())
+}
+
+fn apply_alert(txn: &WriteTransaction, alert: &Alert) -> Result<(), StoreError> {
+    let id = next_id(txn, "next_alert_id")?;
+    txn.open_table(ALERTS)?.insert(id, encode(alert).as_slice())?;
+    Ok(())
+}
