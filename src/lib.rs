@@ -3,7 +3,13 @@
 //! Data flows config → engine (scheduler, per-mailbox jobs) → protocol sessions (imap) over one
 //! connection layer (net) → tracking decisions → store; the HTTP side reads the store.
 
+pub mod app;
 pub mod config;
+pub mod engine;
+pub mod http;
+pub mod imap;
+pub mod logging;
+pub mod net;
 pub mod secret;
 pub mod store;
 pub mod tracking;

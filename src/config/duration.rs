@@ -7,9 +7,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (digits, unit) = t.split_at(split);
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("\"{text}\" is not a duration (write e.g. \"30s\", \"5m\", \"1h\")"))?;
+    let n: u64 = digits.parse().map_err(|_| {
+        format!("\"{text}\" is not a duration (write e.g. \"30s\", \"5m\", \"1h\")")
+    })?;
     let secs = |mult: u64| {
         n.checked_mul(mult)
             .map(Duration::from_secs)

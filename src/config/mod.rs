@@ -226,7 +226,11 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: {}", self.file, self.line, self.col, self.message)
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file, self.line, self.col, self.message
+        )
     }
 }
 
@@ -295,14 +299,22 @@ impl Validator<'_> {
         allowed: &[(&str, T)],
     ) -> T {
         let Some(value) = value else { return default };
-        let word = value.get_ref().trim().to_ascii_lowercase().replace(['-', ' '], "_");
+        let word = value
+            .get_ref()
+            .trim()
+            .to_ascii_lowercase()
+            .replace(['-', ' '], "_");
         if let Some((_, t)) = allowed.iter().find(|(name, _)| *name == word) {
             return *t;
         }
         let names: Vec<String> = allowed.iter().map(|(n, _)| format!("\"{n}\"")).collect();
         self.at(
             value,
-            format!("{key} = \"{}\" is not one of {}", value.get_ref(), names.join(", ")),
+            format!(
+                "{key} = \"{}\" is not one of {}",
+                value.get_ref(),
+                names.join(", ")
+            ),
         );
         default
     }
@@ -366,7 +378,11 @@ impl Validator<'_> {
 
     fn path(&self, p: &str) -> PathBuf {
         let p = PathBuf::from(p);
-        if p.is_absolute() { p } else { self.base_dir.join(p) }
+        if p.is_absolute() {
+            p
+        } else {
+            self.base_dir.join(p)
+        }
     }
 
     /// A file the appliance must read (CA file, password file): checked now, not at the first sync.
@@ -417,7 +433,10 @@ impl Validator<'_> {
         for rp in &raw.profile {
             let p = self.profile(rp);
             if profiles.iter().any(|q| q.name == p.name) {
-                self.at(&rp.name, format!("a profile named \"{}\" is already defined", p.name));
+                self.at(
+                    &rp.name,
+                    format!("a profile named \"{}\" is already defined", p.name),
+                );
             }
             profiles.push(p);
         }
@@ -436,7 +455,10 @@ impl Validator<'_> {
                 ),
             );
         }
-        let default_profile = profiles.iter().find(|p| p.is_default).map(|p| p.name.clone());
+        let default_profile = profiles
+            .iter()
+            .find(|p| p.is_default)
+            .map(|p| p.name.clone());
         let mut mailboxes: Vec<Mailbox> = Vec::new();
         for rm in &raw.mailbox {
             let m = self.mailbox(rm, &profiles, default_profile.as_deref());
@@ -607,7 +629,9 @@ impl Validator<'_> {
                 let password = self.password(&key, fields.password, fields.password_file);
                 let username = fields.username.map(|u| u.get_ref().clone());
                 match (username, password) {
-                    (Some(username), Some(password)) => CredentialSource::Profile { username, password },
+                    (Some(username), Some(password)) => {
+                        CredentialSource::Profile { username, password }
+                    }
                     _ => {
                         let at = fields.retrieval.unwrap_or(profile_span);
                         self.at(
@@ -666,7 +690,9 @@ impl Validator<'_> {
             },
             &rp.name,
         );
-        let same = rp.use_same_settings_for_outgoing_connections.unwrap_or(false);
+        let same = rp
+            .use_same_settings_for_outgoing_connections
+            .unwrap_or(false);
         let outgoing = if rp.outgoing_server_location.is_some() {
             let mut fields = EndpointFields {
                 host: rp.outgoing_server_location.as_ref(),
@@ -694,19 +720,19 @@ impl Validator<'_> {
             .ca_file
             .as_ref()
             .and_then(|c| self.readable_file("ca_file", c));
-        let process_emails_received_after = rp
-            .process_emails_received_after
-            .as_ref()
-            .and_then(|d| match toml_datetime_to_utc(d.get_ref()) {
-                Some(t) => Some(t),
-                None => {
-                    self.at(
-                        d,
-                        "process_emails_received_after needs a date or a date and time \
+        let process_emails_received_after =
+            rp.process_emails_received_after.as_ref().and_then(|d| {
+                match toml_datetime_to_utc(d.get_ref()) {
+                    Some(t) => Some(t),
+                    None => {
+                        self.at(
+                            d,
+                            "process_emails_received_after needs a date or a date and time \
                          (e.g. 2024-01-31 or 2024-01-31T08:00:00Z)"
-                            .to_string(),
-                    );
-                    None
+                                .to_string(),
+                        );
+                        None
+                    }
                 }
             });
         Profile {
@@ -715,7 +741,10 @@ impl Validator<'_> {
             server_type,
             is_default: rp.is_default.unwrap_or(false),
             active: rp.active.unwrap_or(true),
-            owner_email: rp.owner_email.as_ref().map(|o| o.get_ref().trim().to_string()),
+            owner_email: rp
+                .owner_email
+                .as_ref()
+                .map(|o| o.get_ref().trim().to_string()),
             ca_file,
             incoming,
             outgoing,
@@ -756,7 +785,10 @@ impl Validator<'_> {
         if !valid_address {
             self.at(
                 &rm.email_address,
-                format!("email_address = \"{}\" is not an email address", rm.email_address.get_ref()),
+                format!(
+                    "email_address = \"{}\" is not an email address",
+                    rm.email_address.get_ref()
+                ),
             );
         }
         let profile = match &rm.profile {
@@ -764,7 +796,10 @@ impl Validator<'_> {
                 if !profiles.iter().any(|q| q.name == p.get_ref().trim()) {
                     self.at(
                         p,
-                        format!("mailbox {email_address} names profile \"{}\", which is not defined", p.get_ref()),
+                        format!(
+                            "mailbox {email_address} names profile \"{}\", which is not defined",
+                            p.get_ref()
+                        ),
                     );
                 }
                 Some(p.get_ref().trim().to_string())

@@ -45,7 +45,11 @@ fn a_good_config_gets_defaults() {
     assert_eq!(p.min_polling_interval, Duration::from_secs(120));
     let m = &c.mailboxes[0];
     assert_eq!(m.email_address, "alice@example.com");
-    assert_eq!(m.profile.as_deref(), Some("corp"), "no profile named: the default one");
+    assert_eq!(
+        m.profile.as_deref(),
+        Some("corp"),
+        "no profile named: the default one"
+    );
     assert_eq!(m.username, "alice@example.com");
     assert_eq!(m.approval, Approval::Approved);
     assert_eq!(c.appliance.status_listen.to_string(), "127.0.0.1:8025");
@@ -65,7 +69,10 @@ fn unknown_key_points_at_it() {
     let text = GOOD.replace("min_polling_interval", "min_poling_interval");
     let m = mistakes(&text);
     assert_eq!(m.len(), 1);
-    assert!(m[0].starts_with("9:1: unknown field `min_poling_interval`"), "{m:?}");
+    assert!(
+        m[0].starts_with("9:1: unknown field `min_poling_interval`"),
+        "{m:?}"
+    );
 }
 
 #[test]
@@ -81,7 +88,10 @@ fn bad_port() {
         "incoming_port_number = 70000\nmin_polling_interval",
     );
     let m = mistakes(&text);
-    assert_eq!(m, vec!["9:24: incoming_port_number = 70000 is out of range (1–65535)"]);
+    assert_eq!(
+        m,
+        vec!["9:24: incoming_port_number = 70000 is out of range (1–65535)"]
+    );
 }
 
 #[test]
@@ -109,7 +119,8 @@ fn mailbox_names_missing_profile() {
 
 #[test]
 fn two_mailboxes_with_one_address() {
-    let text = format!("{GOOD}\n[[mailbox]]\nemail_address = \"alice@example.COM\"\npassword = \"x\"\n");
+    let text =
+        format!("{GOOD}\n[[mailbox]]\nemail_address = \"alice@example.COM\"\npassword = \"x\"\n");
     let m = mistakes(&text);
     assert_eq!(
         m,
@@ -126,7 +137,9 @@ fn without_credentials_is_rejected() {
     let m = mistakes(&text);
     assert_eq!(m.len(), 1);
     assert!(
-        m[0].starts_with("9:33: incoming_credential_retrieval = \"without_credentials\" is not valid"),
+        m[0].starts_with(
+            "9:33: incoming_credential_retrieval = \"without_credentials\" is not valid"
+        ),
         "{m:?}"
     );
 }
@@ -161,22 +174,34 @@ fn profile_credentials_need_identity() {
         "incoming_credential_retrieval = \"profile\"\nincoming_username = \"master\"\nmin_polling_interval",
     );
     let m = mistakes(&text);
-    assert!(m[0].contains("needs incoming_username and incoming_password"), "{m:?}");
+    assert!(
+        m[0].contains("needs incoming_username and incoming_password"),
+        "{m:?}"
+    );
     let ok = GOOD.replace(
         "min_polling_interval",
         "incoming_credential_retrieval = \"profile\"\nincoming_username = \"master\"\n\
          incoming_password = \"pw\"\nmin_polling_interval",
     );
     let c = parse(&ok).expect("valid");
-    assert!(matches!(c.profiles[0].incoming.credentials, CredentialSource::Profile { .. }));
-    assert!(!format!("{c:?}").contains("\"pw\""), "a Debug of the config must not show a password");
+    assert!(matches!(
+        c.profiles[0].incoming.credentials,
+        CredentialSource::Profile { .. }
+    ));
+    assert!(
+        !format!("{c:?}").contains("\"pw\""),
+        "a Debug of the config must not show a password"
+    );
 }
 
 #[test]
 fn mailbox_credentials_need_a_password() {
     let text = GOOD.replace("password = \"s3cret\"\n", "");
     let m = mistakes(&text);
-    assert!(m[0].starts_with("12:17: mailbox alice@example.com needs password"), "{m:?}");
+    assert!(
+        m[0].starts_with("12:17: mailbox alice@example.com needs password"),
+        "{m:?}"
+    );
 }
 
 #[test]
@@ -186,7 +211,10 @@ fn missing_ca_file_is_named() {
         "ca_file = \"/nonexistent/ca.pem\"\nmin_polling_interval",
     );
     let m = mistakes(&text);
-    assert!(m[0].starts_with("9:11: ca_file: cannot read /nonexistent/ca.pem"), "{m:?}");
+    assert!(
+        m[0].starts_with("9:11: ca_file: cannot read /nonexistent/ca.pem"),
+        "{m:?}"
+    );
 }
 
 #[test]
@@ -197,7 +225,9 @@ fn received_after_accepts_dates() {
     );
     let c = parse(&text).expect("valid");
     assert_eq!(
-        c.profiles[0].process_emails_received_after.map(|d| d.to_rfc3339()),
+        c.profiles[0]
+            .process_emails_received_after
+            .map(|d| d.to_rfc3339()),
         Some("2024-03-01T00:00:00+00:00".to_string())
     );
 }
@@ -208,7 +238,10 @@ fn two_default_profiles() {
         "{GOOD}\n[[profile]]\nname = \"other\"\nis_default = true\nincoming_server_location = \"x\"\n"
     );
     let m = mistakes(&text);
-    assert!(m[0].contains("\"corp\" is already the default profile"), "{m:?}");
+    assert!(
+        m[0].contains("\"corp\" is already the default profile"),
+        "{m:?}"
+    );
 }
 
 #[test]

@@ -40,22 +40,35 @@ pub(crate) const MESSAGE_INDEX: TableDefinition<(&str, &str), u64> =
     TableDefinition::new("message_index");
 pub(crate) const FOLDER_CURSORS: TableDefinition<(&str, &str), &[u8]> =
     TableDefinition::new("folder_cursors");
-pub(crate) const MAILBOX_STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("mailbox_state");
-pub(crate) const PROFILE_STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("profile_state");
+pub(crate) const MAILBOX_STATE: TableDefinition<&str, &[u8]> =
+    TableDefinition::new("mailbox_state");
+pub(crate) const PROFILE_STATE: TableDefinition<&str, &[u8]> =
+    TableDefinition::new("profile_state");
 pub(crate) const ALERTS: TableDefinition<u64, &[u8]> = TableDefinition::new("alerts");
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("cannot create the data folder {path}: {source}")]
-    DataDir { path: PathBuf, source: std::io::Error },
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("store {path}: {source}")]
-    Open { path: PathBuf, source: redb::DatabaseError },
-    #[error("store {path} has schema version {found}; this sidesync reads version {SCHEMA_VERSION} and older")]
+    Open {
+        path: PathBuf,
+        source: redb::DatabaseError,
+    },
+    #[error(
+        "store {path} has schema version {found}; this sidesync reads version {SCHEMA_VERSION} and older"
+    )]
     NewerSchema { path: PathBuf, found: u64 },
     #[error("store: {0}")]
     Db(#[from] redb::Error),
     #[error("store: a {what} record does not decode: {source}")]
-    Decode { what: &'static str, source: serde_json::Error },
+    Decode {
+        what: &'static str,
+        source: serde_json::Error,
+    },
     #[error("store: raw MIME of activity {id} does not decompress: {source}")]
     Decompress { id: u64, source: std::io::Error },
     #[error("store writer has stopped")]
@@ -150,7 +163,11 @@ impl Store {
         Ok(meta.get("schema_version")?.map(|v| v.value()).unwrap_or(0))
     }
 
-    pub fn folder_cursor(&self, mailbox: &str, folder: &str) -> Result<Option<FolderCursor>, StoreError> {
+    pub fn folder_cursor(
+        &self,
+        mailbox: &str,
+        folder: &str,
+    ) -> Result<Option<FolderCursor>, StoreError> {
         let txn = self.db.begin_read()?;
         let t = txn.open_table(FOLDER_CURSORS)?;
         t.get((mailbox, folder))?
@@ -188,7 +205,9 @@ impl Store {
     pub fn activity(&self, id: u64) -> Result<Option<Activity>, StoreError> {
         let txn = self.db.begin_read()?;
         let t = txn.open_table(ACTIVITIES)?;
-        t.get(id)?.map(|v| decode("activity", v.value())).transpose()
+        t.get(id)?
+            .map(|v| decode("activity", v.value()))
+            .transpose()
     }
 
     /// Every activity, in id order. For tests and small exports; the API pages through them.

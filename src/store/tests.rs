@@ -18,7 +18,11 @@ fn batch(uidvalidity: u32, msgs: Vec<PreparedMessage>) -> IngestBatch {
     IngestBatch {
         mailbox: "a@example.com".into(),
         folder: "INBOX".into(),
-        cursor: FolderCursor { uidvalidity, last_uid, ..FolderCursor::default() },
+        cursor: FolderCursor {
+            uidvalidity,
+            last_uid,
+            ..FolderCursor::default()
+        },
         messages: msgs,
     }
 }
@@ -35,7 +39,13 @@ async fn a_batch_commits_activities_map_and_cursor_together() {
         .await
         .expect("queued");
     let outcome = done.await.expect("answered").expect("committed");
-    assert_eq!(outcome, IngestOutcome { created: 2, linked: 0 });
+    assert_eq!(
+        outcome,
+        IngestOutcome {
+            created: 2,
+            linked: 0
+        }
+    );
     writer.shutdown();
     drop(store);
 
@@ -45,9 +55,18 @@ async fn a_batch_commits_activities_map_and_cursor_together() {
     let acts = store.activities().expect("activities");
     assert_eq!(acts.len(), 2);
     assert_eq!(acts[0].headers.subject.as_deref(), Some("one"));
-    assert_eq!(store.activity_raw(acts[0].id).expect("raw"), Some(raw1.clone()));
-    assert_eq!(store.activity_raw(acts[1].id).expect("raw"), Some(raw2.clone()));
-    let cursor = store.folder_cursor("a@example.com", "INBOX").expect("cursor").expect("some");
+    assert_eq!(
+        store.activity_raw(acts[0].id).expect("raw"),
+        Some(raw1.clone())
+    );
+    assert_eq!(
+        store.activity_raw(acts[1].id).expect("raw"),
+        Some(raw2.clone())
+    );
+    let cursor = store
+        .folder_cursor("a@example.com", "INBOX")
+        .expect("cursor")
+        .expect("some");
     assert_eq!((cursor.uidvalidity, cursor.last_uid), (5, 2));
     assert_eq!(store.sync_id_map("a@example.com").expect("map").len(), 2);
     let states = store.mailbox_states().expect("states");
@@ -59,10 +78,22 @@ async fn a_batch_commits_activities_map_and_cursor_together() {
         .ingest(batch(6, vec![message(1, &raw1), message(2, &raw2)]))
         .await
         .expect("queued");
-    assert_eq!(done.await.expect("answered").expect("ok"), IngestOutcome { created: 0, linked: 2 });
+    assert_eq!(
+        done.await.expect("answered").expect("ok"),
+        IngestOutcome {
+            created: 0,
+            linked: 2
+        }
+    );
     // A replayed batch (same UIDs) changes nothing.
-    let done = writer.ingest(batch(6, vec![message(1, &raw1)])).await.expect("queued");
-    assert_eq!(done.await.expect("answered").expect("ok"), IngestOutcome::default());
+    let done = writer
+        .ingest(batch(6, vec![message(1, &raw1)]))
+        .await
+        .expect("queued");
+    assert_eq!(
+        done.await.expect("answered").expect("ok"),
+        IngestOutcome::default()
+    );
     writer.flush().await.expect("flush");
     assert_eq!(store.activity_count().expect("count"), 2);
     assert_eq!(store.sync_id_map("a@example.com").expect("map").len(), 4);
@@ -79,7 +110,12 @@ async fn mailbox_state_records_failures_and_success() {
         writer
             .mailbox(
                 "a@example.com",
-                MailboxUpdate::SyncFailed { at, text: "refused".into(), code: "connect".into(), transient: true },
+                MailboxUpdate::SyncFailed {
+                    at,
+                    text: "refused".into(),
+                    code: "connect".into(),
+                    transient: true,
+                },
             )
             .await
             .expect("queued");
@@ -90,7 +126,10 @@ async fn mailbox_state_records_failures_and_success() {
     assert_eq!(s.transient_failure_count, 2);
     assert_eq!(s.last_error.as_ref().map(|e| e.consecutive), Some(2));
     writer
-        .mailbox("a@example.com", MailboxUpdate::SyncSucceeded { at, duration_ms: 5 })
+        .mailbox(
+            "a@example.com",
+            MailboxUpdate::SyncSucceeded { at, duration_ms: 5 },
+        )
         .await
         .expect("queued");
     writer.flush().await.expect("flush");
@@ -113,7 +152,9 @@ fn a_store_from_a_newer_version_is_refused() {
         txn.commit().expect("commit");
     }
     match Store::open(dir.path()) {
-        Err(e @ StoreError::NewerSchema { .. }) => assert!(e.to_string().contains("schema version 2")),
+        Err(e @ StoreError::NewerSchema { .. }) => {
+            assert!(e.to_string().contains("schema version 2"))
+        }
         Err(e) => panic!("wrong error: {e}"),
         Ok(_) => panic!("a newer store was opened"),
     }

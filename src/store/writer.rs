@@ -11,9 +11,9 @@ use redb::{Durability, ReadableTable, WriteTransaction};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    decode, encode, Activity, Alert, Direction, LastError, MailboxState, RunStatus, Store,
-    StoreError, ACTIVITIES, ACTIVITY_RAW, ALERTS, FOLDER_CURSORS, MAILBOX_STATE, MESSAGE_INDEX,
-    META, PROFILE_STATE, SYNC_ID_MAP,
+    ACTIVITIES, ACTIVITY_RAW, ALERTS, Activity, Alert, Direction, FOLDER_CURSORS, LastError,
+    MAILBOX_STATE, MESSAGE_INDEX, META, MailboxState, PROFILE_STATE, RunStatus, SYNC_ID_MAP, Store,
+    StoreError, decode, encode,
 };
 use crate::store::ProfileState;
 use crate::tracking::message::EmailHeaders;
@@ -56,15 +56,29 @@ pub struct IngestOutcome {
 /// A change to a mailbox's runtime state.
 #[derive(Debug, Clone)]
 pub enum MailboxUpdate {
-    SyncStarted { at: DateTime<Utc> },
-    SyncSucceeded { at: DateTime<Utc>, duration_ms: u64 },
-    SyncFailed { at: DateTime<Utc>, text: String, code: String, transient: bool },
+    SyncStarted {
+        at: DateTime<Utc>,
+    },
+    SyncSucceeded {
+        at: DateTime<Utc>,
+        duration_ms: u64,
+    },
+    SyncFailed {
+        at: DateTime<Utc>,
+        text: String,
+        code: String,
+        transient: bool,
+    },
 }
 
 enum Op {
     Ingest(IngestBatch, oneshot::Sender<Result<IngestOutcome, String>>),
     Mailbox(String, MailboxUpdate),
-    Profile { profile: String, connected: bool, error: Option<(String, String)> },
+    Profile {
+        profile: String,
+        connected: bool,
+        error: Option<(String, String)>,
+    },
     Alert(Alert),
     Flush(oneshot::Sender<()>),
 }
@@ -123,13 +137,19 @@ impl StoreWriter {
     }
 
     pub async fn alert(&self, alert: Alert) -> Result<(), StoreError> {
-        self.tx.send(Op::Alert(alert)).await.map_err(|_| StoreError::WriterGone)
+        self.tx
+            .send(Op::Alert(alert))
+            .await
+            .map_err(|_| StoreError::WriterGone)
     }
 
     /// Waits until everything queued before this call is committed.
     pub async fn flush(&self) -> Result<(), StoreError> {
         let (done, rx) = oneshot::channel();
-        self.tx.send(Op::Flush(done)).await.map_err(|_| StoreError::WriterGone)?;
+        self.tx
+            .send(Op::Flush(done))
+            .await
+            .map_err(|_| StoreError::WriterGone)?;
         rx.await.map_err(|_| StoreError::WriterGone)
     }
 
@@ -190,7 +210,11 @@ fn commit(store: &Store, ops: Vec<Op>) {
                     apply_mailbox(&txn, mailbox, update)?;
                     Ok(IngestOutcome::default())
                 }
-                Op::Profile { profile, connected, error } => {
+                Op::Profile {
+                    profile,
+                    connected,
+                    error,
+                } => {
                     apply_profile(&txn, profile, *connected, error.as_ref())?;
                     Ok(IngestOutcome::default())
                 }
@@ -211,7 +235,10 @@ fn commit(store: &Store, ops: Vec<Op>) {
         match op {
             Op::Ingest(_, done) => {
                 let answer = match &result {
-                    Ok(()) => outcomes.get(i).cloned().unwrap_or(Ok(IngestOutcome::default())),
+                    Ok(()) => outcomes
+                        .get(i)
+                        .cloned()
+                        .unwrap_or(Ok(IngestOutcome::default())),
                     Err(e) => Err(e.to_string()),
                 };
                 let _ = done.send(answer);
@@ -299,7 +326,11 @@ fn apply_ingest(txn: &WriteTransaction, batch: &IngestBatch) -> Result<IngestOut
     Ok(out)
 }
 
-fn apply_mailbox(txn: &WriteTransaction, mailbox: &str, update: &MailboxUpdate) -> Result<(), StoreError> {
+fn apply_mailbox(
+    txn: &WriteTransaction,
+    mailbox: &str,
+    update: &MailboxUpdate,
+) -> Result<(), StoreError> {
     let mut states = txn.open_table(MAILBOX_STATE)?;
     let mut s: MailboxState = match states.get(mailbox)? {
         Some(v) => decode("mailbox state", v.value())?,
@@ -319,7 +350,12 @@ fn apply_mailbox(txn: &WriteTransaction, mailbox: &str, update: &MailboxUpdate) 
             s.transient_failure_count = 0;
             s.last_error = None;
         }
-        MailboxUpdate::SyncFailed { at, text, code, transient } => {
+        MailboxUpdate::SyncFailed {
+            at,
+            text,
+            code,
+            transient,
+        } => {
             s.incoming_status = RunStatus::Failure;
             if *transient {
                 s.transient_failure_count += 1;
@@ -376,6 +412,7 @@ fn apply_profile(
 
 fn apply_alert(txn: &WriteTransaction, alert: &Alert) -> Result<(), StoreError> {
     let id = next_id(txn, "next_alert_id")?;
-    txn.open_table(ALERTS)?.insert(id, encode(alert).as_slice())?;
+    txn.open_table(ALERTS)?
+        .insert(id, encode(alert).as_slice())?;
     Ok(())
 }

@@ -24,7 +24,10 @@ pub fn parse_headers(raw: &[u8]) -> EmailHeaders {
         return EmailHeaders::default();
     };
     EmailHeaders {
-        message_id: msg.message_id().map(str::to_string).filter(|s| !s.is_empty()),
+        message_id: msg
+            .message_id()
+            .map(str::to_string)
+            .filter(|s| !s.is_empty()),
         date: msg.date().map(|d| d.to_rfc3339()),
         from: addresses(msg.from()),
         to: addresses(msg.to()),

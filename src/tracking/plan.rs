@@ -32,7 +32,10 @@ pub enum FolderPlan {
     /// Nothing can have arrived since the last complete sync.
     UpToDate,
     /// Fetch every message with a UID above `after_uid`, under this cursor.
-    Fetch { cursor: FolderCursor, after_uid: u32 },
+    Fetch {
+        cursor: FolderCursor,
+        after_uid: u32,
+    },
     /// UIDVALIDITY changed: every stored UID is void. Rescan from UID 1; the duplicate check on
     /// Message-ID (or content hash) links the messages to their existing activities.
     Rescan { cursor: FolderCursor, previous: u32 },
@@ -68,7 +71,9 @@ pub fn plan_folder(stored: Option<&FolderCursor>, status: &FolderStatus) -> Fold
         // An empty folder, or one whose UIDNEXT shows no UID above what we handled.
         Some(c)
             if status.exists == 0
-                || status.uidnext.is_some_and(|n| n <= c.last_uid.saturating_add(1))
+                || status
+                    .uidnext
+                    .is_some_and(|n| n <= c.last_uid.saturating_add(1))
                 || (status.uidnext.is_some() && status.uidnext == c.synced_uidnext) =>
         {
             FolderPlan::UpToDate
@@ -108,12 +113,18 @@ pub fn chunk_listing(
     max_count: usize,
     max_bytes: usize,
 ) -> Vec<Chunk> {
-    let mut sorted: Vec<ListedMessage> =
-        listed.iter().copied().filter(|m| m.uid > after_uid).collect();
+    let mut sorted: Vec<ListedMessage> = listed
+        .iter()
+        .copied()
+        .filter(|m| m.uid > after_uid)
+        .collect();
     sorted.sort_by_key(|m| m.uid);
     sorted.dedup_by_key(|m| m.uid);
     let mut chunks = Vec::new();
-    let mut current = Chunk { fetch: Vec::new(), last_uid: after_uid };
+    let mut current = Chunk {
+        fetch: Vec::new(),
+        last_uid: after_uid,
+    };
     let mut bytes = 0usize;
     let mut touched = false;
     for m in sorted {
@@ -125,7 +136,10 @@ pub fn chunk_listing(
             let next_start = current.last_uid;
             chunks.push(std::mem::replace(
                 &mut current,
-                Chunk { fetch: Vec::new(), last_uid: next_start },
+                Chunk {
+                    fetch: Vec::new(),
+                    last_uid: next_start,
+                },
             ));
             bytes = 0;
         }
@@ -147,68 +161,129 @@ mod tests {
     use super::*;
 
     fn status(uidvalidity: u32, uidnext: u32, exists: u32) -> FolderStatus {
-        FolderStatus { uidvalidity: Some(uidvalidity), uidnext: Some(uidnext), exists, highest_modseq: None }
+        FolderStatus {
+            uidvalidity: Some(uidvalidity),
+            uidnext: Some(uidnext),
+            exists,
+            highest_modseq: None,
+        }
     }
 
     fn cursor(uidvalidity: u32, last_uid: u32) -> FolderCursor {
-        FolderCursor { uidvalidity, last_uid, ..FolderCursor::default() }
+        FolderCursor {
+            uidvalidity,
+            last_uid,
+            ..FolderCursor::default()
+        }
     }
 
     #[test]
     fn first_sync_fetches_everything() {
         let p = plan_folder(None, &status(7, 11, 10));
-        assert_eq!(p, FolderPlan::Fetch { cursor: cursor(7, 0), after_uid: 0 });
+        assert_eq!(
+            p,
+            FolderPlan::Fetch {
+                cursor: cursor(7, 0),
+                after_uid: 0
+            }
+        );
     }
 
     #[test]
     fn same_uidvalidity_fetches_above_the_cursor() {
         let p = plan_folder(Some(&cursor(7, 10)), &status(7, 15, 14));
-        assert_eq!(p, FolderPlan::Fetch { cursor: cursor(7, 10), after_uid: 10 });
+        assert_eq!(
+            p,
+            FolderPlan::Fetch {
+                cursor: cursor(7, 10),
+                after_uid: 10
+            }
+        );
     }
 
     #[test]
     fn uidnext_just_above_the_cursor_means_nothing_new() {
-        assert_eq!(plan_folder(Some(&cursor(7, 10)), &status(7, 11, 10)), FolderPlan::UpToDate);
+        assert_eq!(
+            plan_folder(Some(&cursor(7, 10)), &status(7, 11, 10)),
+            FolderPlan::UpToDate
+        );
     }
 
     #[test]
     fn unchanged_uidnext_after_a_complete_sync_means_nothing_new() {
         // Messages 11..=19 were skipped by date or expunged; the last complete sync saw UIDNEXT 20.
-        let c = FolderCursor { synced_uidnext: Some(20), ..cursor(7, 10) };
-        assert_eq!(plan_folder(Some(&c), &status(7, 20, 3)), FolderPlan::UpToDate);
+        let c = FolderCursor {
+            synced_uidnext: Some(20),
+            ..cursor(7, 10)
+        };
+        assert_eq!(
+            plan_folder(Some(&c), &status(7, 20, 3)),
+            FolderPlan::UpToDate
+        );
         // A new message raises UIDNEXT: fetch again.
-        assert!(matches!(plan_folder(Some(&c), &status(7, 21, 4)), FolderPlan::Fetch { .. }));
+        assert!(matches!(
+            plan_folder(Some(&c), &status(7, 21, 4)),
+            FolderPlan::Fetch { .. }
+        ));
     }
 
     #[test]
     fn empty_folder_needs_nothing() {
-        assert_eq!(plan_folder(Some(&cursor(7, 10)), &status(7, 30, 0)), FolderPlan::UpToDate);
+        assert_eq!(
+            plan_folder(Some(&cursor(7, 10)), &status(7, 30, 0)),
+            FolderPlan::UpToDate
+        );
     }
 
     #[test]
     fn a_new_uidvalidity_rescans_and_counts_the_change() {
-        let old = FolderCursor { uidvalidity_changes: 1, ..cursor(7, 10) };
+        let old = FolderCursor {
+            uidvalidity_changes: 1,
+            ..cursor(7, 10)
+        };
         let p = plan_folder(Some(&old), &status(9, 11, 10));
-        let expected = FolderCursor { uidvalidity_changes: 2, ..cursor(9, 0) };
-        assert_eq!(p, FolderPlan::Rescan { cursor: expected, previous: 7 });
+        let expected = FolderCursor {
+            uidvalidity_changes: 2,
+            ..cursor(9, 0)
+        };
+        assert_eq!(
+            p,
+            FolderPlan::Rescan {
+                cursor: expected,
+                previous: 7
+            }
+        );
     }
 
     #[test]
     fn no_uidvalidity_is_refused() {
-        let s = FolderStatus { uidvalidity: None, ..status(0, 5, 4) };
+        let s = FolderStatus {
+            uidvalidity: None,
+            ..status(0, 5, 4)
+        };
         assert_eq!(plan_folder(None, &s), FolderPlan::NoUidValidity);
     }
 
     fn listed(uid: u32, size: u32, received: i64) -> ListedMessage {
-        ListedMessage { uid, size, received: Some(received) }
+        ListedMessage {
+            uid,
+            size,
+            received: Some(received),
+        }
     }
 
     #[test]
     fn chunks_by_count_and_bytes() {
         let l: Vec<_> = (1..=5).map(|u| listed(u, 100, 0)).collect();
         let c = chunk_listing(&l, 0, None, 2, 1_000_000);
-        assert_eq!(c.iter().map(|c| c.fetch.clone()).collect::<Vec<_>>(), vec![vec![1, 2], vec![3, 4], vec![5]]);
-        assert_eq!(c.iter().map(|c| c.last_uid).collect::<Vec<_>>(), vec![2, 4, 5]);
+        assert_eq!(
+            c.iter().map(|c| c.fetch.clone()).collect::<Vec<_>>(),
+            vec![vec![1, 2], vec![3, 4], vec![5]]
+        );
+        assert_eq!(
+            c.iter().map(|c| c.last_uid).collect::<Vec<_>>(),
+            vec![2, 4, 5]
+        );
         let c = chunk_listing(&l, 0, None, 100, 250);
         assert_eq!(c.len(), 3, "250 bytes hold two 100-byte messages");
     }
@@ -217,17 +292,32 @@ mod tests {
     fn a_huge_message_gets_its_own_chunk() {
         let l = vec![listed(1, 10, 0), listed(2, 5_000, 0), listed(3, 10, 0)];
         let c = chunk_listing(&l, 0, None, 100, 100);
-        assert_eq!(c.iter().map(|c| c.fetch.clone()).collect::<Vec<_>>(), vec![vec![1], vec![2], vec![3]]);
+        assert_eq!(
+            c.iter().map(|c| c.fetch.clone()).collect::<Vec<_>>(),
+            vec![vec![1], vec![2], vec![3]]
+        );
     }
 
     #[test]
     fn old_messages_are_skipped_but_advance_the_cursor() {
         let l = vec![listed(4, 10, 50), listed(5, 10, 200), listed(6, 10, 50)];
         let c = chunk_listing(&l, 3, Some(100), 100, 1000);
-        assert_eq!(c, vec![Chunk { fetch: vec![5], last_uid: 6 }]);
+        assert_eq!(
+            c,
+            vec![Chunk {
+                fetch: vec![5],
+                last_uid: 6
+            }]
+        );
         // Only old messages: nothing fetched, the cursor still moves.
         let c = chunk_listing(&[listed(9, 10, 1)], 3, Some(100), 100, 1000);
-        assert_eq!(c, vec![Chunk { fetch: vec![], last_uid: 9 }]);
+        assert_eq!(
+            c,
+            vec![Chunk {
+                fetch: vec![],
+                last_uid: 9
+            }]
+        );
     }
 
     #[test]

@@ -1,0 +1,127 @@
+//! Why a mailbox sync failed, and whether trying again later can help.
+
+use crate::net::NetError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    Net(#[from] NetError),
+    #[error(
+        "{address} does not offer STARTTLS, and the profile requires TLS; refusing to continue in plaintext"
+    )]
+    TlsNotOffered { address: String },
+    #[error("authentication rejected by {address}: {reply}")]
+    AuthRejected { address: String, reply: String },
+    #[error("{address} offers no login method sidesync can use: {detail}")]
+    AuthUnsupported { address: String, detail: String },
+    #[error("folder \"{folder}\" cannot be opened: {reply}")]
+    FolderMissing { folder: String, reply: String },
+    #[error(
+        "folder \"{folder}\" has no UIDVALIDITY; exactly-once sync is impossible on this server"
+    )]
+    NoUidValidity { folder: String },
+    #[error("{address} closed the connection")]
+    ConnectionLost { address: String },
+    #[error("unexpected answer from {address}: {detail}")]
+    Protocol { address: String, detail: String },
+    #[error("{address} says it is unavailable: {reply}")]
+    ServerBusy { address: String, reply: String },
+    #[error("the store could not commit: {0}")]
+    Store(String),
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+impl SyncError {
+    /// Transient errors are retried later; permanent ones need an admin (bad credentials, trust,
+    /// configuration) and retrying them only hammers the server.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            SyncError::Net(
+                NetError::CertificateNotTrusted { .. } | NetError::BadServerName { .. },
+            ) => false,
+            SyncError::Net(_) => true,
+            SyncError::ConnectionLost { .. }
+            | SyncError::Protocol { .. }
+            | SyncError::ServerBusy { .. }
+            | SyncError::Store(_) => true,
+            SyncError::TlsNotOffered { .. }
+            | SyncError::AuthRejected { .. }
+            | SyncError::AuthUnsupported { .. }
+            | SyncError::FolderMissing { .. }
+            | SyncError::NoUidValidity { .. }
+            | SyncError::Unsupported(_) => false,
+        }
+    }
+
+    /// A stable short code for `/status`, alerts and metrics.
+    pub fn code(&self) -> &'static str {
+        match self {
+            SyncError::Net(NetError::Connect { .. }) => "connect_failed",
+            SyncError::Net(NetError::Timeout { .. }) => "timeout",
+            SyncError::Net(NetError::CertificateNotTrusted { .. }) => "certificate_not_trusted",
+            SyncError::Net(NetError::Handshake { .. }) => "tls_handshake_failed",
+            SyncError::Net(NetError::BadServerName { .. }) => "bad_server_name",
+            SyncError::TlsNotOffered { .. } => "tls_not_offered",
+            SyncError::AuthRejected { .. } => "authentication_rejected",
+            SyncError::AuthUnsupported { .. } => "authentication_unsupported",
+            SyncError::FolderMissing { .. } => "folder_missing",
+            SyncError::NoUidValidity { .. } => "no_uidvalidity",
+            SyncError::ConnectionLost { .. } => "connection_lost",
+            SyncError::Protocol { .. } => "protocol_error",
+            SyncError::ServerBusy { .. } => "server_busy",
+            SyncError::Store(_) => "store_error",
+            SyncError::Unsupported(_) => "unsupported",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classification() {
+        let refused = SyncError::Net(NetError::Connect {
+            address: "h:1".into(),
+            source: std::io::Error::from(std::io::ErrorKind::ConnectionRefused),
+        });
+        assert!(refused.is_transient());
+        assert_eq!(refused.code(), "connect_failed");
+        let untrusted = SyncError::Net(NetError::CertificateNotTrusted {
+            address: "h:1".into(),
+            reason: "x".into(),
+        });
+        assert!(!untrusted.is_transient());
+        let auth = SyncError::AuthRejected {
+            address: "h:1".into(),
+            reply: "no".into(),
+        };
+        assert!(!auth.is_transient());
+        assert!(
+            auth.to_string()
+                .starts_with("authentication rejected by h:1")
+        );
+        assert!(
+            SyncError::Net(NetError::Timeout {
+                address: "h".into(),
+                step: "x",
+                seconds: 1
+            })
+            .is_transient()
+        );
+        assert!(
+            !SyncError::TlsNotOffered {
+                address: "h".into()
+            }
+            .is_transient()
+        );
+        assert!(
+            !SyncError::FolderMissing {
+                folder: "INBOX".into(),
+                reply: "no".into()
+            }
+            .is_transient()
+        );
+    }
+}

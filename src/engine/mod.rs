@@ -1,0 +1,67 @@
+//! The engine: one scheduler deciding which mailbox is due, per-mailbox sync jobs as async tasks,
+//! connection limits, and the store writer they all feed.
+
+pub mod eligibility;
+pub mod error;
+pub mod incoming;
+pub mod limits;
+mod scheduler;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::net::TlsContext;
+use crate::store::{Store, StoreWriter};
+
+pub use scheduler::{RunMode, RunReport, run};
+
+/// What every job shares.
+pub struct JobContext {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub writer: StoreWriter,
+    pub limits: limits::ConnectionLimits,
+    /// TLS settings per profile, built once; an unusable CA file is that profile's error.
+    pub tls: HashMap<String, Result<TlsContext, String>>,
+    pub stop: watch::Receiver<bool>,
+    /// Unix time of the scheduler's last loop: `/healthz` reports a stalled engine.
+    pub heartbeat: Arc<AtomicI64>,
+}
+
+impl JobContext {
+    pub fn new(
+        config: Arc<Config>,
+        store: Store,
+        writer: StoreWriter,
+        stop: watch::Receiver<bool>,
+        heartbeat: Arc<AtomicI64>,
+    ) -> JobContext {
+        let tls = config
+            .profiles
+            .iter()
+            .map(|p| (p.name.clone(), TlsContext::new(p.ca_file.as_deref())))
+            .collect();
+        JobContext {
+            limits: limits::ConnectionLimits::new(&config),
+            config,
+            store,
+            writer,
+            tls,
+            stop,
+            heartbeat,
+        }
+    }
+
+    pub fn stopping(&self) -> bool {
+        *self.stop.borrow()
+    }
+
+    fn beat(&self) {
+        self.heartbeat
+            .store(chrono::Utc::now().timestamp(), Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,106 @@
+//! The `/status` document: each profile and mailbox with its configured and runtime state.
+
+use chrono::Utc;
+use serde_json::{Value, json};
+
+use super::StatusContext;
+use crate::config::{CredentialSource, Endpoint, OwnerType, ServerType, TlsMode};
+use crate::engine::eligibility::incoming_profile;
+use crate::store::{LastError, MailboxState, RunStatus};
+
+fn endpoint(e: &Endpoint) -> Value {
+    json!({
+        "server": e.host,
+        "port": e.port,
+        "tls": match e.tls { TlsMode::Implicit => "implicit", TlsMode::StartTls => "starttls", TlsMode::None => "none" },
+        "credentials": match e.credentials { CredentialSource::Mailbox => "mailbox", CredentialSource::Profile { .. } => "profile" },
+    })
+}
+
+fn last_error(e: &Option<LastError>) -> Value {
+    match e {
+        None => Value::Null,
+        Some(e) => json!({
+            "text": e.text, "code": e.code, "transient": e.transient,
+            "consecutive": e.consecutive, "at": e.at.to_rfc3339(),
+        }),
+    }
+}
+
+fn run_status(s: RunStatus) -> &'static str {
+    match s {
+        RunStatus::NotRun => "not_run",
+        RunStatus::Success => "success",
+        RunStatus::Failure => "failure",
+    }
+}
+
+pub fn status_document(ctx: &StatusContext) -> Result<Value, String> {
+    let states = ctx.store.mailbox_states().map_err(|e| e.to_string())?;
+    let profile_states = ctx.store.profile_states().map_err(|e| e.to_string())?;
+    let config = &ctx.config;
+    let profiles: Vec<Value> = config
+        .profiles
+        .iter()
+        .map(|p| {
+            let st = profile_states.get(&p.name).cloned().unwrap_or_default();
+            json!({
+                "name": p.name,
+                "server_type": match p.server_type { ServerType::ImapSmtp => "imap_smtp", ServerType::Pop3Smtp => "pop3_smtp" },
+                "active": p.active,
+                "is_default": p.is_default,
+                "incoming": endpoint(&p.incoming),
+                "outgoing": p.outgoing.as_ref().map(endpoint),
+                "min_polling_interval_seconds": p.min_polling_interval.as_secs(),
+                "max_concurrent_connections": p.max_concurrent_connections,
+                "connections_opened": st.connections_opened,
+                "connection_failures": st.connection_failures,
+                "last_error": last_error(&st.last_error),
+            })
+        })
+        .collect();
+    let mut total = 0u64;
+    let mailboxes: Vec<Value> = config
+        .mailboxes
+        .iter()
+        .map(|m| {
+            let st: MailboxState = states.get(&m.email_address).cloned().unwrap_or_default();
+            total += st.activities_stored;
+            let processing = incoming_profile(config, m);
+            json!({
+                "email_address": m.email_address,
+                "name": m.name,
+                "owner": match m.owner { OwnerType::User => "user", OwnerType::Queue => "queue" },
+                "profile": m.profile,
+                "approval": m.approval.as_str(),
+                "active": m.active,
+                "enabled": processing.is_ok(),
+                "not_processed_reason": processing.as_ref().err().map(|r| r.to_string()),
+                "not_processed_code": processing.as_ref().err().map(|r| r.code()),
+                "incoming_status": run_status(st.incoming_status),
+                "processing_last_attempted_on": st.processing_last_attempted_on.map(|t| t.to_rfc3339()),
+                "last_sync_started_on": st.last_sync_started_on.map(|t| t.to_rfc3339()),
+                "last_successful_sync_completed_on": st.last_successful_sync_completed_on.map(|t| t.to_rfc3339()),
+                "last_sync_duration_ms": st.last_sync_duration_ms,
+                "items_processed_last_sync": st.items_processed_last_sync,
+                "items_failed_last_sync": st.items_failed_last_sync,
+                "activities_stored": st.activities_stored,
+                "raw_bytes_stored": st.raw_bytes_stored,
+                "transient_failure_count": st.transient_failure_count,
+                "last_error": last_error(&st.last_error),
+            })
+        })
+        .collect();
+    let now = Utc::now();
+    Ok(json!({
+        "appliance": {
+            "version": env!("CARGO_PKG_VERSION"),
+            "started_at": ctx.started_at.to_rfc3339(),
+            "uptime_seconds": (now - ctx.started_at).num_seconds(),
+            "store": ctx.store.path().display().to_string(),
+            "activities_stored": total,
+        },
+        "profiles": profiles,
+        "mailboxes": mailboxes,
+    }))
+}

@@ -1,0 +1,95 @@
+//! Login: LOGIN or AUTHENTICATE PLAIN (with an authorization identity when the profile's
+//! identity acts for the mailbox, as Dovecot master users and Exchange impersonation work).
+
+use std::time::Duration;
+
+use async_imap::{Authenticator, Client, Session};
+
+use crate::config::AuthProtocol;
+use crate::engine::error::SyncError;
+use crate::net::{self, MailStream, StepError};
+
+use super::Login;
+
+/// SASL PLAIN: "authzid NUL authcid NUL password" (RFC 4616).
+struct Plain {
+    response: Vec<u8>,
+}
+
+impl Authenticator for Plain {
+    type Response = Vec<u8>;
+
+    fn process(&mut self, _challenge: &[u8]) -> Vec<u8> {
+        std::mem::take(&mut self.response)
+    }
+}
+
+pub(super) async fn login(
+    client: Client<MailStream>,
+    caps: &[String],
+    protocol: AuthProtocol,
+    login: &Login<'_>,
+    address: &str,
+    limit: Duration,
+) -> Result<Session<MailStream>, SyncError> {
+    let has_plain = caps.iter().any(|c| c == "AUTH=PLAIN");
+    let login_disabled = caps.iter().any(|c| c == "LOGINDISABLED");
+    let use_plain = match protocol {
+        AuthProtocol::Plain => true,
+        AuthProtocol::Login => false,
+        // An authorization identity needs SASL; otherwise prefer PLAIN when offered.
+        AuthProtocol::Auto => has_plain || login.authzid.is_some() || login_disabled,
+    };
+    if use_plain && !has_plain && protocol == AuthProtocol::Auto {
+        return Err(SyncError::AuthUnsupported {
+            address: address.to_string(),
+            detail: if login.authzid.is_some() {
+                "acting for a mailbox with the profile's credentials needs AUTH=PLAIN".into()
+            } else {
+                "LOGIN is disabled and AUTH=PLAIN is not offered".into()
+            },
+        });
+    }
+    if !use_plain && login.authzid.is_some() {
+        return Err(SyncError::AuthUnsupported {
+            address: address.to_string(),
+            detail: "LOGIN cannot act for another mailbox; use authentication protocol \"plain\""
+                .into(),
+        });
+    }
+    let result = if use_plain {
+        let mut response = Vec::new();
+        response.extend_from_slice(login.authzid.unwrap_or("").as_bytes());
+        response.push(0);
+        response.extend_from_slice(login.username.as_bytes());
+        response.push(0);
+        response.extend_from_slice(login.password.expose().as_bytes());
+        net::step(address, "logging in", limit, async {
+            client
+                .authenticate("PLAIN", Plain { response })
+                .await
+                .map_err(|(e, _)| e)
+        })
+        .await
+    } else {
+        net::step(address, "logging in", limit, async {
+            client
+                .login(login.username, login.password.expose())
+                .await
+                .map_err(|(e, _)| e)
+        })
+        .await
+    };
+    match result {
+        Ok(session) => Ok(session),
+        Err(StepError::TimedOut(e)) => Err(SyncError::Net(e)),
+        Err(StepError::Failed(async_imap::error::Error::No(reply)))
+        | Err(StepError::Failed(async_imap::error::Error::Bad(reply))) => {
+            Err(SyncError::AuthRejected {
+                address: address.to_string(),
+                reply,
+            })
+        }
+        Err(StepError::Failed(e)) => Err(super::lost(address, e)),
+    }
+}

@@ -1,0 +1,359 @@
+//! An IMAP client session for incoming sync, on top of async-imap, over the connection layer.
+//!
+//! Every network step runs under the mailbox's connection timeout. Mailboxes are opened with
+//! EXAMINE (read-only) and bodies fetched with BODY.PEEK[], so the server's \Seen flags never change.
+
+mod auth;
+mod uidset;
+
+use std::time::Duration;
+
+use async_imap::imap_proto::{Capability, Response, ResponseCode};
+use async_imap::{Client, Session};
+use futures::StreamExt;
+use tokio::io::AsyncWriteExt;
+
+use crate::config::{AuthProtocol, TlsMode};
+use crate::engine::error::SyncError;
+use crate::net::{self, MailStream, NetError, StepError, TlsContext};
+use crate::secret::Secret;
+use crate::tracking::plan::{FolderStatus, ListedMessage};
+
+pub use uidset::uid_set;
+
+/// Where and how to connect.
+pub struct Target<'a> {
+    pub host: &'a str,
+    pub port: u16,
+    pub tls: TlsMode,
+    pub tls_context: &'a TlsContext,
+    pub auth: AuthProtocol,
+    pub timeout: Duration,
+}
+
+/// Who logs in: the mailbox's own identity, or the profile's identity acting for `authzid`.
+pub struct Login<'a> {
+    pub username: &'a str,
+    pub password: &'a Secret,
+    pub authzid: Option<&'a str>,
+}
+
+/// One fetched email.
+pub struct FetchedMessage {
+    pub uid: u32,
+    pub raw: Vec<u8>,
+}
+
+pub struct ImapSession {
+    session: Session<MailStream>,
+    address: String,
+    timeout: Duration,
+}
+
+fn lost(address: &str, e: async_imap::error::Error) -> SyncError {
+    use async_imap::error::Error as E;
+    match e {
+        E::Io(_) | E::ConnectionLost => SyncError::ConnectionLost {
+            address: address.to_string(),
+        },
+        E::No(reply) | E::Bad(reply) => SyncError::Protocol {
+            address: address.to_string(),
+            detail: reply,
+        },
+        other => SyncError::Protocol {
+            address: address.to_string(),
+            detail: other.to_string(),
+        },
+    }
+}
+
+/// Runs one IMAP step under the timeout, mapping failures with `on_error`.
+async fn step<T>(
+    address: &str,
+    what: &'static str,
+    limit: Duration,
+    fut: impl std::future::Future<Output = Result<T, async_imap::error::Error>>,
+    on_error: impl FnOnce(async_imap::error::Error) -> SyncError,
+) -> Result<T, SyncError> {
+    match net::step(address, what, limit, fut).await {
+        Ok(v) => Ok(v),
+        Err(StepError::Failed(e)) => Err(on_error(e)),
+        Err(StepError::TimedOut(e)) => Err(SyncError::Net(e)),
+    }
+}
+
+impl ImapSession {
+    /// Connects, negotiates TLS as configured, and logs in.
+    pub async fn open(target: &Target<'_>, login: &Login<'_>) -> Result<ImapSession, SyncError> {
+        let address = format!("{}:{}", target.host, target.port);
+        let limit = target.timeout;
+        let tcp = net::connect_tcp(target.host, target.port, limit).await?;
+        let mut caps;
+        let mut client = match target.tls {
+            TlsMode::Implicit => {
+                let tls = net::start_tls(tcp, target.host, target.port, target.tls_context, limit)
+                    .await?;
+                let mut client = Client::new(tls);
+                caps = read_greeting(&mut client, &address, limit).await?;
+                client
+            }
+            TlsMode::None => {
+                let mut client = Client::new(MailStream::Plain(tcp));
+                caps = read_greeting(&mut client, &address, limit).await?;
+                client
+            }
+            TlsMode::StartTls => {
+                let mut client = Client::new(MailStream::Plain(tcp));
+                caps = read_greeting(&mut client, &address, limit).await?;
+                if caps.is_none() {
+                    caps = Some(capabilities(&mut client, &address, limit).await?);
+                }
+                if !caps
+                    .as_ref()
+                    .is_some_and(|c| c.iter().any(|c| c == "STARTTLS"))
+                {
+                    return Err(SyncError::TlsNotOffered { address });
+                }
+                step(
+                    &address,
+                    "starting TLS",
+                    limit,
+                    client.run_command_and_check_ok("STARTTLS", None),
+                    |_| SyncError::TlsNotOffered {
+                        address: address.clone(),
+                    },
+                )
+                .await?;
+                let MailStream::Plain(tcp) = client.into_inner() else {
+                    return Err(SyncError::Protocol {
+                        address,
+                        detail: "STARTTLS on a TLS stream".into(),
+                    });
+                };
+                let tls = net::start_tls(tcp, target.host, target.port, target.tls_context, limit)
+                    .await?;
+                // Capabilities before TLS cannot be trusted (RFC 3501 §6.2.1): ask again.
+                caps = None;
+                Client::new(tls)
+            }
+        };
+        let caps = match caps {
+            Some(c) => c,
+            None => capabilities(&mut client, &address, limit).await?,
+        };
+        let session = auth::login(client, &caps, target.auth, login, &address, limit).await?;
+        Ok(ImapSession {
+            session,
+            address,
+            timeout: limit,
+        })
+    }
+
+    /// EXAMINE: opens the folder read-only and reports its UIDVALIDITY, UIDNEXT, EXISTS, HIGHESTMODSEQ.
+    pub async fn examine(&mut self, folder: &str) -> Result<FolderStatus, SyncError> {
+        let address = self.address.clone();
+        let mailbox = step(
+            &address,
+            "opening the folder",
+            self.timeout,
+            self.session.examine(folder),
+            |e| match e {
+                async_imap::error::Error::No(reply) => SyncError::FolderMissing {
+                    folder: folder.to_string(),
+                    reply,
+                },
+                other => lost(&address, other),
+            },
+        )
+        .await?;
+        Ok(FolderStatus {
+            uidvalidity: mailbox.uid_validity,
+            uidnext: mailbox.uid_next,
+            exists: mailbox.exists,
+            highest_modseq: mailbox.highest_modseq,
+        })
+    }
+
+    /// Lists UID, size and INTERNALDATE of every message above `after_uid`.
+    pub async fn list_after(&mut self, after_uid: u32) -> Result<Vec<ListedMessage>, SyncError> {
+        let address = self.address.clone();
+        let limit = self.timeout;
+        let range = format!("{}:*", after_uid.saturating_add(1));
+        let mut stream = step(
+            &address,
+            "listing messages",
+            limit,
+            self.session
+                .uid_fetch(range, "(UID RFC822.SIZE INTERNALDATE)"),
+            |e| lost(&address, e),
+        )
+        .await?;
+        let mut out = Vec::new();
+        while let Some(item) = next_item(&mut stream, &address, "listing messages", limit).await? {
+            if let (Some(uid), Some(size)) = (item.uid, item.size) {
+                out.push(ListedMessage {
+                    uid,
+                    size,
+                    received: item.internal_date().map(|d| d.timestamp()),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Fetches the full raw bodies of `uids` with BODY.PEEK[] (no flag changes).
+    pub async fn fetch_bodies(&mut self, uids: &[u32]) -> Result<Vec<FetchedMessage>, SyncError> {
+        if uids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let address = self.address.clone();
+        let limit = self.timeout;
+        let mut stream = step(
+            &address,
+            "fetching messages",
+            limit,
+            self.session.uid_fetch(uid_set(uids), "(UID BODY.PEEK[])"),
+            |e| lost(&address, e),
+        )
+        .await?;
+        let mut out = Vec::with_capacity(uids.len());
+        while let Some(item) = next_item(&mut stream, &address, "fetching messages", limit).await? {
+            // Unsolicited FETCH responses (flag changes) carry no body: skip them.
+            if let (Some(uid), Some(body)) = (item.uid, item.body()) {
+                out.push(FetchedMessage {
+                    uid,
+                    raw: body.to_vec(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// LOGOUT, best effort: the sync's outcome does not depend on it.
+    pub async fn logout(mut self) {
+        let _ = tokio::time::timeout(self.timeout, self.session.logout()).await;
+    }
+}
+
+async fn next_item<S>(
+    stream: &mut S,
+    address: &str,
+    what: &'static str,
+    limit: Duration,
+) -> Result<Option<async_imap::types::Fetch>, SyncError>
+where
+    S: futures::Stream<Item = Result<async_imap::types::Fetch, async_imap::error::Error>> + Unpin,
+{
+    match tokio::time::timeout(limit, stream.next()).await {
+        Err(_) => Err(SyncError::Net(NetError::Timeout {
+            address: address.to_string(),
+            step: what,
+            seconds: limit.as_secs().max(1),
+        })),
+        Ok(None) => Ok(None),
+        Ok(Some(Ok(f))) => Ok(Some(f)),
+        Ok(Some(Err(e))) => Err(lost(address, e)),
+    }
+}
+
+/// Reads the server greeting; returns the capabilities when it announces them.
+async fn read_greeting(
+    client: &mut Client<MailStream>,
+    address: &str,
+    limit: Duration,
+) -> Result<Option<Vec<String>>, SyncError> {
+    let greeting = match net::step(
+        address,
+        "waiting for the greeting",
+        limit,
+        client.read_response(),
+    )
+    .await
+    {
+        Ok(Some(g)) => g,
+        Ok(None) | Err(StepError::Failed(_)) => {
+            return Err(SyncError::ConnectionLost {
+                address: address.to_string(),
+            });
+        }
+        Err(StepError::TimedOut(e)) => return Err(SyncError::Net(e)),
+    };
+    match greeting.parsed() {
+        Response::Data { status, outcome } => {
+            use async_imap::imap_proto::Status;
+            match status {
+                Status::Ok | Status::PreAuth => Ok(match &outcome.code {
+                    Some(ResponseCode::Capabilities(c)) => Some(cap_names(c)),
+                    _ => None,
+                }),
+                _ => Err(SyncError::ServerBusy {
+                    address: address.to_string(),
+                    reply: outcome.information.as_deref().unwrap_or("").to_string(),
+                }),
+            }
+        }
+        other => Err(SyncError::Protocol {
+            address: address.to_string(),
+            detail: format!("unexpected greeting {other:?}"),
+        }),
+    }
+}
+
+fn cap_names(caps: &[Capability<'_>]) -> Vec<String> {
+    caps.iter()
+        .map(|c| match c {
+            Capability::Imap4rev1 => "IMAP4REV1".to_string(),
+            Capability::Auth(m) => format!("AUTH={}", m.to_ascii_uppercase()),
+            Capability::Atom(a) => a.to_ascii_uppercase(),
+        })
+        .collect()
+}
+
+/// CAPABILITY before login. async-imap offers it only on a logged-in session, so this writes the
+/// command itself with a tag of its own and reads until that tag completes.
+async fn capabilities(
+    client: &mut Client<MailStream>,
+    address: &str,
+    limit: Duration,
+) -> Result<Vec<String>, SyncError> {
+    const TAG: &str = "sscap";
+    let write = async {
+        let s = client.get_mut();
+        s.write_all(format!("{TAG} CAPABILITY\r\n").as_bytes())
+            .await?;
+        s.flush().await
+    };
+    match net::step(address, "asking for capabilities", limit, write).await {
+        Ok(()) => {}
+        Err(StepError::Failed(_)) => {
+            return Err(SyncError::ConnectionLost {
+                address: address.to_string(),
+            });
+        }
+        Err(StepError::TimedOut(e)) => return Err(SyncError::Net(e)),
+    }
+    let mut caps = Vec::new();
+    loop {
+        let resp = match net::step(
+            address,
+            "asking for capabilities",
+            limit,
+            client.read_response(),
+        )
+        .await
+        {
+            Ok(Some(r)) => r,
+            Ok(None) | Err(StepError::Failed(_)) => {
+                return Err(SyncError::ConnectionLost {
+                    address: address.to_string(),
+                });
+            }
+            Err(StepError::TimedOut(e)) => return Err(SyncError::Net(e)),
+        };
+        match resp.parsed() {
+            Response::Capabilities(c) => caps.extend(cap_names(c)),
+            Response::Done { tag, .. } if tag.0 == TAG => return Ok(caps),
+            _ => {}
+        }
+    }
+}

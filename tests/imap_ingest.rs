@@ -1,0 +1,312 @@
+//! Incoming email over IMAP against a real dovecot: exactly-once ingest, byte-exact raw MIME,
+//! untouched \Seen flags, new mail while running, restart, UIDVALIDITY change, SIGKILL mid-ingest.
+
+mod support;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use sha2::{Digest, Sha256};
+use sidesync::store::Store;
+use support::dovecot::{Dovecot, PASSWORD};
+use support::sidesync::{Sidesync, run_once};
+use support::{free_port, mail, wait_for};
+
+fn profile(d: &Dovecot, extra: &str) -> String {
+    format!(
+        "[[profile]]\nname = \"local\"\nis_default = true\nincoming_server_location = \"127.0.0.1\"\n\
+         incoming_port_number = {}\nca_file = \"{}\"\nmin_polling_interval = \"1s\"\n\
+         timeout_mailbox_connection_after = \"20s\"\n{extra}\n",
+        d.imaps_port,
+        d.ca_file.display()
+    )
+}
+
+fn mailbox(address: &str) -> String {
+    format!(
+        "[[mailbox]]\nemail_address = \"{address}\"\npassword = \"{PASSWORD}\"\napproval = \"approved\"\n"
+    )
+}
+
+fn write_config(
+    dir: &Path,
+    status_port: u16,
+    appliance_extra: &str,
+    rest: &str,
+) -> std::path::PathBuf {
+    let path = dir.join("sidesync.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[appliance]\ndata_dir = \"{}\"\nstatus_listen = \"127.0.0.1:{status_port}\"\nretry_interval = \"1s\"\n\
+             {appliance_extra}\n{rest}",
+            dir.join("data").display()
+        ),
+    )
+    .expect("write config");
+    path
+}
+
+fn sha(b: &[u8]) -> String {
+    Sha256::digest(b)
+        .iter()
+        .map(|x| format!("{x:02x}"))
+        .collect()
+}
+
+/// Delivers `count` sample emails to `user`; returns their bytes by hash.
+fn fill(
+    d: &Dovecot,
+    user: &str,
+    count: usize,
+    size: impl Fn(usize) -> usize,
+    seen: impl Fn(usize) -> bool,
+) -> HashMap<String, Vec<u8>> {
+    let mut out = HashMap::new();
+    for n in 0..count {
+        let raw = mail::sample(user, n, size(n));
+        d.deliver(
+            user,
+            &raw,
+            if seen(n) { "S" } else { "" },
+            SystemTime::now(),
+        );
+        out.insert(sha(&raw), raw);
+    }
+    out
+}
+
+/// Checks the store holds exactly one activity per email of `expected`, with identical bytes.
+fn assert_exactly_once(store: &Store, user: &str, expected: &HashMap<String, Vec<u8>>) {
+    let acts: Vec<_> = store
+        .activities()
+        .expect("activities")
+        .into_iter()
+        .filter(|a| a.mailbox == user)
+        .collect();
+    let mut seen: BTreeMap<String, u32> = BTreeMap::new();
+    for a in &acts {
+        let raw = store.activity_raw(a.id).expect("raw").expect("raw stored");
+        assert_eq!(raw.len() as u64, a.size);
+        *seen.entry(sha(&raw)).or_default() += 1;
+    }
+    for (hash, raw) in expected {
+        assert_eq!(
+            seen.get(hash),
+            Some(&1),
+            "{user}: email {:?} stored {:?} times",
+            &raw[..60.min(raw.len())],
+            seen.get(hash)
+        );
+    }
+    assert_eq!(
+        acts.len(),
+        expected.len(),
+        "{user}: activities beyond the server's emails"
+    );
+}
+
+#[test]
+fn five_mailboxes_ingest_exactly_once_and_keep_flags() {
+    let d = Dovecot::start();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let users: Vec<String> = (1..=5).map(|i| format!("user{i}@example.com")).collect();
+    let mut expected: HashMap<String, HashMap<String, Vec<u8>>> = HashMap::new();
+    for (i, u) in users.iter().enumerate() {
+        // A few hundred emails of all shapes; one mailbox also holds a 4 MB one.
+        let big = i == 0;
+        let e = fill(
+            &d,
+            u,
+            150 + 30 * i,
+            |n| {
+                if big && n == 7 {
+                    4 << 20
+                } else {
+                    2_000 + (n * 997) % 60_000
+                }
+            },
+            |n| n % 4 == 0,
+        );
+        expected.insert(u.clone(), e);
+    }
+    let files_before: HashMap<String, Vec<String>> = users
+        .iter()
+        .map(|u| (u.clone(), d.inbox_files(u)))
+        .collect();
+    let port = free_port();
+    let boxes: String = users.iter().map(|u| mailbox(u)).collect();
+    let config = write_config(
+        tmp.path(),
+        port,
+        "fetch_batch_size = 40",
+        &format!("{}{boxes}", profile(&d, "")),
+    );
+    let log = tmp.path().join("sidesync.log");
+    let s = Sidesync::start(&config, &log, port);
+    let total: usize = expected.values().map(|e| e.len()).sum();
+    wait_for(
+        "every email to be ingested",
+        Duration::from_secs(120),
+        || {
+            let st = s.status();
+            let stored: u64 = st["mailboxes"]
+                .as_array()?
+                .iter()
+                .map(|m| m["activities_stored"].as_u64().unwrap_or(0))
+                .sum();
+            (stored as usize == total).then_some(())
+        },
+    );
+    let m = s.mailbox(&users[0]);
+    assert_eq!(m["incoming_status"], "success");
+    assert_eq!(m["enabled"], true);
+    assert!(m["last_successful_sync_completed_on"].is_string());
+
+    // A message appended while running is picked up within the polling interval.
+    let late = mail::sample(&users[2], 9_999, 3_000);
+    d.deliver(&users[2], &late, "", SystemTime::now());
+    expected
+        .get_mut(&users[2])
+        .expect("user")
+        .insert(sha(&late), late);
+    wait_for("the new email", Duration::from_secs(30), || {
+        (s.mailbox(&users[2])["activities_stored"].as_u64()? as usize == expected[&users[2]].len())
+            .then_some(())
+    });
+    let status = s.terminate();
+    assert!(status.success(), "sidesync exit: {status}");
+
+    // The server's flags are untouched (EXAMINE + BODY.PEEK): maildir names keep their flags.
+    for u in &users {
+        let before: Vec<String> = files_before[u]
+            .iter()
+            .map(|f| {
+                f.rsplit_once(":2,")
+                    .map(|x| x.1.to_string())
+                    .unwrap_or_default()
+            })
+            .collect();
+        let after_files: Vec<String> = d
+            .inbox_files(u)
+            .into_iter()
+            .filter(|f| {
+                files_before[u]
+                    .iter()
+                    .any(|b| b.split(':').next() == f.split(':').next())
+            })
+            .collect();
+        let after: Vec<String> = after_files
+            .iter()
+            .map(|f| {
+                f.rsplit_once(":2,")
+                    .map(|x| x.1.to_string())
+                    .unwrap_or_default()
+            })
+            .collect();
+        assert_eq!(before, after, "{u}: flags changed on the server");
+    }
+
+    let store = Store::open(&tmp.path().join("data")).expect("open store");
+    for u in &users {
+        assert_exactly_once(&store, u, &expected[u]);
+    }
+    let logs = std::fs::read_to_string(&log).expect("log");
+    assert!(!logs.contains(PASSWORD), "a password reached the log");
+    drop(store);
+
+    // A restart ingests nothing new.
+    let (status, out) = run_once(&config);
+    assert!(status.success(), "{out}");
+    let store = Store::open(&tmp.path().join("data")).expect("open store");
+    assert_eq!(
+        store.activity_count().expect("count") as usize,
+        total + 1,
+        "{out}"
+    );
+}
+
+#[test]
+fn uidvalidity_change_rescans_without_duplicates() {
+    let mut d = Dovecot::start();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let user = "renumbered@example.com";
+    let mut expected = fill(&d, user, 60, |n| 1_000 + n * 50, |_| false);
+    let config = write_config(
+        tmp.path(),
+        free_port(),
+        "uidvalidity_alert_after_changes = 1",
+        &format!("{}{}", profile(&d, ""), mailbox(user)),
+    );
+    let (status, out) = run_once(&config);
+    assert!(status.success(), "{out}");
+    let before = {
+        let store = Store::open(&tmp.path().join("data")).expect("store");
+        store
+            .folder_cursor(user, "INBOX")
+            .expect("cursor")
+            .expect("some")
+    };
+    d.reset_uidvalidity(user);
+    let extra = mail::sample(user, 500, 1_500);
+    d.deliver(user, &extra, "", SystemTime::now());
+    expected.insert(sha(&extra), extra);
+    let (status, out) = run_once(&config);
+    assert!(status.success(), "{out}");
+    let store = Store::open(&tmp.path().join("data")).expect("store");
+    let after = store
+        .folder_cursor(user, "INBOX")
+        .expect("cursor")
+        .expect("some");
+    assert_ne!(
+        before.uidvalidity, after.uidvalidity,
+        "dovecot did not renumber the folder"
+    );
+    assert_eq!(after.uidvalidity_changes, 1);
+    assert_exactly_once(&store, user, &expected);
+    // Both numberings map to the same activities.
+    assert_eq!(store.sync_id_map(user).expect("map").len(), 60 + 61);
+    let alerts = store.alerts(10).expect("alerts");
+    assert!(
+        alerts
+            .iter()
+            .any(|a| a.code == "uidvalidity_changed" && a.mailbox.as_deref() == Some(user)),
+        "{alerts:?}"
+    );
+}
+
+#[test]
+fn sigkill_mid_ingest_then_restart_gives_one_activity_per_email() {
+    let d = Dovecot::start();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let user = "bulk@example.com";
+    let expected = fill(&d, user, 2_500, |n| 8_000 + (n * 131) % 30_000, |_| false);
+    let port = free_port();
+    let config = write_config(
+        tmp.path(),
+        port,
+        "fetch_batch_size = 20",
+        &format!("{}{}", profile(&d, ""), mailbox(user)),
+    );
+    let log = tmp.path().join("sidesync.log");
+    let s = Sidesync::start(&config, &log, port);
+    let at_kill = wait_for(
+        "some emails to be committed",
+        Duration::from_secs(120),
+        || {
+            let n = s.mailbox(user)["activities_stored"].as_u64()?;
+            (n > 0).then_some(n)
+        },
+    );
+    s.kill9();
+    eprintln!("killed with {at_kill} of {} committed", expected.len());
+    let s = Sidesync::start(&config, &log, port);
+    wait_for("the rest to be ingested", Duration::from_secs(180), || {
+        (s.mailbox(user)["activities_stored"].as_u64()? as usize >= expected.len()).then_some(())
+    });
+    assert!(s.terminate().success());
+    let store = Store::open(&tmp.path().join("data")).expect("store");
+    assert_exactly_once(&store, user, &expected);
+    assert_eq!(store.sync_id_map(user).expect("map").len(), expected.len());
+}

@@ -1,0 +1,406 @@
+//! A private dovecot (IMAP and POP3, TLS and plaintext) with its own config, state, certificate and
+//! maildirs in a temporary folder, on free loopback ports. Any user name logs in with PASSWORD.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, SystemTime};
+
+use super::{free_port, wait_for};
+
+pub const PASSWORD: &str = "dovecot-test-pw";
+static INSTANCE: AtomicU32 = AtomicU32::new(0);
+static FILE_SEQ: AtomicU32 = AtomicU32::new(0);
+
+pub struct Dovecot {
+    pub dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    pub imap_port: u16,
+    pub imaps_port: u16,
+    pub pop3_port: u16,
+    pub pop3s_port: u16,
+    /// The CA that signed the server certificate (give it to the client as `ca_file`).
+    pub ca_file: PathBuf,
+    /// A CA that signed nothing here: a client trusting only it rejects the server.
+    pub other_ca_file: PathBuf,
+    child: Option<Child>,
+    uid: u32,
+    gid: u32,
+}
+
+fn run(cmd: &mut Command) {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn id(flag: &str, user: &str) -> u32 {
+    let out = Command::new("id").args([flag, user]).output().expect("id");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("numeric id")
+}
+
+/// A CA and a server certificate for 127.0.0.1 / localhost signed by it.
+fn make_certificates(dir: &Path) {
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    for ca in ["ca", "other-ca"] {
+        run(Command::new("openssl")
+            .current_dir(dir)
+            .args([
+                "req",
+                "-x509",
+                "-days",
+                "3650",
+                "-subj",
+                &format!("/CN=sidesync {ca}"),
+            ])
+            .args(ec)
+            .args([
+                "-keyout",
+                &format!("{ca}.key"),
+                "-out",
+                &format!("{ca}.pem"),
+            ])
+            .args(["-addext", "basicConstraints=critical,CA:TRUE"])
+            .args(["-addext", "keyUsage=critical,keyCertSign,cRLSign"]));
+    }
+    run(Command::new("openssl")
+        .current_dir(dir)
+        .args([
+            "req",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ])
+        .args(ec));
+    fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n\
+         keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("write ext");
+    run(Command::new("openssl").current_dir(dir).args([
+        "x509",
+        "-req",
+        "-days",
+        "3650",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-extfile",
+        "server.ext",
+    ]));
+}
+
+impl Dovecot {
+    /// Starts a dovecot in a new temporary folder.
+    pub fn start() -> Dovecot {
+        let tmp = tempfile::Builder::new()
+            .prefix("sidesync-dovecot-")
+            .tempdir()
+            .expect("tempdir");
+        let dir = tmp.path().to_path_buf();
+        let mut d = Dovecot::start_in(&dir);
+        d._tmp = Some(tmp);
+        d
+    }
+
+    /// Starts a dovecot whose files live in `dir` (kept after the process ends).
+    pub fn start_in(dir: &Path) -> Dovecot {
+        fs::create_dir_all(dir).expect("dovecot dir");
+        // Dovecot's unprivileged processes must reach the maildirs through this folder.
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).expect("chmod");
+        let root = is_root();
+        let (uid, gid, internal, login) = if root {
+            (
+                id("-u", "dovecot"),
+                id("-g", "dovecot"),
+                "dovecot".to_string(),
+                "dovenull".to_string(),
+            )
+        } else {
+            let me = String::from_utf8_lossy(
+                &Command::new("id").arg("-un").output().expect("id").stdout,
+            )
+            .trim()
+            .to_string();
+            (id("-u", &me), id("-g", &me), me.clone(), me)
+        };
+        make_certificates(dir);
+        for f in ["server.key", "ca.pem", "other-ca.pem", "server.pem"] {
+            fs::set_permissions(dir.join(f), fs::Permissions::from_mode(0o644)).expect("chmod");
+        }
+        fs::create_dir_all(dir.join("home")).expect("home");
+        chown(&dir.join("home"), uid, gid);
+        let n = INSTANCE.fetch_add(1, Ordering::SeqCst);
+        let d = Dovecot {
+            dir: dir.to_path_buf(),
+            _tmp: None,
+            imap_port: free_port(),
+            imaps_port: free_port(),
+            pop3_port: free_port(),
+            pop3s_port: free_port(),
+            ca_file: dir.join("ca.pem"),
+            other_ca_file: dir.join("other-ca.pem"),
+            child: None,
+            uid,
+            gid,
+        };
+        let conf = format!(
+            r#"
+instance_name = sidesync-test-{pid}-{n}
+base_dir = {dir}/run
+state_dir = {dir}/state
+log_path = {dir}/dovecot.log
+listen = 127.0.0.1
+protocols = imap pop3
+ssl = yes
+ssl_cert = <{dir}/server.pem
+ssl_key = <{dir}/server.key
+ssl_min_protocol = TLSv1.2
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+default_internal_user = {internal}
+default_login_user = {login}
+mail_uid = {uid}
+mail_gid = {gid}
+first_valid_uid = {uid}
+last_valid_uid = 0
+first_valid_gid = 0
+mail_location = maildir:~/Maildir
+mail_max_userip_connections = 500
+pop3_uidl_format = %08Xu%08Xv
+passdb {{
+  driver = static
+  args = password={PASSWORD}
+}}
+userdb {{
+  driver = static
+  args = uid={uid} gid={gid} home={dir}/home/%u
+}}
+service imap-login {{
+  inet_listener imap {{
+    port = {imap}
+  }}
+  inet_listener imaps {{
+    port = {imaps}
+    ssl = yes
+  }}
+  service_count = 0
+  process_min_avail = 1
+}}
+service pop3-login {{
+  inet_listener pop3 {{
+    port = {pop3}
+  }}
+  inet_listener pop3s {{
+    port = {pop3s}
+    ssl = yes
+  }}
+}}
+service anvil {{
+  chroot =
+}}
+"#,
+            pid = std::process::id(),
+            dir = dir.display(),
+            imap = d.imap_port,
+            imaps = d.imaps_port,
+            pop3 = d.pop3_port,
+            pop3s = d.pop3s_port,
+        );
+        fs::write(dir.join("dovecot.conf"), conf).expect("write dovecot.conf");
+        let mut d = d;
+        d.launch();
+        d
+    }
+
+    fn launch(&mut self) {
+        let log = fs::File::create(self.dir.join("dovecot.stdout")).expect("stdout log");
+        let child = Command::new("dovecot")
+            .args(["-F", "-c"])
+            .arg(self.dir.join("dovecot.conf"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone"))
+            .stderr(log)
+            .spawn()
+            .expect("start dovecot (is dovecot-imapd installed?)");
+        self.child = Some(child);
+        let port = self.imaps_port;
+        let dir = self.dir.clone();
+        wait_for(
+            "dovecot to accept connections",
+            Duration::from_secs(20),
+            || {
+                if let Some(c) = self.child.as_mut() {
+                    if let Ok(Some(status)) = c.try_wait() {
+                        panic!(
+                            "dovecot exited ({status}): {}",
+                            fs::read_to_string(dir.join("dovecot.stdout")).unwrap_or_default()
+                        );
+                    }
+                }
+                std::net::TcpStream::connect(("127.0.0.1", port))
+                    .ok()
+                    .map(|_| ())
+            },
+        );
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill").arg(c.id().to_string()).status();
+            let _ = c.wait();
+        }
+        // The listeners are gone once the master is gone; wait until the port is free.
+        let port = self.imaps_port;
+        wait_for("dovecot to stop", Duration::from_secs(20), || {
+            std::net::TcpStream::connect(("127.0.0.1", port))
+                .err()
+                .map(|_| ())
+        });
+    }
+
+    pub fn restart(&mut self) {
+        self.stop();
+        self.launch();
+    }
+
+    pub fn maildir(&self, user: &str) -> PathBuf {
+        self.dir.join("home").join(user).join("Maildir")
+    }
+
+    fn ensure_maildir(&self, user: &str) -> PathBuf {
+        let home = self.dir.join("home").join(user);
+        let md = home.join("Maildir");
+        for sub in ["cur", "new", "tmp"] {
+            fs::create_dir_all(md.join(sub)).expect("maildir");
+        }
+        for p in [
+            &home,
+            &md,
+            &md.join("cur"),
+            &md.join("new"),
+            &md.join("tmp"),
+        ] {
+            chown(p, self.uid, self.gid);
+        }
+        md
+    }
+
+    /// Delivers `raw` into the user's INBOX as a maildir file, with maildir `flags` (e.g. "S" for
+    /// \Seen) and `received` as its INTERNALDATE. Returns the file name.
+    pub fn deliver(&self, user: &str, raw: &[u8], flags: &str, received: SystemTime) -> String {
+        let md = self.ensure_maildir(user);
+        let seq = FILE_SEQ.fetch_add(1, Ordering::SeqCst);
+        let secs = received
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let name = format!(
+            "{secs}.M{seq}P{}.sidesync,S={}:2,{flags}",
+            std::process::id(),
+            raw.len()
+        );
+        let tmp = md.join("tmp").join(&name);
+        {
+            let mut f = fs::File::create(&tmp).expect("create message");
+            f.write_all(raw).expect("write message");
+            f.set_modified(received).expect("set mtime");
+        }
+        chown(&tmp, self.uid, self.gid);
+        fs::rename(&tmp, md.join("cur").join(&name)).expect("move into cur");
+        name
+    }
+
+    /// The maildir file names in the user's INBOX (flags are the part after ":2,").
+    pub fn inbox_files(&self, user: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        for sub in ["cur", "new"] {
+            if let Ok(rd) = fs::read_dir(self.maildir(user).join(sub)) {
+                out.extend(
+                    rd.filter_map(|e| e.ok())
+                        .map(|e| e.file_name().to_string_lossy().to_string()),
+                );
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// Makes dovecot forget the folder's UIDs: it assigns a new UIDVALIDITY to the same messages.
+    pub fn reset_uidvalidity(&mut self, user: &str) {
+        self.stop();
+        // Dovecot derives UIDVALIDITY from the clock: let the second turn so the new one differs.
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        wait_for(
+            "the clock to reach the next second",
+            Duration::from_secs(3),
+            || {
+                let t = SystemTime::now()
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                (t > now).then_some(())
+            },
+        );
+        let md = self.maildir(user);
+        for entry in fs::read_dir(&md).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().to_string();
+            if name == "dovecot-uidlist" || name.starts_with("dovecot.index") {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+        self.launch();
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.join("dovecot.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Dovecot {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill").arg(c.id().to_string()).status();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn chown(p: &Path, uid: u32, gid: u32) {
+    let _ = std::os::unix::fs::chown(p, Some(uid), Some(gid));
+}
+
+fn is_root() -> bool {
+    String::from_utf8_lossy(&Command::new("id").arg("-u").output().expect("id").stdout).trim()
+        == "0"
+}

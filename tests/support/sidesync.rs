@@ -1,0 +1,130 @@
+//! The sidesync binary as a child process, and a tiny HTTP client for its status endpoint.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::Duration;
+
+use super::wait_for;
+
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_sidesync"))
+}
+
+pub struct Sidesync {
+    pub child: Child,
+    pub log: PathBuf,
+    pub status_port: u16,
+}
+
+impl Sidesync {
+    /// Starts `sidesync run --config CONFIG`, logging to `log`, and waits for `/healthz`.
+    pub fn start(config: &Path, log: &Path, status_port: u16) -> Sidesync {
+        let out = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("log file");
+        let child = Command::new(binary())
+            .args(["run", "--config"])
+            .arg(config)
+            .env("SIDESYNC_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("clone"))
+            .stderr(out)
+            .spawn()
+            .expect("start sidesync");
+        let mut s = Sidesync {
+            child,
+            log: log.to_path_buf(),
+            status_port,
+        };
+        wait_for("sidesync /healthz", Duration::from_secs(30), || {
+            if let Ok(Some(status)) = s.child.try_wait() {
+                panic!(
+                    "sidesync exited early ({status}):\n{}",
+                    fs::read_to_string(log).unwrap_or_default()
+                );
+            }
+            http_get(status_port, "/healthz").filter(|(code, _)| *code == 200)
+        });
+        s
+    }
+
+    pub fn status(&self) -> serde_json::Value {
+        let (code, body) = http_get(self.status_port, "/status").expect("GET /status");
+        assert_eq!(code, 200, "{body}");
+        serde_json::from_str(&body).expect("status is JSON")
+    }
+
+    pub fn mailbox(&self, address: &str) -> serde_json::Value {
+        self.status()["mailboxes"]
+            .as_array()
+            .and_then(|a| a.iter().find(|m| m["email_address"] == address).cloned())
+            .unwrap_or_else(|| panic!("{address} not in /status"))
+    }
+
+    /// SIGTERM, then the exit status (it must come within the deadline).
+    pub fn terminate(mut self) -> ExitStatus {
+        signal(&self.child, "TERM");
+        wait_for(
+            "sidesync to exit after SIGTERM",
+            Duration::from_secs(20),
+            || self.child.try_wait().ok().flatten(),
+        )
+    }
+
+    pub fn kill9(mut self) {
+        signal(&self.child, "KILL");
+        let _ = self.child.wait();
+    }
+
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Sidesync {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn signal(child: &Child, sig: &str) {
+    let _ = Command::new("kill")
+        .args([&format!("-{sig}"), &child.id().to_string()])
+        .status();
+}
+
+/// `sidesync run --once`: returns its exit status and output.
+pub fn run_once(config: &Path) -> (ExitStatus, String) {
+    let out = Command::new(binary())
+        .args(["run", "--once", "--config"])
+        .arg(config)
+        .output()
+        .expect("run sidesync --once");
+    (
+        out.status,
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// A minimal HTTP/1.0 GET: (status code, body), or None if nothing answers.
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    let (head, body) = buf.split_once("\r\n\r\n")?;
+    let code = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((code, body.to_string()))
+}
