@@ -310,3 +310,44 @@ fn sigkill_mid_ingest_then_restart_gives_one_activity_per_email() {
     assert_exactly_once(&store, user, &expected);
     assert_eq!(store.sync_id_map(user).expect("map").len(), expected.len());
 }
+
+#[test]
+fn emails_received_before_the_profile_date_are_skipped() {
+    let d = Dovecot::start();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let user = "dated@example.com";
+    let old = SystemTime::UNIX_EPOCH + Duration::from_secs(1_577_836_800); // 2020-01-01
+    let mut recent = HashMap::new();
+    for n in 0..20 {
+        let raw = mail::sample(user, n, 1_000);
+        if n % 2 == 0 {
+            d.deliver(user, &raw, "", old);
+        } else {
+            d.deliver(user, &raw, "", SystemTime::now());
+            recent.insert(sha(&raw), raw);
+        }
+    }
+    let config = write_config(
+        tmp.path(),
+        free_port(),
+        "",
+        &format!(
+            "{}{}",
+            profile(&d, "process_emails_received_after = 2024-01-01"),
+            mailbox(user)
+        ),
+    );
+    let (status, out) = run_once(&config);
+    assert!(status.success(), "{out}");
+    let store = Store::open(&tmp.path().join("data")).expect("store");
+    assert_exactly_once(&store, user, &recent);
+    // Skipped emails still advance the cursor: they are never listed again.
+    assert_eq!(
+        store
+            .folder_cursor(user, "INBOX")
+            .expect("cursor")
+            .expect("some")
+            .last_uid,
+        20
+    );
+}

@@ -28,6 +28,9 @@ pub use writer::{IngestBatch, IngestOutcome, MailboxUpdate, PreparedMessage, Sto
 
 use crate::tracking::plan::FolderCursor;
 
+/// A sync id map row of one mailbox: ((folder, UIDVALIDITY, UID), activity id).
+pub type SyncIdRow = ((String, u32, u32), u64);
+
 pub const SCHEMA_VERSION: u64 = 1;
 pub const STORE_FILE: &str = "sidesync.redb";
 
@@ -243,7 +246,7 @@ impl Store {
     }
 
     /// Sync id map rows of one mailbox: ((folder, UIDVALIDITY, UID), activity id).
-    pub fn sync_id_map(&self, mailbox: &str) -> Result<Vec<((String, u32, u32), u64)>, StoreError> {
+    pub fn sync_id_map(&self, mailbox: &str) -> Result<Vec<SyncIdRow>, StoreError> {
         let txn = self.db.begin_read()?;
         let t = txn.open_table(SYNC_ID_MAP)?;
         let mut out = Vec::new();

@@ -257,13 +257,11 @@ service anvil {{
             "dovecot to accept connections",
             Duration::from_secs(20),
             || {
-                if let Some(c) = self.child.as_mut() {
-                    if let Ok(Some(status)) = c.try_wait() {
-                        panic!(
-                            "dovecot exited ({status}): {}",
-                            fs::read_to_string(dir.join("dovecot.stdout")).unwrap_or_default()
-                        );
-                    }
+                if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                    panic!(
+                        "dovecot exited ({status}): {}",
+                        fs::read_to_string(dir.join("dovecot.stdout")).unwrap_or_default()
+                    );
                 }
                 std::net::TcpStream::connect(("127.0.0.1", port))
                     .ok()

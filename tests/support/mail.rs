@@ -115,7 +115,7 @@ pub fn sample(mailbox: &str, n: usize, size: usize) -> Vec<u8> {
         n % 17
     ));
     h.push_str(&format!("To: {mailbox}\r\n"));
-    if n % 3 == 0 {
+    if n.is_multiple_of(3) {
         h.push_str(
             "Cc: =?UTF-8?Q?J=C3=BCrgen_M=C3=BCller?= <juergen@example.com>, team@example.com\r\n",
         );

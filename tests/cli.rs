@@ -1,0 +1,104 @@
+//! The command line as users run it: `check-config` points at FILE:LINE:COL of every mistake.
+
+mod support;
+
+use std::process::Command;
+
+fn check_config(text: &str) -> (i32, String, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("sidesync.toml");
+    std::fs::write(&path, text).expect("write");
+    let out = Command::new(support::sidesync::binary())
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run check-config");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).replace(&path.display().to_string(), "FILE"),
+        String::from_utf8_lossy(&out.stderr).replace(&path.display().to_string(), "FILE"),
+    )
+}
+
+#[test]
+fn a_valid_config_passes() {
+    let (code, out, err) = check_config(
+        "[[profile]]\nname = \"p\"\nis_default = true\nincoming_server_location = \"imap.example.com\"\n\
+         [[mailbox]]\nemail_address = \"a@example.com\"\npassword = \"pw\"\n",
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), "FILE: OK (1 profiles, 1 mailboxes)");
+}
+
+#[test]
+fn every_mistake_is_printed_with_its_place() {
+    let text = r#"[appliance]
+data_dir = "/tmp/x"
+colour = "blue"
+"#;
+    let (code, _, err) = check_config(text);
+    assert_eq!(code, 1);
+    assert!(err.starts_with("FILE:3:1: unknown field `colour`"), "{err}");
+
+    let text = r#"[[profile]]
+name = "p"
+incoming_server_location = "imap.example.com"
+incoming_port_number = 99999
+timeout_mailbox_connection_after = "2m"
+incoming_credential_retrieval = "without_credentials"
+
+[[mailbox]]
+email_address = "a@example.com"
+password = "pw"
+profile = "q"
+
+[[mailbox]]
+email_address = "A@example.com"
+password = "pw"
+profile = "p"
+"#;
+    let (code, _, err) = check_config(text);
+    assert_eq!(code, 1);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 5, "{err}");
+    assert!(
+        lines[0].starts_with("FILE:4:24: incoming_port_number = 99999 is out of range"),
+        "{err}"
+    );
+    assert!(
+        lines[1].starts_with(
+            "FILE:5:36: timeout_mailbox_connection_after = 2m is over the upper limit of 100 s"
+        ),
+        "{err}"
+    );
+    assert!(
+        lines[2].starts_with(
+            "FILE:6:33: incoming_credential_retrieval = \"without_credentials\" is not valid"
+        ),
+        "{err}"
+    );
+    assert!(
+        lines[3].starts_with(
+            "FILE:11:11: mailbox a@example.com names profile \"q\", which is not defined"
+        ),
+        "{err}"
+    );
+    assert!(
+        lines[4].starts_with("FILE:14:17: a mailbox for a@example.com is already defined"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_missing_file_is_named() {
+    let out = Command::new(support::sidesync::binary())
+        .args(["check-config", "--config", "/nonexistent/sidesync.toml"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("/nonexistent/sidesync.toml") && err.contains("cannot read the config file"),
+        "{err}"
+    );
+}

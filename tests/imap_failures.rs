@@ -1,0 +1,264 @@
+//! Failures against real servers: a wrong password, a refused connection, an untrusted certificate
+//! and a server without STARTTLS each give a clear error in `/status` and the log, while the other
+//! mailboxes keep syncing. TLS modes and login methods each work against dovecot.
+
+mod support;
+
+use std::net::TcpListener;
+use std::time::{Duration, SystemTime};
+
+use support::dovecot::{Dovecot, PASSWORD};
+use support::sidesync::{Sidesync, run_once};
+use support::{free_port, mail, wait_for};
+
+fn profile(name: &str, port: u16, ca: &std::path::Path, extra: &str) -> String {
+    format!(
+        "[[profile]]\nname = \"{name}\"\nincoming_server_location = \"127.0.0.1\"\nincoming_port_number = {port}\n\
+         ca_file = \"{}\"\nmin_polling_interval = \"1s\"\ntimeout_mailbox_connection_after = \"10s\"\n{extra}\n",
+        ca.display()
+    )
+}
+
+fn mailbox(address: &str, profile: &str, password: &str) -> String {
+    format!(
+        "[[mailbox]]\nemail_address = \"{address}\"\nprofile = \"{profile}\"\npassword = \"{password}\"\napproval = \"approved\"\n"
+    )
+}
+
+fn config(dir: &std::path::Path, port: u16, body: &str) -> std::path::PathBuf {
+    let path = dir.join("sidesync.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[appliance]\ndata_dir = \"{}\"\nstatus_listen = \"127.0.0.1:{port}\"\nretry_interval = \"1s\"\n{body}",
+            dir.join("data").display()
+        ),
+    )
+    .expect("config");
+    path
+}
+
+#[test]
+fn each_failure_is_reported_and_other_mailboxes_keep_syncing() {
+    let d = Dovecot::start();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    for u in [
+        "good@example.com",
+        "wrongpw@example.com",
+        "refused@example.com",
+        "untrusted@example.com",
+    ] {
+        for n in 0..5 {
+            d.deliver(u, &mail::sample(u, n, 2_000), "", SystemTime::now());
+        }
+    }
+    // A port nobody listens on: bind, note it, close.
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let wrong_password = "not-the-password-0xA1";
+    let body = [
+        profile("good", d.imaps_port, &d.ca_file, ""),
+        profile("closed", closed, &d.ca_file, ""),
+        profile("untrusted", d.imaps_port, &d.other_ca_file, ""),
+        mailbox("good@example.com", "good", PASSWORD),
+        mailbox("wrongpw@example.com", "good", wrong_password),
+        mailbox("refused@example.com", "closed", PASSWORD),
+        mailbox("untrusted@example.com", "untrusted", PASSWORD),
+    ]
+    .concat();
+    let port = free_port();
+    let cfg = config(tmp.path(), port, &body);
+    let log = tmp.path().join("sidesync.log");
+    let s = Sidesync::start(&cfg, &log, port);
+    let error_of = |address: &str| {
+        let m = s.mailbox(address);
+        let e = &m["last_error"];
+        e["code"].as_str().map(|c| {
+            (
+                c.to_string(),
+                e["text"].as_str().unwrap_or("").to_string(),
+                m["incoming_status"].clone(),
+            )
+        })
+    };
+    let (code, text, st) = wait_for(
+        "the wrong password to be reported",
+        Duration::from_secs(60),
+        || error_of("wrongpw@example.com"),
+    );
+    assert_eq!(code, "authentication_rejected");
+    assert!(
+        text.starts_with(&format!(
+            "authentication rejected by 127.0.0.1:{}",
+            d.imaps_port
+        )),
+        "{text}"
+    );
+    assert_eq!(st, "failure");
+    let (code, text, _) = wait_for(
+        "the refused connection to be reported",
+        Duration::from_secs(60),
+        || error_of("refused@example.com"),
+    );
+    assert_eq!(code, "connect_failed");
+    assert!(
+        text.contains(&format!("cannot connect to 127.0.0.1:{closed}")) && text.contains("refused"),
+        "{text}"
+    );
+    let (code, text, _) = wait_for(
+        "the untrusted certificate to be reported",
+        Duration::from_secs(60),
+        || error_of("untrusted@example.com"),
+    );
+    assert_eq!(code, "certificate_not_trusted");
+    assert!(
+        text.contains("not trusted") && text.contains("ca_file"),
+        "{text}"
+    );
+    // The good mailbox synced regardless, and keeps being polled.
+    wait_for("the good mailbox to sync", Duration::from_secs(60), || {
+        (s.mailbox("good@example.com")["activities_stored"].as_u64()? == 5).then_some(())
+    });
+    d.deliver(
+        "good@example.com",
+        &mail::sample("good@example.com", 77, 1_000),
+        "",
+        SystemTime::now(),
+    );
+    wait_for(
+        "the good mailbox to keep syncing",
+        Duration::from_secs(60),
+        || (s.mailbox("good@example.com")["activities_stored"].as_u64()? == 6).then_some(()),
+    );
+    let profiles = s.status()["profiles"].clone();
+    let closed_profile = profiles
+        .as_array()
+        .and_then(|p| p.iter().find(|p| p["name"] == "closed").cloned())
+        .expect("profile");
+    assert!(closed_profile["connection_failures"].as_u64().unwrap_or(0) >= 1);
+    assert!(s.terminate().success());
+    let logs = std::fs::read_to_string(&log).expect("log");
+    for needle in [
+        "authentication_rejected",
+        "connect_failed",
+        "certificate_not_trusted",
+    ] {
+        assert!(logs.contains(needle), "log lacks {needle}:\n{logs}");
+    }
+    assert!(
+        !logs.contains(wrong_password) && !logs.contains(PASSWORD),
+        "a password reached the log"
+    );
+}
+
+#[test]
+fn starttls_plaintext_and_login_methods_work() {
+    let d = Dovecot::start();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let users = [
+        "starttls@example.com",
+        "plain@example.com",
+        "login@example.com",
+        "cleartext@example.com",
+    ];
+    for u in users {
+        for n in 0..3 {
+            d.deliver(u, &mail::sample(u, n, 1_500), "", SystemTime::now());
+        }
+    }
+    let body = [
+        profile(
+            "starttls",
+            d.imap_port,
+            &d.ca_file,
+            "incoming_tls = \"starttls\"\nincoming_authentication_protocol = \"plain\"",
+        ),
+        profile(
+            "implicit-plain",
+            d.imaps_port,
+            &d.ca_file,
+            "incoming_authentication_protocol = \"plain\"",
+        ),
+        profile(
+            "implicit-login",
+            d.imaps_port,
+            &d.ca_file,
+            "incoming_authentication_protocol = \"login\"",
+        ),
+        profile(
+            "cleartext",
+            d.imap_port,
+            &d.ca_file,
+            "incoming_tls = \"none\"",
+        ),
+        mailbox(users[0], "starttls", PASSWORD),
+        mailbox(users[1], "implicit-plain", PASSWORD),
+        mailbox(users[2], "implicit-login", PASSWORD),
+        mailbox(users[3], "cleartext", PASSWORD),
+    ]
+    .concat();
+    let cfg = config(tmp.path(), free_port(), &body);
+    let (status, out) = run_once(&cfg);
+    assert!(status.success(), "{out}");
+    let store = sidesync::store::Store::open(&tmp.path().join("data")).expect("store");
+    let states = store.mailbox_states().expect("states");
+    for u in users {
+        assert_eq!(states[u].activities_stored, 3, "{u}: {out}");
+    }
+}
+
+#[test]
+fn a_server_without_starttls_is_refused_not_used_in_plaintext() {
+    // A tiny IMAP server that greets without STARTTLS and answers CAPABILITY without it.
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let server = std::thread::spawn(move || {
+        use std::io::{BufRead, BufReader, Write};
+        let (stream, _) = listener.accept().expect("accept");
+        let mut w = stream.try_clone().expect("clone");
+        let mut r = BufReader::new(stream);
+        w.write_all(b"* OK IMAP4rev1 ready\r\n").expect("greet");
+        let mut line = String::new();
+        let mut got = Vec::new();
+        while r.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+            got.push(line.clone());
+            let tag = line.split_whitespace().next().unwrap_or("*").to_string();
+            if line.to_ascii_uppercase().contains("CAPABILITY") {
+                w.write_all(
+                    format!("* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\n{tag} OK done\r\n").as_bytes(),
+                )
+                .expect("caps");
+            } else {
+                w.write_all(format!("{tag} BAD unexpected\r\n").as_bytes())
+                    .expect("bad");
+            }
+            line.clear();
+        }
+        got
+    });
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let body = [
+        format!(
+            "[[profile]]\nname = \"p\"\nincoming_server_location = \"127.0.0.1\"\nincoming_port_number = {port}\n\
+             incoming_tls = \"starttls\"\ntimeout_mailbox_connection_after = \"10s\"\n"
+        ),
+        mailbox("a@example.com", "p", "secret-never-sent"),
+    ]
+    .concat();
+    let cfg = config(tmp.path(), free_port(), &body);
+    let (status, out) = run_once(&cfg);
+    assert!(!status.success(), "{out}");
+    assert!(
+        out.contains("tls_not_offered") && out.contains("refusing to continue in plaintext"),
+        "{out}"
+    );
+    let got = server.join().expect("server");
+    assert!(
+        got.iter()
+            .all(|l| !l.contains("secret-never-sent") && !l.to_ascii_uppercase().contains("LOGIN")),
+        "{got:?}"
+    );
+}
