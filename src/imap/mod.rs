@@ -50,6 +50,18 @@ pub struct ImapSession {
     timeout: Duration,
 }
 
+/// async-imap renders a NO/BAD reply as the Debug of its parts
+/// (`code: None, info: Some("[AUTHENTICATIONFAILED] Authentication failed.")`): keep the server's text.
+pub(crate) fn server_text(reply: &str) -> String {
+    if let Some(start) = reply.find("info: Some(\"") {
+        let rest = &reply[start + "info: Some(\"".len()..];
+        if let Some(end) = rest.rfind("\")") {
+            return rest[..end].replace("\\\"", "\"");
+        }
+    }
+    reply.to_string()
+}
+
 fn lost(address: &str, e: async_imap::error::Error) -> SyncError {
     use async_imap::error::Error as E;
     match e {
@@ -355,5 +367,21 @@ async fn capabilities(
             Response::Done { tag, .. } if tag.0 == TAG => return Ok(caps),
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::server_text;
+
+    #[test]
+    fn keeps_the_servers_words() {
+        assert_eq!(
+            server_text(
+                r#"code: None, info: Some("[AUTHENTICATIONFAILED] Authentication failed.")"#
+            ),
+            "[AUTHENTICATIONFAILED] Authentication failed."
+        );
+        assert_eq!(server_text("plain words"), "plain words");
     }
 }

@@ -8,8 +8,14 @@ use std::time::Duration;
 
 use super::wait_for;
 
+/// The sidesync binary: cargo names it for integration tests; examples find it beside their folder.
 pub fn binary() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_sidesync"))
+    if let Some(p) = option_env!("CARGO_BIN_EXE_sidesync") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe.parent().and_then(Path::parent).expect("target folder");
+    dir.join("sidesync")
 }
 
 pub struct Sidesync {

@@ -1,0 +1,153 @@
+//! The demo: brings up a private dovecot on loopback with sample mailboxes, writes a config for
+//! them, runs sidesync, and shows what `/status` says. Run it through `scripts/demo.sh`.
+//!
+//! With a terminal it keeps serving until Enter is pressed; without one (CI, scripts) it stops sidesync and
+//! exits once every mailbox has synced, with exit code 0 only if the status is as expected.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use support::dovecot::{Dovecot, PASSWORD};
+use support::sidesync::{Sidesync, http_get};
+use support::{free_port, mail, wait_for};
+
+const GOOD: &[(&str, usize, &str)] = &[
+    ("alice@demo.example", 120, "user"),
+    ("bob@demo.example", 80, "user"),
+    ("support@demo.example", 60, "queue"),
+];
+
+fn main() {
+    let root = PathBuf::from(
+        std::env::var("SIDESYNC_DEMO_DIR").unwrap_or_else(|_| "/tmp/sidesync-demo".into()),
+    );
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root).expect("demo folder");
+    println!("demo folder: {}", root.display());
+
+    let dovecot = Dovecot::start_in(&root.join("dovecot"));
+    println!(
+        "dovecot: IMAPS on 127.0.0.1:{}, IMAP/STARTTLS on 127.0.0.1:{}",
+        dovecot.imaps_port, dovecot.imap_port
+    );
+    let mut expected = 0;
+    for (address, count, _) in GOOD {
+        for n in 0..*count {
+            let size = if n % 25 == 0 {
+                400_000
+            } else {
+                3_000 + (n * 733) % 40_000
+            };
+            dovecot.deliver(
+                address,
+                &mail::sample(address, n, size),
+                if n % 3 == 0 { "S" } else { "" },
+                SystemTime::now(),
+            );
+        }
+        expected += count;
+    }
+    dovecot.deliver(
+        "carol@demo.example",
+        &mail::sample("carol@demo.example", 1, 2_000),
+        "",
+        SystemTime::now(),
+    );
+
+    let status_port = if std::net::TcpListener::bind("127.0.0.1:8025").is_ok() {
+        8025
+    } else {
+        free_port()
+    };
+    let mut config = format!(
+        "# Written by the sidesync demo.\n[appliance]\ndata_dir = \"{data}\"\nstatus_listen = \"127.0.0.1:{status_port}\"\n\
+         retry_interval = \"30s\"\n\n\
+         [[profile]]\nname = \"demo-imap\"\nis_default = true\nincoming_server_location = \"127.0.0.1\"\n\
+         incoming_port_number = {port}\nincoming_tls = \"implicit\"\nca_file = \"{ca}\"\nmin_polling_interval = \"10s\"\n\n",
+        data = root.join("data").display(),
+        port = dovecot.imaps_port,
+        ca = dovecot.ca_file.display(),
+    );
+    for (address, _, owner) in GOOD {
+        config.push_str(&format!(
+            "[[mailbox]]\nemail_address = \"{address}\"\nowner = \"{owner}\"\npassword = \"{PASSWORD}\"\napproval = \"approved\"\n\n"
+        ));
+    }
+    // One mailbox whose password is wrong and one awaiting approval: what failures look like.
+    config.push_str("[[mailbox]]\nemail_address = \"carol@demo.example\"\npassword = \"wrong-password\"\napproval = \"approved\"\n\n");
+    config.push_str(&format!(
+        "[[mailbox]]\nemail_address = \"dave@demo.example\"\npassword = \"{PASSWORD}\"\napproval = \"pending_approval\"\n"
+    ));
+    let config_path = root.join("sidesync.toml");
+    std::fs::write(&config_path, config).expect("write config");
+    println!("config: {}", config_path.display());
+
+    let log = root.join("sidesync.log");
+    let sidesync = Sidesync::start(&config_path, &log, status_port);
+    println!("sidesync: running, log in {}", log.display());
+    wait_for(
+        "the sample mailboxes to sync",
+        Duration::from_secs(300),
+        || {
+            let st = sidesync.status();
+            let stored: u64 = st["mailboxes"]
+                .as_array()?
+                .iter()
+                .map(|m| m["activities_stored"].as_u64().unwrap_or(0))
+                .sum();
+            let carol_failed = st["mailboxes"]
+                .as_array()?
+                .iter()
+                .any(|m| m["email_address"] == "carol@demo.example" && m["last_error"].is_object());
+            (stored as usize == expected && carol_failed).then_some(())
+        },
+    );
+
+    println!(
+        "\n{:<24} {:<8} {:<10} {:>10}  note",
+        "mailbox", "enabled", "incoming", "activities"
+    );
+    for m in sidesync.status()["mailboxes"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+    {
+        let note = m["last_error"]["text"]
+            .as_str()
+            .or(m["not_processed_reason"].as_str())
+            .unwrap_or("")
+            .to_string();
+        println!(
+            "{:<24} {:<8} {:<10} {:>10}  {note}",
+            m["email_address"].as_str().unwrap_or(""),
+            m["enabled"].to_string(),
+            m["incoming_status"].as_str().unwrap_or(""),
+            m["activities_stored"].to_string(),
+        );
+    }
+    let health = http_get(status_port, "/healthz").map(|(c, _)| c);
+    println!(
+        "\nstatus:  http://127.0.0.1:{status_port}/status\nhealth:  http://127.0.0.1:{status_port}/healthz ({health:?})"
+    );
+
+    if std::io::stdin().is_terminal() {
+        println!(
+            "\nsidesync keeps polling every 10 s; drop more mail into {}/home/<user>/Maildir/cur. Press Enter to stop (Ctrl-C stops everything at once).",
+            dovecot.dir.display()
+        );
+        let mut line = String::new();
+        let _ = std::io::stdin().read_line(&mut line);
+    }
+    let status = sidesync.terminate();
+    println!(
+        "sidesync stopped ({status}); {expected} sample emails are in {}",
+        root.join("data").display()
+    );
+    if !status.success() || health != Some(200) {
+        std::process::exit(1);
+    }
+}

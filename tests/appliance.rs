@@ -1,0 +1,78 @@
+//! The appliance files: the annotated example config is valid, and the systemd unit verifies and
+//! rates a low exposure.
+
+mod support;
+
+use std::process::Command;
+
+#[test]
+fn the_annotated_example_config_is_valid() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pw = dir.path().join("alice.password");
+    std::fs::write(&pw, "example\n").expect("pw");
+    let text = std::fs::read_to_string("appliance/sidesync.toml").expect("example config");
+    assert!(text.contains("/etc/sidesync/alice.password"));
+    let path = dir.path().join("sidesync.toml");
+    std::fs::write(
+        &path,
+        text.replace("/etc/sidesync/alice.password", &pw.display().to_string()),
+    )
+    .expect("write");
+    let out = Command::new(support::sidesync::binary())
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .expect("check-config");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The unit, pointing at the binary just built so that `verify` can check ExecStart.
+fn unit_file(dir: &std::path::Path) -> std::path::PathBuf {
+    let unit = std::fs::read_to_string("appliance/sidesync.service").expect("unit");
+    let path = dir.join("sidesync.service");
+    let binary = support::sidesync::binary();
+    std::fs::write(
+        &path,
+        unit.replace("/usr/local/bin/sidesync", &binary.display().to_string()),
+    )
+    .expect("write unit");
+    path
+}
+
+#[test]
+fn the_systemd_unit_verifies() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(unit_file(dir.path()))
+        .output()
+        .expect("systemd-analyze (package systemd) is installed by the test command");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && err.trim().is_empty(), "{err}");
+}
+
+#[test]
+fn the_systemd_unit_exposure_is_at_most_2() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = Command::new("systemd-analyze")
+        .args(["security", "--offline=true", "--no-pager"])
+        .arg(unit_file(dir.path()))
+        .output()
+        .expect("systemd-analyze");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.contains("Overall exposure level"))
+        .unwrap_or_else(|| panic!("{text}"));
+    let level: f64 = line
+        .split(':')
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("cannot read the level in {line:?}"));
+    assert!(level <= 2.0, "{line}");
+}
