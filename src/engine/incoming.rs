@@ -19,7 +19,7 @@ use crate::tracking::plan::{FolderCursor, FolderPlan, chunk_listing, plan_folder
 /// overlaps with committing, and memory stays bounded.
 const BATCHES_IN_FLIGHT: usize = 2;
 /// Compression level for stored raw MIME: fast, and well under 40% of typical mail.
-const ZSTD_LEVEL: i32 = 3;
+const ZSTD_LEVEL: i32 = 1;
 
 /// I1: only INBOX for now; tracking folders join this list.
 const FOLDERS: &[&str] = &["INBOX"];
@@ -257,13 +257,17 @@ async fn prepare(
         .map(|b| received.get(&b.uid).copied())
         .collect();
     tokio::task::spawn_blocking(move || {
+        // One compression context per batch: creating one per message costs more than small emails.
+        let mut compressor = zstd::bulk::Compressor::new(ZSTD_LEVEL)
+            .map_err(|e| SyncError::Store(format!("starting the compressor: {e}")))?;
         bodies
             .into_iter()
             .zip(received)
             .map(|(b, r)| {
                 let headers = parse_headers(&b.raw);
                 let dedup_key = dedup_key(&headers, &b.raw);
-                let raw_zstd = zstd::bulk::compress(&b.raw, ZSTD_LEVEL)
+                let raw_zstd = compressor
+                    .compress(&b.raw)
                     .map_err(|e| SyncError::Store(format!("compressing UID {}: {e}", b.uid)))?;
                 Ok(PreparedMessage {
                     uid: b.uid,

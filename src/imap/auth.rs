@@ -87,7 +87,7 @@ pub(super) async fn login(
         | Err(StepError::Failed(async_imap::error::Error::Bad(reply))) => {
             Err(SyncError::AuthRejected {
                 address: address.to_string(),
-                reply,
+                reply: super::server_text(&reply),
             })
         }
         Err(StepError::Failed(e)) => Err(super::lost(address, e)),

@@ -70,7 +70,7 @@ fn lost(address: &str, e: async_imap::error::Error) -> SyncError {
         },
         E::No(reply) | E::Bad(reply) => SyncError::Protocol {
             address: address.to_string(),
-            detail: reply,
+            detail: server_text(&reply),
         },
         other => SyncError::Protocol {
             address: address.to_string(),
@@ -172,7 +172,7 @@ impl ImapSession {
             |e| match e {
                 async_imap::error::Error::No(reply) => SyncError::FolderMissing {
                     folder: folder.to_string(),
-                    reply,
+                    reply: server_text(&reply),
                 },
                 other => lost(&address, other),
             },

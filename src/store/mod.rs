@@ -33,6 +33,8 @@ pub type SyncIdRow = ((String, u32, u32), u64);
 
 pub const SCHEMA_VERSION: u64 = 1;
 pub const STORE_FILE: &str = "sidesync.redb";
+/// redb page cache.
+const CACHE_BYTES: usize = 32 << 20;
 
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 pub(crate) const ACTIVITIES: TableDefinition<u64, &[u8]> = TableDefinition::new("activities");
@@ -119,10 +121,14 @@ impl Store {
             source,
         })?;
         let path = data_dir.join(STORE_FILE);
-        let db = Database::create(&path).map_err(|source| StoreError::Open {
-            path: path.clone(),
-            source,
-        })?;
+        // A bounded page cache: memory must not grow with the mailbox (redb's default is 1 GiB).
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(&path)
+            .map_err(|source| StoreError::Open {
+                path: path.clone(),
+                source,
+            })?;
         let txn = db.begin_write()?;
         {
             let mut meta = txn.open_table(META)?;
