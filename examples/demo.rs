@@ -103,7 +103,11 @@ fn main() {
                 .as_array()?
                 .iter()
                 .any(|m| m["email_address"] == "carol@demo.example" && m["last_error"].is_object());
-            (stored as usize == expected && carol_failed).then_some(())
+            let good_synced = st["mailboxes"].as_array()?.iter().all(|m| {
+                !GOOD.iter().any(|(a, _, _)| m["email_address"] == *a)
+                    || m["incoming_status"] == "success"
+            });
+            (stored as usize == expected && carol_failed && good_synced).then_some(())
         },
     );
 

@@ -262,3 +262,47 @@ fn a_server_without_starttls_is_refused_not_used_in_plaintext() {
         "{got:?}"
     );
 }
+
+#[test]
+fn a_stalled_server_is_given_up_after_the_connection_timeout() {
+    // Accepts connections and never says a word.
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let holder = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().take(1) {
+            held.push(stream);
+        }
+        // Keep the connection open until the client gives up and closes it.
+        for s in held.into_iter().flatten() {
+            use std::io::Read;
+            let mut s = s;
+            let mut buf = [0u8; 64];
+            while s.read(&mut buf).map(|n| n > 0).unwrap_or(false) {}
+        }
+    });
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let body = [
+        format!(
+            "[[profile]]\nname = \"p\"\nincoming_server_location = \"127.0.0.1\"\nincoming_port_number = {port}\n\
+             incoming_tls = \"none\"\ntimeout_mailbox_connection_after = \"1s\"\n"
+        ),
+        mailbox("stalled@example.com", "p", "pw"),
+    ]
+    .concat();
+    let cfg = config(tmp.path(), free_port(), &body);
+    let (status, out) = run_once(&cfg);
+    assert!(!status.success(), "{out}");
+    assert!(
+        out.contains("code=\"timeout\"") || out.contains("code=timeout"),
+        "{out}"
+    );
+    assert!(out.contains("transient=true"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "no answer from 127.0.0.1:{port} within 1 s while waiting for the greeting"
+        )),
+        "{out}"
+    );
+    holder.join().expect("holder");
+}

@@ -147,16 +147,17 @@ fn five_mailboxes_ingest_exactly_once_and_keep_flags() {
     let s = Sidesync::start(&config, &log, port);
     let total: usize = expected.values().map(|e| e.len()).sum();
     wait_for(
-        "every email to be ingested",
+        "every email to be ingested and every sync to succeed",
         Duration::from_secs(120),
         || {
             let st = s.status();
-            let stored: u64 = st["mailboxes"]
-                .as_array()?
+            let boxes = st["mailboxes"].as_array()?;
+            let stored: u64 = boxes
                 .iter()
                 .map(|m| m["activities_stored"].as_u64().unwrap_or(0))
                 .sum();
-            (stored as usize == total).then_some(())
+            let all_ok = boxes.iter().all(|m| m["incoming_status"] == "success");
+            (stored as usize == total && all_ok).then_some(())
         },
     );
     let m = s.mailbox(&users[0]);
@@ -264,6 +265,10 @@ fn uidvalidity_change_rescans_without_duplicates() {
         "dovecot did not renumber the folder"
     );
     assert_eq!(after.uidvalidity_changes, 1);
+    assert!(
+        after.highest_modseq.is_some(),
+        "HIGHESTMODSEQ is kept when the server offers it"
+    );
     assert_exactly_once(&store, user, &expected);
     // Both numberings map to the same activities.
     assert_eq!(store.sync_id_map(user).expect("map").len(), 60 + 61);

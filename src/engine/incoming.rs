@@ -6,12 +6,15 @@ use std::time::Instant;
 
 use chrono::{TimeZone, Utc};
 use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 
 use super::JobContext;
 use super::error::SyncError;
 use crate::config::{CredentialSource, Mailbox, Profile};
 use crate::imap::{FetchedMessage, ImapSession, Login, Target};
-use crate::store::{Alert, AlertLevel, AlertScope, IngestBatch, IngestOutcome, PreparedMessage};
+use crate::store::{
+    Alert, AlertLevel, AlertScope, IngestBatch, IngestOutcome, PreparedMessage, rawcodec,
+};
 use crate::tracking::message::{dedup_key, parse_headers};
 use crate::tracking::plan::{FolderCursor, FolderPlan, chunk_listing, plan_folder};
 
@@ -170,14 +173,16 @@ async fn sync_folder(
         ctx.config.appliance.fetch_batch_bytes,
     );
     let mut summary = SyncSummary::default();
-    let mut in_flight: VecDeque<oneshot::Receiver<Result<IngestOutcome, String>>> = VecDeque::new();
+    let mut pipeline = Pipeline::default();
     let last = chunks.len().saturating_sub(1);
     if chunks.is_empty() {
         // Nothing listed: record that every UID below UIDNEXT is handled, so the next poll skips.
         if status.uidnext != cursor.synced_uidnext || stored.as_ref() != Some(&cursor) {
             cursor.synced_uidnext = status.uidnext;
             cursor.highest_modseq = status.highest_modseq;
-            in_flight.push_back(submit(ctx, address, folder, &cursor, Vec::new()).await?);
+            pipeline
+                .committing
+                .push_back(submit(ctx, address, folder, &cursor, Vec::new()).await?);
         }
     }
     for (i, chunk) in chunks.into_iter().enumerate() {
@@ -187,31 +192,77 @@ async fn sync_folder(
         }
         let started = Instant::now();
         let bodies = session.fetch_bodies(&chunk.fetch).await?;
-        let fetched = started.elapsed();
-        let prepared = prepare(bodies, &received).await?;
+        tracing::debug!(
+            mailbox = address,
+            folder,
+            messages = bodies.len(),
+            fetch_ms = started.elapsed().as_millis() as u64,
+            "batch fetched"
+        );
         cursor.last_uid = chunk.last_uid;
         if i == last {
             cursor.synced_uidnext = status.uidnext;
             cursor.highest_modseq = status.highest_modseq;
         }
-        tracing::debug!(
-            mailbox = address,
-            folder,
-            messages = prepared.len(),
-            fetch_ms = fetched.as_millis() as u64,
-            "batch fetched"
-        );
-        in_flight.push_back(submit(ctx, address, folder, &cursor, prepared).await?);
-        while in_flight.len() > BATCHES_IN_FLIGHT {
-            if let Some(rx) = in_flight.pop_front() {
-                add(&mut summary, rx.await)?;
+        // The next FETCH goes out while this batch is prepared and committed.
+        pipeline
+            .preparing
+            .push_back((prepare(bodies, &received), cursor.clone()));
+        pipeline
+            .advance(ctx, address, folder, &mut summary, 1, BATCHES_IN_FLIGHT)
+            .await?;
+    }
+    pipeline
+        .advance(ctx, address, folder, &mut summary, 0, 0)
+        .await?;
+    Ok(summary)
+}
+
+/// A batch being parsed and compressed on the blocking pool.
+type PrepareTask = JoinHandle<Result<Vec<PreparedMessage>, SyncError>>;
+
+/// Batches between the network and the store. Batches are submitted to the writer strictly in
+/// fetch order, so a folder's cursor only ever moves forward over committed UIDs.
+#[derive(Default)]
+struct Pipeline {
+    preparing: VecDeque<(PrepareTask, FolderCursor)>,
+    committing: VecDeque<oneshot::Receiver<Result<IngestOutcome, String>>>,
+}
+
+impl Pipeline {
+    /// Moves batches along until at most `preparing` are being prepared and `committing` are
+    /// waiting for their commit.
+    async fn advance(
+        &mut self,
+        ctx: &JobContext,
+        mailbox: &str,
+        folder: &str,
+        summary: &mut SyncSummary,
+        preparing: usize,
+        committing: usize,
+    ) -> Result<(), SyncError> {
+        while self.preparing.len() > preparing {
+            let Some((handle, cursor)) = self.preparing.pop_front() else {
+                break;
+            };
+            let prepared = handle
+                .await
+                .map_err(|e| SyncError::Store(format!("preparing a batch: {e}")))??;
+            self.committing
+                .push_back(submit(ctx, mailbox, folder, &cursor, prepared).await?);
+            while self.committing.len() > committing.max(1) {
+                if let Some(rx) = self.committing.pop_front() {
+                    add(summary, rx.await)?;
+                }
             }
         }
+        while self.committing.len() > committing {
+            if let Some(rx) = self.committing.pop_front() {
+                add(summary, rx.await)?;
+            }
+        }
+        Ok(())
     }
-    while let Some(rx) = in_flight.pop_front() {
-        add(&mut summary, rx.await)?;
-    }
-    Ok(summary)
 }
 
 async fn submit(
@@ -248,10 +299,10 @@ fn add(
 }
 
 /// Parses headers and compresses bodies on the blocking pool, off the async workers.
-async fn prepare(
+fn prepare(
     bodies: Vec<FetchedMessage>,
     received: &HashMap<u32, i64>,
-) -> Result<Vec<PreparedMessage>, SyncError> {
+) -> JoinHandle<Result<Vec<PreparedMessage>, SyncError>> {
     let received: Vec<Option<i64>> = bodies
         .iter()
         .map(|b| received.get(&b.uid).copied())
@@ -266,20 +317,17 @@ async fn prepare(
             .map(|(b, r)| {
                 let headers = parse_headers(&b.raw);
                 let dedup_key = dedup_key(&headers, &b.raw);
-                let raw_zstd = compressor
-                    .compress(&b.raw)
+                let raw_encoded = rawcodec::encode(&b.raw, &mut compressor)
                     .map_err(|e| SyncError::Store(format!("compressing UID {}: {e}", b.uid)))?;
                 Ok(PreparedMessage {
                     uid: b.uid,
                     headers,
                     dedup_key,
-                    raw_zstd,
+                    raw_encoded,
                     size: b.raw.len() as u64,
                     received_at: r.and_then(|t| Utc.timestamp_opt(t, 0).single()),
                 })
             })
             .collect::<Result<Vec<_>, SyncError>>()
     })
-    .await
-    .map_err(|e| SyncError::Store(format!("preparing a batch: {e}")))?
 }

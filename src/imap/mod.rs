@@ -153,7 +153,13 @@ impl ImapSession {
             Some(c) => c,
             None => capabilities(&mut client, &address, limit).await?,
         };
-        let session = auth::login(client, &caps, target.auth, login, &address, limit).await?;
+        let mut session = auth::login(client, &caps, target.auth, login, &address, limit).await?;
+        // CONDSTORE makes EXAMINE report HIGHESTMODSEQ (RFC 7162); a server without it just says no.
+        if caps.iter().any(|c| c == "ENABLE" || c == "CONDSTORE") {
+            let _ =
+                tokio::time::timeout(limit, session.run_command_and_check_ok("ENABLE CONDSTORE"))
+                    .await;
+        }
         Ok(ImapSession {
             session,
             address,

@@ -3,7 +3,7 @@
 //! Tables (see the README's design section):
 //! - `meta`: schema version and the next activity id
 //! - `activities`: activity id → [`Activity`] (parsed header fields, JSON)
-//! - `activity_raw`: activity id → the raw MIME, zstd-compressed
+//! - `activity_raw`: activity id → the raw MIME, encoded by [`rawcodec`] (zstd, base64 runs decoded)
 //! - `sync_id_map`: (mailbox, folder, UIDVALIDITY, UID) → activity id
 //! - `message_index`: (mailbox, Message-ID or content hash) → activity id (the duplicate check)
 //! - `folder_cursors`: (mailbox, folder) → [`FolderCursor`]
@@ -14,6 +14,7 @@
 //! covers its UID are written in one transaction. After a crash, the cursor names exactly the UIDs
 //! whose activities exist, so a restart fetches the rest and nothing twice.
 
+pub mod rawcodec;
 pub mod records;
 mod writer;
 
@@ -74,8 +75,11 @@ pub enum StoreError {
         what: &'static str,
         source: serde_json::Error,
     },
-    #[error("store: raw MIME of activity {id} does not decompress: {source}")]
-    Decompress { id: u64, source: std::io::Error },
+    #[error("store: raw MIME of activity {id} does not decode: {source}")]
+    Decompress {
+        id: u64,
+        source: rawcodec::CodecError,
+    },
     #[error("store writer has stopped")]
     WriterGone,
 }
@@ -235,7 +239,7 @@ impl Store {
         let txn = self.db.begin_read()?;
         let t = txn.open_table(ACTIVITY_RAW)?;
         let Some(v) = t.get(id)? else { return Ok(None) };
-        zstd::decode_all(v.value())
+        rawcodec::decode(v.value())
             .map(Some)
             .map_err(|source| StoreError::Decompress { id, source })
     }

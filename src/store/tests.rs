@@ -7,7 +7,7 @@ fn message(uid: u32, raw: &[u8]) -> PreparedMessage {
         uid,
         dedup_key: dedup_key(&headers, raw),
         headers,
-        raw_zstd: zstd::encode_all(raw, 3).expect("compress"),
+        raw_encoded: zstd::encode_all(raw, 3).expect("compress"),
         size: raw.len() as u64,
         received_at: None,
     }

@@ -31,7 +31,7 @@ pub struct PreparedMessage {
     pub uid: u32,
     pub headers: EmailHeaders,
     pub dedup_key: String,
-    pub raw_zstd: Vec<u8>,
+    pub raw_encoded: Vec<u8>,
     pub size: u64,
     pub received_at: Option<DateTime<Utc>>,
 }
@@ -86,7 +86,7 @@ enum Op {
 impl Op {
     fn bytes(&self) -> usize {
         match self {
-            Op::Ingest(b, _) => b.messages.iter().map(|m| m.raw_zstd.len()).sum(),
+            Op::Ingest(b, _) => b.messages.iter().map(|m| m.raw_encoded.len()).sum(),
             _ => 0,
         }
     }
@@ -299,7 +299,7 @@ fn apply_ingest(txn: &WriteTransaction, batch: &IngestBatch) -> Result<IngestOut
                         created_at: now,
                     };
                     activities.insert(id, encode(&activity).as_slice())?;
-                    raw.insert(id, m.raw_zstd.as_slice())?;
+                    raw.insert(id, m.raw_encoded.as_slice())?;
                     index.insert((batch.mailbox.as_str(), m.dedup_key.as_str()), id)?;
                     out.created += 1;
                     raw_bytes += m.size;

@@ -272,7 +272,10 @@ service anvil {{
 
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill").arg(c.id().to_string()).status();
+            let _ = Command::new("kill")
+                .arg(c.id().to_string())
+                .stderr(Stdio::null())
+                .status();
             let _ = c.wait();
         }
         // The listeners are gone once the master is gone; wait until the port is free.
@@ -388,7 +391,10 @@ service anvil {{
 impl Drop for Dovecot {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill").arg(c.id().to_string()).status();
+            let _ = Command::new("kill")
+                .arg(c.id().to_string())
+                .stderr(Stdio::null())
+                .status();
             let _ = c.wait();
         }
     }
