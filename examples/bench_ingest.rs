@@ -140,23 +140,18 @@ fn main() {
             ),
         )
         .expect("config");
-        // BENCH_PERF=FILE records a profile of sidesync with perf (profile before you tune).
-        let mut cmd = match std::env::var("BENCH_PERF") {
-            Ok(out) => {
-                let mut c = Command::new("perf");
-                c.args([
-                    "record",
-                    "-F",
-                    "999",
-                    "-g",
-                    "-o",
-                    &format!("{out}.{round}"),
-                    "--",
-                ])
-                .arg(&sidesync);
+        // BENCH_WRAP="perf record -g -o /tmp/p.data --" (or strace -c …) runs sidesync under a
+        // profiler: profile before you tune.
+        let wrap: Vec<String> = std::env::var("BENCH_WRAP")
+            .map(|w| w.split_whitespace().map(str::to_string).collect())
+            .unwrap_or_default();
+        let mut cmd = match wrap.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(&sidesync);
                 c
             }
-            Err(_) => Command::new(&sidesync),
+            None => Command::new(&sidesync),
         };
         cmd.args(["run", "--once", "--config"])
             .arg(&cfg)
@@ -209,24 +204,39 @@ fn main() {
             m.rss_kb as f64 / 1024.0
         );
     }
-    let best = |tool: &str| {
-        results
-            .iter()
-            .filter(|m| m.tool == tool)
-            .min_by(|a, b| a.seconds.total_cmp(&b.seconds))
-            .expect("measured")
+    // Each round runs the tools back to back: ratios within a round are the fair comparison on a
+    // noisy machine. Report every round's ratios and their median.
+    let by_round =
+        |tool: &str| -> Vec<&Measure> { results.iter().filter(|m| m.tool == tool).collect() };
+    let (s, m, b) = (
+        by_round("sidesync"),
+        by_round("mbsync"),
+        by_round("bare-python"),
+    );
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
     };
-    let (s, m, b) = (best("sidesync"), best("mbsync"), best("bare-python"));
+    let speed: Vec<f64> = (0..rounds).map(|r| m[r].seconds / s[r].seconds).collect();
+    let cpu: Vec<f64> = (0..rounds).map(|r| s[r].cpu / m[r].cpu).collect();
+    let bare: Vec<f64> = (0..rounds).map(|r| b[r].seconds / s[r].seconds).collect();
+    let show = |v: &[f64]| {
+        v.iter()
+            .map(|x| format!("{x:.2}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
     println!(
-        "\nbest of {rounds}: sidesync {:.0} msgs/s, mbsync {:.0} msgs/s, bare {:.0} msgs/s\n\
-         ratio sidesync/mbsync throughput: {:.2}x (target >= 1.5)\n\
-         ratio sidesync/mbsync client CPU per message: {:.2} (target <= 0.5)\n\
-         ratio sidesync/bare throughput: {:.2} (target >= 0.8)",
-        count as f64 / s.seconds,
-        count as f64 / m.seconds,
-        count as f64 / b.seconds,
-        m.seconds / s.seconds,
-        s.cpu / m.cpu,
-        b.seconds / s.seconds
+        "\nper round: sidesync/mbsync msgs/s {}; sidesync/mbsync CPU per message {}; sidesync/bare msgs/s {}",
+        show(&speed),
+        show(&cpu),
+        show(&bare)
+    );
+    println!(
+        "median of {rounds} rounds:\n  sidesync/mbsync throughput: {:.2}x (target >= 1.5)\n  \
+         sidesync/mbsync client CPU per message: {:.2} (target <= 0.5)\n  sidesync/bare throughput: {:.2} (target >= 0.8)",
+        median(speed.clone()),
+        median(cpu.clone()),
+        median(bare.clone())
     );
 }

@@ -22,7 +22,7 @@ use crate::tracking::plan::{FolderCursor, FolderPlan, chunk_listing, plan_folder
 /// overlaps with committing, and memory stays bounded.
 const BATCHES_IN_FLIGHT: usize = 2;
 /// Compression level for stored raw MIME: fast, and well under 40% of typical mail.
-const ZSTD_LEVEL: i32 = 1;
+const ZSTD_LEVEL: i32 = -3;
 
 /// I1: only INBOX for now; tracking folders join this list.
 const FOLDERS: &[&str] = &["INBOX"];

@@ -142,6 +142,14 @@ impl ImapSession {
                         detail: "STARTTLS on a TLS stream".into(),
                     });
                 };
+                // Bytes that arrived before the handshake were not protected by TLS: a
+                // man-in-the-middle may have injected them (the STARTTLS injection attack).
+                if !tcp.buffer().is_empty() {
+                    return Err(SyncError::Protocol {
+                        address,
+                        detail: "the server sent data after accepting STARTTLS, before the TLS handshake".into(),
+                    });
+                }
                 let tls = net::start_tls(tcp, target.host, target.port, target.tls_context, limit)
                     .await?;
                 // Capabilities before TLS cannot be trusted (RFC 3501 §6.2.1): ask again.

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::net::TcpStream;
 
-pub use stream::MailStream;
+pub use stream::{BufferedTcp, MailStream, buffered};
 pub use tls::{TlsContext, TlsError};
 
 #[derive(Debug, thiserror::Error)]
@@ -59,7 +59,7 @@ pub enum StepError<E> {
 }
 
 /// Opens a TCP connection within `limit`.
-pub async fn connect_tcp(host: &str, port: u16, limit: Duration) -> Result<TcpStream, NetError> {
+pub async fn connect_tcp(host: &str, port: u16, limit: Duration) -> Result<BufferedTcp, NetError> {
     let address = format!("{host}:{port}");
     let tcp = match step(
         &address,
@@ -75,12 +75,12 @@ pub async fn connect_tcp(host: &str, port: u16, limit: Duration) -> Result<TcpSt
     };
     // Commands are small and answered one by one: no Nagle delay.
     let _ = tcp.set_nodelay(true);
-    Ok(tcp)
+    Ok(buffered(tcp))
 }
 
 /// Wraps an open connection in TLS within `limit`.
 pub async fn start_tls(
-    tcp: TcpStream,
+    tcp: BufferedTcp,
     host: &str,
     port: u16,
     tls: &TlsContext,

@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
-use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
@@ -62,8 +61,8 @@ impl TlsContext {
     pub async fn connect(
         &self,
         host: &str,
-        tcp: TcpStream,
-    ) -> Result<TlsStream<TcpStream>, TlsError> {
+        tcp: super::BufferedTcp,
+    ) -> Result<TlsStream<super::BufferedTcp>, TlsError> {
         let name = ServerName::try_from(host.to_string()).map_err(|_| TlsError::ServerName)?;
         self.connector.connect(name, tcp).await.map_err(|e| {
             let rustls_error = e

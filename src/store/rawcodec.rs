@@ -40,14 +40,26 @@ struct Run {
     last_eol: bool,
 }
 
-fn is_b64(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || c == b'+' || c == b'/'
+/// Which bytes may appear in base64 text (padding aside).
+const B64: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = b.is_ascii_alphanumeric() || b == b'+' || b == b'/';
+        c += 1;
+    }
+    t
+};
+
+fn all_b64(s: &[u8]) -> bool {
+    s.iter().all(|&c| B64[c as usize])
 }
 
-/// A line's content without its ending, and which ending it had.
+/// A line's content end, the next line's start, and its ending (Some(true) = CRLF, None = none).
 fn split_line(raw: &[u8], at: usize) -> (usize, usize, Option<bool>) {
     let rest = &raw[at..];
-    match rest.iter().position(|&c| c == b'\n') {
+    match memchr::memchr(b'\n', rest) {
         Some(nl) => {
             let crlf = nl > 0 && rest[nl - 1] == b'\r';
             let content_end = if crlf { nl - 1 } else { nl };
@@ -57,81 +69,85 @@ fn split_line(raw: &[u8], at: usize) -> (usize, usize, Option<bool>) {
     }
 }
 
-/// Finds runs of base64 lines of one length (the last may be shorter, with padding).
-fn find_runs(raw: &[u8]) -> Vec<Run> {
+/// A run being collected: where it starts, its line length and ending, its base64 text so far.
+struct Open {
+    start: usize,
+    len: usize,
+    crlf: bool,
+    end: usize,
+    text: Vec<u8>,
+}
+
+fn close(o: Open, end: usize, last_eol: bool, runs: &mut Vec<(Run, Vec<u8>)>) {
+    if end - o.start >= MIN_RUN_BYTES {
+        let run = Run {
+            start: o.start,
+            end,
+            line_len: o.len,
+            crlf: o.crlf,
+            last_eol,
+        };
+        runs.push((run, o.text));
+    }
+}
+
+/// Finds runs of base64 lines of one length (the last may be shorter, with padding), with their
+/// base64 text (line endings removed), in one pass.
+fn find_runs(raw: &[u8]) -> Vec<(Run, Vec<u8>)> {
     let mut runs = Vec::new();
     let mut at = 0;
-    // (start, line_len, crlf, end of the last full line)
-    let mut current: Option<(usize, usize, bool, usize)> = None;
+    let mut current: Option<Open> = None;
     while at < raw.len() {
         let (content_end, next, eol) = split_line(raw, at);
         let line = &raw[at..content_end];
-        let full = line.len() >= MIN_LINE
-            && line.len().is_multiple_of(4)
-            && line.iter().all(|&c| is_b64(c));
-        match current {
-            Some((start, len, crlf, _)) if full && line.len() == len && eol == Some(crlf) => {
-                current = Some((start, len, crlf, next));
+        // Text lines fail on their first space: the check is cheap where it matters.
+        let full = line.len() >= MIN_LINE && line.len().is_multiple_of(4) && all_b64(line);
+        match current.take() {
+            Some(mut o) if full && line.len() == o.len && eol == Some(o.crlf) => {
+                o.text.extend_from_slice(line);
+                o.end = next;
+                current = Some(o);
             }
-            Some((start, len, crlf, end)) => {
+            Some(mut o) => {
                 // This line may be the run's last, shorter or padded line.
                 let body = line.iter().rposition(|&c| c != b'=').map_or(0, |p| p + 1);
-                let pad = line.len() - body;
                 let last = !line.is_empty()
-                    && line.len() <= len
+                    && line.len() <= o.len
                     && line.len().is_multiple_of(4)
-                    && pad <= 2
-                    && line[..body].iter().all(|&c| is_b64(c))
-                    && (eol.is_none() || eol == Some(crlf));
-                let (run_end, last_eol, resume) = if last {
-                    (next, eol.is_some(), next)
+                    && line.len() - body <= 2
+                    && all_b64(&line[..body])
+                    && (eol.is_none() || eol == Some(o.crlf));
+                if last {
+                    o.text.extend_from_slice(line);
+                    close(o, next, eol.is_some(), &mut runs);
+                    at = next;
                 } else {
-                    (end, true, at)
-                };
-                if run_end - start >= MIN_RUN_BYTES {
-                    runs.push(Run {
-                        start,
-                        end: run_end,
-                        line_len: len,
-                        crlf,
-                        last_eol,
-                    });
+                    let end = o.end;
+                    close(o, end, true, &mut runs);
+                    // Look at this line again: it may start a run of its own.
                 }
-                current = None;
-                at = resume;
                 continue;
             }
             None if full && eol.is_some() => {
-                current = Some((at, line.len(), eol == Some(true), next));
+                let mut text = Vec::with_capacity(raw.len() - at);
+                text.extend_from_slice(line);
+                current = Some(Open {
+                    start: at,
+                    len: line.len(),
+                    crlf: eol == Some(true),
+                    end: next,
+                    text,
+                });
             }
             None => {}
         }
         at = next;
     }
-    if let Some((start, len, crlf, end)) = current
-        && end - start >= MIN_RUN_BYTES
-    {
-        runs.push(Run {
-            start,
-            end,
-            line_len: len,
-            crlf,
-            last_eol: true,
-        });
+    if let Some(o) = current {
+        let end = o.end;
+        close(o, end, true, &mut runs);
     }
     runs
-}
-
-/// The base64 text of a run, without line endings.
-fn run_text(raw: &[u8], run: &Run) -> Vec<u8> {
-    let mut text = Vec::with_capacity(run.end - run.start);
-    let mut at = run.start;
-    while at < run.end {
-        let (content_end, next, _) = split_line(raw, at);
-        text.extend_from_slice(&raw[at..content_end.min(run.end)]);
-        at = next;
-    }
-    text
 }
 
 fn put_u32(out: &mut Vec<u8>, n: usize) {
@@ -146,9 +162,9 @@ pub fn encode(
     let mut literals = Vec::with_capacity(raw.len() / 2);
     let mut runs: Vec<(usize, Run, Vec<u8>)> = Vec::new();
     let mut at = 0;
-    for run in find_runs(raw) {
+    for (run, text) in find_runs(raw) {
         // Non-canonical base64 would not come back byte for byte: leave it with the literals.
-        let Ok(decoded) = STANDARD.decode(run_text(raw, &run)) else {
+        let Ok(decoded) = STANDARD.decode(&text) else {
             continue;
         };
         literals.extend_from_slice(&raw[at..run.start]);
