@@ -310,7 +310,7 @@ fn sigkill_mid_ingest_then_restart_gives_one_activity_per_email() {
     wait_for("the rest to be ingested", Duration::from_secs(180), || {
         (s.mailbox(user)["activities_stored"].as_u64()? as usize >= expected.len()).then_some(())
     });
-    assert!(s.terminate().success());
+    assert!(s.interrupt().success(), "SIGINT stops sidesync cleanly");
     let store = Store::open(&tmp.path().join("data")).expect("store");
     assert_exactly_once(&store, user, &expected);
     assert_eq!(store.sync_id_map(user).expect("map").len(), expected.len());

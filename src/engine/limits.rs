@@ -43,3 +43,60 @@ impl ConnectionLimits {
         sem.acquire_owned().await.ok()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+    use std::time::Duration;
+
+    fn config(retrieval: &str) -> Config {
+        let text = format!(
+            "[[profile]]\nname = \"p\"\nis_default = true\nincoming_server_location = \"h\"\n\
+             max_concurrent_connections = 2\n{retrieval}\n\
+             [[mailbox]]\nemail_address = \"a@x\"\npassword = \"pw\"\n\
+             [[mailbox]]\nemail_address = \"b@x\"\npassword = \"pw\"\n"
+        );
+        Config::parse(Path::new("t.toml"), &text).expect("valid")
+    }
+
+    async fn blocked(limits: &ConnectionLimits, c: &Config, m: usize) -> bool {
+        let p = c.mailbox_profile(&c.mailboxes[m]).expect("profile");
+        tokio::time::timeout(
+            Duration::from_millis(50),
+            limits.acquire(p, &c.mailboxes[m]),
+        )
+        .await
+        .is_err()
+    }
+
+    #[tokio::test]
+    async fn mailbox_credentials_count_per_mailbox() {
+        let c = config("");
+        let limits = ConnectionLimits::new(&c);
+        let p = c.mailbox_profile(&c.mailboxes[0]).expect("profile");
+        let _a1 = limits.acquire(p, &c.mailboxes[0]).await;
+        let _a2 = limits.acquire(p, &c.mailboxes[0]).await;
+        assert!(
+            blocked(&limits, &c, 0).await,
+            "a third connection for a@x must wait"
+        );
+        assert!(!blocked(&limits, &c, 1).await, "b@x has its own two");
+    }
+
+    #[tokio::test]
+    async fn profile_credentials_count_per_profile() {
+        let c = config(
+            "incoming_credential_retrieval = \"profile\"\nincoming_username = \"m\"\nincoming_password = \"pw\"",
+        );
+        let limits = ConnectionLimits::new(&c);
+        let p = c.mailbox_profile(&c.mailboxes[0]).expect("profile");
+        let _a = limits.acquire(p, &c.mailboxes[0]).await;
+        let _b = limits.acquire(p, &c.mailboxes[1]).await;
+        assert!(blocked(&limits, &c, 0).await);
+        assert!(
+            blocked(&limits, &c, 1).await,
+            "the profile's two slots are shared"
+        );
+    }
+}

@@ -81,6 +81,16 @@ impl Sidesync {
         )
     }
 
+    /// SIGINT (Ctrl-C), then the exit status.
+    pub fn interrupt(mut self) -> ExitStatus {
+        signal(&self.child, "INT");
+        wait_for(
+            "sidesync to exit after SIGINT",
+            Duration::from_secs(20),
+            || self.child.try_wait().ok().flatten(),
+        )
+    }
+
     pub fn kill9(mut self) {
         signal(&self.child, "KILL");
         let _ = self.child.wait();
