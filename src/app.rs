@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicI64;
 
 use chrono::Utc;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use crate::config::Config;
 use crate::engine::{self, JobContext, RunMode, RunReport};
@@ -15,13 +15,23 @@ pub fn run(config: Config, mode: RunMode) -> Result<RunReport, String> {
     let config = Arc::new(config);
     let store = Store::open(&config.appliance.data_dir).map_err(|e| e.to_string())?;
     let heartbeat = Arc::new(AtomicI64::new(0));
+    let writer = store.start_writer();
+    let (commands_tx, commands_rx) = mpsc::channel(64);
     let http = match mode {
-        RunMode::Forever => Some(StatusServer::start(StatusContext {
+        RunMode::Forever => match StatusServer::start(StatusContext {
             config: config.clone(),
             store: store.clone(),
             heartbeat: heartbeat.clone(),
             started_at: Utc::now(),
-        })?),
+            writer: Some(writer.clone()),
+            commands: Some(commands_tx),
+        }) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                writer.shutdown();
+                return Err(e);
+            }
+        },
         RunMode::Once => None,
     };
     tracing::info!(
@@ -37,7 +47,6 @@ pub fn run(config: Config, mode: RunMode) -> Result<RunReport, String> {
         .thread_name("sidesync")
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
-    let writer = store.start_writer();
     let report = runtime.block_on(async {
         let (stop_tx, stop_rx) = watch::channel(false);
         let ctx = Arc::new(JobContext::new(
@@ -47,7 +56,7 @@ pub fn run(config: Config, mode: RunMode) -> Result<RunReport, String> {
             stop_rx,
             heartbeat,
         ));
-        let engine = tokio::spawn(engine::run(ctx, mode));
+        let engine = tokio::spawn(engine::run(ctx, mode, commands_rx));
         tokio::spawn(async move {
             wait_for_signal().await;
             tracing::info!("stop requested; finishing the current batches");
@@ -62,11 +71,12 @@ pub fn run(config: Config, mode: RunMode) -> Result<RunReport, String> {
         }
     });
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
-    // Every clone of the writer is gone with the jobs: this commits what is queued and joins.
-    writer.shutdown();
+    // The HTTP threads hold writer clones: stop them first, then the writer commits what is
+    // queued and its thread ends.
     if let Some(http) = http {
         http.stop();
     }
+    writer.shutdown();
     tracing::info!(
         syncs = report.syncs,
         failures = report.failures,
@@ -90,4 +100,140 @@ async fn wait_for_signal() {
         _ = term.recv() => {}
         _ = int.recv() => {}
     }
+}
+
+/// One row of `sidesync test`'s table.
+pub struct TestRow {
+    pub mailbox: String,
+    pub incoming: String,
+    pub outgoing: String,
+    pub reasons: Vec<String>,
+}
+
+impl TestRow {
+    pub fn failed(&self) -> bool {
+        self.incoming == "failure" || self.outgoing == "failure"
+    }
+
+    fn from_json(v: &serde_json::Value) -> TestRow {
+        let dir = |d: &str| v[d]["status"].as_str().unwrap_or("unknown").to_string();
+        let reasons = ["incoming", "outgoing"]
+            .iter()
+            .filter(|d| v[**d]["status"] == "failure")
+            .filter_map(|d| v[*d]["reason"].as_str().map(|r| format!("{d}: {r}")))
+            .collect();
+        TestRow {
+            mailbox: v["mailbox"].as_str().unwrap_or("").to_string(),
+            incoming: dir("incoming"),
+            outgoing: dir("outgoing"),
+            reasons,
+        }
+    }
+}
+
+/// Which mailboxes `sidesync test` means: the named ones, those of `--profile`, or all.
+fn test_selection(
+    config: &Config,
+    addresses: &[String],
+    profile: Option<&str>,
+) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    if let Some(p) = profile {
+        if config.profile(p).is_none() {
+            return Err(format!(
+                "no profile named \"{p}\" in {}",
+                config.path.display()
+            ));
+        }
+        out.extend(
+            config
+                .mailboxes
+                .iter()
+                .filter(|m| m.profile.as_deref() == Some(p))
+                .map(|m| m.email_address.clone()),
+        );
+    }
+    for a in addresses {
+        let a = a.to_ascii_lowercase();
+        if !config.mailboxes.iter().any(|m| m.email_address == a) {
+            return Err(format!("no mailbox {a} in {}", config.path.display()));
+        }
+        out.push(a);
+    }
+    if out.is_empty() && addresses.is_empty() && profile.is_none() {
+        out.extend(config.mailboxes.iter().map(|m| m.email_address.clone()));
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+/// `sidesync test`: Test & Enable, here if the store is free, else through the running appliance.
+pub fn test(
+    config: Config,
+    addresses: &[String],
+    profile: Option<&str>,
+) -> Result<Vec<TestRow>, String> {
+    let selected = test_selection(&config, addresses, profile)?;
+    let store = match Store::open(&config.appliance.data_dir) {
+        Ok(s) => s,
+        Err(crate::store::StoreError::Open {
+            source: redb::DatabaseError::DatabaseAlreadyOpen,
+            ..
+        }) => {
+            return test_through_api(&config, &selected);
+        }
+        Err(e) => return Err(e.to_string()),
+    };
+    let config = Arc::new(config);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let writer = store.start_writer();
+    let records = runtime.block_on(async {
+        let (_stop_tx, stop_rx) = watch::channel(false);
+        let ctx = Arc::new(JobContext::new(
+            config.clone(),
+            store.clone(),
+            writer.clone(),
+            stop_rx,
+            Arc::new(AtomicI64::new(0)),
+        ));
+        let records = engine::test_many(&ctx, &selected).await;
+        let _ = writer.flush().await;
+        records
+    });
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    writer.shutdown();
+    Ok(records
+        .iter()
+        .map(|r| TestRow::from_json(&crate::http::test_summary(r)))
+        .collect())
+}
+
+fn test_through_api(config: &Config, selected: &[String]) -> Result<Vec<TestRow>, String> {
+    let token = config.appliance.api_token.as_ref().ok_or_else(|| {
+        "the store is in use by a running sidesync, and its API is off (set api_token_file to test through it)".to_string()
+    })?;
+    let mut rows = Vec::new();
+    for address in selected {
+        let (status, body) = crate::http::client::post(
+            config.appliance.status_listen,
+            &format!("/api/v1/mailboxes/{address}/test"),
+            token.expose(),
+            "",
+            std::time::Duration::from_secs(600),
+        )?;
+        let v: serde_json::Value = serde_json::from_str(&body)
+            .map_err(|e| format!("the API answered {status} with no JSON: {e}"))?;
+        if status != 200 {
+            return Err(format!(
+                "the API refused the test of {address} ({status}): {}",
+                v["error"].as_str().unwrap_or("")
+            ));
+        }
+        rows.push(TestRow::from_json(&v));
+    }
+    Ok(rows)
 }

@@ -11,5 +11,6 @@ pub mod imap;
 pub mod logging;
 pub mod net;
 pub mod secret;
+pub mod smtp;
 pub mod store;
 pub mod tracking;

@@ -29,6 +29,16 @@ enum Command {
         #[arg(long)]
         once: bool,
     },
+    /// Test & Enable: test incoming and outgoing of the named mailboxes (all when none is named),
+    /// record the results, enable those that pass. Exit 1 if any failed.
+    Test {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Test the mailboxes of this profile.
+        #[arg(long)]
+        profile: Option<String>,
+        addresses: Vec<String>,
+    },
     /// Validate the config file; print every mistake as FILE:LINE:COL: message.
     CheckConfig {
         #[arg(long, short)]
@@ -58,6 +68,42 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
+        Command::Test {
+            config,
+            profile,
+            addresses,
+        } => {
+            let config = match load(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            match sidesync::app::test(config, &addresses, profile.as_deref()) {
+                Ok(rows) => {
+                    println!(
+                        "{:<32} {:<9} {:<9} reason",
+                        "mailbox", "incoming", "outgoing"
+                    );
+                    for r in &rows {
+                        println!(
+                            "{:<32} {:<9} {:<9} {}",
+                            r.mailbox,
+                            r.incoming,
+                            r.outgoing,
+                            r.reasons.join("; ")
+                        );
+                    }
+                    if rows.iter().any(|r| r.failed()) {
+                        ExitCode::from(1)
+                    } else {
+                        ExitCode::SUCCESS
+                    }
+                }
+                Err(e) => {
+                    eprintln!("sidesync: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
         Command::Run { config, once } => {
             sidesync::logging::init();
             let config = match load(&config) {

@@ -48,6 +48,25 @@ pub struct Appliance {
     pub uidvalidity_alert_after_changes: u32,
     /// Wait before retrying a mailbox whose sync failed with a transient error.
     pub retry_interval: Duration,
+    /// Transient failures in a row after which the error counts as permanent (Dynamics: 10).
+    pub transient_failure_retries: u32,
+    /// Alerts older than this are dropped.
+    pub alert_retention: Duration,
+    /// The API's bearer token; `None` leaves the API off.
+    pub api_token: Option<Secret>,
+    pub alert_smtp: Option<AlertSmtp>,
+}
+
+/// The appliance's own way out for alert emails (`[appliance.alert_smtp]`).
+#[derive(Debug, Clone)]
+pub struct AlertSmtp {
+    pub host: String,
+    pub port: u16,
+    pub tls: TlsMode,
+    pub auth: AuthProtocol,
+    pub ca_file: Option<PathBuf>,
+    pub from: String,
+    pub login: Option<(String, Secret)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,6 +162,16 @@ pub enum Approval {
 }
 
 impl Approval {
+    pub fn parse(word: &str) -> Option<Approval> {
+        match word {
+            "empty" => Some(Approval::Empty),
+            "approved" => Some(Approval::Approved),
+            "pending_approval" => Some(Approval::PendingApproval),
+            "rejected" => Some(Approval::Rejected),
+            _ => None,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Approval::Empty => "empty",
@@ -543,6 +572,105 @@ impl Validator<'_> {
                 Duration::from_secs(300),
                 day,
             ),
+            transient_failure_retries: self.int_in(
+                "transient_failure_retries",
+                ra.transient_failure_retries.as_ref(),
+                10,
+                0..=1000,
+            ) as u32,
+            alert_retention: Duration::from_secs(
+                86_400
+                    * self.int_in(
+                        "alert_retention_days",
+                        ra.alert_retention_days.as_ref(),
+                        30,
+                        1..=3650,
+                    ) as u64,
+            ),
+            api_token: ra.api_token_file.as_ref().and_then(|f| {
+                let token = self.password("api_token", None, Some(f))?;
+                if token.expose().len() < 16 {
+                    self.at(
+                        f,
+                        "api_token_file: the token must be at least 16 characters".to_string(),
+                    );
+                    return None;
+                }
+                Some(token)
+            }),
+            alert_smtp: ra.alert_smtp.as_ref().map(|a| self.alert_smtp(a)),
+        }
+    }
+
+    fn alert_smtp(&mut self, a: &Spanned<raw::RawAlertSmtp>) -> AlertSmtp {
+        let a = a.get_ref();
+        let tls = self.choice(
+            "alert_smtp.tls",
+            a.tls.as_ref(),
+            TlsMode::StartTls,
+            &[
+                ("implicit", TlsMode::Implicit),
+                ("starttls", TlsMode::StartTls),
+                ("none", TlsMode::None),
+            ],
+        );
+        let port = match a.port_number.as_ref() {
+            Some(p) => self.int_in("alert_smtp.port_number", Some(p), 0, 1..=65535) as u16,
+            None => default_port(Protocol::Smtp, tls),
+        };
+        let auth = self.choice(
+            "alert_smtp.authentication_protocol",
+            a.authentication_protocol.as_ref(),
+            AuthProtocol::Auto,
+            &[
+                ("auto", AuthProtocol::Auto),
+                ("plain", AuthProtocol::Plain),
+                ("login", AuthProtocol::Login),
+            ],
+        );
+        let password = self.password(
+            "alert_smtp.password",
+            a.password.as_ref(),
+            a.password_file.as_ref(),
+        );
+        let login = match (a.username.as_ref(), password) {
+            (Some(u), Some(p)) => Some((u.get_ref().clone(), p)),
+            (None, None) => None,
+            (Some(u), None) => {
+                self.at(
+                    u,
+                    "alert_smtp.username needs alert_smtp.password or password_file".to_string(),
+                );
+                None
+            }
+            (None, Some(_)) => {
+                self.at(
+                    &a.server_location,
+                    "alert_smtp has a password but no username".to_string(),
+                );
+                None
+            }
+        };
+        if !a.from.get_ref().contains('@') {
+            self.at(
+                &a.from,
+                format!(
+                    "alert_smtp.from = \"{}\" is not an email address",
+                    a.from.get_ref()
+                ),
+            );
+        }
+        AlertSmtp {
+            host: a.server_location.get_ref().trim().to_string(),
+            port,
+            tls,
+            auth,
+            ca_file: a
+                .ca_file
+                .as_ref()
+                .and_then(|c| self.readable_file("alert_smtp.ca_file", c)),
+            from: a.from.get_ref().trim().to_string(),
+            login,
         }
     }
 
@@ -893,6 +1021,35 @@ struct EndpointFields<'a> {
     username: Option<&'a Spanned<String>>,
     password: Option<&'a Spanned<String>>,
     password_file: Option<&'a Spanned<String>>,
+}
+
+/// A digest of everything in the config that decides how a mailbox connects (passwords included,
+/// hashed, never stored as such). A stored enablement belongs to one fingerprint: after a config
+/// change the mailbox is tested again.
+pub fn fingerprint(profile: Option<&Profile>, mailbox: &Mailbox) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(format!("{profile:?}|{mailbox:?}").as_bytes());
+    let secrets = [
+        mailbox.password.as_ref(),
+        profile.and_then(|p| match &p.incoming.credentials {
+            CredentialSource::Profile { password, .. } => Some(password),
+            CredentialSource::Mailbox => None,
+        }),
+        profile.and_then(|p| match p.outgoing.as_ref().map(|o| &o.credentials) {
+            Some(CredentialSource::Profile { password, .. }) => Some(password),
+            _ => None,
+        }),
+    ];
+    for s in secrets {
+        h.update([0u8]);
+        h.update(s.map(|s| s.expose()).unwrap_or("").as_bytes());
+    }
+    h.finalize()
+        .iter()
+        .take(12)
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// P2: the port follows from protocol and TLS mode when the config omits it.

@@ -33,6 +33,25 @@ pub struct RawAppliance {
     pub fetch_batch_bytes: Option<Spanned<i64>>,
     pub uidvalidity_alert_after_changes: Option<Spanned<i64>>,
     pub retry_interval: Option<Spanned<RawDuration>>,
+    pub transient_failure_retries: Option<Spanned<i64>>,
+    pub alert_retention_days: Option<Spanned<i64>>,
+    pub api_token_file: Option<Spanned<String>>,
+    pub alert_smtp: Option<Spanned<RawAlertSmtp>>,
+}
+
+/// Where alert emails go out when a profile cannot send them itself.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlertSmtp {
+    pub server_location: Spanned<String>,
+    pub port_number: Option<Spanned<i64>>,
+    pub tls: Option<Spanned<String>>,
+    pub ca_file: Option<Spanned<String>>,
+    pub from: Spanned<String>,
+    pub username: Option<Spanned<String>>,
+    pub password: Option<Spanned<String>>,
+    pub password_file: Option<Spanned<String>>,
+    pub authentication_protocol: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

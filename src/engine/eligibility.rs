@@ -1,8 +1,10 @@
-//! Whether a mailbox is processed, and if not, the reason `/status` shows (M3, M5).
+//! Whether a mailbox is processed, and if not, the reason `/status` shows (M3, M5, M8).
+//! Pure: config, the mailbox's stored state and its config fingerprint in; a decision out.
 
 use std::fmt;
 
 use crate::config::{Approval, Config, IncomingDelivery, Mailbox, Profile, ServerType};
+use crate::store::{Enablement, MailboxState};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NotProcessed {
@@ -13,6 +15,11 @@ pub enum NotProcessed {
     IncomingDeliveryNone,
     ForwardMailboxUnsupported,
     Pop3Unsupported,
+    /// A permanent error (or too many transient ones) turned incoming off.
+    Disabled {
+        code: String,
+        reason: String,
+    },
 }
 
 impl fmt::Display for NotProcessed {
@@ -44,6 +51,11 @@ impl fmt::Display for NotProcessed {
             NotProcessed::Pop3Unsupported => {
                 write!(f, "POP3 incoming is not available in this version")
             }
+            NotProcessed::Disabled { reason, .. } => write!(
+                f,
+                "incoming is disabled after an error: {reason}. Fix the cause, then run Test & Enable \
+                 (sidesync test, or POST /api/v1/mailboxes/ADDRESS/test) or change the config"
+            ),
         }
     }
 }
@@ -58,14 +70,35 @@ impl NotProcessed {
             NotProcessed::IncomingDeliveryNone => "incoming_delivery_none",
             NotProcessed::ForwardMailboxUnsupported => "forward_mailbox_unsupported",
             NotProcessed::Pop3Unsupported => "pop3_unsupported",
+            NotProcessed::Disabled { .. } => "disabled",
         }
     }
 }
 
-/// The profile a mailbox syncs incoming email through, or why it does not.
+/// What the scheduler does with a mailbox now.
+#[derive(Debug, Clone)]
+pub enum Decision<'c> {
+    Sync(&'c Profile),
+    /// Never tested, or tested under another config: Test & Enable first (M4).
+    TestFirst(&'c Profile),
+    NotProcessed(NotProcessed),
+}
+
+/// The approval in force: an API override wins while the config still says what it said then.
+pub fn effective_approval(configured: Approval, state: &MailboxState) -> Approval {
+    match &state.approval_override {
+        Some(o) if o.config_approval == configured.as_str() => {
+            Approval::parse(&o.approval).unwrap_or(configured)
+        }
+        _ => configured,
+    }
+}
+
+/// The checks that do not depend on tests: the profile a mailbox would sync through, or why not.
 pub fn incoming_profile<'c>(
     config: &'c Config,
     mailbox: &Mailbox,
+    state: &MailboxState,
 ) -> Result<&'c Profile, NotProcessed> {
     if !mailbox.active {
         return Err(NotProcessed::MailboxInactive);
@@ -76,8 +109,9 @@ pub fn incoming_profile<'c>(
     if !profile.active {
         return Err(NotProcessed::ProfileInactive(profile.name.clone()));
     }
-    if mailbox.approval != Approval::Approved && !config.appliance.process_unapproved_mailboxes {
-        return Err(NotProcessed::NotApproved(mailbox.approval));
+    let approval = effective_approval(mailbox.approval, state);
+    if approval != Approval::Approved && !config.appliance.process_unapproved_mailboxes {
+        return Err(NotProcessed::NotApproved(approval));
     }
     match mailbox.incoming_delivery {
         IncomingDelivery::None => return Err(NotProcessed::IncomingDeliveryNone),
@@ -90,9 +124,36 @@ pub fn incoming_profile<'c>(
     Ok(profile)
 }
 
+pub fn incoming_decision<'c>(
+    config: &'c Config,
+    mailbox: &Mailbox,
+    state: &MailboxState,
+    fingerprint: &str,
+) -> Decision<'c> {
+    let profile = match incoming_profile(config, mailbox, state) {
+        Ok(p) => p,
+        Err(r) => return Decision::NotProcessed(r),
+    };
+    // A changed config voids the stored test result: test again.
+    if state.config_fingerprint.as_deref() != Some(fingerprint) {
+        return Decision::TestFirst(profile);
+    }
+    match &state.incoming_enablement {
+        Enablement::NotTested => Decision::TestFirst(profile),
+        Enablement::Enabled => Decision::Sync(profile),
+        Enablement::Disabled { code, reason, .. } => {
+            Decision::NotProcessed(NotProcessed::Disabled {
+                code: code.clone(),
+                reason: reason.clone(),
+            })
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::ApprovalOverride;
     use std::path::Path;
 
     fn config(extra_profile: &str, mailbox: &str) -> Config {
@@ -105,7 +166,7 @@ mod tests {
 
     fn reason(extra_profile: &str, mailbox: &str) -> Result<(), NotProcessed> {
         let c = config(extra_profile, mailbox);
-        incoming_profile(&c, &c.mailboxes[0]).map(|_| ())
+        incoming_profile(&c, &c.mailboxes[0], &MailboxState::default()).map(|_| ())
     }
 
     #[test]
@@ -150,6 +211,80 @@ mod tests {
     fn unapproved_mailboxes_run_when_the_appliance_says_so() {
         let mut c = config("", "profile = \"p\"");
         c.appliance.process_unapproved_mailboxes = true;
-        assert!(incoming_profile(&c, &c.mailboxes[0]).is_ok());
+        assert!(incoming_profile(&c, &c.mailboxes[0], &MailboxState::default()).is_ok());
+    }
+
+    #[test]
+    fn an_api_approval_wins_until_the_config_value_changes() {
+        let over = |config_approval: &str| MailboxState {
+            approval_override: Some(ApprovalOverride {
+                approval: "approved".into(),
+                config_approval: config_approval.into(),
+                at: chrono::Utc::now(),
+            }),
+            ..MailboxState::default()
+        };
+        assert_eq!(
+            effective_approval(Approval::PendingApproval, &over("pending_approval")),
+            Approval::Approved
+        );
+        // The admin edited the config since: the config's word counts again.
+        assert_eq!(
+            effective_approval(Approval::Rejected, &over("pending_approval")),
+            Approval::Rejected
+        );
+        assert_eq!(
+            effective_approval(Approval::Empty, &MailboxState::default()),
+            Approval::Empty
+        );
+    }
+
+    #[test]
+    fn tests_come_first_and_disabled_mailboxes_wait() {
+        let c = config("", "profile = \"p\"\napproval = \"approved\"");
+        let m = &c.mailboxes[0];
+        let never = MailboxState::default();
+        assert!(matches!(
+            incoming_decision(&c, m, &never, "f1"),
+            Decision::TestFirst(_)
+        ));
+        let enabled = MailboxState {
+            incoming_enablement: Enablement::Enabled,
+            config_fingerprint: Some("f1".into()),
+            ..MailboxState::default()
+        };
+        assert!(matches!(
+            incoming_decision(&c, m, &enabled, "f1"),
+            Decision::Sync(_)
+        ));
+        assert!(
+            matches!(
+                incoming_decision(&c, m, &enabled, "f2"),
+                Decision::TestFirst(_)
+            ),
+            "config changed"
+        );
+        let disabled = MailboxState {
+            incoming_enablement: Enablement::Disabled {
+                code: "authentication_rejected".into(),
+                reason: "bad password".into(),
+                at: chrono::Utc::now(),
+            },
+            config_fingerprint: Some("f1".into()),
+            ..MailboxState::default()
+        };
+        match incoming_decision(&c, m, &disabled, "f1") {
+            Decision::NotProcessed(r @ NotProcessed::Disabled { .. }) => {
+                assert!(r.to_string().contains("bad password"))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            matches!(
+                incoming_decision(&c, m, &disabled, "f2"),
+                Decision::TestFirst(_)
+            ),
+            "a fixed config is tested"
+        );
     }
 }

@@ -26,6 +26,9 @@ pub enum SyncError {
     Protocol { address: String, detail: String },
     #[error("{address} says it is unavailable: {reply}")]
     ServerBusy { address: String, reply: String },
+    #[error("{address} refused: {reply}")]
+    Rejected { address: String, reply: String },
+
     #[error("the store could not commit: {0}")]
     Store(String),
     #[error("{0}")]
@@ -50,6 +53,7 @@ impl SyncError {
             | SyncError::AuthUnsupported { .. }
             | SyncError::FolderMissing { .. }
             | SyncError::NoUidValidity { .. }
+            | SyncError::Rejected { .. }
             | SyncError::Unsupported(_) => false,
         }
     }
@@ -58,6 +62,7 @@ impl SyncError {
     pub fn code(&self) -> &'static str {
         match self {
             SyncError::Net(NetError::Connect { .. }) => "connect_failed",
+            SyncError::Net(NetError::UnknownHost { .. }) => "unknown_host",
             SyncError::Net(NetError::Timeout { .. }) => "timeout",
             SyncError::Net(NetError::CertificateNotTrusted { .. }) => "certificate_not_trusted",
             SyncError::Net(NetError::Handshake { .. }) => "tls_handshake_failed",
@@ -70,6 +75,7 @@ impl SyncError {
             SyncError::ConnectionLost { .. } => "connection_lost",
             SyncError::Protocol { .. } => "protocol_error",
             SyncError::ServerBusy { .. } => "server_busy",
+            SyncError::Rejected { .. } => "rejected",
             SyncError::Store(_) => "store_error",
             SyncError::Unsupported(_) => "unsupported",
         }

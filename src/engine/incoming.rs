@@ -8,13 +8,11 @@ use chrono::{TimeZone, Utc};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use super::JobContext;
 use super::error::SyncError;
+use super::{JobContext, alerts};
 use crate::config::{CredentialSource, Mailbox, Profile};
 use crate::imap::{FetchedMessage, ImapSession, Login, Target};
-use crate::store::{
-    Alert, AlertLevel, AlertScope, IngestBatch, IngestOutcome, PreparedMessage, rawcodec,
-};
+use crate::store::{AlertLevel, AlertScope, IngestBatch, IngestOutcome, PreparedMessage, rawcodec};
 use crate::tracking::message::{dedup_key, parse_headers};
 use crate::tracking::plan::{FolderCursor, FolderPlan, chunk_listing, plan_folder};
 
@@ -40,15 +38,7 @@ pub async fn sync_mailbox(
     profile: &Profile,
     mailbox: &Mailbox,
 ) -> Result<SyncSummary, SyncError> {
-    let tls_context = match ctx.tls.get(&profile.name) {
-        Some(Ok(t)) => t,
-        Some(Err(e)) => return Err(SyncError::Unsupported(e.clone())),
-        None => {
-            return Err(SyncError::Unsupported(
-                "no TLS settings for the profile".into(),
-            ));
-        }
-    };
+    let tls_context = ctx.tls_context(profile)?;
     let target = Target {
         host: &profile.incoming.host,
         port: profile.incoming.port,
@@ -56,6 +46,7 @@ pub async fn sync_mailbox(
         tls_context,
         auth: profile.incoming.auth,
         timeout: profile.timeout_mailbox_connection_after,
+        recorder: None,
     };
     let no_password;
     let login = match &profile.incoming.credentials {
@@ -140,22 +131,20 @@ async fn sync_folder(
                 "UIDVALIDITY changed; rescanning the folder (known emails are linked, not duplicated)"
             );
             if cursor.uidvalidity_changes >= ctx.config.appliance.uidvalidity_alert_after_changes {
-                let _ = ctx
-                    .writer
-                    .alert(Alert {
-                        at: Utc::now(),
-                        level: AlertLevel::Warning,
-                        scope: AlertScope::Mailbox,
-                        mailbox: Some(address.to_string()),
-                        profile: Some(profile.name.clone()),
-                        code: "uidvalidity_changed".into(),
-                        message: format!(
-                            "The server changed the UIDVALIDITY of folder \"{folder}\" {} times (now {}); \
-                             each change forces a full rescan. Check the server's mail storage.",
-                            cursor.uidvalidity_changes, cursor.uidvalidity
-                        ),
-                    })
-                    .await;
+                alerts::raise(
+                    ctx,
+                    AlertLevel::Warning,
+                    AlertScope::Mailbox,
+                    Some(address),
+                    Some(&profile.name),
+                    "uidvalidity_changed",
+                    format!(
+                        "The server changed the UIDVALIDITY of folder \"{folder}\" {} times (now {}); \
+                         each change forces a full rescan. Check the server's mail storage.",
+                        cursor.uidvalidity_changes, cursor.uidvalidity
+                    ),
+                )
+                .await;
             }
             (cursor, 0)
         }

@@ -1,11 +1,15 @@
 //! The engine: one scheduler deciding which mailbox is due, per-mailbox sync jobs as async tasks,
 //! connection limits, and the store writer they all feed.
 
+pub mod alert_email;
+pub mod alerts;
 pub mod eligibility;
 pub mod error;
 pub mod incoming;
 pub mod limits;
+pub mod profile_alert;
 mod scheduler;
+pub mod test_enable;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,7 +21,7 @@ use crate::config::Config;
 use crate::net::TlsContext;
 use crate::store::{Store, StoreWriter};
 
-pub use scheduler::{RunMode, RunReport, run};
+pub use scheduler::{Command, RunMode, RunReport, run, test_many};
 
 /// What every job shares.
 pub struct JobContext {
@@ -53,6 +57,20 @@ impl JobContext {
             tls,
             stop,
             heartbeat,
+        }
+    }
+
+    /// The profile's TLS settings, or the reason they are unusable (a bad CA file).
+    pub fn tls_context(
+        &self,
+        profile: &crate::config::Profile,
+    ) -> Result<&TlsContext, error::SyncError> {
+        match self.tls.get(&profile.name) {
+            Some(Ok(t)) => Ok(t),
+            Some(Err(e)) => Err(error::SyncError::Unsupported(e.clone())),
+            None => Err(error::SyncError::Unsupported(
+                "no TLS settings for the profile".into(),
+            )),
         }
     }
 

@@ -1,7 +1,8 @@
 //! The scheduler: one task with a queue of (due time, mailbox). It starts a job when a mailbox is
 //! due and a sync slot is free, and puts the mailbox back in the queue when the job ends: at the
-//! polling interval after success, at the retry interval after a failure. No task per mailbox
-//! sleeps, so ten thousand mailboxes cost ten thousand queue entries, not ten thousand tasks.
+//! polling interval after success, at the retry interval after a transient failure. A mailbox that
+//! is not processed (unapproved, disabled, …) is parked until a command wakes it (approval, Test &
+//! Enable). No task per mailbox sleeps, so ten thousand mailboxes cost ten thousand queue entries.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -9,14 +10,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::JobContext;
-use super::eligibility::incoming_profile;
-use super::error::SyncError;
-use super::incoming::{SyncSummary, sync_mailbox};
-use crate::store::MailboxUpdate;
+use super::eligibility::{Decision, incoming_decision};
+use super::incoming::sync_mailbox;
+use super::{JobContext, alert_email, alerts, profile_alert, test_enable};
+use crate::config::{Mailbox, Profile, fingerprint};
+use crate::store::{AlertLevel, AlertScope, Enablement, MailboxUpdate, RunStatus, TestRecord};
 
 /// The scheduler wakes at least this often, so the heartbeat stays fresh.
 const TICK: Duration = Duration::from_secs(5);
@@ -38,33 +40,85 @@ pub struct RunReport {
     pub created: u64,
 }
 
-pub async fn run(ctx: Arc<JobContext>, mode: RunMode) -> RunReport {
+/// What the rest of the appliance asks of the engine.
+pub enum Command {
+    /// Look at this mailbox again now (approved, config fixed, …).
+    Wake(String),
+    /// Test & Enable these mailboxes and answer with the records.
+    Test {
+        addresses: Vec<String>,
+        reply: oneshot::Sender<Vec<TestRecord>>,
+    },
+}
+
+/// What a job says should happen next to its mailbox.
+#[derive(Debug)]
+enum Next {
+    At(Duration),
+    Park,
+}
+
+struct JobResult {
+    mailbox: usize,
+    next: Next,
+    created: u64,
+    failed: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    Queued(Instant),
+    Running,
+    Parked,
+}
+
+pub async fn run(
+    ctx: Arc<JobContext>,
+    mode: RunMode,
+    mut commands: mpsc::Receiver<Command>,
+) -> RunReport {
     let mut report = RunReport::default();
+    let mailboxes = &ctx.config.mailboxes;
+    let mut slots: Vec<Slot> = Vec::with_capacity(mailboxes.len());
     let mut due: BinaryHeap<Reverse<(Instant, usize)>> = BinaryHeap::new();
     let now = Instant::now();
-    for (i, m) in ctx.config.mailboxes.iter().enumerate() {
-        match incoming_profile(&ctx.config, m) {
-            Ok(_) => due.push(Reverse((now, i))),
-            Err(reason) => {
-                tracing::info!(mailbox = %m.email_address, %reason, "mailbox is not processed")
-            }
-        }
+    for (i, m) in mailboxes.iter().enumerate() {
+        // Resume a retry backoff that was under way before a restart.
+        let at = ctx
+            .store
+            .mailbox_state(&m.email_address)
+            .ok()
+            .and_then(|s| s.postponed_until)
+            .and_then(|t| (t - Utc::now()).to_std().ok())
+            .filter(|_| mode == RunMode::Forever)
+            .map_or(now, |wait| now + wait);
+        slots.push(Slot::Queued(at));
+        due.push(Reverse((at, i)));
     }
-    let mut jobs: JoinSet<(usize, Result<SyncSummary, SyncError>)> = JoinSet::new();
+    let mut jobs: JoinSet<JobResult> = JoinSet::new();
     let mut stop = ctx.stop.clone();
+    let mut commands_open = true;
     loop {
         ctx.beat();
         let now = Instant::now();
         while jobs.len() < ctx.config.appliance.max_concurrent_syncs
             && due.peek().is_some_and(|Reverse((t, _))| *t <= now)
         {
-            let Some(Reverse((_, i))) = due.pop() else {
+            let Some(Reverse((t, i))) = due.pop() else {
                 break;
             };
+            // Entries left behind by a wake or a re-queue are stale.
+            if slots[i] != Slot::Queued(t) {
+                continue;
+            }
+            slots[i] = Slot::Running;
             let ctx = ctx.clone();
-            jobs.spawn(async move { (i, job(&ctx, i).await) });
+            jobs.spawn(async move { job(&ctx, i, mode).await });
         }
-        if mode == RunMode::Once && due.is_empty() && jobs.is_empty() {
+        if mode == RunMode::Once
+            && jobs.is_empty()
+            && !slots.iter().any(|s| matches!(s, Slot::Queued(_)))
+        {
             break;
         }
         let wake = due
@@ -75,24 +129,40 @@ pub async fn run(ctx: Arc<JobContext>, mode: RunMode) -> RunReport {
         tokio::select! {
             _ = stop.changed() => break,
             Some(done) = jobs.join_next(), if !jobs.is_empty() => {
-                let Ok((i, result)) = done else { continue };
+                let Ok(r) = done else { continue };
                 report.syncs += 1;
-                let next = match &result {
-                    Ok(s) => {
-                        report.created += s.created;
-                        ctx.config.mailbox_profile(&ctx.config.mailboxes[i])
-                            .map(|p| p.min_polling_interval)
-                            .unwrap_or(ctx.config.appliance.retry_interval)
+                report.created += r.created;
+                report.failures += u64::from(r.failed);
+                slots[r.mailbox] = match (mode, r.next) {
+                    (RunMode::Forever, Next::At(wait)) => {
+                        let at = Instant::now() + wait;
+                        due.push(Reverse((at, r.mailbox)));
+                        Slot::Queued(at)
                     }
-                    Err(_) => {
-                        report.failures += 1;
-                        ctx.config.appliance.retry_interval
-                    }
+                    _ => Slot::Parked,
                 };
-                if mode == RunMode::Forever {
-                    due.push(Reverse((Instant::now() + next, i)));
-                }
+                check_profile_alert(&ctx, &mailboxes[r.mailbox]).await;
             }
+            command = commands.recv(), if commands_open => match command {
+                None => commands_open = false,
+                Some(Command::Wake(address)) => {
+                    if let Some(i) = mailboxes.iter().position(|m| m.email_address == address)
+                        && slots[i] != Slot::Running
+                    {
+                        let at = Instant::now();
+                        slots[i] = Slot::Queued(at);
+                        due.push(Reverse((at, i)));
+                    }
+                }
+                Some(Command::Test { addresses, reply }) => {
+                    let ctx = ctx.clone();
+                    // Tests run beside the syncs; the connection limits still hold.
+                    tokio::spawn(async move {
+                        let records = test_many(&ctx, &addresses).await;
+                        let _ = reply.send(records);
+                    });
+                }
+            },
             _ = tokio::time::sleep_until(wake) => {}
         }
     }
@@ -100,7 +170,7 @@ pub async fn run(ctx: Arc<JobContext>, mode: RunMode) -> RunReport {
     let deadline = Instant::now() + STOP_GRACE;
     while !jobs.is_empty() {
         match tokio::time::timeout_at(deadline, jobs.join_next()).await {
-            Ok(Some(Ok((_, Ok(s))))) => report.created += s.created,
+            Ok(Some(Ok(r))) => report.created += r.created,
             Ok(Some(_)) => {}
             Ok(None) => break,
             Err(_) => {
@@ -117,12 +187,173 @@ pub async fn run(ctx: Arc<JobContext>, mode: RunMode) -> RunReport {
     report
 }
 
-/// One sync of one mailbox, with its outcome recorded in the store and the log.
-async fn job(ctx: &JobContext, i: usize) -> Result<SyncSummary, SyncError> {
+/// Test & Enable the named mailboxes (all, when none is named), record the results, wake them.
+pub async fn test_many(ctx: &Arc<JobContext>, addresses: &[String]) -> Vec<TestRecord> {
+    let mut set = JoinSet::new();
+    for m in ctx
+        .config
+        .mailboxes
+        .iter()
+        .filter(|m| addresses.is_empty() || addresses.contains(&m.email_address))
+    {
+        let ctx = ctx.clone();
+        let address = m.email_address.clone();
+        set.spawn(async move {
+            let m = ctx
+                .config
+                .mailboxes
+                .iter()
+                .find(|x| x.email_address == address)?;
+            let profile = ctx.config.mailbox_profile(m)?;
+            Some(test_and_record(&ctx, profile, m).await)
+        });
+    }
+    let mut records: Vec<TestRecord> = set.join_all().await.into_iter().flatten().collect();
+    records.sort_by(|a, b| a.mailbox.cmp(&b.mailbox));
+    records
+}
+
+/// Runs Test & Enable and records it: each direction enabled on success, disabled with the reason
+/// on failure. Alerts tell the mailbox's and the profile's owners.
+pub async fn test_and_record(ctx: &JobContext, profile: &Profile, mailbox: &Mailbox) -> TestRecord {
+    let record = test_enable::run(ctx, profile, mailbox).await;
+    let previous = ctx
+        .store
+        .mailbox_state(&mailbox.email_address)
+        .unwrap_or_default();
+    let fp = fingerprint(Some(profile), mailbox);
+    // Enablements from another config do not carry over.
+    let (prev_in, prev_out) = if previous.config_fingerprint.as_deref() == Some(fp.as_str()) {
+        (previous.incoming_enablement, previous.outgoing_enablement)
+    } else {
+        (Enablement::NotTested, Enablement::NotTested)
+    };
+    let incoming = test_enable::enablement(&record.incoming, &prev_in);
+    let outgoing = test_enable::enablement(&record.outgoing, &prev_out);
+    let _ = ctx
+        .writer
+        .mailbox(
+            &mailbox.email_address,
+            MailboxUpdate::Tested {
+                profile: Some(profile.name.clone()),
+                record: Box::new(record.clone()),
+                fingerprint: fp,
+                incoming: incoming.clone(),
+                outgoing: outgoing.clone(),
+            },
+        )
+        .await;
+    let address = mailbox.email_address.as_str();
+    for (direction, t) in [
+        ("incoming", &record.incoming),
+        ("outgoing", &record.outgoing),
+    ] {
+        if t.status == RunStatus::Failure {
+            tracing::warn!(
+                mailbox = address,
+                profile = %profile.name,
+                direction,
+                code = t.code.as_deref().unwrap_or(""),
+                transient = t.transient,
+                error = t.reason.as_deref().unwrap_or(""),
+                "Test & Enable failed"
+            );
+        }
+    }
+    if record.failed() {
+        let reasons: Vec<String> = [
+            ("incoming", &record.incoming),
+            ("outgoing", &record.outgoing),
+        ]
+        .iter()
+        .filter_map(|(d, t)| {
+            t.reason
+                .as_ref()
+                .filter(|_| t.status == crate::store::RunStatus::Failure)
+                .map(|r| format!("{d}: {r}"))
+        })
+        .collect();
+        alerts::raise(
+            ctx,
+            AlertLevel::Error,
+            AlertScope::Mailbox,
+            Some(address),
+            Some(&profile.name),
+            "test_failed",
+            format!(
+                "Test & Enable failed for mailbox {address}: {}",
+                reasons.join("; ")
+            ),
+        )
+        .await;
+    } else {
+        alerts::raise(
+            ctx,
+            AlertLevel::Information,
+            AlertScope::Mailbox,
+            Some(address),
+            Some(&profile.name),
+            "test_succeeded",
+            format!("Test & Enable succeeded for mailbox {address}; it is enabled."),
+        )
+        .await;
+    }
+    record
+}
+
+/// One turn of one mailbox: decide, test first if needed, sync, and record the outcome.
+async fn job(ctx: &JobContext, i: usize, mode: RunMode) -> JobResult {
     let mailbox = &ctx.config.mailboxes[i];
-    let profile = match incoming_profile(&ctx.config, mailbox) {
-        Ok(p) => p,
-        Err(reason) => return Err(SyncError::Unsupported(reason.to_string())),
+    let park = |failed| JobResult {
+        mailbox: i,
+        next: Next::Park,
+        created: 0,
+        failed,
+    };
+    let state = match ctx.store.mailbox_state(&mailbox.email_address) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(mailbox = %mailbox.email_address, error = %e, "cannot read the mailbox state");
+            return JobResult {
+                mailbox: i,
+                next: Next::At(ctx.config.appliance.retry_interval),
+                created: 0,
+                failed: true,
+            };
+        }
+    };
+    let fp = fingerprint(ctx.config.mailbox_profile(mailbox), mailbox);
+    let profile = match incoming_decision(&ctx.config, mailbox, &state, &fp) {
+        Decision::NotProcessed(reason) => {
+            tracing::info!(mailbox = %mailbox.email_address, code = reason.code(), %reason, "mailbox is not processed");
+            return park(false);
+        }
+        Decision::TestFirst(profile) => {
+            tracing::info!(mailbox = %mailbox.email_address, "testing the mailbox before its first sync (Test & Enable)");
+            let record = test_and_record(ctx, profile, mailbox).await;
+            match record.incoming.status {
+                RunStatus::Success => profile,
+                // The server may be back in a while: retry with backoff like a failed sync.
+                RunStatus::Failure if record.incoming.transient => {
+                    let code = record.incoming.code.clone().unwrap_or_default();
+                    let text = record.incoming.reason.clone().unwrap_or_default();
+                    return failed(
+                        ctx,
+                        profile,
+                        mailbox,
+                        state.transient_failure_count,
+                        &code,
+                        &text,
+                        true,
+                        mode,
+                    )
+                    .await
+                    .into_result(i);
+                }
+                _ => return park(true),
+            }
+        }
+        Decision::Sync(profile) => profile,
     };
     let started = std::time::Instant::now();
     let _ = ctx
@@ -135,7 +366,7 @@ async fn job(ctx: &JobContext, i: usize) -> Result<SyncSummary, SyncError> {
     let result = sync_mailbox(ctx, profile, mailbox).await;
     let at = Utc::now();
     let duration_ms = started.elapsed().as_millis() as u64;
-    let update = match &result {
+    match result {
         Ok(s) => {
             tracing::info!(
                 mailbox = %mailbox.email_address,
@@ -145,25 +376,227 @@ async fn job(ctx: &JobContext, i: usize) -> Result<SyncSummary, SyncError> {
                 interrupted = s.interrupted,
                 "mailbox synced"
             );
-            MailboxUpdate::SyncSucceeded { at, duration_ms }
-        }
-        Err(e) => {
-            tracing::warn!(
-                mailbox = %mailbox.email_address,
-                profile = %profile.name,
-                code = e.code(),
-                transient = e.is_transient(),
-                error = %e,
-                "mailbox sync failed"
-            );
-            MailboxUpdate::SyncFailed {
-                at,
-                text: e.to_string(),
-                code: e.code().to_string(),
-                transient: e.is_transient(),
+            let _ = ctx
+                .writer
+                .mailbox(
+                    &mailbox.email_address,
+                    MailboxUpdate::SyncSucceeded { at, duration_ms },
+                )
+                .await;
+            JobResult {
+                mailbox: i,
+                next: Next::At(profile.min_polling_interval),
+                created: s.created,
+                failed: false,
             }
         }
+        Err(e) => {
+            let text = e.to_string();
+            failed(
+                ctx,
+                profile,
+                mailbox,
+                state.transient_failure_count,
+                e.code(),
+                &text,
+                e.is_transient(),
+                mode,
+            )
+            .await
+            .into_result(i)
+        }
+    }
+}
+
+struct Failed(Next);
+
+impl Failed {
+    fn into_result(self, i: usize) -> JobResult {
+        JobResult {
+            mailbox: i,
+            next: self.0,
+            created: 0,
+            failed: true,
+        }
+    }
+}
+
+/// M8: a transient error is retried after `retry_interval`, up to `transient_failure_retries`
+/// times in a row; then, or at once for a permanent error, incoming is disabled with an alert.
+#[allow(clippy::too_many_arguments)]
+async fn failed(
+    ctx: &JobContext,
+    profile: &Profile,
+    mailbox: &Mailbox,
+    failures_before: u32,
+    code: &str,
+    text: &str,
+    transient: bool,
+    mode: RunMode,
+) -> Failed {
+    let address = mailbox.email_address.as_str();
+    let at = Utc::now();
+    let retries = ctx.config.appliance.transient_failure_retries;
+    let permanent = !transient || failures_before + 1 > retries;
+    tracing::warn!(
+        mailbox = address,
+        profile = %profile.name,
+        code,
+        transient,
+        failures = failures_before + 1,
+        error = %text,
+        "mailbox sync failed"
+    );
+    let retry = ctx.config.appliance.retry_interval;
+    let retry_at = (!permanent && mode == RunMode::Forever)
+        .then(|| at + chrono::Duration::from_std(retry).unwrap_or_default());
+    let _ = ctx
+        .writer
+        .mailbox(
+            address,
+            MailboxUpdate::SyncFailed {
+                at,
+                text: text.to_string(),
+                code: code.to_string(),
+                transient,
+                retry_at,
+            },
+        )
+        .await;
+    if !permanent {
+        alerts::raise(
+            ctx,
+            AlertLevel::Warning,
+            AlertScope::Mailbox,
+            Some(address),
+            Some(&profile.name),
+            code,
+            format!(
+                "Synchronization of mailbox {address} failed ({} of {} attempts); it will be retried. {text}",
+                failures_before + 1,
+                retries + 1
+            ),
+        )
+        .await;
+        return Failed(Next::At(retry));
+    }
+    let why = if transient {
+        format!("{text} (failed {} times in a row)", failures_before + 1)
+    } else {
+        text.to_string()
     };
-    let _ = ctx.writer.mailbox(&mailbox.email_address, update).await;
-    result
+    let _ = ctx
+        .writer
+        .mailbox(
+            address,
+            MailboxUpdate::Disabled {
+                incoming: true,
+                code: code.to_string(),
+                reason: why.clone(),
+                at,
+                fingerprint: fingerprint(Some(profile), mailbox),
+            },
+        )
+        .await;
+    alerts::raise(
+        ctx,
+        AlertLevel::Error,
+        AlertScope::Mailbox,
+        Some(address),
+        Some(&profile.name),
+        code,
+        format!(
+            "The mailbox {address} has been disabled for incoming email: {why}. The owner of the email \
+             server profile \"{}\" has been notified. Fix the cause, then run Test & Enable.",
+            profile.name
+        ),
+    )
+    .await;
+    Failed(Next::Park)
+}
+
+/// P11: after a mailbox's turn, see whether its profile now has more than half of its mailboxes
+/// failing within the hour, and if so tell the owner once.
+async fn check_profile_alert(ctx: &Arc<JobContext>, mailbox: &Mailbox) {
+    let Some(profile) = ctx.config.mailbox_profile(mailbox) else {
+        return;
+    };
+    if !profile.send_alert_email {
+        return;
+    }
+    let (Ok(states), Ok(profiles)) = (ctx.store.mailbox_states(), ctx.store.profile_states())
+    else {
+        return;
+    };
+    let now = Utc::now();
+    let (failing, total) =
+        profile_alert::failing_share(&ctx.config, profile, |a| states.get(a), now);
+    let pstate = profiles.get(&profile.name).cloned().unwrap_or_default();
+    if !profile_alert::should_send(profile, failing, total, &pstate, now) {
+        return;
+    }
+    let Some(owner) = profile.owner_email.clone() else {
+        return;
+    };
+    // Claim the hour before sending, so that concurrent job endings send one email, not several.
+    let _ = ctx.writer.alert_email_sent(&profile.name, now).await;
+    let _ = ctx.writer.flush().await;
+    let details: String = ctx
+        .config
+        .mailboxes
+        .iter()
+        .filter(|m| m.profile.as_deref() == Some(profile.name.as_str()))
+        .filter_map(|m| {
+            let e = states.get(&m.email_address)?.last_error.as_ref()?;
+            Some(format!("- {}: {}\r\n", m.email_address, e.text))
+        })
+        .collect();
+    let ctx = ctx.clone();
+    let profile_name = profile.name.clone();
+    tokio::spawn(async move {
+        let Some(profile) = ctx.config.profile(&profile_name) else {
+            return;
+        };
+        let result = match alert_email::message(
+            ctx.config
+                .appliance
+                .alert_smtp
+                .as_ref()
+                .map_or(owner.as_str(), |a| a.from.as_str()),
+            &owner,
+            &profile.name,
+            failing,
+            total,
+            &details,
+        ) {
+            Ok(raw) => alert_email::send(&ctx, profile, &owner, &raw).await,
+            Err(e) => Err(e),
+        };
+        let (level, code, message) = match result {
+            Ok(via) => (
+                AlertLevel::Information,
+                "alert_email_sent",
+                format!(
+                    "{failing} of {total} mailboxes failed within an hour; alert email sent to {owner} through {via}."
+                ),
+            ),
+            Err(e) => (
+                AlertLevel::Error,
+                "alert_email_failed",
+                format!(
+                    "{failing} of {total} mailboxes failed within an hour; the alert email to {owner} could not be sent: {e}"
+                ),
+            ),
+        };
+        alerts::raise(
+            &ctx,
+            level,
+            AlertScope::Profile,
+            None,
+            Some(&profile.name),
+            code,
+            message,
+        )
+        .await;
+    });
 }

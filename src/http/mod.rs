@@ -1,6 +1,8 @@
 //! The HTTP side: `GET /healthz` and `GET /status` on `status_listen`. It reads the store through
 //! read transactions and never waits on the writer.
 
+mod api;
+pub mod client;
 mod status;
 
 use std::sync::Arc;
@@ -10,10 +12,13 @@ use std::thread::JoinHandle;
 use chrono::{DateTime, Utc};
 use tiny_http::{Header, Method, Request, Response, Server};
 
-use crate::config::Config;
-use crate::store::Store;
+use tokio::sync::mpsc;
 
-pub use status::status_document;
+use crate::config::Config;
+use crate::engine::Command;
+use crate::store::{Store, StoreWriter};
+
+pub use status::{status_document, test_full, test_summary};
 
 /// Threads answering requests: a slow client holds one of them, not the listener.
 const WORKERS: usize = 4;
@@ -31,6 +36,9 @@ pub struct StatusContext {
     pub store: Store,
     pub heartbeat: Arc<AtomicI64>,
     pub started_at: DateTime<Utc>,
+    /// For the API: approvals go through the writer, tests through the engine.
+    pub writer: Option<StoreWriter>,
+    pub commands: Option<mpsc::Sender<Command>>,
 }
 
 impl StatusServer {
@@ -76,8 +84,19 @@ fn text_header() -> Header {
         .expect("static header is valid")
 }
 
-fn handle(ctx: &StatusContext, request: Request) {
+fn handle(ctx: &StatusContext, mut request: Request) {
     let path = request.url().split('?').next().unwrap_or("").to_string();
+    if path.starts_with("/api/v1/") {
+        let (code, body) = match api::handle(ctx, &mut request, &path) {
+            Ok(answer) => answer,
+            Err(e) => (e.status, serde_json::json!({ "error": e.message })),
+        };
+        let response = Response::from_string(body.to_string())
+            .with_header(json_header())
+            .with_status_code(code);
+        let _ = request.respond(response);
+        return;
+    }
     let response = match (request.method(), path.as_str()) {
         (Method::Get, "/healthz") => match health(ctx) {
             Ok(()) => Response::from_string("ok\n").with_header(text_header()),

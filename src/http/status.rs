@@ -5,8 +5,46 @@ use serde_json::{Value, json};
 
 use super::StatusContext;
 use crate::config::{CredentialSource, Endpoint, OwnerType, ServerType, TlsMode};
-use crate::engine::eligibility::incoming_profile;
-use crate::store::{LastError, MailboxState, RunStatus};
+use std::collections::HashMap;
+
+use crate::config::fingerprint;
+use crate::engine::eligibility::{Decision, effective_approval, incoming_decision};
+use crate::store::{
+    Alert, DirectionTest, Enablement, LastError, MailboxState, RunStatus, TestRecord,
+};
+
+fn enablement(e: &Enablement) -> Value {
+    match e {
+        Enablement::NotTested => json!({ "state": "not_tested" }),
+        Enablement::Enabled => json!({ "state": "enabled" }),
+        Enablement::Disabled { code, reason, at } => {
+            json!({ "state": "disabled", "code": code, "reason": reason, "at": at.to_rfc3339() })
+        }
+    }
+}
+
+fn direction(t: &DirectionTest) -> Value {
+    json!({ "status": run_status(t.status), "code": t.code, "reason": t.reason })
+}
+
+/// A test record without its transcripts (the API shows those).
+pub fn test_summary(t: &TestRecord) -> Value {
+    json!({
+        "mailbox": t.mailbox,
+        "started_at": t.started_at.to_rfc3339(),
+        "duration_ms": t.duration_ms,
+        "incoming": direction(&t.incoming),
+        "outgoing": direction(&t.outgoing),
+    })
+}
+
+/// A whole test record, transcripts included.
+pub fn test_full(t: &TestRecord) -> Value {
+    let mut v = test_summary(t);
+    v["incoming"]["transcript"] = json!(t.incoming.transcript);
+    v["outgoing"]["transcript"] = json!(t.outgoing.transcript);
+    v
+}
 
 fn endpoint(e: &Endpoint) -> Value {
     json!({
@@ -38,6 +76,13 @@ fn run_status(s: RunStatus) -> &'static str {
 pub fn status_document(ctx: &StatusContext) -> Result<Value, String> {
     let states = ctx.store.mailbox_states().map_err(|e| e.to_string())?;
     let profile_states = ctx.store.profile_states().map_err(|e| e.to_string())?;
+    // The newest alert of each mailbox (the table is bounded by the retention).
+    let mut latest_alerts: HashMap<String, Alert> = HashMap::new();
+    for a in ctx.store.alerts(usize::MAX).map_err(|e| e.to_string())? {
+        if let Some(m) = a.mailbox.clone() {
+            latest_alerts.entry(m).or_insert(a);
+        }
+    }
     let config = &ctx.config;
     let profiles: Vec<Value> = config
         .profiles
@@ -55,6 +100,9 @@ pub fn status_document(ctx: &StatusContext) -> Result<Value, String> {
                 "max_concurrent_connections": p.max_concurrent_connections,
                 "connections_opened": st.connections_opened,
                 "connection_failures": st.connection_failures,
+                "last_test": st.last_test.as_ref().map(test_summary),
+                "last_alert_email_at": st.last_alert_email_at.map(|t| t.to_rfc3339()),
+                "send_alert_email": p.send_alert_email,
                 "last_error": last_error(&st.last_error),
             })
         })
@@ -66,18 +114,34 @@ pub fn status_document(ctx: &StatusContext) -> Result<Value, String> {
         .map(|m| {
             let st: MailboxState = states.get(&m.email_address).cloned().unwrap_or_default();
             total += st.activities_stored;
-            let processing = incoming_profile(config, m);
+            let fp = fingerprint(config.mailbox_profile(m), m);
+            let processing = match incoming_decision(config, m, &st, &fp) {
+                Decision::NotProcessed(r) => Err(r),
+                Decision::Sync(_) => Ok("enabled"),
+                Decision::TestFirst(_) => Ok("waiting for Test & Enable"),
+            };
+            let latest_alert = latest_alerts.get(&m.email_address);
             json!({
                 "email_address": m.email_address,
                 "name": m.name,
                 "owner": match m.owner { OwnerType::User => "user", OwnerType::Queue => "queue" },
                 "profile": m.profile,
-                "approval": m.approval.as_str(),
+                "approval": effective_approval(m.approval, &st).as_str(),
+                "approval_configured": m.approval.as_str(),
                 "active": m.active,
-                "enabled": processing.is_ok(),
+                "enabled": processing == Ok("enabled"),
+                "processing": processing.as_ref().map_or("not processed", |s| s),
                 "not_processed_reason": processing.as_ref().err().map(|r| r.to_string()),
                 "not_processed_code": processing.as_ref().err().map(|r| r.code()),
                 "incoming_status": run_status(st.incoming_status),
+                "outgoing_status": run_status(st.outgoing_status),
+                "incoming_enablement": enablement(&st.incoming_enablement),
+                "outgoing_enablement": enablement(&st.outgoing_enablement),
+                "postponed_until": st.postponed_until.map(|t| t.to_rfc3339()),
+                "last_test": st.last_test.as_ref().map(test_summary),
+                "latest_alert": latest_alert.map(|a| json!({
+                    "at": a.at.to_rfc3339(), "level": a.level, "code": a.code, "message": a.message,
+                })),
                 "processing_last_attempted_on": st.processing_last_attempted_on.map(|t| t.to_rfc3339()),
                 "last_sync_started_on": st.last_sync_started_on.map(|t| t.to_rfc3339()),
                 "last_successful_sync_completed_on": st.last_successful_sync_completed_on.map(|t| t.to_rfc3339()),

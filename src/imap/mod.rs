@@ -15,7 +15,7 @@ use tokio::io::AsyncWriteExt;
 
 use crate::config::{AuthProtocol, TlsMode};
 use crate::engine::error::SyncError;
-use crate::net::{self, MailStream, NetError, StepError, TlsContext};
+use crate::net::{self, MailStream, NetError, Recorder, StepError, TlsContext};
 use crate::secret::Secret;
 use crate::tracking::plan::{FolderStatus, ListedMessage};
 
@@ -29,6 +29,8 @@ pub struct Target<'a> {
     pub tls_context: &'a TlsContext,
     pub auth: AuthProtocol,
     pub timeout: Duration,
+    /// Records the conversation (Test & Enable); `None` for ordinary syncs.
+    pub recorder: Option<Recorder>,
 }
 
 /// Who logs in: the mailbox's own identity, or the profile's identity acting for `authzid`.
@@ -99,23 +101,28 @@ impl ImapSession {
     pub async fn open(target: &Target<'_>, login: &Login<'_>) -> Result<ImapSession, SyncError> {
         let address = format!("{}:{}", target.host, target.port);
         let limit = target.timeout;
-        let tcp = net::connect_tcp(target.host, target.port, limit).await?;
+        let mut stream =
+            MailStream::plain(net::connect_tcp(target.host, target.port, limit).await?);
+        if let Some(r) = &target.recorder {
+            stream.record(r.clone());
+        }
         let mut caps;
         let mut client = match target.tls {
             TlsMode::Implicit => {
-                let tls = net::start_tls(tcp, target.host, target.port, target.tls_context, limit)
-                    .await?;
+                let tls =
+                    net::start_tls(stream, target.host, target.port, target.tls_context, limit)
+                        .await?;
                 let mut client = Client::new(tls);
                 caps = read_greeting(&mut client, &address, limit).await?;
                 client
             }
             TlsMode::None => {
-                let mut client = Client::new(MailStream::Plain(tcp));
+                let mut client = Client::new(stream);
                 caps = read_greeting(&mut client, &address, limit).await?;
                 client
             }
             TlsMode::StartTls => {
-                let mut client = Client::new(MailStream::Plain(tcp));
+                let mut client = Client::new(stream);
                 caps = read_greeting(&mut client, &address, limit).await?;
                 if caps.is_none() {
                     caps = Some(capabilities(&mut client, &address, limit).await?);
@@ -136,22 +143,14 @@ impl ImapSession {
                     },
                 )
                 .await?;
-                let MailStream::Plain(tcp) = client.into_inner() else {
-                    return Err(SyncError::Protocol {
-                        address,
-                        detail: "STARTTLS on a TLS stream".into(),
-                    });
-                };
-                // Bytes that arrived before the handshake were not protected by TLS: a
-                // man-in-the-middle may have injected them (the STARTTLS injection attack).
-                if !tcp.buffer().is_empty() {
-                    return Err(SyncError::Protocol {
-                        address,
-                        detail: "the server sent data after accepting STARTTLS, before the TLS handshake".into(),
-                    });
-                }
-                let tls = net::start_tls(tcp, target.host, target.port, target.tls_context, limit)
-                    .await?;
+                let tls = net::start_tls(
+                    client.into_inner(),
+                    target.host,
+                    target.port,
+                    target.tls_context,
+                    limit,
+                )
+                .await?;
                 // Capabilities before TLS cannot be trusted (RFC 3501 §6.2.1): ask again.
                 caps = None;
                 Client::new(tls)

@@ -4,6 +4,7 @@
 
 mod stream;
 mod tls;
+pub mod transcript;
 
 use std::time::Duration;
 
@@ -11,9 +12,12 @@ use tokio::net::TcpStream;
 
 pub use stream::{BufferedTcp, MailStream, buffered};
 pub use tls::{TlsContext, TlsError};
+pub use transcript::Recorder;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {
+    #[error("cannot find the server {host}: {reason}")]
+    UnknownHost { host: String, reason: String },
     #[error("cannot connect to {address}: {source}")]
     Connect {
         address: String,
@@ -61,11 +65,29 @@ pub enum StepError<E> {
 /// Opens a TCP connection within `limit`.
 pub async fn connect_tcp(host: &str, port: u16, limit: Duration) -> Result<BufferedTcp, NetError> {
     let address = format!("{host}:{port}");
+    // Name lookup first, so that an unknown host is told apart from a refused connection.
+    let addrs: Vec<std::net::SocketAddr> = match step(
+        &address,
+        "looking up the server",
+        limit,
+        tokio::net::lookup_host((host, port)),
+    )
+    .await
+    {
+        Ok(a) => a.collect(),
+        Err(StepError::Failed(e)) => {
+            return Err(NetError::UnknownHost {
+                host: host.to_string(),
+                reason: e.to_string(),
+            });
+        }
+        Err(StepError::TimedOut(e)) => return Err(e),
+    };
     let tcp = match step(
         &address,
         "connecting",
         limit,
-        TcpStream::connect((host, port)),
+        TcpStream::connect(&addrs[..]),
     )
     .await
     {
@@ -78,25 +100,50 @@ pub async fn connect_tcp(host: &str, port: u16, limit: Duration) -> Result<Buffe
     Ok(buffered(tcp))
 }
 
-/// Wraps an open connection in TLS within `limit`.
+/// Wraps an open plain connection in TLS within `limit`, keeping its recorder. Bytes that arrived
+/// before the handshake were not protected by TLS: after a STARTTLS, a man-in-the-middle may have
+/// injected them (the STARTTLS injection attack), so any such bytes are an error.
 pub async fn start_tls(
-    tcp: BufferedTcp,
+    stream: MailStream,
     host: &str,
     port: u16,
     tls: &TlsContext,
     limit: Duration,
 ) -> Result<MailStream, NetError> {
     let address = format!("{host}:{port}");
+    let MailStream { inner, recorder } = stream;
+    let tcp = match inner {
+        stream::Inner::Plain(tcp) => tcp,
+        stream::Inner::Tls(_) => {
+            return Err(NetError::Handshake {
+                address,
+                reason: "TLS is already on".into(),
+            });
+        }
+    };
+    if !tcp.buffer().is_empty() {
+        return Err(NetError::Handshake {
+            address,
+            reason: "the server sent data before the TLS handshake (possible STARTTLS injection)"
+                .into(),
+        });
+    }
+    if let Some(r) = &recorder {
+        r.note("TLS handshake");
+    }
     let fut = tls.connect(host, tcp);
-    match step(&address, "negotiating TLS", limit, fut).await {
-        Ok(s) => Ok(MailStream::Tls(Box::new(s))),
-        Err(StepError::TimedOut(e)) => Err(e),
-        Err(StepError::Failed(TlsError::ServerName)) => Err(NetError::BadServerName { address }),
+    let inner = match step(&address, "negotiating TLS", limit, fut).await {
+        Ok(s) => stream::Inner::Tls(Box::new(s)),
+        Err(StepError::TimedOut(e)) => return Err(e),
+        Err(StepError::Failed(TlsError::ServerName)) => {
+            return Err(NetError::BadServerName { address });
+        }
         Err(StepError::Failed(TlsError::NotTrusted(reason))) => {
-            Err(NetError::CertificateNotTrusted { address, reason })
+            return Err(NetError::CertificateNotTrusted { address, reason });
         }
         Err(StepError::Failed(TlsError::Handshake(reason))) => {
-            Err(NetError::Handshake { address, reason })
+            return Err(NetError::Handshake { address, reason });
         }
-    }
+    };
+    Ok(MailStream { inner, recorder })
 }

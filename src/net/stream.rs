@@ -1,4 +1,5 @@
 //! A connection that is plain TCP or TLS over TCP, so protocol sessions take one stream type.
+//! It can record what is said on it (for Test & Enable transcripts).
 
 use std::io;
 use std::pin::Pin;
@@ -7,6 +8,8 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, BufReader, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
+
+use super::transcript::Recorder;
 
 /// TCP with a 64 KB read buffer underneath. rustls reads the socket 4 KB at a time; the buffer
 /// turns that into one large `recv` per 64 KB instead of sixteen small ones.
@@ -18,16 +21,40 @@ pub fn buffered(tcp: TcpStream) -> BufferedTcp {
     BufReader::with_capacity(READ_BUFFER, tcp)
 }
 
-pub enum MailStream {
+pub(super) enum Inner {
     Plain(BufferedTcp),
     Tls(Box<TlsStream<BufferedTcp>>),
 }
 
+pub struct MailStream {
+    pub(super) inner: Inner,
+    pub(super) recorder: Option<Recorder>,
+}
+
+impl MailStream {
+    pub fn plain(tcp: BufferedTcp) -> MailStream {
+        MailStream {
+            inner: Inner::Plain(tcp),
+            recorder: None,
+        }
+    }
+
+    /// Records everything said from now on (after TLS, the plaintext).
+    pub fn record(&mut self, recorder: Recorder) {
+        self.recorder = Some(recorder);
+    }
+
+    pub fn is_tls(&self) -> bool {
+        matches!(self.inner, Inner::Tls(_))
+    }
+}
+
 impl std::fmt::Debug for MailStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            MailStream::Plain(_) => "MailStream::Plain",
-            MailStream::Tls(_) => "MailStream::Tls",
+        f.write_str(if self.is_tls() {
+            "MailStream::Tls"
+        } else {
+            "MailStream::Plain"
         })
     }
 }
@@ -38,10 +65,16 @@ impl AsyncRead for MailStream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            MailStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            MailStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let result = match &mut this.inner {
+            Inner::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Inner::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        };
+        if let (Some(r), Poll::Ready(Ok(()))) = (&this.recorder, &result) {
+            r.server(&buf.filled()[before..]);
         }
+        result
     }
 }
 
@@ -51,23 +84,28 @@ impl AsyncWrite for MailStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            MailStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            MailStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        let this = self.get_mut();
+        let result = match &mut this.inner {
+            Inner::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Inner::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        };
+        if let (Some(r), Poll::Ready(Ok(n))) = (&this.recorder, &result) {
+            r.client(&buf[..*n]);
         }
+        result
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            MailStream::Plain(s) => Pin::new(s).poll_flush(cx),
-            MailStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        match &mut self.get_mut().inner {
+            Inner::Plain(s) => Pin::new(s).poll_flush(cx),
+            Inner::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            MailStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            MailStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        match &mut self.get_mut().inner {
+            Inner::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Inner::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 }

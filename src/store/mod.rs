@@ -199,6 +199,15 @@ impl Store {
         Ok(out)
     }
 
+    pub fn mailbox_state(&self, mailbox: &str) -> Result<MailboxState, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(MAILBOX_STATE)?;
+        t.get(mailbox)?
+            .map(|v| decode("mailbox state", v.value()))
+            .transpose()
+            .map(Option::unwrap_or_default)
+    }
+
     pub fn profile_states(&self) -> Result<BTreeMap<String, ProfileState>, StoreError> {
         let txn = self.db.begin_read()?;
         let t = txn.open_table(PROFILE_STATE)?;

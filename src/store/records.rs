@@ -48,11 +48,76 @@ pub struct LastError {
     pub at: DateTime<Utc>,
 }
 
+/// Whether one direction of a mailbox may run. Test & Enable turns it on; a permanent error (or
+/// too many transient ones in a row) turns it off until the next successful test or a config change.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "state")]
+pub enum Enablement {
+    #[default]
+    NotTested,
+    Enabled,
+    Disabled {
+        code: String,
+        reason: String,
+        at: DateTime<Utc>,
+    },
+}
+
+/// The outcome of testing one direction.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirectionTest {
+    pub status: RunStatus,
+    pub code: Option<String>,
+    pub reason: Option<String>,
+    /// A failure that may pass by itself (network, timeout, busy server).
+    #[serde(default)]
+    pub transient: bool,
+    /// What was said on the wire, credentials masked.
+    pub transcript: String,
+}
+
+/// A Test & Enable run (P14, M4).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TestRecord {
+    pub mailbox: String,
+    pub started_at: DateTime<Utc>,
+    pub duration_ms: u64,
+    pub incoming: DirectionTest,
+    pub outgoing: DirectionTest,
+}
+
+impl TestRecord {
+    pub fn failed(&self) -> bool {
+        self.incoming.status == RunStatus::Failure || self.outgoing.status == RunStatus::Failure
+    }
+}
+
+/// An approval set through the API. It wins while the config still says what it said when the
+/// override was made; a changed config value takes over again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovalOverride {
+    pub approval: String,
+    pub config_approval: String,
+    pub at: DateTime<Utc>,
+}
+
 /// A mailbox's runtime state: what `/status` shows and the scheduler resumes from.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MailboxState {
     #[serde(default)]
     pub incoming_status: RunStatus,
+    #[serde(default)]
+    pub outgoing_status: RunStatus,
+    #[serde(default)]
+    pub incoming_enablement: Enablement,
+    #[serde(default)]
+    pub outgoing_enablement: Enablement,
+    /// The config fingerprint the enablements belong to; another one means "test again".
+    pub config_fingerprint: Option<String>,
+    pub approval_override: Option<ApprovalOverride>,
+    pub last_test: Option<TestRecord>,
+    /// Not polled before this time (retry backoff).
+    pub postponed_until: Option<DateTime<Utc>>,
     pub processing_last_attempted_on: Option<DateTime<Utc>>,
     pub last_sync_started_on: Option<DateTime<Utc>>,
     pub last_successful_sync_completed_on: Option<DateTime<Utc>>,
@@ -75,6 +140,10 @@ pub struct MailboxState {
 /// A profile's runtime state.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProfileState {
+    /// The latest Test & Enable of one of the profile's mailboxes (P14).
+    pub last_test: Option<TestRecord>,
+    /// When the "more than half of the mailboxes failing" email was last sent (P11).
+    pub last_alert_email_at: Option<DateTime<Utc>>,
     #[serde(default)]
     pub connections_opened: u64,
     #[serde(default)]

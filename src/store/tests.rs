@@ -115,6 +115,7 @@ async fn mailbox_state_records_failures_and_success() {
                     text: "refused".into(),
                     code: "connect".into(),
                     transient: true,
+                    retry_at: None,
                 },
             )
             .await

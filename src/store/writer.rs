@@ -15,7 +15,7 @@ use super::{
     MAILBOX_STATE, MESSAGE_INDEX, META, MailboxState, PROFILE_STATE, RunStatus, SYNC_ID_MAP, Store,
     StoreError, decode, encode,
 };
-use crate::store::ProfileState;
+use crate::store::{ApprovalOverride, Enablement, ProfileState, TestRecord};
 use crate::tracking::message::EmailHeaders;
 use crate::tracking::plan::FolderCursor;
 
@@ -68,6 +68,29 @@ pub enum MailboxUpdate {
         text: String,
         code: String,
         transient: bool,
+        retry_at: Option<DateTime<Utc>>,
+    },
+    /// A Test & Enable ran: record it, and set each direction's enablement.
+    Tested {
+        profile: Option<String>,
+        record: Box<TestRecord>,
+        fingerprint: String,
+        incoming: Enablement,
+        outgoing: Enablement,
+    },
+    /// A permanent error turned one direction off.
+    Disabled {
+        incoming: bool,
+        code: String,
+        reason: String,
+        at: DateTime<Utc>,
+        fingerprint: String,
+    },
+    /// Approval set through the API.
+    Approved {
+        approval: String,
+        config_approval: String,
+        at: DateTime<Utc>,
     },
 }
 
@@ -79,7 +102,12 @@ enum Op {
         connected: bool,
         error: Option<(String, String)>,
     },
-    Alert(Alert),
+    /// An alert, and the time before which older alerts are dropped (retention).
+    Alert(Alert, DateTime<Utc>),
+    AlertEmailSent {
+        profile: String,
+        at: DateTime<Utc>,
+    },
     Flush(oneshot::Sender<()>),
 }
 
@@ -136,11 +164,38 @@ impl StoreWriter {
             .map_err(|_| StoreError::WriterGone)
     }
 
-    pub async fn alert(&self, alert: Alert) -> Result<(), StoreError> {
+    /// Records an alert and drops alerts older than `keep_after`.
+    pub async fn alert(&self, alert: Alert, keep_after: DateTime<Utc>) -> Result<(), StoreError> {
         self.tx
-            .send(Op::Alert(alert))
+            .send(Op::Alert(alert, keep_after))
             .await
             .map_err(|_| StoreError::WriterGone)
+    }
+
+    pub async fn alert_email_sent(
+        &self,
+        profile: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.tx
+            .send(Op::AlertEmailSent {
+                profile: profile.to_string(),
+                at,
+            })
+            .await
+            .map_err(|_| StoreError::WriterGone)
+    }
+
+    /// For threads outside the runtime (the HTTP side): queue a mailbox update, wait for its commit.
+    pub fn mailbox_blocking(&self, mailbox: &str, update: MailboxUpdate) -> Result<(), StoreError> {
+        self.tx
+            .blocking_send(Op::Mailbox(mailbox.to_string(), update))
+            .map_err(|_| StoreError::WriterGone)?;
+        let (done, rx) = oneshot::channel();
+        self.tx
+            .blocking_send(Op::Flush(done))
+            .map_err(|_| StoreError::WriterGone)?;
+        rx.blocking_recv().map_err(|_| StoreError::WriterGone)
     }
 
     /// Waits until everything queued before this call is committed.
@@ -218,8 +273,18 @@ fn commit(store: &Store, ops: Vec<Op>) {
                     apply_profile(&txn, profile, *connected, error.as_ref())?;
                     Ok(IngestOutcome::default())
                 }
-                Op::Alert(alert) => {
-                    apply_alert(&txn, alert)?;
+                Op::Alert(alert, keep_after) => {
+                    apply_alert(&txn, alert, *keep_after)?;
+                    Ok(IngestOutcome::default())
+                }
+                Op::AlertEmailSent { profile, at } => {
+                    let mut states = txn.open_table(PROFILE_STATE)?;
+                    let mut p: ProfileState = match states.get(profile.as_str())? {
+                        Some(v) => decode("profile state", v.value())?,
+                        None => ProfileState::default(),
+                    };
+                    p.last_alert_email_at = Some(*at);
+                    states.insert(profile.as_str(), encode(&p).as_slice())?;
                     Ok(IngestOutcome::default())
                 }
                 Op::Flush(_) => Ok(IngestOutcome::default()),
@@ -345,6 +410,7 @@ fn apply_mailbox(
         }
         MailboxUpdate::SyncSucceeded { at, duration_ms } => {
             s.incoming_status = RunStatus::Success;
+            s.postponed_until = None;
             s.last_successful_sync_completed_on = Some(*at);
             s.last_sync_duration_ms = Some(*duration_ms);
             s.transient_failure_count = 0;
@@ -355,8 +421,10 @@ fn apply_mailbox(
             text,
             code,
             transient,
+            retry_at,
         } => {
             s.incoming_status = RunStatus::Failure;
+            s.postponed_until = *retry_at;
             if *transient {
                 s.transient_failure_count += 1;
             }
@@ -369,6 +437,86 @@ fn apply_mailbox(
                 code: code.clone(),
                 transient: *transient,
                 consecutive,
+                at: *at,
+            });
+        }
+        MailboxUpdate::Tested {
+            profile,
+            record,
+            fingerprint,
+            incoming,
+            outgoing,
+        } => {
+            s.incoming_status = record.incoming.status;
+            s.outgoing_status = record.outgoing.status;
+            s.incoming_enablement = incoming.clone();
+            s.outgoing_enablement = outgoing.clone();
+            s.config_fingerprint = Some(fingerprint.clone());
+            s.last_test = Some((**record).clone());
+            // A failed test is the mailbox's latest error too.
+            let failed = [&record.incoming, &record.outgoing]
+                .into_iter()
+                .find(|t| t.status == RunStatus::Failure);
+            if let Some(t) = failed {
+                let code = t.code.clone().unwrap_or_default();
+                let consecutive = match &s.last_error {
+                    Some(e) if e.code == code => e.consecutive + 1,
+                    _ => 1,
+                };
+                s.last_error = Some(LastError {
+                    text: t.reason.clone().unwrap_or_default(),
+                    code,
+                    transient: t.transient,
+                    consecutive,
+                    at: record.started_at,
+                });
+            }
+            if *incoming == Enablement::Enabled {
+                // A successful test starts the mailbox afresh (Dynamics resets the failure count).
+                s.transient_failure_count = 0;
+                s.postponed_until = None;
+                s.last_error = None;
+            }
+            if let Some(profile) = profile {
+                let mut profiles = txn.open_table(PROFILE_STATE)?;
+                let mut p: ProfileState = match profiles.get(profile.as_str())? {
+                    Some(v) => decode("profile state", v.value())?,
+                    None => ProfileState::default(),
+                };
+                p.last_test = Some((**record).clone());
+                profiles.insert(profile.as_str(), encode(&p).as_slice())?;
+            }
+        }
+        MailboxUpdate::Disabled {
+            incoming,
+            code,
+            reason,
+            at,
+            fingerprint,
+        } => {
+            let off = Enablement::Disabled {
+                code: code.clone(),
+                reason: reason.clone(),
+                at: *at,
+            };
+            if *incoming {
+                s.incoming_enablement = off;
+                s.incoming_status = RunStatus::Failure;
+            } else {
+                s.outgoing_enablement = off;
+                s.outgoing_status = RunStatus::Failure;
+            }
+            s.config_fingerprint = Some(fingerprint.clone());
+            s.postponed_until = None;
+        }
+        MailboxUpdate::Approved {
+            approval,
+            config_approval,
+            at,
+        } => {
+            s.approval_override = Some(ApprovalOverride {
+                approval: approval.clone(),
+                config_approval: config_approval.clone(),
                 at: *at,
             });
         }
@@ -410,9 +558,28 @@ fn apply_profile(
     Ok(())
 }
 
-fn apply_alert(txn: &WriteTransaction, alert: &Alert) -> Result<(), StoreError> {
+fn apply_alert(
+    txn: &WriteTransaction,
+    alert: &Alert,
+    keep_after: DateTime<Utc>,
+) -> Result<(), StoreError> {
     let id = next_id(txn, "next_alert_id")?;
-    txn.open_table(ALERTS)?
-        .insert(id, encode(alert).as_slice())?;
+    let mut alerts = txn.open_table(ALERTS)?;
+    alerts.insert(id, encode(alert).as_slice())?;
+    // Ids grow with time: drop from the oldest until one is young enough.
+    loop {
+        let first = alerts
+            .first()?
+            .map(|(k, v)| (k.value(), decode::<Alert>("alert", v.value())));
+        match first {
+            Some((k, Ok(a))) if a.at < keep_after => {
+                alerts.remove(k)?;
+            }
+            Some((k, Err(_))) => {
+                alerts.remove(k)?;
+            }
+            _ => break,
+        }
+    }
     Ok(())
 }

@@ -1,0 +1,199 @@
+//! Test & Enable (M4): connect, authenticate and open INBOX for incoming; connect, authenticate
+//! and try the envelope sender (MAIL FROM, then RSET: nothing is sent) for outgoing. Every step is
+//! recorded in a transcript with the credentials masked.
+
+use std::time::Instant;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use chrono::Utc;
+
+use super::JobContext;
+use super::error::SyncError;
+use crate::config::{
+    CredentialSource, Endpoint, IncomingDelivery, Mailbox, OutgoingDelivery, Profile, ServerType,
+};
+use crate::imap::{ImapSession, Login, Target};
+use crate::net::Recorder;
+use crate::secret::Secret;
+use crate::smtp::{SmtpLogin, SmtpSession, SmtpTarget, plain_blob};
+use crate::store::{DirectionTest, Enablement, RunStatus, TestRecord};
+
+/// Who logs in on `endpoint` for `mailbox`: its own identity, or the profile's acting for it.
+pub fn identity<'a>(
+    endpoint: &'a Endpoint,
+    mailbox: &'a Mailbox,
+) -> (&'a str, Option<&'a Secret>, Option<&'a str>) {
+    match &endpoint.credentials {
+        CredentialSource::Mailbox => (&mailbox.username, mailbox.password.as_ref(), None),
+        CredentialSource::Profile { username, password } => {
+            (username, Some(password), Some(&mailbox.username))
+        }
+    }
+}
+
+/// Every form in which a credential can cross the wire, for the transcript to mask.
+fn secrets(username: &str, password: &Secret, authzid: Option<&str>) -> Vec<String> {
+    let p = password.expose();
+    let quoted = p.replace('\\', "\\\\").replace('"', "\\\"");
+    let login = SmtpLogin {
+        username,
+        password,
+        authzid,
+    };
+    vec![
+        p.to_string(),
+        quoted,
+        STANDARD.encode(p),
+        plain_blob(&login),
+    ]
+}
+
+fn outcome(result: Result<(), SyncError>, recorder: &Recorder) -> DirectionTest {
+    match result {
+        Ok(()) => DirectionTest {
+            status: RunStatus::Success,
+            code: None,
+            reason: None,
+            transient: false,
+            transcript: recorder.render(),
+        },
+        Err(e) => DirectionTest {
+            status: RunStatus::Failure,
+            code: Some(e.code().to_string()),
+            reason: Some(e.to_string()),
+            transient: e.is_transient(),
+            transcript: recorder.render(),
+        },
+    }
+}
+
+fn not_run(reason: &str) -> DirectionTest {
+    DirectionTest {
+        status: RunStatus::NotRun,
+        code: None,
+        reason: Some(reason.to_string()),
+        transient: false,
+        transcript: String::new(),
+    }
+}
+
+async fn test_incoming(ctx: &JobContext, profile: &Profile, mailbox: &Mailbox) -> DirectionTest {
+    if mailbox.incoming_delivery != IncomingDelivery::ServerSideSync {
+        return not_run("incoming delivery is not server-side sync");
+    }
+    if profile.server_type == ServerType::Pop3Smtp {
+        return not_run("POP3 incoming is not available in this version");
+    }
+    let (username, password, authzid) = identity(&profile.incoming, mailbox);
+    let Some(password) = password else {
+        return not_run("the mailbox has no password");
+    };
+    let recorder = Recorder::new(secrets(username, password, authzid));
+    let result = async {
+        let tls_context = ctx.tls_context(profile)?;
+        let target = Target {
+            host: &profile.incoming.host,
+            port: profile.incoming.port,
+            tls: profile.incoming.tls,
+            tls_context,
+            auth: profile.incoming.auth,
+            timeout: profile.timeout_mailbox_connection_after,
+            recorder: Some(recorder.clone()),
+        };
+        let _permit = ctx.limits.acquire(profile, mailbox).await;
+        let login = Login {
+            username,
+            password,
+            authzid,
+        };
+        let opened = ImapSession::open(&target, &login).await;
+        let connect_error = opened
+            .as_ref()
+            .err()
+            .map(|e| (e.to_string(), e.code().to_string()));
+        let _ = ctx
+            .writer
+            .profile_connection(&profile.name, connect_error)
+            .await;
+        let mut session = opened?;
+        let examined = session.examine("INBOX").await;
+        session.logout().await;
+        examined.map(|_| ())
+    }
+    .await;
+    outcome(result, &recorder)
+}
+
+async fn test_outgoing(ctx: &JobContext, profile: &Profile, mailbox: &Mailbox) -> DirectionTest {
+    if mailbox.outgoing_delivery != OutgoingDelivery::ServerSideSync {
+        return not_run("outgoing delivery is none");
+    }
+    let Some(endpoint) = &profile.outgoing else {
+        return not_run("the profile has no outgoing server");
+    };
+    let (username, password, authzid) = identity(endpoint, mailbox);
+    let Some(password) = password else {
+        return not_run("the mailbox has no password");
+    };
+    let recorder = Recorder::new(secrets(username, password, authzid));
+    let result = async {
+        let tls_context = ctx.tls_context(profile)?;
+        let limit = profile.timeout_mailbox_connection_after;
+        let target = SmtpTarget {
+            host: &endpoint.host,
+            port: endpoint.port,
+            tls: endpoint.tls,
+            tls_context,
+            auth: endpoint.auth,
+            timeout: limit,
+            recorder: Some(recorder.clone()),
+        };
+        let _permit = ctx.limits.acquire(profile, mailbox).await;
+        let login = SmtpLogin {
+            username,
+            password,
+            authzid,
+        };
+        let mut session = SmtpSession::open(&target, Some(&login)).await?;
+        let checked = session.check_sender(&mailbox.email_address, limit).await;
+        session.quit(limit).await;
+        checked
+    }
+    .await;
+    outcome(result, &recorder)
+}
+
+/// Tests both directions. The caller records the result and the enablements that follow.
+pub async fn run(ctx: &JobContext, profile: &Profile, mailbox: &Mailbox) -> TestRecord {
+    let started_at = Utc::now();
+    let started = Instant::now();
+    let (incoming, outgoing) = tokio::join!(
+        test_incoming(ctx, profile, mailbox),
+        test_outgoing(ctx, profile, mailbox)
+    );
+    TestRecord {
+        mailbox: mailbox.email_address.clone(),
+        started_at,
+        duration_ms: started.elapsed().as_millis() as u64,
+        incoming,
+        outgoing,
+    }
+}
+
+/// The enablement a direction gets from its test: on when it passed, off with the reason when it
+/// failed for good. A transient failure (server down, timeout) or a direction that does not apply
+/// leaves what was there: an appliance booting while its mail server restarts must not disable
+/// every mailbox; the scheduler retries those with backoff.
+pub fn enablement(test: &DirectionTest, previous: &Enablement) -> Enablement {
+    match test.status {
+        RunStatus::Success => Enablement::Enabled,
+        RunStatus::Failure if test.transient => previous.clone(),
+        RunStatus::NotRun => previous.clone(),
+        RunStatus::Failure => Enablement::Disabled {
+            code: test.code.clone().unwrap_or_default(),
+            reason: test.reason.clone().unwrap_or_default(),
+            at: Utc::now(),
+        },
+    }
+}

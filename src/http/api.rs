@@ -1,0 +1,266 @@
+//! `/api/v1/...` behind the bearer token (A2): approve, test & enable, alerts.
+//!
+//! No token configured = the API is off. Tokens are compared in constant time, and are refused
+//! over plaintext HTTP from anywhere but loopback (Dynamics likewise refuses credentials over
+//! non-secure channels).
+
+use std::io::Read;
+
+use chrono::Utc;
+use serde_json::{Value, json};
+use tiny_http::{Method, Request};
+
+use super::StatusContext;
+use super::status::test_full;
+use crate::config::Approval;
+use crate::engine::Command;
+use crate::store::MailboxUpdate;
+
+/// Request bodies larger than this are refused.
+const MAX_BODY: u64 = 64 * 1024;
+
+pub struct ApiError {
+    pub status: u16,
+    pub message: String,
+}
+
+fn err(status: u16, message: impl Into<String>) -> ApiError {
+    ApiError {
+        status,
+        message: message.into(),
+    }
+}
+
+/// Equal-length comparison that takes the same time wherever the first difference is.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn authorize(ctx: &StatusContext, request: &Request) -> Result<(), ApiError> {
+    let Some(token) = &ctx.config.appliance.api_token else {
+        return Err(err(
+            404,
+            "the API is off: set api_token_file in [appliance]",
+        ));
+    };
+    let loopback = request.remote_addr().is_some_and(|a| a.ip().is_loopback());
+    if !loopback {
+        return Err(err(
+            403,
+            "the API does not accept tokens over plaintext HTTP from other hosts",
+        ));
+    }
+    let given = request
+        .headers()
+        .iter()
+        .find(|h| h.field.equiv("Authorization"))
+        .map(|h| h.value.as_str().to_string());
+    let Some(given) = given else {
+        return Err(err(401, "missing Authorization: Bearer token"));
+    };
+    let Some(given) = given.strip_prefix("Bearer ") else {
+        return Err(err(
+            401,
+            "the Authorization header must be \"Bearer <token>\"",
+        ));
+    };
+    if constant_time_eq(given.trim().as_bytes(), token.expose().as_bytes()) {
+        Ok(())
+    } else {
+        Err(err(401, "wrong token"))
+    }
+}
+
+fn body_json(request: &mut Request) -> Result<Option<Value>, ApiError> {
+    let mut body = Vec::new();
+    request
+        .as_reader()
+        .take(MAX_BODY + 1)
+        .read_to_end(&mut body)
+        .map_err(|e| err(400, format!("cannot read the request body: {e}")))?;
+    if body.len() as u64 > MAX_BODY {
+        return Err(err(
+            413,
+            format!("the request body is over {MAX_BODY} bytes"),
+        ));
+    }
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    serde_json::from_slice(&body)
+        .map(Some)
+        .map_err(|e| err(400, format!("the request body is not JSON: {e}")))
+}
+
+/// Answers an `/api/v1/...` request: (status, JSON body).
+pub fn handle(
+    ctx: &StatusContext,
+    request: &mut Request,
+    path: &str,
+) -> Result<(u16, Value), ApiError> {
+    authorize(ctx, request)?;
+    let parts: Vec<&str> = path.trim_start_matches("/api/v1/").split('/').collect();
+    match (request.method().clone(), parts.as_slice()) {
+        (Method::Get, ["alerts"]) => alerts(ctx, request.url()),
+        (Method::Post, ["mailboxes", address, "approve"]) => {
+            let body = body_json(request)?;
+            approve(ctx, address, body)
+        }
+        (Method::Post, ["mailboxes", address, "test"]) => test(ctx, address),
+        (_, ["alerts"]) | (_, ["mailboxes", _, "approve" | "test"]) => {
+            Err(err(405, "method not allowed"))
+        }
+        _ => Err(err(404, format!("no such API endpoint: {path}"))),
+    }
+}
+
+fn mailbox_known(ctx: &StatusContext, address: &str) -> Result<String, ApiError> {
+    let address = percent_decode(address).to_ascii_lowercase();
+    if ctx
+        .config
+        .mailboxes
+        .iter()
+        .any(|m| m.email_address == address)
+    {
+        Ok(address)
+    } else {
+        Err(err(404, format!("no mailbox {address} in the config")))
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let Ok(v) =
+                u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or(""), 16)
+        {
+            out.push(v);
+            i += 3;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).to_string()
+}
+
+fn approve(
+    ctx: &StatusContext,
+    address: &str,
+    body: Option<Value>,
+) -> Result<(u16, Value), ApiError> {
+    let address = mailbox_known(ctx, address)?;
+    let approval = match body.as_ref().and_then(|b| b.get("approval")) {
+        None => Approval::Approved,
+        Some(Value::String(s)) => Approval::parse(s).ok_or_else(|| {
+            err(400, format!("approval = \"{s}\" is not one of \"approved\", \"rejected\", \"pending_approval\", \"empty\""))
+        })?,
+        Some(_) => return Err(err(400, "approval must be a string")),
+    };
+    let configured = ctx
+        .config
+        .mailboxes
+        .iter()
+        .find(|m| m.email_address == address)
+        .map(|m| m.approval)
+        .unwrap_or(Approval::Empty);
+    let writer = ctx
+        .writer
+        .as_ref()
+        .ok_or_else(|| err(503, "the store writer is not running"))?;
+    writer
+        .mailbox_blocking(
+            &address,
+            MailboxUpdate::Approved {
+                approval: approval.as_str().to_string(),
+                config_approval: configured.as_str().to_string(),
+                at: Utc::now(),
+            },
+        )
+        .map_err(|e| err(503, e.to_string()))?;
+    if let Some(c) = &ctx.commands {
+        let _ = c.blocking_send(Command::Wake(address.clone()));
+    }
+    tracing::info!(mailbox = %address, approval = approval.as_str(), "approval set through the API");
+    Ok((
+        200,
+        json!({ "email_address": address, "approval": approval.as_str() }),
+    ))
+}
+
+fn test(ctx: &StatusContext, address: &str) -> Result<(u16, Value), ApiError> {
+    let address = mailbox_known(ctx, address)?;
+    let commands = ctx
+        .commands
+        .as_ref()
+        .ok_or_else(|| err(503, "the engine is not running"))?;
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    commands
+        .blocking_send(Command::Test {
+            addresses: vec![address.clone()],
+            reply,
+        })
+        .map_err(|_| err(503, "the engine is not running"))?;
+    // Every step of the test is bounded by the connection timeout, so this wait ends.
+    let records = answer
+        .blocking_recv()
+        .map_err(|_| err(503, "the engine stopped during the test"))?;
+    let record = records.into_iter().next().ok_or_else(|| {
+        err(
+            404,
+            format!("mailbox {address} has no profile to test with"),
+        )
+    })?;
+    Ok((200, test_full(&record)))
+}
+
+fn alerts(ctx: &StatusContext, url: &str) -> Result<(u16, Value), ApiError> {
+    let query = url.split_once('?').map(|(_, q)| q).unwrap_or("");
+    let mut mailbox: Option<String> = None;
+    let mut limit = 100usize;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        match k {
+            "mailbox" => mailbox = Some(percent_decode(v).to_ascii_lowercase()),
+            "limit" => {
+                limit = v
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=10_000).contains(n))
+                    .ok_or_else(|| {
+                        err(
+                            400,
+                            format!("limit = \"{v}\" is not a number from 1 to 10000"),
+                        )
+                    })?
+            }
+            other => {
+                return Err(err(
+                    400,
+                    format!("unknown query parameter \"{other}\" (use mailbox, limit)"),
+                ));
+            }
+        }
+    }
+    let all = ctx
+        .store
+        .alerts(usize::MAX)
+        .map_err(|e| err(500, e.to_string()))?;
+    let list: Vec<&crate::store::Alert> = all
+        .iter()
+        .filter(|a| {
+            mailbox
+                .as_ref()
+                .is_none_or(|m| a.mailbox.as_ref() == Some(m))
+        })
+        .take(limit)
+        .collect();
+    Ok((200, json!({ "alerts": list })))
+}

@@ -1,0 +1,276 @@
+//! An SMTP client session on mail-send's `SmtpClient`, over the connection layer: greeting, EHLO,
+//! implicit TLS or STARTTLS, AUTH PLAIN (with an authorization identity) or LOGIN, then the
+//! envelope. Every step runs under the mailbox's connection timeout.
+
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use mail_send::SmtpClient;
+use smtp_proto::{AUTH_LOGIN, AUTH_PLAIN, EXT_START_TLS, EhloResponse, Response};
+
+use crate::config::{AuthProtocol, TlsMode};
+use crate::engine::error::SyncError;
+use crate::net::{self, MailStream, NetError, Recorder, TlsContext};
+use crate::secret::Secret;
+
+pub struct SmtpTarget<'a> {
+    pub host: &'a str,
+    pub port: u16,
+    pub tls: TlsMode,
+    pub tls_context: &'a TlsContext,
+    pub auth: AuthProtocol,
+    pub timeout: Duration,
+    pub recorder: Option<Recorder>,
+}
+
+/// Who authenticates; `None` for a server that takes mail without AUTH.
+pub struct SmtpLogin<'a> {
+    pub username: &'a str,
+    pub password: &'a Secret,
+    pub authzid: Option<&'a str>,
+}
+
+pub struct SmtpSession {
+    client: SmtpClient<MailStream>,
+    address: String,
+}
+
+/// The name sidesync gives itself in EHLO.
+fn ehlo_name() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| {
+            !h.is_empty()
+                && h.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+        })
+        .unwrap_or_else(|| "sidesync.localdomain".to_string())
+}
+
+fn io_error(address: &str, e: mail_send::Error) -> SyncError {
+    match e {
+        mail_send::Error::Timeout => SyncError::Net(NetError::Timeout {
+            address: address.to_string(),
+            step: "waiting for the SMTP server",
+            seconds: 0,
+        }),
+        mail_send::Error::UnexpectedReply(r) => reply_error(address, &r),
+        mail_send::Error::Io(_) | mail_send::Error::UnparseableReply => SyncError::ConnectionLost {
+            address: address.to_string(),
+        },
+        other => SyncError::Protocol {
+            address: address.to_string(),
+            detail: other.to_string(),
+        },
+    }
+}
+
+/// A reply that is not what the step needed: 4xx is transient, 5xx permanent.
+fn reply_error(address: &str, r: &Response<String>) -> SyncError {
+    let reply = format!("{} {}", r.code, r.message.trim());
+    if (400..500).contains(&r.code) {
+        SyncError::ServerBusy {
+            address: address.to_string(),
+            reply,
+        }
+    } else {
+        SyncError::Rejected {
+            address: address.to_string(),
+            reply,
+        }
+    }
+}
+
+impl SmtpSession {
+    pub async fn open(
+        target: &SmtpTarget<'_>,
+        login: Option<&SmtpLogin<'_>>,
+    ) -> Result<SmtpSession, SyncError> {
+        let address = format!("{}:{}", target.host, target.port);
+        let limit = target.timeout;
+        let mut stream =
+            MailStream::plain(net::connect_tcp(target.host, target.port, limit).await?);
+        if let Some(r) = &target.recorder {
+            stream.record(r.clone());
+        }
+        if target.tls == TlsMode::Implicit {
+            stream =
+                net::start_tls(stream, target.host, target.port, target.tls_context, limit).await?;
+        }
+        let mut client = SmtpClient {
+            stream,
+            timeout: limit,
+        };
+        let greeting = timed(&address, limit, client.read()).await?;
+        if greeting.code != 220 {
+            return Err(reply_error(&address, &greeting));
+        }
+        let name = ehlo_name();
+        let mut ehlo = timed(&address, limit, client.ehlo(&name)).await?;
+        if target.tls == TlsMode::StartTls {
+            if !ehlo.has_capability(EXT_START_TLS) {
+                return Err(SyncError::TlsNotOffered { address });
+            }
+            let r = timed(&address, limit, client.cmd(b"STARTTLS\r\n")).await?;
+            if r.code != 220 {
+                return Err(SyncError::TlsNotOffered { address });
+            }
+            let stream = net::start_tls(
+                client.stream,
+                target.host,
+                target.port,
+                target.tls_context,
+                limit,
+            )
+            .await?;
+            client = SmtpClient {
+                stream,
+                timeout: limit,
+            };
+            // What the server offered before TLS cannot be trusted: ask again.
+            ehlo = timed(&address, limit, client.ehlo(&name)).await?;
+        }
+        let mut session = SmtpSession { client, address };
+        if let Some(login) = login {
+            session
+                .authenticate(&ehlo, target.auth, login, limit)
+                .await?;
+        }
+        Ok(session)
+    }
+
+    async fn authenticate(
+        &mut self,
+        ehlo: &EhloResponse<String>,
+        protocol: AuthProtocol,
+        login: &SmtpLogin<'_>,
+        limit: Duration,
+    ) -> Result<(), SyncError> {
+        let address = self.address.clone();
+        let has_plain = ehlo.auth_mechanisms & AUTH_PLAIN != 0;
+        let has_login = ehlo.auth_mechanisms & AUTH_LOGIN != 0;
+        let use_plain = match protocol {
+            AuthProtocol::Plain => true,
+            AuthProtocol::Login => false,
+            AuthProtocol::Auto => has_plain || login.authzid.is_some() || !has_login,
+        };
+        if use_plain && !has_plain && protocol == AuthProtocol::Auto {
+            return Err(SyncError::AuthUnsupported {
+                address,
+                detail: "the server offers neither AUTH PLAIN nor AUTH LOGIN".into(),
+            });
+        }
+        if !use_plain && login.authzid.is_some() {
+            return Err(SyncError::AuthUnsupported {
+                address,
+                detail: "AUTH LOGIN cannot act for another mailbox; use authentication protocol \"plain\"".into(),
+            });
+        }
+        let last = if use_plain {
+            let blob = plain_blob(login);
+            timed(
+                &address,
+                limit,
+                self.client.cmd(format!("AUTH PLAIN {blob}\r\n")),
+            )
+            .await?
+        } else {
+            let r = timed(&address, limit, self.client.cmd(b"AUTH LOGIN\r\n")).await?;
+            if r.code != 334 {
+                return Err(auth_error(&address, &r));
+            }
+            let user = STANDARD.encode(login.username);
+            let r = timed(&address, limit, self.client.cmd(format!("{user}\r\n"))).await?;
+            if r.code != 334 {
+                return Err(auth_error(&address, &r));
+            }
+            let pass = STANDARD.encode(login.password.expose());
+            timed(&address, limit, self.client.cmd(format!("{pass}\r\n"))).await?
+        };
+        if last.code == 235 {
+            Ok(())
+        } else {
+            Err(auth_error(&address, &last))
+        }
+    }
+
+    /// Checks that the server takes mail from `sender`: MAIL FROM, then RSET (nothing is sent).
+    pub async fn check_sender(&mut self, sender: &str, limit: Duration) -> Result<(), SyncError> {
+        let address = self.address.clone();
+        let r = timed(
+            &address,
+            limit,
+            self.client.cmd(format!("MAIL FROM:<{sender}>\r\n")),
+        )
+        .await?;
+        if r.code != 250 {
+            return Err(reply_error(&address, &r));
+        }
+        let r = timed(&address, limit, self.client.cmd(b"RSET\r\n")).await?;
+        if r.code != 250 {
+            return Err(reply_error(&address, &r));
+        }
+        Ok(())
+    }
+
+    /// Sends one message to `recipients` (all must be accepted).
+    pub async fn send(
+        &mut self,
+        sender: &str,
+        recipients: &[String],
+        raw: &[u8],
+        limit: Duration,
+    ) -> Result<(), SyncError> {
+        let address = self.address.clone();
+        let message = mail_send::smtp::message::Message::new(
+            sender,
+            recipients.iter().map(String::as_str),
+            raw,
+        );
+        timed(&address, limit, self.client.send(message)).await
+    }
+
+    pub async fn quit(self, limit: Duration) {
+        let _ = tokio::time::timeout(limit, self.client.quit()).await;
+    }
+}
+
+fn auth_error(address: &str, r: &Response<String>) -> SyncError {
+    if (400..500).contains(&r.code) {
+        reply_error(address, r)
+    } else {
+        SyncError::AuthRejected {
+            address: address.to_string(),
+            reply: format!("{} {}", r.code, r.message.trim()),
+        }
+    }
+}
+
+/// SASL PLAIN: authzid NUL authcid NUL password, base64.
+pub fn plain_blob(login: &SmtpLogin<'_>) -> String {
+    let mut raw = Vec::new();
+    raw.extend_from_slice(login.authzid.unwrap_or("").as_bytes());
+    raw.push(0);
+    raw.extend_from_slice(login.username.as_bytes());
+    raw.push(0);
+    raw.extend_from_slice(login.password.expose().as_bytes());
+    STANDARD.encode(raw)
+}
+
+async fn timed<T>(
+    address: &str,
+    limit: Duration,
+    fut: impl std::future::Future<Output = mail_send::Result<T>>,
+) -> Result<T, SyncError> {
+    match tokio::time::timeout(limit, fut).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(mail_send::Error::Timeout)) | Err(_) => Err(SyncError::Net(NetError::Timeout {
+            address: address.to_string(),
+            step: "waiting for the SMTP server",
+            seconds: limit.as_secs().max(1),
+        })),
+        Ok(Err(e)) => Err(io_error(address, e)),
+    }
+}
