@@ -4,6 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/deps.sh
-need_packages dovecot-imapd dovecot-pop3d openssl procps isync time python3 ca-certificates
+need_packages dovecot-imapd dovecot-pop3d dovecot-submissiond postfix openssl procps isync time python3 ca-certificates
 cargo build --locked --release --bin sidesync --example bench_ingest
 exec target/release/examples/bench_ingest "${1:-10000}" "${2:-5}"

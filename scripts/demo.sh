@@ -4,6 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/deps.sh
-need_packages dovecot-imapd dovecot-pop3d openssl procps ca-certificates
+need_packages dovecot-imapd dovecot-pop3d dovecot-submissiond postfix openssl procps ca-certificates
 cargo build --locked --release --bin sidesync --example demo
 exec target/release/examples/demo "$@"

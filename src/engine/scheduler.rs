@@ -96,6 +96,8 @@ pub async fn run(
         due.push(Reverse((at, i)));
     }
     let mut jobs: JoinSet<JobResult> = JoinSet::new();
+    type TestDone = (Vec<TestRecord>, oneshot::Sender<Vec<TestRecord>>);
+    let mut tests: JoinSet<TestDone> = JoinSet::new();
     let mut stop = ctx.stop.clone();
     let mut commands_open = true;
     loop {
@@ -157,12 +159,23 @@ pub async fn run(
                 Some(Command::Test { addresses, reply }) => {
                     let ctx = ctx.clone();
                     // Tests run beside the syncs; the connection limits still hold.
-                    tokio::spawn(async move {
-                        let records = test_many(&ctx, &addresses).await;
-                        let _ = reply.send(records);
-                    });
+                    tests.spawn(async move { (test_many(&ctx, &addresses).await, reply) });
                 }
             },
+            Some(done) = tests.join_next(), if !tests.is_empty() => {
+                let Ok((records, reply)) = done else { continue };
+                // A mailbox that passed its test syncs now, not at its next poll.
+                for r in records.iter().filter(|r| r.incoming.status == RunStatus::Success) {
+                    if let Some(i) = mailboxes.iter().position(|m| m.email_address == r.mailbox)
+                        && slots[i] != Slot::Running
+                    {
+                        let at = Instant::now();
+                        slots[i] = Slot::Queued(at);
+                        due.push(Reverse((at, i)));
+                    }
+                }
+                let _ = reply.send(records);
+            }
             _ = tokio::time::sleep_until(wake) => {}
         }
     }
@@ -243,6 +256,8 @@ pub async fn test_and_record(ctx: &JobContext, profile: &Profile, mailbox: &Mail
             },
         )
         .await;
+    // Whoever acts on the result next (the scheduler waking the mailbox) reads the store.
+    let _ = ctx.writer.flush().await;
     let address = mailbox.email_address.as_str();
     for (direction, t) in [
         ("incoming", &record.incoming),

@@ -5,20 +5,22 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncWrite, BufReader, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, BufReader, BufWriter, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
 use super::transcript::Recorder;
 
-/// TCP with a 64 KB read buffer underneath. rustls reads the socket 4 KB at a time; the buffer
-/// turns that into one large `recv` per 64 KB instead of sixteen small ones.
-pub type BufferedTcp = BufReader<TcpStream>;
+/// TCP with buffers underneath. rustls reads the socket 4 KB at a time; the read buffer turns
+/// that into one large `recv` per 64 KB. async-imap writes a command in pieces (tag, space,
+/// command, CRLF) and then flushes; the write buffer sends them as one segment.
+pub type BufferedTcp = BufReader<BufWriter<TcpStream>>;
 
 const READ_BUFFER: usize = 64 * 1024;
+const WRITE_BUFFER: usize = 8 * 1024;
 
 pub fn buffered(tcp: TcpStream) -> BufferedTcp {
-    BufReader::with_capacity(READ_BUFFER, tcp)
+    BufReader::with_capacity(READ_BUFFER, BufWriter::with_capacity(WRITE_BUFFER, tcp))
 }
 
 pub(super) enum Inner {

@@ -22,6 +22,12 @@ pub struct Dovecot {
     pub imaps_port: u16,
     pub pop3_port: u16,
     pub pop3s_port: u16,
+    /// SMTP submission (STARTTLS) and submissions (implicit TLS), with AUTH against the same
+    /// users, relaying to an smtp-sink that writes every message it takes into `sink/`.
+    pub submission_port: u16,
+    pub submissions_port: u16,
+    pub sink_port: u16,
+    sink: Option<Child>,
     /// The CA that signed the server certificate (give it to the client as `ca_file`).
     pub ca_file: PathBuf,
     /// A CA that signed nothing here: a client trusting only it rejects the server.
@@ -165,6 +171,10 @@ impl Dovecot {
             imaps_port: free_port(),
             pop3_port: free_port(),
             pop3s_port: free_port(),
+            submission_port: free_port(),
+            submissions_port: free_port(),
+            sink_port: free_port(),
+            sink: None,
             ca_file: dir.join("ca.pem"),
             other_ca_file: dir.join("other-ca.pem"),
             child: None,
@@ -178,7 +188,11 @@ base_dir = {dir}/run
 state_dir = {dir}/state
 log_path = {dir}/dovecot.log
 listen = 127.0.0.1
-protocols = imap pop3
+protocols = imap pop3 submission
+hostname = localhost
+submission_relay_host = 127.0.0.1
+submission_relay_port = {sink}
+submission_relay_trusted = yes
 ssl = yes
 ssl_cert = <{dir}/server.pem
 ssl_key = <{dir}/server.key
@@ -196,8 +210,14 @@ mail_location = maildir:~/Maildir
 mail_max_userip_connections = 500
 pop3_uidl_format = %08Xu%08Xv
 passdb {{
-  driver = static
-  args = password={PASSWORD}
+  driver = passwd-file
+  master = yes
+  args = scheme=PLAIN {dir}/masters
+  pass = yes
+}}
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN {dir}/users
 }}
 userdb {{
   driver = static
@@ -213,6 +233,15 @@ service imap-login {{
   }}
   service_count = 0
   process_min_avail = 1
+}}
+service submission-login {{
+  inet_listener submission {{
+    port = {submission}
+  }}
+  inet_listener submissions {{
+    port = {submissions}
+    ssl = yes
+  }}
 }}
 service pop3-login {{
   inet_listener pop3 {{
@@ -233,14 +262,95 @@ service anvil {{
             imaps = d.imaps_port,
             pop3 = d.pop3_port,
             pop3s = d.pop3s_port,
+            sink = d.sink_port,
+            submission = d.submission_port,
+            submissions = d.submissions_port,
         );
+        fs::write(dir.join("users"), "").expect("users file");
+        fs::write(dir.join("masters"), "").expect("masters file");
+        fs::create_dir_all(dir.join("sink")).expect("sink dir");
+        chown(&dir.join("sink"), uid, gid);
         fs::write(dir.join("dovecot.conf"), conf).expect("write dovecot.conf");
         let mut d = d;
         d.launch();
         d
     }
 
+    /// Starts the smtp-sink that submission relays to (postfix's test server).
+    fn launch_sink(&mut self) {
+        if self.sink.is_some() {
+            return;
+        }
+        let log = fs::File::create(self.dir.join("sink.log")).expect("sink log");
+        let user = if is_root() {
+            "dovecot".to_string()
+        } else {
+            whoami()
+        };
+        let child = Command::new("smtp-sink")
+            .args(["-u", &user, "-d"])
+            .arg(format!("{}/sink/%H%M%S.", self.dir.display()))
+            .arg(format!("127.0.0.1:{}", self.sink_port))
+            .arg("64")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone"))
+            .stderr(log)
+            .spawn()
+            .expect("start smtp-sink (is postfix installed?)");
+        self.sink = Some(child);
+        let port = self.sink_port;
+        wait_for("smtp-sink to listen", Duration::from_secs(20), || {
+            std::net::TcpStream::connect(("127.0.0.1", port))
+                .ok()
+                .map(|_| ())
+        });
+    }
+
+    /// Messages smtp-sink took, oldest first: its envelope lines and the message.
+    pub fn sunk(&self) -> Vec<String> {
+        let mut files: Vec<_> = fs::read_dir(self.dir.join("sink"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        files.sort();
+        files
+            .iter()
+            .filter_map(|p| fs::read_to_string(p).ok())
+            .collect()
+    }
+
+    /// Gives `user` a login with `password` (the fixture's PASSWORD unless changed).
+    pub fn set_password(&self, user: &str, password: &str) {
+        let path = self.dir.join("users");
+        let text = fs::read_to_string(&path).unwrap_or_default();
+        let mut lines: Vec<String> = text
+            .lines()
+            .filter(|l| l.split(':').next() != Some(user))
+            .map(str::to_string)
+            .collect();
+        lines.push(format!("{user}:{{PLAIN}}{password}"));
+        write_atomically(&path, &(lines.join("\n") + "\n"));
+    }
+
+    pub fn add_user(&self, user: &str) {
+        let text = fs::read_to_string(self.dir.join("users")).unwrap_or_default();
+        if !text.lines().any(|l| l.split(':').next() == Some(user)) {
+            self.set_password(user, PASSWORD);
+        }
+    }
+
+    /// A master user: logs in for any user with SASL PLAIN and that user as authorization identity.
+    pub fn add_master(&self, name: &str, password: &str) {
+        let path = self.dir.join("masters");
+        let mut text = fs::read_to_string(&path).unwrap_or_default();
+        text.push_str(&format!("{name}:{{PLAIN}}{password}\n"));
+        write_atomically(&path, &text);
+    }
+
     fn launch(&mut self) {
+        self.launch_sink();
         let log = fs::File::create(self.dir.join("dovecot.stdout")).expect("stdout log");
         let child = Command::new("dovecot")
             .args(["-F", "-c"])
@@ -317,6 +427,7 @@ service anvil {{
     /// Delivers `raw` into the user's INBOX as a maildir file, with maildir `flags` (e.g. "S" for
     /// \Seen) and `received` as its INTERNALDATE. Returns the file name.
     pub fn deliver(&self, user: &str, raw: &[u8], flags: &str, received: SystemTime) -> String {
+        self.add_user(user);
         let md = self.ensure_maildir(user);
         let seq = FILE_SEQ.fetch_add(1, Ordering::SeqCst);
         let secs = received
@@ -390,6 +501,10 @@ service anvil {{
 
 impl Drop for Dovecot {
     fn drop(&mut self) {
+        if let Some(mut c) = self.sink.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
         if let Some(mut c) = self.child.take() {
             let _ = Command::new("kill")
                 .arg(c.id().to_string())
@@ -398,6 +513,20 @@ impl Drop for Dovecot {
             let _ = c.wait();
         }
     }
+}
+
+/// Dovecot re-reads a passwd-file whose mtime changed; write it whole, then rename.
+fn write_atomically(path: &Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    fs::write(&tmp, text).expect("write");
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o644)).expect("chmod");
+    fs::rename(&tmp, path).expect("rename");
+}
+
+fn whoami() -> String {
+    String::from_utf8_lossy(&Command::new("id").arg("-un").output().expect("id").stdout)
+        .trim()
+        .to_string()
 }
 
 fn chown(p: &Path, uid: u32, gid: u32) {

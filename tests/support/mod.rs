@@ -4,6 +4,7 @@
 
 pub mod dovecot;
 pub mod mail;
+pub mod proxy;
 pub mod sidesync;
 
 use std::time::{Duration, Instant};

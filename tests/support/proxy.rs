@@ -1,0 +1,160 @@
+//! A TCP proxy in front of a real server that counts connections and can misbehave: forward,
+//! stall (accept, then never say a word), or drop (accept and close at once).
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Mode {
+    Forward,
+    Stall,
+    Drop,
+}
+
+#[derive(Default)]
+pub struct Counts {
+    pub current: AtomicUsize,
+    pub max: AtomicUsize,
+    pub total: AtomicUsize,
+}
+
+pub struct Proxy {
+    pub port: u16,
+    mode: Arc<Mutex<Mode>>,
+    pub counts: Arc<Counts>,
+    stop: Arc<AtomicBool>,
+}
+
+/// One connection being counted. It ends when the client says LOGOUT/QUIT (the client can only
+/// reuse its connection slot after the answer to that, so the count is causally exact) or closes.
+#[derive(Clone)]
+struct Live(Arc<Counts>, Arc<AtomicBool>);
+
+impl Live {
+    fn new(c: &Arc<Counts>) -> Live {
+        let now = c.current.fetch_add(1, Ordering::SeqCst) + 1;
+        c.max.fetch_max(now, Ordering::SeqCst);
+        c.total.fetch_add(1, Ordering::SeqCst);
+        Live(c.clone(), Arc::new(AtomicBool::new(false)))
+    }
+
+    fn end(&self) {
+        if !self.1.swap(true, Ordering::SeqCst) {
+            self.0.current.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        if Arc::strong_count(&self.1) == 1 {
+            self.end();
+        }
+    }
+}
+
+fn says_goodbye(chunk: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(chunk).to_ascii_uppercase();
+    text.contains(" LOGOUT\r\n") || text.contains("QUIT\r\n")
+}
+
+fn pump(mut from: TcpStream, mut to: TcpStream, client_side: Option<Live>) {
+    let mut buf = [0u8; 16 * 1024];
+    // The last bytes seen: a command may arrive in several pieces.
+    let mut tail: Vec<u8> = Vec::new();
+    while let Ok(n) = from.read(&mut buf) {
+        if let Some(live) = &client_side {
+            tail.extend_from_slice(&buf[..n]);
+            if says_goodbye(&tail) {
+                live.end();
+            }
+            let keep = tail.len().saturating_sub(32);
+            tail.drain(..keep);
+        }
+        if n == 0 || to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    if let Some(live) = &client_side {
+        live.end();
+    }
+    let _ = to.shutdown(Shutdown::Write);
+}
+
+impl Proxy {
+    pub fn start(target_port: u16, mode: Mode) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+        let port = listener.local_addr().expect("addr").port();
+        let mode = Arc::new(Mutex::new(mode));
+        let counts = Arc::new(Counts::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let (m, c, s) = (mode.clone(), counts.clone(), stop.clone());
+        thread::spawn(move || {
+            for client in listener.incoming() {
+                if s.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(client) = client else { continue };
+                let live = Live::new(&c);
+                let mode = *m.lock().expect("mode");
+                thread::spawn(move || {
+                    match mode {
+                        Mode::Drop => live.end(),
+                        Mode::Stall => {
+                            // Hold the connection until the client gives up.
+                            let mut c = client;
+                            let mut buf = [0u8; 1024];
+                            while c.read(&mut buf).map(|n| n > 0).unwrap_or(false) {}
+                            live.end();
+                        }
+                        Mode::Forward => {
+                            let Ok(server) = TcpStream::connect(("127.0.0.1", target_port)) else {
+                                live.end();
+                                return;
+                            };
+                            let (c2, s2) = (
+                                client.try_clone().expect("clone"),
+                                server.try_clone().expect("clone"),
+                            );
+                            let up = thread::spawn(move || pump(c2, s2, Some(live)));
+                            pump(server, client, None);
+                            let _ = up.join();
+                        }
+                    }
+                });
+            }
+        });
+        Proxy {
+            port,
+            mode,
+            counts,
+            stop,
+        }
+    }
+
+    pub fn set_mode(&self, mode: Mode) {
+        *self.mode.lock().expect("mode") = mode;
+    }
+
+    pub fn current(&self) -> usize {
+        self.counts.current.load(Ordering::SeqCst)
+    }
+
+    pub fn max(&self) -> usize {
+        self.counts.max.load(Ordering::SeqCst)
+    }
+
+    pub fn total(&self) -> usize {
+        self.counts.total.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
