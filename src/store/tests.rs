@@ -160,3 +160,30 @@ fn a_store_from_a_newer_version_is_refused() {
         Ok(_) => panic!("a newer store was opened"),
     }
 }
+
+#[tokio::test]
+async fn alerts_older_than_the_retention_are_dropped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("open");
+    let writer = store.start_writer();
+    let now = chrono::Utc::now();
+    let alert = |age_days: i64, code: &str| Alert {
+        at: now - chrono::Duration::days(age_days),
+        level: AlertLevel::Warning,
+        scope: AlertScope::Mailbox,
+        mailbox: Some("a@example.com".into()),
+        profile: None,
+        code: code.into(),
+        message: "m".into(),
+    };
+    let keep_after = now - chrono::Duration::days(30);
+    writer.alert(alert(40, "old"), keep_after - chrono::Duration::days(365)).await.expect("queued");
+    writer.alert(alert(20, "recent"), keep_after - chrono::Duration::days(365)).await.expect("queued");
+    writer.flush().await.expect("flush");
+    assert_eq!(store.alerts(10).expect("alerts").len(), 2);
+    writer.alert(alert(0, "new"), keep_after).await.expect("queued");
+    writer.flush().await.expect("flush");
+    let codes: Vec<String> = store.alerts(10).expect("alerts").into_iter().map(|a| a.code).collect();
+    assert_eq!(codes, vec!["new", "recent"], "newest first, the 40-day-old one dropped");
+    writer.shutdown();
+}
