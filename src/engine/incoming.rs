@@ -9,9 +9,11 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use super::error::SyncError;
+use super::test_enable::identity;
 use super::{JobContext, alerts};
-use crate::config::{CredentialSource, Mailbox, Profile};
+use crate::config::{Mailbox, Profile};
 use crate::imap::{FetchedMessage, ImapSession, Login, Target};
+use crate::net::Recorder;
 use crate::store::{AlertLevel, AlertScope, IngestBatch, IngestOutcome, PreparedMessage, rawcodec};
 use crate::tracking::message::{dedup_key, parse_headers};
 use crate::tracking::plan::{FolderCursor, FolderPlan, chunk_listing, plan_folder};
@@ -38,46 +40,8 @@ pub async fn sync_mailbox(
     profile: &Profile,
     mailbox: &Mailbox,
 ) -> Result<SyncSummary, SyncError> {
-    let tls_context = ctx.tls_context(profile)?;
-    let target = Target {
-        host: &profile.incoming.host,
-        port: profile.incoming.port,
-        tls: profile.incoming.tls,
-        tls_context,
-        auth: profile.incoming.auth,
-        timeout: profile.timeout_mailbox_connection_after,
-        recorder: None,
-    };
-    let no_password;
-    let login = match &profile.incoming.credentials {
-        CredentialSource::Mailbox => Login {
-            username: &mailbox.username,
-            password: match &mailbox.password {
-                Some(p) => p,
-                None => {
-                    no_password = crate::secret::Secret::new("");
-                    &no_password
-                }
-            },
-            authzid: None,
-        },
-        CredentialSource::Profile { username, password } => Login {
-            username,
-            password,
-            authzid: Some(&mailbox.username),
-        },
-    };
     let _permit = ctx.limits.acquire(profile, mailbox).await;
-    let session = ImapSession::open(&target, &login).await;
-    let connect_error = session
-        .as_ref()
-        .err()
-        .map(|e| (e.to_string(), e.code().to_string()));
-    let _ = ctx
-        .writer
-        .profile_connection(&profile.name, connect_error)
-        .await;
-    let mut session = session?;
+    let mut session = open_session(ctx, profile, mailbox, None).await?;
     let mut summary = SyncSummary::default();
     for folder in FOLDERS {
         let s = sync_folder(ctx, profile, mailbox, &mut session, folder).await;
@@ -98,6 +62,48 @@ pub async fn sync_mailbox(
     }
     session.logout().await;
     Ok(summary)
+}
+
+/// Opens an IMAP session for `mailbox` with the identity its profile says (its own, or the
+/// profile's acting for it), and counts the attempt on the profile. The caller holds the
+/// connection slot.
+pub async fn open_session(
+    ctx: &JobContext,
+    profile: &Profile,
+    mailbox: &Mailbox,
+    recorder: Option<Recorder>,
+) -> Result<ImapSession, SyncError> {
+    let (username, password, authzid) = identity(&profile.incoming, mailbox);
+    let Some(password) = password else {
+        return Err(SyncError::Unsupported(format!(
+            "mailbox {} has no password",
+            mailbox.email_address
+        )));
+    };
+    let target = Target {
+        host: &profile.incoming.host,
+        port: profile.incoming.port,
+        tls: profile.incoming.tls,
+        tls_context: ctx.tls_context(profile)?,
+        auth: profile.incoming.auth,
+        timeout: profile.timeout_mailbox_connection_after,
+        recorder,
+    };
+    let login = Login {
+        username,
+        password,
+        authzid,
+    };
+    let opened = ImapSession::open(&target, &login).await;
+    let connect_error = opened
+        .as_ref()
+        .err()
+        .map(|e| (e.to_string(), e.code().to_string()));
+    let _ = ctx
+        .writer
+        .profile_connection(&profile.name, connect_error)
+        .await;
+    opened
 }
 
 async fn sync_folder(

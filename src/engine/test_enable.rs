@@ -10,10 +10,10 @@ use chrono::Utc;
 
 use super::JobContext;
 use super::error::SyncError;
+use super::incoming::open_session;
 use crate::config::{
     CredentialSource, Endpoint, IncomingDelivery, Mailbox, OutgoingDelivery, Profile, ServerType,
 };
-use crate::imap::{ImapSession, Login, Target};
 use crate::net::Recorder;
 use crate::secret::Secret;
 use crate::smtp::{SmtpLogin, SmtpSession, SmtpTarget, plain_blob};
@@ -91,32 +91,8 @@ async fn test_incoming(ctx: &JobContext, profile: &Profile, mailbox: &Mailbox) -
     };
     let recorder = Recorder::new(secrets(username, password, authzid));
     let result = async {
-        let tls_context = ctx.tls_context(profile)?;
-        let target = Target {
-            host: &profile.incoming.host,
-            port: profile.incoming.port,
-            tls: profile.incoming.tls,
-            tls_context,
-            auth: profile.incoming.auth,
-            timeout: profile.timeout_mailbox_connection_after,
-            recorder: Some(recorder.clone()),
-        };
         let _permit = ctx.limits.acquire(profile, mailbox).await;
-        let login = Login {
-            username,
-            password,
-            authzid,
-        };
-        let opened = ImapSession::open(&target, &login).await;
-        let connect_error = opened
-            .as_ref()
-            .err()
-            .map(|e| (e.to_string(), e.code().to_string()));
-        let _ = ctx
-            .writer
-            .profile_connection(&profile.name, connect_error)
-            .await;
-        let mut session = opened?;
+        let mut session = open_session(ctx, profile, mailbox, Some(recorder.clone())).await?;
         let examined = session.examine("INBOX").await;
         session.logout().await;
         examined.map(|_| ())

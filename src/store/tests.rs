@@ -177,13 +177,34 @@ async fn alerts_older_than_the_retention_are_dropped() {
         message: "m".into(),
     };
     let keep_after = now - chrono::Duration::days(30);
-    writer.alert(alert(40, "old"), keep_after - chrono::Duration::days(365)).await.expect("queued");
-    writer.alert(alert(20, "recent"), keep_after - chrono::Duration::days(365)).await.expect("queued");
+    writer
+        .alert(alert(40, "old"), keep_after - chrono::Duration::days(365))
+        .await
+        .expect("queued");
+    writer
+        .alert(
+            alert(20, "recent"),
+            keep_after - chrono::Duration::days(365),
+        )
+        .await
+        .expect("queued");
     writer.flush().await.expect("flush");
     assert_eq!(store.alerts(10).expect("alerts").len(), 2);
-    writer.alert(alert(0, "new"), keep_after).await.expect("queued");
+    writer
+        .alert(alert(0, "new"), keep_after)
+        .await
+        .expect("queued");
     writer.flush().await.expect("flush");
-    let codes: Vec<String> = store.alerts(10).expect("alerts").into_iter().map(|a| a.code).collect();
-    assert_eq!(codes, vec!["new", "recent"], "newest first, the 40-day-old one dropped");
+    let codes: Vec<String> = store
+        .alerts(10)
+        .expect("alerts")
+        .into_iter()
+        .map(|a| a.code)
+        .collect();
+    assert_eq!(
+        codes,
+        vec!["new", "recent"],
+        "newest first, the 40-day-old one dropped"
+    );
     writer.shutdown();
 }

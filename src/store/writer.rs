@@ -279,10 +279,7 @@ fn commit(store: &Store, ops: Vec<Op>) {
                 }
                 Op::AlertEmailSent { profile, at } => {
                     let mut states = txn.open_table(PROFILE_STATE)?;
-                    let mut p: ProfileState = match states.get(profile.as_str())? {
-                        Some(v) => decode("profile state", v.value())?,
-                        None => ProfileState::default(),
-                    };
+                    let mut p: ProfileState = load(&states, profile.as_str(), "profile state")?;
                     p.last_alert_email_at = Some(*at);
                     states.insert(profile.as_str(), encode(&p).as_slice())?;
                     Ok(IngestOutcome::default())
@@ -313,6 +310,18 @@ fn commit(store: &Store, ops: Vec<Op>) {
             }
             _ => {}
         }
+    }
+}
+
+/// A state record, or its default when the row does not exist yet.
+fn load<T: serde::de::DeserializeOwned + Default>(
+    table: &redb::Table<'_, &str, &[u8]>,
+    key: &str,
+    what: &'static str,
+) -> Result<T, StoreError> {
+    match table.get(key)? {
+        Some(v) => decode(what, v.value()),
+        None => Ok(T::default()),
     }
 }
 
@@ -380,10 +389,7 @@ fn apply_ingest(txn: &WriteTransaction, batch: &IngestBatch) -> Result<IngestOut
         )?;
     }
     let mut states = txn.open_table(MAILBOX_STATE)?;
-    let mut state: MailboxState = match states.get(batch.mailbox.as_str())? {
-        Some(v) => decode("mailbox state", v.value())?,
-        None => MailboxState::default(),
-    };
+    let mut state: MailboxState = load(&states, batch.mailbox.as_str(), "mailbox state")?;
     state.activities_stored += u64::from(out.created);
     state.raw_bytes_stored += raw_bytes;
     state.items_processed_last_sync += u64::from(out.created + out.linked);
@@ -397,10 +403,7 @@ fn apply_mailbox(
     update: &MailboxUpdate,
 ) -> Result<(), StoreError> {
     let mut states = txn.open_table(MAILBOX_STATE)?;
-    let mut s: MailboxState = match states.get(mailbox)? {
-        Some(v) => decode("mailbox state", v.value())?,
-        None => MailboxState::default(),
-    };
+    let mut s: MailboxState = load(&states, mailbox, "mailbox state")?;
     match update {
         MailboxUpdate::SyncStarted { at } => {
             s.processing_last_attempted_on = Some(*at);
@@ -479,10 +482,7 @@ fn apply_mailbox(
             }
             if let Some(profile) = profile {
                 let mut profiles = txn.open_table(PROFILE_STATE)?;
-                let mut p: ProfileState = match profiles.get(profile.as_str())? {
-                    Some(v) => decode("profile state", v.value())?,
-                    None => ProfileState::default(),
-                };
+                let mut p: ProfileState = load(&profiles, profile.as_str(), "profile state")?;
                 p.last_test = Some((**record).clone());
                 profiles.insert(profile.as_str(), encode(&p).as_slice())?;
             }
@@ -532,10 +532,7 @@ fn apply_profile(
     error: Option<&(String, String)>,
 ) -> Result<(), StoreError> {
     let mut states = txn.open_table(PROFILE_STATE)?;
-    let mut s: ProfileState = match states.get(profile)? {
-        Some(v) => decode("profile state", v.value())?,
-        None => ProfileState::default(),
-    };
+    let mut s: ProfileState = load(&states, profile, "profile state")?;
     if connected {
         s.connections_opened += 1;
     } else {
