@@ -10,6 +10,7 @@ pub mod http;
 pub mod imap;
 pub mod logging;
 pub mod net;
+pub mod outbox;
 pub mod secret;
 pub mod smtp;
 pub mod store;

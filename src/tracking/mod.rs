@@ -3,3 +3,4 @@
 
 pub mod message;
 pub mod plan;
+pub mod token;

@@ -1,0 +1,376 @@
+//! `POST /api/v1/outbox` bodies: validated field by field (every error names its field), then
+//! built into MIME with mail-builder. Bcc recipients are in the envelope, never in the headers.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use mail_builder::MessageBuilder;
+use serde::Deserialize;
+
+use crate::tracking::token::with_token;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailRequest {
+    pub from: String,
+    #[serde(default)]
+    pub to: Vec<String>,
+    #[serde(default)]
+    pub cc: Vec<String>,
+    #[serde(default)]
+    pub bcc: Vec<String>,
+    #[serde(default)]
+    pub subject: String,
+    pub text: Option<String>,
+    pub html: Option<String>,
+    #[serde(default)]
+    pub attachments: Vec<AttachmentRequest>,
+    /// An activity this email answers: its Message-ID goes into In-Reply-To and References.
+    pub in_reply_to: Option<u64>,
+    /// A whole RFC 5322 message instead of the fields above (its To/Cc/Bcc give the envelope).
+    pub raw: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttachmentRequest {
+    pub filename: String,
+    #[serde(default = "octet_stream")]
+    pub content_type: String,
+    pub content_base64: String,
+}
+
+fn octet_stream() -> String {
+    "application/octet-stream".into()
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct RequestError {
+    pub field: String,
+    pub message: String,
+}
+
+fn bad(field: impl Into<String>, message: impl Into<String>) -> RequestError {
+    RequestError {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+/// An email ready to queue.
+#[derive(Debug, Clone)]
+pub struct NewEmail {
+    pub from: String,
+    pub recipients: Vec<String>,
+    pub raw: Vec<u8>,
+    pub message_id: String,
+    pub subject: String,
+}
+
+fn address_ok(a: &str) -> bool {
+    let a = a.trim();
+    a.split_once('@')
+        .is_some_and(|(l, d)| !l.is_empty() && !d.is_empty() && !d.contains('@'))
+        && !a.contains(|c: char| c.is_whitespace() || c == '<' || c == '>' || c == ',')
+}
+
+fn check_addresses(field: &str, list: &[String]) -> Result<(), RequestError> {
+    for (i, a) in list.iter().enumerate() {
+        if !address_ok(a) {
+            return Err(bad(
+                format!("{field}[{i}]"),
+                format!("\"{a}\" is not an email address"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Parses a request body. Errors name the field (serde's own message for shape errors).
+pub fn parse(body: &[u8]) -> Result<EmailRequest, RequestError> {
+    serde_json::from_slice(body).map_err(|e| {
+        let msg = e.to_string();
+        let field = msg
+            .split('`')
+            .nth(1)
+            .filter(|_| msg.contains("field"))
+            .unwrap_or("body")
+            .to_string();
+        bad(field, msg)
+    })
+}
+
+/// Validates and builds the email. `in_reply_to` resolves an activity id to its Message-ID;
+/// `token` is the tracking token to put in the subject, if any.
+pub fn build(
+    req: &EmailRequest,
+    message_id: &str,
+    in_reply_to: Option<&str>,
+    token: Option<&str>,
+) -> Result<NewEmail, RequestError> {
+    if !address_ok(&req.from) {
+        return Err(bad(
+            "from",
+            format!("\"{}\" is not an email address", req.from),
+        ));
+    }
+    let from = req.from.trim().to_ascii_lowercase();
+    if let Some(raw) = &req.raw {
+        if req.text.is_some()
+            || req.html.is_some()
+            || !req.attachments.is_empty()
+            || !req.subject.is_empty()
+        {
+            return Err(bad(
+                "raw",
+                "give either raw or subject/text/html/attachments, not both",
+            ));
+        }
+        return build_raw(raw, from, &req.to, &req.cc, &req.bcc, token);
+    }
+    check_addresses("to", &req.to)?;
+    check_addresses("cc", &req.cc)?;
+    check_addresses("bcc", &req.bcc)?;
+    let recipients: Vec<String> = req
+        .to
+        .iter()
+        .chain(&req.cc)
+        .chain(&req.bcc)
+        .map(|a| a.trim().to_string())
+        .collect();
+    if recipients.is_empty() {
+        return Err(bad(
+            "to",
+            "at least one recipient is needed in to, cc or bcc",
+        ));
+    }
+    if req.text.is_none() && req.html.is_none() {
+        return Err(bad("text", "give text or html (or both)"));
+    }
+    if req.subject.contains(['\r', '\n']) {
+        return Err(bad("subject", "a subject is one line"));
+    }
+    let subject = match token {
+        Some(t) => with_token(&req.subject, t),
+        None => req.subject.clone(),
+    };
+    let mut b = MessageBuilder::new()
+        .from(from.as_str())
+        .subject(subject.as_str())
+        .message_id(message_id);
+    if !req.to.is_empty() {
+        b = b.to(req.to.iter().map(|a| a.trim()).collect::<Vec<&str>>());
+    }
+    if !req.cc.is_empty() {
+        b = b.cc(req.cc.iter().map(|a| a.trim()).collect::<Vec<&str>>());
+    }
+    if let Some(id) = in_reply_to {
+        b = b.in_reply_to(id).references(id);
+    }
+    if let Some(t) = &req.text {
+        b = b.text_body(t.as_str());
+    }
+    if let Some(h) = &req.html {
+        b = b.html_body(h.as_str());
+    }
+    for (i, a) in req.attachments.iter().enumerate() {
+        let data = STANDARD.decode(a.content_base64.trim()).map_err(|e| {
+            bad(
+                format!("attachments[{i}].content_base64"),
+                format!("not base64: {e}"),
+            )
+        })?;
+        if a.filename.trim().is_empty() || a.filename.contains(['/', '\r', '\n']) {
+            return Err(bad(
+                format!("attachments[{i}].filename"),
+                "a plain file name is needed",
+            ));
+        }
+        if !a.content_type.contains('/') {
+            return Err(bad(
+                format!("attachments[{i}].content_type"),
+                format!("\"{}\" is not a MIME type", a.content_type),
+            ));
+        }
+        b = b.attachment(a.content_type.clone(), a.filename.clone(), data);
+    }
+    let raw = b
+        .write_to_vec()
+        .map_err(|e| bad("body", format!("cannot build the email: {e}")))?;
+    Ok(NewEmail {
+        from,
+        recipients,
+        raw,
+        message_id: message_id.to_string(),
+        subject,
+    })
+}
+
+/// A message given whole: the envelope comes from its headers (or the request's lists), Bcc
+/// lines are removed, and the token goes into a one-line Subject.
+fn build_raw(
+    raw: &str,
+    from: String,
+    to: &[String],
+    cc: &[String],
+    bcc: &[String],
+    token: Option<&str>,
+) -> Result<NewEmail, RequestError> {
+    let parsed = mail_parser::MessageParser::default()
+        .parse_headers(raw.as_bytes())
+        .ok_or_else(|| bad("raw", "not an RFC 5322 message"))?;
+    let addrs = |a: Option<&mail_parser::Address<'_>>| -> Vec<String> {
+        a.map(|a| {
+            a.iter()
+                .filter_map(|x| x.address().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+    };
+    let mut recipients: Vec<String> = to.iter().chain(cc).chain(bcc).cloned().collect();
+    if recipients.is_empty() {
+        recipients = [addrs(parsed.to()), addrs(parsed.cc()), addrs(parsed.bcc())].concat();
+    }
+    check_addresses("to", &recipients)?;
+    if recipients.is_empty() {
+        return Err(bad("raw", "the message names no recipient (To, Cc or Bcc)"));
+    }
+    let message_id = parsed
+        .message_id()
+        .map(str::to_string)
+        .ok_or_else(|| bad("raw", "the message has no Message-ID header"))?;
+    let subject = parsed.subject().unwrap_or("").to_string();
+    let (head, body) = match raw.find("\r\n\r\n") {
+        Some(i) => (&raw[..i + 2], &raw[i + 2..]),
+        None => match raw.find("\n\n") {
+            Some(i) => (&raw[..i + 1], &raw[i + 1..]),
+            None => {
+                return Err(bad(
+                    "raw",
+                    "the message has no empty line between header and body",
+                ));
+            }
+        },
+    };
+    let mut out = String::with_capacity(raw.len() + 32);
+    let mut skipping = false;
+    let mut final_subject = subject.clone();
+    for line in head.split_inclusive('\n') {
+        let continuation = line.starts_with([' ', '\t']);
+        if continuation {
+            if !skipping {
+                out.push_str(line);
+            }
+            continue;
+        }
+        let name = line
+            .split(':')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        skipping = name == "bcc";
+        if skipping {
+            continue;
+        }
+        if name == "subject"
+            && let Some(t) = token
+            && subject.is_ascii()
+        {
+            final_subject = with_token(&subject, t);
+            out.push_str(&format!("Subject: {final_subject}\r\n"));
+            continue;
+        }
+        out.push_str(line);
+    }
+    out.push_str(body);
+    Ok(NewEmail {
+        from,
+        recipients,
+        raw: out.into_bytes(),
+        message_id,
+        subject: final_subject,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(json: &str) -> Result<NewEmail, RequestError> {
+        build(
+            &parse(json.as_bytes())?,
+            "<m1@sidesync>",
+            None,
+            Some("CRM:0001001001"),
+        )
+    }
+
+    #[test]
+    fn builds_mime_without_bcc_and_with_the_token() {
+        let e = req(r#"{"from":"a@x.org","to":["b@y.org"],"cc":["c@y.org"],"bcc":["secret@z.org"],
+            "subject":"Hello","text":"Hi","html":"<p>Hi</p>",
+            "attachments":[{"filename":"a.txt","content_type":"text/plain","content_base64":"aGVsbG8="}]}"#)
+        .expect("valid");
+        assert_eq!(e.recipients, vec!["b@y.org", "c@y.org", "secret@z.org"]);
+        let text = String::from_utf8_lossy(&e.raw);
+        assert!(
+            !text.to_ascii_lowercase().contains("bcc") && !text.contains("secret@z.org"),
+            "{text}"
+        );
+        let parsed = mail_parser::MessageParser::default()
+            .parse(&e.raw)
+            .expect("parses");
+        assert_eq!(parsed.subject(), Some("Hello [CRM:0001001001]"));
+        assert_eq!(parsed.message_id(), Some("m1@sidesync"));
+        assert_eq!(
+            parsed.attachment(0).map(|a| a.contents()),
+            Some(&b"hello"[..])
+        );
+    }
+
+    #[test]
+    fn every_error_names_its_field() {
+        let field = |json: &str| req(json).expect_err("invalid").field;
+        assert_eq!(
+            field(r#"{"from":"a@x","to":["b@y"],"text":"t","colour":1}"#),
+            "colour"
+        );
+        assert_eq!(
+            field(r#"{"from":"nobody","to":["b@y"],"text":"t"}"#),
+            "from"
+        );
+        assert_eq!(
+            field(r#"{"from":"a@x","to":["not an address"],"text":"t"}"#),
+            "to[0]"
+        );
+        assert_eq!(field(r#"{"from":"a@x","text":"t"}"#), "to");
+        assert_eq!(field(r#"{"from":"a@x","to":["b@y"]}"#), "text");
+        assert_eq!(field(r#"{"from":"a@x","to":"b@y","text":"t"}"#), "body");
+        assert_eq!(
+            field(
+                r#"{"from":"a@x","to":["b@y"],"text":"t","attachments":[{"filename":"f","content_base64":"%%%"}]}"#
+            ),
+            "attachments[0].content_base64"
+        );
+        assert_eq!(field("not json"), "body");
+    }
+
+    #[test]
+    fn raw_messages_lose_their_bcc_line_and_keep_the_rest() {
+        let raw = "Message-ID: <r1@x>\r\nFrom: a@x.org\r\nTo: b@y.org\r\nBcc: hidden@z.org,\r\n other@z.org\r\nSubject: Raw one\r\n\r\nBody\r\n";
+        let json = serde_json::json!({ "from": "a@x.org", "raw": raw }).to_string();
+        let e = req(&json).expect("valid");
+        assert_eq!(e.recipients, vec!["b@y.org", "hidden@z.org", "other@z.org"]);
+        let text = String::from_utf8_lossy(&e.raw);
+        assert!(
+            !text.contains("hidden@z.org") && !text.contains("other@z.org"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Subject: Raw one [CRM:0001001001]\r\n")
+                && text.ends_with("\r\n\r\nBody\r\n"),
+            "{text}"
+        );
+    }
+}
