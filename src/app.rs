@@ -17,6 +17,7 @@ pub fn run(config: Config, mode: RunMode) -> Result<RunReport, String> {
     let heartbeat = Arc::new(AtomicI64::new(0));
     let writer = store.start_writer();
     let (commands_tx, commands_rx) = mpsc::channel(64);
+    let outbox_wake = Arc::new(tokio::sync::Notify::new());
     let http = match mode {
         RunMode::Forever => match StatusServer::start(StatusContext {
             config: config.clone(),
@@ -25,6 +26,7 @@ pub fn run(config: Config, mode: RunMode) -> Result<RunReport, String> {
             started_at: Utc::now(),
             writer: Some(writer.clone()),
             commands: Some(commands_tx),
+            outbox_wake: outbox_wake.clone(),
         }) {
             Ok(s) => Some(s),
             Err(e) => {
@@ -49,26 +51,34 @@ pub fn run(config: Config, mode: RunMode) -> Result<RunReport, String> {
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     let report = runtime.block_on(async {
         let (stop_tx, stop_rx) = watch::channel(false);
-        let ctx = Arc::new(JobContext::new(
+        let mut ctx = JobContext::new(
             config.clone(),
             store.clone(),
             writer.clone(),
             stop_rx,
             heartbeat,
-        ));
+        );
+        ctx.outbox_wake = outbox_wake.clone();
+        let ctx = Arc::new(ctx);
+        let outbox = (mode == RunMode::Forever)
+            .then(|| tokio::spawn(engine::outgoing::run(ctx.clone(), outbox_wake)));
         let engine = tokio::spawn(engine::run(ctx, mode, commands_rx));
         tokio::spawn(async move {
             wait_for_signal().await;
             tracing::info!("stop requested; finishing the current batches");
             let _ = stop_tx.send(true);
         });
-        match engine.await {
+        let report = match engine.await {
             Ok(report) => report,
             Err(e) => {
                 tracing::error!(error = %e, "the engine stopped unexpectedly");
                 RunReport::default()
             }
+        };
+        if let Some(outbox) = outbox {
+            let _ = outbox.await;
         }
+        report
     });
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     // The HTTP threads hold writer clones: stop them first, then the writer commits what is
@@ -236,4 +246,59 @@ fn test_through_api(config: &Config, selected: &[String]) -> Result<Vec<TestRow>
         rows.push(TestRow::from_json(&v));
     }
     Ok(rows)
+}
+
+/// What `sidesync send` queues.
+pub struct SendArgs {
+    pub from: String,
+    pub to: Vec<String>,
+    pub cc: Vec<String>,
+    pub bcc: Vec<String>,
+    pub subject: String,
+    pub text: Option<String>,
+    pub html: Option<String>,
+    pub attach: Vec<std::path::PathBuf>,
+}
+
+/// `sidesync send`: queues an email through the running appliance's API (the appliance owns the
+/// store); returns the API's answer (id and status).
+pub fn send(config: &Config, args: SendArgs) -> Result<serde_json::Value, String> {
+    use base64::Engine;
+    let token = config.appliance.api_token.as_ref().ok_or(
+        "sending goes through the running appliance's API: set api_token_file in [appliance]",
+    )?;
+    let mut attachments = Vec::new();
+    for path in &args.attach {
+        let data =
+            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_else(|| "attachment".into());
+        attachments.push(serde_json::json!({
+            "filename": name,
+            "content_type": "application/octet-stream",
+            "content_base64": base64::engine::general_purpose::STANDARD.encode(data),
+        }));
+    }
+    let body = serde_json::json!({
+        "from": args.from, "to": args.to, "cc": args.cc, "bcc": args.bcc,
+        "subject": args.subject, "text": args.text, "html": args.html, "attachments": attachments,
+    });
+    let (status, answer) = crate::http::client::post(
+        config.appliance.status_listen,
+        "/api/v1/outbox",
+        token.expose(),
+        &body.to_string(),
+        std::time::Duration::from_secs(60),
+    )?;
+    let v: serde_json::Value = serde_json::from_str(&answer)
+        .map_err(|e| format!("the API answered {status} with no JSON: {e}"))?;
+    if status != 202 {
+        return Err(format!(
+            "the email was not queued ({status}): {}",
+            v["error"].as_str().unwrap_or("")
+        ));
+    }
+    Ok(v)
 }

@@ -39,6 +39,32 @@ enum Command {
         profile: Option<String>,
         addresses: Vec<String>,
     },
+    /// Queue an email through the running appliance (Pending Send); prints its id.
+    Send {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The sending mailbox (its address).
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        to: Vec<String>,
+        #[arg(long)]
+        cc: Vec<String>,
+        #[arg(long)]
+        bcc: Vec<String>,
+        #[arg(long, default_value = "")]
+        subject: String,
+        #[arg(long)]
+        text: Option<String>,
+        /// The text body from a file.
+        #[arg(long)]
+        text_file: Option<PathBuf>,
+        #[arg(long)]
+        html_file: Option<PathBuf>,
+        /// A file to attach (repeat for more).
+        #[arg(long)]
+        attach: Vec<PathBuf>,
+    },
     /// Validate the config file; print every mistake as FILE:LINE:COL: message.
     CheckConfig {
         #[arg(long, short)]
@@ -68,6 +94,62 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
+        Command::Send {
+            config,
+            from,
+            to,
+            cc,
+            bcc,
+            subject,
+            text,
+            text_file,
+            html_file,
+            attach,
+        } => {
+            let config = match load(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let read = |p: Option<PathBuf>| -> Result<Option<String>, String> {
+                p.map(|p| {
+                    std::fs::read_to_string(&p)
+                        .map_err(|e| format!("cannot read {}: {e}", p.display()))
+                })
+                .transpose()
+            };
+            let bodies = read(text_file).and_then(|t| Ok((t, read(html_file)?)));
+            let (text_from_file, html) = match bodies {
+                Ok(b) => b,
+                Err(e) => {
+                    eprintln!("sidesync: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            let args = sidesync::app::SendArgs {
+                from,
+                to,
+                cc,
+                bcc,
+                subject,
+                text: text.or(text_from_file),
+                html,
+                attach,
+            };
+            match sidesync::app::send(&config, args) {
+                Ok(v) => {
+                    println!(
+                        "queued: id {} ({})",
+                        v["id"],
+                        v["status"].as_str().unwrap_or("")
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("sidesync: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
         Command::Test {
             config,
             profile,

@@ -55,6 +55,12 @@ pub struct Appliance {
     /// The API's bearer token; `None` leaves the API off.
     pub api_token: Option<Secret>,
     pub alert_smtp: Option<AlertSmtp>,
+    /// O4: the token added to the subject of sent email; `None` = off.
+    pub tracking_token: Option<crate::tracking::token::TokenFormat>,
+    /// O2: first retry wait of a queued email after a transient failure (doubling, with jitter).
+    pub outbox_retry_interval: Duration,
+    pub outbox_max_retry_interval: Duration,
+    pub outbox_max_tries: u32,
 }
 
 /// The appliance's own way out for alert emails (`[appliance.alert_smtp]`).
@@ -131,6 +137,9 @@ pub struct Profile {
     pub timeout_mailbox_connection_after: Duration,
     pub move_undelivered_emails: bool,
     pub send_alert_email: bool,
+    /// O5: APPEND a copy of each sent email to `sent_folder` over IMAP.
+    pub save_sent_copy: bool,
+    pub sent_folder: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -599,6 +608,51 @@ impl Validator<'_> {
                 Some(token)
             }),
             alert_smtp: ra.alert_smtp.as_ref().map(|a| self.alert_smtp(a)),
+            tracking_token: match ra.tracking_token.unwrap_or(true) {
+                false => None,
+                true => {
+                    let prefix = ra
+                        .tracking_token_prefix
+                        .as_ref()
+                        .map_or("CRM:".to_string(), |p| p.get_ref().clone());
+                    if let Some(p) = &ra.tracking_token_prefix
+                        && (prefix.is_empty()
+                            || prefix.chars().count() > 20
+                            || prefix.contains([' ', '[', ']']))
+                    {
+                        self.at(p, "tracking_token_prefix must be 1–20 characters without spaces or brackets".to_string());
+                    }
+                    let deployment = self.int_in(
+                        "tracking_token_deployment",
+                        ra.tracking_token_deployment.as_ref(),
+                        1,
+                        0..=9999,
+                    ) as u32;
+                    Some(crate::tracking::token::TokenFormat {
+                        prefix,
+                        deployment,
+                        ..crate::tracking::token::TokenFormat::default()
+                    })
+                }
+            },
+            outbox_retry_interval: self.duration(
+                "outbox_retry_interval",
+                ra.outbox_retry_interval.as_ref(),
+                Duration::from_secs(60),
+                day,
+            ),
+            outbox_max_retry_interval: self.duration(
+                "outbox_max_retry_interval",
+                ra.outbox_max_retry_interval.as_ref(),
+                Duration::from_secs(3600),
+                day,
+            ),
+            outbox_max_tries: self.int_in(
+                "outbox_max_tries",
+                ra.outbox_max_tries.as_ref(),
+                10,
+                1..=1000,
+            ) as u32,
         }
     }
 
@@ -902,6 +956,11 @@ impl Validator<'_> {
             ),
             move_undelivered_emails: rp.move_undelivered_emails.unwrap_or(false),
             send_alert_email: rp.send_alert_email.unwrap_or(false),
+            save_sent_copy: rp.save_sent_copy.unwrap_or(false),
+            sent_folder: rp
+                .sent_folder
+                .as_ref()
+                .map_or("Sent".to_string(), |f| f.get_ref().trim().to_string()),
         }
     }
 

@@ -37,6 +37,12 @@ pub struct RawAppliance {
     pub alert_retention_days: Option<Spanned<i64>>,
     pub api_token_file: Option<Spanned<String>>,
     pub alert_smtp: Option<Spanned<RawAlertSmtp>>,
+    pub tracking_token: Option<bool>,
+    pub tracking_token_prefix: Option<Spanned<String>>,
+    pub tracking_token_deployment: Option<Spanned<i64>>,
+    pub outbox_retry_interval: Option<Spanned<RawDuration>>,
+    pub outbox_max_retry_interval: Option<Spanned<RawDuration>>,
+    pub outbox_max_tries: Option<Spanned<i64>>,
 }
 
 /// Where alert emails go out when a profile cannot send them itself.
@@ -90,6 +96,8 @@ pub struct RawProfile {
     pub timeout_mailbox_connection_after: Option<Spanned<RawDuration>>,
     pub move_undelivered_emails: Option<bool>,
     pub send_alert_email: Option<bool>,
+    pub save_sent_copy: Option<bool>,
+    pub sent_folder: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -7,6 +7,7 @@ pub mod eligibility;
 pub mod error;
 pub mod incoming;
 pub mod limits;
+pub mod outgoing;
 pub mod profile_alert;
 mod scheduler;
 pub mod test_enable;
@@ -34,6 +35,8 @@ pub struct JobContext {
     pub stop: watch::Receiver<bool>,
     /// Unix time of the scheduler's last loop: `/healthz` reports a stalled engine.
     pub heartbeat: Arc<AtomicI64>,
+    /// Rung when email is queued, so the outbox task looks at once.
+    pub outbox_wake: Arc<tokio::sync::Notify>,
 }
 
 impl JobContext {
@@ -57,6 +60,7 @@ impl JobContext {
             tls,
             stop,
             heartbeat,
+            outbox_wake: Arc::new(tokio::sync::Notify::new()),
         }
     }
 

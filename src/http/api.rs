@@ -17,7 +17,8 @@ use crate::engine::Command;
 use crate::store::MailboxUpdate;
 
 /// Request bodies larger than this are refused.
-const MAX_BODY: u64 = 64 * 1024;
+/// (Outbox requests carry attachments in base64: 32 MB, Dynamics' largest recommended.)
+const MAX_BODY: u64 = 48 * 1024 * 1024;
 
 pub struct ApiError {
     pub status: u16,
@@ -74,7 +75,7 @@ fn authorize(ctx: &StatusContext, request: &Request) -> Result<(), ApiError> {
     }
 }
 
-fn body_json(request: &mut Request) -> Result<Option<Value>, ApiError> {
+fn body_bytes(request: &mut Request) -> Result<Vec<u8>, ApiError> {
     let mut body = Vec::new();
     request
         .as_reader()
@@ -87,6 +88,11 @@ fn body_json(request: &mut Request) -> Result<Option<Value>, ApiError> {
             format!("the request body is over {MAX_BODY} bytes"),
         ));
     }
+    Ok(body)
+}
+
+fn body_json(request: &mut Request) -> Result<Option<Value>, ApiError> {
+    let body = body_bytes(request)?;
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
@@ -110,6 +116,12 @@ pub fn handle(
             approve(ctx, address, body)
         }
         (Method::Post, ["mailboxes", address, "test"]) => test(ctx, address),
+        (Method::Post, ["outbox"]) => {
+            let body = body_bytes(request)?;
+            queue(ctx, &body)
+        }
+        (Method::Get, ["outbox", id]) => outbox_status(ctx, id),
+        (_, ["outbox"]) | (_, ["outbox", _]) => Err(err(405, "method not allowed")),
         (_, ["alerts"]) | (_, ["mailboxes", _, "approve" | "test"]) => {
             Err(err(405, "method not allowed"))
         }
@@ -263,4 +275,122 @@ fn alerts(ctx: &StatusContext, url: &str) -> Result<(u16, Value), ApiError> {
         .take(limit)
         .collect();
     Ok((200, json!({ "alerts": list })))
+}
+
+/// `POST /api/v1/outbox`: validate, build, queue durably; 202 with the activity id.
+fn queue(ctx: &StatusContext, body: &[u8]) -> Result<(u16, Value), ApiError> {
+    use crate::outbox::request;
+    let bad = |e: request::RequestError| err(400, e.to_string());
+    let req = request::parse(body).map_err(bad)?;
+    let from = req.from.trim().to_ascii_lowercase();
+    let (index, mailbox) = ctx
+        .config
+        .mailboxes
+        .iter()
+        .enumerate()
+        .find(|(_, m)| m.email_address == from)
+        .ok_or_else(|| err(400, format!("from: no mailbox {from} in the config")))?;
+    if mailbox.outgoing_delivery == crate::config::OutgoingDelivery::None {
+        return Err(err(
+            400,
+            format!("from: mailbox {from} has outgoing delivery none"),
+        ));
+    }
+    let in_reply_to = match req.in_reply_to {
+        None => None,
+        Some(id) => Some(
+            ctx.store
+                .activity(id)
+                .map_err(|e| err(500, e.to_string()))?
+                .and_then(|a| a.headers.message_id)
+                .ok_or_else(|| {
+                    err(
+                        400,
+                        format!("in_reply_to: no activity {id} with a Message-ID"),
+                    )
+                })?,
+        ),
+    };
+    let counter = ctx
+        .store
+        .next_activity_id_hint()
+        .map_err(|e| err(500, e.to_string()))?;
+    let token = ctx
+        .config
+        .appliance
+        .tracking_token
+        .as_ref()
+        .map(|f| f.token(index as u64 + 1, counter));
+    let message_id = new_message_id(&from, counter);
+    let email =
+        request::build(&req, &message_id, in_reply_to.as_deref(), token.as_deref()).map_err(bad)?;
+    let headers = crate::tracking::message::parse_headers(&email.raw);
+    let dedup_key = crate::tracking::message::dedup_key(&headers, &email.raw);
+    let mut compressor = zstd::bulk::Compressor::new(-3).map_err(|e| err(500, e.to_string()))?;
+    let raw_encoded = crate::store::rawcodec::encode(&email.raw, &mut compressor)
+        .map_err(|e| err(500, e.to_string()))?;
+    let writer = ctx
+        .writer
+        .as_ref()
+        .ok_or_else(|| err(503, "the store writer is not running"))?;
+    let id = writer
+        .enqueue_blocking(crate::store::QueuedEmail {
+            mailbox: from.clone(),
+            headers,
+            dedup_key,
+            raw_encoded,
+            size: email.raw.len() as u64,
+            recipients: email.recipients.clone(),
+        })
+        .map_err(|e| err(503, e.to_string()))?;
+    ctx.outbox_wake.notify_one();
+    tracing::info!(mailbox = %from, id, recipients = email.recipients.len(), "email queued");
+    Ok((
+        202,
+        json!({ "id": id, "status": "pending_send", "message_id": email.message_id, "subject": email.subject }),
+    ))
+}
+
+/// A Message-ID of our own: time, a counter and a hash, at the sender's domain.
+fn new_message_id(from: &str, counter: u64) -> String {
+    use sha2::{Digest, Sha256};
+    let now = Utc::now();
+    let nanos = now.timestamp_nanos_opt().unwrap_or_default();
+    let digest =
+        Sha256::digest(format!("{from}|{counter}|{nanos}|{}", std::process::id()).as_bytes());
+    let tag: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    let domain = from
+        .split_once('@')
+        .map_or("sidesync.localdomain", |(_, d)| d);
+    // Without angle brackets: mail-builder adds them.
+    format!("{}.{counter}.{tag}@{domain}", now.format("%Y%m%d%H%M%S"))
+}
+
+/// `GET /api/v1/outbox/ID`.
+fn outbox_status(ctx: &StatusContext, id: &str) -> Result<(u16, Value), ApiError> {
+    let id: u64 = id
+        .parse()
+        .map_err(|_| err(400, format!("\"{id}\" is not an outbox id")))?;
+    let e = ctx
+        .store
+        .outbox_entry(id)
+        .map_err(|e| err(500, e.to_string()))?
+        .ok_or_else(|| err(404, format!("no queued email {id}")))?;
+    Ok((200, outbox_json(&e)))
+}
+
+pub fn outbox_json(e: &crate::store::OutboxEntry) -> Value {
+    json!({
+        "id": e.id,
+        "mailbox": e.mailbox,
+        "status": e.status.as_str(),
+        "tries": e.tries,
+        "queued_at": e.queued_at.to_rfc3339(),
+        "next_attempt_at": e.next_attempt_at.to_rfc3339(),
+        "sent_at": e.sent_at.map(|t| t.to_rfc3339()),
+        "last_reply": e.last_reply,
+        "recipients": e.recipients,
+        "recipient_results": e.recipient_results,
+        "sent_copy": e.sent_copy,
+    })
 }

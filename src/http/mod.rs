@@ -39,6 +39,7 @@ pub struct StatusContext {
     /// For the API: approvals go through the writer, tests through the engine.
     pub writer: Option<StoreWriter>,
     pub commands: Option<mpsc::Sender<Command>>,
+    pub outbox_wake: Arc<tokio::sync::Notify>,
 }
 
 impl StatusServer {

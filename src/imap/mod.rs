@@ -254,6 +254,25 @@ impl ImapSession {
         Ok(out)
     }
 
+    /// APPEND a message to `folder`, marked \Seen (a copy of what was sent, O5).
+    pub async fn append(&mut self, folder: &str, raw: &[u8]) -> Result<(), SyncError> {
+        let address = self.address.clone();
+        step(
+            &address,
+            "appending a copy",
+            self.timeout,
+            self.session.append(folder, Some("(\\Seen)"), None, raw),
+            |e| match e {
+                async_imap::error::Error::No(reply) => SyncError::FolderMissing {
+                    folder: folder.to_string(),
+                    reply: server_text(&reply),
+                },
+                other => lost(&address, other),
+            },
+        )
+        .await
+    }
+
     /// LOGOUT, best effort: the sync's outcome does not depend on it.
     pub async fn logout(mut self) {
         let _ = tokio::time::timeout(self.timeout, self.session.logout()).await;

@@ -100,8 +100,8 @@ pub fn parse(body: &[u8]) -> Result<EmailRequest, RequestError> {
     })
 }
 
-/// Validates and builds the email. `in_reply_to` resolves an activity id to its Message-ID;
-/// `token` is the tracking token to put in the subject, if any.
+/// Validates and builds the email. `message_id` and `in_reply_to` are ids without angle
+/// brackets (mail-builder adds them); `token` goes into the subject, if any.
 pub fn build(
     req: &EmailRequest,
     message_id: &str,
@@ -300,7 +300,7 @@ mod tests {
     fn req(json: &str) -> Result<NewEmail, RequestError> {
         build(
             &parse(json.as_bytes())?,
-            "<m1@sidesync>",
+            "m1@sidesync",
             None,
             Some("CRM:0001001001"),
         )

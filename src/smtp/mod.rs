@@ -7,12 +7,13 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use mail_send::SmtpClient;
-use smtp_proto::{AUTH_LOGIN, AUTH_PLAIN, EXT_START_TLS, EhloResponse, Response};
+use smtp_proto::{AUTH_LOGIN, AUTH_PLAIN, EXT_PIPELINING, EXT_START_TLS, EhloResponse, Response};
 
 use crate::config::{AuthProtocol, TlsMode};
 use crate::engine::error::SyncError;
 use crate::net::{self, MailStream, NetError, Recorder, TlsContext};
 use crate::secret::Secret;
+use crate::store::RecipientResult;
 
 pub struct SmtpTarget<'a> {
     pub host: &'a str,
@@ -34,6 +35,25 @@ pub struct SmtpLogin<'a> {
 pub struct SmtpSession {
     client: SmtpClient<MailStream>,
     address: String,
+    /// The server takes a group of envelope commands at once (RFC 2920).
+    pipelining: bool,
+    /// A transaction ran on this connection: the next one starts with RSET.
+    used: bool,
+}
+
+/// Why one email was not taken: the reply, whether trying later may help, and what each
+/// recipient was told.
+#[derive(Debug, Clone)]
+pub struct SendFailure {
+    pub transient: bool,
+    pub reply: String,
+    pub results: Vec<RecipientResult>,
+    /// The connection cannot carry another transaction.
+    pub connection_lost: bool,
+}
+
+fn reply_text(r: &Response<String>) -> String {
+    format!("{} {}", r.code, r.message.trim())
 }
 
 /// The name sidesync gives itself in EHLO.
@@ -132,7 +152,13 @@ impl SmtpSession {
             // What the server offered before TLS cannot be trusted: ask again.
             ehlo = timed(&address, limit, client.ehlo(&name)).await?;
         }
-        let mut session = SmtpSession { client, address };
+        let pipelining = ehlo.has_capability(EXT_PIPELINING);
+        let mut session = SmtpSession {
+            client,
+            address,
+            pipelining,
+            used: false,
+        };
         if let Some(login) = login {
             session
                 .authenticate(&ehlo, target.auth, login, limit)
@@ -223,13 +249,176 @@ impl SmtpSession {
         raw: &[u8],
         limit: Duration,
     ) -> Result<(), SyncError> {
-        let address = self.address.clone();
-        let message = mail_send::smtp::message::Message::new(
-            sender,
-            recipients.iter().map(String::as_str),
-            raw,
-        );
-        timed(&address, limit, self.client.send(message)).await
+        match self.send_message(sender, recipients, raw, limit).await {
+            Ok(results) if results.iter().all(|r| r.accepted) => Ok(()),
+            Ok(results) => Err(SyncError::Rejected {
+                address: self.address.clone(),
+                reply: results
+                    .iter()
+                    .filter(|r| !r.accepted)
+                    .map(|r| format!("{}: {}", r.address, r.reply))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            }),
+            Err(f) if f.transient => Err(SyncError::ServerBusy {
+                address: self.address.clone(),
+                reply: f.reply,
+            }),
+            Err(f) => Err(SyncError::Rejected {
+                address: self.address.clone(),
+                reply: f.reply,
+            }),
+        }
+    }
+
+    /// One mail transaction: (RSET,) MAIL FROM and every RCPT TO — in one write when the server
+    /// pipelines — then DATA. Recipients the server refuses are recorded; the message goes to
+    /// the others. The final reply decides.
+    pub async fn send_message(
+        &mut self,
+        sender: &str,
+        recipients: &[String],
+        raw: &[u8],
+        limit: Duration,
+    ) -> Result<Vec<RecipientResult>, SendFailure> {
+        let lost = |reply: String| SendFailure {
+            transient: true,
+            reply,
+            results: Vec::new(),
+            connection_lost: true,
+        };
+        let mut commands: Vec<String> = Vec::with_capacity(recipients.len() + 2);
+        if self.used {
+            commands.push("RSET\r\n".to_string());
+        }
+        self.used = true;
+        commands.push(format!("MAIL FROM:<{sender}>\r\n"));
+        commands.extend(recipients.iter().map(|r| format!("RCPT TO:<{r}>\r\n")));
+        let replies = if self.pipelining {
+            match tokio::time::timeout(limit, self.client.cmds(commands.iter())).await {
+                Ok(Ok(r)) => r,
+                Ok(Err(e)) => {
+                    return Err(lost(format!(
+                        "the connection failed during the envelope: {e}"
+                    )));
+                }
+                Err(_) => {
+                    return Err(lost(format!(
+                        "no answer to the envelope within {} s",
+                        limit.as_secs()
+                    )));
+                }
+            }
+        } else {
+            let mut r = Vec::with_capacity(commands.len());
+            for c in &commands {
+                match tokio::time::timeout(limit, self.client.cmd(c.as_bytes())).await {
+                    Ok(Ok(reply)) => r.push(reply),
+                    Ok(Err(e)) => {
+                        return Err(lost(format!(
+                            "the connection failed during the envelope: {e}"
+                        )));
+                    }
+                    Err(_) => {
+                        return Err(lost(format!(
+                            "no answer to the envelope within {} s",
+                            limit.as_secs()
+                        )));
+                    }
+                }
+            }
+            r
+        };
+        if replies.len() != commands.len() {
+            return Err(lost(
+                "the server's replies do not match the commands".to_string(),
+            ));
+        }
+        let skip = commands.len() - recipients.len() - 1;
+        let mail = &replies[skip];
+        if !(200..300).contains(&mail.code) {
+            return Err(SendFailure {
+                transient: (400..500).contains(&mail.code),
+                reply: format!("MAIL FROM: {}", reply_text(mail)),
+                results: Vec::new(),
+                connection_lost: false,
+            });
+        }
+        let results: Vec<RecipientResult> = recipients
+            .iter()
+            .zip(&replies[skip + 1..])
+            .map(|(a, r)| RecipientResult {
+                address: a.clone(),
+                accepted: (200..300).contains(&r.code),
+                reply: reply_text(r),
+            })
+            .collect();
+        if !results.iter().any(|r| r.accepted) {
+            // No recipient taken: permanent only if every refusal was permanent.
+            let transient = replies[skip + 1..]
+                .iter()
+                .any(|r| (400..500).contains(&r.code));
+            return Err(SendFailure {
+                transient,
+                reply: "no recipient was accepted".to_string(),
+                results,
+                connection_lost: false,
+            });
+        }
+        let data = match tokio::time::timeout(limit, self.client.cmd(b"DATA\r\n")).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => return Err(lost(format!("the connection failed at DATA: {e}"))),
+            Err(_) => {
+                return Err(lost(format!(
+                    "no answer to DATA within {} s",
+                    limit.as_secs()
+                )));
+            }
+        };
+        if data.code != 354 {
+            return Err(SendFailure {
+                transient: (400..500).contains(&data.code),
+                reply: format!("DATA: {}", reply_text(&data)),
+                results,
+                connection_lost: false,
+            });
+        }
+        let sent = tokio::time::timeout(limit, async {
+            self.client
+                .write_message(raw)
+                .await
+                .map_err(mail_send::Error::Io)?;
+            self.client.read().await
+        })
+        .await;
+        let done = match sent {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                return Err(lost(format!(
+                    "the connection failed after the message: {e}"
+                )));
+            }
+            Err(_) => {
+                return Err(lost(format!(
+                    "no answer after the message within {} s",
+                    limit.as_secs()
+                )));
+            }
+        };
+        if (200..300).contains(&done.code) {
+            let mut results = results;
+            for r in results.iter_mut().filter(|r| r.accepted) {
+                r.reply = reply_text(&done);
+            }
+            Ok(results)
+        } else {
+            Err(SendFailure {
+                transient: (400..500).contains(&done.code),
+                reply: reply_text(&done),
+                results,
+                connection_lost: false,
+            })
+        }
     }
 
     pub async fn quit(self, limit: Duration) {

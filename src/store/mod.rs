@@ -9,6 +9,7 @@
 //! - `folder_cursors`: (mailbox, folder) → [`FolderCursor`]
 //! - `mailbox_state`, `profile_state`: runtime state shown by `/status`
 //! - `alerts`: alert id → [`Alert`]
+//! - `outbox`: activity id → [`OutboxEntry`] for outgoing email (status, tries, replies)
 //!
 //! Invariant (exactly-once ingest, I3): an activity, its sync id map entry and the folder cursor that
 //! covers its UID are written in one transaction. After a crash, the cursor names exactly the UIDs
@@ -25,7 +26,10 @@ use std::sync::Arc;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 pub use records::*;
-pub use writer::{IngestBatch, IngestOutcome, MailboxUpdate, PreparedMessage, StoreWriter};
+pub use writer::{
+    IngestBatch, IngestOutcome, MailboxUpdate, OutboxUpdate, PreparedMessage, QueuedEmail,
+    StoreWriter,
+};
 
 use crate::tracking::plan::FolderCursor;
 
@@ -51,6 +55,7 @@ pub(crate) const MAILBOX_STATE: TableDefinition<&str, &[u8]> =
 pub(crate) const PROFILE_STATE: TableDefinition<&str, &[u8]> =
     TableDefinition::new("profile_state");
 pub(crate) const ALERTS: TableDefinition<u64, &[u8]> = TableDefinition::new("alerts");
+pub(crate) const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -82,6 +87,8 @@ pub enum StoreError {
     },
     #[error("store writer has stopped")]
     WriterGone,
+    #[error("store: the commit failed: {0}")]
+    Commit(String),
 }
 
 macro_rules! from_redb {
@@ -154,6 +161,7 @@ impl Store {
             txn.open_table(MAILBOX_STATE)?;
             txn.open_table(PROFILE_STATE)?;
             txn.open_table(ALERTS)?;
+            txn.open_table(OUTBOX)?;
         }
         txn.commit()?;
         Ok(Store {
@@ -289,6 +297,35 @@ impl Store {
             out.push(decode("alert", row?.1.value())?);
         }
         Ok(out)
+    }
+
+    pub fn outbox_entry(&self, id: u64) -> Result<Option<OutboxEntry>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(OUTBOX)?;
+        t.get(id)?
+            .map(|v| decode("outbox entry", v.value()))
+            .transpose()
+    }
+
+    /// Every outbox entry, in queue order. Sent and failed ones included (for counts).
+    pub fn outbox(&self) -> Result<Vec<OutboxEntry>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(OUTBOX)?;
+        let mut out = Vec::new();
+        for row in t.iter()? {
+            out.push(decode("outbox entry", row?.1.value())?);
+        }
+        Ok(out)
+    }
+
+    /// The id the next activity will get (a hint: the writer assigns ids).
+    pub fn next_activity_id_hint(&self) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read()?;
+        let meta = txn.open_table(META)?;
+        Ok(meta
+            .get("next_activity_id")?
+            .map(|v| v.value())
+            .unwrap_or(1))
     }
 
     /// Starts the single writer thread. Every write goes through it.

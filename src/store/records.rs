@@ -177,3 +177,51 @@ pub struct Alert {
     pub code: String,
     pub message: String,
 }
+
+/// Where a queued email is (Dynamics: Pending Send → Sending → Sent / Failed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutboxStatus {
+    PendingSend,
+    Sending,
+    Sent,
+    Failed,
+}
+
+impl OutboxStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutboxStatus::PendingSend => "pending_send",
+            OutboxStatus::Sending => "sending",
+            OutboxStatus::Sent => "sent",
+            OutboxStatus::Failed => "failed",
+        }
+    }
+}
+
+/// What the server said to one recipient.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecipientResult {
+    pub address: String,
+    pub accepted: bool,
+    pub reply: String,
+}
+
+/// A queued outgoing email. Its MIME is the activity's raw MIME (same id).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxEntry {
+    pub id: u64,
+    pub mailbox: String,
+    pub recipients: Vec<String>,
+    pub status: OutboxStatus,
+    /// Attempts so far (a delivery attempts counter, as in Dynamics).
+    pub tries: u32,
+    pub queued_at: DateTime<Utc>,
+    pub next_attempt_at: DateTime<Utc>,
+    pub sent_at: Option<DateTime<Utc>>,
+    pub last_reply: Option<String>,
+    #[serde(default)]
+    pub recipient_results: Vec<RecipientResult>,
+    /// The IMAP APPEND of the copy to the Sent folder: None = not asked for.
+    pub sent_copy: Option<String>,
+}

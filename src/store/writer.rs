@@ -15,7 +15,10 @@ use super::{
     MAILBOX_STATE, MESSAGE_INDEX, META, MailboxState, PROFILE_STATE, RunStatus, SYNC_ID_MAP, Store,
     StoreError, decode, encode,
 };
-use crate::store::{ApprovalOverride, Enablement, ProfileState, TestRecord};
+use crate::store::{
+    ApprovalOverride, Enablement, OUTBOX, OutboxEntry, OutboxStatus, ProfileState, RecipientResult,
+    TestRecord,
+};
 use crate::tracking::message::EmailHeaders;
 use crate::tracking::plan::FolderCursor;
 
@@ -94,7 +97,47 @@ pub enum MailboxUpdate {
     },
 }
 
+/// An email to queue: its outgoing activity, raw MIME and outbox entry are written together.
+#[derive(Debug)]
+pub struct QueuedEmail {
+    pub mailbox: String,
+    pub headers: EmailHeaders,
+    pub dedup_key: String,
+    pub raw_encoded: Vec<u8>,
+    pub size: u64,
+    pub recipients: Vec<String>,
+}
+
+/// A change to a queued email.
+#[derive(Debug, Clone)]
+pub enum OutboxUpdate {
+    /// Committed before DATA: a crash after this retries the email (see the README on duplicates).
+    Sending {
+        at: DateTime<Utc>,
+    },
+    Sent {
+        at: DateTime<Utc>,
+        reply: String,
+        results: Vec<RecipientResult>,
+    },
+    /// Back to Pending Send until `next_attempt_at`, with `tries` attempts counted.
+    Retry {
+        next_attempt_at: DateTime<Utc>,
+        reply: String,
+        tries: u32,
+    },
+    Failed {
+        reply: String,
+        results: Vec<RecipientResult>,
+    },
+    SentCopy {
+        note: String,
+    },
+}
+
 enum Op {
+    Enqueue(Box<QueuedEmail>, oneshot::Sender<Result<u64, String>>),
+    Outbox(u64, OutboxUpdate),
     Ingest(IngestBatch, oneshot::Sender<Result<IngestOutcome, String>>),
     Mailbox(String, MailboxUpdate),
     Profile {
@@ -198,6 +241,24 @@ impl StoreWriter {
         rx.blocking_recv().map_err(|_| StoreError::WriterGone)
     }
 
+    /// Queues an email (durably) and returns its activity id. For the HTTP threads.
+    pub fn enqueue_blocking(&self, email: QueuedEmail) -> Result<u64, StoreError> {
+        let (done, rx) = oneshot::channel();
+        self.tx
+            .blocking_send(Op::Enqueue(Box::new(email), done))
+            .map_err(|_| StoreError::WriterGone)?;
+        rx.blocking_recv()
+            .map_err(|_| StoreError::WriterGone)?
+            .map_err(StoreError::Commit)
+    }
+
+    pub async fn outbox(&self, id: u64, update: OutboxUpdate) -> Result<(), StoreError> {
+        self.tx
+            .send(Op::Outbox(id, update))
+            .await
+            .map_err(|_| StoreError::WriterGone)
+    }
+
     /// Waits until everything queued before this call is committed.
     pub async fn flush(&self) -> Result<(), StoreError> {
         let (done, rx) = oneshot::channel();
@@ -251,19 +312,27 @@ fn run(store: Store, mut rx: mpsc::Receiver<Op>) {
     }
 }
 
+/// What applying one request produced, for its answer after the commit.
+enum Applied {
+    Nothing,
+    Ingested(IngestOutcome),
+    Queued(u64),
+}
+
 /// Applies `ops` in one transaction and answers each request after the commit.
 fn commit(store: &Store, ops: Vec<Op>) {
-    let mut outcomes: Vec<Result<IngestOutcome, String>> = Vec::with_capacity(ops.len());
+    let mut applied: Vec<Applied> = Vec::with_capacity(ops.len());
     let result = (|| -> Result<(), StoreError> {
         let mut txn = store.db().begin_write()?;
         // Durable: the commit reaches the disk before any job is told its batch is stored.
         let _ = txn.set_durability(Durability::Immediate);
         for op in &ops {
-            outcomes.push(match op {
-                Op::Ingest(batch, _) => Ok(apply_ingest(&txn, batch)?),
+            applied.push(match op {
+                Op::Ingest(batch, _) => Applied::Ingested(apply_ingest(&txn, batch)?),
+                Op::Enqueue(email, _) => Applied::Queued(apply_enqueue(&txn, email)?),
                 Op::Mailbox(mailbox, update) => {
                     apply_mailbox(&txn, mailbox, update)?;
-                    Ok(IngestOutcome::default())
+                    Applied::Nothing
                 }
                 Op::Profile {
                     profile,
@@ -271,20 +340,24 @@ fn commit(store: &Store, ops: Vec<Op>) {
                     error,
                 } => {
                     apply_profile(&txn, profile, *connected, error.as_ref())?;
-                    Ok(IngestOutcome::default())
+                    Applied::Nothing
                 }
                 Op::Alert(alert, keep_after) => {
                     apply_alert(&txn, alert, *keep_after)?;
-                    Ok(IngestOutcome::default())
+                    Applied::Nothing
                 }
                 Op::AlertEmailSent { profile, at } => {
                     let mut states = txn.open_table(PROFILE_STATE)?;
                     let mut p: ProfileState = load(&states, profile.as_str(), "profile state")?;
                     p.last_alert_email_at = Some(*at);
                     states.insert(profile.as_str(), encode(&p).as_slice())?;
-                    Ok(IngestOutcome::default())
+                    Applied::Nothing
                 }
-                Op::Flush(_) => Ok(IngestOutcome::default()),
+                Op::Outbox(id, update) => {
+                    apply_outbox(&txn, *id, update)?;
+                    Applied::Nothing
+                }
+                Op::Flush(_) => Applied::Nothing,
             });
         }
         txn.commit()?;
@@ -293,19 +366,31 @@ fn commit(store: &Store, ops: Vec<Op>) {
     if let Err(e) = &result {
         tracing::error!(error = %e, "store commit failed; the batch will be fetched again");
     }
-    for (i, op) in ops.into_iter().enumerate() {
-        match op {
-            Op::Ingest(_, done) => {
-                let answer = match &result {
-                    Ok(()) => outcomes
-                        .get(i)
-                        .cloned()
-                        .unwrap_or(Ok(IngestOutcome::default())),
-                    Err(e) => Err(e.to_string()),
-                };
-                let _ = done.send(answer);
+    let failure = result.as_ref().err().map(|e| e.to_string());
+    for (op, applied) in ops.into_iter().zip(
+        applied
+            .into_iter()
+            .map(Some)
+            .chain(std::iter::repeat_with(|| None)),
+    ) {
+        match (op, applied, &failure) {
+            (Op::Ingest(_, done), Some(Applied::Ingested(o)), None) => {
+                let _ = done.send(Ok(o));
             }
-            Op::Flush(done) => {
+            (Op::Ingest(_, done), _, f) => {
+                let _ = done.send(Err(f
+                    .clone()
+                    .unwrap_or_else(|| "the batch was not stored".into())));
+            }
+            (Op::Enqueue(_, done), Some(Applied::Queued(id)), None) => {
+                let _ = done.send(Ok(id));
+            }
+            (Op::Enqueue(_, done), _, f) => {
+                let _ = done.send(Err(f
+                    .clone()
+                    .unwrap_or_else(|| "the email was not queued".into())));
+            }
+            (Op::Flush(done), _, _) => {
                 let _ = done.send(());
             }
             _ => {}
@@ -330,6 +415,88 @@ fn next_id(txn: &WriteTransaction, key: &str) -> Result<u64, StoreError> {
     let id = meta.get(key)?.map(|v| v.value()).unwrap_or(1);
     meta.insert(key, id + 1)?;
     Ok(id)
+}
+
+fn apply_enqueue(txn: &WriteTransaction, email: &QueuedEmail) -> Result<u64, StoreError> {
+    let id = next_id(txn, "next_activity_id")?;
+    let now = Utc::now();
+    let activity = Activity {
+        id,
+        direction: Direction::Outgoing,
+        mailbox: email.mailbox.clone(),
+        folder: String::new(),
+        headers: email.headers.clone(),
+        size: email.size,
+        received_at: None,
+        created_at: now,
+    };
+    txn.open_table(ACTIVITIES)?
+        .insert(id, encode(&activity).as_slice())?;
+    txn.open_table(ACTIVITY_RAW)?
+        .insert(id, email.raw_encoded.as_slice())?;
+    // The email's own Message-ID: a copy seen later in a tracked folder is this activity.
+    txn.open_table(MESSAGE_INDEX)?
+        .insert((email.mailbox.as_str(), email.dedup_key.as_str()), id)?;
+    let entry = OutboxEntry {
+        id,
+        mailbox: email.mailbox.clone(),
+        recipients: email.recipients.clone(),
+        status: OutboxStatus::PendingSend,
+        tries: 0,
+        queued_at: now,
+        next_attempt_at: now,
+        sent_at: None,
+        last_reply: None,
+        recipient_results: Vec::new(),
+        sent_copy: None,
+    };
+    txn.open_table(OUTBOX)?
+        .insert(id, encode(&entry).as_slice())?;
+    Ok(id)
+}
+
+fn apply_outbox(txn: &WriteTransaction, id: u64, update: &OutboxUpdate) -> Result<(), StoreError> {
+    let mut t = txn.open_table(OUTBOX)?;
+    let Some(mut e) = t
+        .get(id)?
+        .map(|v| decode::<OutboxEntry>("outbox entry", v.value()))
+        .transpose()?
+    else {
+        return Ok(());
+    };
+    match update {
+        OutboxUpdate::Sending { at } => {
+            e.status = OutboxStatus::Sending;
+            e.tries += 1;
+            e.next_attempt_at = *at;
+        }
+        OutboxUpdate::Sent { at, reply, results } => {
+            e.status = OutboxStatus::Sent;
+            e.sent_at = Some(*at);
+            e.last_reply = Some(reply.clone());
+            e.recipient_results = results.clone();
+        }
+        OutboxUpdate::Retry {
+            next_attempt_at,
+            reply,
+            tries,
+        } => {
+            e.status = OutboxStatus::PendingSend;
+            e.tries = e.tries.max(*tries);
+            e.next_attempt_at = *next_attempt_at;
+            e.last_reply = Some(reply.clone());
+        }
+        OutboxUpdate::Failed { reply, results } => {
+            e.status = OutboxStatus::Failed;
+            e.last_reply = Some(reply.clone());
+            if !results.is_empty() {
+                e.recipient_results = results.clone();
+            }
+        }
+        OutboxUpdate::SentCopy { note } => e.sent_copy = Some(note.clone()),
+    }
+    t.insert(id, encode(&e).as_slice())?;
+    Ok(())
 }
 
 fn apply_ingest(txn: &WriteTransaction, batch: &IngestBatch) -> Result<IngestOutcome, StoreError> {

@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime};
 
-use super::{free_port, wait_for};
+use super::wait_for;
 
 pub const PASSWORD: &str = "dovecot-test-pw";
 static INSTANCE: AtomicU32 = AtomicU32::new(0);
@@ -164,16 +164,17 @@ impl Dovecot {
         fs::create_dir_all(dir.join("home")).expect("home");
         chown(&dir.join("home"), uid, gid);
         let n = INSTANCE.fetch_add(1, Ordering::SeqCst);
+        let ports = free_ports();
         let d = Dovecot {
             dir: dir.to_path_buf(),
             _tmp: None,
-            imap_port: free_port(),
-            imaps_port: free_port(),
-            pop3_port: free_port(),
-            pop3s_port: free_port(),
-            submission_port: free_port(),
-            submissions_port: free_port(),
-            sink_port: free_port(),
+            imap_port: ports[0],
+            imaps_port: ports[1],
+            pop3_port: ports[2],
+            pop3s_port: ports[3],
+            submission_port: ports[4],
+            submissions_port: ports[5],
+            sink_port: ports[6],
             sink: None,
             ca_file: dir.join("ca.pem"),
             other_ca_file: dir.join("other-ca.pem"),
@@ -181,6 +182,35 @@ impl Dovecot {
             uid,
             gid,
         };
+        fs::write(dir.join("users"), "").expect("users file");
+        fs::write(dir.join("masters"), "").expect("masters file");
+        fs::create_dir_all(dir.join("sink")).expect("sink dir");
+        chown(&dir.join("sink"), uid, gid);
+        let mut d = d;
+        // A port picked as free may be taken by the time dovecot binds it (tests run in
+        // parallel): pick new ones and try again.
+        for attempt in 1.. {
+            d.write_conf(&internal, &login, n);
+            match d.try_launch() {
+                Ok(()) => break,
+                Err(out) if out.contains("in use") && attempt < 5 => {
+                    let [a, b, c, e, f, g, h] = free_ports();
+                    (d.imap_port, d.imaps_port, d.pop3_port, d.pop3s_port) = (a, b, c, e);
+                    (d.submission_port, d.submissions_port, d.sink_port) = (f, g, h);
+                    if let Some(mut sink) = d.sink.take() {
+                        let _ = sink.kill();
+                        let _ = sink.wait();
+                    }
+                }
+                Err(out) => panic!("dovecot exited: {out}"),
+            }
+        }
+        d
+    }
+
+    fn write_conf(&self, internal: &str, login: &str, n: u32) {
+        let (uid, gid) = (self.uid, self.gid);
+        let dir = &self.dir;
         let conf = format!(
             r#"
 instance_name = sidesync-test-{pid}-{n}
@@ -258,22 +288,15 @@ service anvil {{
 "#,
             pid = std::process::id(),
             dir = dir.display(),
-            imap = d.imap_port,
-            imaps = d.imaps_port,
-            pop3 = d.pop3_port,
-            pop3s = d.pop3s_port,
-            sink = d.sink_port,
-            submission = d.submission_port,
-            submissions = d.submissions_port,
+            imap = self.imap_port,
+            imaps = self.imaps_port,
+            pop3 = self.pop3_port,
+            pop3s = self.pop3s_port,
+            sink = self.sink_port,
+            submission = self.submission_port,
+            submissions = self.submissions_port,
         );
-        fs::write(dir.join("users"), "").expect("users file");
-        fs::write(dir.join("masters"), "").expect("masters file");
-        fs::create_dir_all(dir.join("sink")).expect("sink dir");
-        chown(&dir.join("sink"), uid, gid);
-        fs::write(dir.join("dovecot.conf"), conf).expect("write dovecot.conf");
-        let mut d = d;
-        d.launch();
-        d
+        fs::write(self.dir.join("dovecot.conf"), conf).expect("write dovecot.conf");
     }
 
     /// Starts the smtp-sink that submission relays to (postfix's test server).
@@ -350,6 +373,13 @@ service anvil {{
     }
 
     fn launch(&mut self) {
+        if let Err(out) = self.try_launch() {
+            panic!("dovecot exited: {out}");
+        }
+    }
+
+    /// Starts dovecot; `Err` with its output if it exits before it listens.
+    fn try_launch(&mut self) -> Result<(), String> {
         self.launch_sink();
         let log = fs::File::create(self.dir.join("dovecot.stdout")).expect("stdout log");
         let child = Command::new("dovecot")
@@ -363,21 +393,21 @@ service anvil {{
         self.child = Some(child);
         let port = self.imaps_port;
         let dir = self.dir.clone();
-        wait_for(
-            "dovecot to accept connections",
-            Duration::from_secs(20),
-            || {
-                if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
-                    panic!(
-                        "dovecot exited ({status}): {}",
-                        fs::read_to_string(dir.join("dovecot.stdout")).unwrap_or_default()
-                    );
-                }
-                std::net::TcpStream::connect(("127.0.0.1", port))
-                    .ok()
-                    .map(|_| ())
-            },
-        );
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                self.child = None;
+                let out = fs::read_to_string(dir.join("dovecot.stdout")).unwrap_or_default();
+                return Err(format!("({status}) {out}"));
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Ok(());
+            }
+            if std::time::Instant::now() > deadline {
+                return Err("dovecot did not listen within 20 s".into());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     pub fn stop(&mut self) {
@@ -448,6 +478,30 @@ service anvil {{
         chown(&tmp, self.uid, self.gid);
         fs::rename(&tmp, md.join("cur").join(&name)).expect("move into cur");
         name
+    }
+
+    /// Creates a folder (maildir++ `.NAME`) in the user's mailbox.
+    pub fn create_folder(&self, user: &str, name: &str) {
+        self.add_user(user);
+        let md = self.ensure_maildir(user);
+        let f = md.join(format!(".{name}"));
+        for sub in ["cur", "new", "tmp"] {
+            fs::create_dir_all(f.join(sub)).expect("folder");
+            chown(&f.join(sub), self.uid, self.gid);
+        }
+        chown(&f, self.uid, self.gid);
+    }
+
+    /// The messages in one of the user's folders (maildir++ `.NAME`).
+    pub fn folder_messages(&self, user: &str, name: &str) -> Vec<String> {
+        let f = self.maildir(user).join(format!(".{name}"));
+        let mut out = Vec::new();
+        for sub in ["cur", "new"] {
+            for e in fs::read_dir(f.join(sub)).into_iter().flatten().flatten() {
+                out.push(fs::read_to_string(e.path()).unwrap_or_default());
+            }
+        }
+        out
     }
 
     /// The maildir file names in the user's INBOX (flags are the part after ":2,").
@@ -521,6 +575,18 @@ fn write_atomically(path: &Path, text: &str) {
     fs::write(&tmp, text).expect("write");
     fs::set_permissions(&tmp, fs::Permissions::from_mode(0o644)).expect("chmod");
     fs::rename(&tmp, path).expect("rename");
+}
+
+/// Seven distinct ports that were free a moment ago (all bound at once, then released).
+fn free_ports() -> [u16; 7] {
+    let listeners: Vec<std::net::TcpListener> = (0..7)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
+        .collect();
+    let mut out = [0u16; 7];
+    for (o, l) in out.iter_mut().zip(&listeners) {
+        *o = l.local_addr().expect("addr").port();
+    }
+    out
 }
 
 fn whoami() -> String {

@@ -6,6 +6,7 @@ pub mod dovecot;
 pub mod mail;
 pub mod proxy;
 pub mod sidesync;
+pub mod smtp_server;
 
 use std::time::{Duration, Instant};
 

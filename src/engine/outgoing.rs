@@ -1,0 +1,442 @@
+//! Sending queued email (O1–O6): one task watches the outbox. For each mailbox with email due and
+//! outgoing enabled, it starts a send job; the job opens up to `max_concurrent_connections` SMTP
+//! sessions (the same slots incoming uses) and each session takes emails from the mailbox's queue
+//! until it is empty, reusing the connection (RSET between, the envelope pipelined).
+//!
+//! Crash safety: an email is marked Sending in a committed transaction before DATA. On restart,
+//! Sending emails are sent again. A crash between the server's final 250 and the commit of Sent
+//! therefore sends that email twice; nothing else can.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+
+use super::eligibility::effective_approval;
+use super::error::SyncError;
+use super::test_enable::identity;
+use super::{JobContext, alerts, scheduler};
+use crate::config::{Approval, Mailbox, OutgoingDelivery, Profile, fingerprint};
+use crate::outbox::retry::{Attempt, NextStep, next_step};
+use crate::smtp::{SmtpLogin, SmtpSession, SmtpTarget};
+use crate::store::{
+    AlertLevel, AlertScope, Enablement, MailboxUpdate, OutboxEntry, OutboxStatus, OutboxUpdate,
+};
+
+/// The outbox task looks again at least this often.
+const TICK: Duration = Duration::from_secs(5);
+
+/// Whether `mailbox` may send now; `Err` says why not (the email stays Pending Send).
+fn may_send<'c>(ctx: &'c JobContext, mailbox: &Mailbox) -> Result<&'c Profile, String> {
+    let profile = ctx
+        .config
+        .mailbox_profile(mailbox)
+        .ok_or("the mailbox has no profile")?;
+    if !mailbox.active || !profile.active {
+        return Err("the mailbox or its profile is inactive".into());
+    }
+    if mailbox.outgoing_delivery != OutgoingDelivery::ServerSideSync {
+        return Err("outgoing delivery is none".into());
+    }
+    if profile.outgoing.is_none() {
+        return Err("the profile has no outgoing server".into());
+    }
+    let state = ctx
+        .store
+        .mailbox_state(&mailbox.email_address)
+        .map_err(|e| e.to_string())?;
+    if effective_approval(mailbox.approval, &state) != Approval::Approved
+        && !ctx.config.appliance.process_unapproved_mailboxes
+    {
+        return Err("the mailbox is not approved".into());
+    }
+    Ok(profile)
+}
+
+/// The outbox task: runs until the engine stops.
+pub async fn run(ctx: Arc<JobContext>, wake: Arc<Notify>) {
+    let mut running: HashSet<String> = HashSet::new();
+    let mut jobs: JoinSet<String> = JoinSet::new();
+    let mut stop = ctx.stop.clone();
+    loop {
+        let now = Utc::now();
+        let mut next_due: Option<DateTime<Utc>> = None;
+        match ctx.store.outbox() {
+            Err(e) => tracing::error!(error = %e, "cannot read the outbox"),
+            Ok(entries) => {
+                let mut due: HashMap<String, Vec<OutboxEntry>> = HashMap::new();
+                for e in entries {
+                    if !matches!(e.status, OutboxStatus::PendingSend | OutboxStatus::Sending) {
+                        continue;
+                    }
+                    if e.next_attempt_at > now {
+                        next_due =
+                            Some(next_due.map_or(e.next_attempt_at, |t| t.min(e.next_attempt_at)));
+                        continue;
+                    }
+                    due.entry(e.mailbox.clone()).or_default().push(e);
+                }
+                for (address, entries) in due {
+                    if running.contains(&address) {
+                        continue;
+                    }
+                    let Some(mailbox) = ctx
+                        .config
+                        .mailboxes
+                        .iter()
+                        .find(|m| m.email_address == address)
+                    else {
+                        continue;
+                    };
+                    if let Err(why) = may_send(&ctx, mailbox) {
+                        tracing::debug!(mailbox = %address, %why, "email waits in the outbox");
+                        continue;
+                    }
+                    running.insert(address.clone());
+                    let ctx = ctx.clone();
+                    jobs.spawn(async move {
+                        send_job(&ctx, address.clone(), entries).await;
+                        address
+                    });
+                }
+            }
+        }
+        let wait = next_due
+            .and_then(|t| (t - Utc::now()).to_std().ok())
+            .unwrap_or(TICK)
+            .min(TICK);
+        tokio::select! {
+            _ = stop.changed() => break,
+            _ = wake.notified() => {}
+            Some(done) = jobs.join_next(), if !jobs.is_empty() => {
+                if let Ok(address) = done {
+                    running.remove(&address);
+                }
+            }
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+    // Sends in progress finish their current email (its Sending mark is committed already).
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while jobs.join_next().await.is_some() {}
+    })
+    .await;
+    jobs.abort_all();
+}
+
+/// Sends one mailbox's due emails over up to `max_concurrent_connections` sessions.
+async fn send_job(ctx: &Arc<JobContext>, address: String, entries: Vec<OutboxEntry>) {
+    let Some(mailbox) = ctx
+        .config
+        .mailboxes
+        .iter()
+        .find(|m| m.email_address == address)
+    else {
+        return;
+    };
+    let Some(profile) = ctx.config.mailbox_profile(mailbox) else {
+        return;
+    };
+    // Outgoing must be tested and enabled first (M4), under this config.
+    let state = ctx.store.mailbox_state(&address).unwrap_or_default();
+    let fp = fingerprint(Some(profile), mailbox);
+    let enabled = state.config_fingerprint.as_deref() == Some(fp.as_str())
+        && state.outgoing_enablement == Enablement::Enabled;
+    if !enabled {
+        if matches!(state.outgoing_enablement, Enablement::Disabled { .. })
+            && state.config_fingerprint.as_deref() == Some(fp.as_str())
+        {
+            return;
+        }
+        let record = scheduler::test_and_record(ctx, profile, mailbox).await;
+        if record.outgoing.status != crate::store::RunStatus::Success {
+            return;
+        }
+    }
+    let workers = (profile.max_concurrent_connections as usize)
+        .min(entries.len())
+        .max(1);
+    let queue = Arc::new(Mutex::new(VecDeque::from(entries)));
+    let mut set = JoinSet::new();
+    for _ in 0..workers {
+        let (ctx, queue, address) = (ctx.clone(), queue.clone(), address.clone());
+        set.spawn(async move { worker(&ctx, &address, &queue).await });
+    }
+    while set.join_next().await.is_some() {}
+}
+
+fn pop(queue: &Mutex<VecDeque<OutboxEntry>>) -> Option<OutboxEntry> {
+    queue.lock().ok()?.pop_front()
+}
+
+/// One SMTP session taking emails from the mailbox's queue until it is empty.
+async fn worker(ctx: &JobContext, address: &str, queue: &Mutex<VecDeque<OutboxEntry>>) {
+    let Some(mailbox) = ctx
+        .config
+        .mailboxes
+        .iter()
+        .find(|m| m.email_address == address)
+    else {
+        return;
+    };
+    let Some(profile) = ctx.config.mailbox_profile(mailbox) else {
+        return;
+    };
+    let limit = profile.timeout_mailbox_connection_after;
+    let _permit = ctx.limits.acquire(profile, mailbox).await;
+    let mut session: Option<SmtpSession> = None;
+    while let Some(entry) = pop(queue) {
+        if ctx.stopping() {
+            break;
+        }
+        if session.is_none() {
+            match open(ctx, profile, mailbox).await {
+                Ok(s) => session = Some(s),
+                Err(e) => {
+                    let auth = matches!(
+                        e,
+                        SyncError::AuthRejected { .. } | SyncError::AuthUnsupported { .. }
+                    );
+                    if auth || !e.is_transient() {
+                        disable_outgoing(ctx, profile, mailbox, &e).await;
+                    }
+                    // No session: this email and the rest of the queue wait. A transient failure
+                    // counts as a try for each; a disabled mailbox's email just waits.
+                    let reply = e.to_string();
+                    let rest: Vec<OutboxEntry> = queue
+                        .lock()
+                        .map(|mut q| q.drain(..).collect())
+                        .unwrap_or_default();
+                    for waiting in std::iter::once(entry).chain(rest) {
+                        if e.is_transient() && !auth {
+                            settle(
+                                ctx,
+                                &waiting,
+                                waiting.tries + 1,
+                                Attempt::Transient(reply.clone()),
+                                Vec::new(),
+                            )
+                            .await;
+                        } else {
+                            let update = OutboxUpdate::Retry {
+                                next_attempt_at: later(ctx, 1),
+                                reply: reply.clone(),
+                                tries: waiting.tries,
+                            };
+                            let _ = ctx.writer.outbox(waiting.id, update).await;
+                        }
+                    }
+                    let _ = ctx.writer.flush().await;
+                    return;
+                }
+            }
+        }
+        let Some(s) = session.as_mut() else { break };
+        let raw = match ctx.store.activity_raw(entry.id) {
+            Ok(Some(raw)) => raw,
+            Ok(None) | Err(_) => {
+                settle(
+                    ctx,
+                    &entry,
+                    entry.tries,
+                    Attempt::Permanent("the queued message is missing from the store".into()),
+                    Vec::new(),
+                )
+                .await;
+                continue;
+            }
+        };
+        // Committed before DATA: a crash from here on sends this email again on restart.
+        let _ = ctx
+            .writer
+            .outbox(entry.id, OutboxUpdate::Sending { at: Utc::now() })
+            .await;
+        let _ = ctx.writer.flush().await;
+        let tries = entry.tries + 1;
+        match s
+            .send_message(&mailbox.email_address, &entry.recipients, &raw, limit)
+            .await
+        {
+            Ok(results) => {
+                let reply = results
+                    .iter()
+                    .find(|r| r.accepted)
+                    .map(|r| r.reply.clone())
+                    .unwrap_or_default();
+                let _ = ctx
+                    .writer
+                    .outbox(
+                        entry.id,
+                        OutboxUpdate::Sent {
+                            at: Utc::now(),
+                            reply,
+                            results,
+                        },
+                    )
+                    .await;
+                if profile.save_sent_copy {
+                    sent_copy(ctx, profile, mailbox, entry.id, &raw).await;
+                }
+            }
+            Err(f) => {
+                let attempt = if f.transient {
+                    Attempt::Transient(f.reply.clone())
+                } else {
+                    Attempt::Permanent(f.reply.clone())
+                };
+                settle(ctx, &entry, tries, attempt, f.results).await;
+                if f.connection_lost {
+                    session = None;
+                }
+            }
+        }
+    }
+    if let Some(s) = session {
+        s.quit(limit).await;
+    }
+    let _ = ctx.writer.flush().await;
+}
+
+fn later(ctx: &JobContext, tries: u32) -> DateTime<Utc> {
+    let a = &ctx.config.appliance;
+    let wait = crate::outbox::retry::backoff(
+        a.outbox_retry_interval,
+        tries,
+        a.outbox_max_retry_interval,
+        jitter(),
+    );
+    Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default()
+}
+
+/// 0..=1000 from the clock's nanoseconds: enough to spread retries.
+fn jitter() -> u32 {
+    Utc::now().timestamp_subsec_nanos() % 1001
+}
+
+/// Records what an attempt means for the email: retry later, or Failed.
+async fn settle(
+    ctx: &JobContext,
+    entry: &OutboxEntry,
+    tries: u32,
+    attempt: Attempt,
+    results: Vec<crate::store::RecipientResult>,
+) {
+    let a = &ctx.config.appliance;
+    let update = match next_step(
+        &attempt,
+        tries,
+        a.outbox_max_tries,
+        a.outbox_retry_interval,
+        a.outbox_max_retry_interval,
+        jitter(),
+    ) {
+        NextStep::Sent => return,
+        NextStep::RetryAfter(wait) => OutboxUpdate::Retry {
+            next_attempt_at: Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default(),
+            reply: match &attempt {
+                Attempt::Transient(r) | Attempt::Permanent(r) => r.clone(),
+                Attempt::Accepted => String::new(),
+            },
+            tries,
+        },
+        NextStep::Failed(reply) => {
+            tracing::warn!(mailbox = %entry.mailbox, id = entry.id, %reply, "email failed");
+            OutboxUpdate::Failed { reply, results }
+        }
+    };
+    let _ = ctx.writer.outbox(entry.id, update).await;
+}
+
+async fn open(
+    ctx: &JobContext,
+    profile: &Profile,
+    mailbox: &Mailbox,
+) -> Result<SmtpSession, SyncError> {
+    let Some(endpoint) = &profile.outgoing else {
+        return Err(SyncError::Unsupported(
+            "the profile has no outgoing server".into(),
+        ));
+    };
+    let (username, password, authzid) = identity(endpoint, mailbox);
+    let Some(password) = password else {
+        return Err(SyncError::Unsupported(format!(
+            "mailbox {} has no password",
+            mailbox.email_address
+        )));
+    };
+    let target = SmtpTarget {
+        host: &endpoint.host,
+        port: endpoint.port,
+        tls: endpoint.tls,
+        tls_context: ctx.tls_context(profile)?,
+        auth: endpoint.auth,
+        timeout: profile.timeout_mailbox_connection_after,
+        recorder: None,
+    };
+    SmtpSession::open(
+        &target,
+        Some(&SmtpLogin {
+            username,
+            password,
+            authzid,
+        }),
+    )
+    .await
+}
+
+/// An authentication failure (or another permanent one) stops this mailbox's sending until it
+/// is tested again; its email waits in the outbox.
+async fn disable_outgoing(ctx: &JobContext, profile: &Profile, mailbox: &Mailbox, e: &SyncError) {
+    let address = mailbox.email_address.as_str();
+    let _ = ctx
+        .writer
+        .mailbox(
+            address,
+            MailboxUpdate::Disabled {
+                incoming: false,
+                code: e.code().to_string(),
+                reason: e.to_string(),
+                at: Utc::now(),
+                fingerprint: fingerprint(Some(profile), mailbox),
+            },
+        )
+        .await;
+    alerts::raise(
+        ctx,
+        AlertLevel::Error,
+        AlertScope::Mailbox,
+        Some(address),
+        Some(&profile.name),
+        e.code(),
+        format!(
+            "The mailbox {address} has been disabled for outgoing email: {e}. Its queued email waits. \
+             The owner of the email server profile \"{}\" has been notified. Fix the cause, then run Test & Enable.",
+            profile.name
+        ),
+    )
+    .await;
+}
+
+/// O5: a copy of the sent email in the mailbox's Sent folder. Sent email is not tracked as
+/// incoming (only INBOX and tracking folders are), and its Message-ID already names this activity.
+async fn sent_copy(ctx: &JobContext, profile: &Profile, mailbox: &Mailbox, id: u64, raw: &[u8]) {
+    let note = async {
+        let _permit = ctx.limits.acquire(profile, mailbox).await;
+        let mut session = super::incoming::open_session(ctx, profile, mailbox, None).await?;
+        let appended = session.append(&profile.sent_folder, raw).await;
+        session.logout().await;
+        appended
+    }
+    .await;
+    let note = match note {
+        Ok(()) => format!("appended to {}", profile.sent_folder),
+        Err(e) => {
+            tracing::warn!(mailbox = %mailbox.email_address, id, error = %e, "copy to the Sent folder failed");
+            format!("failed: {e}")
+        }
+    };
+    let _ = ctx.writer.outbox(id, OutboxUpdate::SentCopy { note }).await;
+}

@@ -1,0 +1,490 @@
+//! Outgoing email through real SMTP servers: dovecot's submission service (AUTH, STARTTLS)
+//! relaying to postfix's smtp-sink, which keeps every message it takes; a small SMTP server for
+//! per-recipient refusals; a proxy for an SMTP server that is down.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use serde_json::{Value, json};
+use sidesync::store::{OutboxStatus, Store};
+use support::dovecot::{Dovecot, PASSWORD};
+use support::proxy::{Mode, Proxy};
+use support::sidesync::{Sidesync, http};
+use support::smtp_server::SmtpServer;
+use support::{free_port, mail, wait_for};
+
+const TOKEN: &str = "outgoing-token-0123456789";
+
+struct Setup {
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl Setup {
+    fn new() -> Setup {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("api.token"), TOKEN).expect("token");
+        Setup {
+            dir,
+            port: free_port(),
+        }
+    }
+
+    fn write(&self, body: &str) -> PathBuf {
+        let path = self.dir.path().join("sidesync.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[appliance]\ndata_dir = \"{}\"\nstatus_listen = \"127.0.0.1:{}\"\napi_token_file = \"{}\"\n\
+                 retry_interval = \"1s\"\noutbox_retry_interval = \"1s\"\noutbox_max_retry_interval = \"2s\"\n\n{body}",
+                self.dir.path().join("data").display(),
+                self.port,
+                self.dir.path().join("api.token").display()
+            ),
+        )
+        .expect("config");
+        path
+    }
+
+    fn start(&self, config: &Path) -> Sidesync {
+        Sidesync::start(config, &self.dir.path().join("sidesync.log"), self.port)
+    }
+
+    fn queue(&self, body: &Value) -> u64 {
+        let (code, answer) = http(
+            self.port,
+            "POST",
+            "/api/v1/outbox",
+            Some(TOKEN),
+            &body.to_string(),
+        );
+        assert_eq!(code, 202, "{answer}");
+        serde_json::from_str::<Value>(&answer).expect("json")["id"]
+            .as_u64()
+            .expect("id")
+    }
+
+    fn outbox(&self, id: u64) -> Value {
+        let (code, answer) = http(
+            self.port,
+            "GET",
+            &format!("/api/v1/outbox/{id}"),
+            Some(TOKEN),
+            "",
+        );
+        assert_eq!(code, 200, "{answer}");
+        serde_json::from_str(&answer).expect("json")
+    }
+
+    fn wait_status(&self, id: u64, status: &str) -> Value {
+        wait_for(
+            &format!("email {id} to be {status}"),
+            Duration::from_secs(60),
+            || {
+                let v = self.outbox(id);
+                (v["status"] == status).then_some(v)
+            },
+        )
+    }
+}
+
+/// A profile whose outgoing server is `host:port` with `tls`.
+fn profile(d: &Dovecot, smtp_port: u16, smtp_tls: &str, extra: &str) -> String {
+    format!(
+        "[[profile]]\nname = \"p\"\nis_default = true\nincoming_server_location = \"127.0.0.1\"\n\
+         incoming_port_number = {}\nca_file = \"{}\"\nmin_polling_interval = \"1s\"\n\
+         timeout_mailbox_connection_after = \"10s\"\noutgoing_server_location = \"127.0.0.1\"\n\
+         outgoing_port_number = {smtp_port}\noutgoing_tls = \"{smtp_tls}\"\n{extra}\n",
+        d.imaps_port,
+        d.ca_file.display()
+    )
+}
+
+fn mailbox(address: &str, password: &str) -> String {
+    format!(
+        "[[mailbox]]\nemail_address = \"{address}\"\npassword = \"{password}\"\napproval = \"approved\"\n\n"
+    )
+}
+
+/// The messages smtp-sink took, parsed: (envelope recipients line, raw message).
+fn sunk(d: &Dovecot) -> Vec<String> {
+    d.sunk()
+}
+
+#[test]
+fn a_queued_email_arrives_once_with_its_parts_and_token_and_no_bcc() {
+    let d = Dovecot::start();
+    let setup = Setup::new();
+    let from = "sender@example.com";
+    d.add_user(from);
+    let cfg = setup.write(
+        &[
+            profile(&d, d.submission_port, "starttls", ""),
+            mailbox(from, PASSWORD),
+        ]
+        .concat(),
+    );
+    let s = setup.start(&cfg);
+    // The API refuses without a token, with a wrong one, and malformed bodies — queuing nothing.
+    let email = json!({
+        "from": from, "to": ["to@example.net"], "cc": ["cc@example.net"], "bcc": ["hidden@example.net"],
+        "subject": "Quarterly report", "text": "Numbers attached.", "html": "<p>Numbers attached.</p>",
+        "attachments": [{"filename": "q3.csv", "content_type": "text/csv", "content_base64": "YSxiCjEsMgo="}]
+    });
+    assert_eq!(
+        http(
+            setup.port,
+            "POST",
+            "/api/v1/outbox",
+            None,
+            &email.to_string()
+        )
+        .0,
+        401
+    );
+    assert_eq!(
+        http(
+            setup.port,
+            "POST",
+            "/api/v1/outbox",
+            Some("not-the-token-at-all"),
+            &email.to_string()
+        )
+        .0,
+        401
+    );
+    for (body, field) in [
+        (json!({"from": from, "to": ["x@y.z"]}), "text"),
+        (
+            json!({"from": "stranger@example.com", "to": ["x@y.z"], "text": "t"}),
+            "from",
+        ),
+        (
+            json!({"from": from, "to": ["not an address"], "text": "t"}),
+            "to[0]",
+        ),
+        (
+            json!({"from": from, "to": ["x@y.z"], "text": "t", "priority": 1}),
+            "priority",
+        ),
+    ] {
+        let (code, answer) = http(
+            setup.port,
+            "POST",
+            "/api/v1/outbox",
+            Some(TOKEN),
+            &body.to_string(),
+        );
+        assert_eq!(code, 400, "{answer}");
+        assert!(answer.contains(field), "the error names {field}: {answer}");
+    }
+    let (code, _) = http(
+        setup.port,
+        "POST",
+        "/api/v1/outbox",
+        Some(TOKEN),
+        "{not json",
+    );
+    assert_eq!(code, 400);
+    assert!(
+        s.status()["mailboxes"][0]["outbox"]["queued"] == 0,
+        "nothing was queued by bad requests"
+    );
+
+    let id = setup.queue(&email);
+    let v = setup.wait_status(id, "sent");
+    assert_eq!(v["tries"], 1);
+    assert!(
+        v["last_reply"].as_str().unwrap_or("").starts_with("250"),
+        "{v}"
+    );
+    let got = wait_for("the message at the server", Duration::from_secs(30), || {
+        let all = sunk(&d);
+        (!all.is_empty()).then_some(all)
+    });
+    assert_eq!(got.len(), 1, "exactly one delivery");
+    let raw = &got[0];
+    for rcpt in ["to@example.net", "cc@example.net", "hidden@example.net"] {
+        assert!(
+            raw.contains(&format!("<{rcpt}>")),
+            "{rcpt} is in the envelope: {raw}"
+        );
+    }
+    // smtp-sink's envelope lines (X-Rcpt-Args, …) come first; the message starts at From.
+    let message = &raw[raw.find("\nFrom: ").map_or(0, |i| i + 1)..];
+    let parsed = mail_parser::MessageParser::default()
+        .parse(message.as_bytes())
+        .expect("parses");
+    let subject = parsed.subject().expect("subject").to_string();
+    assert!(
+        parsed.message_id().is_some_and(|id| !id.contains('<')),
+        "{message}"
+    );
+    assert!(
+        subject.starts_with("Quarterly report [CRM:0001001"),
+        "{subject}"
+    );
+    assert!(
+        !message.to_ascii_lowercase().contains("\nbcc:") && !message.contains("hidden@example.net"),
+        "{message}"
+    );
+    assert_eq!(
+        parsed.body_text(0).map(|t| t.trim().to_string()).as_deref(),
+        Some("Numbers attached.")
+    );
+    assert_eq!(
+        parsed.attachment(0).map(|a| a.contents().to_vec()),
+        Some(b"a,b\n1,2\n".to_vec())
+    );
+    let m = s.mailbox(from);
+    assert_eq!(m["outbox"]["sent"], 1, "{m}");
+    assert!(s.terminate().success());
+    let store = Store::open(&setup.dir.path().join("data")).expect("store");
+    let act = store.activity(id).expect("read").expect("activity");
+    assert_eq!(act.direction, sidesync::store::Direction::Outgoing);
+    assert_eq!(act.headers.subject.as_deref(), Some(subject.as_str()));
+}
+
+#[test]
+fn an_email_waits_while_the_server_is_down_and_goes_when_it_is_back() {
+    let d = Dovecot::start();
+    let setup = Setup::new();
+    let from = "patient@example.com";
+    d.add_user(from);
+    let proxy = Proxy::start(d.submission_port, Mode::Forward);
+    let cfg = setup.write(
+        &[
+            profile(&d, proxy.port, "starttls", ""),
+            mailbox(from, PASSWORD),
+        ]
+        .concat(),
+    );
+    let s = setup.start(&cfg);
+    wait_for("the mailbox to be tested", Duration::from_secs(30), || {
+        (s.mailbox(from)["outgoing_enablement"]["state"] == "enabled").then_some(())
+    });
+    proxy.set_mode(Mode::Drop);
+    let id = setup
+        .queue(&json!({"from": from, "to": ["x@example.net"], "subject": "later", "text": "t"}));
+    let v = wait_for("a failed try", Duration::from_secs(30), || {
+        let v = setup.outbox(id);
+        (v["tries"].as_u64()? >= 2 && v["status"] == "pending_send").then_some(v)
+    });
+    assert!(v["last_reply"].as_str().is_some(), "{v}");
+    assert!(sunk(&d).is_empty());
+    proxy.set_mode(Mode::Forward);
+    setup.wait_status(id, "sent");
+    wait_for("one delivery", Duration::from_secs(30), || {
+        (sunk(&d).len() == 1).then_some(())
+    });
+    assert!(s.terminate().success());
+}
+
+#[test]
+fn refusals_are_recorded_per_recipient_and_a_total_refusal_fails() {
+    let d = Dovecot::start();
+    let setup = Setup::new();
+    let server = SmtpServer::start();
+    let from = "mixed@example.com";
+    d.add_user(from);
+    let cfg = setup.write(
+        &[
+            profile(&d, server.port, "none", ""),
+            mailbox(from, PASSWORD),
+        ]
+        .concat(),
+    );
+    let s = setup.start(&cfg);
+    let partly = setup.queue(&json!({"from": from, "to": ["ok@example.net", "reject-me@example.net"], "subject": "s", "text": "t"}));
+    let v = setup.wait_status(partly, "sent");
+    let results = v["recipient_results"].as_array().expect("results").clone();
+    assert_eq!(results.len(), 2, "{v}");
+    assert_eq!(
+        (
+            results[0]["accepted"].clone(),
+            results[1]["accepted"].clone()
+        ),
+        (json!(true), json!(false))
+    );
+    assert!(
+        results[1]["reply"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("550"),
+        "{v}"
+    );
+    let all = setup.queue(&json!({"from": from, "to": ["reject-a@example.net", "reject-b@example.net"], "subject": "s", "text": "t"}));
+    let v = setup.wait_status(all, "failed");
+    assert_eq!(v["tries"], 1, "a 5xx is not retried");
+    assert!(
+        v["last_reply"]
+            .as_str()
+            .unwrap_or("")
+            .contains("no recipient was accepted"),
+        "{v}"
+    );
+    assert!(
+        v["recipient_results"][0]["reply"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("550")
+    );
+    let msgs = server.messages();
+    assert_eq!(msgs.len(), 1);
+    assert_eq!(msgs[0].recipients, vec!["ok@example.net"]);
+    let m = s.mailbox(from);
+    assert_eq!(
+        (m["outbox"]["sent"].clone(), m["outbox"]["failed"].clone()),
+        (json!(1), json!(1)),
+        "{m}"
+    );
+    assert!(s.terminate().success());
+}
+
+#[test]
+fn a_wrong_smtp_password_stops_only_that_mailbox() {
+    let d = Dovecot::start();
+    let setup = Setup::new();
+    let (good, bad) = ("fine@example.com", "locked@example.com");
+    d.add_user(good);
+    d.set_password(bad, "the-real-password");
+    let cfg = setup.write(
+        &[
+            profile(&d, d.submission_port, "starttls", ""),
+            mailbox(good, PASSWORD),
+            mailbox(bad, "a-wrong-password"),
+        ]
+        .concat(),
+    );
+    let s = setup.start(&cfg);
+    let stuck =
+        setup.queue(&json!({"from": bad, "to": ["x@example.net"], "subject": "s", "text": "t"}));
+    let sent =
+        setup.queue(&json!({"from": good, "to": ["x@example.net"], "subject": "s", "text": "t"}));
+    setup.wait_status(sent, "sent");
+    let m = wait_for(
+        "the locked mailbox's outgoing to be disabled",
+        Duration::from_secs(30),
+        || {
+            let m = s.mailbox(bad);
+            (m["outgoing_enablement"]["state"] == "disabled").then_some(m)
+        },
+    );
+    assert_eq!(
+        m["outgoing_enablement"]["code"], "authentication_rejected",
+        "{m}"
+    );
+    assert_eq!(m["latest_alert"]["level"], "error", "{m}");
+    let v = setup.outbox(stuck);
+    assert_eq!(
+        v["status"], "pending_send",
+        "the email waits, it is not lost: {v}"
+    );
+    assert!(s.terminate().success());
+}
+
+#[test]
+fn sigkill_while_sending_200_emails_loses_none() {
+    let d = Dovecot::start();
+    let setup = Setup::new();
+    let server = SmtpServer::start();
+    let from = "bulk-sender@example.com";
+    d.add_user(from);
+    let cfg = setup.write(
+        &[
+            profile(&d, server.port, "none", "max_concurrent_connections = 2"),
+            mailbox(from, PASSWORD),
+        ]
+        .concat(),
+    );
+    let s = setup.start(&cfg);
+    let big = "x".repeat(20_000);
+    let ids: Vec<u64> = (0..200)
+        .map(|n| setup.queue(&json!({"from": from, "to": [format!("r{n}@example.net")], "subject": format!("n{n}"), "text": big})))
+        .collect();
+    wait_for("some emails to be sent", Duration::from_secs(60), || {
+        (server.messages().len() >= 10).then_some(())
+    });
+    s.kill9();
+    let s = setup.start(&cfg);
+    wait_for("every email to be sent", Duration::from_secs(120), || {
+        let m = s.mailbox(from);
+        (m["outbox"]["sent"].as_u64()? == 200).then_some(())
+    });
+    assert!(s.terminate().success());
+    let got = server.messages();
+    let mut per_subject = std::collections::HashMap::new();
+    for m in &got {
+        let subject = m
+            .data
+            .lines()
+            .find(|l| l.starts_with("Subject: "))
+            .unwrap_or("")
+            .to_string();
+        *per_subject.entry(subject).or_insert(0) += 1;
+    }
+    assert_eq!(per_subject.len(), 200, "every email was delivered");
+    let duplicates = got.len() - 200;
+    assert!(
+        duplicates <= 2,
+        "at most one duplicate per connection in flight at the kill: {duplicates}"
+    );
+    let store = Store::open(&setup.dir.path().join("data")).expect("store");
+    for id in ids {
+        assert_eq!(
+            store.outbox_entry(id).expect("read").expect("entry").status,
+            OutboxStatus::Sent
+        );
+    }
+}
+
+#[test]
+fn the_sent_copy_is_appended_and_not_ingested() {
+    let d = Dovecot::start();
+    let setup = Setup::new();
+    let from = "keeper@example.com";
+    d.create_folder(from, "Sent");
+    d.deliver(from, &mail::sample(from, 1, 1_000), "", SystemTime::now());
+    let cfg = setup.write(
+        &[
+            profile(&d, d.submission_port, "starttls", "save_sent_copy = true"),
+            mailbox(from, PASSWORD),
+        ]
+        .concat(),
+    );
+    let s = setup.start(&cfg);
+    let id = setup.queue(
+        &json!({"from": from, "to": ["x@example.net"], "subject": "keep a copy", "text": "t"}),
+    );
+    setup.wait_status(id, "sent");
+    let v = wait_for("the copy to be appended", Duration::from_secs(30), || {
+        let v = setup.outbox(id);
+        v["sent_copy"].is_string().then_some(v)
+    });
+    assert_eq!(v["sent_copy"], "appended to Sent", "{v}");
+    let copies = d.folder_messages(from, "Sent");
+    assert_eq!(copies.len(), 1);
+    assert!(copies[0].contains("keep a copy [CRM:"), "{}", copies[0]);
+    // More polls of INBOX: the one incoming email stays the only incoming activity.
+    let seen = |s: &Sidesync| {
+        s.mailbox(from)["last_successful_sync_completed_on"]
+            .as_str()
+            .map(str::to_string)
+    };
+    for _ in 0..2 {
+        let prev = seen(&s);
+        wait_for("another poll", Duration::from_secs(30), || {
+            (seen(&s) != prev).then_some(())
+        });
+    }
+    assert_eq!(s.mailbox(from)["activities_stored"], 1);
+    assert!(s.terminate().success());
+    let store = Store::open(&setup.dir.path().join("data")).expect("store");
+    assert_eq!(
+        store.activity_count().expect("count"),
+        2,
+        "one incoming, one outgoing"
+    );
+}

@@ -1,0 +1,106 @@
+//! A small SMTP server for fault cases dovecot and smtp-sink cannot play: it refuses recipients
+//! whose address contains "reject" (550) or "later" (450), takes everything else, and keeps the
+//! messages it took. Plaintext, any AUTH accepted, PIPELINING offered.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::thread;
+
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub from: String,
+    pub recipients: Vec<String>,
+    pub data: String,
+}
+
+pub struct SmtpServer {
+    pub port: u16,
+    pub received: Arc<Mutex<Vec<Received>>>,
+}
+
+fn session(stream: TcpStream, received: Arc<Mutex<Vec<Received>>>) -> std::io::Result<()> {
+    let mut out = stream.try_clone()?;
+    let mut input = BufReader::new(stream);
+    out.write_all(b"220 test-smtp ready\r\n")?;
+    let (mut from, mut rcpts) = (String::new(), Vec::new());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if input.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        let cmd = line.trim_end().to_string();
+        let upper = cmd.to_ascii_uppercase();
+        let reply: String = if upper.starts_with("EHLO") {
+            "250-test-smtp\r\n250-PIPELINING\r\n250 AUTH PLAIN LOGIN\r\n".into()
+        } else if upper.starts_with("AUTH") {
+            "235 2.7.0 ok\r\n".into()
+        } else if upper.starts_with("MAIL FROM:") {
+            from = cmd[10..].trim().trim_matches(['<', '>']).to_string();
+            rcpts.clear();
+            "250 2.1.0 ok\r\n".into()
+        } else if upper.starts_with("RCPT TO:") {
+            let a = cmd[8..].trim().trim_matches(['<', '>']).to_string();
+            if a.contains("reject") {
+                format!("550 5.1.1 <{a}>: no such user\r\n")
+            } else if a.contains("later") {
+                format!("450 4.2.1 <{a}>: try again later\r\n")
+            } else {
+                rcpts.push(a);
+                "250 2.1.5 ok\r\n".into()
+            }
+        } else if upper == "DATA" {
+            out.write_all(b"354 go ahead\r\n")?;
+            let mut data = String::new();
+            loop {
+                line.clear();
+                if input.read_line(&mut line)? == 0 {
+                    return Ok(());
+                }
+                if line == ".\r\n" {
+                    break;
+                }
+                data.push_str(line.strip_prefix('.').unwrap_or(&line));
+            }
+            if let Ok(mut r) = received.lock() {
+                r.push(Received {
+                    from: from.clone(),
+                    recipients: rcpts.clone(),
+                    data,
+                });
+            }
+            "250 2.0.0 queued as test\r\n".into()
+        } else if upper == "RSET" || upper == "NOOP" {
+            "250 2.0.0 ok\r\n".into()
+        } else if upper == "QUIT" {
+            out.write_all(b"221 bye\r\n")?;
+            return Ok(());
+        } else {
+            "502 5.5.2 what?\r\n".into()
+        };
+        out.write_all(reply.as_bytes())?;
+    }
+}
+
+impl SmtpServer {
+    pub fn start() -> SmtpServer {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let r = received.clone();
+        thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let r = r.clone();
+                thread::spawn(move || {
+                    let _ = session(stream, r);
+                });
+            }
+        });
+        SmtpServer { port, received }
+    }
+
+    pub fn messages(&self) -> Vec<Received> {
+        self.received.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+}
