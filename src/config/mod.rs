@@ -61,6 +61,8 @@ pub struct Appliance {
     pub outbox_retry_interval: Duration,
     pub outbox_max_retry_interval: Duration,
     pub outbox_max_tries: u32,
+    /// An SMTP connection with nothing to send is closed after this long (O3).
+    pub smtp_idle_timeout: Duration,
 }
 
 /// The appliance's own way out for alert emails (`[appliance.alert_smtp]`).
@@ -646,6 +648,12 @@ impl Validator<'_> {
                 ra.outbox_max_retry_interval.as_ref(),
                 Duration::from_secs(3600),
                 day,
+            ),
+            smtp_idle_timeout: self.duration(
+                "smtp_idle_timeout",
+                ra.smtp_idle_timeout.as_ref(),
+                Duration::from_secs(30),
+                Duration::from_secs(3600),
             ),
             outbox_max_tries: self.int_in(
                 "outbox_max_tries",

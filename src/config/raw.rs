@@ -43,6 +43,7 @@ pub struct RawAppliance {
     pub outbox_retry_interval: Option<Spanned<RawDuration>>,
     pub outbox_max_retry_interval: Option<Spanned<RawDuration>>,
     pub outbox_max_tries: Option<Spanned<i64>>,
+    pub smtp_idle_timeout: Option<Spanned<RawDuration>>,
 }
 
 /// Where alert emails go out when a profile cannot send them itself.

@@ -40,7 +40,7 @@ pub async fn sync_mailbox(
     profile: &Profile,
     mailbox: &Mailbox,
 ) -> Result<SyncSummary, SyncError> {
-    let _permit = ctx.limits.acquire(profile, mailbox).await;
+    let _permit = ctx.acquire(profile, mailbox).await;
     let mut session = open_session(ctx, profile, mailbox, None).await?;
     let mut summary = SyncSummary::default();
     for folder in FOLDERS {

@@ -33,6 +33,13 @@ impl ConnectionLimits {
         ConnectionLimits { semaphores }
     }
 
+    /// Free slots for this mailbox's connections now.
+    pub fn available(&self, profile: &Profile, mailbox: &Mailbox) -> usize {
+        self.semaphores
+            .get(&limit_key(profile, mailbox))
+            .map_or(usize::MAX, |s| s.available_permits())
+    }
+
     /// Waits for a free connection slot. The slot is freed when the permit drops.
     pub async fn acquire(
         &self,

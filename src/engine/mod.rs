@@ -37,6 +37,7 @@ pub struct JobContext {
     pub heartbeat: Arc<AtomicI64>,
     /// Rung when email is queued, so the outbox task looks at once.
     pub outbox_wake: Arc<tokio::sync::Notify>,
+    pub smtp_pool: outgoing::SmtpPool,
 }
 
 impl JobContext {
@@ -61,6 +62,7 @@ impl JobContext {
             stop,
             heartbeat,
             outbox_wake: Arc::new(tokio::sync::Notify::new()),
+            smtp_pool: outgoing::SmtpPool::default(),
         }
     }
 
@@ -76,6 +78,26 @@ impl JobContext {
                 "no TLS settings for the profile".into(),
             )),
         }
+    }
+
+    /// A connection slot for this mailbox (P8). Idle pooled SMTP connections give theirs up when
+    /// the slots run out, so that an open but idle connection never starves a sync.
+    pub async fn acquire(
+        &self,
+        profile: &crate::config::Profile,
+        mailbox: &crate::config::Mailbox,
+    ) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        if self.limits.available(profile, mailbox) == 0 {
+            for idle in self
+                .smtp_pool
+                .reap_key(&limits::limit_key(profile, mailbox))
+            {
+                // Closed before its slot is given back: the limit holds on the wire too.
+                idle.session.quit(std::time::Duration::from_secs(5)).await;
+                drop(idle.permit);
+            }
+        }
+        self.limits.acquire(profile, mailbox).await
     }
 
     pub fn stopping(&self) -> bool {

@@ -22,6 +22,80 @@ use super::{JobContext, alerts, scheduler};
 use crate::config::{Approval, Mailbox, OutgoingDelivery, Profile, fingerprint};
 use crate::outbox::retry::{Attempt, NextStep, next_step};
 use crate::smtp::{SmtpLogin, SmtpSession, SmtpTarget};
+
+pub use pool::{Pooled, SmtpPool};
+
+mod pool {
+    //! Open SMTP connections between send jobs, per mailbox (they are authenticated as it), each
+    //! with the connection slot it holds, closed after `smtp_idle_timeout`.
+
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    use std::time::{Duration, Instant};
+
+    use tokio::sync::OwnedSemaphorePermit;
+
+    use crate::smtp::SmtpSession;
+
+    pub struct Pooled {
+        /// The connection-limit key its slot counts against.
+        pub key: String,
+        pub session: SmtpSession,
+        pub permit: Option<OwnedSemaphorePermit>,
+        pub since: Instant,
+    }
+
+    #[derive(Default)]
+    pub struct SmtpPool {
+        idle: Mutex<HashMap<String, Vec<Pooled>>>,
+    }
+
+    impl SmtpPool {
+        pub fn take(&self, mailbox: &str) -> Option<Pooled> {
+            self.idle.lock().ok()?.get_mut(mailbox)?.pop()
+        }
+
+        pub fn give(&self, mailbox: &str, p: Pooled) {
+            if let Ok(mut idle) = self.idle.lock() {
+                idle.entry(mailbox.to_string()).or_default().push(p);
+            }
+        }
+
+        /// Takes out the idle connections holding slots of `key`.
+        pub fn reap_key(&self, key: &str) -> Vec<Pooled> {
+            let Ok(mut idle) = self.idle.lock() else {
+                return Vec::new();
+            };
+            let mut out = Vec::new();
+            for list in idle.values_mut() {
+                let (matching, keep): (Vec<Pooled>, Vec<Pooled>) =
+                    list.drain(..).partition(|p| p.key == key);
+                *list = keep;
+                out.extend(matching);
+            }
+            idle.retain(|_, l| !l.is_empty());
+            out
+        }
+
+        /// Takes out the connections idle for longer than `limit` (all of them when `limit` is zero).
+        pub fn reap(&self, limit: Duration) -> Vec<Pooled> {
+            let Ok(mut idle) = self.idle.lock() else {
+                return Vec::new();
+            };
+            let mut out = Vec::new();
+            for list in idle.values_mut() {
+                let (old, keep): (Vec<Pooled>, Vec<Pooled>) = list
+                    .drain(..)
+                    .partition(|p| limit.is_zero() || p.since.elapsed() >= limit);
+                *list = keep;
+                out.extend(old);
+            }
+            idle.retain(|_, l| !l.is_empty());
+            out
+        }
+    }
+}
+
 use crate::store::{
     AlertLevel, AlertScope, Enablement, MailboxUpdate, OutboxEntry, OutboxStatus, OutboxUpdate,
 };
@@ -104,6 +178,9 @@ pub async fn run(ctx: Arc<JobContext>, wake: Arc<Notify>) {
                 }
             }
         }
+        for idle in ctx.smtp_pool.reap(ctx.config.appliance.smtp_idle_timeout) {
+            tokio::spawn(idle.session.quit(Duration::from_secs(5)));
+        }
         let wait = next_due
             .and_then(|t| (t - Utc::now()).to_std().ok())
             .unwrap_or(TICK)
@@ -125,6 +202,9 @@ pub async fn run(ctx: Arc<JobContext>, wake: Arc<Notify>) {
     })
     .await;
     jobs.abort_all();
+    for idle in ctx.smtp_pool.reap(Duration::ZERO) {
+        idle.session.quit(Duration::from_secs(2)).await;
+    }
 }
 
 /// Sends one mailbox's due emails over up to `max_concurrent_connections` sessions.
@@ -186,8 +266,17 @@ async fn worker(ctx: &JobContext, address: &str, queue: &Mutex<VecDeque<OutboxEn
         return;
     };
     let limit = profile.timeout_mailbox_connection_after;
-    let _permit = ctx.limits.acquire(profile, mailbox).await;
-    let mut session: Option<SmtpSession> = None;
+    // A pooled connection keeps the slot it holds; a new one takes a slot first.
+    let mut slot: Option<Pooled> = ctx.smtp_pool.take(address);
+    if let Some(p) = slot.as_mut()
+        && !p.session.alive(limit).await
+    {
+        slot = None;
+    }
+    let (mut session, permit) = match slot {
+        Some(p) => (Some(p.session), p.permit),
+        None => (None, ctx.acquire(profile, mailbox).await),
+    };
     while let Some(entry) = pop(queue) {
         if ctx.stopping() {
             break;
@@ -294,8 +383,19 @@ async fn worker(ctx: &JobContext, address: &str, queue: &Mutex<VecDeque<OutboxEn
             }
         }
     }
-    if let Some(s) = session {
-        s.quit(limit).await;
+    // Idle connections stay open a while for the next emails (closed by the outbox task).
+    if let Some(session) = session {
+        let since = std::time::Instant::now();
+        let key = super::limits::limit_key(profile, mailbox);
+        ctx.smtp_pool.give(
+            address,
+            Pooled {
+                key,
+                session,
+                permit,
+                since,
+            },
+        );
     }
     let _ = ctx.writer.flush().await;
 }
@@ -424,7 +524,7 @@ async fn disable_outgoing(ctx: &JobContext, profile: &Profile, mailbox: &Mailbox
 /// incoming (only INBOX and tracking folders are), and its Message-ID already names this activity.
 async fn sent_copy(ctx: &JobContext, profile: &Profile, mailbox: &Mailbox, id: u64, raw: &[u8]) {
     let note = async {
-        let _permit = ctx.limits.acquire(profile, mailbox).await;
+        let _permit = ctx.acquire(profile, mailbox).await;
         let mut session = super::incoming::open_session(ctx, profile, mailbox, None).await?;
         let appended = session.append(&profile.sent_folder, raw).await;
         session.logout().await;

@@ -91,7 +91,7 @@ async fn test_incoming(ctx: &JobContext, profile: &Profile, mailbox: &Mailbox) -
     };
     let recorder = Recorder::new(secrets(username, password, authzid));
     let result = async {
-        let _permit = ctx.limits.acquire(profile, mailbox).await;
+        let _permit = ctx.acquire(profile, mailbox).await;
         let mut session = open_session(ctx, profile, mailbox, Some(recorder.clone())).await?;
         let examined = session.examine("INBOX").await;
         session.logout().await;
@@ -125,7 +125,7 @@ async fn test_outgoing(ctx: &JobContext, profile: &Profile, mailbox: &Mailbox) -
             timeout: limit,
             recorder: Some(recorder.clone()),
         };
-        let _permit = ctx.limits.acquire(profile, mailbox).await;
+        let _permit = ctx.acquire(profile, mailbox).await;
         let login = SmtpLogin {
             username,
             password,

@@ -222,6 +222,11 @@ impl SmtpSession {
         }
     }
 
+    /// NOOP: is an idle pooled connection still good?
+    pub async fn alive(&mut self, limit: Duration) -> bool {
+        matches!(tokio::time::timeout(limit, self.client.cmd(b"NOOP\r\n")).await, Ok(Ok(r)) if r.code == 250)
+    }
+
     /// Checks that the server takes mail from `sender`: MAIL FROM, then RSET (nothing is sent).
     pub async fn check_sender(&mut self, sender: &str, limit: Duration) -> Result<(), SyncError> {
         let address = self.address.clone();
