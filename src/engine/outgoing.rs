@@ -96,12 +96,14 @@ mod pool {
     }
 }
 
-use crate::store::{
-    AlertLevel, AlertScope, Enablement, MailboxUpdate, OutboxEntry, OutboxStatus, OutboxUpdate,
-};
+use crate::store::{AlertLevel, AlertScope, Enablement, MailboxUpdate, OutboxEntry, OutboxUpdate};
 
 /// The outbox task looks again at least this often.
 const TICK: Duration = Duration::from_secs(5);
+/// The least time between two looks at the outbox after a wake-up.
+const SCAN_GAP: Duration = Duration::from_millis(100);
+/// Due emails read per look; the rest are read on the next one.
+const DUE_BATCH: usize = 50_000;
 
 /// Whether `mailbox` may send now; `Err` says why not (the email stays Pending Send).
 fn may_send<'c>(ctx: &'c JobContext, mailbox: &Mailbox) -> Result<&'c Profile, String> {
@@ -138,25 +140,19 @@ pub async fn run(ctx: Arc<JobContext>, wake: Arc<Notify>) {
     loop {
         let now = Utc::now();
         let mut next_due: Option<DateTime<Utc>> = None;
-        match ctx.store.outbox() {
+        // Only what is due is read (the due index); emails of a mailbox being sent wait for
+        // its job to end.
+        match ctx.store.outbox_due(now, DUE_BATCH) {
             Err(e) => tracing::error!(error = %e, "cannot read the outbox"),
-            Ok(entries) => {
+            Ok((entries, next)) => {
+                next_due = next;
                 let mut due: HashMap<String, Vec<OutboxEntry>> = HashMap::new();
                 for e in entries {
-                    if !matches!(e.status, OutboxStatus::PendingSend | OutboxStatus::Sending) {
-                        continue;
+                    if !running.contains(&e.mailbox) {
+                        due.entry(e.mailbox.clone()).or_default().push(e);
                     }
-                    if e.next_attempt_at > now {
-                        next_due =
-                            Some(next_due.map_or(e.next_attempt_at, |t| t.min(e.next_attempt_at)));
-                        continue;
-                    }
-                    due.entry(e.mailbox.clone()).or_default().push(e);
                 }
-                for (address, entries) in due {
-                    if running.contains(&address) {
-                        continue;
-                    }
+                for (address, mut entries) in due {
                     let Some(mailbox) = ctx
                         .config
                         .mailboxes
@@ -169,6 +165,7 @@ pub async fn run(ctx: Arc<JobContext>, wake: Arc<Notify>) {
                         tracing::debug!(mailbox = %address, %why, "email waits in the outbox");
                         continue;
                     }
+                    entries.sort_by_key(|e| e.id);
                     running.insert(address.clone());
                     let ctx = ctx.clone();
                     jobs.spawn(async move {
@@ -187,7 +184,10 @@ pub async fn run(ctx: Arc<JobContext>, wake: Arc<Notify>) {
             .min(TICK);
         tokio::select! {
             _ = stop.changed() => break,
-            _ = wake.notified() => {}
+            _ = wake.notified() => {
+                // Many emails queued in a row ring many times: look at most every SCAN_GAP.
+                tokio::time::sleep(SCAN_GAP).await;
+            }
             Some(done) = jobs.join_next(), if !jobs.is_empty() => {
                 if let Ok(address) = done {
                     running.remove(&address);
@@ -248,8 +248,17 @@ async fn send_job(ctx: &Arc<JobContext>, address: String, entries: Vec<OutboxEnt
     while set.join_next().await.is_some() {}
 }
 
-fn pop(queue: &Mutex<VecDeque<OutboxEntry>>) -> Option<OutboxEntry> {
-    queue.lock().ok()?.pop_front()
+/// Emails claimed at once: marked Sending in one commit, then sent one after the other.
+const CLAIM: usize = 32;
+
+fn pop_many(queue: &Mutex<VecDeque<OutboxEntry>>, n: usize) -> Vec<OutboxEntry> {
+    match queue.lock() {
+        Ok(mut q) => {
+            let n = n.min(q.len());
+            q.drain(..n).collect()
+        }
+        Err(_) => Vec::new(),
+    }
 }
 
 /// One SMTP session taking emails from the mailbox's queue until it is empty.
@@ -277,112 +286,126 @@ async fn worker(ctx: &JobContext, address: &str, queue: &Mutex<VecDeque<OutboxEn
         Some(p) => (Some(p.session), p.permit),
         None => (None, ctx.acquire(profile, mailbox).await),
     };
-    while let Some(entry) = pop(queue) {
+    'batches: loop {
         if ctx.stopping() {
             break;
         }
-        if session.is_none() {
-            match open(ctx, profile, mailbox).await {
-                Ok(s) => session = Some(s),
-                Err(e) => {
-                    let auth = matches!(
-                        e,
-                        SyncError::AuthRejected { .. } | SyncError::AuthUnsupported { .. }
-                    );
-                    if auth || !e.is_transient() {
-                        disable_outgoing(ctx, profile, mailbox, &e).await;
-                    }
-                    // No session: this email and the rest of the queue wait. A transient failure
-                    // counts as a try for each; a disabled mailbox's email just waits.
-                    let reply = e.to_string();
-                    let rest: Vec<OutboxEntry> = queue
-                        .lock()
-                        .map(|mut q| q.drain(..).collect())
-                        .unwrap_or_default();
-                    for waiting in std::iter::once(entry).chain(rest) {
-                        if e.is_transient() && !auth {
-                            settle(
-                                ctx,
-                                &waiting,
-                                waiting.tries + 1,
-                                Attempt::Transient(reply.clone()),
-                                Vec::new(),
-                            )
-                            .await;
-                        } else {
-                            let update = OutboxUpdate::Retry {
-                                next_attempt_at: later(ctx, 1),
-                                reply: reply.clone(),
-                                tries: waiting.tries,
-                            };
-                            let _ = ctx.writer.outbox(waiting.id, update).await;
-                        }
-                    }
-                    let _ = ctx.writer.flush().await;
-                    return;
-                }
-            }
+        let batch = pop_many(queue, CLAIM);
+        if batch.is_empty() {
+            break;
         }
-        let Some(s) = session.as_mut() else { break };
-        let raw = match ctx.store.activity_raw(entry.id) {
-            Ok(Some(raw)) => raw,
-            Ok(None) | Err(_) => {
-                settle(
-                    ctx,
-                    &entry,
-                    entry.tries,
-                    Attempt::Permanent("the queued message is missing from the store".into()),
-                    Vec::new(),
-                )
+        // Committed before DATA: a crash from here on sends these emails again on restart. Only
+        // an email whose final 250 came before the crash but whose Sent was not yet committed
+        // goes out twice (O6).
+        for e in &batch {
+            let _ = ctx
+                .writer
+                .outbox(e.id, OutboxUpdate::Sending { at: Utc::now() })
                 .await;
-                continue;
-            }
-        };
-        // Committed before DATA: a crash from here on sends this email again on restart.
-        let _ = ctx
-            .writer
-            .outbox(entry.id, OutboxUpdate::Sending { at: Utc::now() })
-            .await;
+        }
         let _ = ctx.writer.flush().await;
-        let tries = entry.tries + 1;
-        match s
-            .send_message(&mailbox.email_address, &entry.recipients, &raw, limit)
-            .await
-        {
-            Ok(results) => {
-                let reply = results
-                    .iter()
-                    .find(|r| r.accepted)
-                    .map(|r| r.reply.clone())
-                    .unwrap_or_default();
-                let _ = ctx
-                    .writer
-                    .outbox(
-                        entry.id,
-                        OutboxUpdate::Sent {
-                            at: Utc::now(),
-                            reply,
-                            results,
-                        },
-                    )
-                    .await;
-                if profile.save_sent_copy {
-                    sent_copy(ctx, profile, mailbox, entry.id, &raw).await;
+        let mut pending: VecDeque<OutboxEntry> = batch.into();
+        while let Some(entry) = pending.pop_front() {
+            let tries = entry.tries + 1;
+            if session.is_none() {
+                match open(ctx, profile, mailbox).await {
+                    Ok(s) => session = Some(s),
+                    Err(e) => {
+                        // No session: this batch and the rest of the queue wait. A transient
+                        // failure counts as a try for each; a disabled mailbox's email just waits.
+                        let auth = matches!(
+                            e,
+                            SyncError::AuthRejected { .. } | SyncError::AuthUnsupported { .. }
+                        );
+                        if auth || !e.is_transient() {
+                            disable_outgoing(ctx, profile, mailbox, &e).await;
+                        }
+                        let reply = e.to_string();
+                        let rest: Vec<OutboxEntry> = queue
+                            .lock()
+                            .map(|mut q| q.drain(..).collect())
+                            .unwrap_or_default();
+                        let claimed = std::iter::once(entry)
+                            .chain(pending.drain(..))
+                            .map(|e| (e, true));
+                        for (waiting, was_claimed) in
+                            claimed.chain(rest.into_iter().map(|e| (e, false)))
+                        {
+                            let counted = waiting.tries + u32::from(was_claimed);
+                            if e.is_transient() && !auth {
+                                settle(
+                                    ctx,
+                                    &waiting,
+                                    counted.max(1),
+                                    Attempt::Transient(reply.clone()),
+                                    Vec::new(),
+                                )
+                                .await;
+                            } else {
+                                let update = OutboxUpdate::Retry {
+                                    next_attempt_at: later(ctx, 1),
+                                    reply: reply.clone(),
+                                    tries: waiting.tries,
+                                };
+                                let _ = ctx.writer.outbox(waiting.id, update).await;
+                            }
+                        }
+                        break 'batches;
+                    }
                 }
             }
-            Err(f) => {
-                let attempt = if f.transient {
-                    Attempt::Transient(f.reply.clone())
-                } else {
-                    Attempt::Permanent(f.reply.clone())
-                };
-                settle(ctx, &entry, tries, attempt, f.results).await;
-                if f.connection_lost {
-                    session = None;
+            let Some(s) = session.as_mut() else {
+                break 'batches;
+            };
+            let raw = match ctx.store.activity_raw(entry.id) {
+                Ok(Some(raw)) => raw,
+                Ok(None) | Err(_) => {
+                    let missing =
+                        Attempt::Permanent("the queued message is missing from the store".into());
+                    settle(ctx, &entry, tries, missing, Vec::new()).await;
+                    continue;
+                }
+            };
+            match s
+                .send_message(&mailbox.email_address, &entry.recipients, &raw, limit)
+                .await
+            {
+                Ok(results) => {
+                    let reply = results
+                        .iter()
+                        .find(|r| r.accepted)
+                        .map(|r| r.reply.clone())
+                        .unwrap_or_default();
+                    let _ = ctx
+                        .writer
+                        .outbox(
+                            entry.id,
+                            OutboxUpdate::Sent {
+                                at: Utc::now(),
+                                reply,
+                                results,
+                            },
+                        )
+                        .await;
+                    if profile.save_sent_copy {
+                        sent_copy(ctx, profile, mailbox, entry.id, &raw).await;
+                    }
+                }
+                Err(f) => {
+                    let attempt = if f.transient {
+                        Attempt::Transient(f.reply.clone())
+                    } else {
+                        Attempt::Permanent(f.reply.clone())
+                    };
+                    settle(ctx, &entry, tries, attempt, f.results).await;
+                    if f.connection_lost {
+                        session = None;
+                    }
                 }
             }
         }
     }
+    let _ = ctx.writer.flush().await;
     // Idle connections stay open a while for the next emails (closed by the outbox task).
     if let Some(session) = session {
         let since = std::time::Instant::now();
@@ -397,7 +420,6 @@ async fn worker(ctx: &JobContext, address: &str, queue: &Mutex<VecDeque<OutboxEn
             },
         );
     }
-    let _ = ctx.writer.flush().await;
 }
 
 fn later(ctx: &JobContext, tries: u32) -> DateTime<Utc> {

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use crate::config::fingerprint;
 use crate::engine::eligibility::{Decision, effective_approval, incoming_decision};
 use crate::store::{
-    Alert, DirectionTest, Enablement, LastError, MailboxState, OutboxStatus, RunStatus, TestRecord,
+    Alert, DirectionTest, Enablement, LastError, MailboxState, RunStatus, TestRecord,
 };
 
 fn enablement(e: &Enablement) -> Value {
@@ -76,20 +76,6 @@ fn run_status(s: RunStatus) -> &'static str {
 pub fn status_document(ctx: &StatusContext) -> Result<Value, String> {
     let states = ctx.store.mailbox_states().map_err(|e| e.to_string())?;
     let profile_states = ctx.store.profile_states().map_err(|e| e.to_string())?;
-    // Outbox counts per mailbox: (queued, sending, sent, failed, last send error).
-    let mut outbox: HashMap<String, (u64, u64, u64, u64, Option<String>)> = HashMap::new();
-    for e in ctx.store.outbox().map_err(|e| e.to_string())? {
-        let c = outbox.entry(e.mailbox.clone()).or_default();
-        match e.status {
-            OutboxStatus::PendingSend => c.0 += 1,
-            OutboxStatus::Sending => c.1 += 1,
-            OutboxStatus::Sent => c.2 += 1,
-            OutboxStatus::Failed => c.3 += 1,
-        }
-        if e.status != OutboxStatus::Sent && e.last_reply.is_some() {
-            c.4 = e.last_reply.clone();
-        }
-    }
     // The newest alert of each mailbox (the table is bounded by the retention).
     let mut latest_alerts: HashMap<String, Alert> = HashMap::new();
     for a in ctx.store.alerts(usize::MAX).map_err(|e| e.to_string())? {
@@ -135,7 +121,6 @@ pub fn status_document(ctx: &StatusContext) -> Result<Value, String> {
                 Decision::TestFirst(_) => Ok("waiting for Test & Enable"),
             };
             let latest_alert = latest_alerts.get(&m.email_address);
-            let ob = outbox.get(&m.email_address).cloned().unwrap_or_default();
             json!({
                 "email_address": m.email_address,
                 "name": m.name,
@@ -150,7 +135,7 @@ pub fn status_document(ctx: &StatusContext) -> Result<Value, String> {
                 "not_processed_code": processing.as_ref().err().map(|r| r.code()),
                 "incoming_status": run_status(st.incoming_status),
                 "outgoing_status": run_status(st.outgoing_status),
-                "outbox": { "queued": ob.0, "sending": ob.1, "sent": ob.2, "failed": ob.3, "last_send_error": ob.4 },
+                "outbox": st.outbox,
                 "incoming_enablement": enablement(&st.incoming_enablement),
                 "outgoing_enablement": enablement(&st.outgoing_enablement),
                 "postponed_until": st.postponed_until.map(|t| t.to_rfc3339()),

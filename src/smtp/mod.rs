@@ -175,6 +175,12 @@ impl SmtpSession {
         limit: Duration,
     ) -> Result<(), SyncError> {
         let address = self.address.clone();
+        if ehlo.auth_mechanisms == 0 {
+            // The server offers no AUTH at all: it takes mail without it (an internal relay).
+            // Credentials are not sent to a server that does not ask for them.
+            tracing::debug!(address = %address, "the SMTP server offers no AUTH; sending without it");
+            return Ok(());
+        }
         let has_plain = ehlo.auth_mechanisms & AUTH_PLAIN != 0;
         let has_login = ehlo.auth_mechanisms & AUTH_LOGIN != 0;
         let use_plain = match protocol {
@@ -299,6 +305,10 @@ impl SmtpSession {
         self.used = true;
         commands.push(format!("MAIL FROM:<{sender}>\r\n"));
         commands.extend(recipients.iter().map(|r| format!("RCPT TO:<{r}>\r\n")));
+        // With PIPELINING, DATA ends the group (RFC 2920): one round trip for the envelope.
+        if self.pipelining {
+            commands.push("DATA\r\n".to_string());
+        }
         let replies = if self.pipelining {
             match tokio::time::timeout(limit, self.client.cmds(commands.iter())).await {
                 Ok(Ok(r)) => r,
@@ -339,9 +349,15 @@ impl SmtpSession {
                 "the server's replies do not match the commands".to_string(),
             ));
         }
-        let skip = commands.len() - recipients.len() - 1;
+        let skip = usize::from(commands[0].starts_with("RSET"));
         let mail = &replies[skip];
+        let rcpt_replies = &replies[skip + 1..skip + 1 + recipients.len()];
+        let pipelined_data = replies.get(skip + 1 + recipients.len());
         if !(200..300).contains(&mail.code) {
+            if pipelined_data.is_some_and(|d| d.code == 354) {
+                // The server opened DATA anyway: close it empty, it will refuse the transaction.
+                let _ = tokio::time::timeout(limit, self.client.cmd(b".\r\n")).await;
+            }
             return Err(SendFailure {
                 transient: (400..500).contains(&mail.code),
                 reply: format!("MAIL FROM: {}", reply_text(mail)),
@@ -351,7 +367,7 @@ impl SmtpSession {
         }
         let results: Vec<RecipientResult> = recipients
             .iter()
-            .zip(&replies[skip + 1..])
+            .zip(rcpt_replies)
             .map(|(a, r)| RecipientResult {
                 address: a.clone(),
                 accepted: (200..300).contains(&r.code),
@@ -359,10 +375,11 @@ impl SmtpSession {
             })
             .collect();
         if !results.iter().any(|r| r.accepted) {
+            if pipelined_data.is_some_and(|d| d.code == 354) {
+                let _ = tokio::time::timeout(limit, self.client.cmd(b".\r\n")).await;
+            }
             // No recipient taken: permanent only if every refusal was permanent.
-            let transient = replies[skip + 1..]
-                .iter()
-                .any(|r| (400..500).contains(&r.code));
+            let transient = rcpt_replies.iter().any(|r| (400..500).contains(&r.code));
             return Err(SendFailure {
                 transient,
                 reply: "no recipient was accepted".to_string(),
@@ -370,15 +387,18 @@ impl SmtpSession {
                 connection_lost: false,
             });
         }
-        let data = match tokio::time::timeout(limit, self.client.cmd(b"DATA\r\n")).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(e)) => return Err(lost(format!("the connection failed at DATA: {e}"))),
-            Err(_) => {
-                return Err(lost(format!(
-                    "no answer to DATA within {} s",
-                    limit.as_secs()
-                )));
-            }
+        let data = match pipelined_data {
+            Some(d) => d.clone(),
+            None => match tokio::time::timeout(limit, self.client.cmd(b"DATA\r\n")).await {
+                Ok(Ok(r)) => r,
+                Ok(Err(e)) => return Err(lost(format!("the connection failed at DATA: {e}"))),
+                Err(_) => {
+                    return Err(lost(format!(
+                        "no answer to DATA within {} s",
+                        limit.as_secs()
+                    )));
+                }
+            },
         };
         if data.code != 354 {
             return Err(SendFailure {

@@ -10,6 +10,7 @@
 //! - `mailbox_state`, `profile_state`: runtime state shown by `/status`
 //! - `alerts`: alert id → [`Alert`]
 //! - `outbox`: activity id → [`OutboxEntry`] for outgoing email (status, tries, replies)
+//! - `outbox_due`: (due time, activity id) of every email still to send
 //!
 //! Invariant (exactly-once ingest, I3): an activity, its sync id map entry and the folder cursor that
 //! covers its UID are written in one transaction. After a crash, the cursor names exactly the UIDs
@@ -56,6 +57,9 @@ pub(crate) const PROFILE_STATE: TableDefinition<&str, &[u8]> =
     TableDefinition::new("profile_state");
 pub(crate) const ALERTS: TableDefinition<u64, &[u8]> = TableDefinition::new("alerts");
 pub(crate) const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
+/// (due time in ms since the epoch, id) of every email still to send: the outbox task reads
+/// only what is due.
+pub(crate) const OUTBOX_DUE: TableDefinition<(u64, u64), ()> = TableDefinition::new("outbox_due");
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -112,6 +116,11 @@ pub(crate) fn decode<T: serde::de::DeserializeOwned>(
     serde_json::from_slice(bytes).map_err(|source| StoreError::Decode { what, source })
 }
 
+/// An outbox due time as the `outbox_due` key.
+pub(crate) fn due_key(t: chrono::DateTime<chrono::Utc>) -> u64 {
+    t.timestamp_millis().max(0) as u64
+}
+
 pub(crate) fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
     // Serializing these plain structs to JSON cannot fail (no maps with non-string keys).
     serde_json::to_vec(value).unwrap_or_default()
@@ -162,6 +171,7 @@ impl Store {
             txn.open_table(PROFILE_STATE)?;
             txn.open_table(ALERTS)?;
             txn.open_table(OUTBOX)?;
+            txn.open_table(OUTBOX_DUE)?;
         }
         txn.commit()?;
         Ok(Store {
@@ -316,6 +326,32 @@ impl Store {
             out.push(decode("outbox entry", row?.1.value())?);
         }
         Ok(out)
+    }
+
+    /// Emails to send whose time has come (Pending Send or Sending), oldest due first, at most
+    /// `limit`; and the due time of the next one that is not due yet.
+    pub fn outbox_due(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        limit: usize,
+    ) -> Result<(Vec<OutboxEntry>, Option<chrono::DateTime<chrono::Utc>>), StoreError> {
+        let txn = self.db.begin_read()?;
+        let due = txn.open_table(OUTBOX_DUE)?;
+        let entries = txn.open_table(OUTBOX)?;
+        let now_ms = due_key(now);
+        let mut out = Vec::new();
+        for row in due.range((0u64, 0u64)..=(now_ms, u64::MAX))?.take(limit) {
+            let (_, id) = row?.0.value();
+            if let Some(v) = entries.get(id)? {
+                out.push(decode("outbox entry", v.value())?);
+            }
+        }
+        let next = due
+            .range((now_ms + 1, 0u64)..)?
+            .next()
+            .transpose()?
+            .and_then(|(k, _)| chrono::DateTime::from_timestamp_millis(k.value().0 as i64));
+        Ok((out, next))
     }
 
     /// The id the next activity will get (a hint: the writer assigns ids).

@@ -118,6 +118,9 @@ pub struct MailboxState {
     pub last_test: Option<TestRecord>,
     /// Not polled before this time (retry backoff).
     pub postponed_until: Option<DateTime<Utc>>,
+    /// The mailbox's outbox by status, kept with every change (so `/status` scans nothing).
+    #[serde(default)]
+    pub outbox: OutboxCounts,
     pub processing_last_attempted_on: Option<DateTime<Utc>>,
     pub last_sync_started_on: Option<DateTime<Utc>>,
     pub last_successful_sync_completed_on: Option<DateTime<Utc>>,
@@ -176,6 +179,35 @@ pub struct Alert {
     pub profile: Option<String>,
     pub code: String,
     pub message: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxCounts {
+    pub queued: u64,
+    pub sending: u64,
+    pub sent: u64,
+    pub failed: u64,
+    pub last_send_error: Option<String>,
+}
+
+impl OutboxCounts {
+    fn slot(&mut self, s: OutboxStatus) -> &mut u64 {
+        match s {
+            OutboxStatus::PendingSend => &mut self.queued,
+            OutboxStatus::Sending => &mut self.sending,
+            OutboxStatus::Sent => &mut self.sent,
+            OutboxStatus::Failed => &mut self.failed,
+        }
+    }
+
+    /// An email moved from `from` (None: newly queued) to `to`.
+    pub fn moved(&mut self, from: Option<OutboxStatus>, to: OutboxStatus) {
+        if let Some(f) = from {
+            let c = self.slot(f);
+            *c = c.saturating_sub(1);
+        }
+        *self.slot(to) += 1;
+    }
 }
 
 /// Where a queued email is (Dynamics: Pending Send → Sending → Sent / Failed).

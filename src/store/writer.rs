@@ -16,8 +16,8 @@ use super::{
     StoreError, decode, encode,
 };
 use crate::store::{
-    ApprovalOverride, Enablement, OUTBOX, OutboxEntry, OutboxStatus, ProfileState, RecipientResult,
-    TestRecord,
+    ApprovalOverride, Enablement, OUTBOX, OUTBOX_DUE, OutboxEntry, OutboxStatus, ProfileState,
+    RecipientResult, TestRecord, due_key,
 };
 use crate::tracking::message::EmailHeaders;
 use crate::tracking::plan::FolderCursor;
@@ -450,6 +450,11 @@ fn apply_enqueue(txn: &WriteTransaction, email: &QueuedEmail) -> Result<u64, Sto
         recipient_results: Vec::new(),
         sent_copy: None,
     };
+    txn.open_table(OUTBOX_DUE)?.insert((due_key(now), id), ())?;
+    let mut states = txn.open_table(MAILBOX_STATE)?;
+    let mut state: MailboxState = load(&states, email.mailbox.as_str(), "mailbox state")?;
+    state.outbox.moved(None, OutboxStatus::PendingSend);
+    states.insert(email.mailbox.as_str(), encode(&state).as_slice())?;
     txn.open_table(OUTBOX)?
         .insert(id, encode(&entry).as_slice())?;
     Ok(id)
@@ -464,6 +469,7 @@ fn apply_outbox(txn: &WriteTransaction, id: u64, update: &OutboxUpdate) -> Resul
     else {
         return Ok(());
     };
+    let (before, due_before) = (e.status, e.next_attempt_at);
     match update {
         OutboxUpdate::Sending { at } => {
             e.status = OutboxStatus::Sending;
@@ -496,6 +502,25 @@ fn apply_outbox(txn: &WriteTransaction, id: u64, update: &OutboxUpdate) -> Resul
         OutboxUpdate::SentCopy { note } => e.sent_copy = Some(note.clone()),
     }
     t.insert(id, encode(&e).as_slice())?;
+    // Keep the due index and the mailbox's counts in step with the entry.
+    let mut due = txn.open_table(OUTBOX_DUE)?;
+    due.remove((due_key(due_before), id))?;
+    if matches!(e.status, OutboxStatus::PendingSend | OutboxStatus::Sending) {
+        due.insert((due_key(e.next_attempt_at), id), ())?;
+    }
+    if before != e.status || matches!(update, OutboxUpdate::Retry { .. }) {
+        let mut states = txn.open_table(MAILBOX_STATE)?;
+        let mut state: MailboxState = load(&states, e.mailbox.as_str(), "mailbox state")?;
+        if before != e.status {
+            state.outbox.moved(Some(before), e.status);
+        }
+        match e.status {
+            OutboxStatus::Failed => state.outbox.last_send_error = e.last_reply.clone(),
+            OutboxStatus::PendingSend => state.outbox.last_send_error = e.last_reply.clone(),
+            _ => {}
+        }
+        states.insert(e.mailbox.as_str(), encode(&state).as_slice())?;
+    }
     Ok(())
 }
 

@@ -50,6 +50,8 @@ fn session(stream: TcpStream, received: Arc<Mutex<Vec<Received>>>) -> std::io::R
                 rcpts.push(a);
                 "250 2.1.5 ok\r\n".into()
             }
+        } else if upper == "DATA" && rcpts.is_empty() {
+            "554 5.5.1 Error: no valid recipients\r\n".into()
         } else if upper == "DATA" {
             out.write_all(b"354 go ahead\r\n")?;
             let mut data = String::new();

@@ -1,0 +1,212 @@
+//! Outgoing benchmark: sidesync sending 10,000 emails of about 10 KB into postfix's smtp-sink,
+//! against postfix's own smtp-source with the same size and concurrency, in the same run.
+//! Run it through `bench/send.sh`.
+//!
+//! sidesync's emails are queued through its API first (with the mailbox not yet approved, so
+//! nothing goes out); the clock starts at the approval and stops when the last email is Sent.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::sidesync::{Sidesync, http};
+use support::{free_port, wait_for};
+
+const TOKEN: &str = "bench-token-0123456789abcdef";
+const FROM: &str = "bench-sender@example.com";
+
+fn sink(port: u16) -> Child {
+    let user =
+        if String::from_utf8_lossy(&Command::new("id").arg("-u").output().expect("id").stdout)
+            .trim()
+            == "0"
+        {
+            "nobody"
+        } else {
+            "root"
+        };
+    let mut c = Command::new("smtp-sink");
+    if user == "nobody" {
+        c.args(["-u", "nobody"]);
+    }
+    // -a: no AUTH offered (smtp-source does not authenticate either).
+    let child = c
+        .args(["-a", &format!("127.0.0.1:{port}"), "256"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("smtp-sink (package postfix)");
+    wait_for("smtp-sink", Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", port))
+            .ok()
+            .map(|_| ())
+    });
+    child
+}
+
+/// CPU seconds (user + system) a process has used so far.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn smtp_source(port: u16, sessions: usize, count: usize, size: usize) -> (f64, f64) {
+    let started = Instant::now();
+    let out = Command::new("/usr/bin/time")
+        .args([
+            "-f",
+            "%U %S",
+            "smtp-source",
+            "-d",
+            "-s",
+            &sessions.to_string(),
+            "-m",
+            &count.to_string(),
+        ])
+        .args([
+            "-l",
+            &size.to_string(),
+            "-f",
+            FROM,
+            "-t",
+            "rcpt@example.net",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .output()
+        .expect("smtp-source (package postfix) under /usr/bin/time");
+    let secs = started.elapsed().as_secs_f64();
+    assert!(
+        out.status.success(),
+        "smtp-source: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let t = String::from_utf8_lossy(&out.stderr);
+    let cpu: f64 = t
+        .lines()
+        .last()
+        .unwrap_or("")
+        .split_whitespace()
+        .filter_map(|x| x.parse::<f64>().ok())
+        .sum();
+    (secs, cpu)
+}
+
+fn sidesync_send(
+    root: &Path,
+    port: u16,
+    sessions: usize,
+    count: usize,
+    size: usize,
+) -> (f64, f64) {
+    let dir = root.join(format!("sidesync-{sessions}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(dir.join("api.token"), TOKEN).expect("token");
+    let status_port = free_port();
+    let config = dir.join("sidesync.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[appliance]\ndata_dir = \"{data}\"\nstatus_listen = \"127.0.0.1:{status_port}\"\napi_token_file = \"{token}\"\n\n\
+             [[profile]]\nname = \"relay\"\nis_default = true\nincoming_server_location = \"127.0.0.1\"\n\
+             outgoing_server_location = \"127.0.0.1\"\noutgoing_port_number = {port}\noutgoing_tls = \"none\"\n\
+             max_concurrent_connections = {sessions}\n\n\
+             [[mailbox]]\nemail_address = \"{FROM}\"\npassword = \"unused\"\nincoming_delivery = \"none\"\n\
+             approval = \"pending_approval\"\n",
+            data = dir.join("data").display(),
+            token = dir.join("api.token").display(),
+        ),
+    )
+    .expect("config");
+    let s = Sidesync::start(&config, &dir.join("sidesync.log"), status_port);
+    // Queue everything while the mailbox is not approved: nothing goes out yet.
+    let body = "Lorem ipsum dolor sit amet, consectetur adipiscing elit. ".repeat(size / 57 + 1);
+    let body = &body[..size.min(body.len())];
+    let threads = 4;
+    std::thread::scope(|scope| {
+        for t in 0..threads {
+            scope.spawn(move || {
+                for n in (t..count).step_by(threads) {
+                    let email = serde_json::json!({"from": FROM, "to": ["rcpt@example.net"], "subject": format!("bench {n}"), "text": body});
+                    let (code, answer) = http(status_port, "POST", "/api/v1/outbox", Some(TOKEN), &email.to_string());
+                    assert_eq!(code, 202, "{answer}");
+                }
+            });
+        }
+    });
+    let pid = s.child.id();
+    let cpu_before = cpu_seconds(pid);
+    let started = Instant::now();
+    let (code, answer) = http(
+        status_port,
+        "POST",
+        &format!("/api/v1/mailboxes/{FROM}/approve"),
+        Some(TOKEN),
+        "",
+    );
+    assert_eq!(code, 200, "{answer}");
+    let sent = |s: &Sidesync| s.mailbox(FROM)["outbox"]["sent"].as_u64().unwrap_or(0) as usize;
+    loop {
+        if sent(&s) >= count {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(900),
+            "sending took too long: {} sent",
+            sent(&s)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds(pid) - cpu_before;
+    let failed = s.mailbox(FROM)["outbox"]["failed"].as_u64().unwrap_or(0);
+    assert_eq!(failed, 0, "no email may fail");
+    assert!(s.terminate().success());
+    (secs, cpu)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let count: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(10_000);
+    let size: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(10_240);
+    let root = PathBuf::from(
+        std::env::var("SIDESYNC_BENCH_DIR").unwrap_or_else(|_| "/tmp/sidesync-bench-send".into()),
+    );
+    std::fs::create_dir_all(&root).expect("bench dir");
+    println!(
+        "{count} emails of {size} bytes into smtp-sink on loopback (no TLS, no AUTH), same run\n"
+    );
+    println!(
+        "{:<12} {:>11} {:>9} {:>9} {:>8} {:>11}",
+        "tool", "concurrency", "seconds", "msgs/s", "CPU s", "CPU ms/msg"
+    );
+    let mut ratios = Vec::new();
+    for sessions in [1usize, 10] {
+        let port = free_port();
+        let mut child = sink(port);
+        let (src_s, src_cpu) = smtp_source(port, sessions, count, size);
+        let (ss_s, ss_cpu) = sidesync_send(&root, port, sessions, count, size);
+        let _ = child.kill();
+        let _ = child.wait();
+        for (tool, s, cpu) in [("smtp-source", src_s, src_cpu), ("sidesync", ss_s, ss_cpu)] {
+            println!(
+                "{tool:<12} {sessions:>11} {s:>9.2} {:>9.0} {cpu:>8.2} {:>11.3}",
+                count as f64 / s,
+                cpu * 1000.0 / count as f64
+            );
+        }
+        ratios.push((sessions, src_s / ss_s));
+    }
+    println!();
+    for (sessions, r) in ratios {
+        println!(
+            "concurrency {sessions}: sidesync / smtp-source throughput = {r:.2} (target >= 0.8)"
+        );
+    }
+}
