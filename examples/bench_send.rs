@@ -56,6 +56,30 @@ fn cpu_seconds(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
+/// CPU seconds of each thread of a process: tid → (name, seconds).
+fn thread_cpu(pid: u32) -> std::collections::BTreeMap<u32, (String, f64)> {
+    let mut out = std::collections::BTreeMap::new();
+    for t in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+        let name = stat
+            .split('(')
+            .nth(1)
+            .and_then(|x| x.split(')').next())
+            .unwrap_or("")
+            .to_string();
+        let tid: u32 = t.file_name().to_string_lossy().parse().unwrap_or(0);
+        let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+        let f: Vec<&str> = after.split_whitespace().collect();
+        let ticks = |i: usize| f.get(i).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
+        out.insert(tid, (name, (ticks(11) + ticks(12)) / 100.0));
+    }
+    out
+}
+
 fn smtp_source(port: u16, sessions: usize, count: usize, size: usize) -> (f64, f64) {
     let started = Instant::now();
     let out = Command::new("/usr/bin/time")
@@ -97,13 +121,7 @@ fn smtp_source(port: u16, sessions: usize, count: usize, size: usize) -> (f64, f
     (secs, cpu)
 }
 
-fn sidesync_send(
-    root: &Path,
-    port: u16,
-    sessions: usize,
-    count: usize,
-    size: usize,
-) -> (f64, f64) {
+fn sidesync_send(root: &Path, port: u16, sessions: usize, count: usize, size: usize) -> (f64, f64) {
     let dir = root.join(format!("sidesync-{sessions}"));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("dir");
@@ -142,6 +160,7 @@ fn sidesync_send(
     });
     let pid = s.child.id();
     let cpu_before = cpu_seconds(pid);
+    let threads_before = thread_cpu(pid);
     let started = Instant::now();
     let (code, answer) = http(
         status_port,
@@ -161,10 +180,17 @@ fn sidesync_send(
             "sending took too long: {} sent",
             sent(&s)
         );
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(50));
     }
     let secs = started.elapsed().as_secs_f64();
     let cpu = cpu_seconds(pid) - cpu_before;
+    if std::env::var_os("BENCH_THREADS").is_some() {
+        // Where the CPU of the sending phase went, thread by thread.
+        for (tid, (name, after)) in thread_cpu(pid) {
+            let before = threads_before.get(&tid).map_or(0.0, |b| b.1);
+            eprintln!("  thread {name}: {:.2} s", after - before);
+        }
+    }
     let failed = s.mailbox(FROM)["outbox"]["failed"].as_u64().unwrap_or(0);
     assert_eq!(failed, 0, "no email may fail");
     assert!(s.terminate().success());

@@ -249,7 +249,7 @@ async fn send_job(ctx: &Arc<JobContext>, address: String, entries: Vec<OutboxEnt
 }
 
 /// Emails claimed at once: marked Sending in one commit, then sent one after the other.
-const CLAIM: usize = 32;
+const CLAIM: usize = 128;
 
 fn pop_many(queue: &Mutex<VecDeque<OutboxEntry>>, n: usize) -> Vec<OutboxEntry> {
     match queue.lock() {
@@ -304,6 +304,11 @@ async fn worker(ctx: &JobContext, address: &str, queue: &Mutex<VecDeque<OutboxEn
                 .await;
         }
         let _ = ctx.writer.flush().await;
+        // The batch's messages in one read transaction.
+        let ids: Vec<u64> = batch.iter().map(|e| e.id).collect();
+        let mut raws: VecDeque<Option<Vec<u8>>> =
+            ctx.store.activity_raws(&ids).unwrap_or_default().into();
+        raws.resize(ids.len(), None);
         let mut pending: VecDeque<OutboxEntry> = batch.into();
         while let Some(entry) = pending.pop_front() {
             let tries = entry.tries + 1;
@@ -357,9 +362,9 @@ async fn worker(ctx: &JobContext, address: &str, queue: &Mutex<VecDeque<OutboxEn
             let Some(s) = session.as_mut() else {
                 break 'batches;
             };
-            let raw = match ctx.store.activity_raw(entry.id) {
-                Ok(Some(raw)) => raw,
-                Ok(None) | Err(_) => {
+            let raw = match raws.pop_front().flatten() {
+                Some(raw) => raw,
+                None => {
                     let missing =
                         Attempt::Permanent("the queued message is missing from the store".into());
                     settle(ctx, &entry, tries, missing, Vec::new()).await;

@@ -76,6 +76,7 @@ fn run_status(s: RunStatus) -> &'static str {
 pub fn status_document(ctx: &StatusContext) -> Result<Value, String> {
     let states = ctx.store.mailbox_states().map_err(|e| e.to_string())?;
     let profile_states = ctx.store.profile_states().map_err(|e| e.to_string())?;
+    let outbox_counts = ctx.store.outbox_counts().map_err(|e| e.to_string())?;
     // The newest alert of each mailbox (the table is bounded by the retention).
     let mut latest_alerts: HashMap<String, Alert> = HashMap::new();
     for a in ctx.store.alerts(usize::MAX).map_err(|e| e.to_string())? {
@@ -135,7 +136,7 @@ pub fn status_document(ctx: &StatusContext) -> Result<Value, String> {
                 "not_processed_code": processing.as_ref().err().map(|r| r.code()),
                 "incoming_status": run_status(st.incoming_status),
                 "outgoing_status": run_status(st.outgoing_status),
-                "outbox": st.outbox,
+                "outbox": outbox_counts.get(&m.email_address).cloned().unwrap_or_default(),
                 "incoming_enablement": enablement(&st.incoming_enablement),
                 "outgoing_enablement": enablement(&st.outgoing_enablement),
                 "postponed_until": st.postponed_until.map(|t| t.to_rfc3339()),

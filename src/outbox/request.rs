@@ -315,7 +315,10 @@ mod tests {
         assert_eq!(e.recipients, vec!["b@y.org", "c@y.org", "secret@z.org"]);
         let text = String::from_utf8_lossy(&e.raw);
         assert!(
-            !text.to_ascii_lowercase().contains("bcc") && !text.contains("secret@z.org"),
+            !text
+                .lines()
+                .any(|l| l.to_ascii_lowercase().starts_with("bcc:"))
+                && !text.contains("secret@z.org"),
             "{text}"
         );
         let parsed = mail_parser::MessageParser::default()

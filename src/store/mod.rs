@@ -11,6 +11,7 @@
 //! - `alerts`: alert id → [`Alert`]
 //! - `outbox`: activity id → [`OutboxEntry`] for outgoing email (status, tries, replies)
 //! - `outbox_due`: (due time, activity id) of every email still to send
+//! - `outbox_counts`: mailbox → its outbox by status and last send error
 //!
 //! Invariant (exactly-once ingest, I3): an activity, its sync id map entry and the folder cursor that
 //! covers its UID are written in one transaction. After a crash, the cursor names exactly the UIDs
@@ -60,6 +61,10 @@ pub(crate) const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("out
 /// (due time in ms since the epoch, id) of every email still to send: the outbox task reads
 /// only what is due.
 pub(crate) const OUTBOX_DUE: TableDefinition<(u64, u64), ()> = TableDefinition::new("outbox_due");
+/// mailbox → its outbox by status, kept with every change (so `/status` scans nothing). Apart
+/// from `mailbox_state` because it changes with every email sent.
+pub(crate) const OUTBOX_COUNTS: TableDefinition<&str, &[u8]> =
+    TableDefinition::new("outbox_counts");
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -172,6 +177,7 @@ impl Store {
             txn.open_table(ALERTS)?;
             txn.open_table(OUTBOX)?;
             txn.open_table(OUTBOX_DUE)?;
+            txn.open_table(OUTBOX_COUNTS)?;
         }
         txn.commit()?;
         Ok(Store {
@@ -226,6 +232,17 @@ impl Store {
             .map(Option::unwrap_or_default)
     }
 
+    pub fn outbox_counts(&self) -> Result<BTreeMap<String, OutboxCounts>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(OUTBOX_COUNTS)?;
+        let mut out = BTreeMap::new();
+        for row in t.iter()? {
+            let (k, v) = row?;
+            out.insert(k.value().to_string(), decode("outbox counts", v.value())?);
+        }
+        Ok(out)
+    }
+
     pub fn profile_states(&self) -> Result<BTreeMap<String, ProfileState>, StoreError> {
         let txn = self.db.begin_read()?;
         let t = txn.open_table(PROFILE_STATE)?;
@@ -269,6 +286,20 @@ impl Store {
         rawcodec::decode(v.value())
             .map(Some)
             .map_err(|source| StoreError::Decompress { id, source })
+    }
+
+    /// The original MIME of several activities, in one read transaction.
+    pub fn activity_raws(&self, ids: &[u64]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(ACTIVITY_RAW)?;
+        ids.iter()
+            .map(|&id| match t.get(id)? {
+                None => Ok(None),
+                Some(v) => rawcodec::decode(v.value())
+                    .map(Some)
+                    .map_err(|source| StoreError::Decompress { id, source }),
+            })
+            .collect()
     }
 
     /// Compressed bytes of all raw MIME: the store's footprint against the raw bytes.

@@ -228,8 +228,28 @@ impl<'a> Reader<'a> {
     }
 }
 
+thread_local! {
+    /// One decompression context per thread: making one per email costs more than small emails.
+    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
 fn zstd_decode(data: &[u8], expected: Option<usize>) -> Result<Vec<u8>, CodecError> {
-    let out = zstd::decode_all(data)?;
+    // Frames from zstd's one-shot API carry their size: decompress in one go with a reused context.
+    let size = zstd::zstd_safe::get_frame_content_size(data).ok().flatten();
+    let out = match size {
+        Some(n) if n <= 1 << 30 => DECOMPRESSOR.with(|cell| {
+            let mut slot = cell.borrow_mut();
+            if slot.is_none() {
+                *slot = Some(zstd::bulk::Decompressor::new()?);
+            }
+            match slot.as_mut() {
+                Some(d) => d.decompress(data, n as usize),
+                None => zstd::decode_all(data),
+            }
+        })?,
+        _ => zstd::decode_all(data)?,
+    };
     match expected {
         Some(n) if n != out.len() => Err(CodecError::Malformed),
         _ => Ok(out),

@@ -118,9 +118,6 @@ pub struct MailboxState {
     pub last_test: Option<TestRecord>,
     /// Not polled before this time (retry backoff).
     pub postponed_until: Option<DateTime<Utc>>,
-    /// The mailbox's outbox by status, kept with every change (so `/status` scans nothing).
-    #[serde(default)]
-    pub outbox: OutboxCounts,
     pub processing_last_attempted_on: Option<DateTime<Utc>>,
     pub last_sync_started_on: Option<DateTime<Utc>>,
     pub last_successful_sync_completed_on: Option<DateTime<Utc>>,
@@ -248,8 +245,12 @@ pub struct OutboxEntry {
     pub status: OutboxStatus,
     /// Attempts so far (a delivery attempts counter, as in Dynamics).
     pub tries: u32,
+    // Milliseconds, not RFC 3339 text: the entry is read and written with every attempt.
+    #[serde(with = "chrono::serde::ts_milliseconds")]
     pub queued_at: DateTime<Utc>,
+    #[serde(with = "chrono::serde::ts_milliseconds")]
     pub next_attempt_at: DateTime<Utc>,
+    #[serde(with = "chrono::serde::ts_milliseconds_option")]
     pub sent_at: Option<DateTime<Utc>>,
     pub last_reply: Option<String>,
     #[serde(default)]

@@ -16,16 +16,16 @@ use super::{
     StoreError, decode, encode,
 };
 use crate::store::{
-    ApprovalOverride, Enablement, OUTBOX, OUTBOX_DUE, OutboxEntry, OutboxStatus, ProfileState,
-    RecipientResult, TestRecord, due_key,
+    ApprovalOverride, Enablement, OUTBOX, OUTBOX_COUNTS, OUTBOX_DUE, OutboxCounts, OutboxEntry,
+    OutboxStatus, ProfileState, RecipientResult, TestRecord, due_key,
 };
 use crate::tracking::message::EmailHeaders;
 use crate::tracking::plan::FolderCursor;
 
 /// Requests queued beyond this wait for the writer: back-pressure on fetching.
-const QUEUE_DEPTH: usize = 64;
+const QUEUE_DEPTH: usize = 1024;
 /// At most this many requests, or this many bytes, go into one transaction.
-const MAX_OPS_PER_COMMIT: usize = 256;
+const MAX_OPS_PER_COMMIT: usize = 2048;
 const MAX_BYTES_PER_COMMIT: usize = 64 << 20;
 
 /// A message ready to store: parsed and compressed by the mailbox job, off the writer thread.
@@ -451,10 +451,10 @@ fn apply_enqueue(txn: &WriteTransaction, email: &QueuedEmail) -> Result<u64, Sto
         sent_copy: None,
     };
     txn.open_table(OUTBOX_DUE)?.insert((due_key(now), id), ())?;
-    let mut states = txn.open_table(MAILBOX_STATE)?;
-    let mut state: MailboxState = load(&states, email.mailbox.as_str(), "mailbox state")?;
-    state.outbox.moved(None, OutboxStatus::PendingSend);
-    states.insert(email.mailbox.as_str(), encode(&state).as_slice())?;
+    let mut counts_table = txn.open_table(OUTBOX_COUNTS)?;
+    let mut counts: OutboxCounts = load(&counts_table, email.mailbox.as_str(), "outbox counts")?;
+    counts.moved(None, OutboxStatus::PendingSend);
+    counts_table.insert(email.mailbox.as_str(), encode(&counts).as_slice())?;
     txn.open_table(OUTBOX)?
         .insert(id, encode(&entry).as_slice())?;
     Ok(id)
@@ -509,17 +509,15 @@ fn apply_outbox(txn: &WriteTransaction, id: u64, update: &OutboxUpdate) -> Resul
         due.insert((due_key(e.next_attempt_at), id), ())?;
     }
     if before != e.status || matches!(update, OutboxUpdate::Retry { .. }) {
-        let mut states = txn.open_table(MAILBOX_STATE)?;
-        let mut state: MailboxState = load(&states, e.mailbox.as_str(), "mailbox state")?;
+        let mut counts_table = txn.open_table(OUTBOX_COUNTS)?;
+        let mut counts: OutboxCounts = load(&counts_table, e.mailbox.as_str(), "outbox counts")?;
         if before != e.status {
-            state.outbox.moved(Some(before), e.status);
+            counts.moved(Some(before), e.status);
         }
-        match e.status {
-            OutboxStatus::Failed => state.outbox.last_send_error = e.last_reply.clone(),
-            OutboxStatus::PendingSend => state.outbox.last_send_error = e.last_reply.clone(),
-            _ => {}
+        if matches!(e.status, OutboxStatus::Failed | OutboxStatus::PendingSend) {
+            counts.last_send_error = e.last_reply.clone();
         }
-        states.insert(e.mailbox.as_str(), encode(&state).as_slice())?;
+        counts_table.insert(e.mailbox.as_str(), encode(&counts).as_slice())?;
     }
     Ok(())
 }
