@@ -214,6 +214,11 @@ impl Config {
         self.profiles.iter().find(|p| p.name == name)
     }
 
+    /// The mailbox with this (lower-case) address.
+    pub fn mailbox(&self, address: &str) -> Option<&Mailbox> {
+        self.mailboxes.iter().find(|m| m.email_address == address)
+    }
+
     pub fn mailbox_profile(&self, mailbox: &Mailbox) -> Option<&Profile> {
         mailbox.profile.as_deref().and_then(|n| self.profile(n))
     }

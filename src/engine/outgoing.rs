@@ -153,12 +153,7 @@ pub async fn run(ctx: Arc<JobContext>, wake: Arc<Notify>) {
                     }
                 }
                 for (address, mut entries) in due {
-                    let Some(mailbox) = ctx
-                        .config
-                        .mailboxes
-                        .iter()
-                        .find(|m| m.email_address == address)
-                    else {
+                    let Some(mailbox) = ctx.config.mailbox(&address) else {
                         continue;
                     };
                     if let Err(why) = may_send(&ctx, mailbox) {
@@ -209,12 +204,7 @@ pub async fn run(ctx: Arc<JobContext>, wake: Arc<Notify>) {
 
 /// Sends one mailbox's due emails over up to `max_concurrent_connections` sessions.
 async fn send_job(ctx: &Arc<JobContext>, address: String, entries: Vec<OutboxEntry>) {
-    let Some(mailbox) = ctx
-        .config
-        .mailboxes
-        .iter()
-        .find(|m| m.email_address == address)
-    else {
+    let Some(mailbox) = ctx.config.mailbox(&address) else {
         return;
     };
     let Some(profile) = ctx.config.mailbox_profile(mailbox) else {
@@ -263,12 +253,7 @@ fn pop_many(queue: &Mutex<VecDeque<OutboxEntry>>, n: usize) -> Vec<OutboxEntry> 
 
 /// One SMTP session taking emails from the mailbox's queue until it is empty.
 async fn worker(ctx: &JobContext, address: &str, queue: &Mutex<VecDeque<OutboxEntry>>) {
-    let Some(mailbox) = ctx
-        .config
-        .mailboxes
-        .iter()
-        .find(|m| m.email_address == address)
-    else {
+    let Some(mailbox) = ctx.config.mailbox(address) else {
         return;
     };
     let Some(profile) = ctx.config.mailbox_profile(mailbox) else {

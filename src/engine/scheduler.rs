@@ -212,11 +212,7 @@ pub async fn test_many(ctx: &Arc<JobContext>, addresses: &[String]) -> Vec<TestR
         let ctx = ctx.clone();
         let address = m.email_address.clone();
         set.spawn(async move {
-            let m = ctx
-                .config
-                .mailboxes
-                .iter()
-                .find(|x| x.email_address == address)?;
+            let m = ctx.config.mailbox(&address)?;
             let profile = ctx.config.mailbox_profile(m)?;
             Some(test_and_record(&ctx, profile, m).await)
         });

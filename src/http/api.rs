@@ -178,9 +178,7 @@ fn approve(
     };
     let configured = ctx
         .config
-        .mailboxes
-        .iter()
-        .find(|m| m.email_address == address)
+        .mailbox(&address)
         .map(|m| m.approval)
         .unwrap_or(Approval::Empty);
     let writer = ctx
