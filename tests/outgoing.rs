@@ -369,7 +369,8 @@ fn a_wrong_smtp_password_stops_only_that_mailbox() {
         Duration::from_secs(30),
         || {
             let m = s.mailbox(bad);
-            (m["outgoing_enablement"]["state"] == "disabled").then_some(m)
+            (m["outgoing_enablement"]["state"] == "disabled" && m["latest_alert"].is_object())
+                .then_some(m)
         },
     );
     assert_eq!(
