@@ -441,7 +441,10 @@ fn a_password_changed_on_the_server_disables_that_mailbox_until_fixed_and_tested
         Duration::from_secs(60),
         || {
             let m = s.mailbox(users[1]);
-            (m["incoming_enablement"]["state"] == "disabled").then_some(m)
+            // The alert is committed just after the state: wait for both.
+            (m["incoming_enablement"]["state"] == "disabled"
+                && m["latest_alert"]["level"] == "error")
+                .then_some(m)
         },
     );
     assert_eq!(
@@ -540,7 +543,9 @@ fn stalls_time_out_count_as_transient_and_become_permanent_after_the_retries() {
         Duration::from_secs(60),
         || {
             let m = s.mailbox(user);
-            (m["incoming_enablement"]["state"] == "disabled").then_some(m)
+            (m["incoming_enablement"]["state"] == "disabled"
+                && m["latest_alert"]["level"] == "error")
+                .then_some(m)
         },
     );
     assert!(
