@@ -254,6 +254,10 @@ pub async fn test_and_record(ctx: &JobContext, profile: &Profile, mailbox: &Mail
         .await;
     // Whoever acts on the result next (the scheduler waking the mailbox) reads the store.
     let _ = ctx.writer.flush().await;
+    // An outgoing direction just enabled: its queued email may go now.
+    if outgoing == Enablement::Enabled {
+        ctx.outbox_wake.notify_one();
+    }
     let address = mailbox.email_address.as_str();
     for (direction, t) in [
         ("incoming", &record.incoming),

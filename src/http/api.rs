@@ -198,6 +198,8 @@ fn approve(
     if let Some(c) = &ctx.commands {
         let _ = c.blocking_send(Command::Wake(address.clone()));
     }
+    // Its queued email may go now.
+    ctx.outbox_wake.notify_one();
     tracing::info!(mailbox = %address, approval = approval.as_str(), "approval set through the API");
     Ok((
         200,
