@@ -52,6 +52,36 @@ pub struct SendFailure {
     pub connection_lost: bool,
 }
 
+impl SendFailure {
+    /// The connection failed or went silent: try later, on a new connection.
+    fn lost(reply: String) -> SendFailure {
+        SendFailure {
+            transient: true,
+            reply,
+            results: Vec::new(),
+            connection_lost: true,
+        }
+    }
+}
+
+/// One exchange of a transaction under the timeout; a failure loses the connection.
+async fn within<T>(
+    limit: Duration,
+    stage: &str,
+    fut: impl std::future::Future<Output = mail_send::Result<T>>,
+) -> Result<T, SendFailure> {
+    match tokio::time::timeout(limit, fut).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(SendFailure::lost(format!(
+            "the connection failed {stage}: {e}"
+        ))),
+        Err(_) => Err(SendFailure::lost(format!(
+            "no answer {stage} within {} s",
+            limit.as_secs()
+        ))),
+    }
+}
+
 fn reply_text(r: &Response<String>) -> String {
     format!("{} {}", r.code, r.message.trim())
 }
@@ -292,12 +322,6 @@ impl SmtpSession {
         raw: &[u8],
         limit: Duration,
     ) -> Result<Vec<RecipientResult>, SendFailure> {
-        let lost = |reply: String| SendFailure {
-            transient: true,
-            reply,
-            results: Vec::new(),
-            connection_lost: true,
-        };
         let mut commands: Vec<String> = Vec::with_capacity(recipients.len() + 2);
         if self.used {
             commands.push("RSET\r\n".to_string());
@@ -310,42 +334,21 @@ impl SmtpSession {
             commands.push("DATA\r\n".to_string());
         }
         let replies = if self.pipelining {
-            match tokio::time::timeout(limit, self.client.cmds(commands.iter())).await {
-                Ok(Ok(r)) => r,
-                Ok(Err(e)) => {
-                    return Err(lost(format!(
-                        "the connection failed during the envelope: {e}"
-                    )));
-                }
-                Err(_) => {
-                    return Err(lost(format!(
-                        "no answer to the envelope within {} s",
-                        limit.as_secs()
-                    )));
-                }
-            }
+            within(
+                limit,
+                "during the envelope",
+                self.client.cmds(commands.iter()),
+            )
+            .await?
         } else {
             let mut r = Vec::with_capacity(commands.len());
             for c in &commands {
-                match tokio::time::timeout(limit, self.client.cmd(c.as_bytes())).await {
-                    Ok(Ok(reply)) => r.push(reply),
-                    Ok(Err(e)) => {
-                        return Err(lost(format!(
-                            "the connection failed during the envelope: {e}"
-                        )));
-                    }
-                    Err(_) => {
-                        return Err(lost(format!(
-                            "no answer to the envelope within {} s",
-                            limit.as_secs()
-                        )));
-                    }
-                }
+                r.push(within(limit, "during the envelope", self.client.cmd(c.as_bytes())).await?);
             }
             r
         };
         if replies.len() != commands.len() {
-            return Err(lost(
+            return Err(SendFailure::lost(
                 "the server's replies do not match the commands".to_string(),
             ));
         }
@@ -389,16 +392,7 @@ impl SmtpSession {
         }
         let data = match pipelined_data {
             Some(d) => d.clone(),
-            None => match tokio::time::timeout(limit, self.client.cmd(b"DATA\r\n")).await {
-                Ok(Ok(r)) => r,
-                Ok(Err(e)) => return Err(lost(format!("the connection failed at DATA: {e}"))),
-                Err(_) => {
-                    return Err(lost(format!(
-                        "no answer to DATA within {} s",
-                        limit.as_secs()
-                    )));
-                }
-            },
+            None => within(limit, "at DATA", self.client.cmd(b"DATA\r\n")).await?,
         };
         if data.code != 354 {
             return Err(SendFailure {
@@ -408,28 +402,14 @@ impl SmtpSession {
                 connection_lost: false,
             });
         }
-        let sent = tokio::time::timeout(limit, async {
+        let done = within(limit, "after the message", async {
             self.client
                 .write_message(raw)
                 .await
                 .map_err(mail_send::Error::Io)?;
             self.client.read().await
         })
-        .await;
-        let done = match sent {
-            Ok(Ok(r)) => r,
-            Ok(Err(e)) => {
-                return Err(lost(format!(
-                    "the connection failed after the message: {e}"
-                )));
-            }
-            Err(_) => {
-                return Err(lost(format!(
-                    "no answer after the message within {} s",
-                    limit.as_secs()
-                )));
-            }
-        };
+        .await?;
         if (200..300).contains(&done.code) {
             let mut results = results;
             for r in results.iter_mut().filter(|r| r.accepted) {
