@@ -105,7 +105,7 @@ fn main() {
                 .any(|m| m["email_address"] == "carol@demo.example" && m["last_error"].is_object());
             let good_synced = st["mailboxes"].as_array()?.iter().all(|m| {
                 !GOOD.iter().any(|(a, _, _)| m["email_address"] == *a)
-                    || m["incoming_status"] == "success"
+                    || m["last_successful_sync_completed_on"].is_string()
             });
             (stored as usize == expected && carol_failed && good_synced).then_some(())
         },

@@ -156,7 +156,11 @@ fn five_mailboxes_ingest_exactly_once_and_keep_flags() {
                 .iter()
                 .map(|m| m["activities_stored"].as_u64().unwrap_or(0))
                 .sum();
-            let all_ok = boxes.iter().all(|m| m["incoming_status"] == "success");
+            // Test & Enable sets "success" too: wait for the syncs themselves to complete.
+            let all_ok = boxes.iter().all(|m| {
+                m["incoming_status"] == "success"
+                    && m["last_successful_sync_completed_on"].is_string()
+            });
             (stored as usize == total && all_ok).then_some(())
         },
     );

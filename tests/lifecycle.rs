@@ -167,15 +167,17 @@ fn an_unapproved_mailbox_waits_until_approved_through_the_api() {
         m["incoming_enablement"]["state"], "enabled",
         "tested automatically before the first sync: {m}"
     );
+    let synced_before = m["last_successful_sync_completed_on"].clone();
     assert!(s.terminate().success());
-    // The approval is in the store: it survives a restart.
+    // The approval is in the store: it survives a restart, and the mailbox syncs again.
     let s = setup.start(&cfg);
     wait_for(
         "the mailbox to sync after a restart",
         Duration::from_secs(30),
         || {
             let m = s.mailbox(user);
-            (m["enabled"] == true && m["incoming_status"] == "success").then_some(())
+            (m["enabled"] == true && m["last_successful_sync_completed_on"] != synced_before)
+                .then_some(())
         },
     );
     assert!(s.terminate().success());
