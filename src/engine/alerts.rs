@@ -3,7 +3,8 @@
 use chrono::Utc;
 
 use super::JobContext;
-use crate::store::{Alert, AlertLevel, AlertScope};
+use crate::config::{Mailbox, Profile, fingerprint};
+use crate::store::{Alert, AlertLevel, AlertScope, MailboxUpdate};
 
 pub async fn raise(
     ctx: &JobContext,
@@ -32,4 +33,42 @@ pub async fn raise(
         message,
     };
     let _ = ctx.writer.alert(alert, keep_after).await;
+}
+
+/// M8: turns one direction of a mailbox off until Test & Enable or a config change, and tells the
+/// mailbox's and the profile's owners (the Dynamics wording). `more` is said after the reason.
+pub async fn disable(
+    ctx: &JobContext,
+    profile: &Profile,
+    mailbox: &Mailbox,
+    incoming: bool,
+    code: &str,
+    reason: &str,
+    more: &str,
+) {
+    let address = mailbox.email_address.as_str();
+    let update = MailboxUpdate::Disabled {
+        incoming,
+        code: code.to_string(),
+        reason: reason.to_string(),
+        at: Utc::now(),
+        fingerprint: fingerprint(Some(profile), mailbox),
+    };
+    let _ = ctx.writer.mailbox(address, update).await;
+    let direction = if incoming { "incoming" } else { "outgoing" };
+    let message = format!(
+        "The mailbox {address} has been disabled for {direction} email: {reason}.{more} The owner of the \
+         email server profile \"{}\" has been notified. Fix the cause, then run Test & Enable.",
+        profile.name
+    );
+    raise(
+        ctx,
+        AlertLevel::Error,
+        AlertScope::Mailbox,
+        Some(address),
+        Some(&profile.name),
+        code,
+        message,
+    )
+    .await;
 }

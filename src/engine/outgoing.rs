@@ -96,7 +96,7 @@ mod pool {
     }
 }
 
-use crate::store::{AlertLevel, AlertScope, Enablement, MailboxUpdate, OutboxEntry, OutboxUpdate};
+use crate::store::{Enablement, OutboxEntry, OutboxUpdate};
 
 /// The outbox task looks again at least this often.
 const TICK: Duration = Duration::from_secs(5);
@@ -502,32 +502,15 @@ async fn open(
 /// An authentication failure (or another permanent one) stops this mailbox's sending until it
 /// is tested again; its email waits in the outbox.
 async fn disable_outgoing(ctx: &JobContext, profile: &Profile, mailbox: &Mailbox, e: &SyncError) {
-    let address = mailbox.email_address.as_str();
-    let _ = ctx
-        .writer
-        .mailbox(
-            address,
-            MailboxUpdate::Disabled {
-                incoming: false,
-                code: e.code().to_string(),
-                reason: e.to_string(),
-                at: Utc::now(),
-                fingerprint: fingerprint(Some(profile), mailbox),
-            },
-        )
-        .await;
-    alerts::raise(
+    let reason = e.to_string();
+    alerts::disable(
         ctx,
-        AlertLevel::Error,
-        AlertScope::Mailbox,
-        Some(address),
-        Some(&profile.name),
+        profile,
+        mailbox,
+        false,
         e.code(),
-        format!(
-            "The mailbox {address} has been disabled for outgoing email: {e}. Its queued email waits. \
-             The owner of the email server profile \"{}\" has been notified. Fix the cause, then run Test & Enable.",
-            profile.name
-        ),
+        &reason,
+        " Its queued email waits.",
     )
     .await;
 }

@@ -500,33 +500,7 @@ async fn failed(
     } else {
         text.to_string()
     };
-    let _ = ctx
-        .writer
-        .mailbox(
-            address,
-            MailboxUpdate::Disabled {
-                incoming: true,
-                code: code.to_string(),
-                reason: why.clone(),
-                at,
-                fingerprint: fingerprint(Some(profile), mailbox),
-            },
-        )
-        .await;
-    alerts::raise(
-        ctx,
-        AlertLevel::Error,
-        AlertScope::Mailbox,
-        Some(address),
-        Some(&profile.name),
-        code,
-        format!(
-            "The mailbox {address} has been disabled for incoming email: {why}. The owner of the email \
-             server profile \"{}\" has been notified. Fix the cause, then run Test & Enable.",
-            profile.name
-        ),
-    )
-    .await;
+    alerts::disable(ctx, profile, mailbox, true, code, &why, "").await;
     Failed(Next::Park)
 }
 
