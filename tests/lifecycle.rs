@@ -4,57 +4,16 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
-use sidesync::store::{Enablement, RunStatus, Store};
+use sidesync::store::{Enablement, RunStatus};
+use support::appliance::{Setup, TOKEN};
 use support::dovecot::{Dovecot, PASSWORD};
 use support::proxy::{Mode, Proxy};
 use support::sidesync::{Sidesync, cli, http};
-use support::{free_port, mail, wait_for};
-
-const TOKEN: &str = "test-token-0123456789abcdef";
-
-struct Setup {
-    dir: tempfile::TempDir,
-    port: u16,
-}
-
-impl Setup {
-    fn new() -> Setup {
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(dir.path().join("api.token"), format!("{TOKEN}\n")).expect("token");
-        Setup {
-            dir,
-            port: free_port(),
-        }
-    }
-
-    fn write(&self, appliance_extra: &str, rest: &str) -> PathBuf {
-        let path = self.dir.path().join("sidesync.toml");
-        std::fs::write(
-            &path,
-            format!(
-                "[appliance]\ndata_dir = \"{}\"\nstatus_listen = \"127.0.0.1:{}\"\napi_token_file = \"{}\"\n\
-                 retry_interval = \"1s\"\n{appliance_extra}\n{rest}",
-                self.dir.path().join("data").display(),
-                self.port,
-                self.dir.path().join("api.token").display()
-            ),
-        )
-        .expect("config");
-        path
-    }
-
-    fn start(&self, config: &Path) -> Sidesync {
-        Sidesync::start(config, &self.dir.path().join("sidesync.log"), self.port)
-    }
-
-    fn store(&self) -> Store {
-        Store::open(&self.dir.path().join("data")).expect("store")
-    }
-}
+use support::{mail, wait_for};
 
 fn profile(name: &str, host: &str, port: u16, ca: &Path, extra: &str) -> String {
     let timeout = if extra.contains("timeout_mailbox_connection_after") {

@@ -4,90 +4,55 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use serde_json::{Value, json};
 use sidesync::store::{OutboxStatus, Store};
+use support::appliance::{Setup, TOKEN};
 use support::dovecot::{Dovecot, PASSWORD};
 use support::proxy::{Mode, Proxy};
 use support::sidesync::{Sidesync, http};
 use support::smtp_server::SmtpServer;
-use support::{free_port, mail, wait_for};
+use support::{mail, wait_for};
 
-const TOKEN: &str = "outgoing-token-0123456789";
+/// Fast retries of queued email, for the tests that wait for them.
+const FAST_RETRIES: &str = "outbox_retry_interval = \"1s\"\noutbox_max_retry_interval = \"2s\"";
 
-struct Setup {
-    dir: tempfile::TempDir,
-    port: u16,
+fn queue(setup: &Setup, body: &Value) -> u64 {
+    let (code, answer) = http(
+        setup.port,
+        "POST",
+        "/api/v1/outbox",
+        Some(TOKEN),
+        &body.to_string(),
+    );
+    assert_eq!(code, 202, "{answer}");
+    serde_json::from_str::<Value>(&answer).expect("json")["id"]
+        .as_u64()
+        .expect("id")
 }
 
-impl Setup {
-    fn new() -> Setup {
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(dir.path().join("api.token"), TOKEN).expect("token");
-        Setup {
-            dir,
-            port: free_port(),
-        }
-    }
+fn outbox(setup: &Setup, id: u64) -> Value {
+    let (code, answer) = http(
+        setup.port,
+        "GET",
+        &format!("/api/v1/outbox/{id}"),
+        Some(TOKEN),
+        "",
+    );
+    assert_eq!(code, 200, "{answer}");
+    serde_json::from_str(&answer).expect("json")
+}
 
-    fn write(&self, body: &str) -> PathBuf {
-        let path = self.dir.path().join("sidesync.toml");
-        std::fs::write(
-            &path,
-            format!(
-                "[appliance]\ndata_dir = \"{}\"\nstatus_listen = \"127.0.0.1:{}\"\napi_token_file = \"{}\"\n\
-                 retry_interval = \"1s\"\noutbox_retry_interval = \"1s\"\noutbox_max_retry_interval = \"2s\"\n\n{body}",
-                self.dir.path().join("data").display(),
-                self.port,
-                self.dir.path().join("api.token").display()
-            ),
-        )
-        .expect("config");
-        path
-    }
-
-    fn start(&self, config: &Path) -> Sidesync {
-        Sidesync::start(config, &self.dir.path().join("sidesync.log"), self.port)
-    }
-
-    fn queue(&self, body: &Value) -> u64 {
-        let (code, answer) = http(
-            self.port,
-            "POST",
-            "/api/v1/outbox",
-            Some(TOKEN),
-            &body.to_string(),
-        );
-        assert_eq!(code, 202, "{answer}");
-        serde_json::from_str::<Value>(&answer).expect("json")["id"]
-            .as_u64()
-            .expect("id")
-    }
-
-    fn outbox(&self, id: u64) -> Value {
-        let (code, answer) = http(
-            self.port,
-            "GET",
-            &format!("/api/v1/outbox/{id}"),
-            Some(TOKEN),
-            "",
-        );
-        assert_eq!(code, 200, "{answer}");
-        serde_json::from_str(&answer).expect("json")
-    }
-
-    fn wait_status(&self, id: u64, status: &str) -> Value {
-        wait_for(
-            &format!("email {id} to be {status}"),
-            Duration::from_secs(60),
-            || {
-                let v = self.outbox(id);
-                (v["status"] == status).then_some(v)
-            },
-        )
-    }
+fn wait_status(setup: &Setup, id: u64, status: &str) -> Value {
+    wait_for(
+        &format!("email {id} to be {status}"),
+        Duration::from_secs(60),
+        || {
+            let v = outbox(setup, id);
+            (v["status"] == status).then_some(v)
+        },
+    )
 }
 
 /// A profile whose outgoing server is `host:port` with `tls`.
@@ -120,6 +85,7 @@ fn a_queued_email_arrives_once_with_its_parts_and_token_and_no_bcc() {
     let from = "sender@example.com";
     d.add_user(from);
     let cfg = setup.write(
+        FAST_RETRIES,
         &[
             profile(&d, d.submission_port, "starttls", ""),
             mailbox(from, PASSWORD),
@@ -193,8 +159,8 @@ fn a_queued_email_arrives_once_with_its_parts_and_token_and_no_bcc() {
         "nothing was queued by bad requests"
     );
 
-    let id = setup.queue(&email);
-    let v = setup.wait_status(id, "sent");
+    let id = queue(&setup, &email);
+    let v = wait_status(&setup, id, "sent");
     assert_eq!(v["tries"], 1);
     assert!(
         v["last_reply"].as_str().unwrap_or("").starts_with("250"),
@@ -255,6 +221,7 @@ fn an_email_waits_while_the_server_is_down_and_goes_when_it_is_back() {
     d.add_user(from);
     let proxy = Proxy::start(d.submission_port, Mode::Forward);
     let cfg = setup.write(
+        FAST_RETRIES,
         &[
             profile(&d, proxy.port, "starttls", ""),
             mailbox(from, PASSWORD),
@@ -266,16 +233,18 @@ fn an_email_waits_while_the_server_is_down_and_goes_when_it_is_back() {
         (s.mailbox(from)["outgoing_enablement"]["state"] == "enabled").then_some(())
     });
     proxy.set_mode(Mode::Drop);
-    let id = setup
-        .queue(&json!({"from": from, "to": ["x@example.net"], "subject": "later", "text": "t"}));
+    let id = queue(
+        &setup,
+        &json!({"from": from, "to": ["x@example.net"], "subject": "later", "text": "t"}),
+    );
     let v = wait_for("a failed try", Duration::from_secs(30), || {
-        let v = setup.outbox(id);
+        let v = outbox(&setup, id);
         (v["tries"].as_u64()? >= 2 && v["status"] == "pending_send").then_some(v)
     });
     assert!(v["last_reply"].as_str().is_some(), "{v}");
     assert!(sunk(&d).is_empty());
     proxy.set_mode(Mode::Forward);
-    setup.wait_status(id, "sent");
+    wait_status(&setup, id, "sent");
     wait_for("one delivery", Duration::from_secs(30), || {
         (sunk(&d).len() == 1).then_some(())
     });
@@ -290,6 +259,7 @@ fn refusals_are_recorded_per_recipient_and_a_total_refusal_fails() {
     let from = "mixed@example.com";
     d.add_user(from);
     let cfg = setup.write(
+        FAST_RETRIES,
         &[
             profile(&d, server.port, "none", ""),
             mailbox(from, PASSWORD),
@@ -297,8 +267,11 @@ fn refusals_are_recorded_per_recipient_and_a_total_refusal_fails() {
         .concat(),
     );
     let s = setup.start(&cfg);
-    let partly = setup.queue(&json!({"from": from, "to": ["ok@example.net", "reject-me@example.net"], "subject": "s", "text": "t"}));
-    let v = setup.wait_status(partly, "sent");
+    let partly = queue(
+        &setup,
+        &json!({"from": from, "to": ["ok@example.net", "reject-me@example.net"], "subject": "s", "text": "t"}),
+    );
+    let v = wait_status(&setup, partly, "sent");
     let results = v["recipient_results"].as_array().expect("results").clone();
     assert_eq!(results.len(), 2, "{v}");
     assert_eq!(
@@ -315,8 +288,11 @@ fn refusals_are_recorded_per_recipient_and_a_total_refusal_fails() {
             .starts_with("550"),
         "{v}"
     );
-    let all = setup.queue(&json!({"from": from, "to": ["reject-a@example.net", "reject-b@example.net"], "subject": "s", "text": "t"}));
-    let v = setup.wait_status(all, "failed");
+    let all = queue(
+        &setup,
+        &json!({"from": from, "to": ["reject-a@example.net", "reject-b@example.net"], "subject": "s", "text": "t"}),
+    );
+    let v = wait_status(&setup, all, "failed");
     assert_eq!(v["tries"], 1, "a 5xx is not retried");
     assert!(
         v["last_reply"]
@@ -351,6 +327,7 @@ fn a_wrong_smtp_password_stops_only_that_mailbox() {
     d.add_user(good);
     d.set_password(bad, "the-real-password");
     let cfg = setup.write(
+        FAST_RETRIES,
         &[
             profile(&d, d.submission_port, "starttls", ""),
             mailbox(good, PASSWORD),
@@ -359,11 +336,15 @@ fn a_wrong_smtp_password_stops_only_that_mailbox() {
         .concat(),
     );
     let s = setup.start(&cfg);
-    let stuck =
-        setup.queue(&json!({"from": bad, "to": ["x@example.net"], "subject": "s", "text": "t"}));
-    let sent =
-        setup.queue(&json!({"from": good, "to": ["x@example.net"], "subject": "s", "text": "t"}));
-    setup.wait_status(sent, "sent");
+    let stuck = queue(
+        &setup,
+        &json!({"from": bad, "to": ["x@example.net"], "subject": "s", "text": "t"}),
+    );
+    let sent = queue(
+        &setup,
+        &json!({"from": good, "to": ["x@example.net"], "subject": "s", "text": "t"}),
+    );
+    wait_status(&setup, sent, "sent");
     let m = wait_for(
         "the locked mailbox's outgoing to be disabled",
         Duration::from_secs(30),
@@ -378,7 +359,7 @@ fn a_wrong_smtp_password_stops_only_that_mailbox() {
         "{m}"
     );
     assert_eq!(m["latest_alert"]["level"], "error", "{m}");
-    let v = setup.outbox(stuck);
+    let v = outbox(&setup, stuck);
     assert_eq!(
         v["status"], "pending_send",
         "the email waits, it is not lost: {v}"
@@ -394,6 +375,7 @@ fn sigkill_while_sending_200_emails_loses_none() {
     let from = "bulk-sender@example.com";
     d.add_user(from);
     let cfg = setup.write(
+        FAST_RETRIES,
         &[
             profile(&d, server.port, "none", "max_concurrent_connections = 2"),
             mailbox(from, PASSWORD),
@@ -403,7 +385,7 @@ fn sigkill_while_sending_200_emails_loses_none() {
     let s = setup.start(&cfg);
     let big = "x".repeat(20_000);
     let ids: Vec<u64> = (0..200)
-        .map(|n| setup.queue(&json!({"from": from, "to": [format!("r{n}@example.net")], "subject": format!("n{n}"), "text": big})))
+        .map(|n| queue(&setup, &json!({"from": from, "to": [format!("r{n}@example.net")], "subject": format!("n{n}"), "text": big})))
         .collect();
     wait_for("some emails to be sent", Duration::from_secs(60), || {
         (server.messages().len() >= 10).then_some(())
@@ -449,6 +431,7 @@ fn the_sent_copy_is_appended_and_not_ingested() {
     d.create_folder(from, "Sent");
     d.deliver(from, &mail::sample(from, 1, 1_000), "", SystemTime::now());
     let cfg = setup.write(
+        FAST_RETRIES,
         &[
             profile(&d, d.submission_port, "starttls", "save_sent_copy = true"),
             mailbox(from, PASSWORD),
@@ -456,12 +439,13 @@ fn the_sent_copy_is_appended_and_not_ingested() {
         .concat(),
     );
     let s = setup.start(&cfg);
-    let id = setup.queue(
+    let id = queue(
+        &setup,
         &json!({"from": from, "to": ["x@example.net"], "subject": "keep a copy", "text": "t"}),
     );
-    setup.wait_status(id, "sent");
+    wait_status(&setup, id, "sent");
     let v = wait_for("the copy to be appended", Duration::from_secs(30), || {
-        let v = setup.outbox(id);
+        let v = outbox(&setup, id);
         v["sent_copy"].is_string().then_some(v)
     });
     assert_eq!(v["sent_copy"], "appended to Sent", "{v}");

@@ -2,6 +2,7 @@
 //! loopback, realistic sample emails, and the sidesync binary as a child process.
 #![allow(dead_code)]
 
+pub mod appliance;
 pub mod dovecot;
 pub mod mail;
 pub mod proxy;
