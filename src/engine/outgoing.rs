@@ -520,7 +520,7 @@ async fn disable_outgoing(ctx: &JobContext, profile: &Profile, mailbox: &Mailbox
 async fn sent_copy(ctx: &JobContext, profile: &Profile, mailbox: &Mailbox, id: u64, raw: &[u8]) {
     let note = async {
         let _permit = ctx.acquire(profile, mailbox).await;
-        let mut session = super::incoming::open_session(ctx, profile, mailbox, None).await?;
+        let mut session = super::incoming::open_imap(ctx, profile, mailbox, None).await?;
         let appended = session.append(&profile.sent_folder, raw).await;
         session.logout().await;
         appended

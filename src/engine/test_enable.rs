@@ -10,7 +10,7 @@ use chrono::Utc;
 
 use super::JobContext;
 use super::error::SyncError;
-use super::incoming::open_session;
+use super::incoming::IncomingSession;
 use crate::config::{
     CredentialSource, Endpoint, IncomingDelivery, Mailbox, OutgoingDelivery, Profile, ServerType,
 };
@@ -92,10 +92,11 @@ async fn test_incoming(ctx: &JobContext, profile: &Profile, mailbox: &Mailbox) -
     let recorder = Recorder::new(secrets(username, password, authzid));
     let result = async {
         let _permit = ctx.acquire(profile, mailbox).await;
-        let mut session = open_session(ctx, profile, mailbox, Some(recorder.clone())).await?;
-        let examined = session.examine("INBOX").await;
-        session.logout().await;
-        examined.map(|_| ())
+        let mut session =
+            IncomingSession::open(ctx, profile, mailbox, Some(recorder.clone())).await?;
+        let probed = session.probe().await;
+        session.close().await;
+        probed
     }
     .await;
     outcome(result, &recorder)

@@ -4,7 +4,8 @@
 //! - `meta`: schema version and the next activity id
 //! - `activities`: activity id → [`Activity`] (parsed header fields, JSON)
 //! - `activity_raw`: activity id → the raw MIME, encoded by [`rawcodec`] (zstd, base64 runs decoded)
-//! - `sync_id_map`: (mailbox, folder, UIDVALIDITY, UID) → activity id
+//! - `sync_id_map`: (mailbox, folder, UIDVALIDITY, UID) → activity id (IMAP)
+//! - `pop3_sync_id_map`: (mailbox, UIDL) → (activity id or 0 when not tracked, committed at)
 //! - `message_index`: (mailbox, Message-ID or content hash) → activity id (the duplicate check)
 //! - `folder_cursors`: (mailbox, folder) → [`FolderCursor`]
 //! - `mailbox_state`, `profile_state`: runtime state shown by `/status`
@@ -15,7 +16,9 @@
 //!
 //! Invariant (exactly-once ingest, I3): an activity, its sync id map entry and the folder cursor that
 //! covers its UID are written in one transaction. After a crash, the cursor names exactly the UIDs
-//! whose activities exist, so a restart fetches the rest and nothing twice.
+//! whose activities exist, so a restart fetches the rest and nothing twice. A POP3 maildrop has no
+//! order to keep a cursor in: its sync id map entries are the cursor, committed with their
+//! activities, and only UIDLs without an entry are retrieved.
 
 pub mod rawcodec;
 pub mod records;
@@ -29,8 +32,8 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Tab
 
 pub use records::*;
 pub use writer::{
-    IngestBatch, IngestOutcome, MailboxUpdate, OutboxUpdate, PreparedMessage, QueuedEmail,
-    StoreWriter,
+    IngestBatch, IngestOutcome, IngestSource, MailboxUpdate, OutboxUpdate, POP3_FOLDER,
+    PreparedMessage, QueuedEmail, StoreWriter, SyncKey,
 };
 
 use crate::tracking::plan::FolderCursor;
@@ -48,6 +51,12 @@ pub(crate) const ACTIVITIES: TableDefinition<u64, &[u8]> = TableDefinition::new(
 pub(crate) const ACTIVITY_RAW: TableDefinition<u64, &[u8]> = TableDefinition::new("activity_raw");
 pub(crate) const SYNC_ID_MAP: TableDefinition<(&str, &str, u32, u32), u64> =
     TableDefinition::new("sync_id_map");
+/// POP3: (mailbox, UIDL) → (activity id, or [`NOT_TRACKED`]; unix time of the commit). The commit
+/// time is what `pop3_delete_after_days` counts from.
+pub(crate) const POP3_SYNC_ID_MAP: TableDefinition<(&str, &str), (u64, i64)> =
+    TableDefinition::new("pop3_sync_id_map");
+/// The activity id a POP3 sync id map entry holds for a message retrieved but not tracked.
+pub const NOT_TRACKED: u64 = 0;
 pub(crate) const MESSAGE_INDEX: TableDefinition<(&str, &str), u64> =
     TableDefinition::new("message_index");
 pub(crate) const FOLDER_CURSORS: TableDefinition<(&str, &str), &[u8]> =
@@ -170,6 +179,7 @@ impl Store {
             txn.open_table(ACTIVITIES)?;
             txn.open_table(ACTIVITY_RAW)?;
             txn.open_table(SYNC_ID_MAP)?;
+            txn.open_table(POP3_SYNC_ID_MAP)?;
             txn.open_table(MESSAGE_INDEX)?;
             txn.open_table(FOLDER_CURSORS)?;
             txn.open_table(MAILBOX_STATE)?;
@@ -325,6 +335,26 @@ impl Store {
                 break;
             }
             out.push(((folder.to_string(), uv, uid), v.value()));
+        }
+        Ok(out)
+    }
+
+    /// POP3 sync id map entries of one mailbox: UIDL → (activity id or [`NOT_TRACKED`], committed
+    /// at, unix time).
+    pub fn pop3_sync_id_map(
+        &self,
+        mailbox: &str,
+    ) -> Result<std::collections::HashMap<String, (u64, i64)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(POP3_SYNC_ID_MAP)?;
+        let mut out = std::collections::HashMap::new();
+        for row in t.range((mailbox, "")..)? {
+            let (k, v) = row?;
+            let (m, uidl) = k.value();
+            if m != mailbox {
+                break;
+            }
+            out.insert(uidl.to_string(), v.value());
         }
         Ok(out)
     }

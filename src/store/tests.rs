@@ -4,7 +4,7 @@ use crate::tracking::message::{dedup_key, parse_headers};
 fn message(uid: u32, raw: &[u8]) -> PreparedMessage {
     let headers = parse_headers(raw);
     PreparedMessage {
-        uid,
+        key: SyncKey::Uid(uid),
         dedup_key: dedup_key(&headers, raw),
         headers,
         raw_encoded: zstd::encode_all(raw, 3).expect("compress"),
@@ -14,14 +14,23 @@ fn message(uid: u32, raw: &[u8]) -> PreparedMessage {
 }
 
 fn batch(uidvalidity: u32, msgs: Vec<PreparedMessage>) -> IngestBatch {
-    let last_uid = msgs.iter().map(|m| m.uid).max().unwrap_or(0);
+    let last_uid = msgs
+        .iter()
+        .filter_map(|m| match m.key {
+            SyncKey::Uid(uid) => Some(uid),
+            SyncKey::Uidl(_) => None,
+        })
+        .max()
+        .unwrap_or(0);
     IngestBatch {
         mailbox: "a@example.com".into(),
-        folder: "INBOX".into(),
-        cursor: FolderCursor {
-            uidvalidity,
-            last_uid,
-            ..FolderCursor::default()
+        source: IngestSource::Folder {
+            folder: "INBOX".into(),
+            cursor: FolderCursor {
+                uidvalidity,
+                last_uid,
+                ..FolderCursor::default()
+            },
         },
         messages: msgs,
     }

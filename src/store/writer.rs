@@ -12,8 +12,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{
     ACTIVITIES, ACTIVITY_RAW, ALERTS, Activity, Alert, Direction, FOLDER_CURSORS, LastError,
-    MAILBOX_STATE, MESSAGE_INDEX, META, MailboxState, PROFILE_STATE, RunStatus, SYNC_ID_MAP, Store,
-    StoreError, decode, encode,
+    MAILBOX_STATE, MESSAGE_INDEX, META, MailboxState, NOT_TRACKED, POP3_SYNC_ID_MAP, PROFILE_STATE,
+    RunStatus, SYNC_ID_MAP, Store, StoreError, decode, encode,
 };
 use crate::store::{
     ApprovalOverride, Enablement, OUTBOX, OUTBOX_COUNTS, OUTBOX_DUE, OutboxCounts, OutboxEntry,
@@ -28,10 +28,19 @@ const QUEUE_DEPTH: usize = 1024;
 const MAX_OPS_PER_COMMIT: usize = 2048;
 const MAX_BYTES_PER_COMMIT: usize = 64 << 20;
 
+/// Where a message sits on the server: what its sync id map entry is keyed by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyncKey {
+    /// IMAP: the UID, under the UIDVALIDITY of the batch's folder cursor.
+    Uid(u32),
+    /// POP3: the UIDL the server gives the message.
+    Uidl(String),
+}
+
 /// A message ready to store: parsed and compressed by the mailbox job, off the writer thread.
 #[derive(Debug)]
 pub struct PreparedMessage {
-    pub uid: u32,
+    pub key: SyncKey,
     pub headers: EmailHeaders,
     pub dedup_key: String,
     pub raw_encoded: Vec<u8>,
@@ -39,14 +48,40 @@ pub struct PreparedMessage {
     pub received_at: Option<DateTime<Utc>>,
 }
 
-/// Messages of one folder and the cursor that covers them: committed together or not at all.
+/// Messages of one mailbox and what marks them as handled: committed together or not at all.
 #[derive(Debug)]
 pub struct IngestBatch {
     pub mailbox: String,
-    pub folder: String,
-    pub cursor: FolderCursor,
+    pub source: IngestSource,
     pub messages: Vec<PreparedMessage>,
 }
+
+/// What a batch came from, and what its commit records besides the activities.
+#[derive(Debug)]
+pub enum IngestSource {
+    /// An IMAP folder: the cursor covers every UID of the batch (fetched or deliberately skipped).
+    Folder {
+        folder: String,
+        cursor: FolderCursor,
+    },
+    /// A POP3 maildrop: its sync id map entries are its cursor. `skipped` UIDLs were retrieved but
+    /// are not tracked (received before the profile's date); they are recorded so that they are
+    /// not retrieved again.
+    Maildrop { skipped: Vec<String> },
+}
+
+impl IngestSource {
+    /// The folder activities of this batch are filed under (a POP3 maildrop is the inbox).
+    pub fn folder(&self) -> &str {
+        match self {
+            IngestSource::Folder { folder, .. } => folder,
+            IngestSource::Maildrop { .. } => POP3_FOLDER,
+        }
+    }
+}
+
+/// The folder name activities from a POP3 maildrop carry.
+pub const POP3_FOLDER: &str = "INBOX";
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct IngestOutcome {
@@ -140,6 +175,8 @@ enum Op {
     Outbox(u64, OutboxUpdate),
     Ingest(IngestBatch, oneshot::Sender<Result<IngestOutcome, String>>),
     Mailbox(String, MailboxUpdate),
+    /// POP3 UIDLs no longer on the server: their sync id map entries go.
+    Pop3Forget(String, Vec<String>),
     Profile {
         profile: String,
         connected: bool,
@@ -187,6 +224,14 @@ impl StoreWriter {
     pub async fn mailbox(&self, mailbox: &str, update: MailboxUpdate) -> Result<(), StoreError> {
         self.tx
             .send(Op::Mailbox(mailbox.to_string(), update))
+            .await
+            .map_err(|_| StoreError::WriterGone)
+    }
+
+    /// Forgets the POP3 sync id map entries of messages the server no longer lists.
+    pub async fn pop3_forget(&self, mailbox: &str, uidls: Vec<String>) -> Result<(), StoreError> {
+        self.tx
+            .send(Op::Pop3Forget(mailbox.to_string(), uidls))
             .await
             .map_err(|_| StoreError::WriterGone)
     }
@@ -332,6 +377,10 @@ fn commit(store: &Store, ops: Vec<Op>) {
                 Op::Enqueue(email, _) => Applied::Queued(apply_enqueue(&txn, email)?),
                 Op::Mailbox(mailbox, update) => {
                     apply_mailbox(&txn, mailbox, update)?;
+                    Applied::Nothing
+                }
+                Op::Pop3Forget(mailbox, uidls) => {
+                    apply_pop3_forget(&txn, mailbox, uidls)?;
                     Applied::Nothing
                 }
                 Op::Profile {
@@ -525,25 +574,36 @@ fn apply_outbox(txn: &WriteTransaction, id: u64, update: &OutboxUpdate) -> Resul
 fn apply_ingest(txn: &WriteTransaction, batch: &IngestBatch) -> Result<IngestOutcome, StoreError> {
     let mut out = IngestOutcome::default();
     let mut raw_bytes = 0u64;
+    let mailbox = batch.mailbox.as_str();
+    let folder = batch.source.folder();
     {
         let mut map = txn.open_table(SYNC_ID_MAP)?;
+        let mut uidl_map = txn.open_table(POP3_SYNC_ID_MAP)?;
         let mut index = txn.open_table(MESSAGE_INDEX)?;
         let mut activities = txn.open_table(ACTIVITIES)?;
         let mut raw = txn.open_table(ACTIVITY_RAW)?;
         let now = Utc::now();
         for m in &batch.messages {
-            let key = (
-                batch.mailbox.as_str(),
-                batch.folder.as_str(),
-                batch.cursor.uidvalidity,
-                m.uid,
-            );
             // Already mapped (a batch replayed after a lost answer): nothing to do.
-            if map.get(key)?.is_some() {
+            let mapped = match (&batch.source, &m.key) {
+                (IngestSource::Folder { cursor, .. }, SyncKey::Uid(uid)) => map
+                    .get((mailbox, folder, cursor.uidvalidity, *uid))?
+                    .is_some(),
+                (IngestSource::Maildrop { .. }, SyncKey::Uidl(uidl)) => {
+                    uidl_map.get((mailbox, uidl.as_str()))?.is_some()
+                }
+                _ => {
+                    return Err(StoreError::Commit(format!(
+                        "a message keyed {:?} does not belong in a batch from {folder}",
+                        m.key
+                    )));
+                }
+            };
+            if mapped {
                 continue;
             }
             let existing = index
-                .get((batch.mailbox.as_str(), m.dedup_key.as_str()))?
+                .get((mailbox, m.dedup_key.as_str()))?
                 .map(|v| v.value());
             let id = match existing {
                 Some(id) => {
@@ -556,7 +616,7 @@ fn apply_ingest(txn: &WriteTransaction, batch: &IngestBatch) -> Result<IngestOut
                         id,
                         direction: Direction::Incoming,
                         mailbox: batch.mailbox.clone(),
-                        folder: batch.folder.clone(),
+                        folder: folder.to_string(),
                         headers: m.headers.clone(),
                         size: m.size,
                         received_at: m.received_at,
@@ -564,27 +624,57 @@ fn apply_ingest(txn: &WriteTransaction, batch: &IngestBatch) -> Result<IngestOut
                     };
                     activities.insert(id, encode(&activity).as_slice())?;
                     raw.insert(id, m.raw_encoded.as_slice())?;
-                    index.insert((batch.mailbox.as_str(), m.dedup_key.as_str()), id)?;
+                    index.insert((mailbox, m.dedup_key.as_str()), id)?;
                     out.created += 1;
                     raw_bytes += m.size;
                     id
                 }
             };
-            map.insert(key, id)?;
+            match (&batch.source, &m.key) {
+                (IngestSource::Folder { cursor, .. }, SyncKey::Uid(uid)) => {
+                    map.insert((mailbox, folder, cursor.uidvalidity, *uid), id)?;
+                }
+                (_, SyncKey::Uidl(uidl)) => {
+                    uidl_map.insert((mailbox, uidl.as_str()), (id, now.timestamp()))?;
+                }
+                _ => {}
+            }
         }
-        let mut cursors = txn.open_table(FOLDER_CURSORS)?;
-        cursors.insert(
-            (batch.mailbox.as_str(), batch.folder.as_str()),
-            encode(&batch.cursor).as_slice(),
-        )?;
+        match &batch.source {
+            IngestSource::Folder { folder, cursor } => {
+                let mut cursors = txn.open_table(FOLDER_CURSORS)?;
+                cursors.insert((mailbox, folder.as_str()), encode(cursor).as_slice())?;
+            }
+            IngestSource::Maildrop { skipped } => {
+                for uidl in skipped {
+                    if uidl_map.get((mailbox, uidl.as_str()))?.is_none() {
+                        uidl_map
+                            .insert((mailbox, uidl.as_str()), (NOT_TRACKED, now.timestamp()))?;
+                    }
+                }
+            }
+        }
     }
     let mut states = txn.open_table(MAILBOX_STATE)?;
-    let mut state: MailboxState = load(&states, batch.mailbox.as_str(), "mailbox state")?;
+    let mut state: MailboxState = load(&states, mailbox, "mailbox state")?;
     state.activities_stored += u64::from(out.created);
     state.raw_bytes_stored += raw_bytes;
     state.items_processed_last_sync += u64::from(out.created + out.linked);
-    states.insert(batch.mailbox.as_str(), encode(&state).as_slice())?;
+    states.insert(mailbox, encode(&state).as_slice())?;
     Ok(out)
+}
+
+/// Removes POP3 sync id map entries of messages no longer on the server.
+fn apply_pop3_forget(
+    txn: &WriteTransaction,
+    mailbox: &str,
+    uidls: &[String],
+) -> Result<(), StoreError> {
+    let mut uidl_map = txn.open_table(POP3_SYNC_ID_MAP)?;
+    for uidl in uidls {
+        uidl_map.remove((mailbox, uidl.as_str()))?;
+    }
+    Ok(())
 }
 
 fn apply_mailbox(

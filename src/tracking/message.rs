@@ -73,9 +73,38 @@ pub fn dedup_key(headers: &EmailHeaders, raw: &[u8]) -> String {
     }
 }
 
+/// P6 on POP3, where the server reports no receive time: true when the Date header says the
+/// email is older than `cutoff` (unix time). An email without a readable Date is kept: dropping it
+/// could lose mail.
+pub fn dated_before(headers: &EmailHeaders, cutoff: i64) -> bool {
+    headers
+        .date
+        .as_deref()
+        .and_then(|d| chrono::DateTime::parse_from_rfc3339(d).ok())
+        .is_some_and(|d| d.timestamp() < cutoff)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_date_filter_keeps_what_it_cannot_date() {
+        let old = parse_headers(b"Date: Tue, 1 Oct 2024 10:00:00 +0200\r\n\r\nx");
+        let cutoff = chrono::DateTime::parse_from_rfc3339("2025-01-01T00:00:00Z")
+            .expect("date")
+            .timestamp();
+        assert!(dated_before(&old, cutoff));
+        assert!(!dated_before(&old, cutoff - 200 * 86_400 * 2));
+        assert!(!dated_before(
+            &parse_headers(b"Subject: none\r\n\r\nx"),
+            cutoff
+        ));
+        assert!(!dated_before(
+            &parse_headers(b"Date: yesterday\r\n\r\nx"),
+            cutoff
+        ));
+    }
 
     #[test]
     fn reads_the_fields_an_activity_keeps() {

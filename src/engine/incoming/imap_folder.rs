@@ -1,0 +1,144 @@
+//! IMAP incoming: for each tracked folder, fetch what the plan says, batch by batch, each batch
+//! committed with its folder cursor.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use super::SyncSummary;
+use super::pipeline::{Fetched, Pipeline};
+use crate::config::{Mailbox, Profile};
+use crate::engine::error::SyncError;
+use crate::engine::{JobContext, alerts};
+use crate::imap::ImapSession;
+use crate::store::{AlertLevel, AlertScope, IngestSource, SyncKey};
+use crate::tracking::plan::{FolderPlan, chunk_listing, plan_folder};
+
+/// I1: only INBOX for now; tracking folders join this list.
+const FOLDERS: &[&str] = &["INBOX"];
+
+pub(super) async fn sync_folders(
+    ctx: &JobContext,
+    profile: &Profile,
+    mailbox: &Mailbox,
+    session: &mut ImapSession,
+) -> Result<SyncSummary, SyncError> {
+    let mut summary = SyncSummary::default();
+    for folder in FOLDERS {
+        summary.add(sync_folder(ctx, profile, mailbox, session, folder).await?);
+        if summary.interrupted {
+            break;
+        }
+    }
+    Ok(summary)
+}
+
+async fn sync_folder(
+    ctx: &JobContext,
+    profile: &Profile,
+    mailbox: &Mailbox,
+    session: &mut ImapSession,
+    folder: &str,
+) -> Result<SyncSummary, SyncError> {
+    let address = mailbox.email_address.as_str();
+    let status = session.examine(folder).await?;
+    let stored = ctx
+        .store
+        .folder_cursor(address, folder)
+        .map_err(|e| SyncError::Store(e.to_string()))?;
+    let (mut cursor, after_uid) = match plan_folder(stored.as_ref(), &status) {
+        FolderPlan::UpToDate => return Ok(SyncSummary::default()),
+        FolderPlan::NoUidValidity => {
+            return Err(SyncError::NoUidValidity {
+                folder: folder.to_string(),
+            });
+        }
+        FolderPlan::Fetch { cursor, after_uid } => (cursor, after_uid),
+        FolderPlan::Rescan { cursor, previous } => {
+            tracing::warn!(
+                mailbox = address,
+                folder,
+                previous,
+                uidvalidity = cursor.uidvalidity,
+                changes = cursor.uidvalidity_changes,
+                "UIDVALIDITY changed; rescanning the folder (known emails are linked, not duplicated)"
+            );
+            if cursor.uidvalidity_changes >= ctx.config.appliance.uidvalidity_alert_after_changes {
+                alerts::raise(
+                    ctx,
+                    AlertLevel::Warning,
+                    AlertScope::Mailbox,
+                    Some(address),
+                    Some(&profile.name),
+                    "uidvalidity_changed",
+                    format!(
+                        "The server changed the UIDVALIDITY of folder \"{folder}\" {} times (now {}); \
+                         each change forces a full rescan. Check the server's mail storage.",
+                        cursor.uidvalidity_changes, cursor.uidvalidity
+                    ),
+                )
+                .await;
+            }
+            (cursor, 0)
+        }
+    };
+    let listed = session.list_after(after_uid).await?;
+    let received: HashMap<u32, i64> = listed
+        .iter()
+        .filter_map(|m| Some((m.uid, m.received?)))
+        .collect();
+    let chunks = chunk_listing(
+        &listed,
+        after_uid,
+        profile.process_emails_received_after.map(|d| d.timestamp()),
+        ctx.config.appliance.fetch_batch_size as usize,
+        ctx.config.appliance.fetch_batch_bytes,
+    );
+    let source = |cursor: &crate::tracking::plan::FolderCursor| IngestSource::Folder {
+        folder: folder.to_string(),
+        cursor: cursor.clone(),
+    };
+    let mut pipeline = Pipeline::new(ctx, address);
+    let mut interrupted = false;
+    let last = chunks.len().saturating_sub(1);
+    if chunks.is_empty() {
+        // Nothing listed: record that every UID below UIDNEXT is handled, so the next poll skips.
+        if status.uidnext != cursor.synced_uidnext || stored.as_ref() != Some(&cursor) {
+            cursor.synced_uidnext = status.uidnext;
+            cursor.highest_modseq = status.highest_modseq;
+            pipeline.push_cursor(source(&cursor)).await?;
+        }
+    }
+    for (i, chunk) in chunks.into_iter().enumerate() {
+        if ctx.stopping() {
+            interrupted = true;
+            break;
+        }
+        let started = Instant::now();
+        let bodies = session.fetch_bodies(&chunk.fetch).await?;
+        tracing::debug!(
+            mailbox = address,
+            folder,
+            messages = bodies.len(),
+            fetch_ms = started.elapsed().as_millis() as u64,
+            "batch fetched"
+        );
+        cursor.last_uid = chunk.last_uid;
+        if i == last {
+            cursor.synced_uidnext = status.uidnext;
+            cursor.highest_modseq = status.highest_modseq;
+        }
+        let fetched = bodies
+            .into_iter()
+            .map(|b| Fetched {
+                received: received.get(&b.uid).copied(),
+                key: SyncKey::Uid(b.uid),
+                raw: b.raw,
+            })
+            .collect();
+        // The next FETCH goes out while this batch is prepared and committed.
+        pipeline.push(fetched, source(&cursor), None).await?;
+    }
+    let mut summary = pipeline.finish().await?;
+    summary.interrupted = interrupted;
+    Ok(summary)
+}

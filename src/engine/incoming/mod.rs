@@ -1,0 +1,130 @@
+//! One mailbox's incoming sync: open an incoming session (IMAP or POP3) with the mailbox's
+//! identity, then let that protocol's sync walk what is new, batch by batch, through the shared
+//! [`pipeline`] into the store. Scheduling, connection slots, timeouts, status and error handling
+//! are the engine's, the same for both protocols.
+
+mod imap_folder;
+mod pipeline;
+
+use super::JobContext;
+use super::error::SyncError;
+use super::test_enable::identity;
+use crate::config::{Mailbox, Profile, ServerType};
+use crate::imap::{self, ImapSession};
+use crate::net::Recorder;
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SyncSummary {
+    pub created: u64,
+    pub linked: u64,
+    /// True when shutdown cut the sync short (what was committed stays committed).
+    pub interrupted: bool,
+}
+
+impl SyncSummary {
+    fn add(&mut self, other: SyncSummary) {
+        self.created += other.created;
+        self.linked += other.linked;
+        self.interrupted |= other.interrupted;
+    }
+}
+
+/// A logged-in incoming session, whichever protocol the profile's server type says.
+pub enum IncomingSession {
+    Imap(ImapSession),
+}
+
+impl IncomingSession {
+    /// Connects and logs in for `mailbox` with the identity its profile says (its own, or the
+    /// profile's acting for it), and counts the attempt on the profile. The caller holds the
+    /// connection slot.
+    pub async fn open(
+        ctx: &JobContext,
+        profile: &Profile,
+        mailbox: &Mailbox,
+        recorder: Option<Recorder>,
+    ) -> Result<IncomingSession, SyncError> {
+        match profile.server_type {
+            ServerType::ImapSmtp => open_imap(ctx, profile, mailbox, recorder)
+                .await
+                .map(IncomingSession::Imap),
+            ServerType::Pop3Smtp => Err(SyncError::Unsupported(
+                "POP3 incoming is not available in this version".into(),
+            )),
+        }
+    }
+
+    /// Test & Enable's check after login: INBOX opens (IMAP).
+    pub async fn probe(&mut self) -> Result<(), SyncError> {
+        match self {
+            IncomingSession::Imap(s) => s.examine("INBOX").await.map(|_| ()),
+        }
+    }
+
+    /// Ends the session, best effort: the sync's outcome does not depend on it.
+    pub async fn close(self) {
+        match self {
+            IncomingSession::Imap(s) => s.logout().await,
+        }
+    }
+}
+
+/// One incoming sync of `mailbox`: everything new is stored, exactly once.
+pub async fn sync_mailbox(
+    ctx: &JobContext,
+    profile: &Profile,
+    mailbox: &Mailbox,
+) -> Result<SyncSummary, SyncError> {
+    let _permit = ctx.acquire(profile, mailbox).await;
+    let mut session = IncomingSession::open(ctx, profile, mailbox, None).await?;
+    let result = match &mut session {
+        IncomingSession::Imap(s) => imap_folder::sync_folders(ctx, profile, mailbox, s).await,
+    };
+    session.close().await;
+    result
+}
+
+/// Counts a connection attempt on the profile, with its error when it failed.
+async fn count_attempt<T>(ctx: &JobContext, profile: &Profile, opened: &Result<T, SyncError>) {
+    let connect_error = opened
+        .as_ref()
+        .err()
+        .map(|e| (e.to_string(), e.code().to_string()));
+    let _ = ctx
+        .writer
+        .profile_connection(&profile.name, connect_error)
+        .await;
+}
+
+/// Opens an IMAP session for `mailbox` (syncs, tests, and Sent copies, O5).
+pub async fn open_imap(
+    ctx: &JobContext,
+    profile: &Profile,
+    mailbox: &Mailbox,
+    recorder: Option<Recorder>,
+) -> Result<ImapSession, SyncError> {
+    let (username, password, authzid) = identity(&profile.incoming, mailbox);
+    let Some(password) = password else {
+        return Err(SyncError::Unsupported(format!(
+            "mailbox {} has no password",
+            mailbox.email_address
+        )));
+    };
+    let target = imap::Target {
+        host: &profile.incoming.host,
+        port: profile.incoming.port,
+        tls: profile.incoming.tls,
+        tls_context: ctx.tls_context(profile)?,
+        auth: profile.incoming.auth,
+        timeout: profile.timeout_mailbox_connection_after,
+        recorder,
+    };
+    let login = imap::Login {
+        username,
+        password,
+        authzid,
+    };
+    let opened = ImapSession::open(&target, &login).await;
+    count_attempt(ctx, profile, &opened).await;
+    opened
+}
