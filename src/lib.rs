@@ -1,6 +1,6 @@
 //! sidesync: server-side email synchronization in one binary.
 //!
-//! Data flows config → engine (scheduler, per-mailbox jobs) → protocol sessions (imap) over one
+//! Data flows config → engine (scheduler, per-mailbox jobs) → protocol sessions (imap, pop3, smtp) over one
 //! connection layer (net) → tracking decisions → store; the HTTP side reads the store.
 
 pub mod app;
@@ -11,6 +11,7 @@ pub mod imap;
 pub mod logging;
 pub mod net;
 pub mod outbox;
+pub mod pop3;
 pub mod secret;
 pub mod smtp;
 pub mod store;

@@ -142,6 +142,9 @@ pub struct Profile {
     /// O5: APPEND a copy of each sent email to `sent_folder` over IMAP.
     pub save_sent_copy: bool,
     pub sent_folder: String,
+    /// POP3: delete a message from the server once it has been stored this many days (0: right
+    /// after it is stored). `None` leaves messages on the server (I8).
+    pub pop3_delete_after_days: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -207,6 +210,8 @@ pub struct Mailbox {
     pub active: bool,
     pub username: String,
     pub password: Option<Secret>,
+    /// I1/I7: IMAP folders synced besides INBOX.
+    pub tracking_folders: Vec<String>,
 }
 
 impl Config {
@@ -935,6 +940,28 @@ impl Validator<'_> {
                     }
                 }
             });
+        let is_pop3 = server_type == ServerType::Pop3Smtp;
+        if let (true, Some(true)) = (is_pop3, rp.save_sent_copy) {
+            self.at(
+                &rp.name,
+                format!(
+                    "profile \"{name}\": save_sent_copy needs IMAP to store the copy; \
+                     a pop3_smtp profile cannot save sent copies"
+                ),
+            );
+        }
+        let pop3_delete_after_days = rp.pop3_delete_after_days.as_ref().map(|d| {
+            if !is_pop3 {
+                self.at(
+                    d,
+                    format!(
+                        "pop3_delete_after_days applies to pop3_smtp profiles only; \
+                         profile \"{name}\" is IMAP (IMAP mailboxes are never changed)"
+                    ),
+                );
+            }
+            self.int_in("pop3_delete_after_days", Some(d), 0, 0..=3650) as u32
+        });
         Profile {
             name,
             description: rp.description.clone(),
@@ -974,6 +1001,7 @@ impl Validator<'_> {
                 .sent_folder
                 .as_ref()
                 .map_or("Sent".to_string(), |f| f.get_ref().trim().to_string()),
+            pop3_delete_after_days,
         }
     }
 
@@ -1065,6 +1093,8 @@ impl Validator<'_> {
                 ),
             );
         }
+        let tracking_folders =
+            self.tracking_folders(rm, &email_address, profile.as_deref(), profiles);
         Mailbox {
             username: rm
                 .username
@@ -1080,7 +1110,51 @@ impl Validator<'_> {
             approval,
             active: rm.active.unwrap_or(true),
             password,
+            tracking_folders,
         }
+    }
+
+    /// Tracking folders are IMAP folders: a POP3 maildrop has none.
+    fn tracking_folders(
+        &mut self,
+        rm: &RawMailbox,
+        email_address: &str,
+        profile: Option<&str>,
+        profiles: &[Profile],
+    ) -> Vec<String> {
+        let Some(folders) = &rm.tracking_folders else {
+            return Vec::new();
+        };
+        let pop3 = profile
+            .and_then(|n| profiles.iter().find(|p| p.name == n))
+            .filter(|p| p.server_type == ServerType::Pop3Smtp);
+        if let Some(p) = pop3 {
+            self.at(
+                folders,
+                format!(
+                    "mailbox {email_address}: tracking folders do not apply to POP3 \
+                     (profile \"{}\" is pop3_smtp, and a POP3 maildrop has no folders)",
+                    p.name
+                ),
+            );
+            return Vec::new();
+        }
+        let mut out: Vec<String> = Vec::new();
+        for f in folders.get_ref() {
+            let f = f.trim();
+            if f.is_empty() || f.eq_ignore_ascii_case("INBOX") {
+                self.at(
+                    folders,
+                    format!(
+                        "mailbox {email_address}: tracking folder \"{f}\" is not valid \
+                         (INBOX is always synced; names cannot be empty)"
+                    ),
+                );
+            } else if !out.iter().any(|o| o == f) {
+                out.push(f.to_string());
+            }
+        }
+        out
     }
 }
 

@@ -99,6 +99,7 @@ pub struct RawProfile {
     pub send_alert_email: Option<bool>,
     pub save_sent_copy: Option<bool>,
     pub sent_folder: Option<Spanned<String>>,
+    pub pop3_delete_after_days: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -115,4 +116,5 @@ pub struct RawMailbox {
     pub username: Option<Spanned<String>>,
     pub password: Option<Spanned<String>>,
     pub password_file: Option<Spanned<String>>,
+    pub tracking_folders: Option<Spanned<Vec<String>>>,
 }

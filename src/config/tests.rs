@@ -249,3 +249,73 @@ fn line_col_counts_characters() {
     assert_eq!(line_col("ab\ncé d", 7), (2, 4));
     assert_eq!(line_col("x", 0), (1, 1));
 }
+
+const POP3: &str = r#"
+[[profile]]
+name = "pop"
+is_default = true
+server_type = "pop3_smtp"
+incoming_server_location = "pop.example.com"
+pop3_delete_after_days = 14
+
+[[mailbox]]
+email_address = "bob@example.com"
+password = "x"
+"#;
+
+#[test]
+fn a_pop3_profile_takes_its_port_and_delete_age() {
+    let c = parse(POP3).expect("valid");
+    let p = &c.profiles[0];
+    assert_eq!(p.incoming.port, 995);
+    assert_eq!(p.pop3_delete_after_days, Some(14));
+    assert!(c.mailboxes[0].tracking_folders.is_empty());
+}
+
+#[test]
+fn tracking_folders_do_not_apply_to_pop3() {
+    let text = POP3.replace(
+        "password = \"x\"",
+        "password = \"x\"\ntracking_folders = [\"Projects\"]",
+    );
+    let m = mistakes(&text);
+    assert_eq!(m.len(), 1, "{m:?}");
+    assert!(
+        m[0].starts_with("12:20: mailbox bob@example.com: tracking folders do not apply to POP3"),
+        "{m:?}"
+    );
+}
+
+#[test]
+fn pop3_only_settings_are_refused_elsewhere() {
+    let text = GOOD.replace(
+        "min_polling_interval = \"2m\"",
+        "pop3_delete_after_days = 3",
+    );
+    let m = mistakes(&text);
+    assert!(
+        m[0].contains("pop3_delete_after_days applies to pop3_smtp profiles only"),
+        "{m:?}"
+    );
+    let m = mistakes(&POP3.replace("= 14", "= -1\nsave_sent_copy = true"));
+    assert_eq!(m.len(), 2, "{m:?}");
+    assert!(
+        m.iter()
+            .any(|e| e.contains("a pop3_smtp profile cannot save sent copies"))
+    );
+    assert!(
+        m.iter()
+            .any(|e| e.contains("pop3_delete_after_days = -1 is out of range"))
+    );
+    let c = parse(&GOOD.replace(
+        "approval = \"approved\"",
+        "approval = \"approved\"\ntracking_folders = [\"Projects\", \"Projects\"]",
+    ))
+    .expect("valid");
+    assert_eq!(c.mailboxes[0].tracking_folders, vec!["Projects"]);
+    let m = mistakes(&GOOD.replace("approval = \"approved\"", "tracking_folders = [\"inbox\"]"));
+    assert!(
+        m[0].contains("tracking folder \"inbox\" is not valid"),
+        "{m:?}"
+    );
+}

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::config::{Approval, Config, IncomingDelivery, Mailbox, Profile, ServerType};
+use crate::config::{Approval, Config, IncomingDelivery, Mailbox, Profile};
 use crate::store::{Enablement, MailboxState};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,7 +14,6 @@ pub enum NotProcessed {
     NotApproved(Approval),
     IncomingDeliveryNone,
     ForwardMailboxUnsupported,
-    Pop3Unsupported,
     /// A permanent error (or too many transient ones) turned incoming off.
     Disabled {
         code: String,
@@ -48,9 +47,6 @@ impl fmt::Display for NotProcessed {
                     "incoming delivery \"forward_mailbox\" is not available in this version"
                 )
             }
-            NotProcessed::Pop3Unsupported => {
-                write!(f, "POP3 incoming is not available in this version")
-            }
             NotProcessed::Disabled { reason, .. } => write!(
                 f,
                 "incoming is disabled after an error: {reason}. Fix the cause, then run Test & Enable \
@@ -69,7 +65,6 @@ impl NotProcessed {
             NotProcessed::NotApproved(_) => "not_approved",
             NotProcessed::IncomingDeliveryNone => "incoming_delivery_none",
             NotProcessed::ForwardMailboxUnsupported => "forward_mailbox_unsupported",
-            NotProcessed::Pop3Unsupported => "pop3_unsupported",
             NotProcessed::Disabled { .. } => "disabled",
         }
     }
@@ -117,9 +112,6 @@ pub fn incoming_profile<'c>(
         IncomingDelivery::None => return Err(NotProcessed::IncomingDeliveryNone),
         IncomingDelivery::ForwardMailbox => return Err(NotProcessed::ForwardMailboxUnsupported),
         IncomingDelivery::ServerSideSync => {}
-    }
-    if profile.server_type == ServerType::Pop3Smtp {
-        return Err(NotProcessed::Pop3Unsupported);
     }
     Ok(profile)
 }
@@ -201,9 +193,9 @@ mod tests {
             reason("", &format!("{ok}\nincoming_delivery = \"none\"")),
             Err(NotProcessed::IncomingDeliveryNone)
         );
-        assert_eq!(
-            reason("server_type = \"pop3_smtp\"", ok),
-            Err(NotProcessed::Pop3Unsupported)
+        assert!(
+            reason("server_type = \"pop3_smtp\"", ok).is_ok(),
+            "POP3 mailboxes are processed like IMAP ones"
         );
     }
 

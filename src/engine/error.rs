@@ -7,9 +7,13 @@ pub enum SyncError {
     #[error(transparent)]
     Net(#[from] NetError),
     #[error(
-        "{address} does not offer STARTTLS, and the profile requires TLS; refusing to continue in plaintext"
+        "{address} does not offer {command}, and the profile requires TLS; refusing to continue in plaintext"
     )]
-    TlsNotOffered { address: String },
+    TlsNotOffered {
+        address: String,
+        /// STARTTLS (IMAP, SMTP) or STLS (POP3).
+        command: &'static str,
+    },
     #[error("authentication rejected by {address}: {reply}")]
     AuthRejected { address: String, reply: String },
     #[error("{address} offers no login method sidesync can use: {detail}")]
@@ -20,6 +24,10 @@ pub enum SyncError {
         "folder \"{folder}\" has no UIDVALIDITY; exactly-once sync is impossible on this server"
     )]
     NoUidValidity { folder: String },
+    #[error(
+        "{address} gives no usable UIDL ({detail}); exactly-once sync over POP3 is impossible on this server"
+    )]
+    NoUidl { address: String, detail: String },
     #[error("{address} closed the connection")]
     ConnectionLost { address: String },
     #[error("unexpected answer from {address}: {detail}")]
@@ -53,6 +61,7 @@ impl SyncError {
             | SyncError::AuthUnsupported { .. }
             | SyncError::FolderMissing { .. }
             | SyncError::NoUidValidity { .. }
+            | SyncError::NoUidl { .. }
             | SyncError::Rejected { .. }
             | SyncError::Unsupported(_) => false,
         }
@@ -72,6 +81,7 @@ impl SyncError {
             SyncError::AuthUnsupported { .. } => "authentication_unsupported",
             SyncError::FolderMissing { .. } => "folder_missing",
             SyncError::NoUidValidity { .. } => "no_uidvalidity",
+            SyncError::NoUidl { .. } => "no_uidl",
             SyncError::ConnectionLost { .. } => "connection_lost",
             SyncError::Protocol { .. } => "protocol_error",
             SyncError::ServerBusy { .. } => "server_busy",
@@ -118,7 +128,8 @@ mod tests {
         );
         assert!(
             !SyncError::TlsNotOffered {
-                address: "h".into()
+                address: "h".into(),
+                command: "STLS"
             }
             .is_transient()
         );

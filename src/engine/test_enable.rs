@@ -12,7 +12,7 @@ use super::JobContext;
 use super::error::SyncError;
 use super::incoming::IncomingSession;
 use crate::config::{
-    CredentialSource, Endpoint, IncomingDelivery, Mailbox, OutgoingDelivery, Profile, ServerType,
+    CredentialSource, Endpoint, IncomingDelivery, Mailbox, OutgoingDelivery, Profile,
 };
 use crate::net::Recorder;
 use crate::secret::Secret;
@@ -81,9 +81,6 @@ fn not_run(reason: &str) -> DirectionTest {
 async fn test_incoming(ctx: &JobContext, profile: &Profile, mailbox: &Mailbox) -> DirectionTest {
     if mailbox.incoming_delivery != IncomingDelivery::ServerSideSync {
         return not_run("incoming delivery is not server-side sync");
-    }
-    if profile.server_type == ServerType::Pop3Smtp {
-        return not_run("POP3 incoming is not available in this version");
     }
     let (username, password, authzid) = identity(&profile.incoming, mailbox);
     let Some(password) = password else {

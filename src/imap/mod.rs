@@ -13,32 +13,13 @@ use async_imap::{Client, Session};
 use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
 
-use crate::config::{AuthProtocol, TlsMode};
+use crate::config::TlsMode;
 use crate::engine::error::SyncError;
-use crate::net::{self, MailStream, NetError, Recorder, StepError, TlsContext};
-use crate::secret::Secret;
+use crate::net::{self, MailStream, NetError, StepError};
 use crate::tracking::plan::{FolderStatus, ListedMessage};
 
+pub use crate::net::{Login, Target};
 pub use uidset::uid_set;
-
-/// Where and how to connect.
-pub struct Target<'a> {
-    pub host: &'a str,
-    pub port: u16,
-    pub tls: TlsMode,
-    pub tls_context: &'a TlsContext,
-    pub auth: AuthProtocol,
-    pub timeout: Duration,
-    /// Records the conversation (Test & Enable); `None` for ordinary syncs.
-    pub recorder: Option<Recorder>,
-}
-
-/// Who logs in: the mailbox's own identity, or the profile's identity acting for `authzid`.
-pub struct Login<'a> {
-    pub username: &'a str,
-    pub password: &'a Secret,
-    pub authzid: Option<&'a str>,
-}
 
 /// One fetched email.
 pub struct FetchedMessage {
@@ -131,7 +112,10 @@ impl ImapSession {
                     .as_ref()
                     .is_some_and(|c| c.iter().any(|c| c == "STARTTLS"))
                 {
-                    return Err(SyncError::TlsNotOffered { address });
+                    return Err(SyncError::TlsNotOffered {
+                        address,
+                        command: "STARTTLS",
+                    });
                 }
                 step(
                     &address,
@@ -140,6 +124,7 @@ impl ImapSession {
                     client.run_command_and_check_ok("STARTTLS", None),
                     |_| SyncError::TlsNotOffered {
                         address: address.clone(),
+                        command: "STARTTLS",
                     },
                 )
                 .await?;

@@ -10,9 +10,31 @@ use std::time::Duration;
 
 use tokio::net::TcpStream;
 
+use crate::config::{AuthProtocol, TlsMode};
+use crate::secret::Secret;
+
 pub use stream::{BufferedTcp, MailStream, buffered};
 pub use tls::{TlsContext, TlsError};
 pub use transcript::Recorder;
+
+/// Where and how an incoming session (IMAP, POP3) connects.
+pub struct Target<'a> {
+    pub host: &'a str,
+    pub port: u16,
+    pub tls: TlsMode,
+    pub tls_context: &'a TlsContext,
+    pub auth: AuthProtocol,
+    pub timeout: Duration,
+    /// Records the conversation (Test & Enable); `None` for ordinary syncs.
+    pub recorder: Option<Recorder>,
+}
+
+/// Who logs in: the mailbox's own identity, or the profile's identity acting for `authzid`.
+pub struct Login<'a> {
+    pub username: &'a str,
+    pub password: &'a Secret,
+    pub authzid: Option<&'a str>,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {

@@ -161,11 +161,17 @@ impl SmtpSession {
         let mut ehlo = timed(&address, limit, client.ehlo(&name)).await?;
         if target.tls == TlsMode::StartTls {
             if !ehlo.has_capability(EXT_START_TLS) {
-                return Err(SyncError::TlsNotOffered { address });
+                return Err(SyncError::TlsNotOffered {
+                    address,
+                    command: "STARTTLS",
+                });
             }
             let r = timed(&address, limit, client.cmd(b"STARTTLS\r\n")).await?;
             if r.code != 220 {
-                return Err(SyncError::TlsNotOffered { address });
+                return Err(SyncError::TlsNotOffered {
+                    address,
+                    command: "STARTTLS",
+                });
             }
             let stream = net::start_tls(
                 client.stream,

@@ -13,9 +13,6 @@ use crate::imap::ImapSession;
 use crate::store::{AlertLevel, AlertScope, IngestSource, SyncKey};
 use crate::tracking::plan::{FolderPlan, chunk_listing, plan_folder};
 
-/// I1: only INBOX for now; tracking folders join this list.
-const FOLDERS: &[&str] = &["INBOX"];
-
 pub(super) async fn sync_folders(
     ctx: &JobContext,
     profile: &Profile,
@@ -23,7 +20,10 @@ pub(super) async fn sync_folders(
     session: &mut ImapSession,
 ) -> Result<SyncSummary, SyncError> {
     let mut summary = SyncSummary::default();
-    for folder in FOLDERS {
+    // I1: INBOX, then the mailbox's tracking folders.
+    let folders =
+        std::iter::once("INBOX").chain(mailbox.tracking_folders.iter().map(String::as_str));
+    for folder in folders {
         summary.add(sync_folder(ctx, profile, mailbox, session, folder).await?);
         if summary.interrupted {
             break;

@@ -5,13 +5,15 @@
 
 mod imap_folder;
 mod pipeline;
+mod pop3_maildrop;
 
 use super::JobContext;
 use super::error::SyncError;
 use super::test_enable::identity;
 use crate::config::{Mailbox, Profile, ServerType};
-use crate::imap::{self, ImapSession};
-use crate::net::Recorder;
+use crate::imap::ImapSession;
+use crate::net::{Login, Recorder, Target};
+use crate::pop3::Pop3Session;
 
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SyncSummary {
@@ -32,6 +34,7 @@ impl SyncSummary {
 /// A logged-in incoming session, whichever protocol the profile's server type says.
 pub enum IncomingSession {
     Imap(ImapSession),
+    Pop3(Pop3Session),
 }
 
 impl IncomingSession {
@@ -48,16 +51,17 @@ impl IncomingSession {
             ServerType::ImapSmtp => open_imap(ctx, profile, mailbox, recorder)
                 .await
                 .map(IncomingSession::Imap),
-            ServerType::Pop3Smtp => Err(SyncError::Unsupported(
-                "POP3 incoming is not available in this version".into(),
-            )),
+            ServerType::Pop3Smtp => open_pop3(ctx, profile, mailbox, recorder)
+                .await
+                .map(IncomingSession::Pop3),
         }
     }
 
-    /// Test & Enable's check after login: INBOX opens (IMAP).
+    /// Test & Enable's check after login: INBOX opens (IMAP), the maildrop answers STAT (POP3).
     pub async fn probe(&mut self) -> Result<(), SyncError> {
         match self {
             IncomingSession::Imap(s) => s.examine("INBOX").await.map(|_| ()),
+            IncomingSession::Pop3(s) => s.stat().await.map(|_| ()),
         }
     }
 
@@ -65,6 +69,9 @@ impl IncomingSession {
     pub async fn close(self) {
         match self {
             IncomingSession::Imap(s) => s.logout().await,
+            IncomingSession::Pop3(s) => {
+                let _ = s.quit().await;
+            }
         }
     }
 }
@@ -76,12 +83,78 @@ pub async fn sync_mailbox(
     mailbox: &Mailbox,
 ) -> Result<SyncSummary, SyncError> {
     let _permit = ctx.acquire(profile, mailbox).await;
-    let mut session = IncomingSession::open(ctx, profile, mailbox, None).await?;
-    let result = match &mut session {
-        IncomingSession::Imap(s) => imap_folder::sync_folders(ctx, profile, mailbox, s).await,
+    let session = IncomingSession::open(ctx, profile, mailbox, None).await?;
+    match session {
+        IncomingSession::Imap(mut s) => {
+            let result = imap_folder::sync_folders(ctx, profile, mailbox, &mut s).await;
+            s.logout().await;
+            result
+        }
+        IncomingSession::Pop3(mut s) => {
+            let outcome = pop3_maildrop::sync_maildrop(ctx, profile, mailbox, &mut s).await;
+            match outcome {
+                Ok(o) if o.deleted > 0 => {
+                    // DELE takes effect at QUIT: its answer says whether the messages are gone.
+                    s.quit().await?;
+                    tracing::info!(
+                        mailbox = %mailbox.email_address,
+                        deleted = o.deleted,
+                        "stored messages deleted from the POP3 server"
+                    );
+                    Ok(o.summary)
+                }
+                Ok(o) => {
+                    let _ = s.quit().await;
+                    Ok(o.summary)
+                }
+                // No QUIT after a failure: the server drops any DELE, nothing is deleted.
+                Err(e) => Err(e),
+            }
+        }
+    }
+}
+
+/// Who logs in for `mailbox`, and where: the same for every incoming protocol.
+fn target_and_login<'a>(
+    ctx: &'a JobContext,
+    profile: &'a Profile,
+    mailbox: &'a Mailbox,
+    recorder: Option<Recorder>,
+) -> Result<(Target<'a>, Login<'a>), SyncError> {
+    let (username, password, authzid) = identity(&profile.incoming, mailbox);
+    let Some(password) = password else {
+        return Err(SyncError::Unsupported(format!(
+            "mailbox {} has no password",
+            mailbox.email_address
+        )));
     };
-    session.close().await;
-    result
+    let target = Target {
+        host: &profile.incoming.host,
+        port: profile.incoming.port,
+        tls: profile.incoming.tls,
+        tls_context: ctx.tls_context(profile)?,
+        auth: profile.incoming.auth,
+        timeout: profile.timeout_mailbox_connection_after,
+        recorder,
+    };
+    let login = Login {
+        username,
+        password,
+        authzid,
+    };
+    Ok((target, login))
+}
+
+async fn open_pop3(
+    ctx: &JobContext,
+    profile: &Profile,
+    mailbox: &Mailbox,
+    recorder: Option<Recorder>,
+) -> Result<Pop3Session, SyncError> {
+    let (target, login) = target_and_login(ctx, profile, mailbox, recorder)?;
+    let opened = Pop3Session::open(&target, &login).await;
+    count_attempt(ctx, profile, &opened).await;
+    opened
 }
 
 /// Counts a connection attempt on the profile, with its error when it failed.
@@ -103,27 +176,7 @@ pub async fn open_imap(
     mailbox: &Mailbox,
     recorder: Option<Recorder>,
 ) -> Result<ImapSession, SyncError> {
-    let (username, password, authzid) = identity(&profile.incoming, mailbox);
-    let Some(password) = password else {
-        return Err(SyncError::Unsupported(format!(
-            "mailbox {} has no password",
-            mailbox.email_address
-        )));
-    };
-    let target = imap::Target {
-        host: &profile.incoming.host,
-        port: profile.incoming.port,
-        tls: profile.incoming.tls,
-        tls_context: ctx.tls_context(profile)?,
-        auth: profile.incoming.auth,
-        timeout: profile.timeout_mailbox_connection_after,
-        recorder,
-    };
-    let login = imap::Login {
-        username,
-        password,
-        authzid,
-    };
+    let (target, login) = target_and_login(ctx, profile, mailbox, recorder)?;
     let opened = ImapSession::open(&target, &login).await;
     count_attempt(ctx, profile, &opened).await;
     opened

@@ -1,0 +1,93 @@
+//! POP3 incoming: list the maildrop (UIDL + LIST), retrieve only UIDLs the sync id map does not
+//! know, commit each batch with its map entries, and — only when the profile says so — delete
+//! messages stored long enough, after their commit, with DELE and QUIT.
+
+use std::time::Instant;
+
+use chrono::Utc;
+
+use super::SyncSummary;
+use super::pipeline::{Fetched, Pipeline};
+use crate::config::{Mailbox, Profile};
+use crate::engine::JobContext;
+use crate::engine::error::SyncError;
+use crate::pop3::Pop3Session;
+use crate::store::{IngestSource, SyncKey};
+use crate::tracking::maildrop::{batches, deletable, plan_maildrop};
+
+/// What a POP3 sync leaves to do once the session ends: deleted messages are gone only if QUIT
+/// succeeds.
+pub(super) struct MaildropOutcome {
+    pub summary: SyncSummary,
+    pub deleted: usize,
+}
+
+pub(super) async fn sync_maildrop(
+    ctx: &JobContext,
+    profile: &Profile,
+    mailbox: &Mailbox,
+    session: &mut Pop3Session,
+) -> Result<MaildropOutcome, SyncError> {
+    let address = mailbox.email_address.as_str();
+    let store_error = |e: crate::store::StoreError| SyncError::Store(e.to_string());
+    let listed = session.list_messages().await?;
+    let known = ctx.store.pop3_sync_id_map(address).map_err(store_error)?;
+    let plan = plan_maildrop(&listed, &known);
+    if !plan.forget.is_empty() {
+        ctx.writer
+            .pop3_forget(address, plan.forget)
+            .await
+            .map_err(store_error)?;
+    }
+    let dated_after = profile.process_emails_received_after.map(|d| d.timestamp());
+    let mut pipeline = Pipeline::new(ctx, address);
+    let mut interrupted = false;
+    let chunks = batches(
+        plan.retrieve,
+        ctx.config.appliance.fetch_batch_size as usize,
+        ctx.config.appliance.fetch_batch_bytes as u64,
+    );
+    for chunk in chunks {
+        if ctx.stopping() {
+            interrupted = true;
+            break;
+        }
+        let started = Instant::now();
+        let bodies = session.retrieve(&chunk).await?;
+        tracing::debug!(
+            mailbox = address,
+            messages = bodies.len(),
+            fetch_ms = started.elapsed().as_millis() as u64,
+            "batch retrieved"
+        );
+        let fetched = chunk
+            .into_iter()
+            .zip(bodies)
+            .map(|(m, raw)| Fetched {
+                key: SyncKey::Uidl(m.uidl),
+                raw,
+                received: None,
+            })
+            .collect();
+        pipeline
+            .push(
+                fetched,
+                IngestSource::Maildrop {
+                    skipped: Vec::new(),
+                },
+                dated_after,
+            )
+            .await?;
+    }
+    let mut summary = pipeline.finish().await?;
+    summary.interrupted = interrupted;
+    let mut deleted = 0;
+    if let (Some(days), false) = (profile.pop3_delete_after_days, interrupted) {
+        // Read back from the store: only what is committed may leave the server.
+        let committed = ctx.store.pop3_sync_id_map(address).map_err(store_error)?;
+        let doomed = deletable(&listed, &committed, days, Utc::now().timestamp());
+        session.delete(&doomed).await?;
+        deleted = doomed.len();
+    }
+    Ok(MaildropOutcome { summary, deleted })
+}

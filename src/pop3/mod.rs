@@ -1,0 +1,406 @@
+//! A POP3 client session for incoming sync (RFC 1939, CAPA and PIPELINING from RFC 2449, STLS from
+//! RFC 2595, AUTH from RFC 5034), over the connection layer.
+//!
+//! Hand-written: the one maintained crate (async-pop) brings its own TLS stack (native-tls or an
+//! older rustls) and cannot upgrade our stream with STLS. POP3 is small; this client is strict:
+//! every reply is checked, bodies are bounded, and every network step runs under the mailbox's
+//! connection timeout. Messages are only ever deleted by an explicit DELE followed by QUIT.
+
+mod wire;
+
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use tokio::io::{AsyncWriteExt, BufReader};
+
+use crate::config::{AuthProtocol, TlsMode};
+use crate::engine::error::SyncError;
+use crate::net::{self, Login, MailStream, NetError, StepError, Target};
+use crate::tracking::maildrop::MaildropEntry;
+use wire::Status;
+
+/// A body may exceed the size LIST gave (LF stored, CRLF sent) but not by more than this factor.
+const BODY_SLACK: u64 = 2;
+/// Smallest bound on a body, for servers that report tiny sizes.
+const MIN_BODY_LIMIT: u64 = 64 * 1024;
+
+pub struct Pop3Session {
+    r: BufReader<MailStream>,
+    address: String,
+    timeout: Duration,
+    pipelining: bool,
+    line: Vec<u8>,
+}
+
+impl Pop3Session {
+    /// Connects, negotiates TLS as configured, and logs in.
+    pub async fn open(target: &Target<'_>, login: &Login<'_>) -> Result<Pop3Session, SyncError> {
+        let address = format!("{}:{}", target.host, target.port);
+        let limit = target.timeout;
+        let mut stream =
+            MailStream::plain(net::connect_tcp(target.host, target.port, limit).await?);
+        if let Some(r) = &target.recorder {
+            stream.record(r.clone());
+        }
+        if target.tls == TlsMode::Implicit {
+            stream =
+                net::start_tls(stream, target.host, target.port, target.tls_context, limit).await?;
+        }
+        let mut s = Pop3Session {
+            r: BufReader::new(stream),
+            address,
+            timeout: limit,
+            pipelining: false,
+            line: Vec::new(),
+        };
+        match s.status("waiting for the greeting").await? {
+            Status::Ok(_) => {}
+            Status::Err(text) | Status::Continue(text) => {
+                return Err(SyncError::ServerBusy {
+                    address: s.address,
+                    reply: text,
+                });
+            }
+        }
+        let mut caps = s.capabilities().await?;
+        if target.tls == TlsMode::StartTls {
+            // Without CAPA the server may still know STLS; a refusal ends it either way.
+            if caps
+                .as_ref()
+                .is_some_and(|c| !c.iter().any(|c| c == "STLS"))
+            {
+                return Err(s.tls_not_offered());
+            }
+            match s.command("STLS", "starting TLS").await? {
+                Status::Ok(_) => {}
+                _ => return Err(s.tls_not_offered()),
+            }
+            // Bytes after the STLS reply came before the handshake: possibly injected.
+            if !s.r.buffer().is_empty() {
+                return Err(SyncError::Net(NetError::Handshake {
+                    address: s.address,
+                    reason: "the server sent data before the TLS handshake (possible STARTTLS injection)"
+                        .into(),
+                }));
+            }
+            let stream = net::start_tls(
+                s.r.into_inner(),
+                target.host,
+                target.port,
+                target.tls_context,
+                limit,
+            )
+            .await?;
+            s.r = BufReader::new(stream);
+            // Capabilities before TLS cannot be trusted (RFC 2595 §4): ask again.
+            caps = s.capabilities().await?;
+        }
+        let caps = caps.unwrap_or_default();
+        s.pipelining = caps.iter().any(|c| c == "PIPELINING");
+        s.login(&caps, target.auth, login).await?;
+        Ok(s)
+    }
+
+    fn tls_not_offered(&self) -> SyncError {
+        SyncError::TlsNotOffered {
+            address: self.address.clone(),
+            command: "STLS",
+        }
+    }
+
+    fn protocol(&self, detail: impl Into<String>) -> SyncError {
+        SyncError::Protocol {
+            address: self.address.clone(),
+            detail: detail.into(),
+        }
+    }
+
+    async fn send(&mut self, command: &[u8], what: &'static str) -> Result<(), SyncError> {
+        let limit = self.timeout;
+        let w = self.r.get_mut();
+        let write = async {
+            w.write_all(command).await?;
+            w.flush().await
+        };
+        match net::step(&self.address, what, limit, write).await {
+            Ok(()) => Ok(()),
+            Err(StepError::Failed(_)) => Err(SyncError::ConnectionLost {
+                address: self.address.clone(),
+            }),
+            Err(StepError::TimedOut(e)) => Err(SyncError::Net(e)),
+        }
+    }
+
+    /// Reads one status line.
+    async fn status(&mut self, what: &'static str) -> Result<Status, SyncError> {
+        wire::read_line(
+            &mut self.r,
+            &mut self.line,
+            &self.address,
+            what,
+            self.timeout,
+        )
+        .await?;
+        match wire::parse_status(&self.line) {
+            Some(s) => Ok(s),
+            None => Err(self.protocol(format!(
+                "\"{}\" while {what}",
+                String::from_utf8_lossy(&self.line).trim_end()
+            ))),
+        }
+    }
+
+    async fn command(&mut self, command: &str, what: &'static str) -> Result<Status, SyncError> {
+        self.send(format!("{command}\r\n").as_bytes(), what).await?;
+        self.status(what).await
+    }
+
+    /// A command whose `-ERR` is a protocol failure; returns the `+OK` text.
+    async fn expect_ok(&mut self, command: &str, what: &'static str) -> Result<String, SyncError> {
+        match self.command(command, what).await? {
+            Status::Ok(text) => Ok(text),
+            Status::Err(text) | Status::Continue(text) => Err(self.refused(what, text)),
+        }
+    }
+
+    fn refused(&self, what: &str, text: String) -> SyncError {
+        if wire::is_temporary(&text) {
+            SyncError::ServerBusy {
+                address: self.address.clone(),
+                reply: text,
+            }
+        } else {
+            self.protocol(format!("-ERR {text} while {what}"))
+        }
+    }
+
+    /// Reads a multi-line body into `out`.
+    async fn body(
+        &mut self,
+        out: &mut Vec<u8>,
+        max: u64,
+        what: &'static str,
+    ) -> Result<(), SyncError> {
+        let max = usize::try_from(max).unwrap_or(usize::MAX);
+        wire::read_multiline(&mut self.r, out, max, &self.address, what, self.timeout).await
+    }
+
+    /// CAPA (RFC 2449); `None` when the server does not know it.
+    async fn capabilities(&mut self) -> Result<Option<Vec<String>>, SyncError> {
+        let what = "asking for capabilities";
+        match self.command("CAPA", what).await? {
+            Status::Ok(_) => {}
+            _ => return Ok(None),
+        }
+        let mut raw = Vec::new();
+        self.body(&mut raw, 64 * 1024, what).await?;
+        Ok(Some(
+            String::from_utf8_lossy(&raw)
+                .lines()
+                .map(|l| l.trim().to_ascii_uppercase())
+                .filter(|l| !l.is_empty())
+                .collect(),
+        ))
+    }
+
+    async fn login(
+        &mut self,
+        caps: &[String],
+        protocol: AuthProtocol,
+        login: &Login<'_>,
+    ) -> Result<(), SyncError> {
+        let sasl_plain = caps.iter().any(|c| {
+            c.strip_prefix("SASL ")
+                .is_some_and(|m| m.split(' ').any(|m| m == "PLAIN"))
+        });
+        let use_plain = match protocol {
+            AuthProtocol::Plain => true,
+            AuthProtocol::Login => false,
+            // An authorization identity needs SASL; otherwise prefer it when offered.
+            AuthProtocol::Auto => sasl_plain || login.authzid.is_some(),
+        };
+        if use_plain && !sasl_plain && protocol == AuthProtocol::Auto {
+            return Err(SyncError::AuthUnsupported {
+                address: self.address.clone(),
+                detail: "acting for a mailbox with the profile's credentials needs SASL PLAIN"
+                    .into(),
+            });
+        }
+        if !use_plain && login.authzid.is_some() {
+            return Err(SyncError::AuthUnsupported {
+                address: self.address.clone(),
+                detail: "USER/PASS cannot act for another mailbox; use authentication protocol \"plain\""
+                    .into(),
+            });
+        }
+        let what = "logging in";
+        let status = if use_plain {
+            let mut blob = Vec::new();
+            blob.extend_from_slice(login.authzid.unwrap_or("").as_bytes());
+            blob.push(0);
+            blob.extend_from_slice(login.username.as_bytes());
+            blob.push(0);
+            blob.extend_from_slice(login.password.expose().as_bytes());
+            let blob = STANDARD.encode(blob);
+            match self.command(&format!("AUTH PLAIN {blob}"), what).await? {
+                // A server that wants the response on its own line (no initial response).
+                Status::Continue(_) => self.command(&blob, what).await?,
+                other => other,
+            }
+        } else {
+            match self
+                .command(&format!("USER {}", login.username), what)
+                .await?
+            {
+                Status::Ok(_) => {
+                    self.command(&format!("PASS {}", login.password.expose()), what)
+                        .await?
+                }
+                other => other,
+            }
+        };
+        match status {
+            Status::Ok(_) => Ok(()),
+            Status::Err(text) if wire::is_temporary(&text) => Err(SyncError::ServerBusy {
+                address: self.address.clone(),
+                reply: text,
+            }),
+            Status::Err(text) | Status::Continue(text) => Err(SyncError::AuthRejected {
+                address: self.address.clone(),
+                reply: text,
+            }),
+        }
+    }
+
+    /// STAT: message count and total size.
+    pub async fn stat(&mut self) -> Result<(u32, u64), SyncError> {
+        let text = self.expect_ok("STAT", "reading the maildrop size").await?;
+        let mut parts = text.split(' ');
+        match (
+            parts.next().and_then(|n| n.parse().ok()),
+            parts.next().and_then(|n| n.parse().ok()),
+        ) {
+            (Some(n), Some(size)) => Ok((n, size)),
+            _ => Err(self.protocol(format!("STAT answered \"{text}\""))),
+        }
+    }
+
+    /// Every message with its UIDL and size (UIDL, then LIST). A server without UIDL, or with
+    /// UIDLs that are not unique, cannot be synced exactly once: that is a permanent error.
+    pub async fn list_messages(&mut self) -> Result<Vec<MaildropEntry>, SyncError> {
+        let what = "listing unique ids";
+        let uidls = match self.command("UIDL", what).await? {
+            Status::Ok(_) => self.listing(what).await?,
+            Status::Err(text) | Status::Continue(text) => {
+                return Err(if wire::is_temporary(&text) {
+                    SyncError::ServerBusy {
+                        address: self.address.clone(),
+                        reply: text,
+                    }
+                } else {
+                    SyncError::NoUidl {
+                        address: self.address.clone(),
+                        detail: format!("UIDL answered -ERR {text}"),
+                    }
+                });
+            }
+        };
+        self.expect_ok("LIST", "listing sizes").await?;
+        let sizes = self.listing("listing sizes").await?;
+        let sizes: std::collections::HashMap<u32, u64> = sizes
+            .into_iter()
+            .filter_map(|(n, s)| Some((n, s.parse().ok()?)))
+            .collect();
+        let mut seen = std::collections::HashSet::with_capacity(uidls.len());
+        let mut out = Vec::with_capacity(uidls.len());
+        for (msgno, uidl) in uidls {
+            if !wire::valid_uidl(&uidl) {
+                return Err(
+                    self.no_uidl(format!("message {msgno} has the malformed UIDL {uidl:?}"))
+                );
+            }
+            if !seen.insert(uidl.clone()) {
+                return Err(self.no_uidl(format!("UIDL {uidl} is given to two messages")));
+            }
+            let Some(&size) = sizes.get(&msgno) else {
+                return Err(self.protocol(format!("LIST does not name message {msgno}")));
+            };
+            out.push(MaildropEntry { msgno, uidl, size });
+        }
+        Ok(out)
+    }
+
+    fn no_uidl(&self, detail: String) -> SyncError {
+        SyncError::NoUidl {
+            address: self.address.clone(),
+            detail,
+        }
+    }
+
+    async fn listing(&mut self, what: &'static str) -> Result<Vec<(u32, String)>, SyncError> {
+        let mut raw = Vec::new();
+        self.body(&mut raw, 1 << 30, what).await?;
+        raw.split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty() && *l != b"\r")
+            .map(|l| {
+                wire::parse_listing_line(l)
+                    .map(|(n, v)| (n, v.to_string()))
+                    .ok_or_else(|| {
+                        self.protocol(format!(
+                            "\"{}\" while {what}",
+                            String::from_utf8_lossy(l).trim_end()
+                        ))
+                    })
+            })
+            .collect()
+    }
+
+    /// RETR of each message, pipelined when the server offers PIPELINING.
+    pub async fn retrieve(
+        &mut self,
+        messages: &[MaildropEntry],
+    ) -> Result<Vec<Vec<u8>>, SyncError> {
+        let what = "retrieving messages";
+        if self.pipelining && messages.len() > 1 {
+            let mut commands = String::with_capacity(messages.len() * 12);
+            for m in messages {
+                commands.push_str(&format!("RETR {}\r\n", m.msgno));
+            }
+            self.send(commands.as_bytes(), what).await?;
+        }
+        let mut out = Vec::with_capacity(messages.len());
+        for m in messages {
+            let status = if self.pipelining && messages.len() > 1 {
+                self.status(what).await?
+            } else {
+                self.command(&format!("RETR {}", m.msgno), what).await?
+            };
+            if let Status::Err(text) | Status::Continue(text) = status {
+                return Err(self.refused(what, format!("{text} (message {})", m.msgno)));
+            }
+            // The size is the server's word: reserve by it only up to a sane amount.
+            let mut raw = Vec::with_capacity(m.size.min(16 << 20) as usize + 1024);
+            let max = m.size.saturating_mul(BODY_SLACK).max(MIN_BODY_LIMIT);
+            self.body(&mut raw, max, what).await?;
+            out.push(raw);
+        }
+        Ok(out)
+    }
+
+    /// Marks messages deleted; the server removes them only when QUIT succeeds.
+    pub async fn delete(&mut self, msgnos: &[u32]) -> Result<(), SyncError> {
+        for n in msgnos {
+            self.expect_ok(&format!("DELE {n}"), "deleting messages")
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// QUIT: ends the session and commits deletions. Its answer matters only after DELE.
+    pub async fn quit(mut self) -> Result<(), SyncError> {
+        self.expect_ok("QUIT", "closing the session")
+            .await
+            .map(|_| ())
+    }
+}
