@@ -3,13 +3,13 @@
 
 mod support;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use sha2::{Digest, Sha256};
 use sidesync::store::Store;
 use support::dovecot::{Dovecot, PASSWORD};
+use support::ingest::{assert_exactly_once, fill, sha};
 use support::sidesync::{Sidesync, run_once};
 use support::{free_port, mail, wait_for};
 
@@ -46,65 +46,6 @@ fn write_config(
     )
     .expect("write config");
     path
-}
-
-fn sha(b: &[u8]) -> String {
-    Sha256::digest(b)
-        .iter()
-        .map(|x| format!("{x:02x}"))
-        .collect()
-}
-
-/// Delivers `count` sample emails to `user`; returns their bytes by hash.
-fn fill(
-    d: &Dovecot,
-    user: &str,
-    count: usize,
-    size: impl Fn(usize) -> usize,
-    seen: impl Fn(usize) -> bool,
-) -> HashMap<String, Vec<u8>> {
-    let mut out = HashMap::new();
-    for n in 0..count {
-        let raw = mail::sample(user, n, size(n));
-        d.deliver(
-            user,
-            &raw,
-            if seen(n) { "S" } else { "" },
-            SystemTime::now(),
-        );
-        out.insert(sha(&raw), raw);
-    }
-    out
-}
-
-/// Checks the store holds exactly one activity per email of `expected`, with identical bytes.
-fn assert_exactly_once(store: &Store, user: &str, expected: &HashMap<String, Vec<u8>>) {
-    let acts: Vec<_> = store
-        .activities()
-        .expect("activities")
-        .into_iter()
-        .filter(|a| a.mailbox == user)
-        .collect();
-    let mut seen: BTreeMap<String, u32> = BTreeMap::new();
-    for a in &acts {
-        let raw = store.activity_raw(a.id).expect("raw").expect("raw stored");
-        assert_eq!(raw.len() as u64, a.size);
-        *seen.entry(sha(&raw)).or_default() += 1;
-    }
-    for (hash, raw) in expected {
-        assert_eq!(
-            seen.get(hash),
-            Some(&1),
-            "{user}: email {:?} stored {:?} times",
-            &raw[..60.min(raw.len())],
-            seen.get(hash)
-        );
-    }
-    assert_eq!(
-        acts.len(),
-        expected.len(),
-        "{user}: activities beyond the server's emails"
-    );
 }
 
 #[test]

@@ -4,7 +4,9 @@
 
 pub mod appliance;
 pub mod dovecot;
+pub mod ingest;
 pub mod mail;
+pub mod pop3_server;
 pub mod proxy;
 pub mod sidesync;
 pub mod smtp_server;

@@ -1,0 +1,419 @@
+//! Incoming email over POP3 against dovecot's POP3 service: POP3S and STLS, exactly once through
+//! the UIDL sync id map, restart, new mail, SIGKILL mid-ingest, messages left on the server or
+//! deleted after commit, the Date filter, and the clear errors (wrong password, untrusted
+//! certificate, no STLS, no UIDL).
+
+mod support;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use sidesync::store::{NOT_TRACKED, Store};
+use support::dovecot::{Dovecot, PASSWORD};
+use support::ingest::{assert_exactly_once, fill, sha};
+use support::pop3_server::{Behaviour, Pop3Server};
+use support::sidesync::{Sidesync, run_once};
+use support::{free_port, mail, wait_for};
+
+fn profile(name: &str, port: u16, ca: &Path, extra: &str) -> String {
+    format!(
+        "[[profile]]\nname = \"{name}\"\nserver_type = \"pop3_smtp\"\nincoming_server_location = \"127.0.0.1\"\n\
+         incoming_port_number = {port}\nca_file = \"{}\"\nmin_polling_interval = \"1s\"\n\
+         timeout_mailbox_connection_after = \"20s\"\n{extra}\n",
+        ca.display()
+    )
+}
+
+fn mailbox(address: &str, profile: &str, password: &str) -> String {
+    format!(
+        "[[mailbox]]\nemail_address = \"{address}\"\nprofile = \"{profile}\"\npassword = \"{password}\"\n\
+         approval = \"approved\"\n"
+    )
+}
+
+fn config(dir: &Path, status_port: u16, appliance_extra: &str, rest: &str) -> std::path::PathBuf {
+    let path = dir.join("sidesync.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[appliance]\ndata_dir = \"{}\"\nstatus_listen = \"127.0.0.1:{status_port}\"\nretry_interval = \"1s\"\n\
+             {appliance_extra}\n{rest}",
+            dir.join("data").display()
+        ),
+    )
+    .expect("write config");
+    path
+}
+
+/// The maildir base names (before ":2,"): what is on the server, whatever its flags.
+fn on_server(d: &Dovecot, user: &str) -> Vec<String> {
+    d.inbox_files(user)
+        .into_iter()
+        .map(|f| f.split(':').next().unwrap_or("").to_string())
+        .collect()
+}
+
+/// An email whose lines start with dots: POP3 must stuff and unstuff them byte for byte.
+fn dotted(user: &str) -> Vec<u8> {
+    format!(
+        "Message-ID: <dots@sample.sidesync.test>\r\nFrom: a@example.com\r\nTo: {user}\r\n\
+         Subject: dots\r\n\r\n.\r\n..\r\n.leading\r\n...three\r\nlast line\r\n.\r\n"
+    )
+    .into_bytes()
+}
+
+#[test]
+fn pop3s_and_stls_ingest_exactly_once_and_leave_messages() {
+    let d = Dovecot::start();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (tls_user, stls_user) = ("pop-tls@example.com", "pop-stls@example.com");
+    let mut expected: HashMap<&str, HashMap<String, Vec<u8>>> = HashMap::new();
+    let big = |n| {
+        if n == 5 {
+            3 << 20
+        } else {
+            2_000 + (n * 997) % 50_000
+        }
+    };
+    expected.insert(tls_user, fill(&d, tls_user, 160, big, |n| n % 4 == 0));
+    expected.insert(
+        stls_user,
+        fill(&d, stls_user, 90, |n| 1_000 + n * 40, |_| false),
+    );
+    let dots = dotted(tls_user);
+    d.deliver(tls_user, &dots, "", SystemTime::now());
+    expected
+        .get_mut(tls_user)
+        .expect("user")
+        .insert(sha(&dots), dots);
+    let before: HashMap<&str, Vec<String>> = [tls_user, stls_user]
+        .into_iter()
+        .map(|u| (u, on_server(&d, u)))
+        .collect();
+    let port = free_port();
+    let body = [
+        profile("pop3s", d.pop3s_port, &d.ca_file, ""),
+        profile(
+            "stls",
+            d.pop3_port,
+            &d.ca_file,
+            "incoming_tls = \"starttls\"\nincoming_authentication_protocol = \"login\"",
+        ),
+        mailbox(tls_user, "pop3s", PASSWORD),
+        mailbox(stls_user, "stls", PASSWORD),
+    ]
+    .concat();
+    let cfg = config(tmp.path(), port, "fetch_batch_size = 25", &body);
+    let log = tmp.path().join("sidesync.log");
+    let s = Sidesync::start(&cfg, &log, port);
+    let total: usize = expected.values().map(HashMap::len).sum();
+    wait_for(
+        "every POP3 email to be ingested",
+        Duration::from_secs(120),
+        || {
+            let st = s.status();
+            let boxes = st["mailboxes"].as_array()?;
+            let stored: u64 = boxes
+                .iter()
+                .map(|m| m["activities_stored"].as_u64().unwrap_or(0))
+                .sum();
+            let all_ok = boxes.iter().all(|m| {
+                m["incoming_status"] == "success"
+                    && m["last_successful_sync_completed_on"].is_string()
+            });
+            (stored as usize == total && all_ok).then_some(())
+        },
+    );
+    // New mail is picked up by the next poll.
+    let late = mail::sample(stls_user, 5_000, 4_000);
+    d.deliver(stls_user, &late, "", SystemTime::now());
+    expected
+        .get_mut(stls_user)
+        .expect("user")
+        .insert(sha(&late), late);
+    wait_for("the new POP3 email", Duration::from_secs(30), || {
+        (s.mailbox(stls_user)["activities_stored"].as_u64()? as usize == expected[stls_user].len())
+            .then_some(())
+    });
+    assert!(s.terminate().success());
+    // Messages stay on the server (I8).
+    for u in [tls_user, stls_user] {
+        let now = on_server(&d, u);
+        assert!(
+            before[u].iter().all(|f| now.contains(f)),
+            "{u}: a message left the server"
+        );
+    }
+    let store = Store::open(&tmp.path().join("data")).expect("store");
+    for u in [tls_user, stls_user] {
+        assert_exactly_once(&store, u, &expected[u]);
+        assert_eq!(
+            store.pop3_sync_id_map(u).expect("map").len(),
+            expected[u].len(),
+            "{u}: one sync id map entry per message"
+        );
+    }
+    let logs = std::fs::read_to_string(&log).expect("log");
+    assert!(!logs.contains(PASSWORD), "a password reached the log");
+    drop(store);
+    // A restart retrieves nothing: every UIDL is known.
+    let (status, out) = run_once(&cfg);
+    assert!(status.success(), "{out}");
+    let store = Store::open(&tmp.path().join("data")).expect("store");
+    assert_eq!(store.activity_count().expect("count") as usize, total + 1);
+    // Dovecot's own account of the restart's sessions: nothing retrieved, nothing deleted.
+    for u in [tls_user, stls_user] {
+        assert_eq!(
+            last_logout(&d, u)
+                .as_deref()
+                .map(|l| l.contains("retr=0/0, del=0/")),
+            Some(true),
+            "{u}"
+        );
+    }
+}
+
+/// Dovecot's logout line of the user's latest POP3 session ("top=…, retr=…, del=…, size=…").
+fn last_logout(d: &Dovecot, user: &str) -> Option<String> {
+    d.log()
+        .lines()
+        .rev()
+        .find(|l| l.contains(&format!("pop3({user})")) && l.contains("retr="))
+        .map(str::to_string)
+}
+
+#[test]
+fn sigkill_mid_pop3_ingest_then_restart_gives_one_activity_per_email() {
+    let d = Dovecot::start();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let user = "pop-bulk@example.com";
+    let expected = fill(&d, user, 2_000, |n| 8_000 + (n * 131) % 30_000, |_| false);
+    let port = free_port();
+    let body = [
+        profile("pop3s", d.pop3s_port, &d.ca_file, ""),
+        mailbox(user, "pop3s", PASSWORD),
+    ]
+    .concat();
+    let cfg = config(tmp.path(), port, "fetch_batch_size = 20", &body);
+    let log = tmp.path().join("sidesync.log");
+    let s = Sidesync::start(&cfg, &log, port);
+    let at_kill = wait_for(
+        "some emails to be committed",
+        Duration::from_secs(120),
+        || {
+            let n = s.mailbox(user)["activities_stored"].as_u64()?;
+            (n > 0).then_some(n)
+        },
+    );
+    s.kill9();
+    eprintln!("killed with {at_kill} of {} committed", expected.len());
+    let s = Sidesync::start(&cfg, &log, port);
+    wait_for("the rest to be ingested", Duration::from_secs(180), || {
+        (s.mailbox(user)["activities_stored"].as_u64()? as usize >= expected.len()).then_some(())
+    });
+    assert!(s.interrupt().success());
+    let store = Store::open(&tmp.path().join("data")).expect("store");
+    assert_exactly_once(&store, user, &expected);
+    assert_eq!(
+        store.pop3_sync_id_map(user).expect("map").len(),
+        expected.len()
+    );
+}
+
+#[test]
+fn deletion_only_after_commit_and_age_and_the_date_filter() {
+    let d = Dovecot::start();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (now_user, later_user, dated_user) = (
+        "pop-delete-now@example.com",
+        "pop-delete-later@example.com",
+        "pop-dated@example.com",
+    );
+    let now_expected = fill(&d, now_user, 40, |n| 1_500 + n * 10, |_| false);
+    let later_expected = fill(&d, later_user, 30, |n| 1_500 + n * 10, |_| false);
+    // Samples are dated 1–28 September 2025 (day = 1 + n % 28).
+    let all_dated = fill(&d, dated_user, 28, |_| 1_200, |_| false);
+    let recent: HashMap<String, Vec<u8>> = (0..28)
+        .filter(|n| 1 + n % 28 >= 15)
+        .map(|n| mail::sample(dated_user, n, 1_200))
+        .map(|raw| (sha(&raw), raw))
+        .collect();
+    assert_eq!(all_dated.len(), 28);
+    let body = [
+        profile(
+            "now",
+            d.pop3s_port,
+            &d.ca_file,
+            "pop3_delete_after_days = 0",
+        ),
+        profile(
+            "later",
+            d.pop3s_port,
+            &d.ca_file,
+            "pop3_delete_after_days = 1",
+        ),
+        profile(
+            "dated",
+            d.pop3s_port,
+            &d.ca_file,
+            "process_emails_received_after = 2025-09-15",
+        ),
+        mailbox(now_user, "now", PASSWORD),
+        mailbox(later_user, "later", PASSWORD),
+        mailbox(dated_user, "dated", PASSWORD),
+    ]
+    .concat();
+    let cfg = config(tmp.path(), free_port(), "fetch_batch_size = 15", &body);
+    let (status, out) = run_once(&cfg);
+    assert!(status.success(), "{out}");
+    let store = Store::open(&tmp.path().join("data")).expect("store");
+    assert_exactly_once(&store, now_user, &now_expected);
+    assert_exactly_once(&store, later_user, &later_expected);
+    assert_exactly_once(&store, dated_user, &recent);
+    // Age 0: stored, then deleted in the same session; age 1 day: still there.
+    assert!(on_server(&d, now_user).is_empty(), "{out}");
+    assert_eq!(on_server(&d, later_user).len(), 30);
+    // Emails dated before the profile's date are remembered as not tracked, not retrieved again.
+    let map = store.pop3_sync_id_map(dated_user).expect("map");
+    assert_eq!(map.len(), 28);
+    assert_eq!(
+        map.values().filter(|(id, _)| *id == NOT_TRACKED).count(),
+        28 - recent.len()
+    );
+    drop(store);
+    let (status, out) = run_once(&cfg);
+    assert!(status.success(), "{out}");
+    assert!(
+        last_logout(&d, dated_user).is_some_and(|l| l.contains("retr=0/0")),
+        "{:?}",
+        last_logout(&d, dated_user)
+    );
+    // The deleted messages' map entries are forgotten once the server no longer lists them.
+    let store = Store::open(&tmp.path().join("data")).expect("store");
+    assert!(store.pop3_sync_id_map(now_user).expect("map").is_empty());
+    assert_exactly_once(&store, now_user, &now_expected);
+}
+
+#[test]
+fn wrong_password_untrusted_certificate_and_master_user() {
+    let d = Dovecot::start();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let users = [
+        "pop-good@example.com",
+        "pop-wrongpw@example.com",
+        "pop-untrusted@example.com",
+        "pop-acted@example.com",
+    ];
+    for u in users {
+        fill(&d, u, 3, |_| 1_000, |_| false);
+    }
+    d.add_master("popmaster", "master-secret-77");
+    let wrong = "wrong-pop-password-0xB2";
+    let body = [
+        profile("good", d.pop3s_port, &d.ca_file, ""),
+        profile("untrusted", d.pop3s_port, &d.other_ca_file, ""),
+        profile(
+            "acting",
+            d.pop3_port,
+            &d.ca_file,
+            "incoming_tls = \"starttls\"\nincoming_credential_retrieval = \"profile\"\n\
+             incoming_username = \"popmaster\"\nincoming_password = \"master-secret-77\"",
+        ),
+        mailbox(users[0], "good", PASSWORD),
+        mailbox(users[1], "good", wrong),
+        mailbox(users[2], "untrusted", PASSWORD),
+        format!(
+            "[[mailbox]]\nemail_address = \"{}\"\nprofile = \"acting\"\napproval = \"approved\"\n",
+            users[3]
+        ),
+    ]
+    .concat();
+    let cfg = config(tmp.path(), free_port(), "", &body);
+    let (status, out) = run_once(&cfg);
+    assert!(!status.success(), "two mailboxes fail: {out}");
+    let store = Store::open(&tmp.path().join("data")).expect("store");
+    let states = store.mailbox_states().expect("states");
+    assert_eq!(states[users[0]].activities_stored, 3, "{out}");
+    assert_eq!(
+        states[users[3]].activities_stored, 3,
+        "master user acting for the mailbox: {out}"
+    );
+    let e = states[users[1]].last_error.as_ref().expect("an error");
+    assert_eq!(e.code, "authentication_rejected");
+    assert!(
+        e.text.starts_with(&format!(
+            "authentication rejected by 127.0.0.1:{}",
+            d.pop3s_port
+        )),
+        "{}",
+        e.text
+    );
+    assert!(!e.transient);
+    let e = states[users[2]].last_error.as_ref().expect("an error");
+    assert_eq!(e.code, "certificate_not_trusted");
+    assert!(e.text.contains("not trusted"), "{}", e.text);
+    for secret in [wrong, PASSWORD, "master-secret-77"] {
+        assert!(!out.contains(secret), "a password reached the output");
+    }
+}
+
+#[test]
+fn a_server_without_stls_is_refused_and_one_without_uidl_is_a_permanent_error() {
+    let no_stls = Pop3Server::start(Behaviour {
+        capa: Some(vec!["USER", "UIDL", "PIPELINING"]),
+        uidl: true,
+        messages: vec![mail::sample("x@example.com", 1, 500)],
+    });
+    let no_uidl = Pop3Server::start(Behaviour {
+        capa: None,
+        uidl: false,
+        messages: vec![mail::sample("y@example.com", 1, 500)],
+    });
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let ca = tmp.path().join("none.pem");
+    let body = [
+        profile("no-stls", no_stls.port, &ca, "incoming_tls = \"starttls\"")
+            .replace(&format!("ca_file = \"{}\"\n", ca.display()), ""),
+        profile("no-uidl", no_uidl.port, &ca, "incoming_tls = \"none\"")
+            .replace(&format!("ca_file = \"{}\"\n", ca.display()), ""),
+        mailbox("x@example.com", "no-stls", "stls-secret-never-sent"),
+        mailbox("y@example.com", "no-uidl", "pw"),
+    ]
+    .concat();
+    let cfg = config(tmp.path(), free_port(), "", &body);
+    let (status, out) = run_once(&cfg);
+    assert!(!status.success(), "{out}");
+    let store = Store::open(&tmp.path().join("data")).expect("store");
+    let states = store.mailbox_states().expect("states");
+    let e = states["x@example.com"].last_error.as_ref().expect("error");
+    assert_eq!(e.code, "tls_not_offered");
+    assert!(
+        e.text.contains("does not offer STLS")
+            && e.text.contains("refusing to continue in plaintext"),
+        "{}",
+        e.text
+    );
+    assert!(
+        no_stls
+            .commands()
+            .iter()
+            .all(|c| !c.contains("stls-secret-never-sent") && !c.starts_with("USER")),
+        "{:?}",
+        no_stls.commands()
+    );
+    let e = states["y@example.com"].last_error.as_ref().expect("error");
+    assert_eq!(e.code, "no_uidl");
+    assert!(!e.transient, "no UIDL is permanent");
+    assert!(
+        e.text.contains("exactly-once sync over POP3 is impossible"),
+        "{}",
+        e.text
+    );
+    assert!(
+        !no_uidl.commands().iter().any(|c| c.starts_with("RETR")),
+        "nothing is retrieved without UIDL: {:?}",
+        no_uidl.commands()
+    );
+    assert_eq!(store.activity_count().expect("count"), 0);
+}
