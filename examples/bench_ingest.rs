@@ -1,5 +1,6 @@
-//! Initial-ingest benchmark: sidesync against mbsync (and a bare client that stores nothing) on the
-//! same dovecot mailbox over TLS, in the same run. Run it through `bench/ingest.sh`.
+//! Initial-ingest benchmark on one dovecot mailbox, every tool in the same run. IMAPS: sidesync
+//! against mbsync (and a bare client that stores nothing). POP3S: sidesync against fetchmail and
+//! getmail6. Run it through `bench/ingest.sh`.
 //!
 //! Each tool runs under `/usr/bin/time`, which gives wall time, client CPU and peak RSS.
 
@@ -68,6 +69,13 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let count: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(10_000);
     let rounds: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(2);
+    let which = args.get(3).map(String::as_str).unwrap_or("all");
+    let (imap, pop3) = match which {
+        "imap" => (true, false),
+        "pop3" => (false, true),
+        "all" => (true, true),
+        other => panic!("protocol must be imap, pop3 or all, not {other:?}"),
+    };
     let root = PathBuf::from(
         std::env::var("SIDESYNC_BENCH_DIR").unwrap_or_else(|_| "/tmp/sidesync-bench".into()),
     );
@@ -99,6 +107,12 @@ fn main() {
 
     let mut results: Vec<Measure> = Vec::new();
     for round in 0..rounds {
+        if pop3 {
+            pop3_round(&d, &root, round, count, &sidesync, &mut results);
+        }
+        if !imap {
+            continue;
+        }
         // mbsync, default settings (FSync yes), into a fresh maildir.
         let mdir = root.join(format!("mbsync-{round}"));
         std::fs::create_dir_all(mdir.join("INBOX")).expect("mbsync dir");
@@ -140,23 +154,7 @@ fn main() {
             ),
         )
         .expect("config");
-        // BENCH_WRAP="perf record -g -o /tmp/p.data --" (or strace -c …) runs sidesync under a
-        // profiler: profile before you tune.
-        let wrap: Vec<String> = std::env::var("BENCH_WRAP")
-            .map(|w| w.split_whitespace().map(str::to_string).collect())
-            .unwrap_or_default();
-        let mut cmd = match wrap.split_first() {
-            Some((program, args)) => {
-                let mut c = Command::new(program);
-                c.args(args).arg(&sidesync);
-                c
-            }
-            None => Command::new(&sidesync),
-        };
-        cmd.args(["run", "--once", "--config"])
-            .arg(&cfg)
-            .env("SIDESYNC_LOG", "warn");
-        results.push(timed("sidesync", &mut cmd, &root));
+        results.push(run_sidesync("sidesync", &sidesync, &cfg, &root));
         let store = sidesync::store::Store::open(&data).expect("store");
         let stored = store.activity_count().expect("count") as usize;
         assert_eq!(stored, count, "sidesync stored {stored} of {count}");
@@ -188,14 +186,17 @@ fn main() {
     }
 
     println!(
-        "\n{:<12} {:>5} {:>8} {:>9} {:>7} {:>8} {:>11} {:>9}",
+        "\n{:<14} {:>5} {:>8} {:>9} {:>7} {:>8} {:>11} {:>9}",
         "tool", "round", "seconds", "msgs/s", "MB/s", "CPU s", "CPU ms/msg", "RSS MB"
     );
-    for (i, m) in results.iter().enumerate() {
+    let mut round_of: std::collections::HashMap<&str, usize> = Default::default();
+    for m in &results {
+        let r = round_of.entry(m.tool.as_str()).or_default();
+        *r += 1;
         println!(
-            "{:<12} {:>5} {:>8.2} {:>9.0} {:>7.1} {:>8.2} {:>11.3} {:>9.1}",
+            "{:<14} {:>5} {:>8.2} {:>9.0} {:>7.1} {:>8.2} {:>11.3} {:>9.1}",
             m.tool,
-            i / 3 + 1,
+            r,
             m.seconds,
             count as f64 / m.seconds,
             mb / m.seconds,
@@ -206,37 +207,210 @@ fn main() {
     }
     // Each round runs the tools back to back: ratios within a round are the fair comparison on a
     // noisy machine. Report every round's ratios and their median.
-    let by_round =
-        |tool: &str| -> Vec<&Measure> { results.iter().filter(|m| m.tool == tool).collect() };
-    let (s, m, b) = (
-        by_round("sidesync"),
-        by_round("mbsync"),
-        by_round("bare-python"),
-    );
+    if imap {
+        compare(&results, "sidesync", "mbsync", "IMAPS", rounds, 1.5, 0.5);
+        compare(
+            &results,
+            "sidesync",
+            "bare-python",
+            "IMAPS",
+            rounds,
+            0.8,
+            f64::NAN,
+        );
+    }
+    if pop3 {
+        compare(
+            &results,
+            "sidesync-pop3",
+            "fetchmail",
+            "POP3S",
+            rounds,
+            f64::NAN,
+            f64::NAN,
+        );
+        compare(
+            &results,
+            "sidesync-pop3",
+            "getmail6",
+            "POP3S",
+            rounds,
+            f64::NAN,
+            f64::NAN,
+        );
+    }
+}
+
+/// Per-round and median ratios of `ours` against `anchor`: throughput (higher is better) and client
+/// CPU per message (lower is better), with the targets they are held to.
+fn compare(
+    results: &[Measure],
+    ours: &str,
+    anchor: &str,
+    what: &str,
+    rounds: usize,
+    speed_target: f64,
+    cpu_target: f64,
+) {
+    let by = |tool: &str| -> Vec<&Measure> { results.iter().filter(|m| m.tool == tool).collect() };
+    let (s, a) = (by(ours), by(anchor));
     let median = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
-    let speed: Vec<f64> = (0..rounds).map(|r| m[r].seconds / s[r].seconds).collect();
-    let cpu: Vec<f64> = (0..rounds).map(|r| s[r].cpu / m[r].cpu).collect();
-    let bare: Vec<f64> = (0..rounds).map(|r| b[r].seconds / s[r].seconds).collect();
+    let speed: Vec<f64> = (0..rounds).map(|r| a[r].seconds / s[r].seconds).collect();
+    let cpu: Vec<f64> = (0..rounds).map(|r| s[r].cpu / a[r].cpu).collect();
     let show = |v: &[f64]| {
         v.iter()
             .map(|x| format!("{x:.2}"))
             .collect::<Vec<_>>()
             .join(" ")
     };
+    let target = |t: f64, op: &str| {
+        if t.is_nan() {
+            String::new()
+        } else {
+            format!(" (target {op} {t})")
+        }
+    };
     println!(
-        "\nper round: sidesync/mbsync msgs/s {}; sidesync/mbsync CPU per message {}; sidesync/bare msgs/s {}",
+        "\n{what} {ours}/{anchor}, per round: throughput {}; client CPU per message {}",
         show(&speed),
-        show(&cpu),
-        show(&bare)
+        show(&cpu)
     );
     println!(
-        "median of {rounds} rounds:\n  sidesync/mbsync throughput: {:.2}x (target >= 1.5)\n  \
-         sidesync/mbsync client CPU per message: {:.2} (target <= 0.5)\n  sidesync/bare throughput: {:.2} (target >= 0.8)",
-        median(speed.clone()),
-        median(cpu.clone()),
-        median(bare.clone())
+        "  median of {rounds}: throughput {:.2}x{}, client CPU per message {:.2}{}",
+        median(speed),
+        target(speed_target, ">="),
+        median(cpu),
+        target(cpu_target, "<=")
     );
+}
+
+/// Runs `sidesync run --once` on `cfg` under /usr/bin/time. BENCH_WRAP="perf record -g -o
+/// /tmp/p.data --" (or strace -c …) runs it under a profiler: profile before you tune.
+fn run_sidesync(tool: &str, sidesync: &Path, cfg: &Path, root: &Path) -> Measure {
+    let wrap: Vec<String> = std::env::var("BENCH_WRAP")
+        .map(|w| w.split_whitespace().map(str::to_string).collect())
+        .unwrap_or_default();
+    let mut cmd = match wrap.split_first() {
+        Some((program, args)) => {
+            let mut c = Command::new(program);
+            c.args(args).arg(sidesync);
+            c
+        }
+        None => Command::new(sidesync),
+    };
+    cmd.args(["run", "--once", "--config"])
+        .arg(cfg)
+        .env("SIDESYNC_LOG", "warn");
+    timed(tool, &mut cmd, root)
+}
+
+/// One POP3S round: fetchmail (into a BSMTP file), getmail6 (into a maildir, as an unprivileged
+/// user: it refuses to deliver as root) and sidesync, each retrieving the whole mailbox, messages
+/// left on the server.
+fn pop3_round(
+    d: &Dovecot,
+    root: &Path,
+    round: usize,
+    count: usize,
+    sidesync: &Path,
+    results: &mut Vec<Measure>,
+) {
+    let port = d.pop3s_port;
+    let ca = d.ca_file.display().to_string();
+    // fetchmail: keep, fetch all, certificate checked against the test CA.
+    let rc = root.join(format!("fetchmailrc-{round}"));
+    std::fs::write(
+        &rc,
+        format!(
+            "set no syslog
+poll 127.0.0.1 protocol POP3 port {port} user \"{USER}\" password \"{PASSWORD}\" \
+             ssl sslcertck sslcertfile \"{ca}\" keep fetchall\n"
+        ),
+    )
+    .expect("fetchmailrc");
+    std::fs::set_permissions(&rc, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .expect("chmod");
+    let bsmtp = root.join(format!("fetchmail-{round}.bsmtp"));
+    results.push(timed(
+        "fetchmail",
+        Command::new("fetchmail")
+            .args(["--silent", "--nodetach", "-f"])
+            .arg(&rc)
+            .arg("--bsmtp")
+            .arg(&bsmtp)
+            .env("FETCHMAILHOME", root),
+        root,
+    ));
+    let fetched = std::fs::read_to_string(&bsmtp)
+        .map(|t| t.matches("\nDATA\r\n").count() + t.matches("\nDATA\n").count())
+        .unwrap_or(0);
+    assert_eq!(
+        fetched, count,
+        "fetchmail wrote {fetched} of {count} messages"
+    );
+    let _ = std::fs::remove_file(&bsmtp);
+
+    // getmail6: SimplePOP3SSLRetriever into a maildir, messages left on the server.
+    let gdir = root.join(format!("getmail-{round}"));
+    for sub in ["Maildir/cur", "Maildir/new", "Maildir/tmp"] {
+        std::fs::create_dir_all(gdir.join(sub)).expect("getmail dir");
+    }
+    std::fs::write(
+        gdir.join("getmailrc"),
+        format!(
+            "[retriever]\ntype = SimplePOP3SSLRetriever\nserver = 127.0.0.1\nport = {port}\n\
+             username = {USER}\npassword = {PASSWORD}\nca_certs = {ca}\n\n\
+             [destination]\ntype = Maildir\npath = {}/Maildir/\n\n\
+             [options]\nread_all = true\ndelete = false\nverbose = 0\n",
+            gdir.display()
+        ),
+    )
+    .expect("getmailrc");
+    let _ = Command::new("chown")
+        .args(["-R", "nobody:nogroup"])
+        .arg(&gdir)
+        .status();
+    let mut getmail = Command::new("setpriv");
+    getmail
+        .args([
+            "--reuid=nobody",
+            "--regid=nogroup",
+            "--clear-groups",
+            "getmail",
+        ])
+        .arg(format!("--getmaildir={}", gdir.display()))
+        .arg("--rcfile=getmailrc");
+    results.push(timed("getmail6", &mut getmail, root));
+    let got = std::fs::read_dir(gdir.join("Maildir/new"))
+        .map(|r| r.count())
+        .unwrap_or(0);
+    assert_eq!(got, count, "getmail6 delivered {got} of {count} messages");
+    let _ = std::fs::remove_dir_all(&gdir);
+
+    // sidesync over POP3S, durable batch commits, into a fresh store.
+    let data = root.join(format!("sidesync-pop3-data-{round}"));
+    let cfg = root.join(format!("sidesync-pop3-{round}.toml"));
+    std::fs::write(
+        &cfg,
+        format!(
+            "[appliance]\ndata_dir = \"{data}\"\n\n[[profile]]\nname = \"bench\"\nis_default = true\n\
+             server_type = \"pop3_smtp\"\nincoming_server_location = \"127.0.0.1\"\n\
+             incoming_port_number = {port}\nca_file = \"{ca}\"\n\n\
+             [[mailbox]]\nemail_address = \"{USER}\"\npassword = \"{PASSWORD}\"\napproval = \"approved\"\n",
+            data = data.display(),
+        ),
+    )
+    .expect("config");
+    results.push(run_sidesync("sidesync-pop3", sidesync, &cfg, root));
+    let store = sidesync::store::Store::open(&data).expect("store");
+    let stored = store.activity_count().expect("count") as usize;
+    assert_eq!(
+        stored, count,
+        "sidesync stored {stored} of {count} over POP3"
+    );
+    drop(store);
+    let _ = std::fs::remove_dir_all(&data);
 }

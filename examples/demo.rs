@@ -15,10 +15,12 @@ use support::dovecot::{Dovecot, PASSWORD};
 use support::sidesync::{Sidesync, http_get};
 use support::{free_port, mail, wait_for};
 
-const GOOD: &[(&str, usize, &str)] = &[
-    ("alice@demo.example", 120, "user"),
-    ("bob@demo.example", 80, "user"),
-    ("support@demo.example", 60, "queue"),
+/// (address, sample emails, owner type, profile): three IMAP mailboxes and one POP3 mailbox.
+const GOOD: &[(&str, usize, &str, &str)] = &[
+    ("alice@demo.example", 120, "user", "demo-imap"),
+    ("bob@demo.example", 80, "user", "demo-imap"),
+    ("support@demo.example", 60, "queue", "demo-imap"),
+    ("erin@demo.example", 40, "user", "demo-pop3"),
 ];
 
 fn main() {
@@ -31,11 +33,11 @@ fn main() {
 
     let dovecot = Dovecot::start_in(&root.join("dovecot"));
     println!(
-        "dovecot: IMAPS on 127.0.0.1:{}, IMAP/STARTTLS on 127.0.0.1:{}",
-        dovecot.imaps_port, dovecot.imap_port
+        "dovecot: IMAPS on 127.0.0.1:{}, IMAP/STARTTLS on 127.0.0.1:{}, POP3S on 127.0.0.1:{}",
+        dovecot.imaps_port, dovecot.imap_port, dovecot.pop3s_port
     );
     let mut expected = 0;
-    for (address, count, _) in GOOD {
+    for (address, count, _, _) in GOOD {
         for n in 0..*count {
             let size = if n % 25 == 0 {
                 400_000
@@ -67,14 +69,17 @@ fn main() {
         "# Written by the sidesync demo.\n[appliance]\ndata_dir = \"{data}\"\nstatus_listen = \"127.0.0.1:{status_port}\"\n\
          retry_interval = \"30s\"\n\n\
          [[profile]]\nname = \"demo-imap\"\nis_default = true\nincoming_server_location = \"127.0.0.1\"\n\
-         incoming_port_number = {port}\nincoming_tls = \"implicit\"\nca_file = \"{ca}\"\nmin_polling_interval = \"10s\"\n\n",
+         incoming_port_number = {port}\nincoming_tls = \"implicit\"\nca_file = \"{ca}\"\nmin_polling_interval = \"10s\"\n\n\
+         [[profile]]\nname = \"demo-pop3\"\nserver_type = \"pop3_smtp\"\nincoming_server_location = \"127.0.0.1\"\n\
+         incoming_port_number = {pop3s}\nca_file = \"{ca}\"\nmin_polling_interval = \"10s\"\n\n",
         data = root.join("data").display(),
         port = dovecot.imaps_port,
+        pop3s = dovecot.pop3s_port,
         ca = dovecot.ca_file.display(),
     );
-    for (address, _, owner) in GOOD {
+    for (address, _, owner, profile) in GOOD {
         config.push_str(&format!(
-            "[[mailbox]]\nemail_address = \"{address}\"\nowner = \"{owner}\"\npassword = \"{PASSWORD}\"\napproval = \"approved\"\n\n"
+            "[[mailbox]]\nemail_address = \"{address}\"\nowner = \"{owner}\"\nprofile = \"{profile}\"\npassword = \"{PASSWORD}\"\napproval = \"approved\"\n\n"
         ));
     }
     // One mailbox whose password is wrong and one awaiting approval: what failures look like.
@@ -104,7 +109,7 @@ fn main() {
                 .iter()
                 .any(|m| m["email_address"] == "carol@demo.example" && m["last_error"].is_object());
             let good_synced = st["mailboxes"].as_array()?.iter().all(|m| {
-                !GOOD.iter().any(|(a, _, _)| m["email_address"] == *a)
+                !GOOD.iter().any(|(a, _, _, _)| m["email_address"] == *a)
                     || m["last_successful_sync_completed_on"].is_string()
             });
             (stored as usize == expected && carol_failed && good_synced).then_some(())

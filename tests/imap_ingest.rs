@@ -301,3 +301,66 @@ fn emails_received_before_the_profile_date_are_skipped() {
         20
     );
 }
+
+#[test]
+fn tracking_folders_are_synced_beside_inbox() {
+    let d = Dovecot::start();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (user, broken) = ("tracked@example.com", "missing-folder@example.com");
+    let inbox = fill(&d, user, 5, |_| 1_500, |_| false);
+    let mut in_folder = HashMap::new();
+    for n in 100..103 {
+        let raw = mail::sample(user, n, 1_500);
+        d.deliver_to_folder(user, "Projects", &raw);
+        in_folder.insert(sha(&raw), raw);
+    }
+    // The same email in INBOX and in the folder is one activity.
+    let both = mail::sample(user, 2, 1_500);
+    d.deliver_to_folder(user, "Projects", &both);
+    fill(&d, broken, 2, |_| 1_000, |_| false);
+    let mut expected = inbox.clone();
+    expected.extend(in_folder.clone());
+    let config = write_config(
+        tmp.path(),
+        free_port(),
+        "",
+        &format!(
+            "{}{}tracking_folders = [\"Projects\"]\n{}tracking_folders = [\"Missing\"]\n",
+            profile(&d, ""),
+            mailbox(user),
+            mailbox(broken)
+        ),
+    );
+    let (status, out) = run_once(&config);
+    assert!(
+        !status.success(),
+        "the missing folder fails its mailbox: {out}"
+    );
+    let store = Store::open(&tmp.path().join("data")).expect("store");
+    assert_exactly_once(&store, user, &expected);
+    let folders: Vec<String> = store
+        .activities()
+        .expect("activities")
+        .into_iter()
+        .filter(|a| a.mailbox == user && a.folder == "Projects")
+        .map(|a| a.folder)
+        .collect();
+    assert_eq!(
+        folders.len(),
+        3,
+        "three activities come from the tracking folder"
+    );
+    assert_eq!(
+        store.sync_id_map(user).expect("map").len(),
+        9,
+        "5 INBOX + 4 Projects UIDs, the shared email linked"
+    );
+    let states = store.mailbox_states().expect("states");
+    let e = states[broken].last_error.as_ref().expect("an error");
+    assert_eq!(e.code, "folder_missing");
+    assert!(e.text.contains("\"Missing\""), "{}", e.text);
+    assert_eq!(
+        states[broken].activities_stored, 2,
+        "INBOX synced before the missing folder"
+    );
+}

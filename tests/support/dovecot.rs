@@ -459,6 +459,17 @@ service anvil {{
     pub fn deliver(&self, user: &str, raw: &[u8], flags: &str, received: SystemTime) -> String {
         self.add_user(user);
         let md = self.ensure_maildir(user);
+        self.write_message(&md, raw, flags, received)
+    }
+
+    /// Delivers `raw` into the user's folder `name` (created when missing).
+    pub fn deliver_to_folder(&self, user: &str, name: &str, raw: &[u8]) -> String {
+        self.create_folder(user, name);
+        let folder = self.maildir(user).join(format!(".{name}"));
+        self.write_message(&folder, raw, "", SystemTime::now())
+    }
+
+    fn write_message(&self, md: &Path, raw: &[u8], flags: &str, received: SystemTime) -> String {
         let seq = FILE_SEQ.fetch_add(1, Ordering::SeqCst);
         let secs = received
             .duration_since(SystemTime::UNIX_EPOCH)
