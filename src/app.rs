@@ -18,16 +18,34 @@ pub fn run(config: Config, mode: RunMode) -> Result<RunReport, String> {
     let writer = store.start_writer();
     let (commands_tx, commands_rx) = mpsc::channel(64);
     let outbox_wake = Arc::new(tokio::sync::Notify::new());
+    let metrics = Arc::new(crate::metrics::Metrics::new(
+        config.profiles.iter().map(|p| p.name.as_str()),
+    ));
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("sidesync")
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            writer.shutdown();
+            return Err(format!("cannot start the runtime: {e}"));
+        }
+    };
     let http = match mode {
-        RunMode::Forever => match StatusServer::start(StatusContext {
-            config: config.clone(),
-            store: store.clone(),
-            heartbeat: heartbeat.clone(),
-            started_at: Utc::now(),
-            writer: Some(writer.clone()),
-            commands: Some(commands_tx),
-            outbox_wake: outbox_wake.clone(),
-        }) {
+        RunMode::Forever => match StatusServer::start(
+            StatusContext {
+                config: config.clone(),
+                store: store.clone(),
+                heartbeat: heartbeat.clone(),
+                started_at: Utc::now(),
+                writer: Some(writer.clone()),
+                commands: Some(commands_tx),
+                outbox_wake: outbox_wake.clone(),
+                metrics: metrics.clone(),
+            },
+            runtime.handle(),
+        ) {
             Ok(s) => Some(s),
             Err(e) => {
                 writer.shutdown();
@@ -44,11 +62,6 @@ pub fn run(config: Config, mode: RunMode) -> Result<RunReport, String> {
         mailboxes = config.mailboxes.len(),
         "sidesync starting"
     );
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("sidesync")
-        .build()
-        .map_err(|e| format!("cannot start the runtime: {e}"))?;
     let report = runtime.block_on(async {
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut ctx = JobContext::new(
@@ -59,6 +72,7 @@ pub fn run(config: Config, mode: RunMode) -> Result<RunReport, String> {
             heartbeat,
         );
         ctx.outbox_wake = outbox_wake.clone();
+        ctx.metrics = metrics;
         let ctx = Arc::new(ctx);
         let outbox = (mode == RunMode::Forever)
             .then(|| tokio::spawn(engine::outgoing::run(ctx.clone(), outbox_wake)));

@@ -9,6 +9,7 @@ pub mod engine;
 pub mod http;
 pub mod imap;
 pub mod logging;
+pub mod metrics;
 pub mod net;
 pub mod outbox;
 pub mod pop3;

@@ -54,6 +54,8 @@ pub struct Appliance {
     pub alert_retention: Duration,
     /// The API's bearer token; `None` leaves the API off.
     pub api_token: Option<Secret>,
+    /// A1: serve the status listener over HTTPS with this certificate chain and key (PEM).
+    pub status_tls: Option<StatusTls>,
     pub alert_smtp: Option<AlertSmtp>,
     /// O4: the token added to the subject of sent email; `None` = off.
     pub tracking_token: Option<crate::tracking::token::TokenFormat>,
@@ -63,6 +65,12 @@ pub struct Appliance {
     pub outbox_max_tries: u32,
     /// An SMTP connection with nothing to send is closed after this long (O3).
     pub smtp_idle_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct StatusTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// The appliance's own way out for alert emails (`[appliance.alert_smtp]`).
@@ -619,6 +627,22 @@ impl Validator<'_> {
                 }
                 Some(token)
             }),
+            status_tls: match (&ra.status_tls_cert, &ra.status_tls_key) {
+                (None, None) => None,
+                (Some(c), Some(k)) => {
+                    let cert = self.readable_file("status_tls_cert", c);
+                    let key = self.readable_file("status_tls_key", k);
+                    cert.zip(key).map(|(cert, key)| StatusTls { cert, key })
+                }
+                (Some(v), None) | (None, Some(v)) => {
+                    self.at(
+                        v,
+                        "status_tls_cert and status_tls_key go together: set both for HTTPS, or neither"
+                            .to_string(),
+                    );
+                    None
+                }
+            },
             alert_smtp: ra.alert_smtp.as_ref().map(|a| self.alert_smtp(a)),
             tracking_token: match ra.tracking_token.unwrap_or(true) {
                 false => None,

@@ -36,6 +36,8 @@ pub struct RawAppliance {
     pub transient_failure_retries: Option<Spanned<i64>>,
     pub alert_retention_days: Option<Spanned<i64>>,
     pub api_token_file: Option<Spanned<String>>,
+    pub status_tls_cert: Option<Spanned<String>>,
+    pub status_tls_key: Option<Spanned<String>>,
     pub alert_smtp: Option<Spanned<RawAlertSmtp>>,
     pub tracking_token: Option<bool>,
     pub tracking_token_prefix: Option<Spanned<String>>,

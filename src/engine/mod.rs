@@ -38,6 +38,8 @@ pub struct JobContext {
     /// Rung when email is queued, so the outbox task looks at once.
     pub outbox_wake: Arc<tokio::sync::Notify>,
     pub smtp_pool: outgoing::SmtpPool,
+    /// Runtime counters for `/metrics` and the status page.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl JobContext {
@@ -53,6 +55,9 @@ impl JobContext {
             .iter()
             .map(|p| (p.name.clone(), TlsContext::new(p.ca_file.as_deref())))
             .collect();
+        let metrics = Arc::new(crate::metrics::Metrics::new(
+            config.profiles.iter().map(|p| p.name.as_str()),
+        ));
         JobContext {
             limits: limits::ConnectionLimits::new(&config),
             config,
@@ -63,6 +68,7 @@ impl JobContext {
             heartbeat,
             outbox_wake: Arc::new(tokio::sync::Notify::new()),
             smtp_pool: outgoing::SmtpPool::default(),
+            metrics,
         }
     }
 

@@ -361,6 +361,7 @@ async fn worker(ctx: &JobContext, address: &str, queue: &Mutex<VecDeque<OutboxEn
                 .await
             {
                 Ok(results) => {
+                    ctx.metrics.sent(&profile.name, raw.len() as u64);
                     let reply = results
                         .iter()
                         .find(|r| r.accepted)
@@ -456,6 +457,13 @@ async fn settle(
         },
         NextStep::Failed(reply) => {
             tracing::warn!(mailbox = %entry.mailbox, id = entry.id, %reply, "email failed");
+            let profile = ctx
+                .config
+                .mailbox(&entry.mailbox)
+                .and_then(|m| m.profile.as_deref());
+            if let Some(p) = profile {
+                ctx.metrics.send_failed(p);
+            }
             OutboxUpdate::Failed { reply, results }
         }
     };
@@ -488,7 +496,7 @@ async fn open(
         timeout: profile.timeout_mailbox_connection_after,
         recorder: None,
     };
-    SmtpSession::open(
+    let opened = SmtpSession::open(
         &target,
         Some(&SmtpLogin {
             username,
@@ -496,7 +504,9 @@ async fn open(
             authzid,
         }),
     )
-    .await
+    .await;
+    super::incoming::count_attempt(ctx, profile, &opened).await;
+    opened
 }
 
 /// An authentication failure (or another permanent one) stops this mailbox's sending until it

@@ -135,13 +135,21 @@ pub async fn run(
                 report.syncs += 1;
                 report.created += r.created;
                 report.failures += u64::from(r.failed);
+                let address = &mailboxes[r.mailbox].email_address;
                 slots[r.mailbox] = match (mode, r.next) {
                     (RunMode::Forever, Next::At(wait)) => {
                         let at = Instant::now() + wait;
                         due.push(Reverse((at, r.mailbox)));
+                        ctx.metrics.set_next_poll(
+                            address,
+                            chrono::Duration::from_std(wait).ok().map(|w| Utc::now() + w),
+                        );
                         Slot::Queued(at)
                     }
-                    _ => Slot::Parked,
+                    _ => {
+                        ctx.metrics.set_next_poll(address, None);
+                        Slot::Parked
+                    }
                 };
                 check_profile_alert(&ctx, &mailboxes[r.mailbox]).await;
             }
@@ -381,6 +389,8 @@ async fn job(ctx: &JobContext, i: usize, mode: RunMode) -> JobResult {
     let result = sync_mailbox(ctx, profile, mailbox).await;
     let at = Utc::now();
     let duration_ms = started.elapsed().as_millis() as u64;
+    ctx.metrics
+        .sync_finished(&profile.name, started.elapsed(), result.is_ok());
     match result {
         Ok(s) => {
             tracing::info!(

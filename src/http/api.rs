@@ -1,4 +1,5 @@
-//! `/api/v1/...` behind the bearer token (A2): approve, test & enable, alerts.
+//! `/api/v1/...` behind the bearer token (A2): activities (list, one, raw MIME), mailboxes,
+//! alerts, approve, test & enable, the outbox.
 //!
 //! No token configured = the API is off. Tokens are compared in constant time, and are refused
 //! over plaintext HTTP from anywhere but loopback (Dynamics likewise refuses credentials over
@@ -20,12 +21,13 @@ use crate::store::MailboxUpdate;
 /// (Outbox requests carry attachments in base64: 32 MB, Dynamics' largest recommended.)
 const MAX_BODY: u64 = 48 * 1024 * 1024;
 
+#[derive(Debug)]
 pub struct ApiError {
     pub status: u16,
     pub message: String,
 }
 
-fn err(status: u16, message: impl Into<String>) -> ApiError {
+pub(super) fn err(status: u16, message: impl Into<String>) -> ApiError {
     ApiError {
         status,
         message: message.into(),
@@ -47,8 +49,10 @@ fn authorize(ctx: &StatusContext, request: &Request) -> Result<(), ApiError> {
             "the API is off: set api_token_file in [appliance]",
         ));
     };
+    // Behind the HTTPS front every request came over TLS; over plain HTTP only loopback is safe.
+    let secure = ctx.config.appliance.status_tls.is_some();
     let loopback = request.remote_addr().is_some_and(|a| a.ip().is_loopback());
-    if !loopback {
+    if !secure && !loopback {
         return Err(err(
             403,
             "the API does not accept tokens over plaintext HTTP from other hosts",
@@ -101,15 +105,42 @@ fn body_json(request: &mut Request) -> Result<Option<Value>, ApiError> {
         .map_err(|e| err(400, format!("the request body is not JSON: {e}")))
 }
 
-/// Answers an `/api/v1/...` request: (status, JSON body).
-pub fn handle(
+/// What an API request gets: JSON, or an email's raw MIME.
+pub enum Answer {
+    Json(u16, Value),
+    Mime(Vec<u8>),
+}
+
+/// Answers an `/api/v1/...` request.
+pub fn handle(ctx: &StatusContext, request: &mut Request, path: &str) -> Result<Answer, ApiError> {
+    authorize(ctx, request)?;
+    let parts: Vec<&str> = path.trim_start_matches("/api/v1/").split('/').collect();
+    let url = request.url().to_string();
+    match (request.method().clone(), parts.as_slice()) {
+        (Method::Get, ["activities"]) => super::activities::list(ctx, &url).map(json_ok),
+        (Method::Get, ["activities", id]) => super::activities::one(ctx, id).map(json_ok),
+        (Method::Get, ["activities", id, "raw"]) => {
+            super::activities::raw(ctx, id).map(Answer::Mime)
+        }
+        (Method::Get, ["mailboxes"]) => super::activities::mailboxes(ctx, &url).map(json_ok),
+        (_, ["activities"] | ["activities", _] | ["activities", _, "raw"] | ["mailboxes"]) => {
+            Err(err(405, "method not allowed"))
+        }
+        _ => handle_actions(ctx, request, path, &parts).map(|(code, v)| Answer::Json(code, v)),
+    }
+}
+
+fn json_ok(v: Value) -> Answer {
+    Answer::Json(200, v)
+}
+
+fn handle_actions(
     ctx: &StatusContext,
     request: &mut Request,
     path: &str,
+    parts: &[&str],
 ) -> Result<(u16, Value), ApiError> {
-    authorize(ctx, request)?;
-    let parts: Vec<&str> = path.trim_start_matches("/api/v1/").split('/').collect();
-    match (request.method().clone(), parts.as_slice()) {
+    match (request.method().clone(), parts) {
         (Method::Get, ["alerts"]) => alerts(ctx, request.url()),
         (Method::Post, ["mailboxes", address, "approve"]) => {
             let body = body_json(request)?;
@@ -143,7 +174,7 @@ fn mailbox_known(ctx: &StatusContext, address: &str) -> Result<String, ApiError>
     }
 }
 
-fn percent_decode(s: &str) -> String {
+pub(super) fn percent_decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

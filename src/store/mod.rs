@@ -312,6 +312,46 @@ impl Store {
             .collect()
     }
 
+    /// Activities matching `keep`, newest first, with ids below `before` (a page cursor), at most
+    /// `limit`. Scans ids downwards until the page is full.
+    pub fn activities_page(
+        &self,
+        before: Option<u64>,
+        limit: usize,
+        keep: impl Fn(&Activity) -> bool,
+    ) -> Result<Vec<Activity>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(ACTIVITIES)?;
+        let mut out = Vec::new();
+        for row in t.range(..before.unwrap_or(u64::MAX))?.rev() {
+            let a: Activity = decode("activity", row?.1.value())?;
+            if keep(&a) {
+                out.push(a);
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The activity a mailbox holds for a Message-ID (the duplicate check's index).
+    pub fn activity_by_message_id(
+        &self,
+        mailbox: &str,
+        message_id: &str,
+    ) -> Result<Option<u64>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(MESSAGE_INDEX)?;
+        let key = format!("mid:{message_id}");
+        Ok(t.get((mailbox, key.as_str()))?.map(|v| v.value()))
+    }
+
+    /// Size of the store file in bytes.
+    pub fn file_size(&self) -> u64 {
+        std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0)
+    }
+
     /// Compressed bytes of all raw MIME: the store's footprint against the raw bytes.
     pub fn compressed_raw_bytes(&self) -> Result<u64, StoreError> {
         let txn = self.db.begin_read()?;

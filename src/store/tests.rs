@@ -52,7 +52,8 @@ async fn a_batch_commits_activities_map_and_cursor_together() {
         outcome,
         IngestOutcome {
             created: 2,
-            linked: 0
+            linked: 0,
+            bytes: (raw1.len() + raw2.len()) as u64,
         }
     );
     writer.shutdown();
@@ -91,7 +92,8 @@ async fn a_batch_commits_activities_map_and_cursor_together() {
         done.await.expect("answered").expect("ok"),
         IngestOutcome {
             created: 0,
-            linked: 2
+            linked: 2,
+            bytes: 0,
         }
     );
     // A replayed batch (same UIDs) changes nothing.

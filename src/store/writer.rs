@@ -89,6 +89,8 @@ pub struct IngestOutcome {
     pub created: u32,
     /// Messages linked to an activity that already existed (same Message-ID or content).
     pub linked: u32,
+    /// Raw bytes of the activities created.
+    pub bytes: u64,
 }
 
 /// A change to a mailbox's runtime state.
@@ -208,6 +210,16 @@ pub struct StoreWriter {
 }
 
 impl StoreWriter {
+    /// Requests waiting for the writer thread.
+    pub fn queue_depth(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+
+    /// True once the writer thread is gone: nothing more can be stored.
+    pub fn is_stopped(&self) -> bool {
+        self.tx.is_closed()
+    }
+
     /// Queues a batch; the returned receiver resolves once it is committed (durably) or failed.
     pub async fn ingest(
         &self,
@@ -659,6 +671,7 @@ fn apply_ingest(txn: &WriteTransaction, batch: &IngestBatch) -> Result<IngestOut
     let mut state: MailboxState = load(&states, mailbox, "mailbox state")?;
     state.activities_stored += u64::from(out.created);
     state.raw_bytes_stored += raw_bytes;
+    out.bytes = raw_bytes;
     state.items_processed_last_sync += u64::from(out.created + out.linked);
     states.insert(mailbox, encode(&state).as_slice())?;
     Ok(out)

@@ -97,7 +97,7 @@ async fn sync_folder(
         folder: folder.to_string(),
         cursor: cursor.clone(),
     };
-    let mut pipeline = Pipeline::new(ctx, address);
+    let mut pipeline = Pipeline::new(ctx, &profile.name, address);
     let mut interrupted = false;
     let last = chunks.len().saturating_sub(1);
     if chunks.is_empty() {

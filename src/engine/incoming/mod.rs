@@ -158,7 +158,12 @@ async fn open_pop3(
 }
 
 /// Counts a connection attempt on the profile, with its error when it failed.
-async fn count_attempt<T>(ctx: &JobContext, profile: &Profile, opened: &Result<T, SyncError>) {
+pub(crate) async fn count_attempt<T>(
+    ctx: &JobContext,
+    profile: &Profile,
+    opened: &Result<T, SyncError>,
+) {
+    ctx.metrics.connection(&profile.name, opened.is_ok());
     let connect_error = opened
         .as_ref()
         .err()

@@ -40,6 +40,7 @@ type CommitAnswer = oneshot::Receiver<Result<IngestOutcome, String>>;
 
 pub(super) struct Pipeline<'a> {
     ctx: &'a JobContext,
+    profile: &'a str,
     mailbox: &'a str,
     preparing: VecDeque<(PrepareTask, IngestSource)>,
     committing: VecDeque<CommitAnswer>,
@@ -47,9 +48,10 @@ pub(super) struct Pipeline<'a> {
 }
 
 impl<'a> Pipeline<'a> {
-    pub fn new(ctx: &'a JobContext, mailbox: &'a str) -> Pipeline<'a> {
+    pub fn new(ctx: &'a JobContext, profile: &'a str, mailbox: &'a str) -> Pipeline<'a> {
         Pipeline {
             ctx,
+            profile,
             mailbox,
             preparing: VecDeque::new(),
             committing: VecDeque::new(),
@@ -118,6 +120,9 @@ impl<'a> Pipeline<'a> {
         };
         match rx.await {
             Ok(Ok(o)) => {
+                self.ctx
+                    .metrics
+                    .ingested(self.profile, u64::from(o.created), o.bytes);
                 self.summary.created += u64::from(o.created);
                 self.summary.linked += u64::from(o.linked);
                 Ok(())

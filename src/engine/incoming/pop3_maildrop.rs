@@ -40,7 +40,7 @@ pub(super) async fn sync_maildrop(
             .map_err(store_error)?;
     }
     let dated_after = profile.process_emails_received_after.map(|d| d.timestamp());
-    let mut pipeline = Pipeline::new(ctx, address);
+    let mut pipeline = Pipeline::new(ctx, &profile.name, address);
     let mut interrupted = false;
     let chunks = batches(
         plan.retrieve,

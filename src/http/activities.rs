@@ -1,0 +1,295 @@
+//! The read side of the API: activities (filtered, paginated), one activity with its parties and
+//! correlation, its raw MIME, and the mailboxes. Everything comes from read transactions.
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+
+use super::StatusContext;
+use super::api::{ApiError, err, percent_decode};
+use crate::store::{Activity, Direction};
+
+/// Page size when the request names none, and the largest allowed.
+const DEFAULT_LIMIT: usize = 50;
+const MAX_LIMIT: usize = 1_000;
+
+/// A query string's parameters; any name not in `allowed` is a 400 naming it.
+fn query(url: &str, allowed: &[&str]) -> Result<Vec<(String, String)>, ApiError> {
+    let q = url.split_once('?').map(|(_, q)| q).unwrap_or("");
+    let mut out = Vec::new();
+    for pair in q.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        if !allowed.contains(&k) {
+            return Err(err(
+                400,
+                format!(
+                    "unknown query parameter \"{k}\" (use {})",
+                    allowed.join(", ")
+                ),
+            ));
+        }
+        out.push((k.to_string(), percent_decode(&v.replace('+', " "))));
+    }
+    Ok(out)
+}
+
+fn limit(v: &str) -> Result<usize, ApiError> {
+    v.parse()
+        .ok()
+        .filter(|n| (1..=MAX_LIMIT).contains(n))
+        .ok_or_else(|| {
+            err(
+                400,
+                format!("limit = \"{v}\" is not a number from 1 to {MAX_LIMIT}"),
+            )
+        })
+}
+
+/// What `GET /api/v1/activities` filters on.
+#[derive(Debug, Default)]
+pub struct Filter {
+    pub mailbox: Option<String>,
+    pub direction: Option<Direction>,
+    pub since: Option<DateTime<Utc>>,
+    /// A Message-ID: the email itself and every email that replies to or references it.
+    pub conversation: Option<String>,
+}
+
+impl Filter {
+    pub fn keeps(&self, a: &Activity) -> bool {
+        self.mailbox.as_ref().is_none_or(|m| &a.mailbox == m)
+            && self.direction.is_none_or(|d| a.direction == d)
+            && self.since.is_none_or(|t| a.created_at >= t)
+            && self.conversation.as_ref().is_none_or(|c| {
+                a.headers.message_id.as_ref() == Some(c)
+                    || a.headers.in_reply_to.contains(c)
+                    || a.headers.references.contains(c)
+            })
+    }
+}
+
+fn bare_id(s: &str) -> String {
+    s.trim()
+        .trim_start_matches('<')
+        .trim_end_matches('>')
+        .to_string()
+}
+
+fn direction_name(d: Direction) -> &'static str {
+    match d {
+        Direction::Incoming => "incoming",
+        Direction::Outgoing => "outgoing",
+    }
+}
+
+fn summary(a: &Activity) -> Value {
+    json!({
+        "id": a.id,
+        "direction": direction_name(a.direction),
+        "mailbox": a.mailbox,
+        "folder": a.folder,
+        "message_id": a.headers.message_id,
+        "subject": a.headers.subject,
+        "from": a.headers.from,
+        "date": a.headers.date,
+        "size": a.size,
+        "created_at": a.created_at.to_rfc3339(),
+    })
+}
+
+/// `GET /api/v1/activities?mailbox=&direction=&since=&conversation=&before=&limit=`, newest first.
+/// `next_before` continues with the next page.
+pub fn list(ctx: &StatusContext, url: &str) -> Result<Value, ApiError> {
+    let mut f = Filter::default();
+    let (mut before, mut n) = (None, DEFAULT_LIMIT);
+    for (k, v) in query(
+        url,
+        &[
+            "mailbox",
+            "direction",
+            "since",
+            "conversation",
+            "before",
+            "limit",
+        ],
+    )? {
+        match k.as_str() {
+            "mailbox" => f.mailbox = Some(v.to_ascii_lowercase()),
+            "direction" => {
+                f.direction = Some(match v.as_str() {
+                    "incoming" => Direction::Incoming,
+                    "outgoing" => Direction::Outgoing,
+                    _ => {
+                        return Err(err(
+                            400,
+                            format!("direction = \"{v}\" is not \"incoming\" or \"outgoing\""),
+                        ));
+                    }
+                })
+            }
+            "since" => {
+                let t = DateTime::parse_from_rfc3339(&v).map_err(|_| {
+                    err(
+                        400,
+                        format!("since = \"{v}\" is not an RFC 3339 time (2025-01-31T08:00:00Z)"),
+                    )
+                })?;
+                f.since = Some(t.with_timezone(&Utc));
+            }
+            "conversation" => f.conversation = Some(bare_id(&v)),
+            "before" => {
+                before = Some(
+                    v.parse()
+                        .map_err(|_| err(400, format!("before = \"{v}\" is not an activity id")))?,
+                )
+            }
+            _ => n = limit(&v)?,
+        }
+    }
+    let page = ctx
+        .store
+        .activities_page(before, n, |a| f.keeps(a))
+        .map_err(|e| err(500, e.to_string()))?;
+    let next = (page.len() == n)
+        .then(|| page.last().map(|a| a.id))
+        .flatten();
+    Ok(json!({
+        "activities": page.iter().map(summary).collect::<Vec<_>>(),
+        "next_before": next,
+    }))
+}
+
+fn parse_id(id: &str) -> Result<u64, ApiError> {
+    id.parse()
+        .map_err(|_| err(400, format!("\"{id}\" is not an activity id")))
+}
+
+fn load(ctx: &StatusContext, id: &str) -> Result<Activity, ApiError> {
+    let id = parse_id(id)?;
+    ctx.store
+        .activity(id)
+        .map_err(|e| err(500, e.to_string()))?
+        .ok_or_else(|| err(404, format!("no activity {id}")))
+}
+
+/// `GET /api/v1/activities/{id}`: its fields, its parties, what it is regarding, and the
+/// activities it answers or references (correlation, I6).
+pub fn one(ctx: &StatusContext, id: &str) -> Result<Value, ApiError> {
+    let a = load(ctx, id)?;
+    let mut related = Vec::new();
+    for mid in a.headers.in_reply_to.iter().chain(&a.headers.references) {
+        if let Some(rid) = ctx
+            .store
+            .activity_by_message_id(&a.mailbox, mid)
+            .map_err(|e| err(500, e.to_string()))?
+            && rid != a.id
+            && !related.iter().any(|r: &Value| r["id"] == rid)
+        {
+            related.push(json!({ "id": rid, "message_id": mid }));
+        }
+    }
+    let mut v = summary(&a);
+    v["to"] = json!(a.headers.to);
+    v["cc"] = json!(a.headers.cc);
+    v["received_at"] = json!(a.received_at.map(|t| t.to_rfc3339()));
+    v["parties"] = json!({
+        "mailbox": a.mailbox,
+        "from": a.headers.from,
+        "to": a.headers.to,
+        "cc": a.headers.cc,
+    });
+    // Tracking folders and tokens set this once records exist to regard (I6, I7).
+    v["regarding"] = Value::Null;
+    v["correlation"] = json!({
+        "in_reply_to": a.headers.in_reply_to,
+        "references": a.headers.references,
+        "related_activities": related,
+    });
+    Ok(v)
+}
+
+/// `GET /api/v1/activities/{id}/raw`: the original MIME, byte for byte.
+pub fn raw(ctx: &StatusContext, id: &str) -> Result<Vec<u8>, ApiError> {
+    let id = parse_id(id)?;
+    ctx.store
+        .activity_raw(id)
+        .map_err(|e| err(500, e.to_string()))?
+        .ok_or_else(|| err(404, format!("no activity {id}")))
+}
+
+/// `GET /api/v1/mailboxes?state=failing&offset=&limit=`: the mailboxes as `/status` shows them.
+pub fn mailboxes(ctx: &StatusContext, url: &str) -> Result<Value, ApiError> {
+    let (mut offset, mut n, mut failing_only) = (0usize, DEFAULT_LIMIT, false);
+    for (k, v) in query(url, &["state", "offset", "limit"])? {
+        match k.as_str() {
+            "state" if v == "failing" => failing_only = true,
+            "state" if v == "all" => failing_only = false,
+            "state" => {
+                return Err(err(
+                    400,
+                    format!("state = \"{v}\" is not \"failing\" or \"all\""),
+                ));
+            }
+            "offset" => {
+                offset = v
+                    .parse()
+                    .map_err(|_| err(400, format!("offset = \"{v}\" is not a number")))?
+            }
+            _ => n = limit(&v)?,
+        }
+    }
+    let doc = super::status_view(ctx).map_err(|e| err(500, e))?;
+    let all: Vec<Value> = doc["mailboxes"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|m| !failing_only || super::page::is_failing(m))
+        .collect();
+    let total = all.len();
+    Ok(json!({
+        "total": total,
+        "offset": offset,
+        "mailboxes": all.into_iter().skip(offset).take(n).collect::<Vec<_>>(),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_parameters_are_checked() {
+        let q = query("/x?mailbox=a%40b.c&limit=5", &["mailbox", "limit"]).expect("ok");
+        assert_eq!(q[0], ("mailbox".into(), "a@b.c".into()));
+        let e = query("/x?bogus=1", &["mailbox"]).expect_err("unknown");
+        assert_eq!(e.status, 400);
+        assert!(e.message.contains("\"bogus\""));
+        assert!(limit("0").is_err() && limit("1001").is_err() && limit("10").is_ok());
+    }
+
+    #[test]
+    fn conversation_filter_matches_the_email_and_its_replies() {
+        let mut a = Activity {
+            id: 1,
+            direction: Direction::Incoming,
+            mailbox: "m@x".into(),
+            folder: "INBOX".into(),
+            headers: Default::default(),
+            size: 1,
+            received_at: None,
+            created_at: Utc::now(),
+        };
+        let f = Filter {
+            conversation: Some(bare_id("<root@x>")),
+            ..Filter::default()
+        };
+        assert!(!f.keeps(&a));
+        a.headers.references = vec!["root@x".into()];
+        assert!(f.keeps(&a));
+        let out = Filter {
+            direction: Some(Direction::Outgoing),
+            ..Filter::default()
+        };
+        assert!(!out.keeps(&a));
+    }
+}

@@ -1,0 +1,354 @@
+//! `GET /`: the status page an admin reads at a glance (A1). Rendered on the server from the same
+//! document as `/status`, with no script and no external asset; it refreshes itself. Failing
+//! mailboxes come first, and mailboxes are shown a page at a time, so 10,000 of them stay fast.
+
+use std::fmt::Write;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use crate::metrics::Minute;
+
+/// Mailbox rows per page.
+pub const PAGE_SIZE: usize = 100;
+/// Seconds between the page's own refreshes.
+const REFRESH_SECONDS: u32 = 15;
+
+/// Text made safe for HTML element content and attribute values.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// A mailbox fails when a direction's last run failed or a direction is disabled.
+pub fn is_failing(m: &Value) -> bool {
+    m["incoming_status"] == "failure"
+        || m["outgoing_status"] == "failure"
+        || m["incoming_enablement"]["state"] == "disabled"
+        || m["outgoing_enablement"]["state"] == "disabled"
+}
+
+/// A short "3 min ago" / "in 40 s" for an RFC 3339 time.
+fn relative(v: &Value, now: DateTime<Utc>) -> String {
+    let Some(t) = v
+        .as_str()
+        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+    else {
+        return "—".into();
+    };
+    let secs = (now - t.with_timezone(&Utc)).num_seconds();
+    let (n, future) = (secs.unsigned_abs(), secs < 0);
+    let amount = match n {
+        0..60 => format!("{n} s"),
+        60..3600 => format!("{} min", n / 60),
+        3600..86400 => format!("{} h", n / 3600),
+        _ => format!("{} d", n / 86400),
+    };
+    if future {
+        format!("in {amount}")
+    } else {
+        format!("{amount} ago")
+    }
+}
+
+fn status_cell(status: &Value, enablement: &Value) -> String {
+    let s = status.as_str().unwrap_or("not_run");
+    let disabled = enablement["state"] == "disabled";
+    let class = match (s, disabled) {
+        (_, true) | ("failure", _) => "bad",
+        ("success", _) => "ok",
+        _ => "idle",
+    };
+    let label = if disabled {
+        format!("{s}, disabled")
+    } else {
+        s.to_string()
+    };
+    format!("<td class=\"{class}\">{}</td>", escape(&label))
+}
+
+fn bytes(n: u64) -> String {
+    match n {
+        0..1_000_000 => format!("{:.1} KB", n as f64 / 1e3),
+        1_000_000..1_000_000_000 => format!("{:.1} MB", n as f64 / 1e6),
+        _ => format!("{:.2} GB", n as f64 / 1e9),
+    }
+}
+
+/// An inline SVG line chart of emails ingested and sent per minute over the last hour.
+pub fn chart(series: &[Minute]) -> String {
+    let (w, h) = (600.0, 120.0);
+    let max = series
+        .iter()
+        .map(|m| m.ingested.max(m.sent))
+        .max()
+        .unwrap_or(0)
+        .max(1) as f64;
+    let step = w / (series.len().max(2) - 1) as f64;
+    let line = |pick: fn(&Minute) -> u64| {
+        series
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                format!(
+                    "{:.1},{:.1}",
+                    i as f64 * step,
+                    h - pick(m) as f64 / max * (h - 10.0)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let ingested: u64 = series.iter().map(|m| m.ingested).sum();
+    let sent: u64 = series.iter().map(|m| m.sent).sum();
+    format!(
+        "<svg id=\"chart\" role=\"img\" viewBox=\"0 0 {w} {h}\" width=\"{w}\" height=\"{h}\" \
+         aria-label=\"emails per minute, last hour: {ingested} ingested, {sent} sent\">\
+         <title>Emails per minute, last hour (peak {max})</title>\
+         <rect width=\"{w}\" height=\"{h}\" fill=\"#fafafa\" stroke=\"#ddd\"/>\
+         <polyline fill=\"none\" stroke=\"#2a6fdb\" stroke-width=\"2\" points=\"{}\"/>\
+         <polyline fill=\"none\" stroke=\"#e08a00\" stroke-width=\"2\" points=\"{}\"/>\
+         </svg><p class=\"legend\"><span class=\"in\">■ ingested</span> {ingested} \
+         <span class=\"out\">■ sent</span> {sent} in the last hour; peak {max} per minute</p>",
+        line(|m| m.ingested),
+        line(|m| m.sent),
+    )
+}
+
+/// What the page shows besides the `/status` document.
+pub struct PageExtras<'a> {
+    pub series: &'a [Minute],
+    pub data_bytes: u64,
+    pub queue_depth: u64,
+    pub page: usize,
+    pub now: DateTime<Utc>,
+}
+
+pub fn render(doc: &Value, x: &PageExtras<'_>) -> String {
+    let now = x.now;
+    let empty = Vec::new();
+    let mut mailboxes: Vec<&Value> = doc["mailboxes"]
+        .as_array()
+        .unwrap_or(&empty)
+        .iter()
+        .collect();
+    // Failing first (most recent error first), then by address: a stable order between refreshes.
+    mailboxes.sort_by(|a, b| {
+        is_failing(b).cmp(&is_failing(a)).then_with(|| {
+            text(&b["last_error"]["at"])
+                .cmp(&text(&a["last_error"]["at"]))
+                .then_with(|| text(&a["email_address"]).cmp(&text(&b["email_address"])))
+        })
+    });
+    let failing = mailboxes.iter().filter(|m| is_failing(m)).count();
+    let pages = mailboxes.len().div_ceil(PAGE_SIZE).max(1);
+    let page = x.page.clamp(1, pages);
+    let a = &doc["appliance"];
+    let mut h = String::with_capacity(64 * 1024);
+    let _ = write!(
+        h,
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta http-equiv=\"refresh\" content=\"{REFRESH_SECONDS}\">\
+         <title>sidesync — {failing} failing of {total}</title><style>{CSS}</style></head><body>\
+         <h1>sidesync</h1><section id=\"appliance\"><p>version {version} · up {uptime} · data {data} · \
+         queue depth {queue} · {total} mailboxes, <b class=\"{fclass}\">{failing} failing</b> · \
+         activities stored {stored}</p>",
+        total = mailboxes.len(),
+        version = escape(&text(&a["version"])),
+        uptime = relative(&a["started_at"], now).trim_end_matches(" ago"),
+        data = bytes(x.data_bytes),
+        queue = x.queue_depth,
+        fclass = if failing > 0 { "bad" } else { "ok" },
+        stored = text(&a["activities_stored"]),
+    );
+    h.push_str(&chart(x.series));
+    h.push_str("</section><h2>Profiles</h2><table id=\"profiles\"><tr><th>profile</th><th>active</th><th>server type</th><th>mailboxes</th><th>failing in the last hour</th></tr>");
+    for p in doc["profiles"].as_array().unwrap_or(&empty) {
+        let name = text(&p["name"]);
+        let of_profile = mailboxes.iter().filter(|m| text(&m["profile"]) == name);
+        let (mut count, mut recent) = (0, 0);
+        for m in of_profile {
+            count += 1;
+            let failed_recently = m["last_error"]["at"]
+                .as_str()
+                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                .is_some_and(|t| now - t.with_timezone(&Utc) < chrono::Duration::hours(1));
+            if is_failing(m) && failed_recently {
+                recent += 1;
+            }
+        }
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{count}</td><td class=\"{}\">{recent}</td></tr>",
+            escape(&name),
+            if p["active"] == true { "yes" } else { "no" },
+            escape(&text(&p["server_type"])),
+            if recent > 0 { "bad" } else { "ok" },
+        );
+    }
+    let _ = write!(
+        h,
+        "</table><h2>Mailboxes</h2><p>page {page} of {pages}{}{}</p><table id=\"mailboxes\"><tr>\
+         <th>mailbox</th><th>incoming</th><th>outgoing</th><th>approval</th><th>last successful sync</th>\
+         <th>items last sync</th><th>activities</th><th>next poll</th><th>latest alert</th></tr>",
+        if page > 1 {
+            format!(" · <a href=\"/?page={}\">previous</a>", page - 1)
+        } else {
+            String::new()
+        },
+        if page < pages {
+            format!(" · <a href=\"/?page={}\">next</a>", page + 1)
+        } else {
+            String::new()
+        },
+    );
+    for m in mailboxes
+        .iter()
+        .skip((page - 1) * PAGE_SIZE)
+        .take(PAGE_SIZE)
+    {
+        let alert = &m["latest_alert"];
+        let alert_text = if alert.is_null() {
+            text(&m["not_processed_reason"])
+        } else {
+            format!("{}: {}", text(&alert["level"]), text(&alert["message"]))
+        };
+        let _ = write!(
+            h,
+            "<tr class=\"{}\"><td>{}</td>{}{}<td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"alert\">{}</td></tr>",
+            if is_failing(m) { "failing" } else { "" },
+            escape(&text(&m["email_address"])),
+            status_cell(&m["incoming_status"], &m["incoming_enablement"]),
+            status_cell(&m["outgoing_status"], &m["outgoing_enablement"]),
+            escape(&text(&m["approval"])),
+            relative(&m["last_successful_sync_completed_on"], now),
+            text(&m["items_processed_last_sync"]),
+            text(&m["activities_stored"]),
+            relative(&m["next_poll"], now),
+            escape(&alert_text),
+        );
+    }
+    h.push_str("</table><p class=\"foot\">JSON: <a href=\"/status\">/status</a> · <a href=\"/metrics\">/metrics</a> · <a href=\"/healthz\">/healthz</a></p></body></html>\n");
+    h
+}
+
+const CSS: &str = "body{font:14px system-ui,sans-serif;margin:1.5em;color:#222}\
+table{border-collapse:collapse;margin-bottom:1em}td,th{border:1px solid #ddd;padding:3px 8px;text-align:left}\
+th{background:#f2f2f2}.ok{color:#1a7f37}.bad{color:#fff;background:#c62828}td.ok{background:#e6f4ea}\
+.idle{color:#666}tr.failing td:first-child{font-weight:bold}.alert{max-width:40em}\
+.legend .in{color:#2a6fdb}.legend .out{color:#e08a00}.foot{color:#666}";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn doc(n: usize, failing: &[usize]) -> Value {
+        let mailboxes: Vec<Value> = (0..n)
+            .map(|i| {
+                let bad = failing.contains(&i);
+                json!({
+                    "email_address": format!("m{i:05}@example.com"),
+                    "profile": "p",
+                    "incoming_status": if bad { "failure" } else { "success" },
+                    "outgoing_status": "not_run",
+                    "incoming_enablement": {"state": "enabled"},
+                    "outgoing_enablement": {"state": "not_tested"},
+                    "approval": "approved",
+                    "last_error": if bad { json!({"at": Utc::now().to_rfc3339(), "text": "x"}) } else { Value::Null },
+                    "latest_alert": if bad { json!({"level": "error", "message": "<b>wrong password</b>"}) } else { Value::Null },
+                    "activities_stored": 3,
+                })
+            })
+            .collect();
+        json!({
+            "appliance": {"version": "0.1.0", "started_at": Utc::now().to_rfc3339(), "activities_stored": 3 * n},
+            "profiles": [{"name": "p", "active": true, "server_type": "imap_smtp"}],
+            "mailboxes": mailboxes,
+        })
+    }
+
+    fn extras(series: &[Minute], page: usize) -> PageExtras<'_> {
+        PageExtras {
+            series,
+            data_bytes: 12_345_678,
+            queue_depth: 2,
+            page,
+            now: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn failing_mailboxes_come_first_and_text_is_escaped() {
+        let series = vec![Minute::default(); 60];
+        let html = render(&doc(5, &[3]), &extras(&series, 1));
+        let first_row = html
+            .find("<tr class=\"failing\"><td>m00003@")
+            .expect("failing row");
+        let healthy = html.find("<td>m00000@").expect("healthy row");
+        assert!(first_row < healthy);
+        assert!(html.contains("&lt;b&gt;wrong password&lt;/b&gt;"));
+        assert!(!html.contains("<b>wrong password</b>"));
+        assert!(html.contains("1 failing"));
+        assert!(!html.contains("<script"), "no JavaScript");
+        assert!(html.contains("http-equiv=\"refresh\""));
+    }
+
+    #[test]
+    fn ten_thousand_mailboxes_are_paginated() {
+        let series = vec![Minute::default(); 60];
+        let d = doc(10_000, &[9_999]);
+        let html = render(&d, &extras(&series, 1));
+        assert!(html.len() < 100_000, "page is {} bytes", html.len());
+        assert_eq!(html.matches("<tr class=").count(), PAGE_SIZE);
+        assert!(html.contains("page 1 of 100"));
+        assert!(html.contains("m09999@"), "the failing one is on page 1");
+        let last = render(&d, &extras(&series, 500));
+        assert!(
+            last.contains("page 100 of 100"),
+            "pages beyond the end show the last"
+        );
+    }
+
+    #[test]
+    fn the_chart_scales_to_its_peak() {
+        let mut series = vec![Minute::default(); 60];
+        series[59].ingested = 40;
+        series[30].sent = 10;
+        let svg = chart(&series);
+        assert!(svg.starts_with("<svg"));
+        assert!(svg.contains("40 ingested, 10 sent"));
+        assert!(
+            svg.contains("600.0,10.0"),
+            "the peak reaches the top: {svg}"
+        );
+    }
+
+    #[test]
+    fn relative_times() {
+        let now = Utc::now();
+        let v = |secs: i64| json!((now - chrono::Duration::seconds(secs)).to_rfc3339());
+        assert_eq!(relative(&v(30), now), "30 s ago");
+        assert_eq!(relative(&v(-120), now), "in 2 min");
+        assert_eq!(relative(&v(7200), now), "2 h ago");
+        assert_eq!(relative(&Value::Null, now), "—");
+    }
+}

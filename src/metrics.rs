@@ -1,0 +1,285 @@
+//! Runtime counters of the running appliance, kept in memory and read by `/metrics` and the status
+//! page: per profile, emails ingested and sent, failures, bytes, connection attempts and sync
+//! durations; emails per minute over the last hour; each mailbox's next poll. What must survive a
+//! restart (activities stored, outbox counts, connection totals) lives in the store instead.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+/// Upper bounds (seconds) of the sync duration histogram's buckets.
+pub const SYNC_BUCKETS: [f64; 12] = [
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+];
+/// Minutes the per-minute series covers.
+pub const SERIES_MINUTES: usize = 60;
+
+#[derive(Default)]
+pub struct Histogram {
+    /// Cumulative is computed when read; each bucket counts the observations that fall in it.
+    buckets: [AtomicU64; SYNC_BUCKETS.len()],
+    sum_micros: AtomicU64,
+    count: AtomicU64,
+}
+
+/// A histogram as Prometheus shows it: cumulative counts per upper bound, sum and count.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistogramSnapshot {
+    pub cumulative: Vec<(f64, u64)>,
+    pub sum_seconds: f64,
+    pub count: u64,
+}
+
+impl Histogram {
+    pub fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        if let Some(i) = SYNC_BUCKETS.iter().position(|b| secs <= *b) {
+            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.sum_micros
+            .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> HistogramSnapshot {
+        let mut running = 0;
+        let cumulative = SYNC_BUCKETS
+            .iter()
+            .zip(&self.buckets)
+            .map(|(b, c)| {
+                running += c.load(Ordering::Relaxed);
+                (*b, running)
+            })
+            .collect();
+        HistogramSnapshot {
+            cumulative,
+            sum_seconds: self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6,
+            count: self.count.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// One profile's counters since the appliance started.
+#[derive(Default)]
+pub struct ProfileCounters {
+    pub emails_ingested: AtomicU64,
+    pub bytes_ingested: AtomicU64,
+    pub emails_sent: AtomicU64,
+    pub bytes_sent: AtomicU64,
+    pub emails_failed: AtomicU64,
+    pub syncs: AtomicU64,
+    pub syncs_failed: AtomicU64,
+    pub connection_attempts: AtomicU64,
+    pub connection_failures: AtomicU64,
+    pub sync_duration: Histogram,
+}
+
+/// Emails ingested and sent during one minute.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Minute {
+    /// Unix time / 60.
+    pub minute: i64,
+    pub ingested: u64,
+    pub sent: u64,
+}
+
+pub struct Metrics {
+    profiles: HashMap<String, ProfileCounters>,
+    minutes: Mutex<VecDeque<Minute>>,
+    next_poll: Mutex<HashMap<String, DateTime<Utc>>>,
+}
+
+fn add(c: &AtomicU64, n: u64) {
+    c.fetch_add(n, Ordering::Relaxed);
+}
+
+impl Metrics {
+    pub fn new<'a>(profiles: impl IntoIterator<Item = &'a str>) -> Metrics {
+        Metrics {
+            profiles: profiles
+                .into_iter()
+                .map(|p| (p.to_string(), ProfileCounters::default()))
+                .collect(),
+            minutes: Mutex::new(VecDeque::new()),
+            next_poll: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn profile(&self, name: &str) -> Option<&ProfileCounters> {
+        self.profiles.get(name)
+    }
+
+    /// Profile names, sorted (for stable output).
+    pub fn profile_names(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = self.profiles.keys().map(String::as_str).collect();
+        v.sort_unstable();
+        v
+    }
+
+    fn count_minute(&self, at: DateTime<Utc>, ingested: u64, sent: u64) {
+        let minute = at.timestamp().div_euclid(60);
+        let Ok(mut m) = self.minutes.lock() else {
+            return;
+        };
+        match m.back_mut() {
+            Some(last) if last.minute == minute => {
+                last.ingested += ingested;
+                last.sent += sent;
+            }
+            _ => m.push_back(Minute {
+                minute,
+                ingested,
+                sent,
+            }),
+        }
+        while m
+            .front()
+            .is_some_and(|f| f.minute <= minute - SERIES_MINUTES as i64)
+        {
+            m.pop_front();
+        }
+    }
+
+    pub fn ingested(&self, profile: &str, emails: u64, bytes: u64) {
+        if let Some(p) = self.profile(profile) {
+            add(&p.emails_ingested, emails);
+            add(&p.bytes_ingested, bytes);
+        }
+        self.count_minute(Utc::now(), emails, 0);
+    }
+
+    pub fn sent(&self, profile: &str, bytes: u64) {
+        if let Some(p) = self.profile(profile) {
+            add(&p.emails_sent, 1);
+            add(&p.bytes_sent, bytes);
+        }
+        self.count_minute(Utc::now(), 0, 1);
+    }
+
+    pub fn send_failed(&self, profile: &str) {
+        if let Some(p) = self.profile(profile) {
+            add(&p.emails_failed, 1);
+        }
+    }
+
+    pub fn sync_finished(&self, profile: &str, took: Duration, ok: bool) {
+        if let Some(p) = self.profile(profile) {
+            add(&p.syncs, 1);
+            if !ok {
+                add(&p.syncs_failed, 1);
+            }
+            p.sync_duration.observe(took);
+        }
+    }
+
+    pub fn connection(&self, profile: &str, ok: bool) {
+        if let Some(p) = self.profile(profile) {
+            add(&p.connection_attempts, 1);
+            if !ok {
+                add(&p.connection_failures, 1);
+            }
+        }
+    }
+
+    pub fn set_next_poll(&self, mailbox: &str, at: Option<DateTime<Utc>>) {
+        if let Ok(mut m) = self.next_poll.lock() {
+            match at {
+                Some(t) => {
+                    m.insert(mailbox.to_string(), t);
+                }
+                None => {
+                    m.remove(mailbox);
+                }
+            }
+        }
+    }
+
+    pub fn next_polls(&self) -> HashMap<String, DateTime<Utc>> {
+        self.next_poll.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    /// The last [`SERIES_MINUTES`] minutes up to `now`, oldest first, zeros where nothing happened.
+    pub fn series(&self, now: DateTime<Utc>) -> Vec<Minute> {
+        let current = now.timestamp().div_euclid(60);
+        let recorded: HashMap<i64, Minute> = self
+            .minutes
+            .lock()
+            .map(|m| m.iter().map(|x| (x.minute, *x)).collect())
+            .unwrap_or_default();
+        (0..SERIES_MINUTES as i64)
+            .rev()
+            .map(|back| {
+                let minute = current - back;
+                recorded.get(&minute).copied().unwrap_or(Minute {
+                    minute,
+                    ..Minute::default()
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative() {
+        let h = Histogram::default();
+        h.observe(Duration::from_millis(30));
+        h.observe(Duration::from_millis(700));
+        h.observe(Duration::from_secs(1_000));
+        let s = h.snapshot();
+        assert_eq!(s.count, 3);
+        assert_eq!(s.cumulative[0], (0.05, 1));
+        assert_eq!(s.cumulative[4], (1.0, 2));
+        assert_eq!(
+            s.cumulative.last(),
+            Some(&(300.0, 2)),
+            "over the top bucket: only +Inf"
+        );
+        assert!((s.sum_seconds - 1_000.73).abs() < 1e-6);
+    }
+
+    #[test]
+    fn counters_go_to_their_profile_and_the_minute_series() {
+        let m = Metrics::new(["a", "b"]);
+        m.ingested("a", 3, 300);
+        m.sent("b", 10);
+        m.sent("unknown", 10);
+        m.connection("a", false);
+        let a = m.profile("a").expect("a");
+        assert_eq!(a.emails_ingested.load(Ordering::Relaxed), 3);
+        assert_eq!(a.connection_failures.load(Ordering::Relaxed), 1);
+        assert_eq!(
+            m.profile("b")
+                .expect("b")
+                .bytes_sent
+                .load(Ordering::Relaxed),
+            10
+        );
+        let s = m.series(Utc::now());
+        assert_eq!(s.len(), SERIES_MINUTES);
+        let last = s.last().expect("minute");
+        assert_eq!((last.ingested, last.sent), (3, 2));
+        assert!(s[..SERIES_MINUTES - 1].iter().all(|x| x.ingested == 0));
+        let later = Utc::now() + chrono::Duration::minutes(61);
+        assert!(
+            m.series(later)
+                .iter()
+                .all(|x| x.ingested == 0 && x.sent == 0)
+        );
+    }
+
+    #[test]
+    fn old_minutes_are_dropped() {
+        let m = Metrics::new(["a"]);
+        let t0 = Utc::now();
+        m.count_minute(t0 - chrono::Duration::minutes(90), 5, 0);
+        m.count_minute(t0, 1, 0);
+        assert_eq!(m.minutes.lock().map(|x| x.len()).unwrap_or(0), 1);
+    }
+}
