@@ -20,6 +20,8 @@ use crate::store::MailboxUpdate;
 /// Request bodies larger than this are refused.
 /// (Outbox requests carry attachments in base64: 32 MB, Dynamics' largest recommended.)
 const MAX_BODY: u64 = 48 * 1024 * 1024;
+/// Every other request body is a small JSON object.
+const MAX_SMALL_BODY: u64 = 64 * 1024;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -42,6 +44,12 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// Behind the HTTPS front every request came over TLS; over plain HTTP only a loopback client is
+/// safe to send a token.
+pub fn token_may_travel(secure: bool, client: Option<std::net::IpAddr>) -> bool {
+    secure || client.is_some_and(|ip| ip.is_loopback())
+}
+
 fn authorize(ctx: &StatusContext, request: &Request) -> Result<(), ApiError> {
     let Some(token) = &ctx.config.appliance.api_token else {
         return Err(err(
@@ -49,10 +57,8 @@ fn authorize(ctx: &StatusContext, request: &Request) -> Result<(), ApiError> {
             "the API is off: set api_token_file in [appliance]",
         ));
     };
-    // Behind the HTTPS front every request came over TLS; over plain HTTP only loopback is safe.
     let secure = ctx.config.appliance.status_tls.is_some();
-    let loopback = request.remote_addr().is_some_and(|a| a.ip().is_loopback());
-    if !secure && !loopback {
+    if !token_may_travel(secure, request.remote_addr().map(|a| a.ip())) {
         return Err(err(
             403,
             "the API does not accept tokens over plaintext HTTP from other hosts",
@@ -79,24 +85,21 @@ fn authorize(ctx: &StatusContext, request: &Request) -> Result<(), ApiError> {
     }
 }
 
-fn body_bytes(request: &mut Request) -> Result<Vec<u8>, ApiError> {
+fn body_bytes(request: &mut Request, max: u64) -> Result<Vec<u8>, ApiError> {
     let mut body = Vec::new();
     request
         .as_reader()
-        .take(MAX_BODY + 1)
+        .take(max + 1)
         .read_to_end(&mut body)
         .map_err(|e| err(400, format!("cannot read the request body: {e}")))?;
-    if body.len() as u64 > MAX_BODY {
-        return Err(err(
-            413,
-            format!("the request body is over {MAX_BODY} bytes"),
-        ));
+    if body.len() as u64 > max {
+        return Err(err(413, format!("the request body is over {max} bytes")));
     }
     Ok(body)
 }
 
 fn body_json(request: &mut Request) -> Result<Option<Value>, ApiError> {
-    let body = body_bytes(request)?;
+    let body = body_bytes(request, MAX_SMALL_BODY)?;
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
@@ -148,7 +151,7 @@ fn handle_actions(
         }
         (Method::Post, ["mailboxes", address, "test"]) => test(ctx, address),
         (Method::Post, ["outbox"]) => {
-            let body = body_bytes(request)?;
+            let body = body_bytes(request, MAX_BODY)?;
             queue(ctx, &body)
         }
         (Method::Get, ["outbox", id]) => outbox_status(ctx, id),
@@ -424,4 +427,31 @@ pub fn outbox_json(e: &crate::store::OutboxEntry) -> Value {
         "recipient_results": e.recipient_results,
         "sent_copy": e.sent_copy,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_travel_over_tls_or_loopback_only() {
+        let lan: std::net::IpAddr = "192.0.2.7".parse().expect("ip");
+        let v6: std::net::IpAddr = "::1".parse().expect("ip");
+        assert!(token_may_travel(
+            false,
+            Some("127.0.0.1".parse().expect("ip"))
+        ));
+        assert!(token_may_travel(false, Some(v6)));
+        assert!(!token_may_travel(false, Some(lan)));
+        assert!(!token_may_travel(false, None));
+        assert!(token_may_travel(true, Some(lan)));
+        assert!(token_may_travel(true, None));
+    }
+
+    #[test]
+    fn token_comparison() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
+    }
 }

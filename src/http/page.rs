@@ -69,6 +69,15 @@ fn relative(v: &Value, now: DateTime<Utc>) -> String {
     }
 }
 
+/// When the mailbox is polled next: "in 40 s", or "due" once that time has come.
+fn next_poll(v: &Value, now: DateTime<Utc>) -> String {
+    let due = v
+        .as_str()
+        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+        .is_some_and(|t| t.with_timezone(&Utc) <= now);
+    if due { "due".into() } else { relative(v, now) }
+}
+
 fn status_cell(status: &Value, enablement: &Value) -> String {
     let s = status.as_str().unwrap_or("not_run");
     let disabled = enablement["state"] == "disabled";
@@ -242,7 +251,7 @@ pub fn render(doc: &Value, x: &PageExtras<'_>) -> String {
             relative(&m["last_successful_sync_completed_on"], now),
             text(&m["items_processed_last_sync"]),
             text(&m["activities_stored"]),
-            relative(&m["next_poll"], now),
+            next_poll(&m["next_poll"], now),
             escape(&alert_text),
         );
     }

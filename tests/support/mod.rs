@@ -10,6 +10,7 @@ pub mod pop3_server;
 pub mod proxy;
 pub mod sidesync;
 pub mod smtp_server;
+pub mod web;
 
 use std::time::{Duration, Instant};
 

@@ -27,6 +27,18 @@ pub struct Sidesync {
 impl Sidesync {
     /// Starts `sidesync run --config CONFIG`, logging to `log`, and waits for `/healthz`.
     pub fn start(config: &Path, log: &Path, status_port: u16) -> Sidesync {
+        Sidesync::start_until(config, log, status_port, || {
+            http_get(status_port, "/healthz").filter(|(code, _)| *code == 200)
+        })
+    }
+
+    /// Starts sidesync and waits until `ready` says so (e.g. `/healthz` over HTTPS).
+    pub fn start_until<T>(
+        config: &Path,
+        log: &Path,
+        status_port: u16,
+        mut ready: impl FnMut() -> Option<T>,
+    ) -> Sidesync {
         let out = fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -53,7 +65,7 @@ impl Sidesync {
                     fs::read_to_string(log).unwrap_or_default()
                 );
             }
-            http_get(status_port, "/healthz").filter(|(code, _)| *code == 200)
+            ready()
         });
         s
     }

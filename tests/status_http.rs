@@ -1,0 +1,471 @@
+//! The status listener of a running appliance against real mailboxes: the HTML page (also in a
+//! real headless Chromium), `/status`, `/healthz`, `/metrics` (parsed as Prometheus text), the
+//! read API with its filters and pagination, status codes, a slow client, and HTTPS.
+
+mod support;
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use serde_json::Value;
+use support::appliance::{Setup, TOKEN};
+use support::dovecot::{Dovecot, PASSWORD};
+use support::sidesync::Sidesync;
+use support::web::{Reply, http, https};
+use support::{mail, wait_for};
+
+const GOOD: [&str; 3] = [
+    "web-a@example.com",
+    "web-b@example.com",
+    "web-c@example.com",
+];
+const FAILING: &str = "web-wrong@example.com";
+const COUNT: usize = 12;
+const SIZE: usize = 1_800;
+
+fn body(d: &Dovecot) -> String {
+    let mut b = format!(
+        "[[profile]]\nname = \"web\"\nis_default = true\nincoming_server_location = \"127.0.0.1\"\n\
+         incoming_port_number = {}\nca_file = \"{}\"\nmin_polling_interval = \"1s\"\n\
+         timeout_mailbox_connection_after = \"10s\"\n\n",
+        d.imaps_port,
+        d.ca_file.display()
+    );
+    for m in GOOD {
+        b.push_str(&format!(
+            "[[mailbox]]\nemail_address = \"{m}\"\npassword = \"{PASSWORD}\"\napproval = \"approved\"\n\n"
+        ));
+    }
+    b.push_str(&format!(
+        "[[mailbox]]\nemail_address = \"{FAILING}\"\npassword = \"not-the-password\"\napproval = \"approved\"\n"
+    ));
+    b
+}
+
+/// Fills the mailboxes and starts the appliance; waits until the good ones are stored and the
+/// failing one is disabled with its alert.
+fn running(
+    d: &Dovecot,
+    setup: &Setup,
+    appliance_extra: &str,
+) -> (Sidesync, HashMap<String, Vec<u8>>) {
+    let mut by_id = HashMap::new();
+    for user in GOOD.iter().chain([&FAILING]) {
+        for n in 0..COUNT {
+            let raw = mail::sample(user, n, SIZE);
+            d.deliver(user, &raw, "", SystemTime::now());
+            by_id.insert(mail::message_id(user, n), raw);
+        }
+    }
+    let cfg = setup.write(appliance_extra, &body(d));
+    let s = if appliance_extra.contains("status_tls_cert") {
+        let ca = d.ca_file.clone();
+        Sidesync::start_until(
+            &cfg,
+            &setup.dir.path().join("sidesync.log"),
+            setup.port,
+            || {
+                https(setup.port, &ca, "GET", "/healthz", None)
+                    .ok()
+                    .filter(|r| r.code == 200)
+            },
+        )
+    } else {
+        setup.start(&cfg)
+    };
+    (s, by_id)
+}
+
+fn settled(port: u16, status: impl Fn() -> Value) {
+    let _ = port;
+    wait_for("the syncs and the failure", Duration::from_secs(90), || {
+        let st = status();
+        let boxes = st["mailboxes"].as_array()?.clone();
+        let stored: u64 = boxes
+            .iter()
+            .map(|m| m["activities_stored"].as_u64().unwrap_or(0))
+            .sum();
+        let failed = boxes
+            .iter()
+            .any(|m| m["email_address"] == FAILING && m["latest_alert"].is_object());
+        (stored as usize == GOOD.len() * COUNT && failed).then_some(())
+    });
+}
+
+fn get(port: u16, path: &str) -> Reply {
+    http(port, "GET", path, Some(TOKEN), b"")
+}
+
+#[test]
+fn page_status_metrics_and_api_over_http() {
+    let d = Dovecot::start();
+    let setup = Setup::new();
+    let (s, samples) = running(&d, &setup, "");
+    let port = setup.port;
+    settled(port, || s.status());
+
+    // The page: failing mailbox first, its alert shown, a chart, no script.
+    let page = http(port, "GET", "/", None, b"");
+    assert_eq!(page.code, 200);
+    assert_eq!(
+        page.header("Content-Type").as_deref(),
+        Some("text/html; charset=utf-8")
+    );
+    let html = page.text();
+    let failing_at = html
+        .find(&format!("<td>{FAILING}</td>"))
+        .expect("failing row");
+    for g in GOOD {
+        assert!(failing_at < html.find(&format!("<td>{g}</td>")).expect("good row"));
+    }
+    assert!(html.contains("authentication rejected") || html.contains("Authentication failed"));
+    assert!(html.contains("<svg") && !html.contains("<script"));
+    assert!(html.contains("1 failing"));
+
+    // /status carries what the engine knows: next poll, data size, queue depth.
+    let st = get(port, "/status").json();
+    let a = st["mailboxes"]
+        .as_array()
+        .and_then(|b| b.iter().find(|m| m["email_address"] == GOOD[0]).cloned())
+        .expect("mailbox");
+    assert!(a["next_poll"].is_string(), "{a}");
+    assert!(st["appliance"]["data_bytes"].as_u64().unwrap_or(0) > 0);
+    assert!(st["appliance"]["queue_depth"].is_u64());
+    assert_eq!(get(port, "/healthz").text(), "ok\n");
+
+    // /metrics parses as Prometheus text and counts what happened.
+    let metrics = get(port, "/metrics");
+    assert!(
+        metrics
+            .header("Content-Type")
+            .is_some_and(|c| c.starts_with("text/plain; version=0.0.4"))
+    );
+    let lines = metrics
+        .text()
+        .lines()
+        .map(|l| Ok(l.to_string()))
+        .collect::<Vec<_>>();
+    let scrape = prometheus_parse::Scrape::parse(lines.into_iter()).expect("Prometheus text");
+    let value = |name: &str, label: Option<(&str, &str)>| -> f64 {
+        scrape
+            .samples
+            .iter()
+            .find(|x| x.metric == name && label.is_none_or(|(k, v)| x.labels.get(k) == Some(v)))
+            .map(|x| match x.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => f64::NAN,
+            })
+            .unwrap_or_else(|| panic!("no sample {name} {label:?}"))
+    };
+    assert_eq!(
+        value("sidesync_emails_ingested_total", None),
+        (GOOD.len() * COUNT) as f64
+    );
+    assert_eq!(
+        value(
+            "sidesync_profile_emails_ingested_total",
+            Some(("profile", "web"))
+        ),
+        (GOOD.len() * COUNT) as f64
+    );
+    assert!(value("sidesync_connection_failures_total", None) >= 1.0);
+    assert_eq!(value("sidesync_mailboxes", Some(("state", "failing"))), 1.0);
+    let histogram = scrape
+        .samples
+        .iter()
+        .find(|x| x.metric == "sidesync_sync_duration_seconds")
+        .expect("histogram");
+    assert!(matches!(
+        histogram.value,
+        prometheus_parse::Value::Histogram(_)
+    ));
+
+    // Status codes outside the API.
+    assert_eq!(http(port, "POST", "/status", None, b"").code, 405);
+    let missing = http(port, "GET", "/nowhere", None, b"");
+    assert_eq!(missing.code, 404);
+    assert!(
+        missing.json()["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("/nowhere"))
+    );
+
+    // A client that sends half a request and stalls holds its own thread, not the listener.
+    let mut slow = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    slow.write_all(b"GET /status HTTP/1.1\r\nHost: 127.")
+        .expect("half a request");
+    for _ in 0..8 {
+        assert_eq!(get(port, "/healthz").code, 200);
+    }
+
+    // The token rules.
+    assert_eq!(http(port, "GET", "/api/v1/activities", None, b"").code, 401);
+    assert_eq!(
+        http(
+            port,
+            "GET",
+            "/api/v1/activities",
+            Some("wrong-token-0123456789"),
+            b""
+        )
+        .code,
+        401
+    );
+
+    // Paging through every activity, newest first, without repeats.
+    let mut seen = Vec::new();
+    let mut path = "/api/v1/activities?limit=5".to_string();
+    loop {
+        let r = get(port, &path);
+        assert_eq!(r.code, 200, "{}", r.text());
+        let v = r.json();
+        let page = v["activities"].as_array().cloned().unwrap_or_default();
+        assert!(page.len() <= 5);
+        seen.extend(page.iter().filter_map(|a| a["id"].as_u64()));
+        match v["next_before"].as_u64() {
+            Some(b) => path = format!("/api/v1/activities?limit=5&before={b}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), GOOD.len() * COUNT);
+    assert!(
+        seen.windows(2).all(|w| w[0] > w[1]),
+        "newest first, no repeats"
+    );
+
+    // Filters.
+    let count = |q: &str| -> usize {
+        let r = get(port, &format!("/api/v1/activities?limit=1000&{q}"));
+        assert_eq!(r.code, 200, "{q}: {}", r.text());
+        r.json()["activities"].as_array().map_or(0, Vec::len)
+    };
+    assert_eq!(
+        count(&format!("mailbox={}", GOOD[1].replace('@', "%40"))),
+        COUNT
+    );
+    assert_eq!(count("direction=incoming"), GOOD.len() * COUNT);
+    assert_eq!(count("direction=outgoing"), 0);
+    assert_eq!(count("since=2000-01-01T00:00:00Z"), GOOD.len() * COUNT);
+    assert_eq!(count("since=2999-01-01T00:00:00Z"), 0);
+    // Sample 1 answers sample 0: the conversation of sample 0 holds both.
+    let root = mail::message_id(GOOD[0], 0);
+    let conv = get(
+        port,
+        &format!(
+            "/api/v1/activities?conversation={}",
+            root.replace('<', "%3C")
+                .replace('>', "%3E")
+                .replace('@', "%40")
+        ),
+    )
+    .json();
+    let subjects: Vec<String> = conv["activities"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|x| x["message_id"].as_str().unwrap_or("").to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(subjects.len(), 2, "{conv}");
+    for (q, needle) in [
+        ("direction=sideways", "direction"),
+        ("since=yesterday", "RFC 3339"),
+        ("limit=0", "limit"),
+        ("colour=blue", "\"colour\""),
+    ] {
+        let r = get(port, &format!("/api/v1/activities?{q}"));
+        assert_eq!(r.code, 400, "{q}");
+        assert!(
+            r.json()["error"]
+                .as_str()
+                .is_some_and(|e| e.contains(needle)),
+            "{q}: {}",
+            r.text()
+        );
+    }
+
+    // One activity: fields, parties, correlation; and its raw MIME, byte for byte.
+    let list = get(
+        port,
+        &format!(
+            "/api/v1/activities?limit=1000&mailbox={}",
+            GOOD[0].replace('@', "%40")
+        ),
+    )
+    .json();
+    let reply_id = list["activities"]
+        .as_array()
+        .and_then(|a| {
+            a.iter()
+                .find(|x| x["message_id"] == mail::message_id(GOOD[0], 1).trim_matches(['<', '>']))
+        })
+        .and_then(|x| x["id"].as_u64())
+        .expect("sample 1");
+    let one = get(port, &format!("/api/v1/activities/{reply_id}")).json();
+    assert_eq!(one["direction"], "incoming");
+    assert_eq!(one["parties"]["mailbox"], GOOD[0]);
+    assert!(
+        one["parties"]["from"]
+            .as_array()
+            .is_some_and(|f| !f.is_empty())
+    );
+    assert!(one["regarding"].is_null());
+    let related = one["correlation"]["related_activities"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(related.len(), 1, "{one}");
+    let raw = get(port, &format!("/api/v1/activities/{reply_id}/raw"));
+    assert_eq!(raw.code, 200);
+    assert_eq!(
+        raw.header("Content-Type").as_deref(),
+        Some("message/rfc822")
+    );
+    assert_eq!(raw.body, samples[&mail::message_id(GOOD[0], 1)]);
+    assert_eq!(get(port, "/api/v1/activities/999999").code, 404);
+    assert_eq!(get(port, "/api/v1/activities/999999/raw").code, 404);
+    assert_eq!(get(port, "/api/v1/activities/abc").code, 400);
+    assert_eq!(
+        http(port, "DELETE", "/api/v1/activities", Some(TOKEN), b"").code,
+        405
+    );
+    assert_eq!(get(port, "/api/v1/nothing-here").code, 404);
+    // Request bodies have a limit (64 KB for everything but the outbox).
+    let big = vec![b' '; 100 * 1024];
+    let path = format!("/api/v1/mailboxes/{}/approve", GOOD[0].replace('@', "%40"));
+    let r = http(port, "POST", &path, Some(TOKEN), &big);
+    assert_eq!(r.code, 413, "{}", r.text());
+
+    // Mailboxes, all or failing only.
+    let all = get(port, "/api/v1/mailboxes").json();
+    assert_eq!(all["total"], GOOD.len() + 1);
+    let failing = get(port, "/api/v1/mailboxes?state=failing").json();
+    assert_eq!(failing["total"], 1);
+    assert_eq!(failing["mailboxes"][0]["email_address"], FAILING);
+    drop(slow);
+    assert!(s.terminate().success());
+}
+
+#[test]
+fn https_listener_serves_the_page_and_the_api() {
+    let d = Dovecot::start();
+    let setup = Setup::new();
+    let tls = format!(
+        "status_tls_cert = \"{}\"\nstatus_tls_key = \"{}\"\n",
+        d.dir.join("server.pem").display(),
+        d.dir.join("server.key").display()
+    );
+    let (s, _) = running(&d, &setup, &tls);
+    let port = setup.port;
+    let ca = d.ca_file.clone();
+    let status = || {
+        https(port, &ca, "GET", "/status", None)
+            .map(|r| r.json())
+            .unwrap_or(Value::Null)
+    };
+    settled(port, status);
+    let page = https(port, &ca, "GET", "/", None).expect("HTTPS page");
+    assert_eq!(page.code, 200);
+    assert!(page.text().contains(FAILING));
+    let api = https(port, &ca, "GET", "/api/v1/activities?limit=3", Some(TOKEN)).expect("API");
+    assert_eq!(api.code, 200, "{}", api.text());
+    assert_eq!(api.json()["activities"].as_array().map(Vec::len), Some(3));
+    let no_token = https(port, &ca, "GET", "/api/v1/activities", None).expect("API");
+    assert_eq!(no_token.code, 401);
+    // A client that does not trust the certificate gets no answer.
+    assert!(https(port, &d.other_ca_file, "GET", "/healthz", None).is_err());
+    // Plain HTTP on the HTTPS port gets no HTTP answer.
+    let mut plain = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    plain
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let _ = plain.write_all(b"GET /healthz HTTP/1.0\r\n\r\n");
+    let mut buf = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut plain, &mut buf);
+    assert!(
+        !buf.starts_with(b"HTTP/"),
+        "plain HTTP answered on the HTTPS port"
+    );
+    assert!(s.terminate().success());
+}
+
+#[test]
+fn the_page_in_headless_chromium() {
+    let d = Dovecot::start();
+    let setup = Setup::new();
+    let (s, _) = running(&d, &setup, "");
+    let port = setup.port;
+    settled(port, || s.status());
+    let out_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("status-page");
+    std::fs::create_dir_all(&out_dir).expect("output folder");
+    let profile = tempfile::tempdir().expect("chromium profile");
+    let chromium = |extra: &[&str]| {
+        let out = std::process::Command::new("timeout")
+            .arg("90")
+            .arg("chromium")
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--window-size=1280,1000",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .args(extra)
+            .arg(format!("http://127.0.0.1:{port}/"))
+            .output()
+            .expect("run chromium (Debian package chromium)");
+        assert!(
+            out.status.success(),
+            "chromium: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let dom = chromium(&["--dump-dom"]);
+    // The rendered DOM: the mailbox table's first row after the header is the failing mailbox,
+    // with its alert text.
+    let table = dom
+        .split("id=\"mailboxes\"")
+        .nth(1)
+        .expect("mailbox table in the DOM");
+    let first_row = table.split("<tr").nth(2).expect("a mailbox row");
+    assert!(first_row.contains(FAILING), "first row: {first_row}");
+    assert!(
+        first_row.contains("class=\"failing\""),
+        "first row: {first_row}"
+    );
+    let alert = s.mailbox(FAILING)["latest_alert"]["message"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(!alert.is_empty());
+    // As the DOM serializes text: with &, < and > escaped.
+    let shown: String = alert
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .chars()
+        .take(60)
+        .collect();
+    assert!(
+        first_row.contains(&shown),
+        "alert {shown:?} not in {first_row}"
+    );
+    assert!(dom.contains("<svg"), "the chart is rendered");
+    let shot = out_dir.join("status-page.png");
+    let _ = std::fs::remove_file(&shot);
+    chromium(&[&format!("--screenshot={}", shot.display())]);
+    let png = std::fs::read(&shot).expect("screenshot written");
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 5_000,
+        "a real screenshot"
+    );
+    eprintln!("screenshot: {}", shot.display());
+    assert!(s.terminate().success());
+}
