@@ -140,7 +140,7 @@ fn main() {
     }
     let health = http_get(status_port, "/healthz").map(|(c, _)| c);
     println!(
-        "\nstatus:  http://127.0.0.1:{status_port}/status\nhealth:  http://127.0.0.1:{status_port}/healthz ({health:?})"
+        "\npage:    http://127.0.0.1:{status_port}/\nstatus:  http://127.0.0.1:{status_port}/status\nmetrics: http://127.0.0.1:{status_port}/metrics\nhealth:  http://127.0.0.1:{status_port}/healthz ({health:?})"
     );
 
     if std::io::stdin().is_terminal() {

@@ -36,6 +36,8 @@ const HEARTBEAT_STALE_SECONDS: i64 = 30;
 pub struct StatusServer {
     server: Arc<Server>,
     workers: Vec<JoinHandle<()>>,
+    /// The Unix socket behind the HTTPS front, removed on stop.
+    socket: Option<std::path::PathBuf>,
 }
 
 #[derive(Clone)]
@@ -58,6 +60,7 @@ impl StatusServer {
         runtime: &tokio::runtime::Handle,
     ) -> Result<StatusServer, String> {
         let addr = ctx.config.appliance.status_listen;
+        let mut socket_path = None;
         let server = match &ctx.config.appliance.status_tls {
             None => Server::http(addr)
                 .map_err(|e| format!("cannot listen on {addr} for the status page: {e}"))?,
@@ -74,7 +77,8 @@ impl StatusServer {
                 use std::os::unix::fs::PermissionsExt;
                 std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))
                     .map_err(|e| format!("{}: {e}", socket.display()))?;
-                runtime.spawn(tls::front(listener, acceptor, socket));
+                runtime.spawn(tls::front(listener, acceptor, socket.clone()));
+                socket_path = Some(socket);
                 server
             }
         };
@@ -93,7 +97,11 @@ impl StatusServer {
                     .ok()
             })
             .collect();
-        Ok(StatusServer { server, workers })
+        Ok(StatusServer {
+            server,
+            workers,
+            socket: socket_path,
+        })
     }
 
     pub fn stop(self) {
@@ -102,6 +110,9 @@ impl StatusServer {
         }
         for w in self.workers {
             let _ = w.join();
+        }
+        if let Some(s) = self.socket {
+            let _ = std::fs::remove_file(s);
         }
     }
 }
