@@ -220,6 +220,9 @@ pub struct Mailbox {
     pub password: Option<Secret>,
     /// I1/I7: IMAP folders synced besides INBOX.
     pub tracking_folders: Vec<String>,
+    /// What the enablements of this mailbox were decided under (see [`fingerprint`]); set once the
+    /// whole config is read.
+    pub fingerprint: String,
 }
 
 impl Config {
@@ -535,6 +538,14 @@ impl Validator<'_> {
                 );
             }
             mailboxes.push(m);
+        }
+        // Once per load: the fingerprint formats the whole profile, too slow per status request.
+        for m in &mut mailboxes {
+            let profile = m
+                .profile
+                .as_deref()
+                .and_then(|n| profiles.iter().find(|p| p.name == n));
+            m.fingerprint = fingerprint(profile, m);
         }
         Config {
             path: path.to_path_buf(),
@@ -1135,6 +1146,7 @@ impl Validator<'_> {
             active: rm.active.unwrap_or(true),
             password,
             tracking_folders,
+            fingerprint: String::new(),
         }
     }
 
@@ -1196,7 +1208,7 @@ struct EndpointFields<'a> {
 /// A digest of everything in the config that decides how a mailbox connects (passwords included,
 /// hashed, never stored as such). A stored enablement belongs to one fingerprint: after a config
 /// change the mailbox is tested again.
-pub fn fingerprint(profile: Option<&Profile>, mailbox: &Mailbox) -> String {
+fn fingerprint(profile: Option<&Profile>, mailbox: &Mailbox) -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
     h.update(format!("{profile:?}|{mailbox:?}").as_bytes());

@@ -3,7 +3,7 @@
 use chrono::Utc;
 
 use super::JobContext;
-use crate::config::{Mailbox, Profile, fingerprint};
+use crate::config::{Mailbox, Profile};
 use crate::store::{Alert, AlertLevel, AlertScope, MailboxUpdate};
 
 pub async fn raise(
@@ -52,7 +52,7 @@ pub async fn disable(
         code: code.to_string(),
         reason: reason.to_string(),
         at: Utc::now(),
-        fingerprint: fingerprint(Some(profile), mailbox),
+        fingerprint: mailbox.fingerprint.clone(),
     };
     let _ = ctx.writer.mailbox(address, update).await;
     let direction = if incoming { "incoming" } else { "outgoing" };

@@ -19,7 +19,7 @@ use super::eligibility::effective_approval;
 use super::error::SyncError;
 use super::test_enable::identity;
 use super::{JobContext, alerts, scheduler};
-use crate::config::{Approval, Mailbox, OutgoingDelivery, Profile, fingerprint};
+use crate::config::{Approval, Mailbox, OutgoingDelivery, Profile};
 use crate::outbox::retry::{Attempt, NextStep, next_step};
 use crate::smtp::{SmtpLogin, SmtpSession, SmtpTarget};
 
@@ -212,7 +212,7 @@ async fn send_job(ctx: &Arc<JobContext>, address: String, entries: Vec<OutboxEnt
     };
     // Outgoing must be tested and enabled first (M4), under this config.
     let state = ctx.store.mailbox_state(&address).unwrap_or_default();
-    let fp = fingerprint(Some(profile), mailbox);
+    let fp = mailbox.fingerprint.clone();
     let enabled = state.config_fingerprint.as_deref() == Some(fp.as_str())
         && state.outgoing_enablement == Enablement::Enabled;
     if !enabled {

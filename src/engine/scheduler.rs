@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use super::eligibility::{Decision, incoming_decision};
 use super::incoming::sync_mailbox;
 use super::{JobContext, alert_email, alerts, profile_alert, test_enable};
-use crate::config::{Mailbox, Profile, fingerprint};
+use crate::config::{Mailbox, Profile};
 use crate::store::{AlertLevel, AlertScope, Enablement, MailboxUpdate, RunStatus, TestRecord};
 
 /// The scheduler wakes at least this often, so the heartbeat stays fresh.
@@ -238,7 +238,7 @@ pub async fn test_and_record(ctx: &JobContext, profile: &Profile, mailbox: &Mail
         .store
         .mailbox_state(&mailbox.email_address)
         .unwrap_or_default();
-    let fp = fingerprint(Some(profile), mailbox);
+    let fp = mailbox.fingerprint.clone();
     // Enablements from another config do not carry over.
     let (prev_in, prev_out) = if previous.config_fingerprint.as_deref() == Some(fp.as_str()) {
         (previous.incoming_enablement, previous.outgoing_enablement)
@@ -345,7 +345,7 @@ async fn job(ctx: &JobContext, i: usize, mode: RunMode) -> JobResult {
             };
         }
     };
-    let fp = fingerprint(ctx.config.mailbox_profile(mailbox), mailbox);
+    let fp = mailbox.fingerprint.clone();
     let profile = match incoming_decision(&ctx.config, mailbox, &state, &fp) {
         Decision::NotProcessed(reason) => {
             tracing::info!(mailbox = %mailbox.email_address, code = reason.code(), %reason, "mailbox is not processed");

@@ -26,7 +26,7 @@ use crate::engine::Command;
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreWriter};
 
-pub use status::{status_document, test_full, test_summary};
+pub use status::{test_full, test_summary};
 
 /// Threads taking requests off the listener.
 const WORKERS: usize = 4;
@@ -153,22 +153,8 @@ fn handle(ctx: &StatusContext, mut request: Request) {
 
 fn page_or_endpoint(ctx: &StatusContext, method: &Method, path: &str, url: &str) -> Answer {
     match (method, path) {
-        (Method::Get, "/") => match status_view(ctx) {
-            Ok(doc) => {
-                let page = url
-                    .split_once("page=")
-                    .and_then(|(_, p)| p.split('&').next()?.parse().ok())
-                    .unwrap_or(1);
-                let extras = page::PageExtras {
-                    series: &ctx.metrics.series(Utc::now()),
-                    data_bytes: ctx.store.file_size(),
-                    queue_depth: queue_depth(ctx, &doc),
-                    page,
-                    now: Utc::now(),
-                };
-                Response::from_string(page::render(&doc, &extras))
-                    .with_header(header("text/html; charset=utf-8"))
-            }
+        (Method::Get, "/") => match status_page(ctx, url) {
+            Ok(html) => Response::from_string(html).with_header(header("text/html; charset=utf-8")),
             Err(e) => json_error(500, &e),
         },
         (Method::Get, "/healthz") => match health(ctx) {
@@ -183,9 +169,11 @@ fn page_or_endpoint(ctx: &StatusContext, method: &Method, path: &str, url: &str)
             Ok(doc) => json(200, &doc),
             Err(e) => json_error(500, &e),
         },
-        (Method::Get, "/metrics") => match status_view(ctx) {
-            Ok(doc) => Response::from_string(prometheus::render(&ctx.metrics, &gauges(ctx, &doc)))
-                .with_header(header("text/plain; version=0.0.4; charset=utf-8")),
+        (Method::Get, "/metrics") => match status::collect(ctx) {
+            Ok(data) => {
+                Response::from_string(prometheus::render(&ctx.metrics, &gauges(ctx, &data)))
+                    .with_header(header("text/plain; version=0.0.4; charset=utf-8"))
+            }
             Err(e) => json_error(500, &e),
         },
         (_, "/" | "/healthz" | "/status" | "/metrics") => {
@@ -197,56 +185,125 @@ fn page_or_endpoint(ctx: &StatusContext, method: &Method, path: &str, url: &str)
 
 /// The `/status` document with what only the running engine knows: next polls, queue depth.
 pub(crate) fn status_view(ctx: &StatusContext) -> Result<Value, String> {
-    let mut doc = status_document(ctx)?;
+    let data = status::collect(ctx)?;
     let next = ctx.metrics.next_polls();
-    if let Some(boxes) = doc["mailboxes"].as_array_mut() {
-        for m in boxes {
-            let t = m["email_address"]
-                .as_str()
-                .and_then(|a| next.get(a))
-                .map(|t| t.to_rfc3339());
-            m["next_poll"] = serde_json::json!(t);
-        }
-    }
-    let depth = queue_depth(ctx, &doc);
-    doc["appliance"]["data_bytes"] = serde_json::json!(ctx.store.file_size());
-    doc["appliance"]["queue_depth"] = serde_json::json!(depth);
-    Ok(doc)
+    let mailboxes: Vec<Value> = data
+        .rows
+        .iter()
+        .map(|r| {
+            let mut v = r.json();
+            v["next_poll"] =
+                serde_json::json!(next.get(&r.mailbox.email_address).map(|t| t.to_rfc3339()));
+            v
+        })
+        .collect();
+    let mut appliance = status::appliance_json(ctx, data.activities_stored);
+    appliance["data_bytes"] = serde_json::json!(ctx.store.file_size());
+    appliance["queue_depth"] = serde_json::json!(queue_depth(ctx, &data));
+    Ok(serde_json::json!({
+        "appliance": appliance,
+        "profiles": data.profiles,
+        "mailboxes": mailboxes,
+    }))
+}
+
+/// The HTML page: rows ordered and cut to one page before any of them becomes JSON.
+fn status_page(ctx: &StatusContext, url: &str) -> Result<String, String> {
+    let data = status::collect(ctx)?;
+    let asked = url
+        .split_once("page=")
+        .and_then(|(_, p)| p.split('&').next()?.parse().ok())
+        .unwrap_or(1);
+    let keys: Vec<_> = data
+        .rows
+        .iter()
+        .map(|r| (r.failing(), r.error_at(), r.mailbox.email_address.as_str()))
+        .collect();
+    let order = page::order(&keys);
+    let failing = keys.iter().filter(|k| k.0).count();
+    let (page_no, pages) = page::paging(data.rows.len(), asked);
+    let next = ctx.metrics.next_polls();
+    let rows = order
+        .iter()
+        .skip((page_no - 1) * page::PAGE_SIZE)
+        .take(page::PAGE_SIZE)
+        .map(|&i| {
+            let r = &data.rows[i];
+            let mut v = r.json();
+            v["next_poll"] =
+                serde_json::json!(next.get(&r.mailbox.email_address).map(|t| t.to_rfc3339()));
+            v
+        })
+        .collect();
+    let now = Utc::now();
+    let profiles = ctx
+        .config
+        .profiles
+        .iter()
+        .map(|p| {
+            let mine = data
+                .rows
+                .iter()
+                .filter(|r| r.mailbox.profile.as_deref() == Some(&p.name));
+            let (mut mailboxes, mut failing_last_hour) = (0, 0);
+            for r in mine {
+                mailboxes += 1;
+                if r.failing()
+                    && r.error_at()
+                        .is_some_and(|t| now - t < chrono::Duration::hours(1))
+                {
+                    failing_last_hour += 1;
+                }
+            }
+            page::ProfileLine {
+                name: p.name.clone(),
+                active: p.active,
+                server_type: match p.server_type {
+                    crate::config::ServerType::ImapSmtp => "imap_smtp",
+                    crate::config::ServerType::Pop3Smtp => "pop3_smtp",
+                },
+                mailboxes,
+                failing_last_hour,
+            }
+        })
+        .collect();
+    let series = ctx.metrics.series(now);
+    Ok(page::render(&page::PageData {
+        appliance: status::appliance_json(ctx, data.activities_stored),
+        profiles,
+        rows,
+        total: data.rows.len(),
+        failing,
+        page: page_no,
+        pages,
+        series: &series,
+        data_bytes: ctx.store.file_size(),
+        queue_depth: queue_depth(ctx, &data),
+        now,
+    }))
 }
 
 /// Work waiting: requests queued for the store writer plus emails waiting to be sent.
-fn queue_depth(ctx: &StatusContext, doc: &Value) -> u64 {
+fn queue_depth(ctx: &StatusContext, data: &status::StatusData<'_>) -> u64 {
     let writer = ctx.writer.as_ref().map_or(0, |w| w.queue_depth() as u64);
-    let outbox: u64 = doc["mailboxes"]
-        .as_array()
-        .map(|b| {
-            b.iter()
-                .map(|m| {
-                    m["outbox"]["queued"].as_u64().unwrap_or(0)
-                        + m["outbox"]["sending"].as_u64().unwrap_or(0)
-                })
-                .sum()
-        })
-        .unwrap_or(0);
+    let outbox: u64 = data
+        .rows
+        .iter()
+        .map(|r| r.outbox().queued + r.outbox().sending)
+        .sum();
     writer + outbox
 }
 
-fn gauges(ctx: &StatusContext, doc: &Value) -> prometheus::Gauges {
-    let empty = Vec::new();
-    let boxes = doc["mailboxes"].as_array().unwrap_or(&empty);
-    let count = |f: &dyn Fn(&Value) -> bool| boxes.iter().filter(|m| f(m)).count() as u64;
-    let failing = count(&|m| page::is_failing(m));
-    let not_processed = count(&|m| !page::is_failing(m) && m["processing"] == "not processed");
-    let waiting = count(&|m| m["processing"] == "waiting for Test & Enable");
-    let ok = boxes.len() as u64
-        - failing
-        - not_processed
-        - waiting.min(boxes.len() as u64 - failing - not_processed);
-    let outbox = |k: &str| -> u64 {
-        boxes
-            .iter()
-            .map(|m| m["outbox"][k].as_u64().unwrap_or(0))
-            .sum()
+fn gauges(ctx: &StatusContext, data: &status::StatusData<'_>) -> prometheus::Gauges {
+    let rows = &data.rows;
+    let count =
+        |f: &dyn Fn(&status::MailboxRow<'_>) -> bool| rows.iter().filter(|r| f(r)).count() as u64;
+    let failing = count(&|r| r.failing());
+    let not_processed = count(&|r| !r.failing() && r.not_processed());
+    let waiting = count(&|r| !r.failing() && r.waiting_for_test());
+    let ok = rows.len() as u64 - failing - not_processed - waiting;
+    let outbox = |f: fn(&crate::store::OutboxCounts) -> u64| -> u64 {
+        rows.iter().map(|r| f(r.outbox())).sum()
     };
     prometheus::Gauges {
         mailboxes: vec![
@@ -256,13 +313,13 @@ fn gauges(ctx: &StatusContext, doc: &Value) -> prometheus::Gauges {
             ("waiting_for_test", waiting),
         ],
         outbox: vec![
-            ("pending_send", outbox("queued")),
-            ("sending", outbox("sending")),
-            ("sent", outbox("sent")),
-            ("failed", outbox("failed")),
+            ("pending_send", outbox(|o| o.queued)),
+            ("sending", outbox(|o| o.sending)),
+            ("sent", outbox(|o| o.sent)),
+            ("failed", outbox(|o| o.failed)),
         ],
         writer_queue: ctx.writer.as_ref().map_or(0, |w| w.queue_depth() as u64),
-        activities_stored: doc["appliance"]["activities_stored"].as_u64().unwrap_or(0),
+        activities_stored: data.activities_stored,
         uptime_seconds: (Utc::now() - ctx.started_at).num_seconds(),
     }
 }
@@ -279,4 +336,51 @@ fn health(ctx: &StatusContext) -> Result<(), String> {
         return Err("the store writer has stopped".into());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn context(dir: &std::path::Path) -> StatusContext {
+        let config = Config::parse(
+            std::path::Path::new("/etc/sidesync/sidesync.toml"),
+            &format!("[appliance]\ndata_dir = \"{}\"\n", dir.display()),
+        )
+        .expect("config");
+        let metrics = Arc::new(Metrics::new(std::iter::empty()));
+        StatusContext {
+            store: Store::open(dir).expect("store"),
+            config: Arc::new(config),
+            heartbeat: Arc::new(AtomicI64::new(0)),
+            started_at: Utc::now(),
+            writer: None,
+            commands: None,
+            outbox_wake: Arc::new(tokio::sync::Notify::new()),
+            metrics,
+        }
+    }
+
+    #[test]
+    fn health_needs_a_looping_engine() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut ctx = context(dir.path());
+        let never = health(&ctx).expect_err("the engine never looped");
+        assert!(never.contains("scheduler has not run"), "{never}");
+        ctx.heartbeat
+            .store(Utc::now().timestamp(), Ordering::Relaxed);
+        assert_eq!(health(&ctx), Ok(()));
+        ctx.heartbeat
+            .store(Utc::now().timestamp() - 120, Ordering::Relaxed);
+        assert!(health(&ctx).is_err(), "a stalled engine is unhealthy");
+        let answer = page_or_endpoint(&ctx, &Method::Get, "/healthz", "/healthz");
+        assert_eq!(answer.status_code().0, 503);
+        ctx.heartbeat
+            .store(Utc::now().timestamp(), Ordering::Relaxed);
+        let writer = ctx.store.start_writer();
+        ctx.writer = Some(writer.clone());
+        assert_eq!(health(&ctx), Ok(()));
+        ctx.writer = None;
+        writer.shutdown();
+    }
 }

@@ -142,35 +142,61 @@ pub fn chart(series: &[Minute]) -> String {
     )
 }
 
-/// What the page shows besides the `/status` document.
-pub struct PageExtras<'a> {
+/// One profile line of the page.
+pub struct ProfileLine {
+    pub name: String,
+    pub active: bool,
+    pub server_type: &'static str,
+    pub mailboxes: usize,
+    pub failing_last_hour: usize,
+}
+
+/// What the page shows: the appliance, the profiles, and one page of mailbox rows (as `/status`
+/// renders them) already in order.
+pub struct PageData<'a> {
+    pub appliance: Value,
+    pub profiles: Vec<ProfileLine>,
+    pub rows: Vec<Value>,
+    pub total: usize,
+    pub failing: usize,
+    /// 1-based, within `1..=pages`.
+    pub page: usize,
+    pub pages: usize,
     pub series: &'a [Minute],
     pub data_bytes: u64,
     pub queue_depth: u64,
-    pub page: usize,
     pub now: DateTime<Utc>,
 }
 
-pub fn render(doc: &Value, x: &PageExtras<'_>) -> String {
-    let now = x.now;
-    let empty = Vec::new();
-    let mut mailboxes: Vec<&Value> = doc["mailboxes"]
-        .as_array()
-        .unwrap_or(&empty)
-        .iter()
-        .collect();
-    // Failing first (most recent error first), then by address: a stable order between refreshes.
-    mailboxes.sort_by(|a, b| {
-        is_failing(b).cmp(&is_failing(a)).then_with(|| {
-            text(&b["last_error"]["at"])
-                .cmp(&text(&a["last_error"]["at"]))
-                .then_with(|| text(&a["email_address"]).cmp(&text(&b["email_address"])))
-        })
+/// The page's order: failing first, most recent error first, then by address (stable between
+/// refreshes). `keys[i]` = (failing, time of the latest error, address) of row `i`.
+pub fn order(keys: &[(bool, Option<DateTime<Utc>>, &str)]) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..keys.len()).collect();
+    idx.sort_by(|&a, &b| {
+        let (ka, kb) = (&keys[a], &keys[b]);
+        kb.0.cmp(&ka.0)
+            .then_with(|| {
+                if ka.0 {
+                    kb.1.cmp(&ka.1)
+                } else {
+                    std::cmp::Ordering::Equal
+                }
+            })
+            .then_with(|| ka.2.cmp(kb.2))
     });
-    let failing = mailboxes.iter().filter(|m| is_failing(m)).count();
-    let pages = mailboxes.len().div_ceil(PAGE_SIZE).max(1);
-    let page = x.page.clamp(1, pages);
-    let a = &doc["appliance"];
+    idx
+}
+
+/// Pages of [`PAGE_SIZE`] for `total` rows, and the asked page brought into range.
+pub fn paging(total: usize, asked: usize) -> (usize, usize) {
+    let pages = total.div_ceil(PAGE_SIZE).max(1);
+    (asked.clamp(1, pages), pages)
+}
+
+pub fn render(d: &PageData<'_>) -> String {
+    let now = d.now;
+    let a = &d.appliance;
+    let (page, pages, failing) = (d.page, d.pages, d.failing);
     let mut h = String::with_capacity(64 * 1024);
     let _ = write!(
         h,
@@ -180,37 +206,26 @@ pub fn render(doc: &Value, x: &PageExtras<'_>) -> String {
          <h1>sidesync</h1><section id=\"appliance\"><p>version {version} · up {uptime} · data {data} · \
          queue depth {queue} · {total} mailboxes, <b class=\"{fclass}\">{failing} failing</b> · \
          activities stored {stored}</p>",
-        total = mailboxes.len(),
+        total = d.total,
         version = escape(&text(&a["version"])),
         uptime = relative(&a["started_at"], now).trim_end_matches(" ago"),
-        data = bytes(x.data_bytes),
-        queue = x.queue_depth,
+        data = bytes(d.data_bytes),
+        queue = d.queue_depth,
         fclass = if failing > 0 { "bad" } else { "ok" },
         stored = text(&a["activities_stored"]),
     );
-    h.push_str(&chart(x.series));
+    h.push_str(&chart(d.series));
     h.push_str("</section><h2>Profiles</h2><table id=\"profiles\"><tr><th>profile</th><th>active</th><th>server type</th><th>mailboxes</th><th>failing in the last hour</th></tr>");
-    for p in doc["profiles"].as_array().unwrap_or(&empty) {
-        let name = text(&p["name"]);
-        let of_profile = mailboxes.iter().filter(|m| text(&m["profile"]) == name);
-        let (mut count, mut recent) = (0, 0);
-        for m in of_profile {
-            count += 1;
-            let failed_recently = m["last_error"]["at"]
-                .as_str()
-                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-                .is_some_and(|t| now - t.with_timezone(&Utc) < chrono::Duration::hours(1));
-            if is_failing(m) && failed_recently {
-                recent += 1;
-            }
-        }
+    for p in &d.profiles {
         let _ = write!(
             h,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{count}</td><td class=\"{}\">{recent}</td></tr>",
-            escape(&name),
-            if p["active"] == true { "yes" } else { "no" },
-            escape(&text(&p["server_type"])),
-            if recent > 0 { "bad" } else { "ok" },
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"{}\">{}</td></tr>",
+            escape(&p.name),
+            if p.active { "yes" } else { "no" },
+            p.server_type,
+            p.mailboxes,
+            if p.failing_last_hour > 0 { "bad" } else { "ok" },
+            p.failing_last_hour,
         );
     }
     let _ = write!(
@@ -229,11 +244,7 @@ pub fn render(doc: &Value, x: &PageExtras<'_>) -> String {
             String::new()
         },
     );
-    for m in mailboxes
-        .iter()
-        .skip((page - 1) * PAGE_SIZE)
-        .take(PAGE_SIZE)
-    {
+    for m in &d.rows {
         let alert = &m["latest_alert"];
         let alert_text = if alert.is_null() {
             text(&m["not_processed_reason"])
@@ -270,45 +281,60 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn doc(n: usize, failing: &[usize]) -> Value {
-        let mailboxes: Vec<Value> = (0..n)
-            .map(|i| {
-                let bad = failing.contains(&i);
-                json!({
-                    "email_address": format!("m{i:05}@example.com"),
-                    "profile": "p",
-                    "incoming_status": if bad { "failure" } else { "success" },
-                    "outgoing_status": "not_run",
-                    "incoming_enablement": {"state": "enabled"},
-                    "outgoing_enablement": {"state": "not_tested"},
-                    "approval": "approved",
-                    "last_error": if bad { json!({"at": Utc::now().to_rfc3339(), "text": "x"}) } else { Value::Null },
-                    "latest_alert": if bad { json!({"level": "error", "message": "<b>wrong password</b>"}) } else { Value::Null },
-                    "activities_stored": 3,
-                })
-            })
-            .collect();
+    fn row(i: usize, bad: bool) -> Value {
         json!({
-            "appliance": {"version": "0.1.0", "started_at": Utc::now().to_rfc3339(), "activities_stored": 3 * n},
-            "profiles": [{"name": "p", "active": true, "server_type": "imap_smtp"}],
-            "mailboxes": mailboxes,
+            "email_address": format!("m{i:05}@example.com"),
+            "incoming_status": if bad { "failure" } else { "success" },
+            "outgoing_status": "not_run",
+            "incoming_enablement": {"state": "enabled"},
+            "outgoing_enablement": {"state": "not_tested"},
+            "approval": "approved",
+            "latest_alert": if bad { json!({"level": "error", "message": "<b>wrong password</b>"}) } else { Value::Null },
+            "activities_stored": 3,
         })
     }
 
-    fn extras(series: &[Minute], page: usize) -> PageExtras<'_> {
-        PageExtras {
+    fn data(
+        rows: Vec<Value>,
+        total: usize,
+        failing: usize,
+        page: usize,
+        series: &[Minute],
+    ) -> PageData<'_> {
+        let (page, pages) = paging(total, page);
+        PageData {
+            appliance: json!({"version": "0.1.0", "started_at": Utc::now().to_rfc3339(), "activities_stored": 3 * total}),
+            profiles: vec![ProfileLine {
+                name: "p<1>".into(),
+                active: true,
+                server_type: "imap_smtp",
+                mailboxes: total,
+                failing_last_hour: failing,
+            }],
+            rows,
+            total,
+            failing,
+            page,
+            pages,
             series,
             data_bytes: 12_345_678,
             queue_depth: 2,
-            page,
             now: Utc::now(),
         }
     }
 
     #[test]
     fn failing_mailboxes_come_first_and_text_is_escaped() {
+        let t = Utc::now();
+        let keys = vec![
+            (false, None, "b@x"),
+            (true, Some(t - chrono::Duration::hours(2)), "z@x"),
+            (false, None, "a@x"),
+            (true, Some(t), "y@x"),
+        ];
+        assert_eq!(order(&keys), vec![3, 1, 2, 0]);
         let series = vec![Minute::default(); 60];
-        let html = render(&doc(5, &[3]), &extras(&series, 1));
+        let html = render(&data(vec![row(3, true), row(0, false)], 2, 1, 1, &series));
         let first_row = html
             .find("<tr class=\"failing\"><td>m00003@")
             .expect("failing row");
@@ -316,6 +342,7 @@ mod tests {
         assert!(first_row < healthy);
         assert!(html.contains("&lt;b&gt;wrong password&lt;/b&gt;"));
         assert!(!html.contains("<b>wrong password</b>"));
+        assert!(html.contains("p&lt;1&gt;"));
         assert!(html.contains("1 failing"));
         assert!(!html.contains("<script"), "no JavaScript");
         assert!(html.contains("http-equiv=\"refresh\""));
@@ -323,18 +350,19 @@ mod tests {
 
     #[test]
     fn ten_thousand_mailboxes_are_paginated() {
-        let series = vec![Minute::default(); 60];
-        let d = doc(10_000, &[9_999]);
-        let html = render(&d, &extras(&series, 1));
-        assert!(html.len() < 100_000, "page is {} bytes", html.len());
-        assert_eq!(html.matches("<tr class=").count(), PAGE_SIZE);
-        assert!(html.contains("page 1 of 100"));
-        assert!(html.contains("m09999@"), "the failing one is on page 1");
-        let last = render(&d, &extras(&series, 500));
-        assert!(
-            last.contains("page 100 of 100"),
+        assert_eq!(paging(10_000, 1), (1, 100));
+        assert_eq!(
+            paging(10_000, 500),
+            (100, 100),
             "pages beyond the end show the last"
         );
+        assert_eq!(paging(0, 3), (1, 1));
+        let series = vec![Minute::default(); 60];
+        let rows: Vec<Value> = (0..PAGE_SIZE).map(|i| row(i, i == 0)).collect();
+        let html = render(&data(rows, 10_000, 1, 1, &series));
+        assert!(html.len() < 100_000, "page is {} bytes", html.len());
+        assert_eq!(html.matches("<tr class=").count(), PAGE_SIZE);
+        assert!(html.contains("page 1 of 100") && html.contains("/?page=2"));
     }
 
     #[test]

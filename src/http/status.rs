@@ -1,4 +1,5 @@
-//! The `/status` document: each profile and mailbox with its configured and runtime state.
+//! What `/status`, the page and `/metrics` show: each profile and mailbox with its configured and
+//! runtime state, read once per request from read transactions.
 
 use chrono::Utc;
 use serde_json::{Value, json};
@@ -7,7 +8,6 @@ use super::StatusContext;
 use crate::config::{CredentialSource, Endpoint, OwnerType, ServerType, TlsMode};
 use std::collections::HashMap;
 
-use crate::config::fingerprint;
 use crate::engine::eligibility::{Decision, effective_approval, incoming_decision};
 use crate::store::{
     Alert, DirectionTest, Enablement, LastError, MailboxState, RunStatus, TestRecord,
@@ -73,10 +73,93 @@ fn run_status(s: RunStatus) -> &'static str {
     }
 }
 
-pub fn status_document(ctx: &StatusContext) -> Result<Value, String> {
+/// One mailbox as the status endpoints see it: typed, so that a page of 100 out of 10,000 is
+/// sorted and cut before anything is turned into JSON.
+pub struct MailboxRow<'c> {
+    pub mailbox: &'c crate::config::Mailbox,
+    pub state: MailboxState,
+    processing: Result<&'static str, crate::engine::eligibility::NotProcessed>,
+    latest_alert: Option<Alert>,
+    outbox: crate::store::OutboxCounts,
+}
+
+impl MailboxRow<'_> {
+    /// A direction's last run failed, or a direction is disabled.
+    pub fn failing(&self) -> bool {
+        let disabled = |e: &Enablement| matches!(e, Enablement::Disabled { .. });
+        self.state.incoming_status == RunStatus::Failure
+            || self.state.outgoing_status == RunStatus::Failure
+            || disabled(&self.state.incoming_enablement)
+            || disabled(&self.state.outgoing_enablement)
+    }
+
+    pub fn not_processed(&self) -> bool {
+        self.processing.is_err()
+    }
+
+    pub fn waiting_for_test(&self) -> bool {
+        self.processing == Ok("waiting for Test & Enable")
+    }
+
+    pub fn outbox(&self) -> &crate::store::OutboxCounts {
+        &self.outbox
+    }
+
+    /// When its latest error happened (for "failing in the last hour" and the page's order).
+    pub fn error_at(&self) -> Option<chrono::DateTime<Utc>> {
+        self.state.last_error.as_ref().map(|e| e.at)
+    }
+
+    pub fn json(&self) -> Value {
+        let (m, st) = (self.mailbox, &self.state);
+        let processing = &self.processing;
+        json!({
+            "email_address": m.email_address,
+            "name": m.name,
+            "owner": match m.owner { OwnerType::User => "user", OwnerType::Queue => "queue" },
+            "profile": m.profile,
+            "approval": effective_approval(m.approval, st).as_str(),
+            "approval_configured": m.approval.as_str(),
+            "active": m.active,
+            "enabled": processing == &Ok("enabled"),
+            "processing": processing.as_ref().map_or("not processed", |s| s),
+            "not_processed_reason": processing.as_ref().err().map(|r| r.to_string()),
+            "not_processed_code": processing.as_ref().err().map(|r| r.code()),
+            "incoming_status": run_status(st.incoming_status),
+            "outgoing_status": run_status(st.outgoing_status),
+            "outbox": self.outbox,
+            "incoming_enablement": enablement(&st.incoming_enablement),
+            "outgoing_enablement": enablement(&st.outgoing_enablement),
+            "postponed_until": st.postponed_until.map(|t| t.to_rfc3339()),
+            "last_test": st.last_test.as_ref().map(test_summary),
+            "latest_alert": self.latest_alert.as_ref().map(|a| json!({
+                "at": a.at.to_rfc3339(), "level": a.level, "code": a.code, "message": a.message,
+            })),
+            "processing_last_attempted_on": st.processing_last_attempted_on.map(|t| t.to_rfc3339()),
+            "last_sync_started_on": st.last_sync_started_on.map(|t| t.to_rfc3339()),
+            "last_successful_sync_completed_on": st.last_successful_sync_completed_on.map(|t| t.to_rfc3339()),
+            "last_sync_duration_ms": st.last_sync_duration_ms,
+            "items_processed_last_sync": st.items_processed_last_sync,
+            "items_failed_last_sync": st.items_failed_last_sync,
+            "activities_stored": st.activities_stored,
+            "raw_bytes_stored": st.raw_bytes_stored,
+            "transient_failure_count": st.transient_failure_count,
+            "last_error": last_error(&st.last_error),
+        })
+    }
+}
+
+/// Everything the status endpoints show, read in one pass over the store.
+pub struct StatusData<'c> {
+    pub rows: Vec<MailboxRow<'c>>,
+    pub profiles: Vec<Value>,
+    pub activities_stored: u64,
+}
+
+pub fn collect(ctx: &StatusContext) -> Result<StatusData<'_>, String> {
     let states = ctx.store.mailbox_states().map_err(|e| e.to_string())?;
     let profile_states = ctx.store.profile_states().map_err(|e| e.to_string())?;
-    let outbox_counts = ctx.store.outbox_counts().map_err(|e| e.to_string())?;
+    let mut outbox_counts = ctx.store.outbox_counts().map_err(|e| e.to_string())?;
     // The newest alert of each mailbox (the table is bounded by the retention).
     let mut latest_alerts: HashMap<String, Alert> = HashMap::new();
     for a in ctx.store.alerts(usize::MAX).map_err(|e| e.to_string())? {
@@ -109,64 +192,41 @@ pub fn status_document(ctx: &StatusContext) -> Result<Value, String> {
         })
         .collect();
     let mut total = 0u64;
-    let mailboxes: Vec<Value> = config
+    let rows = config
         .mailboxes
         .iter()
         .map(|m| {
-            let st: MailboxState = states.get(&m.email_address).cloned().unwrap_or_default();
-            total += st.activities_stored;
-            let fp = fingerprint(config.mailbox_profile(m), m);
-            let processing = match incoming_decision(config, m, &st, &fp) {
+            let state: MailboxState = states.get(&m.email_address).cloned().unwrap_or_default();
+            total += state.activities_stored;
+            let processing = match incoming_decision(config, m, &state, &m.fingerprint) {
                 Decision::NotProcessed(r) => Err(r),
                 Decision::Sync(_) => Ok("enabled"),
                 Decision::TestFirst(_) => Ok("waiting for Test & Enable"),
             };
-            let latest_alert = latest_alerts.get(&m.email_address);
-            json!({
-                "email_address": m.email_address,
-                "name": m.name,
-                "owner": match m.owner { OwnerType::User => "user", OwnerType::Queue => "queue" },
-                "profile": m.profile,
-                "approval": effective_approval(m.approval, &st).as_str(),
-                "approval_configured": m.approval.as_str(),
-                "active": m.active,
-                "enabled": processing == Ok("enabled"),
-                "processing": processing.as_ref().map_or("not processed", |s| s),
-                "not_processed_reason": processing.as_ref().err().map(|r| r.to_string()),
-                "not_processed_code": processing.as_ref().err().map(|r| r.code()),
-                "incoming_status": run_status(st.incoming_status),
-                "outgoing_status": run_status(st.outgoing_status),
-                "outbox": outbox_counts.get(&m.email_address).cloned().unwrap_or_default(),
-                "incoming_enablement": enablement(&st.incoming_enablement),
-                "outgoing_enablement": enablement(&st.outgoing_enablement),
-                "postponed_until": st.postponed_until.map(|t| t.to_rfc3339()),
-                "last_test": st.last_test.as_ref().map(test_summary),
-                "latest_alert": latest_alert.map(|a| json!({
-                    "at": a.at.to_rfc3339(), "level": a.level, "code": a.code, "message": a.message,
-                })),
-                "processing_last_attempted_on": st.processing_last_attempted_on.map(|t| t.to_rfc3339()),
-                "last_sync_started_on": st.last_sync_started_on.map(|t| t.to_rfc3339()),
-                "last_successful_sync_completed_on": st.last_successful_sync_completed_on.map(|t| t.to_rfc3339()),
-                "last_sync_duration_ms": st.last_sync_duration_ms,
-                "items_processed_last_sync": st.items_processed_last_sync,
-                "items_failed_last_sync": st.items_failed_last_sync,
-                "activities_stored": st.activities_stored,
-                "raw_bytes_stored": st.raw_bytes_stored,
-                "transient_failure_count": st.transient_failure_count,
-                "last_error": last_error(&st.last_error),
-            })
+            MailboxRow {
+                mailbox: m,
+                state,
+                processing,
+                latest_alert: latest_alerts.remove(&m.email_address),
+                outbox: outbox_counts.remove(&m.email_address).unwrap_or_default(),
+            }
         })
         .collect();
+    Ok(StatusData {
+        rows,
+        profiles,
+        activities_stored: total,
+    })
+}
+
+/// The appliance part of `/status`.
+pub fn appliance_json(ctx: &StatusContext, activities_stored: u64) -> Value {
     let now = Utc::now();
-    Ok(json!({
-        "appliance": {
-            "version": env!("CARGO_PKG_VERSION"),
-            "started_at": ctx.started_at.to_rfc3339(),
-            "uptime_seconds": (now - ctx.started_at).num_seconds(),
-            "store": ctx.store.path().display().to_string(),
-            "activities_stored": total,
-        },
-        "profiles": profiles,
-        "mailboxes": mailboxes,
-    }))
+    json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "started_at": ctx.started_at.to_rfc3339(),
+        "uptime_seconds": (now - ctx.started_at).num_seconds(),
+        "store": ctx.store.path().display().to_string(),
+        "activities_stored": activities_stored,
+    })
 }
