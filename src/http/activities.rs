@@ -237,19 +237,27 @@ pub fn mailboxes(ctx: &StatusContext, url: &str) -> Result<Value, ApiError> {
             _ => n = limit(&v)?,
         }
     }
-    let doc = super::status_view(ctx).map_err(|e| err(500, e))?;
-    let all: Vec<Value> = doc["mailboxes"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|m| !failing_only || super::page::is_failing(m))
+    let data = super::status::collect(ctx).map_err(|e| err(500, e))?;
+    let next = ctx.metrics.next_polls();
+    let chosen: Vec<&super::status::MailboxRow<'_>> = data
+        .rows
+        .iter()
+        .filter(|r| !failing_only || r.failing())
         .collect();
-    let total = all.len();
+    let page: Vec<Value> = chosen
+        .iter()
+        .skip(offset)
+        .take(n)
+        .map(|r| {
+            let mut v = r.json();
+            v["next_poll"] = json!(next.get(&r.mailbox.email_address).map(|t| t.to_rfc3339()));
+            v
+        })
+        .collect();
     Ok(json!({
-        "total": total,
+        "total": chosen.len(),
         "offset": offset,
-        "mailboxes": all.into_iter().skip(offset).take(n).collect::<Vec<_>>(),
+        "mailboxes": page,
     }))
 }
 
