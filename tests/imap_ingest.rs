@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use sidesync::store::Store;
 use support::dovecot::{Dovecot, PASSWORD};
-use support::ingest::{assert_exactly_once, fill, sha};
+use support::ingest::{assert_exactly_once, fill, sha, wait_all_synced};
 use support::sidesync::{Sidesync, run_once};
 use support::{free_port, mail, wait_for};
 
@@ -87,24 +87,7 @@ fn five_mailboxes_ingest_exactly_once_and_keep_flags() {
     let log = tmp.path().join("sidesync.log");
     let s = Sidesync::start(&config, &log, port);
     let total: usize = expected.values().map(|e| e.len()).sum();
-    wait_for(
-        "every email to be ingested and every sync to succeed",
-        Duration::from_secs(120),
-        || {
-            let st = s.status();
-            let boxes = st["mailboxes"].as_array()?;
-            let stored: u64 = boxes
-                .iter()
-                .map(|m| m["activities_stored"].as_u64().unwrap_or(0))
-                .sum();
-            // Test & Enable sets "success" too: wait for the syncs themselves to complete.
-            let all_ok = boxes.iter().all(|m| {
-                m["incoming_status"] == "success"
-                    && m["last_successful_sync_completed_on"].is_string()
-            });
-            (stored as usize == total && all_ok).then_some(())
-        },
-    );
+    wait_all_synced(&s, total);
     let m = s.mailbox(&users[0]);
     assert_eq!(m["incoming_status"], "success");
     assert_eq!(m["enabled"], true);

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use sidesync::store::{NOT_TRACKED, Store};
 use support::dovecot::{Dovecot, PASSWORD};
-use support::ingest::{assert_exactly_once, fill, sha};
+use support::ingest::{assert_exactly_once, fill, sha, wait_all_synced};
 use support::pop3_server::{Behaviour, Pop3Server};
 use support::sidesync::{Sidesync, run_once};
 use support::{free_port, mail, wait_for};
@@ -108,23 +108,7 @@ fn pop3s_and_stls_ingest_exactly_once_and_leave_messages() {
     let log = tmp.path().join("sidesync.log");
     let s = Sidesync::start(&cfg, &log, port);
     let total: usize = expected.values().map(HashMap::len).sum();
-    wait_for(
-        "every POP3 email to be ingested",
-        Duration::from_secs(120),
-        || {
-            let st = s.status();
-            let boxes = st["mailboxes"].as_array()?;
-            let stored: u64 = boxes
-                .iter()
-                .map(|m| m["activities_stored"].as_u64().unwrap_or(0))
-                .sum();
-            let all_ok = boxes.iter().all(|m| {
-                m["incoming_status"] == "success"
-                    && m["last_successful_sync_completed_on"].is_string()
-            });
-            (stored as usize == total && all_ok).then_some(())
-        },
-    );
+    wait_all_synced(&s, total);
     // New mail is picked up by the next poll.
     let late = mail::sample(stls_user, 5_000, 4_000);
     d.deliver(stls_user, &late, "", SystemTime::now());

@@ -82,22 +82,10 @@ impl ImapSession {
     pub async fn open(target: &Target<'_>, login: &Login<'_>) -> Result<ImapSession, SyncError> {
         let address = format!("{}:{}", target.host, target.port);
         let limit = target.timeout;
-        let mut stream =
-            MailStream::plain(net::connect_tcp(target.host, target.port, limit).await?);
-        if let Some(r) = &target.recorder {
-            stream.record(r.clone());
-        }
+        let stream = net::open_stream(target).await?;
         let mut caps;
         let mut client = match target.tls {
-            TlsMode::Implicit => {
-                let tls =
-                    net::start_tls(stream, target.host, target.port, target.tls_context, limit)
-                        .await?;
-                let mut client = Client::new(tls);
-                caps = read_greeting(&mut client, &address, limit).await?;
-                client
-            }
-            TlsMode::None => {
+            TlsMode::Implicit | TlsMode::None => {
                 let mut client = Client::new(stream);
                 caps = read_greeting(&mut client, &address, limit).await?;
                 client

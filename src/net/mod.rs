@@ -122,6 +122,27 @@ pub async fn connect_tcp(host: &str, port: u16, limit: Duration) -> Result<Buffe
     Ok(buffered(tcp))
 }
 
+/// Connects to `target`, records the conversation when asked, and starts TLS at once for
+/// implicit TLS (STARTTLS is the protocol's business, later).
+pub async fn open_stream(target: &Target<'_>) -> Result<MailStream, NetError> {
+    let mut stream =
+        MailStream::plain(connect_tcp(target.host, target.port, target.timeout).await?);
+    if let Some(r) = &target.recorder {
+        stream.record(r.clone());
+    }
+    if target.tls == TlsMode::Implicit {
+        stream = start_tls(
+            stream,
+            target.host,
+            target.port,
+            target.tls_context,
+            target.timeout,
+        )
+        .await?;
+    }
+    Ok(stream)
+}
+
 /// Wraps an open plain connection in TLS within `limit`, keeping its recorder. Bytes that arrived
 /// before the handshake were not protected by TLS: after a STARTTLS, a man-in-the-middle may have
 /// injected them (the STARTTLS injection attack), so any such bytes are an error.

@@ -38,17 +38,8 @@ impl Pop3Session {
     pub async fn open(target: &Target<'_>, login: &Login<'_>) -> Result<Pop3Session, SyncError> {
         let address = format!("{}:{}", target.host, target.port);
         let limit = target.timeout;
-        let mut stream =
-            MailStream::plain(net::connect_tcp(target.host, target.port, limit).await?);
-        if let Some(r) = &target.recorder {
-            stream.record(r.clone());
-        }
-        if target.tls == TlsMode::Implicit {
-            stream =
-                net::start_tls(stream, target.host, target.port, target.tls_context, limit).await?;
-        }
         let mut s = Pop3Session {
-            r: BufReader::new(stream),
+            r: BufReader::new(net::open_stream(target).await?),
             address,
             timeout: limit,
             pipelining: false,

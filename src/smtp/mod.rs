@@ -11,26 +11,12 @@ use smtp_proto::{AUTH_LOGIN, AUTH_PLAIN, EXT_PIPELINING, EXT_START_TLS, EhloResp
 
 use crate::config::{AuthProtocol, TlsMode};
 use crate::engine::error::SyncError;
-use crate::net::{self, MailStream, NetError, Recorder, TlsContext};
-use crate::secret::Secret;
+use crate::net::{self, MailStream, NetError};
 use crate::store::RecipientResult;
 
-pub struct SmtpTarget<'a> {
-    pub host: &'a str,
-    pub port: u16,
-    pub tls: TlsMode,
-    pub tls_context: &'a TlsContext,
-    pub auth: AuthProtocol,
-    pub timeout: Duration,
-    pub recorder: Option<Recorder>,
-}
-
-/// Who authenticates; `None` for a server that takes mail without AUTH.
-pub struct SmtpLogin<'a> {
-    pub username: &'a str,
-    pub password: &'a Secret,
-    pub authzid: Option<&'a str>,
-}
+/// Where and how to connect, and who authenticates (`None` for a server that takes mail without
+/// AUTH): the same shapes as the incoming sessions'.
+pub use crate::net::{Login as SmtpLogin, Target as SmtpTarget};
 
 pub struct SmtpSession {
     client: SmtpClient<MailStream>,
@@ -140,17 +126,8 @@ impl SmtpSession {
     ) -> Result<SmtpSession, SyncError> {
         let address = format!("{}:{}", target.host, target.port);
         let limit = target.timeout;
-        let mut stream =
-            MailStream::plain(net::connect_tcp(target.host, target.port, limit).await?);
-        if let Some(r) = &target.recorder {
-            stream.record(r.clone());
-        }
-        if target.tls == TlsMode::Implicit {
-            stream =
-                net::start_tls(stream, target.host, target.port, target.tls_context, limit).await?;
-        }
         let mut client = SmtpClient {
-            stream,
+            stream: net::open_stream(target).await?,
             timeout: limit,
         };
         let greeting = timed(&address, limit, client.read()).await?;

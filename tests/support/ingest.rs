@@ -9,6 +9,8 @@ use sidesync::store::Store;
 
 use super::dovecot::Dovecot;
 use super::mail;
+use super::sidesync::Sidesync;
+use super::wait_for;
 
 pub fn sha(b: &[u8]) -> String {
     Sha256::digest(b)
@@ -66,5 +68,27 @@ pub fn assert_exactly_once(store: &Store, user: &str, expected: &HashMap<String,
         acts.len(),
         expected.len(),
         "{user}: activities beyond the server's emails"
+    );
+}
+
+/// Waits until the mailboxes hold `total` activities and each one's sync completed (Test &
+/// Enable sets "success" too: the syncs themselves must have finished).
+pub fn wait_all_synced(s: &Sidesync, total: usize) {
+    wait_for(
+        "every email to be ingested and every sync to succeed",
+        std::time::Duration::from_secs(120),
+        || {
+            let st = s.status();
+            let boxes = st["mailboxes"].as_array()?;
+            let stored: u64 = boxes
+                .iter()
+                .map(|m| m["activities_stored"].as_u64().unwrap_or(0))
+                .sum();
+            let all_ok = boxes.iter().all(|m| {
+                m["incoming_status"] == "success"
+                    && m["last_successful_sync_completed_on"].is_string()
+            });
+            (stored as usize == total && all_ok).then_some(())
+        },
     );
 }
