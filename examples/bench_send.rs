@@ -185,7 +185,7 @@ fn sidesync_send(root: &Path, port: u16, sessions: usize, count: usize, size: us
             "sending took too long: {} sent",
             sent(&s)
         );
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(10));
     }
     let secs = started.elapsed().as_secs_f64();
     let cpu = cpu_seconds(pid) - cpu_before;
@@ -222,7 +222,12 @@ fn main() {
         "tool", "concurrency", "round", "seconds", "msgs/s", "CPU s", "CPU ms/msg"
     );
     let mut summary = Vec::new();
-    for sessions in [1usize, 10] {
+    // BENCH_SESSIONS=10 runs one concurrency only (for profiling).
+    let all_sessions: Vec<usize> = std::env::var("BENCH_SESSIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(vec![1, 10], |n| vec![n]);
+    for sessions in all_sessions {
         let mut ratios = Vec::new();
         for round in 1..=rounds {
             let port = free_port();

@@ -138,6 +138,7 @@ pub async fn run(ctx: Arc<JobContext>, wake: Arc<Notify>) {
     let mut jobs: JoinSet<String> = JoinSet::new();
     let mut stop = ctx.stop.clone();
     loop {
+        let last_scan = tokio::time::Instant::now();
         let now = Utc::now();
         let mut next_due: Option<DateTime<Utc>> = None;
         // Only what is due is read (the due index); emails of a mailbox being sent wait for
@@ -180,8 +181,9 @@ pub async fn run(ctx: Arc<JobContext>, wake: Arc<Notify>) {
         tokio::select! {
             _ = stop.changed() => break,
             _ = wake.notified() => {
-                // Many emails queued in a row ring many times: look at most every SCAN_GAP.
-                tokio::time::sleep(SCAN_GAP).await;
+                // Many emails queued in a row ring many times: look at most every SCAN_GAP, but
+                // at once when the last look is older than that (an approval, a lone email).
+                tokio::time::sleep_until(last_scan + SCAN_GAP).await;
             }
             Some(done) = jobs.join_next(), if !jobs.is_empty() => {
                 if let Ok(address) = done {
@@ -240,6 +242,8 @@ async fn send_job(ctx: &Arc<JobContext>, address: String, entries: Vec<OutboxEnt
 
 /// Emails claimed at once: marked Sending in one commit, then sent one after the other.
 const CLAIM: usize = 128;
+/// A send job's first claim.
+const FIRST_CLAIM: usize = 8;
 
 fn pop_many(queue: &Mutex<VecDeque<OutboxEntry>>, n: usize) -> Vec<OutboxEntry> {
     match queue.lock() {
@@ -271,11 +275,15 @@ async fn worker(ctx: &JobContext, address: &str, queue: &Mutex<VecDeque<OutboxEn
         Some(p) => (Some(p.session), p.permit),
         None => (None, ctx.acquire(profile, mailbox).await),
     };
+    let mut claim = FIRST_CLAIM;
     'batches: loop {
         if ctx.stopping() {
             break;
         }
-        let batch = pop_many(queue, CLAIM);
+        let batch = pop_many(queue, claim);
+        // Small claims first, so the first email leaves after a small commit; then larger ones,
+        // so that the commits before DATA stay few.
+        claim = (claim * 4).min(CLAIM);
         if batch.is_empty() {
             break;
         }
