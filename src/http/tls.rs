@@ -16,6 +16,8 @@ use tokio_rustls::TlsAcceptor;
 const MAX_CONNECTIONS: usize = 256;
 /// A client must finish the TLS handshake within this long.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A connection is closed after this long, so idle clients cannot hold every slot.
+const CONNECTION_LIFETIME: Duration = Duration::from_secs(300);
 
 /// The server side of TLS, from the PEM certificate chain and key files.
 pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, String> {
@@ -87,7 +89,8 @@ pub async fn front(listener: std::net::TcpListener, acceptor: TlsAcceptor, socke
             let Ok(mut inner) = tokio::net::UnixStream::connect(&socket).await else {
                 return;
             };
-            let _ = tokio::io::copy_bidirectional(&mut tls, &mut inner).await;
+            let relay = tokio::io::copy_bidirectional(&mut tls, &mut inner);
+            let _ = tokio::time::timeout(CONNECTION_LIFETIME, relay).await;
         });
     }
 }

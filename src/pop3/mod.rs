@@ -24,6 +24,8 @@ use wire::Status;
 const BODY_SLACK: u64 = 2;
 /// Smallest bound on a body, for servers that report tiny sizes.
 const MIN_BODY_LIMIT: u64 = 64 * 1024;
+/// Largest UIDL or LIST answer taken: about three million messages.
+const MAX_LISTING: u64 = 128 << 20;
 
 pub struct Pop3Session {
     r: BufReader<MailStream>,
@@ -331,7 +333,7 @@ impl Pop3Session {
 
     async fn listing(&mut self, what: &'static str) -> Result<Vec<(u32, String)>, SyncError> {
         let mut raw = Vec::new();
-        self.body(&mut raw, 1 << 30, what).await?;
+        self.body(&mut raw, MAX_LISTING, what).await?;
         raw.split(|b| *b == b'\n')
             .filter(|l| !l.is_empty() && *l != b"\r")
             .map(|l| {
