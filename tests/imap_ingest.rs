@@ -9,7 +9,9 @@ use std::time::{Duration, SystemTime};
 
 use sidesync::store::Store;
 use support::dovecot::{Dovecot, PASSWORD};
-use support::ingest::{assert_exactly_once, fill, sha, wait_all_synced};
+use support::ingest::{
+    assert_exactly_once, fill, kill_mid_ingest_and_restart, sha, wait_all_synced,
+};
 use support::sidesync::{Sidesync, run_once};
 use support::{free_port, mail, wait_for};
 
@@ -224,20 +226,7 @@ fn sigkill_mid_ingest_then_restart_gives_one_activity_per_email() {
     );
     let log = tmp.path().join("sidesync.log");
     let s = Sidesync::start(&config, &log, port);
-    let at_kill = wait_for(
-        "some emails to be committed",
-        Duration::from_secs(120),
-        || {
-            let n = s.mailbox(user)["activities_stored"].as_u64()?;
-            (n > 0).then_some(n)
-        },
-    );
-    s.kill9();
-    eprintln!("killed with {at_kill} of {} committed", expected.len());
-    let s = Sidesync::start(&config, &log, port);
-    wait_for("the rest to be ingested", Duration::from_secs(180), || {
-        (s.mailbox(user)["activities_stored"].as_u64()? as usize >= expected.len()).then_some(())
-    });
+    let s = kill_mid_ingest_and_restart(s, &config, &log, port, user, expected.len());
     assert!(s.interrupt().success(), "SIGINT stops sidesync cleanly");
     let store = Store::open(&tmp.path().join("data")).expect("store");
     assert_exactly_once(&store, user, &expected);

@@ -11,7 +11,9 @@ use std::time::{Duration, SystemTime};
 
 use sidesync::store::{NOT_TRACKED, Store};
 use support::dovecot::{Dovecot, PASSWORD};
-use support::ingest::{assert_exactly_once, fill, sha, wait_all_synced};
+use support::ingest::{
+    assert_exactly_once, fill, kill_mid_ingest_and_restart, sha, wait_all_synced,
+};
 use support::pop3_server::{Behaviour, Pop3Server};
 use support::sidesync::{Sidesync, run_once};
 use support::{free_port, mail, wait_for};
@@ -182,20 +184,7 @@ fn sigkill_mid_pop3_ingest_then_restart_gives_one_activity_per_email() {
     let cfg = config(tmp.path(), port, "fetch_batch_size = 20", &body);
     let log = tmp.path().join("sidesync.log");
     let s = Sidesync::start(&cfg, &log, port);
-    let at_kill = wait_for(
-        "some emails to be committed",
-        Duration::from_secs(120),
-        || {
-            let n = s.mailbox(user)["activities_stored"].as_u64()?;
-            (n > 0).then_some(n)
-        },
-    );
-    s.kill9();
-    eprintln!("killed with {at_kill} of {} committed", expected.len());
-    let s = Sidesync::start(&cfg, &log, port);
-    wait_for("the rest to be ingested", Duration::from_secs(180), || {
-        (s.mailbox(user)["activities_stored"].as_u64()? as usize >= expected.len()).then_some(())
-    });
+    let s = kill_mid_ingest_and_restart(s, &cfg, &log, port, user, expected.len());
     assert!(s.interrupt().success());
     let store = Store::open(&tmp.path().join("data")).expect("store");
     assert_exactly_once(&store, user, &expected);

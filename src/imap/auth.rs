@@ -58,12 +58,7 @@ pub(super) async fn login(
         });
     }
     let result = if use_plain {
-        let mut response = Vec::new();
-        response.extend_from_slice(login.authzid.unwrap_or("").as_bytes());
-        response.push(0);
-        response.extend_from_slice(login.username.as_bytes());
-        response.push(0);
-        response.extend_from_slice(login.password.expose().as_bytes());
+        let response = net::plain_response(login);
         net::step(address, "logging in", limit, async {
             client
                 .authenticate("PLAIN", Plain { response })

@@ -17,7 +17,24 @@ pub use stream::{BufferedTcp, MailStream, buffered};
 pub use tls::{TlsContext, TlsError};
 pub use transcript::Recorder;
 
-/// Where and how an incoming session (IMAP, POP3) connects.
+/// SASL PLAIN (RFC 4616): authzid NUL authcid NUL password, the raw bytes.
+pub fn plain_response(login: &Login<'_>) -> Vec<u8> {
+    let mut raw = Vec::new();
+    raw.extend_from_slice(login.authzid.unwrap_or("").as_bytes());
+    raw.push(0);
+    raw.extend_from_slice(login.username.as_bytes());
+    raw.push(0);
+    raw.extend_from_slice(login.password.expose().as_bytes());
+    raw
+}
+
+/// SASL PLAIN as it goes on the wire in SMTP and POP3: base64.
+pub fn plain_blob(login: &Login<'_>) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(plain_response(login))
+}
+
+/// Where and how a session (IMAP, POP3, SMTP) connects.
 pub struct Target<'a> {
     pub host: &'a str,
     pub port: u16,

@@ -10,8 +10,6 @@ mod wire;
 
 use std::time::Duration;
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use tokio::io::{AsyncWriteExt, BufReader};
 
 use crate::config::{AuthProtocol, TlsMode};
@@ -229,13 +227,7 @@ impl Pop3Session {
         }
         let what = "logging in";
         let status = if use_plain {
-            let mut blob = Vec::new();
-            blob.extend_from_slice(login.authzid.unwrap_or("").as_bytes());
-            blob.push(0);
-            blob.extend_from_slice(login.username.as_bytes());
-            blob.push(0);
-            blob.extend_from_slice(login.password.expose().as_bytes());
-            let blob = STANDARD.encode(blob);
+            let blob = net::plain_blob(login);
             match self.command(&format!("AUTH PLAIN {blob}"), what).await? {
                 // A server that wants the response on its own line (no initial response).
                 Status::Continue(_) => self.command(&blob, what).await?,

@@ -16,7 +16,7 @@ use crate::store::RecipientResult;
 
 /// Where and how to connect, and who authenticates (`None` for a server that takes mail without
 /// AUTH): the same shapes as the incoming sessions'.
-pub use crate::net::{Login as SmtpLogin, Target as SmtpTarget};
+pub use crate::net::{Login as SmtpLogin, Target as SmtpTarget, plain_blob};
 
 pub struct SmtpSession {
     client: SmtpClient<MailStream>,
@@ -423,17 +423,6 @@ fn auth_error(address: &str, r: &Response<String>) -> SyncError {
             reply: format!("{} {}", r.code, r.message.trim()),
         }
     }
-}
-
-/// SASL PLAIN: authzid NUL authcid NUL password, base64.
-pub fn plain_blob(login: &SmtpLogin<'_>) -> String {
-    let mut raw = Vec::new();
-    raw.extend_from_slice(login.authzid.unwrap_or("").as_bytes());
-    raw.push(0);
-    raw.extend_from_slice(login.username.as_bytes());
-    raw.push(0);
-    raw.extend_from_slice(login.password.expose().as_bytes());
-    STANDARD.encode(raw)
 }
 
 async fn timed<T>(

@@ -92,3 +92,33 @@ pub fn wait_all_synced(s: &Sidesync, total: usize) {
         },
     );
 }
+
+/// Once `user` has some activities committed, SIGKILLs sidesync, starts it again on the same
+/// config and waits until `count` activities are stored: the crash-and-restart half of the
+/// exactly-once tests.
+pub fn kill_mid_ingest_and_restart(
+    s: Sidesync,
+    config: &std::path::Path,
+    log: &std::path::Path,
+    port: u16,
+    user: &str,
+    count: usize,
+) -> Sidesync {
+    let at_kill = wait_for(
+        "some emails to be committed",
+        std::time::Duration::from_secs(120),
+        || {
+            let n = s.mailbox(user)["activities_stored"].as_u64()?;
+            (n > 0).then_some(n)
+        },
+    );
+    s.kill9();
+    eprintln!("killed with {at_kill} of {count} committed");
+    let s = Sidesync::start(config, log, port);
+    wait_for(
+        "the rest to be ingested",
+        std::time::Duration::from_secs(180),
+        || (s.mailbox(user)["activities_stored"].as_u64()? as usize >= count).then_some(()),
+    );
+    s
+}
