@@ -197,8 +197,8 @@ impl Metrics {
         }
     }
 
-    pub fn next_polls(&self) -> HashMap<String, DateTime<Utc>> {
-        self.next_poll.lock().map(|m| m.clone()).unwrap_or_default()
+    pub fn next_poll(&self, mailbox: &str) -> Option<DateTime<Utc>> {
+        self.next_poll.lock().ok()?.get(mailbox).copied()
     }
 
     /// The last [`SERIES_MINUTES`] minutes up to `now`, oldest first, zeros where nothing happened.

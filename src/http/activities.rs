@@ -238,7 +238,6 @@ pub fn mailboxes(ctx: &StatusContext, url: &str) -> Result<Value, ApiError> {
         }
     }
     let data = super::status::collect(ctx).map_err(|e| err(500, e))?;
-    let next = ctx.metrics.next_polls();
     let chosen: Vec<&super::status::MailboxRow<'_>> = data
         .rows
         .iter()
@@ -248,11 +247,7 @@ pub fn mailboxes(ctx: &StatusContext, url: &str) -> Result<Value, ApiError> {
         .iter()
         .skip(offset)
         .take(n)
-        .map(|r| {
-            let mut v = r.json();
-            v["next_poll"] = json!(next.get(&r.mailbox.email_address).map(|t| t.to_rfc3339()));
-            v
-        })
+        .map(|r| r.json())
         .collect();
     Ok(json!({
         "total": chosen.len(),

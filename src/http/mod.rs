@@ -186,17 +186,7 @@ fn page_or_endpoint(ctx: &StatusContext, method: &Method, path: &str, url: &str)
 /// The `/status` document with what only the running engine knows: next polls, queue depth.
 pub(crate) fn status_view(ctx: &StatusContext) -> Result<Value, String> {
     let data = status::collect(ctx)?;
-    let next = ctx.metrics.next_polls();
-    let mailboxes: Vec<Value> = data
-        .rows
-        .iter()
-        .map(|r| {
-            let mut v = r.json();
-            v["next_poll"] =
-                serde_json::json!(next.get(&r.mailbox.email_address).map(|t| t.to_rfc3339()));
-            v
-        })
-        .collect();
+    let mailboxes: Vec<Value> = data.rows.iter().map(status::MailboxRow::json).collect();
     let mut appliance = status::appliance_json(ctx, data.activities_stored);
     appliance["data_bytes"] = serde_json::json!(ctx.store.file_size());
     appliance["queue_depth"] = serde_json::json!(queue_depth(ctx, &data));
@@ -222,17 +212,13 @@ fn status_page(ctx: &StatusContext, url: &str) -> Result<String, String> {
     let order = page::order(&keys);
     let failing = keys.iter().filter(|k| k.0).count();
     let (page_no, pages) = page::paging(data.rows.len(), asked);
-    let next = ctx.metrics.next_polls();
     let rows = order
         .iter()
         .skip((page_no - 1) * page::PAGE_SIZE)
         .take(page::PAGE_SIZE)
-        .map(|&i| {
-            let r = &data.rows[i];
-            let mut v = r.json();
-            v["next_poll"] =
-                serde_json::json!(next.get(&r.mailbox.email_address).map(|t| t.to_rfc3339()));
-            v
+        .map(|&i| page::PageRow {
+            data: data.rows[i].json(),
+            failing: data.rows[i].failing(),
         })
         .collect();
     let now = Utc::now();

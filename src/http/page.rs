@@ -38,14 +38,6 @@ fn text(v: &Value) -> String {
     }
 }
 
-/// A mailbox fails when a direction's last run failed or a direction is disabled.
-pub fn is_failing(m: &Value) -> bool {
-    m["incoming_status"] == "failure"
-        || m["outgoing_status"] == "failure"
-        || m["incoming_enablement"]["state"] == "disabled"
-        || m["outgoing_enablement"]["state"] == "disabled"
-}
-
 /// A short "3 min ago" / "in 40 s" for an RFC 3339 time.
 fn relative(v: &Value, now: DateTime<Utc>) -> String {
     let Some(t) = v
@@ -151,12 +143,18 @@ pub struct ProfileLine {
     pub failing_last_hour: usize,
 }
 
-/// What the page shows: the appliance, the profiles, and one page of mailbox rows (as `/status`
-/// renders them) already in order.
+/// One mailbox row: its `/status` form, and whether it is failing.
+pub struct PageRow {
+    pub data: Value,
+    pub failing: bool,
+}
+
+/// What the page shows: the appliance, the profiles, and one page of mailbox rows already in
+/// order.
 pub struct PageData<'a> {
     pub appliance: Value,
     pub profiles: Vec<ProfileLine>,
-    pub rows: Vec<Value>,
+    pub rows: Vec<PageRow>,
     pub total: usize,
     pub failing: usize,
     /// 1-based, within `1..=pages`.
@@ -244,7 +242,8 @@ pub fn render(d: &PageData<'_>) -> String {
             String::new()
         },
     );
-    for m in &d.rows {
+    for row in &d.rows {
+        let m = &row.data;
         let alert = &m["latest_alert"];
         let alert_text = if alert.is_null() {
             text(&m["not_processed_reason"])
@@ -254,7 +253,7 @@ pub fn render(d: &PageData<'_>) -> String {
         let _ = write!(
             h,
             "<tr class=\"{}\"><td>{}</td>{}{}<td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"alert\">{}</td></tr>",
-            if is_failing(m) { "failing" } else { "" },
+            if row.failing { "failing" } else { "" },
             escape(&text(&m["email_address"])),
             status_cell(&m["incoming_status"], &m["incoming_enablement"]),
             status_cell(&m["outgoing_status"], &m["outgoing_enablement"]),
@@ -281,8 +280,8 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn row(i: usize, bad: bool) -> Value {
-        json!({
+    fn row(i: usize, bad: bool) -> PageRow {
+        let data = json!({
             "email_address": format!("m{i:05}@example.com"),
             "incoming_status": if bad { "failure" } else { "success" },
             "outgoing_status": "not_run",
@@ -291,11 +290,12 @@ mod tests {
             "approval": "approved",
             "latest_alert": if bad { json!({"level": "error", "message": "<b>wrong password</b>"}) } else { Value::Null },
             "activities_stored": 3,
-        })
+        });
+        PageRow { data, failing: bad }
     }
 
     fn data(
-        rows: Vec<Value>,
+        rows: Vec<PageRow>,
         total: usize,
         failing: usize,
         page: usize,
@@ -358,7 +358,7 @@ mod tests {
         );
         assert_eq!(paging(0, 3), (1, 1));
         let series = vec![Minute::default(); 60];
-        let rows: Vec<Value> = (0..PAGE_SIZE).map(|i| row(i, i == 0)).collect();
+        let rows: Vec<PageRow> = (0..PAGE_SIZE).map(|i| row(i, i == 0)).collect();
         let html = render(&data(rows, 10_000, 1, 1, &series));
         assert!(html.len() < 100_000, "page is {} bytes", html.len());
         assert_eq!(html.matches("<tr class=").count(), PAGE_SIZE);

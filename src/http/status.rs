@@ -81,6 +81,8 @@ pub struct MailboxRow<'c> {
     processing: Result<&'static str, crate::engine::eligibility::NotProcessed>,
     latest_alert: Option<Alert>,
     outbox: crate::store::OutboxCounts,
+    /// When the scheduler polls it next (only a running engine knows).
+    next_poll: Option<chrono::DateTime<Utc>>,
 }
 
 impl MailboxRow<'_> {
@@ -145,6 +147,7 @@ impl MailboxRow<'_> {
             "raw_bytes_stored": st.raw_bytes_stored,
             "transient_failure_count": st.transient_failure_count,
             "last_error": last_error(&st.last_error),
+            "next_poll": self.next_poll.map(|t| t.to_rfc3339()),
         })
     }
 }
@@ -209,6 +212,7 @@ pub fn collect(ctx: &StatusContext) -> Result<StatusData<'_>, String> {
                 processing,
                 latest_alert: latest_alerts.remove(&m.email_address),
                 outbox: outbox_counts.remove(&m.email_address).unwrap_or_default(),
+                next_poll: ctx.metrics.next_poll(&m.email_address),
             }
         })
         .collect();
