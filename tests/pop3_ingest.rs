@@ -9,14 +9,15 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use sidesync::store::{NOT_TRACKED, Store};
+use sidesync::store::NOT_TRACKED;
+use support::appliance::Setup;
 use support::dovecot::{Dovecot, PASSWORD};
 use support::ingest::{
     assert_exactly_once, fill, kill_mid_ingest_and_restart, sha, wait_all_synced,
 };
 use support::pop3_server::{Behaviour, Pop3Server};
 use support::sidesync::{Sidesync, run_once};
-use support::{free_port, mail, wait_for};
+use support::{mail, wait_for};
 
 fn profile(name: &str, port: u16, ca: &Path, extra: &str) -> String {
     format!(
@@ -32,20 +33,6 @@ fn mailbox(address: &str, profile: &str, password: &str) -> String {
         "[[mailbox]]\nemail_address = \"{address}\"\nprofile = \"{profile}\"\npassword = \"{password}\"\n\
          approval = \"approved\"\n"
     )
-}
-
-fn config(dir: &Path, status_port: u16, appliance_extra: &str, rest: &str) -> std::path::PathBuf {
-    let path = dir.join("sidesync.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[appliance]\ndata_dir = \"{}\"\nstatus_listen = \"127.0.0.1:{status_port}\"\nretry_interval = \"1s\"\n\
-             {appliance_extra}\n{rest}",
-            dir.join("data").display()
-        ),
-    )
-    .expect("write config");
-    path
 }
 
 /// The maildir base names (before ":2,"): what is on the server, whatever its flags.
@@ -68,7 +55,7 @@ fn dotted(user: &str) -> Vec<u8> {
 #[test]
 fn pop3s_and_stls_ingest_exactly_once_and_leave_messages() {
     let d = Dovecot::start();
-    let tmp = tempfile::tempdir().expect("tempdir");
+    let setup = Setup::new();
     let (tls_user, stls_user) = ("pop-tls@example.com", "pop-stls@example.com");
     let mut expected: HashMap<&str, HashMap<String, Vec<u8>>> = HashMap::new();
     let big = |n| {
@@ -93,7 +80,7 @@ fn pop3s_and_stls_ingest_exactly_once_and_leave_messages() {
         .into_iter()
         .map(|u| (u, on_server(&d, u)))
         .collect();
-    let port = free_port();
+    let port = setup.port;
     let body = [
         profile("pop3s", d.pop3s_port, &d.ca_file, ""),
         profile(
@@ -106,8 +93,8 @@ fn pop3s_and_stls_ingest_exactly_once_and_leave_messages() {
         mailbox(stls_user, "stls", PASSWORD),
     ]
     .concat();
-    let cfg = config(tmp.path(), port, "fetch_batch_size = 25", &body);
-    let log = tmp.path().join("sidesync.log");
+    let cfg = setup.write("fetch_batch_size = 25", &body);
+    let log = setup.dir.path().join("sidesync.log");
     let s = Sidesync::start(&cfg, &log, port);
     let total: usize = expected.values().map(HashMap::len).sum();
     wait_all_synced(&s, total);
@@ -131,7 +118,7 @@ fn pop3s_and_stls_ingest_exactly_once_and_leave_messages() {
             "{u}: a message left the server"
         );
     }
-    let store = Store::open(&tmp.path().join("data")).expect("store");
+    let store = setup.store();
     for u in [tls_user, stls_user] {
         assert_exactly_once(&store, u, &expected[u]);
         assert_eq!(
@@ -146,7 +133,7 @@ fn pop3s_and_stls_ingest_exactly_once_and_leave_messages() {
     // A restart retrieves nothing: every UIDL is known.
     let (status, out) = run_once(&cfg);
     assert!(status.success(), "{out}");
-    let store = Store::open(&tmp.path().join("data")).expect("store");
+    let store = setup.store();
     assert_eq!(store.activity_count().expect("count") as usize, total + 1);
     // Dovecot's own account of the restart's sessions: nothing retrieved, nothing deleted.
     for u in [tls_user, stls_user] {
@@ -172,21 +159,21 @@ fn last_logout(d: &Dovecot, user: &str) -> Option<String> {
 #[test]
 fn sigkill_mid_pop3_ingest_then_restart_gives_one_activity_per_email() {
     let d = Dovecot::start();
-    let tmp = tempfile::tempdir().expect("tempdir");
+    let setup = Setup::new();
     let user = "pop-bulk@example.com";
     let expected = fill(&d, user, 2_000, |n| 8_000 + (n * 131) % 30_000, |_| false);
-    let port = free_port();
+    let port = setup.port;
     let body = [
         profile("pop3s", d.pop3s_port, &d.ca_file, ""),
         mailbox(user, "pop3s", PASSWORD),
     ]
     .concat();
-    let cfg = config(tmp.path(), port, "fetch_batch_size = 20", &body);
-    let log = tmp.path().join("sidesync.log");
+    let cfg = setup.write("fetch_batch_size = 20", &body);
+    let log = setup.dir.path().join("sidesync.log");
     let s = Sidesync::start(&cfg, &log, port);
     let s = kill_mid_ingest_and_restart(s, &cfg, &log, port, user, expected.len());
     assert!(s.interrupt().success());
-    let store = Store::open(&tmp.path().join("data")).expect("store");
+    let store = setup.store();
     assert_exactly_once(&store, user, &expected);
     assert_eq!(
         store.pop3_sync_id_map(user).expect("map").len(),
@@ -197,7 +184,7 @@ fn sigkill_mid_pop3_ingest_then_restart_gives_one_activity_per_email() {
 #[test]
 fn deletion_only_after_commit_and_age_and_the_date_filter() {
     let d = Dovecot::start();
-    let tmp = tempfile::tempdir().expect("tempdir");
+    let setup = Setup::new();
     let (now_user, later_user, dated_user) = (
         "pop-delete-now@example.com",
         "pop-delete-later@example.com",
@@ -237,10 +224,10 @@ fn deletion_only_after_commit_and_age_and_the_date_filter() {
         mailbox(dated_user, "dated", PASSWORD),
     ]
     .concat();
-    let cfg = config(tmp.path(), free_port(), "fetch_batch_size = 15", &body);
+    let cfg = setup.write("fetch_batch_size = 15", &body);
     let (status, out) = run_once(&cfg);
     assert!(status.success(), "{out}");
-    let store = Store::open(&tmp.path().join("data")).expect("store");
+    let store = setup.store();
     assert_exactly_once(&store, now_user, &now_expected);
     assert_exactly_once(&store, later_user, &later_expected);
     assert_exactly_once(&store, dated_user, &recent);
@@ -263,7 +250,7 @@ fn deletion_only_after_commit_and_age_and_the_date_filter() {
         last_logout(&d, dated_user)
     );
     // The deleted messages' map entries are forgotten once the server no longer lists them.
-    let store = Store::open(&tmp.path().join("data")).expect("store");
+    let store = setup.store();
     assert!(store.pop3_sync_id_map(now_user).expect("map").is_empty());
     assert_exactly_once(&store, now_user, &now_expected);
 }
@@ -271,7 +258,7 @@ fn deletion_only_after_commit_and_age_and_the_date_filter() {
 #[test]
 fn wrong_password_untrusted_certificate_and_master_user() {
     let d = Dovecot::start();
-    let tmp = tempfile::tempdir().expect("tempdir");
+    let setup = Setup::new();
     let users = [
         "pop-good@example.com",
         "pop-wrongpw@example.com",
@@ -302,10 +289,10 @@ fn wrong_password_untrusted_certificate_and_master_user() {
         ),
     ]
     .concat();
-    let cfg = config(tmp.path(), free_port(), "", &body);
+    let cfg = setup.write("", &body);
     let (status, out) = run_once(&cfg);
     assert!(!status.success(), "two mailboxes fail: {out}");
-    let store = Store::open(&tmp.path().join("data")).expect("store");
+    let store = setup.store();
     let states = store.mailbox_states().expect("states");
     assert_eq!(states[users[0]].activities_stored, 3, "{out}");
     assert_eq!(
@@ -343,8 +330,8 @@ fn a_server_without_stls_is_refused_and_one_without_uidl_is_a_permanent_error() 
         uidl: false,
         messages: vec![mail::sample("y@example.com", 1, 500)],
     });
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let ca = tmp.path().join("none.pem");
+    let setup = Setup::new();
+    let ca = setup.dir.path().join("none.pem");
     let body = [
         profile("no-stls", no_stls.port, &ca, "incoming_tls = \"starttls\"")
             .replace(&format!("ca_file = \"{}\"\n", ca.display()), ""),
@@ -354,10 +341,10 @@ fn a_server_without_stls_is_refused_and_one_without_uidl_is_a_permanent_error() 
         mailbox("y@example.com", "no-uidl", "pw"),
     ]
     .concat();
-    let cfg = config(tmp.path(), free_port(), "", &body);
+    let cfg = setup.write("", &body);
     let (status, out) = run_once(&cfg);
     assert!(!status.success(), "{out}");
-    let store = Store::open(&tmp.path().join("data")).expect("store");
+    let store = setup.store();
     let states = store.mailbox_states().expect("states");
     let e = states["x@example.com"].last_error.as_ref().expect("error");
     assert_eq!(e.code, "tls_not_offered");
