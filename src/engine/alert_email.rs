@@ -45,15 +45,7 @@ pub async fn send(
         && let CredentialSource::Profile { username, password } = &out.credentials
     {
         let limit = profile.timeout_mailbox_connection_after;
-        let target = SmtpTarget {
-            host: &out.host,
-            port: out.port,
-            tls: out.tls,
-            tls_context: ctx.tls_context(profile)?,
-            auth: out.auth,
-            timeout: limit,
-            recorder: None,
-        };
+        let target = ctx.target(profile, out, None)?;
         let login = SmtpLogin {
             username,
             password,

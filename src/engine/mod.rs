@@ -106,6 +106,25 @@ impl JobContext {
         self.limits.acquire(profile, mailbox).await
     }
 
+    /// Where a session of `profile` on `endpoint` connects, under the profile's TLS settings
+    /// and connection timeout.
+    pub fn target<'a>(
+        &'a self,
+        profile: &'a crate::config::Profile,
+        endpoint: &'a crate::config::Endpoint,
+        recorder: Option<crate::net::Recorder>,
+    ) -> Result<crate::net::Target<'a>, error::SyncError> {
+        Ok(crate::net::Target {
+            host: &endpoint.host,
+            port: endpoint.port,
+            tls: endpoint.tls,
+            tls_context: self.tls_context(profile)?,
+            auth: endpoint.auth,
+            timeout: profile.timeout_mailbox_connection_after,
+            recorder,
+        })
+    }
+
     pub fn stopping(&self) -> bool {
         *self.stop.borrow()
     }

@@ -17,11 +17,10 @@ use tokio::task::JoinSet;
 
 use super::eligibility::effective_approval;
 use super::error::SyncError;
-use super::test_enable::identity;
 use super::{JobContext, alerts, scheduler};
 use crate::config::{Approval, Mailbox, OutgoingDelivery, Profile};
 use crate::outbox::retry::{Attempt, NextStep, next_step};
-use crate::smtp::{SmtpLogin, SmtpSession, SmtpTarget};
+use crate::smtp::SmtpSession;
 
 pub use pool::{Pooled, SmtpPool};
 
@@ -488,31 +487,9 @@ async fn open(
             "the profile has no outgoing server".into(),
         ));
     };
-    let (username, password, authzid) = identity(endpoint, mailbox);
-    let Some(password) = password else {
-        return Err(SyncError::Unsupported(format!(
-            "mailbox {} has no password",
-            mailbox.email_address
-        )));
-    };
-    let target = SmtpTarget {
-        host: &endpoint.host,
-        port: endpoint.port,
-        tls: endpoint.tls,
-        tls_context: ctx.tls_context(profile)?,
-        auth: endpoint.auth,
-        timeout: profile.timeout_mailbox_connection_after,
-        recorder: None,
-    };
-    let opened = SmtpSession::open(
-        &target,
-        Some(&SmtpLogin {
-            username,
-            password,
-            authzid,
-        }),
-    )
-    .await;
+    let login = super::incoming::login_for(endpoint, mailbox)?;
+    let target = ctx.target(profile, endpoint, None)?;
+    let opened = SmtpSession::open(&target, Some(&login)).await;
     super::incoming::count_attempt(ctx, profile, &opened).await;
     opened
 }

@@ -16,7 +16,7 @@ use crate::config::{
 };
 use crate::net::Recorder;
 use crate::secret::Secret;
-use crate::smtp::{SmtpLogin, SmtpSession, SmtpTarget, plain_blob};
+use crate::smtp::{SmtpLogin, SmtpSession, plain_blob};
 use crate::store::{DirectionTest, Enablement, RunStatus, TestRecord};
 
 /// Who logs in on `endpoint` for `mailbox`: its own identity, or the profile's acting for it.
@@ -112,17 +112,8 @@ async fn test_outgoing(ctx: &JobContext, profile: &Profile, mailbox: &Mailbox) -
     };
     let recorder = Recorder::new(secrets(username, password, authzid));
     let result = async {
-        let tls_context = ctx.tls_context(profile)?;
         let limit = profile.timeout_mailbox_connection_after;
-        let target = SmtpTarget {
-            host: &endpoint.host,
-            port: endpoint.port,
-            tls: endpoint.tls,
-            tls_context,
-            auth: endpoint.auth,
-            timeout: limit,
-            recorder: Some(recorder.clone()),
-        };
+        let target = ctx.target(profile, endpoint, Some(recorder.clone()))?;
         let _permit = ctx.acquire(profile, mailbox).await;
         let login = SmtpLogin {
             username,

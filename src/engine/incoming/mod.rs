@@ -10,9 +10,9 @@ mod pop3_maildrop;
 use super::JobContext;
 use super::error::SyncError;
 use super::test_enable::identity;
-use crate::config::{Mailbox, Profile, ServerType};
+use crate::config::{Endpoint, Mailbox, Profile, ServerType};
 use crate::imap::ImapSession;
-use crate::net::{Login, Recorder, Target};
+use crate::net::{Login, Recorder};
 use crate::pop3::Pop3Session;
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -114,35 +114,23 @@ pub async fn sync_mailbox(
     }
 }
 
-/// Who logs in for `mailbox`, and where: the same for every incoming protocol.
-fn target_and_login<'a>(
-    ctx: &'a JobContext,
-    profile: &'a Profile,
+/// Who logs in on `endpoint` for `mailbox`: its own identity, or the profile's acting for it.
+pub(crate) fn login_for<'a>(
+    endpoint: &'a Endpoint,
     mailbox: &'a Mailbox,
-    recorder: Option<Recorder>,
-) -> Result<(Target<'a>, Login<'a>), SyncError> {
-    let (username, password, authzid) = identity(&profile.incoming, mailbox);
+) -> Result<Login<'a>, SyncError> {
+    let (username, password, authzid) = identity(endpoint, mailbox);
     let Some(password) = password else {
         return Err(SyncError::Unsupported(format!(
             "mailbox {} has no password",
             mailbox.email_address
         )));
     };
-    let target = Target {
-        host: &profile.incoming.host,
-        port: profile.incoming.port,
-        tls: profile.incoming.tls,
-        tls_context: ctx.tls_context(profile)?,
-        auth: profile.incoming.auth,
-        timeout: profile.timeout_mailbox_connection_after,
-        recorder,
-    };
-    let login = Login {
+    Ok(Login {
         username,
         password,
         authzid,
-    };
-    Ok((target, login))
+    })
 }
 
 async fn open_pop3(
@@ -151,7 +139,8 @@ async fn open_pop3(
     mailbox: &Mailbox,
     recorder: Option<Recorder>,
 ) -> Result<Pop3Session, SyncError> {
-    let (target, login) = target_and_login(ctx, profile, mailbox, recorder)?;
+    let login = login_for(&profile.incoming, mailbox)?;
+    let target = ctx.target(profile, &profile.incoming, recorder)?;
     let opened = Pop3Session::open(&target, &login).await;
     count_attempt(ctx, profile, &opened).await;
     opened
@@ -181,7 +170,8 @@ pub async fn open_imap(
     mailbox: &Mailbox,
     recorder: Option<Recorder>,
 ) -> Result<ImapSession, SyncError> {
-    let (target, login) = target_and_login(ctx, profile, mailbox, recorder)?;
+    let login = login_for(&profile.incoming, mailbox)?;
+    let target = ctx.target(profile, &profile.incoming, recorder)?;
     let opened = ImapSession::open(&target, &login).await;
     count_attempt(ctx, profile, &opened).await;
     opened
