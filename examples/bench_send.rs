@@ -161,6 +161,15 @@ fn sidesync_send(root: &Path, port: u16, sessions: usize, count: usize, size: us
     let pid = s.child.id();
     let cpu_before = cpu_seconds(pid);
     let threads_before = thread_cpu(pid);
+    // BENCH_PERF=FILE records the sending phase with `perf record -g` (for profiling).
+    let perf = std::env::var("BENCH_PERF").ok().map(|out| {
+        Command::new("perf")
+            .args(["record", "-g", "-o", &out, "-p", &pid.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("perf")
+    });
     let started = Instant::now();
     let (code, answer) = http(
         status_port,
@@ -189,6 +198,12 @@ fn sidesync_send(root: &Path, port: u16, sessions: usize, count: usize, size: us
     }
     let secs = started.elapsed().as_secs_f64();
     let cpu = cpu_seconds(pid) - cpu_before;
+    if let Some(mut perf) = perf {
+        let _ = Command::new("kill")
+            .args(["-INT", &perf.id().to_string()])
+            .status();
+        let _ = perf.wait();
+    }
     if std::env::var_os("BENCH_THREADS").is_some() {
         eprintln!("  first email sent after {:.3} s", first.unwrap_or(secs));
     }
@@ -233,8 +248,19 @@ fn main() {
             let port = free_port();
             let mut child = sink(port);
             // Each round runs the two back to back: the ratio within a round is the fair one.
+            let sink_cpu0 = cpu_seconds(child.id());
             let (src_s, src_cpu) = smtp_source(port, sessions, count, size);
+            let sink_cpu1 = cpu_seconds(child.id());
             let (ss_s, ss_cpu) = sidesync_send(&root, port, sessions, count, size);
+            let sink_cpu2 = cpu_seconds(child.id());
+            if std::env::var_os("BENCH_THREADS").is_some() {
+                // smtp-sink shares the two cores: what it used while each client ran.
+                eprintln!(
+                    "  smtp-sink CPU: {:.2} s under smtp-source, {:.2} s under sidesync",
+                    sink_cpu1 - sink_cpu0,
+                    sink_cpu2 - sink_cpu1
+                );
+            }
             let _ = child.kill();
             let _ = child.wait();
             for (tool, s, cpu) in [("smtp-source", src_s, src_cpu), ("sidesync", ss_s, ss_cpu)] {

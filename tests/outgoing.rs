@@ -96,7 +96,7 @@ fn a_queued_email_arrives_once_with_its_parts_and_token_and_no_bcc() {
     // The API refuses without a token, with a wrong one, and malformed bodies — queuing nothing.
     let email = json!({
         "from": from, "to": ["to@example.net"], "cc": ["cc@example.net"], "bcc": ["hidden@example.net"],
-        "subject": "Quarterly report", "text": "Numbers attached.", "html": "<p>Numbers attached.</p>",
+        "subject": "Quarterly report", "text": "Numbers attached.\n.\n..dots start these lines", "html": "<p>Numbers attached.</p>",
         "attachments": [{"filename": "q3.csv", "content_type": "text/csv", "content_base64": "YSxiCjEsMgo="}]
     });
     assert_eq!(
@@ -197,8 +197,12 @@ fn a_queued_email_arrives_once_with_its_parts_and_token_and_no_bcc() {
         "{message}"
     );
     assert_eq!(
-        parsed.body_text(0).map(|t| t.trim().to_string()).as_deref(),
-        Some("Numbers attached.")
+        // Lines starting with dots survive the SMTP transparency procedure unchanged.
+        parsed
+            .body_text(0)
+            .map(|t| t.trim().replace("\r\n", "\n"))
+            .as_deref(),
+        Some("Numbers attached.\n.\n..dots start these lines")
     );
     assert_eq!(
         parsed.attachment(0).map(|a| a.contents().to_vec()),

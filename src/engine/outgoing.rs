@@ -289,12 +289,12 @@ async fn worker(ctx: &JobContext, address: &str, queue: &Mutex<VecDeque<OutboxEn
         // Committed before DATA: a crash from here on sends these emails again on restart. Only
         // an email whose final 250 came before the crash but whose Sent was not yet committed
         // goes out twice (O6).
-        for e in &batch {
-            let _ = ctx
-                .writer
-                .outbox(e.id, OutboxUpdate::Sending { at: Utc::now() })
-                .await;
-        }
+        let at = Utc::now();
+        let claims = batch
+            .iter()
+            .map(|e| (e.id, OutboxUpdate::Sending { at }))
+            .collect();
+        let _ = ctx.writer.outbox_many(claims).await;
         let _ = ctx.writer.flush().await;
         // The batch's messages in one read transaction.
         let ids: Vec<u64> = batch.iter().map(|e| e.id).collect();

@@ -8,6 +8,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use mail_send::SmtpClient;
 use smtp_proto::{AUTH_LOGIN, AUTH_PLAIN, EXT_PIPELINING, EXT_START_TLS, EhloResponse, Response};
+use tokio::io::AsyncWriteExt;
 
 use crate::config::{AuthProtocol, TlsMode};
 use crate::engine::error::SyncError;
@@ -25,6 +26,8 @@ pub struct SmtpSession {
     pipelining: bool,
     /// A transaction ran on this connection: the next one starts with RSET.
     used: bool,
+    /// What the next write sends, kept between transactions so its allocation is reused.
+    out: Vec<u8>,
 }
 
 /// Why one email was not taken: the reply, whether trying later may help, and what each
@@ -171,6 +174,7 @@ impl SmtpSession {
             address,
             pipelining,
             used: false,
+            out: Vec::new(),
         };
         if let Some(login) = login {
             session
@@ -305,23 +309,29 @@ impl SmtpSession {
         raw: &[u8],
         limit: Duration,
     ) -> Result<Vec<RecipientResult>, SendFailure> {
-        let mut commands: Vec<String> = Vec::with_capacity(recipients.len() + 2);
+        let mut commands: Vec<String> = Vec::with_capacity(recipients.len() + 3);
         if self.used {
             commands.push("RSET\r\n".to_string());
         }
         self.used = true;
         commands.push(format!("MAIL FROM:<{sender}>\r\n"));
         commands.extend(recipients.iter().map(|r| format!("RCPT TO:<{r}>\r\n")));
-        // With PIPELINING, DATA ends the group (RFC 2920): one round trip for the envelope.
+        // With PIPELINING, DATA ends the group (RFC 2920): one write and one round trip for
+        // the envelope.
         if self.pipelining {
             commands.push("DATA\r\n".to_string());
         }
         let replies = if self.pipelining {
-            within(
-                limit,
-                "during the envelope",
-                self.client.cmds(commands.iter()),
-            )
+            self.out.clear();
+            for c in &commands {
+                self.out.extend_from_slice(c.as_bytes());
+            }
+            let (client, out) = (&mut self.client, &self.out);
+            within(limit, "during the envelope", async {
+                client.stream.write_all(out).await?;
+                client.stream.flush().await?;
+                client.read_many(commands.len()).await
+            })
             .await?
         } else {
             let mut r = Vec::with_capacity(commands.len());
@@ -385,12 +395,13 @@ impl SmtpSession {
                 connection_lost: false,
             });
         }
+        self.out.clear();
+        dot_stuff(raw, &mut self.out);
+        let (client, out) = (&mut self.client, &self.out);
         let done = within(limit, "after the message", async {
-            self.client
-                .write_message(raw)
-                .await
-                .map_err(mail_send::Error::Io)?;
-            self.client.read().await
+            client.stream.write_all(out).await?;
+            client.stream.flush().await?;
+            client.read().await
         })
         .await?;
         if (200..300).contains(&done.code) {
@@ -412,6 +423,27 @@ impl SmtpSession {
     pub async fn quit(self, limit: Duration) {
         let _ = tokio::time::timeout(limit, self.client.quit()).await;
     }
+}
+
+/// The message as DATA carries it (RFC 5321 4.5.2): a dot that starts a line is doubled, and
+/// the message ends with CRLF "." CRLF. A dot after a bare CR or LF is doubled too, so that no
+/// server reading bare line ends can see an early end of data. memchr finds the few dots
+/// instead of a test per byte (the message is the bulk of what is sent).
+fn dot_stuff(raw: &[u8], out: &mut Vec<u8>) {
+    out.reserve(raw.len() + raw.len() / 64 + 5);
+    let mut from = 0;
+    for at in memchr::memchr_iter(b'.', raw) {
+        if at == 0 || matches!(raw[at - 1], b'\r' | b'\n') {
+            out.extend_from_slice(&raw[from..at]);
+            out.push(b'.');
+            from = at;
+        }
+    }
+    out.extend_from_slice(&raw[from..]);
+    if !raw.is_empty() && !raw.ends_with(b"\r\n") {
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b".\r\n");
 }
 
 fn auth_error(address: &str, r: &Response<String>) -> SyncError {
@@ -438,5 +470,35 @@ async fn timed<T>(
             seconds: limit.as_secs().max(1),
         })),
         Ok(Err(e)) => Err(io_error(address, e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dot_stuff;
+
+    fn stuffed(raw: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        dot_stuff(raw, &mut out);
+        out
+    }
+
+    #[test]
+    fn a_dot_starting_a_line_is_doubled() {
+        assert_eq!(
+            stuffed(b"Subject: x\r\n\r\n.\r\na.b\r\n..two\r\n"),
+            b"Subject: x\r\n\r\n..\r\na.b\r\n...two\r\n.\r\n"
+        );
+    }
+
+    #[test]
+    fn dots_after_bare_line_ends_and_at_the_start_are_doubled() {
+        assert_eq!(stuffed(b".x\n.y\r.z\r\n"), b"..x\n..y\r..z\r\n.\r\n");
+    }
+
+    #[test]
+    fn a_message_without_a_final_line_end_gets_one() {
+        assert_eq!(stuffed(b"A: b\r\n\r\nend."), b"A: b\r\n\r\nend.\r\n.\r\n");
+        assert_eq!(stuffed(b"A: b\r\n\r\nend\r\n"), b"A: b\r\n\r\nend\r\n.\r\n");
     }
 }

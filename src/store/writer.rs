@@ -4,6 +4,7 @@
 //! limit) and applies it in one transaction with one fsync: group commit across all mailboxes, so
 //! the store costs one fsync per batch of batches, never one per message.
 
+use std::collections::HashMap;
 use std::thread::JoinHandle;
 
 use chrono::{DateTime, Utc};
@@ -174,7 +175,8 @@ pub enum OutboxUpdate {
 
 enum Op {
     Enqueue(Box<QueuedEmail>, oneshot::Sender<Result<u64, String>>),
-    Outbox(u64, OutboxUpdate),
+    /// Status changes of queued emails, applied in order.
+    Outbox(Vec<(u64, OutboxUpdate)>),
     Ingest(IngestBatch, oneshot::Sender<Result<IngestOutcome, String>>),
     Mailbox(String, MailboxUpdate),
     /// POP3 UIDLs no longer on the server: their sync id map entries go.
@@ -310,8 +312,13 @@ impl StoreWriter {
     }
 
     pub async fn outbox(&self, id: u64, update: OutboxUpdate) -> Result<(), StoreError> {
+        self.outbox_many(vec![(id, update)]).await
+    }
+
+    /// Several status changes as one request (a send job's claim).
+    pub async fn outbox_many(&self, updates: Vec<(u64, OutboxUpdate)>) -> Result<(), StoreError> {
         self.tx
-            .send(Op::Outbox(id, update))
+            .send(Op::Outbox(updates))
             .await
             .map_err(|_| StoreError::WriterGone)
     }
@@ -383,7 +390,33 @@ fn commit(store: &Store, ops: Vec<Op>) {
         let mut txn = store.db().begin_write()?;
         // Durable: the commit reaches the disk before any job is told its batch is stored.
         let _ = txn.set_durability(Durability::Immediate);
+        // Consecutive outbox changes (one per email sent) share their open tables and write
+        // each mailbox's counts once: per-change table opens were most of the writer's work.
+        let mut outbox: Option<OutboxTables> = None;
         for op in &ops {
+            match op {
+                Op::Outbox(updates) => {
+                    if outbox.is_none() {
+                        outbox = Some(OutboxTables::open(&txn)?);
+                    }
+                    if let Some(t) = outbox.as_mut() {
+                        for (id, update) in updates {
+                            t.apply(*id, update)?;
+                        }
+                    }
+                    applied.push(Applied::Nothing);
+                    continue;
+                }
+                Op::Flush(_) => {
+                    applied.push(Applied::Nothing);
+                    continue;
+                }
+                _ => {
+                    if let Some(t) = outbox.take() {
+                        t.close()?;
+                    }
+                }
+            }
             applied.push(match op {
                 Op::Ingest(batch, _) => Applied::Ingested(apply_ingest(&txn, batch)?),
                 Op::Enqueue(email, _) => Applied::Queued(apply_enqueue(&txn, email)?),
@@ -414,13 +447,13 @@ fn commit(store: &Store, ops: Vec<Op>) {
                     states.insert(profile.as_str(), encode(&p).as_slice())?;
                     Applied::Nothing
                 }
-                Op::Outbox(id, update) => {
-                    apply_outbox(&txn, *id, update)?;
-                    Applied::Nothing
-                }
-                Op::Flush(_) => Applied::Nothing,
+                Op::Outbox(_) | Op::Flush(_) => Applied::Nothing,
             });
         }
+        if let Some(t) = outbox.take() {
+            t.close()?;
+        }
+        drop(outbox);
         txn.commit()?;
         Ok(())
     })();
@@ -521,66 +554,101 @@ fn apply_enqueue(txn: &WriteTransaction, email: &QueuedEmail) -> Result<u64, Sto
     Ok(id)
 }
 
-fn apply_outbox(txn: &WriteTransaction, id: u64, update: &OutboxUpdate) -> Result<(), StoreError> {
-    let mut t = txn.open_table(OUTBOX)?;
-    let Some(mut e) = t
-        .get(id)?
-        .map(|v| decode::<OutboxEntry>("outbox entry", v.value()))
-        .transpose()?
-    else {
-        return Ok(());
-    };
-    let (before, due_before) = (e.status, e.next_attempt_at);
-    match update {
-        OutboxUpdate::Sending { at } => {
-            e.status = OutboxStatus::Sending;
-            e.tries += 1;
-            e.next_attempt_at = *at;
-        }
-        OutboxUpdate::Sent { at, reply, results } => {
-            e.status = OutboxStatus::Sent;
-            e.sent_at = Some(*at);
-            e.last_reply = Some(reply.clone());
-            e.recipient_results = results.clone();
-        }
-        OutboxUpdate::Retry {
-            next_attempt_at,
-            reply,
-            tries,
-        } => {
-            e.status = OutboxStatus::PendingSend;
-            e.tries = e.tries.max(*tries);
-            e.next_attempt_at = *next_attempt_at;
-            e.last_reply = Some(reply.clone());
-        }
-        OutboxUpdate::Failed { reply, results } => {
-            e.status = OutboxStatus::Failed;
-            e.last_reply = Some(reply.clone());
-            if !results.is_empty() {
+/// The outbox tables open in a write transaction, with the counts of the mailboxes touched so
+/// far (written back by `close`).
+struct OutboxTables<'t> {
+    entries: redb::Table<'t, u64, &'static [u8]>,
+    due: redb::Table<'t, (u64, u64), ()>,
+    counts_table: redb::Table<'t, &'static str, &'static [u8]>,
+    counts: HashMap<String, OutboxCounts>,
+}
+
+impl<'t> OutboxTables<'t> {
+    fn open(txn: &'t WriteTransaction) -> Result<Self, StoreError> {
+        Ok(OutboxTables {
+            entries: txn.open_table(OUTBOX)?,
+            due: txn.open_table(OUTBOX_DUE)?,
+            counts_table: txn.open_table(OUTBOX_COUNTS)?,
+            counts: HashMap::new(),
+        })
+    }
+
+    fn apply(&mut self, id: u64, update: &OutboxUpdate) -> Result<(), StoreError> {
+        let Some(mut e) = self
+            .entries
+            .get(id)?
+            .map(|v| decode::<OutboxEntry>("outbox entry", v.value()))
+            .transpose()?
+        else {
+            return Ok(());
+        };
+        let (before, due_before) = (e.status, e.next_attempt_at);
+        match update {
+            OutboxUpdate::Sending { at } => {
+                e.status = OutboxStatus::Sending;
+                e.tries += 1;
+                e.next_attempt_at = *at;
+            }
+            OutboxUpdate::Sent { at, reply, results } => {
+                e.status = OutboxStatus::Sent;
+                e.sent_at = Some(*at);
+                e.last_reply = Some(reply.clone());
                 e.recipient_results = results.clone();
             }
+            OutboxUpdate::Retry {
+                next_attempt_at,
+                reply,
+                tries,
+            } => {
+                e.status = OutboxStatus::PendingSend;
+                e.tries = e.tries.max(*tries);
+                e.next_attempt_at = *next_attempt_at;
+                e.last_reply = Some(reply.clone());
+            }
+            OutboxUpdate::Failed { reply, results } => {
+                e.status = OutboxStatus::Failed;
+                e.last_reply = Some(reply.clone());
+                if !results.is_empty() {
+                    e.recipient_results = results.clone();
+                }
+            }
+            OutboxUpdate::SentCopy { note } => e.sent_copy = Some(note.clone()),
         }
-        OutboxUpdate::SentCopy { note } => e.sent_copy = Some(note.clone()),
-    }
-    t.insert(id, encode(&e).as_slice())?;
-    // Keep the due index and the mailbox's counts in step with the entry.
-    let mut due = txn.open_table(OUTBOX_DUE)?;
-    due.remove((due_key(due_before), id))?;
-    if matches!(e.status, OutboxStatus::PendingSend | OutboxStatus::Sending) {
-        due.insert((due_key(e.next_attempt_at), id), ())?;
-    }
-    if before != e.status || matches!(update, OutboxUpdate::Retry { .. }) {
-        let mut counts_table = txn.open_table(OUTBOX_COUNTS)?;
-        let mut counts: OutboxCounts = load(&counts_table, e.mailbox.as_str(), "outbox counts")?;
-        if before != e.status {
-            counts.moved(Some(before), e.status);
+        self.entries.insert(id, encode(&e).as_slice())?;
+        // Keep the due index and the mailbox's counts in step with the entry.
+        let due_after = matches!(e.status, OutboxStatus::PendingSend | OutboxStatus::Sending)
+            .then(|| due_key(e.next_attempt_at));
+        if due_after != Some(due_key(due_before)) {
+            self.due.remove((due_key(due_before), id))?;
+            if let Some(key) = due_after {
+                self.due.insert((key, id), ())?;
+            }
         }
-        if matches!(e.status, OutboxStatus::Failed | OutboxStatus::PendingSend) {
-            counts.last_send_error = e.last_reply.clone();
+        if before != e.status || matches!(update, OutboxUpdate::Retry { .. }) {
+            if !self.counts.contains_key(&e.mailbox) {
+                let c: OutboxCounts = load(&self.counts_table, &e.mailbox, "outbox counts")?;
+                self.counts.insert(e.mailbox.clone(), c);
+            }
+            if let Some(counts) = self.counts.get_mut(&e.mailbox) {
+                if before != e.status {
+                    counts.moved(Some(before), e.status);
+                }
+                if matches!(e.status, OutboxStatus::Failed | OutboxStatus::PendingSend) {
+                    counts.last_send_error = e.last_reply.clone();
+                }
+            }
         }
-        counts_table.insert(e.mailbox.as_str(), encode(&counts).as_slice())?;
+        Ok(())
     }
-    Ok(())
+
+    /// Writes the touched mailboxes' counts and closes the tables.
+    fn close(mut self) -> Result<(), StoreError> {
+        for (mailbox, counts) in &self.counts {
+            self.counts_table
+                .insert(mailbox.as_str(), encode(counts).as_slice())?;
+        }
+        Ok(())
+    }
 }
 
 fn apply_ingest(txn: &WriteTransaction, batch: &IngestBatch) -> Result<IngestOutcome, StoreError> {
