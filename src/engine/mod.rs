@@ -40,6 +40,9 @@ pub struct JobContext {
     pub smtp_pool: outgoing::SmtpPool,
     /// Runtime counters for `/metrics` and the status page.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// SMTP sessions sending now, across all mailboxes (the writer batches their Sent
+    /// statuses when there is more than one).
+    pub sending_sessions: std::sync::atomic::AtomicUsize,
 }
 
 impl JobContext {
@@ -69,6 +72,7 @@ impl JobContext {
             outbox_wake: Arc::new(tokio::sync::Notify::new()),
             smtp_pool: outgoing::SmtpPool::default(),
             metrics,
+            sending_sessions: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 

@@ -8,6 +8,7 @@
 //! therefore sends that email twice; nothing else can.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -230,7 +231,7 @@ async fn send_job(ctx: &Arc<JobContext>, address: String, entries: Vec<OutboxEnt
     let workers = (profile.max_concurrent_connections as usize)
         .min(entries.len())
         .max(1);
-    let queue = Arc::new(Mutex::new(VecDeque::from(entries)));
+    let queue = Arc::new(JobQueue::new(entries, workers));
     let mut set = JoinSet::new();
     for _ in 0..workers {
         let (ctx, queue, address) = (ctx.clone(), queue.clone(), address.clone());
@@ -243,19 +244,129 @@ async fn send_job(ctx: &Arc<JobContext>, address: String, entries: Vec<OutboxEnt
 const CLAIM: usize = 128;
 /// A send job's first claim.
 const FIRST_CLAIM: usize = 8;
+/// Emails a session may have sent (final 250) whose Sent status is not yet committed; it waits
+/// for the oldest commit before the next DATA. This bounds what a crash can send twice (O6):
+/// at most this many per connection. The writer commits Sent statuses within about a
+/// millisecond, so a session rarely waits.
+const SENT_UNCOMMITTED: usize = 16;
 
-fn pop_many(queue: &Mutex<VecDeque<OutboxEntry>>, n: usize) -> Vec<OutboxEntry> {
-    match queue.lock() {
-        Ok(mut q) => {
-            let n = n.min(q.len());
-            q.drain(..n).collect()
+/// A send job's emails, shared by its sessions: those claimed (marked Sending, their MIME read)
+/// and those still to claim. Sessions take claimed emails one at a time, so the emails in flight
+/// have neighbouring ids and each commit of their Sent status rewrites few store pages; one
+/// session claims the next block while the others keep sending.
+struct JobQueue {
+    state: Mutex<QueueState>,
+    /// Bumped when a claim ends: sessions waiting for claimed emails look again.
+    claims: tokio::sync::watch::Sender<u64>,
+    /// Claim again when no more than this many claimed emails are left.
+    low_water: usize,
+}
+
+struct QueueState {
+    claimed: VecDeque<(OutboxEntry, Option<Vec<u8>>)>,
+    unclaimed: VecDeque<OutboxEntry>,
+    claiming: bool,
+    next_claim: usize,
+}
+
+enum Next {
+    Send(OutboxEntry, Option<Vec<u8>>),
+    Claim(Vec<OutboxEntry>),
+    /// Another session is claiming and nothing claimed is left.
+    Wait,
+    Done,
+}
+
+impl JobQueue {
+    fn new(entries: Vec<OutboxEntry>, sessions: usize) -> JobQueue {
+        JobQueue {
+            state: Mutex::new(QueueState {
+                claimed: VecDeque::new(),
+                unclaimed: entries.into(),
+                claiming: false,
+                next_claim: FIRST_CLAIM,
+            }),
+            claims: tokio::sync::watch::channel(0).0,
+            low_water: sessions * 2,
         }
-        Err(_) => Vec::new(),
+    }
+
+    fn next(&self) -> Next {
+        let Ok(mut q) = self.state.lock() else {
+            return Next::Done;
+        };
+        if q.claimed.len() <= self.low_water && !q.claiming && !q.unclaimed.is_empty() {
+            // Small claims first, so the first email leaves after a small commit; then larger
+            // ones, so that the commits before DATA stay few.
+            let n = q.next_claim.min(q.unclaimed.len());
+            q.next_claim = (q.next_claim * 4).min(CLAIM);
+            q.claiming = true;
+            return Next::Claim(q.unclaimed.drain(..n).collect());
+        }
+        match q.claimed.pop_front() {
+            Some((entry, raw)) => Next::Send(entry, raw),
+            None if q.claiming => Next::Wait,
+            None => Next::Done,
+        }
+    }
+
+    fn claimed(&self, block: Vec<OutboxEntry>, raws: Vec<Option<Vec<u8>>>) {
+        if let Ok(mut q) = self.state.lock() {
+            let raws = raws.into_iter().chain(std::iter::repeat_with(|| None));
+            q.claimed.extend(block.into_iter().zip(raws));
+            q.claiming = false;
+        }
+        self.claims.send_modify(|n| *n += 1);
+    }
+
+    /// Everything not yet sent, claimed or not (when no session can be opened).
+    fn take_all(&self) -> (Vec<OutboxEntry>, Vec<OutboxEntry>) {
+        match self.state.lock() {
+            Ok(mut q) => (
+                q.claimed.drain(..).map(|(e, _)| e).collect(),
+                q.unclaimed.drain(..).collect(),
+            ),
+            Err(_) => (Vec::new(), Vec::new()),
+        }
     }
 }
 
-/// One SMTP session taking emails from the mailbox's queue until it is empty.
-async fn worker(ctx: &JobContext, address: &str, queue: &Mutex<VecDeque<OutboxEntry>>) {
+/// Marks `block` Sending in a committed transaction (before any of its DATA: a crash from here
+/// on sends these emails again on restart; only an email whose final 250 came before the crash
+/// but whose Sent was not yet committed goes out twice, O6), then reads their MIME in one read
+/// transaction.
+async fn claim(ctx: &JobContext, queue: &JobQueue, block: Vec<OutboxEntry>) {
+    let at = Utc::now();
+    let marks = block
+        .iter()
+        .map(|e| (e.id, OutboxUpdate::Sending { at }))
+        .collect();
+    let _ = ctx.writer.outbox_many(marks).await;
+    let _ = ctx.writer.flush().await;
+    let ids: Vec<u64> = block.iter().map(|e| e.id).collect();
+    let raws = ctx.store.activity_raws(&ids).unwrap_or_default();
+    queue.claimed(block, raws);
+}
+
+/// Counts a sending session for as long as it lives.
+struct Sending<'c>(&'c AtomicUsize);
+
+impl<'c> Sending<'c> {
+    fn start(count: &'c AtomicUsize) -> Sending<'c> {
+        count.fetch_add(1, Ordering::Relaxed);
+        Sending(count)
+    }
+}
+
+impl Drop for Sending<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// One SMTP session taking emails from the send job's queue until it is empty.
+async fn worker(ctx: &JobContext, address: &str, queue: &JobQueue) {
+    let _sending = Sending::start(&ctx.sending_sessions);
     let Some(mailbox) = ctx.config.mailbox(address) else {
         return;
     };
@@ -263,6 +374,7 @@ async fn worker(ctx: &JobContext, address: &str, queue: &Mutex<VecDeque<OutboxEn
         return;
     };
     let limit = profile.timeout_mailbox_connection_after;
+    let mut uncommitted: VecDeque<tokio::sync::oneshot::Receiver<()>> = VecDeque::new();
     // A pooled connection keeps the slot it holds; a new one takes a slot first.
     let mut slot: Option<Pooled> = ctx.smtp_pool.take(address);
     if let Some(p) = slot.as_mut()
@@ -274,131 +386,86 @@ async fn worker(ctx: &JobContext, address: &str, queue: &Mutex<VecDeque<OutboxEn
         Some(p) => (Some(p.session), p.permit),
         None => (None, ctx.acquire(profile, mailbox).await),
     };
-    let mut claim = FIRST_CLAIM;
-    'batches: loop {
+    loop {
         if ctx.stopping() {
             break;
         }
-        let batch = pop_many(queue, claim);
-        // Small claims first, so the first email leaves after a small commit; then larger ones,
-        // so that the commits before DATA stay few.
-        claim = (claim * 4).min(CLAIM);
-        if batch.is_empty() {
-            break;
-        }
-        // Committed before DATA: a crash from here on sends these emails again on restart. Only
-        // an email whose final 250 came before the crash but whose Sent was not yet committed
-        // goes out twice (O6).
-        let at = Utc::now();
-        let claims = batch
-            .iter()
-            .map(|e| (e.id, OutboxUpdate::Sending { at }))
-            .collect();
-        let _ = ctx.writer.outbox_many(claims).await;
-        let _ = ctx.writer.flush().await;
-        // The batch's messages in one read transaction.
-        let ids: Vec<u64> = batch.iter().map(|e| e.id).collect();
-        let mut raws: VecDeque<Option<Vec<u8>>> =
-            ctx.store.activity_raws(&ids).unwrap_or_default().into();
-        raws.resize(ids.len(), None);
-        let mut pending: VecDeque<OutboxEntry> = batch.into();
-        while let Some(entry) = pending.pop_front() {
-            let tries = entry.tries + 1;
-            if session.is_none() {
-                match open(ctx, profile, mailbox).await {
-                    Ok(s) => session = Some(s),
-                    Err(e) => {
-                        // No session: this batch and the rest of the queue wait. A transient
-                        // failure counts as a try for each; a disabled mailbox's email just waits.
-                        let auth = matches!(
-                            e,
-                            SyncError::AuthRejected { .. } | SyncError::AuthUnsupported { .. }
-                        );
-                        if auth || !e.is_transient() {
-                            disable_outgoing(ctx, profile, mailbox, &e).await;
-                        }
-                        let reply = e.to_string();
-                        let rest: Vec<OutboxEntry> = queue
-                            .lock()
-                            .map(|mut q| q.drain(..).collect())
-                            .unwrap_or_default();
-                        let claimed = std::iter::once(entry)
-                            .chain(pending.drain(..))
-                            .map(|e| (e, true));
-                        for (waiting, was_claimed) in
-                            claimed.chain(rest.into_iter().map(|e| (e, false)))
-                        {
-                            let counted = waiting.tries + u32::from(was_claimed);
-                            if e.is_transient() && !auth {
-                                settle(
-                                    ctx,
-                                    &waiting,
-                                    counted.max(1),
-                                    Attempt::Transient(reply.clone()),
-                                    Vec::new(),
-                                )
-                                .await;
-                            } else {
-                                let update = OutboxUpdate::Retry {
-                                    next_attempt_at: later(ctx, 1),
-                                    reply: reply.clone(),
-                                    tries: waiting.tries,
-                                };
-                                let _ = ctx.writer.outbox(waiting.id, update).await;
-                            }
-                        }
-                        break 'batches;
-                    }
+        // Subscribed before looking, so a claim ending in between is not missed.
+        let mut claims = queue.claims.subscribe();
+        let (entry, raw) = match queue.next() {
+            Next::Done => break,
+            Next::Wait => {
+                let _ = claims.changed().await;
+                continue;
+            }
+            Next::Claim(block) => {
+                claim(ctx, queue, block).await;
+                continue;
+            }
+            Next::Send(entry, raw) => (entry, raw),
+        };
+        let tries = entry.tries + 1;
+        if session.is_none() {
+            match open(ctx, profile, mailbox).await {
+                Ok(s) => session = Some(s),
+                Err(e) => {
+                    no_session(ctx, profile, mailbox, queue, entry, &e).await;
+                    break;
                 }
             }
-            let Some(s) = session.as_mut() else {
-                break 'batches;
-            };
-            let raw = match raws.pop_front().flatten() {
-                Some(raw) => raw,
-                None => {
-                    let missing =
-                        Attempt::Permanent("the queued message is missing from the store".into());
-                    settle(ctx, &entry, tries, missing, Vec::new()).await;
-                    continue;
+        }
+        let Some(s) = session.as_mut() else {
+            break;
+        };
+        let Some(raw) = raw else {
+            let missing = Attempt::Permanent("the queued message is missing from the store".into());
+            settle(ctx, &entry, tries, missing, Vec::new()).await;
+            continue;
+        };
+        while uncommitted
+            .front_mut()
+            .is_some_and(|r| r.try_recv().is_ok())
+        {
+            uncommitted.pop_front();
+        }
+        while uncommitted.len() >= SENT_UNCOMMITTED {
+            if let Some(oldest) = uncommitted.pop_front() {
+                let _ = oldest.await;
+            }
+        }
+        match s
+            .send_message(&mailbox.email_address, &entry.recipients, &raw, limit)
+            .await
+        {
+            Ok(results) => {
+                ctx.metrics.sent(&profile.name, raw.len() as u64);
+                let reply = results
+                    .iter()
+                    .find(|r| r.accepted)
+                    .map(|r| r.reply.clone())
+                    .unwrap_or_default();
+                let sent = OutboxUpdate::Sent {
+                    at: Utc::now(),
+                    reply,
+                    results,
+                };
+                let others = ctx.sending_sessions.load(Ordering::Relaxed) > 1;
+                if let Ok(committed) = ctx.writer.outbox_sent(entry.id, sent, others).await {
+                    uncommitted.push_back(committed);
                 }
-            };
-            match s
-                .send_message(&mailbox.email_address, &entry.recipients, &raw, limit)
-                .await
-            {
-                Ok(results) => {
-                    ctx.metrics.sent(&profile.name, raw.len() as u64);
-                    let reply = results
-                        .iter()
-                        .find(|r| r.accepted)
-                        .map(|r| r.reply.clone())
-                        .unwrap_or_default();
-                    let _ = ctx
-                        .writer
-                        .outbox(
-                            entry.id,
-                            OutboxUpdate::Sent {
-                                at: Utc::now(),
-                                reply,
-                                results,
-                            },
-                        )
-                        .await;
-                    if profile.save_sent_copy {
-                        sent_copy(ctx, profile, mailbox, entry.id, &raw).await;
-                    }
+                if profile.save_sent_copy {
+                    sent_copy(ctx, profile, mailbox, entry.id, &raw).await;
                 }
-                Err(f) => {
-                    let attempt = if f.transient {
-                        Attempt::Transient(f.reply.clone())
-                    } else {
-                        Attempt::Permanent(f.reply.clone())
-                    };
-                    settle(ctx, &entry, tries, attempt, f.results).await;
-                    if f.connection_lost {
-                        session = None;
-                    }
+            }
+            Err(f) => {
+                let attempt = if f.transient {
+                    Attempt::Transient(f.reply.clone())
+                } else {
+                    Attempt::Permanent(f.reply.clone())
+                };
+                settle(ctx, &entry, tries, attempt, f.results).await;
+                if f.connection_lost {
+                    session = None;
                 }
             }
         }
@@ -417,6 +484,42 @@ async fn worker(ctx: &JobContext, address: &str, queue: &Mutex<VecDeque<OutboxEn
                 since,
             },
         );
+    }
+}
+
+/// No session could be opened: `entry` and the rest of the job wait. A transient failure counts
+/// as a try for each claimed email; a disabled mailbox's email just waits.
+async fn no_session(
+    ctx: &JobContext,
+    profile: &Profile,
+    mailbox: &Mailbox,
+    queue: &JobQueue,
+    entry: OutboxEntry,
+    e: &SyncError,
+) {
+    let auth = matches!(
+        e,
+        SyncError::AuthRejected { .. } | SyncError::AuthUnsupported { .. }
+    );
+    if auth || !e.is_transient() {
+        disable_outgoing(ctx, profile, mailbox, e).await;
+    }
+    let reply = e.to_string();
+    let (claimed, rest) = queue.take_all();
+    let claimed = std::iter::once(entry).chain(claimed).map(|e| (e, true));
+    for (waiting, was_claimed) in claimed.chain(rest.into_iter().map(|e| (e, false))) {
+        let counted = waiting.tries + u32::from(was_claimed);
+        if e.is_transient() && !auth {
+            let attempt = Attempt::Transient(reply.clone());
+            settle(ctx, &waiting, counted.max(1), attempt, Vec::new()).await;
+        } else {
+            let update = OutboxUpdate::Retry {
+                next_attempt_at: later(ctx, 1),
+                reply: reply.clone(),
+                tries: waiting.tries,
+            };
+            let _ = ctx.writer.outbox(waiting.id, update).await;
+        }
     }
 }
 

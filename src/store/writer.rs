@@ -28,6 +28,10 @@ const QUEUE_DEPTH: usize = 1024;
 /// At most this many requests, or this many bytes, go into one transaction.
 const MAX_OPS_PER_COMMIT: usize = 2048;
 const MAX_BYTES_PER_COMMIT: usize = 64 << 20;
+/// How long a batch of Sent statuses waits for more before its commit, when several sessions
+/// are sending. It adds a millisecond to the time between the server's final 250 and the
+/// commit of Sent (O6: the window in which a crash sends an email again).
+const SENT_LINGER: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// Where a message sits on the server: what its sync id map entry is keyed by.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -175,8 +179,13 @@ pub enum OutboxUpdate {
 
 enum Op {
     Enqueue(Box<QueuedEmail>, oneshot::Sender<Result<u64, String>>),
-    /// Status changes of queued emails, applied in order.
-    Outbox(Vec<(u64, OutboxUpdate)>),
+    /// Status changes of queued emails, applied in order; told when committed, if asked.
+    Outbox {
+        updates: Vec<(u64, OutboxUpdate)>,
+        committed: Option<oneshot::Sender<()>>,
+        /// The commit may wait a moment for more (see `SENT_LINGER`).
+        linger: bool,
+    },
     Ingest(IngestBatch, oneshot::Sender<Result<IngestOutcome, String>>),
     Mailbox(String, MailboxUpdate),
     /// POP3 UIDLs no longer on the server: their sync id map entries go.
@@ -196,6 +205,10 @@ enum Op {
 }
 
 impl Op {
+    fn may_linger(&self) -> bool {
+        matches!(self, Op::Outbox { linger: true, .. })
+    }
+
     fn bytes(&self) -> usize {
         match self {
             Op::Ingest(b, _) => b.messages.iter().map(|m| m.raw_encoded.len()).sum(),
@@ -318,9 +331,35 @@ impl StoreWriter {
     /// Several status changes as one request (a send job's claim).
     pub async fn outbox_many(&self, updates: Vec<(u64, OutboxUpdate)>) -> Result<(), StoreError> {
         self.tx
-            .send(Op::Outbox(updates))
+            .send(Op::Outbox {
+                updates,
+                committed: None,
+                linger: false,
+            })
             .await
             .map_err(|_| StoreError::WriterGone)
+    }
+
+    /// Records an email Sent; the receiver resolves once that is committed (or is dropped when
+    /// the commit failed). `linger`: other sessions are sending too, so the commit may wait a
+    /// moment for their statuses (with one session there is nothing to wait for, and an idle
+    /// writer only delays it).
+    pub async fn outbox_sent(
+        &self,
+        id: u64,
+        update: OutboxUpdate,
+        linger: bool,
+    ) -> Result<oneshot::Receiver<()>, StoreError> {
+        let (done, rx) = oneshot::channel();
+        self.tx
+            .send(Op::Outbox {
+                updates: vec![(id, update)],
+                committed: Some(done),
+                linger,
+            })
+            .await
+            .map_err(|_| StoreError::WriterGone)?;
+        Ok(rx)
     }
 
     /// Waits until everything queued before this call is committed.
@@ -363,11 +402,23 @@ fn run(store: Store, mut rx: mpsc::Receiver<Op>) {
     while let Some(first) = rx.blocking_recv() {
         let mut bytes = first.bytes();
         let mut ops = vec![first];
+        let mut lingered = false;
         while ops.len() < MAX_OPS_PER_COMMIT && bytes < MAX_BYTES_PER_COMMIT {
             match rx.try_recv() {
                 Ok(op) => {
                     bytes += op.bytes();
                     ops.push(op);
+                }
+                // Nothing more queued. A batch of Sent statuses only, sent while several
+                // sessions are sending (their sessions wait for the commit only when far
+                // behind), waits a moment, once, for the others' ones: one commit for many
+                // emails instead of one for every two. A sleep, not a wait on the queue, so
+                // that senders do not wake this thread for every email.
+                Err(mpsc::error::TryRecvError::Empty)
+                    if !lingered && ops.iter().all(Op::may_linger) =>
+                {
+                    lingered = true;
+                    std::thread::sleep(SENT_LINGER);
                 }
                 Err(_) => break,
             }
@@ -395,7 +446,7 @@ fn commit(store: &Store, ops: Vec<Op>) {
         let mut outbox: Option<OutboxTables> = None;
         for op in &ops {
             match op {
-                Op::Outbox(updates) => {
+                Op::Outbox { updates, .. } => {
                     if outbox.is_none() {
                         outbox = Some(OutboxTables::open(&txn)?);
                     }
@@ -447,7 +498,7 @@ fn commit(store: &Store, ops: Vec<Op>) {
                     states.insert(profile.as_str(), encode(&p).as_slice())?;
                     Applied::Nothing
                 }
-                Op::Outbox(_) | Op::Flush(_) => Applied::Nothing,
+                Op::Outbox { .. } | Op::Flush(_) => Applied::Nothing,
             });
         }
         if let Some(t) = outbox.take() {
@@ -484,7 +535,15 @@ fn commit(store: &Store, ops: Vec<Op>) {
                     .clone()
                     .unwrap_or_else(|| "the email was not queued".into())));
             }
-            (Op::Flush(done), _, _) => {
+            (Op::Flush(done), _, _)
+            | (
+                Op::Outbox {
+                    committed: Some(done),
+                    ..
+                },
+                _,
+                None,
+            ) => {
                 let _ = done.send(());
             }
             _ => {}
