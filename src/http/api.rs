@@ -360,7 +360,8 @@ fn queue(ctx: &StatusContext, body: &[u8]) -> Result<(u16, Value), ApiError> {
         request::build(&req, &message_id, in_reply_to.as_deref(), token.as_deref()).map_err(bad)?;
     let headers = crate::tracking::message::parse_headers(&email.raw);
     let dedup_key = crate::tracking::message::dedup_key(&headers, &email.raw);
-    let mut compressor = zstd::bulk::Compressor::new(-3).map_err(|e| err(500, e.to_string()))?;
+    let mut compressor = zstd::bulk::Compressor::new(crate::store::rawcodec::ZSTD_LEVEL)
+        .map_err(|e| err(500, e.to_string()))?;
     let raw_encoded = crate::store::rawcodec::encode(&email.raw, &mut compressor)
         .map_err(|e| err(500, e.to_string()))?;
     let writer = ctx

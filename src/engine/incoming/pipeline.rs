@@ -18,8 +18,6 @@ use crate::tracking::message::{dated_before, dedup_key, parse_headers};
 /// Batches queued to the writer per mailbox before the job waits for the oldest commit: fetching
 /// overlaps with committing, and memory stays bounded.
 pub(super) const BATCHES_IN_FLIGHT: usize = 2;
-/// Compression level for stored raw MIME: fast, and well under 40% of typical mail.
-const ZSTD_LEVEL: i32 = -3;
 
 /// One email as it came off the wire.
 pub(super) struct Fetched {
@@ -153,7 +151,7 @@ async fn submit(
 fn prepare(fetched: Vec<Fetched>, dated_after: Option<i64>) -> PrepareTask {
     tokio::task::spawn_blocking(move || {
         // One compression context per batch: creating one per message costs more than small emails.
-        let mut compressor = zstd::bulk::Compressor::new(ZSTD_LEVEL)
+        let mut compressor = zstd::bulk::Compressor::new(crate::store::rawcodec::ZSTD_LEVEL)
             .map_err(|e| SyncError::Store(format!("starting the compressor: {e}")))?;
         let mut out = Prepared {
             messages: Vec::with_capacity(fetched.len()),
