@@ -5,7 +5,7 @@
 //!
 //! Crash safety: an email is marked Sending in a committed transaction before DATA. On restart,
 //! Sending emails are sent again. A crash between the server's final 250 and the commit of Sent
-//! therefore sends that email twice; nothing else can.
+//! therefore sends that email twice (at most `SENT_UNCOMMITTED` per connection); nothing else can.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
