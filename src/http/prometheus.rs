@@ -28,6 +28,14 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
+/// A gauge with one sample per value of `key`.
+fn labelled_gauge(out: &mut String, name: &str, help: &str, key: &str, values: &[(&str, u64)]) {
+    family(out, name, "gauge", help);
+    for (v, n) in values {
+        let _ = writeln!(out, "{name}{{{key}=\"{v}\"}} {n}");
+    }
+}
+
 fn histogram(out: &mut String, name: &str, labels: &str, h: &HistogramSnapshot) {
     let sep = if labels.is_empty() { "" } else { "," };
     for (le, n) in &h.cumulative {
@@ -119,45 +127,40 @@ pub fn render(m: &Metrics, g: &Gauges) -> String {
             );
         }
     }
-    family(
+    labelled_gauge(
         &mut out,
         "sidesync_mailboxes",
-        "gauge",
         "Mailboxes by state.",
+        "state",
+        &g.mailboxes,
     );
-    for (state, n) in &g.mailboxes {
-        let _ = writeln!(out, "sidesync_mailboxes{{state=\"{state}\"}} {n}");
-    }
-    family(
+    labelled_gauge(
         &mut out,
         "sidesync_outbox_emails",
-        "gauge",
         "Outgoing emails by status.",
+        "status",
+        &g.outbox,
     );
-    for (status, n) in &g.outbox {
-        let _ = writeln!(out, "sidesync_outbox_emails{{status=\"{status}\"}} {n}");
+    for (name, help, value) in [
+        (
+            "sidesync_store_writer_queue_depth",
+            "Requests waiting for the store writer.",
+            g.writer_queue as i64,
+        ),
+        (
+            "sidesync_activities_stored",
+            "Activities in the store.",
+            g.activities_stored as i64,
+        ),
+        (
+            "sidesync_uptime_seconds",
+            "Seconds since the appliance started.",
+            g.uptime_seconds,
+        ),
+    ] {
+        family(&mut out, name, "gauge", help);
+        let _ = writeln!(out, "{name} {value}");
     }
-    family(
-        &mut out,
-        "sidesync_store_writer_queue_depth",
-        "gauge",
-        "Requests waiting for the store writer.",
-    );
-    let _ = writeln!(out, "sidesync_store_writer_queue_depth {}", g.writer_queue);
-    family(
-        &mut out,
-        "sidesync_activities_stored",
-        "gauge",
-        "Activities in the store.",
-    );
-    let _ = writeln!(out, "sidesync_activities_stored {}", g.activities_stored);
-    family(
-        &mut out,
-        "sidesync_uptime_seconds",
-        "gauge",
-        "Seconds since the appliance started.",
-    );
-    let _ = writeln!(out, "sidesync_uptime_seconds {}", g.uptime_seconds);
     out
 }
 

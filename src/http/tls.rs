@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use rustls::pki_types::PrivateKeyDer;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
@@ -21,16 +21,7 @@ const CONNECTION_LIFETIME: Duration = Duration::from_secs(300);
 
 /// The server side of TLS, from the PEM certificate chain and key files.
 pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, String> {
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| format!("status_tls_cert {}: {e}", cert.display()))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("status_tls_cert {}: {e}", cert.display()))?;
-    if chain.is_empty() {
-        return Err(format!(
-            "status_tls_cert {}: no PEM certificate in it",
-            cert.display()
-        ));
-    }
+    let chain = crate::net::pem_certificates("status_tls_cert", cert)?;
     // The key's contents never reach an error message.
     let key = PrivateKeyDer::from_pem_file(key).map_err(|_| {
         format!(

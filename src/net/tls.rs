@@ -18,6 +18,21 @@ pub enum TlsError {
     Handshake(String),
 }
 
+/// Every certificate in the PEM file `path`, at least one; errors name the config key `key`.
+pub fn pem_certificates(key: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+        .map_err(|e| format!("{key} {}: {e}", path.display()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{key} {}: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "{key} {}: no PEM certificate in it",
+            path.display()
+        ));
+    }
+    Ok(certs)
+}
+
 #[derive(Clone)]
 pub struct TlsContext {
     connector: TlsConnector,
@@ -31,16 +46,7 @@ impl TlsContext {
         let native = rustls_native_certs::load_native_certs();
         roots.add_parsable_certificates(native.certs);
         if let Some(path) = ca_file {
-            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-                .map_err(|e| format!("ca_file {}: {e}", path.display()))?
-                .collect::<Result<_, _>>()
-                .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
-            if certs.is_empty() {
-                return Err(format!(
-                    "ca_file {}: no PEM certificate in it",
-                    path.display()
-                ));
-            }
+            let certs = pem_certificates("ca_file", path)?;
             for c in certs {
                 roots
                     .add(c)
