@@ -341,8 +341,9 @@ async fn claim(ctx: &JobContext, queue: &JobQueue, block: Vec<OutboxEntry>) {
         .iter()
         .map(|e| (e.id, OutboxUpdate::Sending { at }))
         .collect();
-    let _ = ctx.writer.outbox_many(marks).await;
-    let _ = ctx.writer.flush().await;
+    if let Ok(committed) = ctx.writer.outbox_committed(marks, false).await {
+        let _ = committed.await;
+    }
     let ids: Vec<u64> = block.iter().map(|e| e.id).collect();
     let raws = ctx.store.activity_raws(&ids).unwrap_or_default();
     queue.claimed(block, raws);
@@ -450,7 +451,11 @@ async fn worker(ctx: &JobContext, address: &str, queue: &JobQueue) {
                     results,
                 };
                 let others = ctx.sending_sessions.load(Ordering::Relaxed) > 1;
-                if let Ok(committed) = ctx.writer.outbox_sent(entry.id, sent, others).await {
+                if let Ok(committed) = ctx
+                    .writer
+                    .outbox_committed(vec![(entry.id, sent)], others)
+                    .await
+                {
                     uncommitted.push_back(committed);
                 }
                 if profile.save_sent_copy {

@@ -325,14 +325,9 @@ impl StoreWriter {
     }
 
     pub async fn outbox(&self, id: u64, update: OutboxUpdate) -> Result<(), StoreError> {
-        self.outbox_many(vec![(id, update)]).await
-    }
-
-    /// Several status changes as one request (a send job's claim).
-    pub async fn outbox_many(&self, updates: Vec<(u64, OutboxUpdate)>) -> Result<(), StoreError> {
         self.tx
             .send(Op::Outbox {
-                updates,
+                updates: vec![(id, update)],
                 committed: None,
                 linger: false,
             })
@@ -340,20 +335,19 @@ impl StoreWriter {
             .map_err(|_| StoreError::WriterGone)
     }
 
-    /// Records an email Sent; the receiver resolves once that is committed (or is dropped when
-    /// the commit failed). `linger`: other sessions are sending too, so the commit may wait a
-    /// moment for their statuses (with one session there is nothing to wait for, and an idle
-    /// writer only delays it).
-    pub async fn outbox_sent(
+    /// Status changes as one request (a send job's claim, an email Sent); the receiver resolves
+    /// once they are committed (or is dropped when the commit failed). `linger`: other sessions
+    /// are sending too, so the commit may wait a moment for their statuses (with one session
+    /// there is nothing to wait for, and an idle writer only delays it).
+    pub async fn outbox_committed(
         &self,
-        id: u64,
-        update: OutboxUpdate,
+        updates: Vec<(u64, OutboxUpdate)>,
         linger: bool,
     ) -> Result<oneshot::Receiver<()>, StoreError> {
         let (done, rx) = oneshot::channel();
         self.tx
             .send(Op::Outbox {
-                updates: vec![(id, update)],
+                updates,
                 committed: Some(done),
                 linger,
             })
