@@ -484,3 +484,55 @@ fn the_sent_copy_is_appended_and_not_ingested() {
         "one incoming, one outgoing"
     );
 }
+
+/// One connection slot and 50 emails due: the copies share the sending session's slot (SMTP
+/// closes before IMAP opens), so every email is sent and every copy lands; taking a second slot
+/// for the copy deadlocked here.
+#[test]
+fn fifty_sent_copies_at_one_connection() {
+    let d = Dovecot::start();
+    let setup = Setup::new();
+    let from = "single-slot@example.com";
+    d.create_folder(from, "Sent");
+    let cfg = setup.write(
+        FAST_RETRIES,
+        &[
+            profile(
+                &d,
+                d.submission_port,
+                "starttls",
+                "save_sent_copy = true\nmax_concurrent_connections = 1",
+            ),
+            mailbox(from, PASSWORD),
+        ]
+        .concat(),
+    );
+    let s = setup.start(&cfg);
+    let ids: Vec<u64> = (0..50)
+        .map(|n| {
+            queue(
+                &setup,
+                &json!({"from": from, "to": ["x@example.net"], "subject": format!("copy {n}"), "text": "t"}),
+            )
+        })
+        .collect();
+    for id in &ids {
+        wait_status(&setup, *id, "sent");
+        let v = wait_for("the copy to be noted", Duration::from_secs(60), || {
+            let v = outbox(&setup, *id);
+            v["sent_copy"].is_string().then_some(v)
+        });
+        assert_eq!(v["sent_copy"], "appended to Sent", "{v}");
+    }
+    let copies = d.folder_messages(from, "Sent");
+    assert_eq!(copies.len(), 50);
+    for n in 0..50 {
+        let subject = format!("Subject: copy {n} [CRM:");
+        assert_eq!(
+            copies.iter().filter(|c| c.contains(&subject)).count(),
+            1,
+            "copy {n}"
+        );
+    }
+    assert!(s.terminate().success());
+}

@@ -185,10 +185,11 @@ fn sigkill_mid_pop3_ingest_then_restart_gives_one_activity_per_email() {
 fn deletion_only_after_commit_and_age_and_the_date_filter() {
     let d = Dovecot::start();
     let setup = Setup::new();
-    let (now_user, later_user, dated_user) = (
+    let (now_user, later_user, dated_user, both_user) = (
         "pop-delete-now@example.com",
         "pop-delete-later@example.com",
         "pop-dated@example.com",
+        "pop-dated-deleting@example.com",
     );
     let now_expected = fill(&d, now_user, 40, |n| 1_500 + n * 10, |_| false);
     let later_expected = fill(&d, later_user, 30, |n| 1_500 + n * 10, |_| false);
@@ -200,6 +201,13 @@ fn deletion_only_after_commit_and_age_and_the_date_filter() {
         .map(|raw| (sha(&raw), raw))
         .collect();
     assert_eq!(all_dated.len(), 28);
+    // Both settings together: only the stored (recent) emails may leave the server.
+    fill(&d, both_user, 28, |_| 1_200, |_| false);
+    let both_recent: HashMap<String, Vec<u8>> = (0..28)
+        .filter(|n| 1 + n % 28 >= 15)
+        .map(|n| mail::sample(both_user, n, 1_200))
+        .map(|raw| (sha(&raw), raw))
+        .collect();
     let body = [
         profile(
             "now",
@@ -219,6 +227,13 @@ fn deletion_only_after_commit_and_age_and_the_date_filter() {
             &d.ca_file,
             "process_emails_received_after = 2025-09-15",
         ),
+        profile(
+            "dated-deleting",
+            d.pop3s_port,
+            &d.ca_file,
+            "process_emails_received_after = 2025-09-15\npop3_delete_after_days = 0",
+        ),
+        mailbox(both_user, "dated-deleting", PASSWORD),
         mailbox(now_user, "now", PASSWORD),
         mailbox(later_user, "later", PASSWORD),
         mailbox(dated_user, "dated", PASSWORD),
@@ -234,6 +249,14 @@ fn deletion_only_after_commit_and_age_and_the_date_filter() {
     // Age 0: stored, then deleted in the same session; age 1 day: still there.
     assert!(on_server(&d, now_user).is_empty(), "{out}");
     assert_eq!(on_server(&d, later_user).len(), 30);
+    // Skipped by the date is not stored, so it is not deleted: 14 stored and gone, 14 left.
+    assert_exactly_once(&store, both_user, &both_recent);
+    assert_eq!(both_recent.len(), 14);
+    assert_eq!(
+        on_server(&d, both_user).len(),
+        28 - both_recent.len(),
+        "{out}"
+    );
     // Emails dated before the profile's date are remembered as not tracked, not retrieved again.
     let map = store.pop3_sync_id_map(dated_user).expect("map");
     assert_eq!(map.len(), 28);

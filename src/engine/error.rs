@@ -32,6 +32,8 @@ pub enum SyncError {
     ConnectionLost { address: String },
     #[error("unexpected answer from {address}: {detail}")]
     Protocol { address: String, detail: String },
+    #[error("{address} broke the protocol: {detail}; the connection was dropped")]
+    ProtocolViolation { address: String, detail: String },
     #[error("{address} says it is unavailable: {reply}")]
     ServerBusy { address: String, reply: String },
     #[error("{address} refused: {reply}")]
@@ -54,6 +56,7 @@ impl SyncError {
             SyncError::Net(_) => true,
             SyncError::ConnectionLost { .. }
             | SyncError::Protocol { .. }
+            | SyncError::ProtocolViolation { .. }
             | SyncError::ServerBusy { .. }
             | SyncError::Store(_) => true,
             SyncError::TlsNotOffered { .. }
@@ -84,6 +87,7 @@ impl SyncError {
             SyncError::NoUidl { .. } => "no_uidl",
             SyncError::ConnectionLost { .. } => "connection_lost",
             SyncError::Protocol { .. } => "protocol_error",
+            SyncError::ProtocolViolation { .. } => "protocol_violation",
             SyncError::ServerBusy { .. } => "server_busy",
             SyncError::Rejected { .. } => "rejected",
             SyncError::Store(_) => "store_error",

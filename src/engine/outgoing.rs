@@ -387,6 +387,7 @@ async fn worker(ctx: &JobContext, address: &str, queue: &JobQueue) {
         Some(p) => (Some(p.session), p.permit),
         None => (None, ctx.acquire(profile, mailbox).await),
     };
+    let mut copies = SentCopies::default();
     loop {
         if ctx.stopping() {
             break;
@@ -458,8 +459,12 @@ async fn worker(ctx: &JobContext, address: &str, queue: &JobQueue) {
                 {
                     uncommitted.push_back(committed);
                 }
-                if profile.save_sent_copy {
-                    sent_copy(ctx, profile, mailbox, entry.id, &raw).await;
+                if profile.save_sent_copy && copies.add(entry.id, raw) {
+                    // The copies use this session's own slot: SMTP closes before IMAP opens.
+                    if let Some(s) = session.take() {
+                        s.quit(limit).await;
+                    }
+                    copies.append(ctx, profile, mailbox).await;
                 }
             }
             Err(f) => {
@@ -476,6 +481,12 @@ async fn worker(ctx: &JobContext, address: &str, queue: &JobQueue) {
         }
     }
     let _ = ctx.writer.flush().await;
+    if !copies.is_empty() {
+        if let Some(s) = session.take() {
+            s.quit(limit).await;
+        }
+        copies.append(ctx, profile, mailbox).await;
+    }
     // Idle connections stay open a while for the next emails (closed by the outbox task).
     if let Some(session) = session {
         let since = std::time::Instant::now();
@@ -618,23 +629,71 @@ async fn disable_outgoing(ctx: &JobContext, profile: &Profile, mailbox: &Mailbox
     .await;
 }
 
-/// O5: a copy of the sent email in the mailbox's Sent folder. Sent email is not tracked as
-/// incoming (only INBOX and tracking folders are), and its Message-ID already names this activity.
-async fn sent_copy(ctx: &JobContext, profile: &Profile, mailbox: &Mailbox, id: u64, raw: &[u8]) {
-    let note = async {
-        let _permit = ctx.acquire(profile, mailbox).await;
-        let mut session = super::incoming::open_imap(ctx, profile, mailbox, None).await?;
-        let appended = session.append(&profile.sent_folder, raw).await;
-        session.logout().await;
-        appended
+/// O5: copies of sent emails for the mailbox's Sent folder, appended in batches on one IMAP
+/// session that uses the sending session's own connection slot (the SMTP session is closed
+/// first). Taking a second slot while holding one deadlocks once every slot is sending.
+/// Sent email is not tracked as incoming (only INBOX and tracking folders are), and its
+/// Message-ID already names this activity.
+#[derive(Default)]
+struct SentCopies {
+    pending: Vec<(u64, Vec<u8>)>,
+    bytes: usize,
+}
+
+/// Copies held before a session stops sending to append them: bounds memory and how long a
+/// copy waits.
+const SENT_COPIES_BATCH: usize = 64;
+const SENT_COPIES_BYTES: usize = 16 * 1024 * 1024;
+
+impl SentCopies {
+    /// Holds a copy; true when the batch is full and should be appended now.
+    fn add(&mut self, id: u64, raw: Vec<u8>) -> bool {
+        self.bytes += raw.len();
+        self.pending.push((id, raw));
+        self.pending.len() >= SENT_COPIES_BATCH || self.bytes >= SENT_COPIES_BYTES
     }
-    .await;
-    let note = match note {
-        Ok(()) => format!("appended to {}", profile.sent_folder),
-        Err(e) => {
-            tracing::warn!(mailbox = %mailbox.email_address, id, error = %e, "copy to the Sent folder failed");
-            format!("failed: {e}")
+
+    fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    /// Appends every held copy on one IMAP session and notes each outcome on its outbox entry.
+    /// The caller holds the connection slot and has no other connection open.
+    async fn append(&mut self, ctx: &JobContext, profile: &Profile, mailbox: &Mailbox) {
+        let pending = std::mem::take(&mut self.pending);
+        self.bytes = 0;
+        let mut session = match super::incoming::open_imap(ctx, profile, mailbox, None).await {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(mailbox = %mailbox.email_address, error = %e, "copies to the Sent folder failed");
+                let note = format!("failed: {e}");
+                for (id, _) in &pending {
+                    let _ = ctx
+                        .writer
+                        .outbox(*id, OutboxUpdate::SentCopy { note: note.clone() })
+                        .await;
+                }
+                None
+            }
+        };
+        let Some(s) = session.as_mut() else {
+            return;
+        };
+        for (id, raw) in &pending {
+            let note = match s.append(&profile.sent_folder, raw).await {
+                Ok(()) => format!("appended to {}", profile.sent_folder),
+                Err(e) => {
+                    tracing::warn!(mailbox = %mailbox.email_address, id, error = %e, "copy to the Sent folder failed");
+                    format!("failed: {e}")
+                }
+            };
+            let _ = ctx
+                .writer
+                .outbox(*id, OutboxUpdate::SentCopy { note })
+                .await;
         }
-    };
-    let _ = ctx.writer.outbox(id, OutboxUpdate::SentCopy { note }).await;
+        if let Some(s) = session {
+            s.logout().await;
+        }
+    }
 }

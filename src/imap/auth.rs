@@ -7,7 +7,7 @@ use async_imap::{Authenticator, Client, Session};
 
 use crate::config::AuthProtocol;
 use crate::engine::error::SyncError;
-use crate::net::{self, MailStream, StepError};
+use crate::net::{self, StepError};
 
 use super::Login;
 
@@ -25,13 +25,13 @@ impl Authenticator for Plain {
 }
 
 pub(super) async fn login(
-    client: Client<MailStream>,
+    client: Client<super::ImapStream>,
     caps: &[String],
     protocol: AuthProtocol,
     login: &Login<'_>,
     address: &str,
     limit: Duration,
-) -> Result<Session<MailStream>, SyncError> {
+) -> Result<Session<super::ImapStream>, SyncError> {
     let has_plain = caps.iter().any(|c| c == "AUTH=PLAIN");
     let login_disabled = caps.iter().any(|c| c == "LOGINDISABLED");
     let use_plain = match protocol {
@@ -80,11 +80,71 @@ pub(super) async fn login(
         Err(StepError::TimedOut(e)) => Err(SyncError::Net(e)),
         Err(StepError::Failed(async_imap::error::Error::No(reply)))
         | Err(StepError::Failed(async_imap::error::Error::Bad(reply))) => {
-            Err(SyncError::AuthRejected {
-                address: address.to_string(),
-                reply: super::server_text(&reply),
+            let reply = super::server_text(&reply);
+            Err(match refusal(&reply) {
+                Refusal::TryLater => SyncError::ServerBusy {
+                    address: address.to_string(),
+                    reply,
+                },
+                Refusal::Credentials => SyncError::AuthRejected {
+                    address: address.to_string(),
+                    reply,
+                },
             })
         }
         Err(StepError::Failed(e)) => Err(super::lost(address, e)),
+    }
+}
+
+/// What a NO (or BAD) to a login means.
+#[derive(Debug, PartialEq, Eq)]
+enum Refusal {
+    /// The server cannot serve now (RFC 5530: UNAVAILABLE, INUSE, LIMIT, SERVERBUG): retry later.
+    TryLater,
+    /// The credentials (or the account) were refused: an admin has to act.
+    Credentials,
+}
+
+/// Classifies a login refusal by its RFC 5530 response code. Only codes that say "not now" are
+/// transient; a definite failure (AUTHENTICATIONFAILED, AUTHORIZATIONFAILED, EXPIRED, ...) and a
+/// plain NO without a code, which is how most servers say "wrong password", are permanent.
+fn refusal(reply: &str) -> Refusal {
+    let code = reply
+        .trim_start()
+        .strip_prefix('[')
+        .and_then(|rest| rest.split([']', ' ']).next())
+        .unwrap_or("")
+        .to_ascii_uppercase();
+    match code.as_str() {
+        "UNAVAILABLE" | "INUSE" | "LIMIT" | "SERVERBUG" => Refusal::TryLater,
+        _ => Refusal::Credentials,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_not_now_codes_are_transient() {
+        for reply in [
+            "[UNAVAILABLE] Temporary authentication failure.",
+            "[INUSE] Mailbox is locked",
+            "[LIMIT] Too many connections",
+            "[unavailable] lower case",
+            "[SERVERBUG] Internal error",
+        ] {
+            assert_eq!(refusal(reply), Refusal::TryLater, "{reply}");
+        }
+        for reply in [
+            "[AUTHENTICATIONFAILED] Authentication failed.",
+            "[AUTHORIZATIONFAILED] Not allowed",
+            "[EXPIRED] Password expired",
+            "[PRIVACYREQUIRED] Use TLS",
+            "Authentication failed.",
+            "",
+        ] {
+            assert_eq!(refusal(reply), Refusal::Credentials, "{reply}");
+        }
     }
 }

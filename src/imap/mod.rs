@@ -4,6 +4,7 @@
 //! EXAMINE (read-only) and bodies fetched with BODY.PEEK[], so the server's \Seen flags never change.
 
 mod auth;
+pub mod guard;
 mod uidset;
 
 use std::time::Duration;
@@ -27,10 +28,29 @@ pub struct FetchedMessage {
     pub raw: Vec<u8>,
 }
 
+/// The stream under async-imap: every byte the server sends passes the [`guard`] first.
+type ImapStream = guard::Guarded<MailStream>;
+
 pub struct ImapSession {
-    session: Session<MailStream>,
+    session: Session<ImapStream>,
     address: String,
     timeout: Duration,
+    /// Raised for a body fetch to what its listed sizes allow, lowered again after it.
+    literal_limit: guard::LiteralLimit,
+}
+
+/// A read that failed: a guard violation is the server's fault and says so; anything else is a
+/// lost connection.
+fn read_failed(address: &str, e: &std::io::Error) -> SyncError {
+    match guard::violation_of(e) {
+        Some(v) => SyncError::ProtocolViolation {
+            address: address.to_string(),
+            detail: v.to_string(),
+        },
+        None => SyncError::ConnectionLost {
+            address: address.to_string(),
+        },
+    }
 }
 
 /// async-imap renders a NO/BAD reply as the Debug of its parts
@@ -48,7 +68,8 @@ pub(crate) fn server_text(reply: &str) -> String {
 fn lost(address: &str, e: async_imap::error::Error) -> SyncError {
     use async_imap::error::Error as E;
     match e {
-        E::Io(_) | E::ConnectionLost => SyncError::ConnectionLost {
+        E::Io(e) => read_failed(address, &e),
+        E::ConnectionLost => SyncError::ConnectionLost {
             address: address.to_string(),
         },
         E::No(reply) | E::Bad(reply) => SyncError::Protocol {
@@ -82,7 +103,7 @@ impl ImapSession {
     pub async fn open(target: &Target<'_>, login: &Login<'_>) -> Result<ImapSession, SyncError> {
         let address = format!("{}:{}", target.host, target.port);
         let limit = target.timeout;
-        let stream = net::open_stream(target).await?;
+        let (stream, mut literal_limit) = guard::Guarded::new(net::open_stream(target).await?);
         let mut caps;
         let mut client = match target.tls {
             TlsMode::Implicit | TlsMode::None => {
@@ -117,7 +138,7 @@ impl ImapSession {
                 )
                 .await?;
                 let tls = net::start_tls(
-                    client.into_inner(),
+                    client.into_inner().into_inner(),
                     target.host,
                     target.port,
                     target.tls_context,
@@ -126,6 +147,8 @@ impl ImapSession {
                 .await?;
                 // Capabilities before TLS cannot be trusted (RFC 3501 §6.2.1): ask again.
                 caps = None;
+                let (tls, tls_limit) = guard::Guarded::new(tls);
+                literal_limit = tls_limit;
                 Client::new(tls)
             }
         };
@@ -144,6 +167,7 @@ impl ImapSession {
             session,
             address,
             timeout: limit,
+            literal_limit,
         })
     }
 
@@ -199,32 +223,45 @@ impl ImapSession {
         Ok(out)
     }
 
-    /// Fetches the full raw bodies of `uids` with BODY.PEEK[] (no flag changes).
-    pub async fn fetch_bodies(&mut self, uids: &[u32]) -> Result<Vec<FetchedMessage>, SyncError> {
+    /// Fetches the full raw bodies of `uids` with BODY.PEEK[] (no flag changes). A body literal
+    /// larger than `largest_expected` is a protocol violation (the server listed smaller sizes).
+    pub async fn fetch_bodies(
+        &mut self,
+        uids: &[u32],
+        largest_expected: u64,
+    ) -> Result<Vec<FetchedMessage>, SyncError> {
         if uids.is_empty() {
             return Ok(Vec::new());
         }
         let address = self.address.clone();
         let limit = self.timeout;
-        let mut stream = step(
-            &address,
-            "fetching messages",
-            limit,
-            self.session.uid_fetch(uid_set(uids), "(UID BODY.PEEK[])"),
-            |e| lost(&address, e),
-        )
-        .await?;
-        let mut out = Vec::with_capacity(uids.len());
-        while let Some(item) = next_item(&mut stream, &address, "fetching messages", limit).await? {
-            // Unsolicited FETCH responses (flag changes) carry no body: skip them.
-            if let (Some(uid), Some(body)) = (item.uid, item.body()) {
-                out.push(FetchedMessage {
-                    uid,
-                    raw: body.to_vec(),
-                });
+        self.literal_limit.set(largest_expected);
+        let fetched = async {
+            let mut stream = step(
+                &address,
+                "fetching messages",
+                limit,
+                self.session.uid_fetch(uid_set(uids), "(UID BODY.PEEK[])"),
+                |e| lost(&address, e),
+            )
+            .await?;
+            let mut out = Vec::with_capacity(uids.len());
+            while let Some(item) =
+                next_item(&mut stream, &address, "fetching messages", limit).await?
+            {
+                // Unsolicited FETCH responses (flag changes) carry no body: skip them.
+                if let (Some(uid), Some(body)) = (item.uid, item.body()) {
+                    out.push(FetchedMessage {
+                        uid,
+                        raw: body.to_vec(),
+                    });
+                }
             }
+            Ok(out)
         }
-        Ok(out)
+        .await;
+        self.literal_limit.set(guard::DEFAULT_LITERAL_LIMIT);
+        fetched
     }
 
     /// APPEND a message to `folder`, marked \Seen (a copy of what was sent, O5).
@@ -275,7 +312,7 @@ where
 
 /// Reads the server greeting; returns the capabilities when it announces them.
 async fn read_greeting(
-    client: &mut Client<MailStream>,
+    client: &mut Client<ImapStream>,
     address: &str,
     limit: Duration,
 ) -> Result<Option<Vec<String>>, SyncError> {
@@ -288,11 +325,12 @@ async fn read_greeting(
     .await
     {
         Ok(Some(g)) => g,
-        Ok(None) | Err(StepError::Failed(_)) => {
+        Ok(None) => {
             return Err(SyncError::ConnectionLost {
                 address: address.to_string(),
             });
         }
+        Err(StepError::Failed(e)) => return Err(read_failed(address, &e)),
         Err(StepError::TimedOut(e)) => return Err(SyncError::Net(e)),
     };
     match greeting.parsed() {
@@ -329,7 +367,7 @@ fn cap_names(caps: &[Capability<'_>]) -> Vec<String> {
 /// CAPABILITY before login. async-imap offers it only on a logged-in session, so this writes the
 /// command itself with a tag of its own and reads until that tag completes.
 async fn capabilities(
-    client: &mut Client<MailStream>,
+    client: &mut Client<ImapStream>,
     address: &str,
     limit: Duration,
 ) -> Result<Vec<String>, SyncError> {
@@ -360,11 +398,12 @@ async fn capabilities(
         .await
         {
             Ok(Some(r)) => r,
-            Ok(None) | Err(StepError::Failed(_)) => {
+            Ok(None) => {
                 return Err(SyncError::ConnectionLost {
                     address: address.to_string(),
                 });
             }
+            Err(StepError::Failed(e)) => return Err(read_failed(address, &e)),
             Err(StepError::TimedOut(e)) => return Err(SyncError::Net(e)),
         };
         match resp.parsed() {

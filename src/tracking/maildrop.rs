@@ -3,6 +3,8 @@
 
 use std::collections::{HashMap, HashSet};
 
+use crate::store::NOT_TRACKED;
+
 /// One listed message: number in this session, UIDL, size.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MaildropEntry {
@@ -42,8 +44,10 @@ pub fn plan_maildrop(
     }
 }
 
-/// Message numbers to delete: listed messages whose map entry (read back from the store, so
-/// only committed ones) is at least `days` old at `now`.
+/// Message numbers to delete: listed messages stored as an activity (read back from the store,
+/// so only committed ones) at least `days` before `now`. An entry without an activity (skipped by
+/// the date filter, too large, a poison email) is never deleted: only stored email may leave the
+/// server.
 pub fn deletable(
     listed: &[MaildropEntry],
     committed: &HashMap<String, (u64, i64)>,
@@ -53,7 +57,11 @@ pub fn deletable(
     let cutoff = now - i64::from(days) * 86_400;
     listed
         .iter()
-        .filter(|m| committed.get(&m.uidl).is_some_and(|(_, at)| *at <= cutoff))
+        .filter(|m| {
+            committed
+                .get(&m.uidl)
+                .is_some_and(|(activity, at)| *activity != NOT_TRACKED && *at <= cutoff)
+        })
         .map(|m| m.msgno)
         .collect()
 }
@@ -103,11 +111,18 @@ mod tests {
 
     #[test]
     fn deletion_waits_for_commit_and_age() {
-        let listed = vec![e(1, "old"), e(2, "new"), e(3, "not-stored")];
+        let listed = vec![
+            e(1, "old"),
+            e(2, "new"),
+            e(3, "not-stored"),
+            e(4, "skipped"),
+        ];
         let now = 100 * 86_400;
         let committed: HashMap<String, (u64, i64)> = [
             ("old".into(), (1, now - 3 * 86_400)),
             ("new".into(), (2, now - 60)),
+            // Seen and recorded, but not stored as an activity (date filter): it stays.
+            ("skipped".into(), (NOT_TRACKED, now - 9 * 86_400)),
         ]
         .into();
         assert_eq!(deletable(&listed, &committed, 2, now), vec![1]);

@@ -86,6 +86,7 @@ async fn sync_folder(
         .iter()
         .filter_map(|m| Some((m.uid, m.received?)))
         .collect();
+    let sizes: HashMap<u32, u32> = listed.iter().map(|m| (m.uid, m.size)).collect();
     let chunks = chunk_listing(
         &listed,
         after_uid,
@@ -114,7 +115,16 @@ async fn sync_folder(
             break;
         }
         let started = Instant::now();
-        let bodies = session.fetch_bodies(&chunk.fetch).await?;
+        let largest = chunk
+            .fetch
+            .iter()
+            .filter_map(|uid| sizes.get(uid))
+            .max()
+            .copied()
+            .unwrap_or(0);
+        let bodies = session
+            .fetch_bodies(&chunk.fetch, literal_allowance(largest))
+            .await?;
         tracing::debug!(
             mailbox = address,
             folder,
@@ -141,4 +151,10 @@ async fn sync_folder(
     let mut summary = pipeline.finish().await?;
     summary.interrupted = interrupted;
     Ok(summary)
+}
+
+/// The largest body literal accepted for a batch whose largest listed size is `listed`: servers
+/// may count line ends differently in RFC822.SIZE, so twice the size plus a little, never more.
+fn literal_allowance(listed: u32) -> u64 {
+    u64::from(listed).saturating_mul(2) + 64 * 1024
 }
