@@ -65,6 +65,12 @@ pub struct Appliance {
     pub outbox_max_tries: u32,
     /// An SMTP connection with nothing to send is closed after this long (O3).
     pub smtp_idle_timeout: Duration,
+    /// Raw email bytes being fetched across all mailboxes at once; a batch waits for room.
+    pub max_bytes_in_flight: u64,
+    /// Tries of an email that fails to be stored (a poison email) before it is skipped.
+    pub item_failure_max_tries: u32,
+    /// Item failures (skipped or failing emails) are kept this long.
+    pub item_failure_retention: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -153,6 +159,12 @@ pub struct Profile {
     /// POP3: delete a message from the server once it has been stored this many days (0: right
     /// after it is stored). `None` leaves messages on the server (I8).
     pub pop3_delete_after_days: Option<u32>,
+    /// An email larger than this (as the server lists it) is not fetched: it is recorded as a
+    /// skipped item with an alert.
+    pub max_message_size: u64,
+    /// A sync that commits no batch for this long is stopped and retried later: a server that
+    /// drips bytes cannot hold a connection slot forever.
+    pub sync_deadline: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -414,8 +426,9 @@ impl Validator<'_> {
         key: &str,
         value: Option<&Spanned<RawDuration>>,
         default: Duration,
-        max: Duration,
+        range: std::ops::RangeInclusive<Duration>,
     ) -> Duration {
+        let (min, max) = (*range.start(), *range.end());
         let Some(value) = value else { return default };
         let parsed = match value.get_ref() {
             RawDuration::Seconds(n) if *n >= 0 => Ok(Duration::from_secs(*n as u64)),
@@ -423,6 +436,17 @@ impl Validator<'_> {
             RawDuration::Text(t) => parse_duration(t),
         };
         match parsed {
+            Ok(d) if d < min => {
+                self.at(
+                    value,
+                    format!(
+                        "{key} = {} makes no sense; it must be at least {}",
+                        fmt_duration(d),
+                        fmt_duration(min)
+                    ),
+                );
+                default
+            }
             Ok(d) if d <= max => d,
             Ok(d) => {
                 self.at(
@@ -610,7 +634,7 @@ impl Validator<'_> {
                 "retry_interval",
                 ra.retry_interval.as_ref(),
                 Duration::from_secs(300),
-                day,
+                Duration::from_secs(1)..=day,
             ),
             transient_failure_retries: self.int_in(
                 "transient_failure_retries",
@@ -686,19 +710,40 @@ impl Validator<'_> {
                 "outbox_retry_interval",
                 ra.outbox_retry_interval.as_ref(),
                 Duration::from_secs(60),
-                day,
+                Duration::from_secs(1)..=day,
             ),
             outbox_max_retry_interval: self.duration(
                 "outbox_max_retry_interval",
                 ra.outbox_max_retry_interval.as_ref(),
                 Duration::from_secs(3600),
-                day,
+                Duration::from_secs(1)..=day,
             ),
             smtp_idle_timeout: self.duration(
                 "smtp_idle_timeout",
                 ra.smtp_idle_timeout.as_ref(),
                 Duration::from_secs(30),
-                Duration::from_secs(3600),
+                Duration::ZERO..=Duration::from_secs(3600),
+            ),
+            max_bytes_in_flight: self.int_in(
+                "max_bytes_in_flight",
+                ra.max_bytes_in_flight.as_ref(),
+                256 << 20,
+                (1 << 20)..=(64 << 30),
+            ) as u64,
+            item_failure_max_tries: self.int_in(
+                "item_failure_max_tries",
+                ra.item_failure_max_tries.as_ref(),
+                3,
+                1..=100,
+            ) as u32,
+            item_failure_retention: Duration::from_secs(
+                self.int_in(
+                    "item_failure_retention_days",
+                    ra.item_failure_retention_days.as_ref(),
+                    3,
+                    1..=3650,
+                ) as u64
+                    * 86_400,
             ),
             outbox_max_tries: self.int_in(
                 "outbox_max_tries",
@@ -1015,7 +1060,7 @@ impl Validator<'_> {
                 "min_polling_interval",
                 rp.min_polling_interval.as_ref(),
                 Duration::from_secs(300),
-                MAX_POLLING_INTERVAL,
+                Duration::from_secs(1)..=MAX_POLLING_INTERVAL,
             ),
             max_concurrent_connections: self.int_in(
                 "max_concurrent_connections",
@@ -1027,9 +1072,20 @@ impl Validator<'_> {
                 "timeout_mailbox_connection_after",
                 rp.timeout_mailbox_connection_after.as_ref(),
                 Duration::from_secs(60),
-                MAX_CONNECTION_TIMEOUT,
+                Duration::from_secs(1)..=MAX_CONNECTION_TIMEOUT,
             ),
-            move_undelivered_emails: rp.move_undelivered_emails.unwrap_or(false),
+            move_undelivered_emails: match &rp.move_undelivered_emails {
+                Some(m) if *m.get_ref() => {
+                    self.at(
+                        m,
+                        "move_undelivered_emails = true is not supported yet; remove it or set it \
+                         to false (emails that fail are listed as item failures instead)"
+                            .to_string(),
+                    );
+                    false
+                }
+                _ => false,
+            },
             send_alert_email: rp.send_alert_email.unwrap_or(false),
             save_sent_copy: rp.save_sent_copy.unwrap_or(false),
             sent_folder: rp
@@ -1037,6 +1093,18 @@ impl Validator<'_> {
                 .as_ref()
                 .map_or("Sent".to_string(), |f| f.get_ref().trim().to_string()),
             pop3_delete_after_days,
+            max_message_size: self.int_in(
+                "max_message_size",
+                rp.max_message_size.as_ref(),
+                50 << 20,
+                1024..=(1 << 30),
+            ) as u64,
+            sync_deadline: self.duration(
+                "sync_deadline",
+                rp.sync_deadline.as_ref(),
+                Duration::from_secs(300),
+                Duration::from_secs(1)..=Duration::from_secs(86_400),
+            ),
         }
     }
 
@@ -1090,6 +1158,17 @@ impl Validator<'_> {
                 ("none", IncomingDelivery::None),
             ],
         );
+        if let Some(d) = &rm.incoming_delivery
+            && incoming_delivery == IncomingDelivery::ForwardMailbox
+        {
+            self.at(
+                d,
+                format!(
+                    "incoming_delivery = \"forward_mailbox\" is not supported yet (mailbox \
+                     {email_address}); use \"server_side_sync\" or \"none\""
+                ),
+            );
+        }
         let outgoing_delivery = self.choice(
             "outgoing_delivery",
             rm.outgoing_delivery.as_ref(),
@@ -1262,7 +1341,9 @@ fn toml_datetime_to_utc(d: &toml::value::Datetime) -> Option<DateTime<Utc>> {
 
 pub fn fmt_duration(d: Duration) -> String {
     let s = d.as_secs();
-    if d.subsec_millis() != 0 || s == 0 {
+    if d.is_zero() {
+        "0s".to_string()
+    } else if d.subsec_millis() != 0 || s == 0 {
         format!("{}ms", d.as_millis())
     } else if s.is_multiple_of(3600) {
         format!("{}h", s / 3600)

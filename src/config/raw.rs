@@ -46,6 +46,9 @@ pub struct RawAppliance {
     pub outbox_max_retry_interval: Option<Spanned<RawDuration>>,
     pub outbox_max_tries: Option<Spanned<i64>>,
     pub smtp_idle_timeout: Option<Spanned<RawDuration>>,
+    pub max_bytes_in_flight: Option<Spanned<i64>>,
+    pub item_failure_max_tries: Option<Spanned<i64>>,
+    pub item_failure_retention_days: Option<Spanned<i64>>,
 }
 
 /// Where alert emails go out when a profile cannot send them itself.
@@ -97,11 +100,13 @@ pub struct RawProfile {
     pub min_polling_interval: Option<Spanned<RawDuration>>,
     pub max_concurrent_connections: Option<Spanned<i64>>,
     pub timeout_mailbox_connection_after: Option<Spanned<RawDuration>>,
-    pub move_undelivered_emails: Option<bool>,
+    pub move_undelivered_emails: Option<Spanned<bool>>,
     pub send_alert_email: Option<bool>,
     pub save_sent_copy: Option<bool>,
     pub sent_folder: Option<Spanned<String>>,
     pub pop3_delete_after_days: Option<Spanned<i64>>,
+    pub max_message_size: Option<Spanned<i64>>,
+    pub sync_deadline: Option<Spanned<RawDuration>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -319,3 +319,50 @@ fn pop3_only_settings_are_refused_elsewhere() {
         "{m:?}"
     );
 }
+
+#[test]
+fn values_that_make_no_sense_are_refused() {
+    let text = r#"
+[appliance]
+retry_interval = 0
+
+[[profile]]
+name = "p"
+is_default = true
+incoming_server_location = "h"
+timeout_mailbox_connection_after = "0s"
+min_polling_interval = 0
+sync_deadline = "0s"
+max_message_size = 10
+move_undelivered_emails = true
+
+[[mailbox]]
+email_address = "a@x"
+password = "pw"
+incoming_delivery = "forward_mailbox"
+"#;
+    assert_eq!(
+        mistakes(text),
+        vec![
+            "3:18: retry_interval = 0s makes no sense; it must be at least 1s",
+            "9:36: timeout_mailbox_connection_after = 0s makes no sense; it must be at least 1s",
+            "10:24: min_polling_interval = 0s makes no sense; it must be at least 1s",
+            "11:17: sync_deadline = 0s makes no sense; it must be at least 1s",
+            "12:20: max_message_size = 10 is out of range (1024–1073741824)",
+            "13:27: move_undelivered_emails = true is not supported yet; remove it or set it to \
+             false (emails that fail are listed as item failures instead)",
+            "18:21: incoming_delivery = \"forward_mailbox\" is not supported yet (mailbox a@x); \
+             use \"server_side_sync\" or \"none\"",
+        ]
+    );
+}
+
+#[test]
+fn bounds_have_defaults() {
+    let c = parse(GOOD).expect("valid");
+    let p = &c.profiles[0];
+    assert_eq!(p.max_message_size, 50 << 20);
+    assert_eq!(p.sync_deadline, Duration::from_secs(300));
+    assert_eq!(c.appliance.max_bytes_in_flight, 256 << 20);
+    assert_eq!(c.appliance.item_failure_max_tries, 3);
+}
