@@ -39,6 +39,10 @@ pub enum SyncError {
     #[error("{address} refused: {reply}")]
     Rejected { address: String, reply: String },
 
+    #[error(
+        "the sync made no progress for {seconds} s (sync_deadline); it was stopped and will be retried"
+    )]
+    SyncDeadline { seconds: u64 },
     #[error("the store could not commit: {0}")]
     Store(String),
     #[error("{0}")]
@@ -57,6 +61,7 @@ impl SyncError {
             SyncError::ConnectionLost { .. }
             | SyncError::Protocol { .. }
             | SyncError::ProtocolViolation { .. }
+            | SyncError::SyncDeadline { .. }
             | SyncError::ServerBusy { .. }
             | SyncError::Store(_) => true,
             SyncError::TlsNotOffered { .. }
@@ -90,6 +95,7 @@ impl SyncError {
             SyncError::ProtocolViolation { .. } => "protocol_violation",
             SyncError::ServerBusy { .. } => "server_busy",
             SyncError::Rejected { .. } => "rejected",
+            SyncError::SyncDeadline { .. } => "sync_deadline",
             SyncError::Store(_) => "store_error",
             SyncError::Unsupported(_) => "unsupported",
         }

@@ -22,8 +22,9 @@ use wire::Status;
 const BODY_SLACK: u64 = 2;
 /// Smallest bound on a body, for servers that report tiny sizes.
 const MIN_BODY_LIMIT: u64 = 64 * 1024;
-/// Largest UIDL or LIST answer taken: about three million messages.
-const MAX_LISTING: u64 = 128 << 20;
+/// Largest UIDL or LIST answer taken: about 700,000 messages (a UIDL line is about 45 bytes),
+/// far beyond any real maildrop, and small enough that 256 syncs cannot exhaust memory with it.
+const MAX_LISTING: u64 = 32 << 20;
 
 pub struct Pop3Session {
     r: BufReader<MailStream>,

@@ -69,18 +69,22 @@ fn timed_out(address: &str, what: &'static str, limit: Duration) -> SyncError {
     })
 }
 
-/// Makes sure bytes are buffered, waiting at most `limit` for the server. Only an empty buffer
-/// waits, so a timer is armed per network read, not per line.
-async fn fill<S: AsyncRead + Unpin>(
+/// Makes sure bytes are buffered, waiting at most `left` (of the step's `limit`) for the server.
+/// Only an empty buffer waits, so a timer is armed per network read, not per line.
+async fn fill_within<S: AsyncRead + Unpin>(
     r: &mut BufReader<S>,
     address: &str,
     what: &'static str,
+    left: Duration,
     limit: Duration,
 ) -> Result<(), SyncError> {
     if !r.buffer().is_empty() {
         return Ok(());
     }
-    let read = match tokio::time::timeout(limit, r.fill_buf()).await {
+    if left.is_zero() {
+        return Err(timed_out(address, what, limit));
+    }
+    let read = match tokio::time::timeout(left, r.fill_buf()).await {
         Err(_) => return Err(timed_out(address, what, limit)),
         Ok(Err(_)) => 0,
         Ok(Ok(b)) => b.len(),
@@ -93,7 +97,17 @@ async fn fill<S: AsyncRead + Unpin>(
     Ok(())
 }
 
-/// Reads one line (up to and including LF) into `line`, replacing what was there.
+async fn fill<S: AsyncRead + Unpin>(
+    r: &mut BufReader<S>,
+    address: &str,
+    what: &'static str,
+    limit: Duration,
+) -> Result<(), SyncError> {
+    fill_within(r, address, what, limit, limit).await
+}
+
+/// Reads one line (up to and including LF) into `line`, replacing what was there. The whole line
+/// must come within `limit`: a server dripping a byte at a time cannot stretch one reply forever.
 pub async fn read_line<S: AsyncRead + Unpin>(
     r: &mut BufReader<S>,
     line: &mut Vec<u8>,
@@ -102,8 +116,10 @@ pub async fn read_line<S: AsyncRead + Unpin>(
     limit: Duration,
 ) -> Result<(), SyncError> {
     line.clear();
+    let started = tokio::time::Instant::now();
     loop {
-        fill(r, address, what, limit).await?;
+        let left = limit.saturating_sub(started.elapsed());
+        fill_within(r, address, what, left, limit).await?;
         let buf = r.buffer();
         let (take, done) = match memchr(b'\n', buf) {
             Some(i) => (i + 1, true),
@@ -115,7 +131,7 @@ pub async fn read_line<S: AsyncRead + Unpin>(
             return Ok(());
         }
         if line.len() > MAX_LINE {
-            return Err(SyncError::Protocol {
+            return Err(SyncError::ProtocolViolation {
                 address: address.to_string(),
                 detail: format!("a reply line longer than {MAX_LINE} bytes while {what}"),
             });
@@ -166,7 +182,7 @@ pub async fn read_multiline<S: AsyncRead + Unpin>(
 }
 
 fn too_long(address: &str, what: &'static str, max_bytes: usize) -> SyncError {
-    SyncError::Protocol {
+    SyncError::ProtocolViolation {
         address: address.to_string(),
         detail: format!("more than {max_bytes} bytes while {what}"),
     }
@@ -248,7 +264,7 @@ mod tests {
         let endless = vec![b'a'; 4096];
         let mut r = BufReader::new(&endless[..]);
         let e = read_multiline(&mut r, &mut out, 100, "h", "test", T).await;
-        assert!(matches!(e, Err(SyncError::Protocol { .. })));
+        assert!(matches!(e, Err(SyncError::ProtocolViolation { .. })));
         let mut r = BufReader::new(&endless[..]);
         let mut line = Vec::new();
         let e = read_line(&mut r, &mut line, "h", "test", T).await;

@@ -151,9 +151,9 @@ fn imap(stream: TcpStream, attack: Attack, written: &AtomicU64) -> std::io::Resu
         let verb = words.next().unwrap_or("").to_ascii_uppercase();
         let rest = words.next().unwrap_or("").to_ascii_uppercase();
         match verb.as_str() {
-            "CAPABILITY" => {
-                out.write_all(format!("* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\n{tag} OK done\r\n").as_bytes())?
-            }
+            "CAPABILITY" => out.write_all(
+                format!("* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\n{tag} OK done\r\n").as_bytes(),
+            )?,
             "AUTHENTICATE" => {
                 out.write_all(b"+ \r\n")?;
                 line.clear();
@@ -211,7 +211,9 @@ fn imap(stream: TcpStream, attack: Attack, written: &AtomicU64) -> std::io::Resu
                     return Ok(());
                 }
                 _ => {
-                    out.write_all(format!("* 1 FETCH (UID 1 BODY[] {{{}}}\r\n", body.len()).as_bytes())?;
+                    out.write_all(
+                        format!("* 1 FETCH (UID 1 BODY[] {{{}}}\r\n", body.len()).as_bytes(),
+                    )?;
                     out.write_all(&body)?;
                     out.write_all(format!(")\r\n{tag} OK done\r\n").as_bytes())?;
                 }

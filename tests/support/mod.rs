@@ -4,6 +4,7 @@
 
 pub mod appliance;
 pub mod dovecot;
+pub mod hostile;
 pub mod ingest;
 pub mod mail;
 pub mod pop3_server;

@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use super::SyncSummary;
 use super::pipeline::{Fetched, Pipeline};
+use super::{Progress, SyncSummary};
 use crate::config::{Mailbox, Profile};
 use crate::engine::error::SyncError;
 use crate::engine::{JobContext, alerts};
@@ -18,13 +18,14 @@ pub(super) async fn sync_folders(
     profile: &Profile,
     mailbox: &Mailbox,
     session: &mut ImapSession,
+    progress: &Progress,
 ) -> Result<SyncSummary, SyncError> {
     let mut summary = SyncSummary::default();
     // I1: INBOX, then the mailbox's tracking folders.
     let folders =
         std::iter::once("INBOX").chain(mailbox.tracking_folders.iter().map(String::as_str));
     for folder in folders {
-        summary.add(sync_folder(ctx, profile, mailbox, session, folder).await?);
+        summary.add(sync_folder(ctx, profile, mailbox, session, folder, progress).await?);
         if summary.interrupted {
             break;
         }
@@ -38,6 +39,7 @@ async fn sync_folder(
     mailbox: &Mailbox,
     session: &mut ImapSession,
     folder: &str,
+    progress: &Progress,
 ) -> Result<SyncSummary, SyncError> {
     let address = mailbox.email_address.as_str();
     let status = session.examine(folder).await?;
@@ -98,7 +100,7 @@ async fn sync_folder(
         folder: folder.to_string(),
         cursor: cursor.clone(),
     };
-    let mut pipeline = Pipeline::new(ctx, &profile.name, address);
+    let mut pipeline = Pipeline::new(ctx, &profile.name, address, progress);
     let mut interrupted = false;
     let last = chunks.len().saturating_sub(1);
     if chunks.is_empty() {

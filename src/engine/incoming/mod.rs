@@ -76,22 +76,74 @@ impl IncomingSession {
     }
 }
 
-/// One incoming sync of `mailbox`: everything new is stored, exactly once.
+/// When a sync last made progress (a committed batch, or its start); the sync deadline counts
+/// from it.
+pub(super) struct Progress(std::sync::Mutex<tokio::time::Instant>);
+
+impl Progress {
+    fn new() -> Progress {
+        Progress(std::sync::Mutex::new(tokio::time::Instant::now()))
+    }
+
+    pub(super) fn mark(&self) {
+        if let Ok(mut at) = self.0.lock() {
+            *at = tokio::time::Instant::now();
+        }
+    }
+
+    fn last(&self) -> tokio::time::Instant {
+        self.0
+            .lock()
+            .map_or_else(|_| tokio::time::Instant::now(), |at| *at)
+    }
+
+    /// Returns once `deadline` has passed without progress.
+    async fn stalled(&self, deadline: std::time::Duration) {
+        loop {
+            let due = self.last() + deadline;
+            if tokio::time::Instant::now() >= due {
+                return;
+            }
+            tokio::time::sleep_until(due).await;
+        }
+    }
+}
+
+/// One incoming sync of `mailbox`: everything new is stored, exactly once. A sync that commits
+/// nothing for the profile's `sync_deadline` is dropped (its connection with it) and retried
+/// later: each step has the connection timeout, but a server answering just in time, forever,
+/// would otherwise hold a connection slot for good.
 pub async fn sync_mailbox(
     ctx: &JobContext,
     profile: &Profile,
     mailbox: &Mailbox,
 ) -> Result<SyncSummary, SyncError> {
     let _permit = ctx.acquire(profile, mailbox).await;
+    let progress = Progress::new();
+    tokio::select! {
+        result = sync_session(ctx, profile, mailbox, &progress) => result,
+        () = progress.stalled(profile.sync_deadline) => Err(SyncError::SyncDeadline {
+            seconds: profile.sync_deadline.as_secs(),
+        }),
+    }
+}
+
+async fn sync_session(
+    ctx: &JobContext,
+    profile: &Profile,
+    mailbox: &Mailbox,
+    progress: &Progress,
+) -> Result<SyncSummary, SyncError> {
     let session = IncomingSession::open(ctx, profile, mailbox, None).await?;
     match session {
         IncomingSession::Imap(mut s) => {
-            let result = imap_folder::sync_folders(ctx, profile, mailbox, &mut s).await;
+            let result = imap_folder::sync_folders(ctx, profile, mailbox, &mut s, progress).await;
             s.logout().await;
             result
         }
         IncomingSession::Pop3(mut s) => {
-            let outcome = pop3_maildrop::sync_maildrop(ctx, profile, mailbox, &mut s).await;
+            let outcome =
+                pop3_maildrop::sync_maildrop(ctx, profile, mailbox, &mut s, progress).await;
             match outcome {
                 Ok(o) if o.deleted > 0 => {
                     // DELE takes effect at QUIT: its answer says whether the messages are gone.

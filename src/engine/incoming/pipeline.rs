@@ -9,7 +9,7 @@ use chrono::{TimeZone, Utc};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use super::SyncSummary;
+use super::{Progress, SyncSummary};
 use crate::engine::JobContext;
 use crate::engine::error::SyncError;
 use crate::store::{IngestBatch, IngestOutcome, IngestSource, PreparedMessage, SyncKey, rawcodec};
@@ -42,17 +42,24 @@ pub(super) struct Pipeline<'a> {
     mailbox: &'a str,
     preparing: VecDeque<(PrepareTask, IngestSource)>,
     committing: VecDeque<CommitAnswer>,
+    progress: &'a Progress,
     pub summary: SyncSummary,
 }
 
 impl<'a> Pipeline<'a> {
-    pub fn new(ctx: &'a JobContext, profile: &'a str, mailbox: &'a str) -> Pipeline<'a> {
+    pub fn new(
+        ctx: &'a JobContext,
+        profile: &'a str,
+        mailbox: &'a str,
+        progress: &'a Progress,
+    ) -> Pipeline<'a> {
         Pipeline {
             ctx,
             profile,
             mailbox,
             preparing: VecDeque::new(),
             committing: VecDeque::new(),
+            progress,
             summary: SyncSummary::default(),
         }
     }
@@ -118,6 +125,7 @@ impl<'a> Pipeline<'a> {
         };
         match rx.await {
             Ok(Ok(o)) => {
+                self.progress.mark();
                 self.ctx
                     .metrics
                     .ingested(self.profile, u64::from(o.created), o.bytes);

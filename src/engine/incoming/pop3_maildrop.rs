@@ -6,8 +6,8 @@ use std::time::Instant;
 
 use chrono::Utc;
 
-use super::SyncSummary;
 use super::pipeline::{Fetched, Pipeline};
+use super::{Progress, SyncSummary};
 use crate::config::{Mailbox, Profile};
 use crate::engine::JobContext;
 use crate::engine::error::SyncError;
@@ -27,6 +27,7 @@ pub(super) async fn sync_maildrop(
     profile: &Profile,
     mailbox: &Mailbox,
     session: &mut Pop3Session,
+    progress: &Progress,
 ) -> Result<MaildropOutcome, SyncError> {
     let address = mailbox.email_address.as_str();
     let store_error = |e: crate::store::StoreError| SyncError::Store(e.to_string());
@@ -40,7 +41,7 @@ pub(super) async fn sync_maildrop(
             .map_err(store_error)?;
     }
     let dated_after = profile.process_emails_received_after.map(|d| d.timestamp());
-    let mut pipeline = Pipeline::new(ctx, &profile.name, address);
+    let mut pipeline = Pipeline::new(ctx, &profile.name, address, progress);
     let mut interrupted = false;
     let chunks = batches(
         plan.retrieve,

@@ -1,0 +1,170 @@
+//! Hostile and broken servers (tests/support/hostile.rs) for IMAP, POP3 and SMTP, each beside a
+//! healthy mailbox on dovecot: the appliance keeps running and keeps syncing the healthy one,
+//! each bad mailbox shows its own error code, and the process's peak memory stays bounded.
+
+mod support;
+
+use std::time::{Duration, SystemTime};
+
+use support::appliance::Setup;
+use support::dovecot::{Dovecot, PASSWORD};
+use support::hostile::{Attack, HostileServer, Protocol};
+use support::sidesync::Sidesync;
+use support::{mail, wait_for};
+
+/// Peak resident memory the appliance may reach while under attack. Without the bounds an
+/// endless line or a 4 GB literal grows a buffer toward 512 MiB per connection.
+const PEAK_RSS_CEILING_KB: u64 = 200 * 1024;
+
+/// `tls`: the profile's incoming_tls ("" for plaintext, said explicitly).
+fn hostile_profile(name: &str, server_type: &str, port: u16, tls: &str) -> String {
+    let tls = if tls.is_empty() { "none" } else { tls };
+    format!(
+        "[[profile]]\nname = \"{name}\"\nserver_type = \"{server_type}\"\n\
+         incoming_server_location = \"127.0.0.1\"\nincoming_port_number = {port}\n\
+         incoming_tls = \"{tls}\"\nmin_polling_interval = \"1s\"\n\
+         timeout_mailbox_connection_after = \"3s\"\nsync_deadline = \"5s\"\n"
+    )
+}
+
+fn mailbox(address: &str, profile: &str, password: &str) -> String {
+    format!(
+        "[[mailbox]]\nemail_address = \"{address}\"\nprofile = \"{profile}\"\npassword = \"{password}\"\n\
+         approval = \"approved\"\n"
+    )
+}
+
+fn healthy_profile(d: &Dovecot) -> String {
+    format!(
+        "[[profile]]\nname = \"healthy\"\nincoming_server_location = \"127.0.0.1\"\n\
+         incoming_port_number = {}\nca_file = \"{}\"\nmin_polling_interval = \"1s\"\n\
+         timeout_mailbox_connection_after = \"10s\"\n",
+        d.imaps_port,
+        d.ca_file.display()
+    )
+}
+
+/// VmHWM of the running appliance, in kB.
+fn peak_rss_kb(s: &Sidesync) -> u64 {
+    let status =
+        std::fs::read_to_string(format!("/proc/{}/status", s.child.id())).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM")
+}
+
+fn error_code(s: &Sidesync, address: &str) -> Option<String> {
+    s.mailbox(address)["last_error"]["code"]
+        .as_str()
+        .map(str::to_string)
+}
+
+/// Runs the appliance with one healthy IMAP mailbox and one mailbox per `(attack, incoming_tls,
+/// expected code)`; checks each code, that the healthy mailbox keeps syncing, the peak memory,
+/// and that the process is still alive.
+fn under_attack(protocol: Protocol, server_type: &str, cases: &[(Attack, &str, &str)]) {
+    let d = Dovecot::start();
+    let setup = Setup::new();
+    let healthy = "healthy@example.com";
+    for n in 0..3 {
+        d.deliver(
+            healthy,
+            &mail::sample(healthy, n, 2_000),
+            "",
+            SystemTime::now(),
+        );
+    }
+    let servers: Vec<HostileServer> = cases
+        .iter()
+        .map(|(attack, _, _)| HostileServer::start(protocol, *attack))
+        .collect();
+    let mut body = vec![healthy_profile(&d), mailbox(healthy, "healthy", PASSWORD)];
+    for (i, ((_, extra, _), server)) in cases.iter().zip(&servers).enumerate() {
+        body.push(hostile_profile(
+            &format!("bad{i}"),
+            server_type,
+            server.port,
+            extra,
+        ));
+        body.push(mailbox(
+            &format!("bad{i}@example.com"),
+            &format!("bad{i}"),
+            "pw",
+        ));
+    }
+    let cfg = setup.write("", &body.concat());
+    let mut s = setup.start(&cfg);
+    for (i, (attack, _, code)) in cases.iter().enumerate() {
+        let address = format!("bad{i}@example.com");
+        let seen = wait_for(
+            &format!("{attack:?} to be reported on {address}"),
+            Duration::from_secs(90),
+            || error_code(&s, &address).filter(|c| c == code),
+        );
+        assert_eq!(&seen, code, "{attack:?}");
+    }
+    wait_for(
+        "the healthy mailbox to sync",
+        Duration::from_secs(60),
+        || (s.mailbox(healthy)["activities_stored"].as_u64()? == 3).then_some(()),
+    );
+    d.deliver(
+        healthy,
+        &mail::sample(healthy, 9, 1_000),
+        "",
+        SystemTime::now(),
+    );
+    wait_for(
+        "the healthy mailbox to keep syncing",
+        Duration::from_secs(60),
+        || (s.mailbox(healthy)["activities_stored"].as_u64()? == 4).then_some(()),
+    );
+    assert!(
+        s.child.try_wait().expect("wait").is_none(),
+        "the appliance must still run"
+    );
+    let peak = peak_rss_kb(&s);
+    assert!(
+        peak < PEAK_RSS_CEILING_KB,
+        "peak RSS {peak} kB over {PEAK_RSS_CEILING_KB} kB"
+    );
+    assert!(s.terminate().success());
+}
+
+#[test]
+fn hostile_imap_servers_stay_their_mailboxes_trouble() {
+    under_attack(
+        Protocol::Imap,
+        "imap_smtp",
+        &[
+            // Before TLS: anyone on the path can send these bytes.
+            (Attack::NestedGreeting, "starttls", "protocol_violation"),
+            (Attack::NestedGreeting, "", "protocol_violation"),
+            (Attack::NestedUntagged, "", "protocol_violation"),
+            (Attack::NestedFetch, "", "protocol_violation"),
+            (Attack::EndlessLine, "", "protocol_violation"),
+            (Attack::HugeLiteral, "", "protocol_violation"),
+            (Attack::Drip, "", "timeout"),
+            (Attack::DripListing, "", "sync_deadline"),
+        ],
+    );
+}
+
+#[test]
+fn hostile_pop3_servers_stay_their_mailboxes_trouble() {
+    under_attack(
+        Protocol::Pop3,
+        "pop3_smtp",
+        &[
+            (Attack::NestedGreeting, "starttls", "protocol_violation"),
+            (Attack::NestedUntagged, "", "protocol_violation"),
+            (Attack::EndlessLine, "", "protocol_violation"),
+            (Attack::HugeLiteral, "", "protocol_violation"),
+            (Attack::EndlessListing, "", "protocol_violation"),
+            (Attack::Drip, "", "timeout"),
+            (Attack::DripListing, "", "sync_deadline"),
+        ],
+    );
+}
