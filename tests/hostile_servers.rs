@@ -168,3 +168,59 @@ fn hostile_pop3_servers_stay_their_mailboxes_trouble() {
         ],
     );
 }
+
+/// SMTP: each mailbox syncs its INBOX from dovecot and sends through a hostile server. Test &
+/// Enable's outgoing step meets the attack; its code is recorded, and incoming goes on.
+#[test]
+fn hostile_smtp_servers_stay_their_mailboxes_trouble() {
+    let d = Dovecot::start();
+    let setup = Setup::new();
+    let cases = [
+        (Attack::NestedGreeting, None),
+        (Attack::NestedUntagged, None),
+        (Attack::EndlessLine, Some("protocol_violation")),
+        (Attack::Drip, Some("protocol_violation")),
+        (Attack::EndlessListing, Some("protocol_violation")),
+    ];
+    let mut body = Vec::new();
+    for (i, (attack, _)) in cases.iter().enumerate() {
+        let server = HostileServer::start(Protocol::Smtp, *attack);
+        let user = format!("smtp-bad{i}@example.com");
+        d.deliver(&user, &mail::sample(&user, 1, 1_000), "", SystemTime::now());
+        body.push(format!(
+            "{}outgoing_server_location = \"127.0.0.1\"\noutgoing_port_number = {}\n\
+             outgoing_tls = \"none\"\n",
+            healthy_profile(&d).replace("name = \"healthy\"", &format!("name = \"bad{i}\"")),
+            server.port
+        ));
+        body.push(mailbox(&user, &format!("bad{i}"), PASSWORD));
+        std::mem::forget(server);
+    }
+    let cfg = setup.write("", &body.concat());
+    let mut s = setup.start(&cfg);
+    for (i, (attack, code)) in cases.iter().enumerate() {
+        let user = format!("smtp-bad{i}@example.com");
+        let outgoing = wait_for(
+            &format!("{attack:?}: the outgoing test to finish"),
+            Duration::from_secs(90),
+            || {
+                let t = s.mailbox(&user)["last_test"]["outgoing"].clone();
+                (t["status"] != "not_run" && !t.is_null()).then_some(t)
+            },
+        );
+        if let Some(code) = code {
+            assert_eq!(outgoing["code"], *code, "{attack:?}: {outgoing}");
+        }
+        // Incoming is that mailbox's own business, and goes on.
+        wait_for(&format!("{user} to sync"), Duration::from_secs(60), || {
+            (s.mailbox(&user)["activities_stored"].as_u64()? == 1).then_some(())
+        });
+    }
+    assert!(s.child.try_wait().expect("wait").is_none());
+    let peak = peak_rss_kb(&s);
+    assert!(
+        peak < PEAK_RSS_CEILING_KB,
+        "peak RSS {peak} kB over {PEAK_RSS_CEILING_KB} kB"
+    );
+    assert!(s.terminate().success());
+}

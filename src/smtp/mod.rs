@@ -96,8 +96,15 @@ fn io_error(address: &str, e: mail_send::Error) -> SyncError {
             seconds: 0,
         }),
         mail_send::Error::UnexpectedReply(r) => reply_error(address, &r),
-        mail_send::Error::Io(_) | mail_send::Error::UnparseableReply => SyncError::ConnectionLost {
+        mail_send::Error::Io(_) => SyncError::ConnectionLost {
             address: address.to_string(),
+        },
+        // mail-send says this for a reply smtp-proto refuses (an endless or malformed line) and
+        // for a connection closed in the middle of a reply: both break the protocol.
+        mail_send::Error::UnparseableReply => SyncError::ProtocolViolation {
+            address: address.to_string(),
+            detail: "a reply that is not SMTP, or the connection closed in the middle of one"
+                .to_string(),
         },
         other => SyncError::Protocol {
             address: address.to_string(),
