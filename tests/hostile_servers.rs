@@ -224,3 +224,93 @@ fn hostile_smtp_servers_stay_their_mailboxes_trouble() {
     );
     assert!(s.terminate().success());
 }
+
+/// An email listed larger than `max_message_size` is not fetched: a skipped item failure with
+/// its reason, a warning alert naming it, `items_failed_last_sync`; a smaller one on the same
+/// kind of server is stored. IMAP and POP3 (with deletion on: the skipped one is never deleted).
+#[test]
+fn emails_over_max_message_size_are_skipped_recorded_and_alerted() {
+    let setup = Setup::new();
+    let cases = [
+        (Protocol::Imap, "imap_smtp", 3_000, false),
+        (Protocol::Imap, "imap_smtp", 1_500, true),
+        (Protocol::Pop3, "pop3_smtp", 3_000, false),
+        (Protocol::Pop3, "pop3_smtp", 1_500, true),
+    ];
+    let mut body = Vec::new();
+    for (i, (protocol, server_type, size, _)) in cases.iter().enumerate() {
+        let server = HostileServer::start(*protocol, Attack::Large { size: *size });
+        let delete = if *server_type == "pop3_smtp" {
+            "pop3_delete_after_days = 0\n"
+        } else {
+            ""
+        };
+        body.push(format!(
+            "{}max_message_size = 2048\n{delete}",
+            // One sync only: the next one has nothing new and counts no failure.
+            hostile_profile(&format!("p{i}"), server_type, server.port, "").replace(
+                "min_polling_interval = \"1s\"",
+                "min_polling_interval = \"1h\""
+            )
+        ));
+        body.push(mailbox(
+            &format!("size{i}@example.com"),
+            &format!("p{i}"),
+            "pw",
+        ));
+        std::mem::forget(server);
+    }
+    let cfg = setup.write("", &body.concat());
+    let s = setup.start(&cfg);
+    for (i, (protocol, _, _, stored)) in cases.iter().enumerate() {
+        let address = format!("size{i}@example.com");
+        let m = wait_for(
+            &format!("{address} to complete a sync"),
+            Duration::from_secs(60),
+            || {
+                let m = s.mailbox(&address);
+                m["last_successful_sync_completed_on"]
+                    .is_string()
+                    .then_some(m)
+            },
+        );
+        if *stored {
+            assert_eq!(m["activities_stored"], 1, "{m}");
+            continue;
+        }
+        assert_eq!(m["activities_stored"], 0, "{m}");
+        assert_eq!(m["latest_alert"]["code"], "message_too_large", "{m}");
+        assert_eq!(m["latest_alert"]["level"], "warning", "{m}");
+        let text = m["latest_alert"]["message"].as_str().unwrap_or("");
+        let which = match protocol {
+            Protocol::Pop3 => "UIDL uidl-1".to_string(),
+            _ => "UID 1 in folder \"INBOX\"".to_string(),
+        };
+        assert!(
+            text.contains(&which) && text.contains("over max_message_size (2048 bytes)"),
+            "{text}"
+        );
+    }
+    assert!(s.terminate().success());
+    let store = setup.store();
+    for (i, (_, _, _, stored)) in cases.iter().enumerate() {
+        let address = format!("size{i}@example.com");
+        let failures = store.item_failures(Some(&address)).expect("failures");
+        if *stored {
+            assert!(failures.is_empty());
+            continue;
+        }
+        assert_eq!(failures.len(), 1, "{failures:?}");
+        let f = &failures[0].1;
+        assert!(f.skipped);
+        assert_eq!(f.code, "message_too_large");
+        let state = &store.mailbox_states().expect("states")[address.as_str()];
+        assert_eq!(state.items_failed_last_sync, 1);
+    }
+    // POP3 with deletion on: the skipped email has no activity, so it is never deleted.
+    let map = store.pop3_sync_id_map("size2@example.com").expect("map");
+    assert_eq!(
+        map.get("uidl-1").map(|e| e.0),
+        Some(sidesync::store::NOT_TRACKED)
+    );
+}

@@ -10,6 +10,7 @@
 //! - `folder_cursors`: (mailbox, folder) → [`FolderCursor`]
 //! - `mailbox_state`, `profile_state`: runtime state shown by `/status`
 //! - `alerts`: alert id → [`Alert`]
+//! - `item_failures`: (mailbox, item key) → [`ItemFailure`] (emails skipped or failing to store)
 //! - `outbox`: activity id → [`OutboxEntry`] for outgoing email (status, tries, replies)
 //! - `outbox_due`: (due time, activity id) of every email still to send
 //! - `outbox_counts`: mailbox → its outbox by status and last send error
@@ -66,6 +67,8 @@ pub(crate) const MAILBOX_STATE: TableDefinition<&str, &[u8]> =
 pub(crate) const PROFILE_STATE: TableDefinition<&str, &[u8]> =
     TableDefinition::new("profile_state");
 pub(crate) const ALERTS: TableDefinition<u64, &[u8]> = TableDefinition::new("alerts");
+pub(crate) const ITEM_FAILURES: TableDefinition<(&str, &str), &[u8]> =
+    TableDefinition::new("item_failures");
 pub(crate) const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
 /// (due time in ms since the epoch, id) of every email still to send: the outbox task reads
 /// only what is due.
@@ -406,6 +409,29 @@ impl Store {
         let mut out = Vec::new();
         for row in t.iter()?.rev().take(limit) {
             out.push(decode("alert", row?.1.value())?);
+        }
+        Ok(out)
+    }
+
+    /// The item failures of `mailbox` (all mailboxes when `None`), with their mailbox.
+    pub fn item_failures(
+        &self,
+        mailbox: Option<&str>,
+    ) -> Result<Vec<(String, ItemFailure)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = match txn.open_table(ITEM_FAILURES) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut out = Vec::new();
+        let rows = match mailbox {
+            Some(m) => t.range((m, "")..=(m, "\u{10ffff}"))?,
+            None => t.range::<(&str, &str)>(..)?,
+        };
+        for row in rows {
+            let (k, v) = row?;
+            out.push((k.value().0.to_string(), decode("item failure", v.value())?));
         }
         Ok(out)
     }

@@ -178,6 +178,42 @@ pub struct Alert {
     pub message: String,
 }
 
+/// An email that could not be stored (too large, or failing to be stored): item-level, it
+/// affects only that email. Kept for the appliance's item failure retention.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ItemFailure {
+    /// Where it is: the folder (INBOX for POP3) and its UID or UIDL.
+    pub folder: String,
+    pub uidvalidity: Option<u32>,
+    pub uid: Option<u32>,
+    pub uidl: Option<String>,
+    /// Size as the server listed it.
+    pub size: u64,
+    /// A stable short code (`message_too_large`, ...).
+    pub code: String,
+    pub error: String,
+    pub tries: u32,
+    /// True when the sync passed over it: it is not fetched again unless retried.
+    pub skipped: bool,
+    pub first_at: DateTime<Utc>,
+    pub last_at: DateTime<Utc>,
+}
+
+impl ItemFailure {
+    /// The key of its row under the mailbox: folder, UIDVALIDITY and UID, or the UIDL.
+    pub fn item_key(&self) -> String {
+        match (&self.uidl, self.uidvalidity, self.uid) {
+            (Some(uidl), _, _) => format!("uidl:{uidl}"),
+            (None, v, u) => format!(
+                "{}:{}:{}",
+                self.folder,
+                v.unwrap_or_default(),
+                u.unwrap_or_default()
+            ),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutboxCounts {
     pub queued: u64,

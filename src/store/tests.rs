@@ -33,6 +33,8 @@ fn batch(uidvalidity: u32, msgs: Vec<PreparedMessage>) -> IngestBatch {
             },
         },
         messages: msgs,
+        failed: Vec::new(),
+        failures_before: chrono::Utc::now(),
     }
 }
 

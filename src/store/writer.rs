@@ -12,9 +12,9 @@ use redb::{Durability, ReadableTable, WriteTransaction};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    ACTIVITIES, ACTIVITY_RAW, ALERTS, Activity, Alert, Direction, FOLDER_CURSORS, LastError,
-    MAILBOX_STATE, MESSAGE_INDEX, META, MailboxState, NOT_TRACKED, POP3_SYNC_ID_MAP, PROFILE_STATE,
-    RunStatus, SYNC_ID_MAP, Store, StoreError, decode, encode,
+    ACTIVITIES, ACTIVITY_RAW, ALERTS, Activity, Alert, Direction, FOLDER_CURSORS, ITEM_FAILURES,
+    ItemFailure, LastError, MAILBOX_STATE, MESSAGE_INDEX, META, MailboxState, NOT_TRACKED,
+    POP3_SYNC_ID_MAP, PROFILE_STATE, RunStatus, SYNC_ID_MAP, Store, StoreError, decode, encode,
 };
 use crate::store::{
     ApprovalOverride, Enablement, OUTBOX, OUTBOX_COUNTS, OUTBOX_DUE, OutboxCounts, OutboxEntry,
@@ -59,6 +59,12 @@ pub struct IngestBatch {
     pub mailbox: String,
     pub source: IngestSource,
     pub messages: Vec<PreparedMessage>,
+    /// Emails of this batch that were not stored (too large): recorded with the batch, so the
+    /// cursor never passes an email without its record. A skipped POP3 one also gets a sync id
+    /// map entry without an activity: it is not retrieved again and never deleted.
+    pub failed: Vec<ItemFailure>,
+    /// Item failures of the mailbox last seen before this are dropped (retention).
+    pub failures_before: DateTime<Utc>,
 }
 
 /// What a batch came from, and what its commit records besides the activities.
@@ -788,14 +794,57 @@ fn apply_ingest(txn: &WriteTransaction, batch: &IngestBatch) -> Result<IngestOut
             }
         }
     }
+    record_item_failures(txn, batch)?;
     let mut states = txn.open_table(MAILBOX_STATE)?;
     let mut state: MailboxState = load(&states, mailbox, "mailbox state")?;
+    state.items_failed_last_sync += batch.failed.len() as u64;
     state.activities_stored += u64::from(out.created);
     state.raw_bytes_stored += raw_bytes;
     out.bytes = raw_bytes;
     state.items_processed_last_sync += u64::from(out.created + out.linked);
     states.insert(mailbox, encode(&state).as_slice())?;
     Ok(out)
+}
+
+/// Writes a batch's item failures (a repeated one keeps its first time and counts a try) and
+/// drops the mailbox's failures older than the retention.
+fn record_item_failures(txn: &WriteTransaction, batch: &IngestBatch) -> Result<(), StoreError> {
+    if batch.failed.is_empty() {
+        return Ok(());
+    }
+    let mailbox = batch.mailbox.as_str();
+    let mut table = txn.open_table(ITEM_FAILURES)?;
+    let mut uidl_map = txn.open_table(POP3_SYNC_ID_MAP)?;
+    let mut expired = Vec::new();
+    for row in table.range((mailbox, "")..=(mailbox, "\u{10ffff}"))? {
+        let (k, v) = row?;
+        let f: ItemFailure = decode("item failure", v.value())?;
+        if f.last_at < batch.failures_before {
+            expired.push(k.value().1.to_string());
+        }
+    }
+    for key in expired {
+        table.remove((mailbox, key.as_str()))?;
+    }
+    for f in &batch.failed {
+        let key = f.item_key();
+        let mut record = f.clone();
+        if let Some(old) = table.get((mailbox, key.as_str()))? {
+            let old: ItemFailure = decode("item failure", old.value())?;
+            record.first_at = old.first_at;
+            record.tries = old.tries + f.tries;
+        }
+        table.insert((mailbox, key.as_str()), encode(&record).as_slice())?;
+        if let (Some(uidl), true) = (&f.uidl, f.skipped)
+            && uidl_map.get((mailbox, uidl.as_str()))?.is_none()
+        {
+            uidl_map.insert(
+                (mailbox, uidl.as_str()),
+                (NOT_TRACKED, f.last_at.timestamp()),
+            )?;
+        }
+    }
+    Ok(())
 }
 
 /// Removes POP3 sync id map entries of messages no longer on the server.

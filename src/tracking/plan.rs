@@ -99,19 +99,24 @@ pub struct ListedMessage {
 pub struct Chunk {
     /// UIDs whose bodies are fetched.
     pub fetch: Vec<u32>,
+    /// Listed larger than the profile's `max_message_size`: not fetched, recorded as skipped
+    /// items, passed by the cursor. (UID, listed size.)
+    pub too_large: Vec<(u32, u32)>,
     /// The cursor after this chunk commits: its highest UID, skipped ones included.
     pub last_uid: u32,
 }
 
 /// Splits the listing into chunks of at most `max_count` messages and about `max_bytes` bytes
 /// (a single larger message gets a chunk of its own). Messages received before `received_after`
-/// are skipped (P6) but still advance the cursor, so they are never listed again.
+/// are skipped (P6) but still advance the cursor, so they are never listed again. Messages
+/// larger than `max_message_size` are not fetched: they go in their chunk's `too_large`.
 pub fn chunk_listing(
     listed: &[ListedMessage],
     after_uid: u32,
     received_after: Option<i64>,
     max_count: usize,
     max_bytes: usize,
+    max_message_size: u64,
 ) -> Vec<Chunk> {
     let mut sorted: Vec<ListedMessage> = listed
         .iter()
@@ -123,12 +128,16 @@ pub fn chunk_listing(
     let mut chunks = Vec::new();
     let mut current = Chunk {
         fetch: Vec::new(),
+        too_large: Vec::new(),
         last_uid: after_uid,
     };
     let mut bytes = 0usize;
     let mut touched = false;
     for m in sorted {
-        let skip = matches!((received_after, m.received), (Some(after), Some(r)) if r < after);
+        let dated_before =
+            matches!((received_after, m.received), (Some(after), Some(r)) if r < after);
+        let too_large = !dated_before && u64::from(m.size) > max_message_size;
+        let skip = dated_before || too_large;
         if !skip
             && !current.fetch.is_empty()
             && (current.fetch.len() >= max_count || bytes + m.size as usize > max_bytes)
@@ -138,6 +147,7 @@ pub fn chunk_listing(
                 &mut current,
                 Chunk {
                     fetch: Vec::new(),
+                    too_large: Vec::new(),
                     last_uid: next_start,
                 },
             ));
@@ -146,6 +156,9 @@ pub fn chunk_listing(
         if !skip {
             current.fetch.push(m.uid);
             bytes += m.size as usize;
+        }
+        if too_large {
+            current.too_large.push((m.uid, m.size));
         }
         current.last_uid = m.uid;
         touched = true;
@@ -275,7 +288,7 @@ mod tests {
     #[test]
     fn chunks_by_count_and_bytes() {
         let l: Vec<_> = (1..=5).map(|u| listed(u, 100, 0)).collect();
-        let c = chunk_listing(&l, 0, None, 2, 1_000_000);
+        let c = chunk_listing(&l, 0, None, 2, 1_000_000, u64::MAX);
         assert_eq!(
             c.iter().map(|c| c.fetch.clone()).collect::<Vec<_>>(),
             vec![vec![1, 2], vec![3, 4], vec![5]]
@@ -284,14 +297,14 @@ mod tests {
             c.iter().map(|c| c.last_uid).collect::<Vec<_>>(),
             vec![2, 4, 5]
         );
-        let c = chunk_listing(&l, 0, None, 100, 250);
+        let c = chunk_listing(&l, 0, None, 100, 250, u64::MAX);
         assert_eq!(c.len(), 3, "250 bytes hold two 100-byte messages");
     }
 
     #[test]
     fn a_huge_message_gets_its_own_chunk() {
         let l = vec![listed(1, 10, 0), listed(2, 5_000, 0), listed(3, 10, 0)];
-        let c = chunk_listing(&l, 0, None, 100, 100);
+        let c = chunk_listing(&l, 0, None, 100, 100, u64::MAX);
         assert_eq!(
             c.iter().map(|c| c.fetch.clone()).collect::<Vec<_>>(),
             vec![vec![1], vec![2], vec![3]]
@@ -301,20 +314,22 @@ mod tests {
     #[test]
     fn old_messages_are_skipped_but_advance_the_cursor() {
         let l = vec![listed(4, 10, 50), listed(5, 10, 200), listed(6, 10, 50)];
-        let c = chunk_listing(&l, 3, Some(100), 100, 1000);
+        let c = chunk_listing(&l, 3, Some(100), 100, 1000, u64::MAX);
         assert_eq!(
             c,
             vec![Chunk {
                 fetch: vec![5],
+                too_large: vec![],
                 last_uid: 6
             }]
         );
         // Only old messages: nothing fetched, the cursor still moves.
-        let c = chunk_listing(&[listed(9, 10, 1)], 3, Some(100), 100, 1000);
+        let c = chunk_listing(&[listed(9, 10, 1)], 3, Some(100), 100, 1000, u64::MAX);
         assert_eq!(
             c,
             vec![Chunk {
                 fetch: vec![],
+                too_large: vec![],
                 last_uid: 9
             }]
         );
@@ -323,7 +338,29 @@ mod tests {
     #[test]
     fn uids_at_or_below_the_cursor_are_ignored() {
         // "UID FETCH 11:*" returns the last message even when its UID is below 11.
-        let c = chunk_listing(&[listed(10, 10, 0)], 10, None, 100, 1000);
+        let c = chunk_listing(&[listed(10, 10, 0)], 10, None, 100, 1000, u64::MAX);
         assert!(c.is_empty());
+    }
+
+    #[test]
+    fn too_large_messages_are_not_fetched_but_passed_and_named() {
+        let l = vec![
+            listed(1, 10, 200),
+            listed(2, 5_000, 200),
+            listed(3, 10, 200),
+        ];
+        let c = chunk_listing(&l, 0, Some(100), 100, 1000, 1_000);
+        assert_eq!(
+            c,
+            vec![Chunk {
+                fetch: vec![1, 3],
+                too_large: vec![(2, 5_000)],
+                last_uid: 3
+            }]
+        );
+        // Dated before the profile's date wins: an old large email is simply not tracked.
+        let c = chunk_listing(&[listed(4, 5_000, 1)], 3, Some(100), 100, 1000, 1_000);
+        assert_eq!(c[0].too_large, vec![]);
+        assert_eq!(c[0].last_uid, 4);
     }
 }

@@ -255,7 +255,7 @@ fn pop3(stream: TcpStream, attack: Attack, written: &AtomicU64) -> std::io::Resu
                 };
                 out.write_all(format!("+OK\r\nUSER\r\nUIDL\r\n{nested}\r\n.\r\n").as_bytes())?
             }
-            "USER" | "PASS" => out.write_all(b"+OK\r\n")?,
+            "USER" | "PASS" | "DELE" | "NOOP" => out.write_all(b"+OK\r\n")?,
             "STAT" => out.write_all(format!("+OK 1 {}\r\n", body.len()).as_bytes())?,
             "UIDL" if matches!(attack, Attack::EndlessListing | Attack::DripListing) => {
                 out.write_all(b"+OK\r\n")?;

@@ -10,7 +10,7 @@ use crate::config::{Mailbox, Profile};
 use crate::engine::error::SyncError;
 use crate::engine::{JobContext, alerts};
 use crate::imap::ImapSession;
-use crate::store::{AlertLevel, AlertScope, IngestSource, SyncKey};
+use crate::store::{AlertLevel, AlertScope, IngestSource, ItemFailure, SyncKey};
 use crate::tracking::plan::{FolderPlan, chunk_listing, plan_folder};
 
 pub(super) async fn sync_folders(
@@ -95,6 +95,7 @@ async fn sync_folder(
         profile.process_emails_received_after.map(|d| d.timestamp()),
         ctx.config.appliance.fetch_batch_size as usize,
         ctx.config.appliance.fetch_batch_bytes,
+        profile.max_message_size,
     );
     let source = |cursor: &crate::tracking::plan::FolderCursor| IngestSource::Folder {
         folder: folder.to_string(),
@@ -147,8 +148,27 @@ async fn sync_folder(
                 raw: b.raw,
             })
             .collect();
+        let failed = chunk
+            .too_large
+            .iter()
+            .map(|(uid, size)| {
+                too_large(
+                    profile,
+                    folder,
+                    Some(cursor.uidvalidity),
+                    Some(*uid),
+                    None,
+                    u64::from(*size),
+                )
+            })
+            .collect::<Vec<_>>();
+        for f in &failed {
+            alert_too_large(ctx, profile, address, f).await;
+        }
         // The next FETCH goes out while this batch is prepared and committed.
-        pipeline.push(fetched, source(&cursor), None).await?;
+        pipeline
+            .push(fetched, source(&cursor), None, failed)
+            .await?;
     }
     let mut summary = pipeline.finish().await?;
     summary.interrupted = interrupted;
@@ -159,4 +179,56 @@ async fn sync_folder(
 /// may count line ends differently in RFC822.SIZE, so twice the size plus a little, never more.
 fn literal_allowance(listed: u32) -> u64 {
     u64::from(listed).saturating_mul(2) + 64 * 1024
+}
+
+/// The item failure of an email listed larger than the profile's `max_message_size`.
+pub(super) fn too_large(
+    profile: &Profile,
+    folder: &str,
+    uidvalidity: Option<u32>,
+    uid: Option<u32>,
+    uidl: Option<String>,
+    size: u64,
+) -> ItemFailure {
+    let now = chrono::Utc::now();
+    ItemFailure {
+        folder: folder.to_string(),
+        uidvalidity,
+        uid,
+        uidl,
+        size,
+        code: "message_too_large".to_string(),
+        error: format!(
+            "{size} bytes, over max_message_size ({} bytes) of profile \"{}\"; not fetched, left on the server",
+            profile.max_message_size, profile.name
+        ),
+        tries: 1,
+        skipped: true,
+        first_at: now,
+        last_at: now,
+    }
+}
+
+/// A warning on the mailbox's alert wall naming the email that was not fetched.
+pub(super) async fn alert_too_large(
+    ctx: &JobContext,
+    profile: &Profile,
+    address: &str,
+    f: &ItemFailure,
+) {
+    let which = match (&f.uidl, f.uid) {
+        (Some(uidl), _) => format!("UIDL {uidl}"),
+        (None, Some(uid)) => format!("UID {uid} in folder \"{}\"", f.folder),
+        (None, None) => "an email".to_string(),
+    };
+    alerts::raise(
+        ctx,
+        AlertLevel::Warning,
+        AlertScope::Mailbox,
+        Some(address),
+        Some(&profile.name),
+        "message_too_large",
+        format!("The email {which} was skipped: {}.", f.error),
+    )
+    .await;
 }

@@ -12,7 +12,9 @@ use tokio::task::JoinHandle;
 use super::{Progress, SyncSummary};
 use crate::engine::JobContext;
 use crate::engine::error::SyncError;
-use crate::store::{IngestBatch, IngestOutcome, IngestSource, PreparedMessage, SyncKey, rawcodec};
+use crate::store::{
+    IngestBatch, IngestOutcome, IngestSource, ItemFailure, PreparedMessage, SyncKey, rawcodec,
+};
 use crate::tracking::message::{dated_before, dedup_key, parse_headers};
 
 /// Batches queued to the writer per mailbox before the job waits for the oldest commit: fetching
@@ -40,7 +42,7 @@ pub(super) struct Pipeline<'a> {
     ctx: &'a JobContext,
     profile: &'a str,
     mailbox: &'a str,
-    preparing: VecDeque<(PrepareTask, IngestSource)>,
+    preparing: VecDeque<(PrepareTask, IngestSource, Vec<ItemFailure>)>,
     committing: VecDeque<CommitAnswer>,
     progress: &'a Progress,
     pub summary: SyncSummary,
@@ -67,20 +69,22 @@ impl<'a> Pipeline<'a> {
     /// Queues a fetched batch; it commits with `source` (its cursor). With `dated_after`, messages
     /// whose Date header is earlier are recorded as seen but not tracked (POP3 has no server date
     /// to filter on before retrieval). Waits while too many batches are ahead of it.
+    /// `failed`: emails of the batch not fetched (too large), recorded with its commit.
     pub async fn push(
         &mut self,
         fetched: Vec<Fetched>,
         source: IngestSource,
         dated_after: Option<i64>,
+        failed: Vec<ItemFailure>,
     ) -> Result<(), SyncError> {
         self.preparing
-            .push_back((prepare(fetched, dated_after), source));
+            .push_back((prepare(fetched, dated_after), source, failed));
         self.advance(1, BATCHES_IN_FLIGHT).await
     }
 
     /// Commits `source` with no messages (a cursor that moved over nothing new).
     pub async fn push_cursor(&mut self, source: IngestSource) -> Result<(), SyncError> {
-        let rx = submit(self.ctx, self.mailbox, source, Vec::new()).await?;
+        let rx = submit(self.ctx, self.mailbox, source, Vec::new(), Vec::new()).await?;
         self.committing.push_back(rx);
         Ok(())
     }
@@ -95,7 +99,7 @@ impl<'a> Pipeline<'a> {
     /// waiting for their commit.
     async fn advance(&mut self, preparing: usize, committing: usize) -> Result<(), SyncError> {
         while self.preparing.len() > preparing {
-            let Some((handle, mut source)) = self.preparing.pop_front() else {
+            let Some((handle, mut source, failed)) = self.preparing.pop_front() else {
                 break;
             };
             let prepared = handle
@@ -107,7 +111,7 @@ impl<'a> Pipeline<'a> {
                     SyncKey::Uid(_) => None,
                 }));
             }
-            let rx = submit(self.ctx, self.mailbox, source, prepared.messages).await?;
+            let rx = submit(self.ctx, self.mailbox, source, prepared.messages, failed).await?;
             self.committing.push_back(rx);
             while self.committing.len() > committing.max(1) {
                 self.wait_oldest().await?;
@@ -144,12 +148,17 @@ async fn submit(
     mailbox: &str,
     source: IngestSource,
     messages: Vec<PreparedMessage>,
+    failed: Vec<ItemFailure>,
 ) -> Result<CommitAnswer, SyncError> {
+    let retention = chrono::Duration::from_std(ctx.config.appliance.item_failure_retention)
+        .unwrap_or_else(|_| chrono::Duration::days(3));
     ctx.writer
         .ingest(IngestBatch {
             mailbox: mailbox.to_string(),
             source,
             messages,
+            failed,
+            failures_before: Utc::now() - retention,
         })
         .await
         .map_err(|e| SyncError::Store(e.to_string()))

@@ -6,13 +6,14 @@ use std::time::Instant;
 
 use chrono::Utc;
 
+use super::imap_folder::{alert_too_large, too_large};
 use super::pipeline::{Fetched, Pipeline};
 use super::{Progress, SyncSummary};
 use crate::config::{Mailbox, Profile};
 use crate::engine::JobContext;
 use crate::engine::error::SyncError;
 use crate::pop3::Pop3Session;
-use crate::store::{IngestSource, SyncKey};
+use crate::store::{IngestSource, POP3_FOLDER, SyncKey};
 use crate::tracking::maildrop::{batches, deletable, plan_maildrop};
 
 /// What a POP3 sync leaves to do once the session ends: deleted messages are gone only if QUIT
@@ -41,10 +42,34 @@ pub(super) async fn sync_maildrop(
             .map_err(store_error)?;
     }
     let dated_after = profile.process_emails_received_after.map(|d| d.timestamp());
+    // Larger than the profile allows: not retrieved, recorded (never deleted: not stored).
+    let (retrieve, too_big): (Vec<_>, Vec<_>) = plan
+        .retrieve
+        .into_iter()
+        .partition(|m| m.size <= profile.max_message_size);
+    let failed: Vec<_> = too_big
+        .into_iter()
+        .map(|m| too_large(profile, POP3_FOLDER, None, None, Some(m.uidl), m.size))
+        .collect();
+    for f in &failed {
+        alert_too_large(ctx, profile, address, f).await;
+    }
     let mut pipeline = Pipeline::new(ctx, &profile.name, address, progress);
     let mut interrupted = false;
+    if !failed.is_empty() {
+        pipeline
+            .push(
+                Vec::new(),
+                IngestSource::Maildrop {
+                    skipped: Vec::new(),
+                },
+                None,
+                failed,
+            )
+            .await?;
+    }
     let chunks = batches(
-        plan.retrieve,
+        retrieve,
         ctx.config.appliance.fetch_batch_size as usize,
         ctx.config.appliance.fetch_batch_bytes as u64,
     );
@@ -77,6 +102,7 @@ pub(super) async fn sync_maildrop(
                     skipped: Vec::new(),
                 },
                 dated_after,
+                Vec::new(),
             )
             .await?;
     }
