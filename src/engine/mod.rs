@@ -43,6 +43,8 @@ pub struct JobContext {
     /// SMTP sessions sending now, across all mailboxes (the writer batches their Sent
     /// statuses when there is more than one).
     pub sending_sessions: std::sync::atomic::AtomicUsize,
+    /// `max_bytes_in_flight`, in KiB: raw email being fetched across all mailboxes.
+    pub bytes_in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 impl JobContext {
@@ -63,7 +65,6 @@ impl JobContext {
         ));
         JobContext {
             limits: limits::ConnectionLimits::new(&config),
-            config,
             store,
             writer,
             tls,
@@ -73,7 +74,25 @@ impl JobContext {
             smtp_pool: outgoing::SmtpPool::default(),
             metrics,
             sending_sessions: std::sync::atomic::AtomicUsize::new(0),
+            bytes_in_flight: Arc::new(tokio::sync::Semaphore::new(
+                (config.appliance.max_bytes_in_flight / 1024) as usize,
+            )),
+            config,
         }
+    }
+
+    /// Room for a batch of `bytes` raw bytes in the appliance's fetch budget; the batch waits
+    /// while other mailboxes' batches fill it. A batch larger than the whole budget takes all of
+    /// it (it fetches alone).
+    pub async fn fetch_budget(&self, bytes: u64) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let whole = self.config.appliance.max_bytes_in_flight / 1024;
+        let kib = (bytes / 1024).clamp(1, whole.max(1));
+        let kib = u32::try_from(kib).unwrap_or(u32::MAX);
+        self.bytes_in_flight
+            .clone()
+            .acquire_many_owned(kib)
+            .await
+            .ok()
     }
 
     /// The profile's TLS settings, or the reason they are unusable (a bad CA file).

@@ -125,6 +125,13 @@ async fn sync_folder(
             .max()
             .copied()
             .unwrap_or(0);
+        let bytes: u64 = chunk
+            .fetch
+            .iter()
+            .filter_map(|uid| sizes.get(uid))
+            .map(|s| u64::from(*s))
+            .sum();
+        let budget = ctx.fetch_budget(bytes).await;
         let bodies = session
             .fetch_bodies(&chunk.fetch, literal_allowance(largest))
             .await?;
@@ -167,7 +174,7 @@ async fn sync_folder(
         }
         // The next FETCH goes out while this batch is prepared and committed.
         pipeline
-            .push(fetched, source(&cursor), None, failed)
+            .push(fetched, source(&cursor), None, failed, budget)
             .await?;
     }
     let mut summary = pipeline.finish().await?;

@@ -6,7 +6,7 @@
 use std::collections::VecDeque;
 
 use chrono::{TimeZone, Utc};
-use tokio::sync::oneshot;
+use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use tokio::task::JoinHandle;
 
 use super::{Progress, SyncSummary};
@@ -76,9 +76,10 @@ impl<'a> Pipeline<'a> {
         source: IngestSource,
         dated_after: Option<i64>,
         failed: Vec<ItemFailure>,
+        budget: Option<OwnedSemaphorePermit>,
     ) -> Result<(), SyncError> {
         self.preparing
-            .push_back((prepare(fetched, dated_after), source, failed));
+            .push_back((prepare(fetched, dated_after, budget), source, failed));
         self.advance(1, BATCHES_IN_FLIGHT).await
     }
 
@@ -164,9 +165,15 @@ async fn submit(
         .map_err(|e| SyncError::Store(e.to_string()))
 }
 
-/// Parses headers and compresses bodies on the blocking pool, off the async workers.
-fn prepare(fetched: Vec<Fetched>, dated_after: Option<i64>) -> PrepareTask {
+/// Parses headers and compresses bodies on the blocking pool, off the async workers. The raw
+/// bytes' share of the fetch budget is given back when they are compressed.
+fn prepare(
+    fetched: Vec<Fetched>,
+    dated_after: Option<i64>,
+    budget: Option<OwnedSemaphorePermit>,
+) -> PrepareTask {
     tokio::task::spawn_blocking(move || {
+        let _budget = budget;
         // One compression context per batch: creating one per message costs more than small emails.
         let mut compressor = zstd::bulk::Compressor::new(crate::store::rawcodec::ZSTD_LEVEL)
             .map_err(|e| SyncError::Store(format!("starting the compressor: {e}")))?;

@@ -65,6 +65,7 @@ pub(super) async fn sync_maildrop(
                 },
                 None,
                 failed,
+                None,
             )
             .await?;
     }
@@ -79,6 +80,7 @@ pub(super) async fn sync_maildrop(
             break;
         }
         let started = Instant::now();
+        let budget = ctx.fetch_budget(chunk.iter().map(|m| m.size).sum()).await;
         let bodies = session.retrieve(&chunk).await?;
         tracing::debug!(
             mailbox = address,
@@ -103,6 +105,7 @@ pub(super) async fn sync_maildrop(
                 },
                 dated_after,
                 Vec::new(),
+                budget,
             )
             .await?;
     }
