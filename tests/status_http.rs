@@ -90,7 +90,13 @@ fn settled(port: u16, status: impl Fn() -> Value) {
         let failed = boxes
             .iter()
             .any(|m| m["email_address"] == FAILING && m["latest_alert"].is_object());
-        (stored as usize == GOOD.len() * COUNT && failed).then_some(())
+        // Stored is not finished: the sync's end (and its next poll) is committed after the
+        // last batch.
+        let finished = boxes
+            .iter()
+            .filter(|m| GOOD.iter().any(|g| m["email_address"] == *g))
+            .all(|m| m["last_successful_sync_completed_on"].is_string());
+        (stored as usize == GOOD.len() * COUNT && failed && finished).then_some(())
     });
 }
 
