@@ -120,6 +120,14 @@ fn greeting_attack(
 const SAMPLE: &str = "Message-ID: <hostile@sample.test>\r\nFrom: a@example.com\r\nTo: b@example.com\r\n\
                       Subject: hostile\r\nDate: Mon, 1 Sep 2025 10:00:00 +0000\r\n\r\nbody\r\n";
 
+/// The one email a server serves: the sample, or padded to the size `Attack::Large` asks for.
+fn served_body(attack: Attack) -> Vec<u8> {
+    match attack {
+        Attack::Large { size } => large_body(size),
+        _ => SAMPLE.as_bytes().to_vec(),
+    }
+}
+
 fn large_body(size: usize) -> Vec<u8> {
     let mut body = SAMPLE.as_bytes().to_vec();
     while body.len() + 80 < size {
@@ -136,10 +144,7 @@ fn imap(stream: TcpStream, attack: Attack, written: &AtomicU64) -> std::io::Resu
         return Ok(());
     }
     out.write_all(b"* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] hostile ready\r\n")?;
-    let body = match attack {
-        Attack::Large { size } => large_body(size),
-        _ => SAMPLE.as_bytes().to_vec(),
-    };
+    let body = served_body(attack);
     let mut line = String::new();
     loop {
         line.clear();
@@ -234,10 +239,7 @@ fn pop3(stream: TcpStream, attack: Attack, written: &AtomicU64) -> std::io::Resu
         return Ok(());
     }
     out.write_all(b"+OK hostile ready\r\n")?;
-    let body = match attack {
-        Attack::Large { size } => large_body(size),
-        _ => SAMPLE.as_bytes().to_vec(),
-    };
+    let body = served_body(attack);
     let mut line = String::new();
     loop {
         line.clear();
