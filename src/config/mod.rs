@@ -602,7 +602,7 @@ impl Validator<'_> {
             },
         };
         let day = Duration::from_secs(86_400);
-        Appliance {
+        let appliance = Appliance {
             data_dir,
             status_listen,
             process_unapproved_mailboxes: ra.process_unapproved_mailboxes.unwrap_or(false),
@@ -751,7 +751,23 @@ impl Validator<'_> {
                 10,
                 1..=1000,
             ) as u32,
+        };
+        // Each try of a poison email is a failed sync: more tries than the mailbox may fail in a
+        // row would disable the mailbox before the email is skipped.
+        if let Some(t) = &ra.item_failure_max_tries
+            && appliance.transient_failure_retries > 0
+            && appliance.item_failure_max_tries > appliance.transient_failure_retries
+        {
+            self.at(
+                t,
+                format!(
+                    "item_failure_max_tries = {} is more than transient_failure_retries = {}: \
+                     the mailbox would be disabled before a failing email is skipped",
+                    appliance.item_failure_max_tries, appliance.transient_failure_retries
+                ),
+            );
         }
+        appliance
     }
 
     fn alert_smtp(&mut self, a: &Spanned<raw::RawAlertSmtp>) -> AlertSmtp {

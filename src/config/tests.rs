@@ -366,3 +366,18 @@ fn bounds_have_defaults() {
     assert_eq!(c.appliance.max_bytes_in_flight, 256 << 20);
     assert_eq!(c.appliance.item_failure_max_tries, 3);
 }
+
+#[test]
+fn a_poison_email_must_be_skipped_before_the_mailbox_is_disabled() {
+    let text = GOOD.replace(
+        "data_dir = \"/var/lib/sidesync\"",
+        "data_dir = \"/var/lib/sidesync\"\ntransient_failure_retries = 4\nitem_failure_max_tries = 5",
+    );
+    assert_eq!(
+        mistakes(&text),
+        vec![
+            "5:26: item_failure_max_tries = 5 is more than transient_failure_retries = 4: the \
+             mailbox would be disabled before a failing email is skipped"
+        ]
+    );
+}

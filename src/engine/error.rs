@@ -43,6 +43,16 @@ pub enum SyncError {
         "the sync made no progress for {seconds} s (sync_deadline); it was stopped and will be retried"
     )]
     SyncDeadline { seconds: u64 },
+    #[error(
+        "email UID {uid} in folder \"{folder}\" could not be stored ({error}); try {tries} of {max}, it is tried again on the next sync"
+    )]
+    ItemFailed {
+        folder: String,
+        uid: u32,
+        tries: u32,
+        max: u32,
+        error: String,
+    },
     #[error("the store could not commit: {0}")]
     Store(String),
     #[error("{0}")]
@@ -62,6 +72,7 @@ impl SyncError {
             | SyncError::Protocol { .. }
             | SyncError::ProtocolViolation { .. }
             | SyncError::SyncDeadline { .. }
+            | SyncError::ItemFailed { .. }
             | SyncError::ServerBusy { .. }
             | SyncError::Store(_) => true,
             SyncError::TlsNotOffered { .. }
@@ -96,6 +107,7 @@ impl SyncError {
             SyncError::ServerBusy { .. } => "server_busy",
             SyncError::Rejected { .. } => "rejected",
             SyncError::SyncDeadline { .. } => "sync_deadline",
+            SyncError::ItemFailed { .. } => "item_failed",
             SyncError::Store(_) => "store_error",
             SyncError::Unsupported(_) => "unsupported",
         }

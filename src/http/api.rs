@@ -150,15 +150,19 @@ fn handle_actions(
             approve(ctx, address, body)
         }
         (Method::Post, ["mailboxes", address, "test"]) => test(ctx, address),
+        (Method::Get, ["mailboxes", address, "failures"]) => failures(ctx, address),
+        (Method::Post, ["mailboxes", address, "failures", key, "retry"]) => {
+            retry_failure(ctx, address, key)
+        }
         (Method::Post, ["outbox"]) => {
             let body = body_bytes(request, MAX_BODY)?;
             queue(ctx, &body)
         }
         (Method::Get, ["outbox", id]) => outbox_status(ctx, id),
         (_, ["outbox"]) | (_, ["outbox", _]) => Err(err(405, "method not allowed")),
-        (_, ["alerts"]) | (_, ["mailboxes", _, "approve" | "test"]) => {
-            Err(err(405, "method not allowed"))
-        }
+        (_, ["alerts"])
+        | (_, ["mailboxes", _, "approve" | "test" | "failures"])
+        | (_, ["mailboxes", _, "failures", _, "retry"]) => Err(err(405, "method not allowed")),
         _ => Err(err(404, format!("no such API endpoint: {path}"))),
     }
 }
@@ -238,6 +242,56 @@ fn approve(
     Ok((
         200,
         json!({ "email_address": address, "approval": approval.as_str() }),
+    ))
+}
+
+/// The mailbox's item failures: emails skipped (too large, or failing to be stored after the
+/// configured tries) or failing now, each with the key its retry action takes.
+fn failures(ctx: &StatusContext, address: &str) -> Result<(u16, Value), ApiError> {
+    let address = mailbox_known(ctx, address)?;
+    let rows = ctx
+        .store
+        .item_failures(Some(&address))
+        .map_err(|e| err(503, e.to_string()))?;
+    let items: Vec<Value> = rows
+        .into_iter()
+        .map(|(_, f)| {
+            let mut v = json!(f);
+            v["key"] = json!(f.item_key());
+            v
+        })
+        .collect();
+    Ok((200, json!({ "email_address": address, "failures": items })))
+}
+
+/// Forgets an item failure so that its email is fetched and tried again on the next sync.
+fn retry_failure(ctx: &StatusContext, address: &str, key: &str) -> Result<(u16, Value), ApiError> {
+    let address = mailbox_known(ctx, address)?;
+    let key = percent_decode(key);
+    let known = ctx
+        .store
+        .item_failure(&address, &key)
+        .map_err(|e| err(503, e.to_string()))?;
+    if known.is_none() {
+        return Err(err(
+            404,
+            format!("mailbox {address} has no item failure \"{key}\""),
+        ));
+    }
+    let writer = ctx
+        .writer
+        .as_ref()
+        .ok_or_else(|| err(503, "the store writer is not running"))?;
+    writer
+        .retry_item_blocking(&address, &key)
+        .map_err(|e| err(503, e.to_string()))?;
+    if let Some(c) = &ctx.commands {
+        let _ = c.blocking_send(Command::Wake(address.clone()));
+    }
+    tracing::info!(mailbox = %address, item = %key, "item failure retried through the API");
+    Ok((
+        200,
+        json!({ "email_address": address, "key": key, "retry": true }),
     ))
 }
 

@@ -413,6 +413,23 @@ impl Store {
         Ok(out)
     }
 
+    /// One item failure of `mailbox`, by its key ([`ItemFailure::item_key`]).
+    pub fn item_failure(
+        &self,
+        mailbox: &str,
+        key: &str,
+    ) -> Result<Option<ItemFailure>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = match txn.open_table(ITEM_FAILURES) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        t.get((mailbox, key))?
+            .map(|v| decode("item failure", v.value()))
+            .transpose()
+    }
+
     /// The item failures of `mailbox` (all mailboxes when `None`), with their mailbox.
     pub fn item_failures(
         &self,

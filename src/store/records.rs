@@ -203,14 +203,19 @@ impl ItemFailure {
     /// The key of its row under the mailbox: folder, UIDVALIDITY and UID, or the UIDL.
     pub fn item_key(&self) -> String {
         match (&self.uidl, self.uidvalidity, self.uid) {
-            (Some(uidl), _, _) => format!("uidl:{uidl}"),
-            (None, v, u) => format!(
-                "{}:{}:{}",
-                self.folder,
-                v.unwrap_or_default(),
-                u.unwrap_or_default()
-            ),
+            (Some(uidl), _, _) => ItemFailure::pop3_key(uidl),
+            (None, v, u) => {
+                ItemFailure::imap_key(&self.folder, v.unwrap_or_default(), u.unwrap_or_default())
+            }
         }
+    }
+
+    pub fn imap_key(folder: &str, uidvalidity: u32, uid: u32) -> String {
+        format!("{folder}:{uidvalidity}:{uid}")
+    }
+
+    pub fn pop3_key(uidl: &str) -> String {
+        format!("uidl:{uidl}")
     }
 }
 

@@ -196,6 +196,8 @@ enum Op {
     Mailbox(String, MailboxUpdate),
     /// POP3 UIDLs no longer on the server: their sync id map entries go.
     Pop3Forget(String, Vec<String>),
+    /// An item failure to try again on the next sync: (mailbox, item key).
+    RetryItem(String, String),
     Profile {
         profile: String,
         connected: bool,
@@ -311,6 +313,19 @@ impl StoreWriter {
     pub fn mailbox_blocking(&self, mailbox: &str, update: MailboxUpdate) -> Result<(), StoreError> {
         self.tx
             .blocking_send(Op::Mailbox(mailbox.to_string(), update))
+            .map_err(|_| StoreError::WriterGone)?;
+        let (done, rx) = oneshot::channel();
+        self.tx
+            .blocking_send(Op::Flush(done))
+            .map_err(|_| StoreError::WriterGone)?;
+        rx.blocking_recv().map_err(|_| StoreError::WriterGone)
+    }
+
+    /// Makes an item failure try again on the next sync, and waits for the commit. For the HTTP
+    /// threads.
+    pub fn retry_item_blocking(&self, mailbox: &str, key: &str) -> Result<(), StoreError> {
+        self.tx
+            .blocking_send(Op::RetryItem(mailbox.to_string(), key.to_string()))
             .map_err(|_| StoreError::WriterGone)?;
         let (done, rx) = oneshot::channel();
         self.tx
@@ -477,6 +492,10 @@ fn commit(store: &Store, ops: Vec<Op>) {
                 }
                 Op::Pop3Forget(mailbox, uidls) => {
                     apply_pop3_forget(&txn, mailbox, uidls)?;
+                    Applied::Nothing
+                }
+                Op::RetryItem(mailbox, key) => {
+                    apply_retry_item(&txn, mailbox, key)?;
                     Applied::Nothing
                 }
                 Op::Profile {
@@ -721,6 +740,7 @@ fn apply_ingest(txn: &WriteTransaction, batch: &IngestBatch) -> Result<IngestOut
         let mut index = txn.open_table(MESSAGE_INDEX)?;
         let mut activities = txn.open_table(ACTIVITIES)?;
         let mut raw = txn.open_table(ACTIVITY_RAW)?;
+        let mut failures = txn.open_table(ITEM_FAILURES)?;
         let now = Utc::now();
         for m in &batch.messages {
             // Already mapped (a batch replayed after a lost answer): nothing to do.
@@ -769,15 +789,19 @@ fn apply_ingest(txn: &WriteTransaction, batch: &IngestBatch) -> Result<IngestOut
                     id
                 }
             };
-            match (&batch.source, &m.key) {
+            let item = match (&batch.source, &m.key) {
                 (IngestSource::Folder { cursor, .. }, SyncKey::Uid(uid)) => {
                     map.insert((mailbox, folder, cursor.uidvalidity, *uid), id)?;
+                    ItemFailure::imap_key(folder, cursor.uidvalidity, *uid)
                 }
                 (_, SyncKey::Uidl(uidl)) => {
                     uidl_map.insert((mailbox, uidl.as_str()), (id, now.timestamp()))?;
+                    ItemFailure::pop3_key(uidl)
                 }
-                _ => {}
-            }
+                (_, SyncKey::Uid(_)) => String::new(),
+            };
+            // Stored at last: an earlier failure of this email is over.
+            failures.remove((mailbox, item.as_str()))?;
         }
         match &batch.source {
             IngestSource::Folder { folder, cursor } => {
@@ -843,6 +867,44 @@ fn record_item_failures(txn: &WriteTransaction, batch: &IngestBatch) -> Result<(
                 (NOT_TRACKED, f.last_at.timestamp()),
             )?;
         }
+    }
+    Ok(())
+}
+
+/// Forgets an item failure so the email is tried again: a POP3 one loses its sync id map entry
+/// (if it has no activity), an IMAP folder's cursor steps back below its UID (emails above it
+/// that are already mapped are not stored twice). Nothing when there is no such failure.
+fn apply_retry_item(txn: &WriteTransaction, mailbox: &str, key: &str) -> Result<(), StoreError> {
+    let mut table = txn.open_table(ITEM_FAILURES)?;
+    let Some(f) = table.remove((mailbox, key))? else {
+        return Ok(());
+    };
+    let f: ItemFailure = decode("item failure", f.value())?;
+    if let Some(uidl) = &f.uidl {
+        let mut uidl_map = txn.open_table(POP3_SYNC_ID_MAP)?;
+        let untracked = uidl_map
+            .get((mailbox, uidl.as_str()))?
+            .is_some_and(|v| v.value().0 == NOT_TRACKED);
+        if untracked {
+            uidl_map.remove((mailbox, uidl.as_str()))?;
+        }
+        return Ok(());
+    }
+    let (Some(uidvalidity), Some(uid)) = (f.uidvalidity, f.uid) else {
+        return Ok(());
+    };
+    let mut cursors = txn.open_table(FOLDER_CURSORS)?;
+    let stored: Option<FolderCursor> = cursors
+        .get((mailbox, f.folder.as_str()))?
+        .map(|v| decode("folder cursor", v.value()))
+        .transpose()?;
+    if let Some(mut cursor) = stored
+        && cursor.uidvalidity == uidvalidity
+        && cursor.last_uid >= uid
+    {
+        cursor.last_uid = uid.saturating_sub(1);
+        cursor.synced_uidnext = None;
+        cursors.insert((mailbox, f.folder.as_str()), encode(&cursor).as_slice())?;
     }
     Ok(())
 }

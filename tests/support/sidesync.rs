@@ -32,11 +32,33 @@ impl Sidesync {
         })
     }
 
+    /// Starts sidesync with extra environment variables (test hooks) and waits for `/healthz`.
+    pub fn start_with_env(
+        config: &Path,
+        log: &Path,
+        status_port: u16,
+        env: &[(&str, &str)],
+    ) -> Sidesync {
+        Sidesync::spawn(config, log, status_port, env, || {
+            http_get(status_port, "/healthz").filter(|(code, _)| *code == 200)
+        })
+    }
+
     /// Starts sidesync and waits until `ready` says so (e.g. `/healthz` over HTTPS).
     pub fn start_until<T>(
         config: &Path,
         log: &Path,
         status_port: u16,
+        ready: impl FnMut() -> Option<T>,
+    ) -> Sidesync {
+        Sidesync::spawn(config, log, status_port, &[], ready)
+    }
+
+    fn spawn<T>(
+        config: &Path,
+        log: &Path,
+        status_port: u16,
+        env: &[(&str, &str)],
         mut ready: impl FnMut() -> Option<T>,
     ) -> Sidesync {
         let out = fs::OpenOptions::new()
@@ -48,6 +70,7 @@ impl Sidesync {
             .args(["run", "--config"])
             .arg(config)
             .env("SIDESYNC_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(out.try_clone().expect("clone"))
             .stderr(out)

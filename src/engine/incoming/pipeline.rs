@@ -11,10 +11,13 @@ use tokio::task::JoinHandle;
 
 use super::{Progress, SyncSummary};
 use crate::engine::JobContext;
+use crate::engine::alerts;
 use crate::engine::error::SyncError;
 use crate::store::{
-    IngestBatch, IngestOutcome, IngestSource, ItemFailure, PreparedMessage, SyncKey, rawcodec,
+    AlertLevel, AlertScope, IngestBatch, IngestOutcome, IngestSource, ItemFailure, POP3_FOLDER,
+    PreparedMessage, SyncKey, rawcodec,
 };
+use crate::tracking::item_failure::{ItemDecision, after_item_failure, imap_stop_at};
 use crate::tracking::message::{dated_before, dedup_key, parse_headers};
 
 /// Batches queued to the writer per mailbox before the job waits for the oldest commit: fetching
@@ -29,10 +32,12 @@ pub(super) struct Fetched {
     pub received: Option<i64>,
 }
 
-/// A prepared batch: what to store, and what was retrieved but falls before the profile's date.
+/// A prepared batch: what to store, what was retrieved but falls before the profile's date, and
+/// the emails whose preparation failed (poison emails), with the error.
 struct Prepared {
     messages: Vec<PreparedMessage>,
     skipped: Vec<SyncKey>,
+    poisoned: Vec<(SyncKey, u64, String)>,
 }
 
 type PrepareTask = JoinHandle<Result<Prepared, SyncError>>;
@@ -103,17 +108,29 @@ impl<'a> Pipeline<'a> {
             let Some((handle, mut source, failed)) = self.preparing.pop_front() else {
                 break;
             };
-            let prepared = handle
+            let mut prepared = handle
                 .await
                 .map_err(|e| SyncError::Store(format!("preparing a batch: {e}")))??;
             if let IngestSource::Maildrop { skipped } = &mut source {
-                skipped.extend(prepared.skipped.into_iter().filter_map(|k| match k {
+                skipped.extend(prepared.skipped.drain(..).filter_map(|k| match k {
                     SyncKey::Uidl(u) => Some(u),
                     SyncKey::Uid(_) => None,
                 }));
             }
+            let mut failed = failed;
+            let stop = self
+                .poisoned(&mut source, &mut prepared, &mut failed)
+                .await?;
             let rx = submit(self.ctx, self.mailbox, source, prepared.messages, failed).await?;
             self.committing.push_back(rx);
+            if let Some(stop) = stop {
+                // What came before the email to retry is committed; the rest waits for the
+                // next sync.
+                while !self.committing.is_empty() {
+                    self.wait_oldest().await?;
+                }
+                return Err(stop);
+            }
             while self.committing.len() > committing.max(1) {
                 self.wait_oldest().await?;
             }
@@ -122,6 +139,114 @@ impl<'a> Pipeline<'a> {
             self.wait_oldest().await?;
         }
         Ok(())
+    }
+
+    /// Turns the batch's poison emails into item failures (see `tracking::item_failure`). An IMAP
+    /// email to be retried cuts the batch below it and stops the sync with `item_failed`; a POP3
+    /// one simply gets no sync id map entry and is retrieved again next time.
+    async fn poisoned(
+        &self,
+        source: &mut IngestSource,
+        prepared: &mut Prepared,
+        failed: &mut Vec<ItemFailure>,
+    ) -> Result<Option<SyncError>, SyncError> {
+        if prepared.poisoned.is_empty() {
+            return Ok(None);
+        }
+        let max = self.ctx.config.appliance.item_failure_max_tries;
+        let now = Utc::now();
+        let mut retry: Vec<(u32, ItemDecision, String)> = Vec::new();
+        for (key, size, error) in std::mem::take(&mut prepared.poisoned) {
+            let (folder, uidvalidity, uid, uidl) = match (&*source, key) {
+                (IngestSource::Folder { folder, cursor }, SyncKey::Uid(uid)) => {
+                    (folder.clone(), Some(cursor.uidvalidity), Some(uid), None)
+                }
+                (_, SyncKey::Uidl(uidl)) => (POP3_FOLDER.to_string(), None, None, Some(uidl)),
+                (_, SyncKey::Uid(uid)) => (POP3_FOLDER.to_string(), None, Some(uid), None),
+            };
+            let mut record = ItemFailure {
+                folder,
+                uidvalidity,
+                uid,
+                uidl,
+                size,
+                code: "email_not_stored".to_string(),
+                error: error.clone(),
+                tries: 1,
+                skipped: false,
+                first_at: now,
+                last_at: now,
+            };
+            let previous = self
+                .ctx
+                .store
+                .item_failure(self.mailbox, &record.item_key())
+                .map_err(|e| SyncError::Store(e.to_string()))?
+                .map_or(0, |f| f.tries);
+            let decision = after_item_failure(previous, max);
+            record.skipped = decision.skipped();
+            tracing::warn!(
+                mailbox = self.mailbox,
+                item = %record.item_key(),
+                ?decision,
+                error = %error,
+                "an email could not be stored"
+            );
+            match decision {
+                ItemDecision::Skip { tries } => {
+                    alerts::raise(
+                        self.ctx,
+                        AlertLevel::Warning,
+                        AlertScope::Mailbox,
+                        Some(self.mailbox),
+                        Some(self.profile),
+                        "email_not_stored",
+                        format!(
+                            "The email {} could not be stored after {tries} tries and was skipped: \
+                             {error}. It is listed under GET /api/v1/mailboxes/{}/failures and can \
+                             be retried there.",
+                            record.item_key(),
+                            self.mailbox
+                        ),
+                    )
+                    .await;
+                }
+                ItemDecision::RetryLater { .. } => {
+                    if let Some(uid) = record.uid {
+                        retry.push((uid, decision, error));
+                    }
+                }
+            }
+            failed.push(record);
+        }
+        let IngestSource::Folder { folder, cursor } = source else {
+            return Ok(None);
+        };
+        let Some(stop) = imap_stop_at(retry.iter().map(|(uid, _, _)| *uid)) else {
+            return Ok(None);
+        };
+        prepared
+            .messages
+            .retain(|m| matches!(m.key, SyncKey::Uid(u) if u < stop));
+        failed.retain(|f| f.uid.is_none_or(|u| u <= stop));
+        cursor.last_uid = stop.saturating_sub(1);
+        // The folder is not complete: the next sync must look again.
+        cursor.synced_uidnext = None;
+        let (tries, max, error) = retry
+            .into_iter()
+            .find(|(uid, _, _)| *uid == stop)
+            .map(|(_, d, e)| match d {
+                ItemDecision::RetryLater { tries, max } => (tries, max, e),
+                ItemDecision::Skip { tries } => (tries, tries, e),
+            })
+            .unwrap_or((1, max, String::new()));
+        Ok(Some(SyncError::ItemFailed {
+            folder: folder.clone(),
+            uid: stop,
+            tries,
+            max,
+            error,
+        }))
     }
 
     async fn wait_oldest(&mut self) -> Result<(), SyncError> {
@@ -166,7 +291,8 @@ async fn submit(
 }
 
 /// Parses headers and compresses bodies on the blocking pool, off the async workers. The raw
-/// bytes' share of the fetch budget is given back when they are compressed.
+/// bytes' share of the fetch budget is given back when they are compressed. An email whose
+/// preparation fails or panics is set aside as poisoned: only that email is affected.
 fn prepare(
     fetched: Vec<Fetched>,
     dated_after: Option<i64>,
@@ -175,30 +301,86 @@ fn prepare(
     tokio::task::spawn_blocking(move || {
         let _budget = budget;
         // One compression context per batch: creating one per message costs more than small emails.
-        let mut compressor = zstd::bulk::Compressor::new(crate::store::rawcodec::ZSTD_LEVEL)
-            .map_err(|e| SyncError::Store(format!("starting the compressor: {e}")))?;
+        let new_compressor = || {
+            zstd::bulk::Compressor::new(crate::store::rawcodec::ZSTD_LEVEL)
+                .map_err(|e| SyncError::Store(format!("starting the compressor: {e}")))
+        };
+        let mut compressor = new_compressor()?;
         let mut out = Prepared {
             messages: Vec::with_capacity(fetched.len()),
             skipped: Vec::new(),
+            poisoned: Vec::new(),
         };
         for f in fetched {
-            let headers = parse_headers(&f.raw);
-            if dated_after.is_some_and(|cutoff| dated_before(&headers, cutoff)) {
-                out.skipped.push(f.key);
-                continue;
+            let size = f.raw.len() as u64;
+            let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                prepare_one(&f, dated_after, &mut compressor)
+            }));
+            match attempt {
+                Ok(Ok(Some(m))) => out.messages.push(m),
+                Ok(Ok(None)) => out.skipped.push(f.key),
+                Ok(Err(e)) => out.poisoned.push((f.key, size, e)),
+                Err(panic) => {
+                    let what = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "a panic".to_string());
+                    out.poisoned
+                        .push((f.key, size, format!("preparing it panicked: {what}")));
+                    // The context may be mid-frame after a panic.
+                    compressor = new_compressor()?;
+                }
             }
-            let dedup_key = dedup_key(&headers, &f.raw);
-            let raw_encoded = rawcodec::encode(&f.raw, &mut compressor)
-                .map_err(|e| SyncError::Store(format!("compressing {:?}: {e}", f.key)))?;
-            out.messages.push(PreparedMessage {
-                key: f.key,
-                headers,
-                dedup_key,
-                raw_encoded,
-                size: f.raw.len() as u64,
-                received_at: f.received.and_then(|t| Utc.timestamp_opt(t, 0).single()),
-            });
         }
         Ok(out)
     })
+}
+
+/// One email: `None` when it falls before the profile's date, an error when it cannot be stored.
+fn prepare_one(
+    f: &Fetched,
+    dated_after: Option<i64>,
+    compressor: &mut zstd::bulk::Compressor<'static>,
+) -> Result<Option<PreparedMessage>, String> {
+    if injected_fault(&f.raw) {
+        return Err("an injected fault (SIDESYNC_TEST_POISON)".to_string());
+    }
+    let headers = parse_headers(&f.raw);
+    if dated_after.is_some_and(|cutoff| dated_before(&headers, cutoff)) {
+        return Ok(None);
+    }
+    let dedup_key = dedup_key(&headers, &f.raw);
+    let raw_encoded =
+        rawcodec::encode(&f.raw, compressor).map_err(|e| format!("compressing it: {e}"))?;
+    Ok(Some(PreparedMessage {
+        key: f.key.clone(),
+        headers,
+        dedup_key,
+        raw_encoded,
+        size: f.raw.len() as u64,
+        received_at: f.received.and_then(|t| Utc.timestamp_opt(t, 0).single()),
+    }))
+}
+
+/// Debug builds only: an email containing the bytes of `SIDESYNC_TEST_POISON` fails to prepare,
+/// so the tests can show what a poison email does end to end (no input is known that makes
+/// mail-parser or the codec fail, and a release build never looks).
+fn injected_fault(raw: &[u8]) -> bool {
+    #[cfg(debug_assertions)]
+    {
+        static MARK: std::sync::OnceLock<Option<Vec<u8>>> = std::sync::OnceLock::new();
+        MARK.get_or_init(|| {
+            std::env::var_os("SIDESYNC_TEST_POISON")
+                .filter(|v| !v.is_empty())
+                .map(|v| v.into_encoded_bytes())
+        })
+        .as_deref()
+        .is_some_and(|mark| memchr::memmem::find(raw, mark).is_some())
+    }
+    #[cfg(not(debug_assertions))]
+    {
+        let _ = raw;
+        false
+    }
 }
