@@ -41,13 +41,14 @@ pub fn fill(
     out
 }
 
-/// Checks the store holds exactly one activity per email of `expected`, with identical bytes.
+/// Checks the store holds exactly one incoming activity per email of `expected`, with identical
+/// bytes (the mailbox's sent email is outgoing activities and not counted).
 pub fn assert_exactly_once(store: &Store, user: &str, expected: &HashMap<String, Vec<u8>>) {
     let acts: Vec<_> = store
         .activities()
         .expect("activities")
         .into_iter()
-        .filter(|a| a.mailbox == user)
+        .filter(|a| a.mailbox == user && a.direction == sidesync::store::Direction::Incoming)
         .collect();
     let mut seen: BTreeMap<String, u32> = BTreeMap::new();
     for a in &acts {
