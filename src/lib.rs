@@ -8,6 +8,7 @@ pub mod config;
 pub mod engine;
 pub mod http;
 pub mod imap;
+pub mod lifecycle;
 pub mod logging;
 pub mod metrics;
 pub mod net;

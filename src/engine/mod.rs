@@ -3,7 +3,6 @@
 
 pub mod alert_email;
 pub mod alerts;
-pub mod eligibility;
 pub mod error;
 pub mod incoming;
 pub mod limits;

@@ -16,10 +16,10 @@ use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
-use super::eligibility::effective_approval;
 use super::error::SyncError;
 use super::{JobContext, alerts, scheduler};
-use crate::config::{Approval, Mailbox, OutgoingDelivery, Profile};
+use crate::config::{Mailbox, Profile};
+use crate::lifecycle::eligibility::outgoing_profile;
 use crate::outbox::retry::{Attempt, NextStep, next_step};
 use crate::smtp::SmtpSession;
 
@@ -107,29 +107,11 @@ const DUE_BATCH: usize = 50_000;
 
 /// Whether `mailbox` may send now; `Err` says why not (the email stays Pending Send).
 fn may_send<'c>(ctx: &'c JobContext, mailbox: &Mailbox) -> Result<&'c Profile, String> {
-    let profile = ctx
-        .config
-        .mailbox_profile(mailbox)
-        .ok_or("the mailbox has no profile")?;
-    if !mailbox.active || !profile.active {
-        return Err("the mailbox or its profile is inactive".into());
-    }
-    if mailbox.outgoing_delivery != OutgoingDelivery::ServerSideSync {
-        return Err("outgoing delivery is none".into());
-    }
-    if profile.outgoing.is_none() {
-        return Err("the profile has no outgoing server".into());
-    }
     let state = ctx
         .store
         .mailbox_state(&mailbox.email_address)
         .map_err(|e| e.to_string())?;
-    if effective_approval(mailbox.approval, &state) != Approval::Approved
-        && !ctx.config.appliance.process_unapproved_mailboxes
-    {
-        return Err("the mailbox is not approved".into());
-    }
-    Ok(profile)
+    outgoing_profile(&ctx.config, mailbox, &state).map_err(|e| e.to_string())
 }
 
 /// The outbox task: runs until the engine stops.

@@ -4,7 +4,8 @@
 use chrono::{DateTime, Duration, Utc};
 
 use crate::config::{Config, IncomingDelivery, Profile};
-use crate::store::{Enablement, MailboxState, ProfileState, RunStatus};
+use crate::lifecycle::failing::failing_within;
+use crate::store::{MailboxState, ProfileState};
 
 /// (failing, total) among the profile's active, server-side-sync mailboxes.
 pub fn failing_share<'a>(
@@ -13,7 +14,6 @@ pub fn failing_share<'a>(
     state_of: impl Fn(&str) -> Option<&'a MailboxState>,
     now: DateTime<Utc>,
 ) -> (usize, usize) {
-    let hour_ago = now - Duration::hours(1);
     let mut failing = 0;
     let mut total = 0;
     for m in &config.mailboxes {
@@ -27,10 +27,7 @@ pub fn failing_share<'a>(
         let Some(s) = state_of(&m.email_address) else {
             continue;
         };
-        let recent_error = s.last_error.as_ref().is_some_and(|e| e.at >= hour_ago);
-        let disabled_recently =
-            matches!(&s.incoming_enablement, Enablement::Disabled { at, .. } if *at >= hour_ago);
-        if (s.incoming_status == RunStatus::Failure && recent_error) || disabled_recently {
+        if failing_within(s, now, Duration::hours(1)) {
             failing += 1;
         }
     }
@@ -57,7 +54,7 @@ pub fn should_send(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::LastError;
+    use crate::store::{LastError, RunStatus};
     use std::collections::HashMap;
     use std::path::Path;
 

@@ -14,10 +14,11 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::eligibility::{Decision, incoming_decision};
 use super::incoming::sync_mailbox;
 use super::{JobContext, alert_email, alerts, profile_alert, test_enable};
 use crate::config::{Mailbox, Profile};
+use crate::lifecycle::after_failure::{AfterFailure, after_failure};
+use crate::lifecycle::eligibility::{Decision, incoming_decision};
 use crate::store::{AlertLevel, AlertScope, Enablement, MailboxUpdate, RunStatus, TestRecord};
 
 /// The scheduler wakes at least this often, so the heartbeat stays fresh.
@@ -446,8 +447,8 @@ impl Failed {
     }
 }
 
-/// M8: a transient error is retried after `retry_interval`, up to `transient_failure_retries`
-/// times in a row; then, or at once for a permanent error, incoming is disabled with an alert.
+/// Records a failed sync and does what [`after_failure`] decides: retry after `retry_interval`
+/// (a warning), or disable incoming with an alert to the owners.
 #[allow(clippy::too_many_arguments)]
 async fn failed(
     ctx: &JobContext,
@@ -461,8 +462,12 @@ async fn failed(
 ) -> Failed {
     let address = mailbox.email_address.as_str();
     let at = Utc::now();
-    let retries = ctx.config.appliance.transient_failure_retries;
-    let permanent = !transient || failures_before + 1 > retries;
+    let decision = after_failure(
+        failures_before,
+        ctx.config.appliance.transient_failure_retries,
+        transient,
+        text,
+    );
     tracing::warn!(
         mailbox = address,
         profile = %profile.name,
@@ -473,7 +478,7 @@ async fn failed(
         "mailbox sync failed"
     );
     let retry = ctx.config.appliance.retry_interval;
-    let retry_at = (!permanent && mode == RunMode::Forever)
+    let retry_at = (matches!(decision, AfterFailure::Retry { .. }) && mode == RunMode::Forever)
         .then(|| at + chrono::Duration::from_std(retry).unwrap_or_default());
     let _ = ctx
         .writer
@@ -488,30 +493,27 @@ async fn failed(
             },
         )
         .await;
-    if !permanent {
-        alerts::raise(
-            ctx,
-            AlertLevel::Warning,
-            AlertScope::Mailbox,
-            Some(address),
-            Some(&profile.name),
-            code,
-            format!(
-                "Synchronization of mailbox {address} failed ({} of {} attempts); it will be retried. {text}",
-                failures_before + 1,
-                retries + 1
-            ),
-        )
-        .await;
-        return Failed(Next::At(retry));
+    match decision {
+        AfterFailure::Retry { attempt, allowed } => {
+            alerts::raise(
+                ctx,
+                AlertLevel::Warning,
+                AlertScope::Mailbox,
+                Some(address),
+                Some(&profile.name),
+                code,
+                format!(
+                    "Synchronization of mailbox {address} failed ({attempt} of {allowed} attempts); it will be retried. {text}"
+                ),
+            )
+            .await;
+            Failed(Next::At(retry))
+        }
+        AfterFailure::Disable { why } => {
+            alerts::disable(ctx, profile, mailbox, true, code, &why, "").await;
+            Failed(Next::Park)
+        }
     }
-    let why = if transient {
-        format!("{text} (failed {} times in a row)", failures_before + 1)
-    } else {
-        text.to_string()
-    };
-    alerts::disable(ctx, profile, mailbox, true, code, &why, "").await;
-    Failed(Next::Park)
 }
 
 /// P11: after a mailbox's turn, see whether its profile now has more than half of its mailboxes

@@ -234,10 +234,7 @@ fn status_page(ctx: &StatusContext, url: &str) -> Result<String, String> {
             let (mut mailboxes, mut failing_last_hour) = (0, 0);
             for r in mine {
                 mailboxes += 1;
-                if r.failing()
-                    && r.error_at()
-                        .is_some_and(|t| now - t < chrono::Duration::hours(1))
-                {
+                if r.failing_within_hour(now) {
                     failing_last_hour += 1;
                 }
             }

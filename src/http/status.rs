@@ -8,7 +8,7 @@ use super::StatusContext;
 use crate::config::{CredentialSource, Endpoint, OwnerType, ServerType, TlsMode};
 use std::collections::HashMap;
 
-use crate::engine::eligibility::{Decision, effective_approval, incoming_decision};
+use crate::lifecycle::eligibility::{Decision, effective_approval, incoming_decision};
 use crate::store::{
     Alert, DirectionTest, Enablement, LastError, MailboxState, RunStatus, TestRecord,
 };
@@ -78,7 +78,7 @@ fn run_status(s: RunStatus) -> &'static str {
 pub struct MailboxRow<'c> {
     pub mailbox: &'c crate::config::Mailbox,
     pub state: MailboxState,
-    processing: Result<&'static str, crate::engine::eligibility::NotProcessed>,
+    processing: Result<&'static str, crate::lifecycle::eligibility::NotProcessed>,
     latest_alert: Option<Alert>,
     outbox: crate::store::OutboxCounts,
     /// When the scheduler polls it next (only a running engine knows).
@@ -88,11 +88,7 @@ pub struct MailboxRow<'c> {
 impl MailboxRow<'_> {
     /// A direction's last run failed, or a direction is disabled.
     pub fn failing(&self) -> bool {
-        let disabled = |e: &Enablement| matches!(e, Enablement::Disabled { .. });
-        self.state.incoming_status == RunStatus::Failure
-            || self.state.outgoing_status == RunStatus::Failure
-            || disabled(&self.state.incoming_enablement)
-            || disabled(&self.state.outgoing_enablement)
+        crate::lifecycle::failing::failing(&self.state)
     }
 
     pub fn not_processed(&self) -> bool {
@@ -107,9 +103,13 @@ impl MailboxRow<'_> {
         &self.outbox
     }
 
-    /// When its latest error happened (for "failing in the last hour" and the page's order).
+    /// When it last failed (the page's order).
     pub fn error_at(&self) -> Option<chrono::DateTime<Utc>> {
-        self.state.last_error.as_ref().map(|e| e.at)
+        crate::lifecycle::failing::failed_at(&self.state)
+    }
+
+    pub fn failing_within_hour(&self, now: chrono::DateTime<Utc>) -> bool {
+        crate::lifecycle::failing::failing_within(&self.state, now, chrono::Duration::hours(1))
     }
 
     pub fn json(&self) -> Value {

@@ -14,11 +14,12 @@ use tokio::sync::{mpsc, oneshot};
 use super::{
     ACTIVITIES, ACTIVITY_RAW, ALERTS, Activity, Alert, Direction, FOLDER_CURSORS, ITEM_FAILURES,
     ItemFailure, LastError, MAILBOX_STATE, MESSAGE_INDEX, META, MailboxState, NOT_TRACKED,
-    POP3_SYNC_ID_MAP, PROFILE_STATE, RunStatus, SYNC_ID_MAP, Store, StoreError, decode, encode,
+    POP3_SYNC_ID_MAP, PROFILE_STATE, SYNC_ID_MAP, Store, StoreError, decode, encode,
 };
+pub use crate::lifecycle::transitions::MailboxUpdate;
 use crate::store::{
-    ApprovalOverride, Enablement, OUTBOX, OUTBOX_COUNTS, OUTBOX_DUE, OutboxCounts, OutboxEntry,
-    OutboxStatus, ProfileState, RecipientResult, TestRecord, due_key,
+    OUTBOX, OUTBOX_COUNTS, OUTBOX_DUE, OutboxCounts, OutboxEntry, OutboxStatus, ProfileState,
+    RecipientResult, due_key,
 };
 use crate::tracking::message::EmailHeaders;
 use crate::tracking::plan::FolderCursor;
@@ -102,47 +103,6 @@ pub struct IngestOutcome {
     pub linked: u32,
     /// Raw bytes of the activities created.
     pub bytes: u64,
-}
-
-/// A change to a mailbox's runtime state.
-#[derive(Debug, Clone)]
-pub enum MailboxUpdate {
-    SyncStarted {
-        at: DateTime<Utc>,
-    },
-    SyncSucceeded {
-        at: DateTime<Utc>,
-        duration_ms: u64,
-    },
-    SyncFailed {
-        at: DateTime<Utc>,
-        text: String,
-        code: String,
-        transient: bool,
-        retry_at: Option<DateTime<Utc>>,
-    },
-    /// A Test & Enable ran: record it, and set each direction's enablement.
-    Tested {
-        profile: Option<String>,
-        record: Box<TestRecord>,
-        fingerprint: String,
-        incoming: Enablement,
-        outgoing: Enablement,
-    },
-    /// A permanent error turned one direction off.
-    Disabled {
-        incoming: bool,
-        code: String,
-        reason: String,
-        at: DateTime<Utc>,
-        fingerprint: String,
-    },
-    /// Approval set through the API.
-    Approved {
-        approval: String,
-        config_approval: String,
-        at: DateTime<Utc>,
-    },
 }
 
 /// An email to queue: its outgoing activity, raw MIME and outbox entry are written together.
@@ -929,122 +889,18 @@ fn apply_mailbox(
 ) -> Result<(), StoreError> {
     let mut states = txn.open_table(MAILBOX_STATE)?;
     let mut s: MailboxState = load(&states, mailbox, "mailbox state")?;
-    match update {
-        MailboxUpdate::SyncStarted { at } => {
-            s.processing_last_attempted_on = Some(*at);
-            s.last_sync_started_on = Some(*at);
-            s.items_processed_last_sync = 0;
-            s.items_failed_last_sync = 0;
-        }
-        MailboxUpdate::SyncSucceeded { at, duration_ms } => {
-            s.incoming_status = RunStatus::Success;
-            s.postponed_until = None;
-            s.last_successful_sync_completed_on = Some(*at);
-            s.last_sync_duration_ms = Some(*duration_ms);
-            s.transient_failure_count = 0;
-            s.last_error = None;
-        }
-        MailboxUpdate::SyncFailed {
-            at,
-            text,
-            code,
-            transient,
-            retry_at,
-        } => {
-            s.incoming_status = RunStatus::Failure;
-            s.postponed_until = *retry_at;
-            if *transient {
-                s.transient_failure_count += 1;
-            }
-            let consecutive = match &s.last_error {
-                Some(e) if e.code == *code => e.consecutive + 1,
-                _ => 1,
-            };
-            s.last_error = Some(LastError {
-                text: text.clone(),
-                code: code.clone(),
-                transient: *transient,
-                consecutive,
-                at: *at,
-            });
-        }
-        MailboxUpdate::Tested {
-            profile,
-            record,
-            fingerprint,
-            incoming,
-            outgoing,
-        } => {
-            s.incoming_status = record.incoming.status;
-            s.outgoing_status = record.outgoing.status;
-            s.incoming_enablement = incoming.clone();
-            s.outgoing_enablement = outgoing.clone();
-            s.config_fingerprint = Some(fingerprint.clone());
-            s.last_test = Some((**record).clone());
-            // A failed test is the mailbox's latest error too.
-            let failed = [&record.incoming, &record.outgoing]
-                .into_iter()
-                .find(|t| t.status == RunStatus::Failure);
-            if let Some(t) = failed {
-                let code = t.code.clone().unwrap_or_default();
-                let consecutive = match &s.last_error {
-                    Some(e) if e.code == code => e.consecutive + 1,
-                    _ => 1,
-                };
-                s.last_error = Some(LastError {
-                    text: t.reason.clone().unwrap_or_default(),
-                    code,
-                    transient: t.transient,
-                    consecutive,
-                    at: record.started_at,
-                });
-            }
-            if *incoming == Enablement::Enabled {
-                // A successful test starts the mailbox afresh (Dynamics resets the failure count).
-                s.transient_failure_count = 0;
-                s.postponed_until = None;
-                s.last_error = None;
-            }
-            if let Some(profile) = profile {
-                let mut profiles = txn.open_table(PROFILE_STATE)?;
-                let mut p: ProfileState = load(&profiles, profile.as_str(), "profile state")?;
-                p.last_test = Some((**record).clone());
-                profiles.insert(profile.as_str(), encode(&p).as_slice())?;
-            }
-        }
-        MailboxUpdate::Disabled {
-            incoming,
-            code,
-            reason,
-            at,
-            fingerprint,
-        } => {
-            let off = Enablement::Disabled {
-                code: code.clone(),
-                reason: reason.clone(),
-                at: *at,
-            };
-            if *incoming {
-                s.incoming_enablement = off;
-                s.incoming_status = RunStatus::Failure;
-            } else {
-                s.outgoing_enablement = off;
-                s.outgoing_status = RunStatus::Failure;
-            }
-            s.config_fingerprint = Some(fingerprint.clone());
-            s.postponed_until = None;
-        }
-        MailboxUpdate::Approved {
-            approval,
-            config_approval,
-            at,
-        } => {
-            s.approval_override = Some(ApprovalOverride {
-                approval: approval.clone(),
-                config_approval: config_approval.clone(),
-                at: *at,
-            });
-        }
+    crate::lifecycle::transitions::apply(&mut s, update);
+    // A profile-wide Test & Enable is the profile's last test too (P14).
+    if let MailboxUpdate::Tested {
+        profile: Some(profile),
+        record,
+        ..
+    } = update
+    {
+        let mut profiles = txn.open_table(PROFILE_STATE)?;
+        let mut p: ProfileState = load(&profiles, profile.as_str(), "profile state")?;
+        p.last_test = Some((**record).clone());
+        profiles.insert(profile.as_str(), encode(&p).as_slice())?;
     }
     states.insert(mailbox, encode(&s).as_slice())?;
     Ok(())

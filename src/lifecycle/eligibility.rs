@@ -3,8 +3,8 @@
 
 use std::fmt;
 
-use crate::config::{Approval, Config, IncomingDelivery, Mailbox, Profile};
-use crate::store::{Enablement, MailboxState};
+use super::state::{Enablement, MailboxState};
+use crate::config::{Approval, Config, IncomingDelivery, Mailbox, OutgoingDelivery, Profile};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NotProcessed {
@@ -142,10 +142,60 @@ pub fn incoming_decision<'c>(
     }
 }
 
+/// Why a mailbox's queued email waits (it stays Pending Send).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotSending {
+    NoProfile,
+    Inactive,
+    OutgoingDeliveryNone,
+    NoOutgoingServer,
+    NotApproved,
+}
+
+impl fmt::Display for NotSending {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            NotSending::NoProfile => "the mailbox has no profile",
+            NotSending::Inactive => "the mailbox or its profile is inactive",
+            NotSending::OutgoingDeliveryNone => "outgoing delivery is none",
+            NotSending::NoOutgoingServer => "the profile has no outgoing server",
+            NotSending::NotApproved => "the mailbox is not approved",
+        })
+    }
+}
+
+/// The profile a mailbox sends through, or why its email waits. The same approval rule as
+/// incoming ([`effective_approval`]); enablement is the send job's business (a disabled
+/// direction is found when the session fails to open).
+pub fn outgoing_profile<'c>(
+    config: &'c Config,
+    mailbox: &Mailbox,
+    state: &MailboxState,
+) -> Result<&'c Profile, NotSending> {
+    let profile = config
+        .mailbox_profile(mailbox)
+        .ok_or(NotSending::NoProfile)?;
+    if !mailbox.active || !profile.active {
+        return Err(NotSending::Inactive);
+    }
+    if mailbox.outgoing_delivery != OutgoingDelivery::ServerSideSync {
+        return Err(NotSending::OutgoingDeliveryNone);
+    }
+    if profile.outgoing.is_none() {
+        return Err(NotSending::NoOutgoingServer);
+    }
+    if effective_approval(mailbox.approval, state) != Approval::Approved
+        && !config.appliance.process_unapproved_mailboxes
+    {
+        return Err(NotSending::NotApproved);
+    }
+    Ok(profile)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::ApprovalOverride;
+    use crate::lifecycle::state::ApprovalOverride;
     use std::path::Path;
 
     fn config(extra_profile: &str, mailbox: &str) -> Config {
@@ -277,6 +327,39 @@ mod tests {
                 Decision::TestFirst(_)
             ),
             "a fixed config is tested"
+        );
+    }
+
+    fn sending(extra_profile: &str, mailbox: &str) -> Result<(), NotSending> {
+        let c = config(
+            &format!("outgoing_server_location = \"h\"\n{extra_profile}"),
+            mailbox,
+        );
+        outgoing_profile(&c, &c.mailboxes[0], &MailboxState::default()).map(|_| ())
+    }
+
+    #[test]
+    fn each_reason_email_waits() {
+        let ok = "profile = \"p\"\napproval = \"approved\"";
+        assert_eq!(sending("", ok), Ok(()));
+        assert_eq!(
+            sending("", "approval = \"approved\""),
+            Err(NotSending::NoProfile)
+        );
+        assert_eq!(sending("active = false", ok), Err(NotSending::Inactive));
+        assert_eq!(
+            sending("", &format!("{ok}\nactive = false")),
+            Err(NotSending::Inactive)
+        );
+        assert_eq!(
+            sending("", &format!("{ok}\noutgoing_delivery = \"none\"")),
+            Err(NotSending::OutgoingDeliveryNone)
+        );
+        assert_eq!(sending("", "profile = \"p\""), Err(NotSending::NotApproved));
+        let c = config("", ok);
+        assert_eq!(
+            outgoing_profile(&c, &c.mailboxes[0], &MailboxState::default()).map(|_| ()),
+            Err(NotSending::NoOutgoingServer)
         );
     }
 }
