@@ -314,3 +314,74 @@ fn emails_over_max_message_size_are_skipped_recorded_and_alerted() {
         Some(sidesync::store::NOT_TRACKED)
     );
 }
+
+/// M8 against a server's own words: a login refused with `[UNAVAILABLE]`, `[INUSE]` or `[LIMIT]`,
+/// or a BYE during login, is transient (retried, the mailbox stays on); only a definite refusal
+/// (`[AUTHENTICATIONFAILED]`, or a plain NO) is permanent and disables it.
+#[test]
+fn login_refusals_are_classed_by_what_the_server_says() {
+    let setup = Setup::new();
+    let cases: [(&'static str, &str, bool); 6] = [
+        (
+            "NO [UNAVAILABLE] Temporary authentication failure",
+            "server_busy",
+            true,
+        ),
+        ("NO [INUSE] Mailbox in use", "server_busy", true),
+        ("NO [LIMIT] Too many connections", "server_busy", true),
+        ("* BYE Server shutting down", "connection_lost", true),
+        (
+            "NO [AUTHENTICATIONFAILED] Authentication failed.",
+            "authentication_rejected",
+            false,
+        ),
+        ("NO Login failed", "authentication_rejected", false),
+    ];
+    let mut body = Vec::new();
+    for (i, (reply, _, _)) in cases.iter().enumerate() {
+        let server = HostileServer::start(Protocol::Imap, Attack::LoginRefused(reply));
+        body.push(hostile_profile(
+            &format!("p{i}"),
+            "imap_smtp",
+            server.port,
+            "",
+        ));
+        body.push(mailbox(
+            &format!("login{i}@example.com"),
+            &format!("p{i}"),
+            "pw",
+        ));
+        std::mem::forget(server);
+    }
+    let cfg = setup.write("transient_failure_retries = 100", &body.concat());
+    let s = setup.start(&cfg);
+    for (i, (reply, code, transient)) in cases.iter().enumerate() {
+        let address = format!("login{i}@example.com");
+        let e = wait_for(
+            &format!("{reply:?} to be recorded"),
+            Duration::from_secs(60),
+            || {
+                let e = s.mailbox(&address)["last_error"].clone();
+                e["code"].is_string().then_some(e)
+            },
+        );
+        assert_eq!(e["code"], *code, "{reply}: {e}");
+        assert_eq!(e["transient"], *transient, "{reply}: {e}");
+        let m = s.mailbox(&address);
+        let disabled = m["incoming_enablement"]["state"] == "disabled";
+        assert_eq!(disabled, !transient, "{reply}: {m}");
+        if *transient {
+            // Retried: it fails again, and is still not disabled.
+            wait_for(
+                &format!("{reply:?} to be retried"),
+                Duration::from_secs(60),
+                || (s.mailbox(&address)["transient_failure_count"].as_u64()? >= 2).then_some(()),
+            );
+            assert_ne!(
+                s.mailbox(&address)["incoming_enablement"]["state"],
+                "disabled"
+            );
+        }
+    }
+    assert!(s.terminate().success());
+}

@@ -31,6 +31,9 @@ pub enum Attack {
     EndlessListing,
     /// The message is listed at `size` bytes (IMAP RFC822.SIZE, POP3 LIST) and served whole.
     Large { size: usize },
+    /// IMAP: the login is answered with this line after the tag ("NO [UNAVAILABLE] ..."), or,
+    /// when it starts with "* BYE", the server says that and hangs up.
+    LoginRefused(&'static str),
 }
 
 pub struct HostileServer {
@@ -163,7 +166,16 @@ fn imap(stream: TcpStream, attack: Attack, written: &AtomicU64) -> std::io::Resu
                 out.write_all(b"+ \r\n")?;
                 line.clear();
                 input.read_line(&mut line)?;
-                out.write_all(format!("{tag} OK logged in\r\n").as_bytes())?;
+                match attack {
+                    Attack::LoginRefused(reply) if reply.starts_with("* BYE") => {
+                        out.write_all(format!("{reply}\r\n").as_bytes())?;
+                        return Ok(());
+                    }
+                    Attack::LoginRefused(reply) => {
+                        out.write_all(format!("{tag} {reply}\r\n").as_bytes())?
+                    }
+                    _ => out.write_all(format!("{tag} OK logged in\r\n").as_bytes())?,
+                }
             }
             "LOGIN" => out.write_all(format!("{tag} OK logged in\r\n").as_bytes())?,
             "EXAMINE" | "SELECT" => {
