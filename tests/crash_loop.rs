@@ -20,6 +20,7 @@ use support::sidesync::{Sidesync, http};
 use support::{mail, wait_for};
 
 const CONNECTIONS: u64 = 2;
+const SENDS_PER_CYCLE: usize = 10;
 /// Sent statuses a session may have uncommitted (engine/outgoing.rs, `SENT_UNCOMMITTED`).
 const SENT_UNCOMMITTED: u64 = 16;
 
@@ -67,23 +68,19 @@ fn outbox_status(setup: &Setup, id: u64) -> Option<String> {
     })
 }
 
-/// Work done so far, as `/status` tells it: stored activities plus sent emails.
-fn progress(s: &Sidesync) -> Option<u64> {
+/// Work done so far, as `/status` tells it: (stored activities, sent emails).
+fn progress(s: &Sidesync) -> Option<(u64, u64)> {
     let (code, body) = support::sidesync::http_get(s.status_port, "/status")?;
     if code != 200 {
         return None;
     }
     let st: Value = serde_json::from_str(&body).ok()?;
-    Some(
-        st["mailboxes"]
-            .as_array()?
-            .iter()
-            .map(|m| {
-                m["activities_stored"].as_u64().unwrap_or(0)
-                    + m["outbox"]["sent"].as_u64().unwrap_or(0)
-            })
-            .sum(),
-    )
+    let boxes = st["mailboxes"].as_array()?;
+    let sum = |f: &dyn Fn(&Value) -> u64| boxes.iter().map(f).sum::<u64>();
+    Some((
+        sum(&|m| m["activities_stored"].as_u64().unwrap_or(0)),
+        sum(&|m| m["outbox"]["sent"].as_u64().unwrap_or(0)),
+    ))
 }
 
 #[test]
@@ -143,31 +140,41 @@ fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
     let mut kills_while_sending = 0u64;
     for cycle in 0..cycles {
         let s = setup.start(&cfg);
-        for _ in 0..3 {
+        let (stored_before, sent_before) = progress(&s).unwrap_or((0, 0));
+        for _ in 0..SENDS_PER_CYCLE {
             queued.push((queue(&setup, imap_user, next_send), next_send));
             next_send += 1;
         }
-        let before = progress(&s).unwrap_or(0);
-        // Die after a random amount of work (0–40 activities or sends), or once there is
-        // nothing left to do.
-        let goal = before + rng.next(40);
-        wait_for("progress to kill at", Duration::from_secs(120), || {
-            let now = progress(&s)?;
-            let done = now >= (imap_expected.len() + pop_expected.len() + queued.len()) as u64;
-            (now >= goal || done).then_some(())
+        let all = (imap_expected.len() + pop_expected.len()) as u64;
+        // Die after a random amount of work: even cycles count stored emails (0–40), odd ones
+        // sent emails (1–8 of the ten just queued, so the kill lands while others are being
+        // sent); or once there is nothing left to do.
+        let by_sends = cycle % 2 == 1;
+        let goal = if by_sends {
+            sent_before + 1 + rng.next(8)
+        } else {
+            stored_before + rng.next(40)
+        };
+        let (_, sent_at_kill) = wait_for("progress to kill at", Duration::from_secs(120), || {
+            let (stored, sent) = progress(&s)?;
+            let done = stored >= all && sent >= queued.len() as u64;
+            let reached = if by_sends {
+                sent >= goal
+            } else {
+                stored >= goal
+            };
+            (reached || done).then_some((stored, sent))
         });
-        let sending = s.status()["mailboxes"]
-            .as_array()
-            .and_then(|a| a.iter().find(|m| m["email_address"] == imap_user).cloned())
-            .is_some_and(|m| {
-                m["outbox"]["queued"].as_u64().unwrap_or(0)
-                    + m["outbox"]["sending"].as_u64().unwrap_or(0)
-                    > 0
-            });
+        // Emails were still to send when the kill was decided: the kill may catch some between
+        // the server's 250 and the commit.
+        let sending = sent_at_kill < queued.len() as u64;
         kills_while_sending += u64::from(sending);
         s.kill9();
-        eprintln!("cycle {cycle}: killed at progress >= {goal} (sending: {sending})");
-        deliver(2, &mut imap_expected, &mut pop_expected);
+        eprintln!(
+            "cycle {cycle}: killed at {} >= {goal} (sending: {sending})",
+            if by_sends { "sent" } else { "stored" }
+        );
+        deliver(40, &mut imap_expected, &mut pop_expected);
     }
     // The last start: everything finishes.
     let s = setup.start(&cfg);
