@@ -442,11 +442,7 @@ async fn worker(ctx: &JobContext, address: &str, queue: &JobQueue) {
                     uncommitted.push_back(committed);
                 }
                 if profile.save_sent_copy && copies.add(entry.id, raw) {
-                    // The copies use this session's own slot: SMTP closes before IMAP opens.
-                    if let Some(s) = session.take() {
-                        s.quit(limit).await;
-                    }
-                    copies.append(ctx, profile, mailbox).await;
+                    copies.append(ctx, profile, mailbox, &mut session).await;
                 }
             }
             Err(f) => {
@@ -464,10 +460,7 @@ async fn worker(ctx: &JobContext, address: &str, queue: &JobQueue) {
     }
     let _ = ctx.writer.flush().await;
     if !copies.is_empty() {
-        if let Some(s) = session.take() {
-            s.quit(limit).await;
-        }
-        copies.append(ctx, profile, mailbox).await;
+        copies.append(ctx, profile, mailbox, &mut session).await;
     }
     // Idle connections stay open a while for the next emails (closed by the outbox task).
     if let Some(session) = session {
@@ -640,8 +633,18 @@ impl SentCopies {
     }
 
     /// Appends every held copy on one IMAP session and notes each outcome on its outbox entry.
-    /// The caller holds the connection slot and has no other connection open.
-    async fn append(&mut self, ctx: &JobContext, profile: &Profile, mailbox: &Mailbox) {
+    /// The caller's connection slot carries it: the caller's SMTP session is closed first, so
+    /// the slot never holds two connections.
+    async fn append(
+        &mut self,
+        ctx: &JobContext,
+        profile: &Profile,
+        mailbox: &Mailbox,
+        smtp: &mut Option<SmtpSession>,
+    ) {
+        if let Some(s) = smtp.take() {
+            s.quit(profile.timeout_mailbox_connection_after).await;
+        }
         let pending = std::mem::take(&mut self.pending);
         self.bytes = 0;
         let mut session = match super::incoming::open_imap(ctx, profile, mailbox, None).await {

@@ -4,13 +4,13 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use super::pipeline::{Fetched, Pipeline};
+use super::pipeline::{Fetched, Pipeline, alert_too_large, too_large};
 use super::{Progress, SyncSummary};
 use crate::config::{Mailbox, Profile};
 use crate::engine::error::SyncError;
 use crate::engine::{JobContext, alerts};
 use crate::imap::ImapSession;
-use crate::store::{AlertLevel, AlertScope, IngestSource, ItemFailure, SyncKey};
+use crate::store::{AlertLevel, AlertScope, IngestSource, SyncKey};
 use crate::tracking::plan::{FolderPlan, chunk_listing, plan_folder};
 
 pub(super) async fn sync_folders(
@@ -118,19 +118,11 @@ async fn sync_folder(
             break;
         }
         let started = Instant::now();
-        let largest = chunk
+        let (largest, bytes) = chunk
             .fetch
             .iter()
             .filter_map(|uid| sizes.get(uid))
-            .max()
-            .copied()
-            .unwrap_or(0);
-        let bytes: u64 = chunk
-            .fetch
-            .iter()
-            .filter_map(|uid| sizes.get(uid))
-            .map(|s| u64::from(*s))
-            .sum();
+            .fold((0u32, 0u64), |(l, b), s| (l.max(*s), b + u64::from(*s)));
         let budget = ctx.fetch_budget(bytes).await;
         let bodies = session
             .fetch_bodies(&chunk.fetch, literal_allowance(largest))
@@ -186,56 +178,4 @@ async fn sync_folder(
 /// may count line ends differently in RFC822.SIZE, so twice the size plus a little, never more.
 fn literal_allowance(listed: u32) -> u64 {
     u64::from(listed).saturating_mul(2) + 64 * 1024
-}
-
-/// The item failure of an email listed larger than the profile's `max_message_size`.
-pub(super) fn too_large(
-    profile: &Profile,
-    folder: &str,
-    uidvalidity: Option<u32>,
-    uid: Option<u32>,
-    uidl: Option<String>,
-    size: u64,
-) -> ItemFailure {
-    let now = chrono::Utc::now();
-    ItemFailure {
-        folder: folder.to_string(),
-        uidvalidity,
-        uid,
-        uidl,
-        size,
-        code: "message_too_large".to_string(),
-        error: format!(
-            "{size} bytes, over max_message_size ({} bytes) of profile \"{}\"; not fetched, left on the server",
-            profile.max_message_size, profile.name
-        ),
-        tries: 1,
-        skipped: true,
-        first_at: now,
-        last_at: now,
-    }
-}
-
-/// A warning on the mailbox's alert wall naming the email that was not fetched.
-pub(super) async fn alert_too_large(
-    ctx: &JobContext,
-    profile: &Profile,
-    address: &str,
-    f: &ItemFailure,
-) {
-    let which = match (&f.uidl, f.uid) {
-        (Some(uidl), _) => format!("UIDL {uidl}"),
-        (None, Some(uid)) => format!("UID {uid} in folder \"{}\"", f.folder),
-        (None, None) => "an email".to_string(),
-    };
-    alerts::raise(
-        ctx,
-        AlertLevel::Warning,
-        AlertScope::Mailbox,
-        Some(address),
-        Some(&profile.name),
-        "message_too_large",
-        format!("The email {which} was skipped: {}.", f.error),
-    )
-    .await;
 }

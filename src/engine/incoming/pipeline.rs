@@ -384,3 +384,55 @@ fn injected_fault(raw: &[u8]) -> bool {
         false
     }
 }
+
+/// The item failure of an email listed larger than the profile's `max_message_size`.
+pub(super) fn too_large(
+    profile: &crate::config::Profile,
+    folder: &str,
+    uidvalidity: Option<u32>,
+    uid: Option<u32>,
+    uidl: Option<String>,
+    size: u64,
+) -> ItemFailure {
+    let now = Utc::now();
+    ItemFailure {
+        folder: folder.to_string(),
+        uidvalidity,
+        uid,
+        uidl,
+        size,
+        code: "message_too_large".to_string(),
+        error: format!(
+            "{size} bytes, over max_message_size ({} bytes) of profile \"{}\"; not fetched, left on the server",
+            profile.max_message_size, profile.name
+        ),
+        tries: 1,
+        skipped: true,
+        first_at: now,
+        last_at: now,
+    }
+}
+
+/// A warning on the mailbox's alert wall naming the email that was not fetched.
+pub(super) async fn alert_too_large(
+    ctx: &JobContext,
+    profile: &crate::config::Profile,
+    address: &str,
+    f: &ItemFailure,
+) {
+    let which = match (&f.uidl, f.uid) {
+        (Some(uidl), _) => format!("UIDL {uidl}"),
+        (None, Some(uid)) => format!("UID {uid} in folder \"{}\"", f.folder),
+        (None, None) => "an email".to_string(),
+    };
+    alerts::raise(
+        ctx,
+        AlertLevel::Warning,
+        AlertScope::Mailbox,
+        Some(address),
+        Some(&profile.name),
+        "message_too_large",
+        format!("The email {which} was skipped: {}.", f.error),
+    )
+    .await;
+}

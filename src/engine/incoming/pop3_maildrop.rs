@@ -6,8 +6,7 @@ use std::time::Instant;
 
 use chrono::Utc;
 
-use super::imap_folder::{alert_too_large, too_large};
-use super::pipeline::{Fetched, Pipeline};
+use super::pipeline::{Fetched, Pipeline, alert_too_large, too_large};
 use super::{Progress, SyncSummary};
 use crate::config::{Mailbox, Profile};
 use crate::engine::JobContext;
