@@ -307,6 +307,10 @@ fn emails_over_max_message_size_are_skipped_recorded_and_alerted() {
         let state = &store.mailbox_states().expect("states")[address.as_str()];
         assert_eq!(state.items_failed_last_sync, 1);
     }
+    // IMAP: the skipped email's sync id map entry names no activity.
+    let map = store.sync_id_map("size0@example.com").expect("map");
+    assert_eq!(map.len(), 1);
+    assert_eq!(map[0].1, sidesync::store::NOT_TRACKED);
     // POP3 with deletion on: the skipped email has no activity, so it is never deleted.
     let map = store.pop3_sync_id_map("size2@example.com").expect("map");
     assert_eq!(

@@ -4,7 +4,7 @@
 //! - `meta`: schema version and the next activity id
 //! - `activities`: activity id → [`Activity`] (parsed header fields, JSON)
 //! - `activity_raw`: activity id → the raw MIME, encoded by [`rawcodec`] (zstd, base64 runs decoded)
-//! - `sync_id_map`: (mailbox, folder, UIDVALIDITY, UID) → activity id (IMAP)
+//! - `sync_id_map`: (mailbox, folder, UIDVALIDITY, UID) → activity id, or 0 for a skipped email (IMAP)
 //! - `pop3_sync_id_map`: (mailbox, UIDL) → (activity id or 0 when not tracked, committed at)
 //! - `message_index`: (mailbox, Message-ID or content hash) → activity id (the duplicate check)
 //! - `folder_cursors`: (mailbox, folder) → [`FolderCursor`]

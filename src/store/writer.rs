@@ -799,6 +799,7 @@ fn record_item_failures(txn: &WriteTransaction, batch: &IngestBatch) -> Result<(
     let mailbox = batch.mailbox.as_str();
     let mut table = txn.open_table(ITEM_FAILURES)?;
     let mut uidl_map = txn.open_table(POP3_SYNC_ID_MAP)?;
+    let mut uid_map = txn.open_table(SYNC_ID_MAP)?;
     let mut expired = Vec::new();
     for row in table.range((mailbox, "")..=(mailbox, "\u{10ffff}"))? {
         let (k, v) = row?;
@@ -819,6 +820,7 @@ fn record_item_failures(txn: &WriteTransaction, batch: &IngestBatch) -> Result<(
             record.tries = old.tries + f.tries;
         }
         table.insert((mailbox, key.as_str()), encode(&record).as_slice())?;
+        // A skipped email's sync id map entry names no activity.
         if let (Some(uidl), true) = (&f.uidl, f.skipped)
             && uidl_map.get((mailbox, uidl.as_str()))?.is_none()
         {
@@ -826,6 +828,12 @@ fn record_item_failures(txn: &WriteTransaction, batch: &IngestBatch) -> Result<(
                 (mailbox, uidl.as_str()),
                 (NOT_TRACKED, f.last_at.timestamp()),
             )?;
+        }
+        if let (Some(v), Some(uid), true) = (f.uidvalidity, f.uid, f.skipped) {
+            let key = (mailbox, f.folder.as_str(), v, uid);
+            if uid_map.get(key)?.is_none() {
+                uid_map.insert(key, NOT_TRACKED)?;
+            }
         }
     }
     Ok(())
@@ -853,6 +861,12 @@ fn apply_retry_item(txn: &WriteTransaction, mailbox: &str, key: &str) -> Result<
     let (Some(uidvalidity), Some(uid)) = (f.uidvalidity, f.uid) else {
         return Ok(());
     };
+    // Its entry without an activity goes, or the next ingest would take it as stored.
+    let mut uid_map = txn.open_table(SYNC_ID_MAP)?;
+    let key = (mailbox, f.folder.as_str(), uidvalidity, uid);
+    if uid_map.get(key)?.is_some_and(|v| v.value() == NOT_TRACKED) {
+        uid_map.remove(key)?;
+    }
     let mut cursors = txn.open_table(FOLDER_CURSORS)?;
     let stored: Option<FolderCursor> = cursors
         .get((mailbox, f.folder.as_str()))?
