@@ -160,6 +160,8 @@ fn hostile_pop3_servers_stay_their_mailboxes_trouble() {
         &[
             (Attack::NestedGreeting, "starttls", "protocol_violation"),
             (Attack::NestedUntagged, "", "protocol_violation"),
+            // An email nested 100,000 deep, far longer than LIST said.
+            (Attack::NestedFetch, "", "protocol_violation"),
             (Attack::EndlessLine, "", "protocol_violation"),
             (Attack::HugeLiteral, "", "protocol_violation"),
             (Attack::EndlessListing, "", "protocol_violation"),
