@@ -386,15 +386,35 @@ fn sigkill_while_sending_200_emails_loses_none() {
         ]
         .concat(),
     );
+    // After 60 messages the server takes the next ones without answering: at the kill, sessions
+    // are provably in the middle of sending.
+    server.hold_after(60);
     let s = setup.start(&cfg);
     let big = "x".repeat(20_000);
     let ids: Vec<u64> = (0..200)
         .map(|n| queue(&setup, &json!({"from": from, "to": [format!("r{n}@example.net")], "subject": format!("n{n}"), "text": big})))
         .collect();
-    wait_for("some emails to be sent", Duration::from_secs(60), || {
-        (server.messages().len() >= 10).then_some(())
-    });
+    wait_for(
+        "a send to be held in flight",
+        Duration::from_secs(60),
+        || (server.held() >= 1).then_some(()),
+    );
     s.kill9();
+    let held = server.held();
+    let sent_at_kill = {
+        let store = Store::open(&setup.dir.path().join("data")).expect("store");
+        ids.iter()
+            .filter(|id| {
+                store.outbox_entry(**id).ok().flatten().map(|e| e.status)
+                    == Some(OutboxStatus::Sent)
+            })
+            .count()
+    };
+    assert!(
+        sent_at_kill <= 60 && held >= 1,
+        "the kill landed with {sent_at_kill} of 200 sent and {held} held in flight"
+    );
+    server.release();
     let s = setup.start(&cfg);
     wait_for("every email to be sent", Duration::from_secs(120), || {
         let m = s.mailbox(from);
@@ -416,7 +436,11 @@ fn sigkill_while_sending_200_emails_loses_none() {
     let duplicates = got.len() - 200;
     // A session waits for its Sent statuses once 16 are uncommitted: at most 16 per connection
     // can go twice (two connections here). Every duplicate is one of the last emails accepted.
-    eprintln!("{duplicates} duplicates after SIGKILL");
+    eprintln!("{duplicates} duplicates after SIGKILL ({held} held in flight)");
+    assert!(
+        duplicates >= held,
+        "each message taken but never answered is sent again: {duplicates} < {held}"
+    );
     assert!(
         duplicates <= 2 * 16,
         "at most 16 duplicates per connection in flight at the kill: {duplicates}"
@@ -445,7 +469,11 @@ fn the_sent_copy_is_appended_and_not_ingested() {
         FAST_RETRIES,
         &[
             profile(&d, d.submission_port, "starttls", "save_sent_copy = true"),
-            mailbox(from, PASSWORD),
+            // Sent is tracked: the copy is synced, and must join its outgoing activity.
+            mailbox(from, PASSWORD).replace(
+                "approval = \"approved\"",
+                "approval = \"approved\"\ntracking_folders = [\"Sent\"]",
+            ),
         ]
         .concat(),
     );
@@ -478,6 +506,15 @@ fn the_sent_copy_is_appended_and_not_ingested() {
     assert_eq!(s.mailbox(from)["activities_stored"], 1);
     assert!(s.terminate().success());
     let store = Store::open(&setup.dir.path().join("data")).expect("store");
+    // The Sent folder was synced: its copy has a sync id map entry, naming the outgoing activity.
+    let sent_rows: Vec<_> = store
+        .sync_id_map(from)
+        .expect("map")
+        .into_iter()
+        .filter(|((folder, _, _), _)| folder == "Sent")
+        .collect();
+    assert_eq!(sent_rows.len(), 1, "{sent_rows:?}");
+    assert_eq!(sent_rows[0].1, id, "the copy is the outgoing activity");
     assert_eq!(
         store.activity_count().expect("count"),
         2,

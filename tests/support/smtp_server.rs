@@ -1,9 +1,12 @@
 //! A small SMTP server for fault cases dovecot and smtp-sink cannot play: it refuses recipients
 //! whose address contains "reject" (550) or "later" (450), takes everything else, and keeps the
-//! messages it took. Plaintext, any AUTH accepted, PIPELINING offered.
+//! messages it took. Plaintext, any AUTH accepted, PIPELINING offered. It can be told to hold:
+//! once it has taken N messages, the next ones are taken (kept) but never answered, so a client
+//! is provably in the middle of a send until it goes away.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 
@@ -17,9 +20,20 @@ pub struct Received {
 pub struct SmtpServer {
     pub port: u16,
     pub received: Arc<Mutex<Vec<Received>>>,
+    gate: Arc<Gate>,
 }
 
-fn session(stream: TcpStream, received: Arc<Mutex<Vec<Received>>>) -> std::io::Result<()> {
+/// The hold: after `after` messages (`usize::MAX`: never), take messages without answering.
+struct Gate {
+    after: AtomicUsize,
+    held: AtomicUsize,
+}
+
+fn session(
+    stream: TcpStream,
+    received: Arc<Mutex<Vec<Received>>>,
+    gate: Arc<Gate>,
+) -> std::io::Result<()> {
     let mut out = stream.try_clone()?;
     let mut input = BufReader::new(stream);
     out.write_all(b"220 test-smtp ready\r\n")?;
@@ -65,12 +79,21 @@ fn session(stream: TcpStream, received: Arc<Mutex<Vec<Received>>>) -> std::io::R
                 }
                 data.push_str(line.strip_prefix('.').unwrap_or(&line));
             }
-            if let Ok(mut r) = received.lock() {
+            let taken = received.lock().map_or(0, |mut r| {
                 r.push(Received {
                     from: from.clone(),
                     recipients: rcpts.clone(),
                     data,
                 });
+                r.len()
+            });
+            if taken > gate.after.load(Ordering::SeqCst) {
+                // Taken, never answered: the client cannot know it arrived.
+                gate.held.fetch_add(1, Ordering::SeqCst);
+                while input.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+                    line.clear();
+                }
+                return Ok(());
             }
             "250 2.0.0 queued as test\r\n".into()
         } else if upper == "RSET" || upper == "NOOP" {
@@ -90,16 +113,39 @@ impl SmtpServer {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = listener.local_addr().expect("addr").port();
         let received = Arc::new(Mutex::new(Vec::new()));
-        let r = received.clone();
+        let gate = Arc::new(Gate {
+            after: AtomicUsize::new(usize::MAX),
+            held: AtomicUsize::new(0),
+        });
+        let (r, g) = (received.clone(), gate.clone());
         thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                let r = r.clone();
+                let (r, g) = (r.clone(), g.clone());
                 thread::spawn(move || {
-                    let _ = session(stream, r);
+                    let _ = session(stream, r, g);
                 });
             }
         });
-        SmtpServer { port, received }
+        SmtpServer {
+            port,
+            received,
+            gate,
+        }
+    }
+
+    /// Takes `after` messages normally, then holds every next one unanswered.
+    pub fn hold_after(&self, after: usize) {
+        self.gate.after.store(after, Ordering::SeqCst);
+    }
+
+    /// Answers every message again.
+    pub fn release(&self) {
+        self.gate.after.store(usize::MAX, Ordering::SeqCst);
+    }
+
+    /// Messages taken and left unanswered so far.
+    pub fn held(&self) -> usize {
+        self.gate.held.load(Ordering::SeqCst)
     }
 
     pub fn messages(&self) -> Vec<Received> {
