@@ -8,6 +8,7 @@ use std::net::TcpListener;
 use std::time::{Duration, SystemTime};
 
 use support::dovecot::{Dovecot, PASSWORD};
+use support::proxy::{Mode, Proxy};
 use support::sidesync::{Sidesync, run_once};
 use support::{free_port, mail, wait_for};
 
@@ -154,60 +155,102 @@ fn each_failure_is_reported_and_other_mailboxes_keep_syncing() {
     );
 }
 
+/// Each TLS mode and login method against dovecot, checked on the wire and in dovecot's log, not
+/// only by the stored count: a proxy in front of dovecot keeps what the client sent in the clear,
+/// and dovecot's login line says whether the session was encrypted.
 #[test]
-fn starttls_plaintext_and_login_methods_work() {
+fn starttls_implicit_tls_plaintext_plain_and_login_each_do_what_they_say() {
     let d = Dovecot::start();
     let tmp = tempfile::tempdir().expect("tempdir");
-    let users = [
-        "starttls@example.com",
-        "plain@example.com",
-        "login@example.com",
-        "cleartext@example.com",
-    ];
-    for u in users {
-        for n in 0..3 {
-            d.deliver(u, &mail::sample(u, n, 1_500), "", SystemTime::now());
-        }
-    }
-    let body = [
-        profile(
-            "starttls",
+    // (user, port behind the proxy, profile extra)
+    let cases = [
+        (
+            "starttls@example.com",
             d.imap_port,
-            &d.ca_file,
             "incoming_tls = \"starttls\"\nincoming_authentication_protocol = \"plain\"",
         ),
-        profile(
-            "implicit-plain",
-            d.imaps_port,
-            &d.ca_file,
-            "incoming_authentication_protocol = \"plain\"",
-        ),
-        profile(
-            "implicit-login",
-            d.imaps_port,
-            &d.ca_file,
-            "incoming_authentication_protocol = \"login\"",
-        ),
-        profile(
-            "cleartext",
+        ("implicit@example.com", d.imaps_port, ""),
+        (
+            "plain@example.com",
             d.imap_port,
-            &d.ca_file,
-            "incoming_tls = \"none\"",
+            "incoming_tls = \"none\"\nincoming_authentication_protocol = \"plain\"",
         ),
-        mailbox(users[0], "starttls", PASSWORD),
-        mailbox(users[1], "implicit-plain", PASSWORD),
-        mailbox(users[2], "implicit-login", PASSWORD),
-        mailbox(users[3], "cleartext", PASSWORD),
-    ]
-    .concat();
-    let cfg = config(tmp.path(), free_port(), &body);
+        (
+            "login@example.com",
+            d.imap_port,
+            "incoming_tls = \"none\"\nincoming_authentication_protocol = \"login\"",
+        ),
+    ];
+    let proxies: Vec<Proxy> = cases
+        .iter()
+        .map(|(_, port, _)| Proxy::start(*port, Mode::Forward))
+        .collect();
+    let mut body = Vec::new();
+    for (i, ((user, _, extra), proxy)) in cases.iter().zip(&proxies).enumerate() {
+        for n in 0..3 {
+            d.deliver(user, &mail::sample(user, n, 1_500), "", SystemTime::now());
+        }
+        body.push(profile(&format!("p{i}"), proxy.port, &d.ca_file, extra));
+        body.push(mailbox(user, &format!("p{i}"), PASSWORD));
+    }
+    let cfg = config(tmp.path(), free_port(), &body.concat());
     let (status, out) = run_once(&cfg);
     assert!(status.success(), "{out}");
     let store = sidesync::store::Store::open(&tmp.path().join("data")).expect("store");
     let states = store.mailbox_states().expect("states");
-    for u in users {
-        assert_eq!(states[u].activities_stored, 3, "{u}: {out}");
+    let log = d.log();
+    let login_line = |user: &str| {
+        log.lines()
+            .filter(|l| l.contains("Login: ") && l.contains(&format!("user=<{user}>")))
+            .last()
+            .unwrap_or_else(|| panic!("no login of {user} in dovecot's log:\n{log}"))
+            .to_string()
+    };
+    for ((user, _, _), proxy) in cases.iter().zip(&proxies) {
+        assert_eq!(states[*user].activities_stored, 3, "{user}: {out}");
+        let wire = String::from_utf8_lossy(&proxy.client_bytes()).to_string();
+        let line = login_line(user);
+        let encrypted = line.contains(", TLS");
+        match *user {
+            "starttls@example.com" => {
+                // STARTTLS in the clear, then nothing readable: the login went inside TLS.
+                assert!(wire.contains(" STARTTLS\r\n"), "{wire:?}");
+                assert!(
+                    !wire.contains("AUTHENTICATE") && !wire.contains(" LOGIN "),
+                    "{wire:?}"
+                );
+                assert!(encrypted, "{line}");
+            }
+            "implicit@example.com" => {
+                // A TLS ClientHello first; no command in the clear.
+                assert_eq!(proxy.client_bytes().first(), Some(&0x16), "{wire:?}");
+                assert!(!wire.contains("CAPABILITY"), "{wire:?}");
+                assert!(encrypted, "{line}");
+            }
+            "plain@example.com" => {
+                assert!(wire.contains(" AUTHENTICATE PLAIN"), "{wire:?}");
+                assert!(!wire.contains(" LOGIN "), "{wire:?}");
+                assert!(!encrypted, "{line}");
+            }
+            _ => {
+                assert!(wire.contains(" LOGIN "), "{wire:?}");
+                assert!(!wire.contains("AUTHENTICATE"), "{wire:?}");
+                assert!(!encrypted, "{line}");
+            }
+        }
+        // The password crossed in the clear only where the config said plaintext.
+        assert_eq!(
+            wire.contains(PASSWORD) || wire.contains(&base64_plain(user)),
+            !encrypted,
+            "{user}"
+        );
     }
+}
+
+/// The SASL PLAIN blob sidesync sends for `user` with the test password.
+fn base64_plain(user: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{PASSWORD}"))
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! A TCP proxy in front of a real server that counts connections and can misbehave: forward,
-//! stall (accept, then never say a word), or drop (accept and close at once).
+//! stall (accept, then never say a word), or drop (accept and close at once). It keeps the first
+//! megabyte the clients sent, so a test can check what went over the wire in the clear.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -26,7 +27,11 @@ pub struct Proxy {
     mode: Arc<Mutex<Mode>>,
     pub counts: Arc<Counts>,
     stop: Arc<AtomicBool>,
+    said: Arc<Mutex<Vec<u8>>>,
 }
+
+/// Bytes from clients kept for [`Proxy::client_bytes`].
+const KEEP_SAID: usize = 1 << 20;
 
 /// One connection being counted. It ends when the client says LOGOUT/QUIT (the client can only
 /// reuse its connection slot after the answer to that, so the count is causally exact) or closes.
@@ -61,7 +66,12 @@ fn says_goodbye(chunk: &[u8]) -> bool {
     text.contains(" LOGOUT\r\n") || text.contains("QUIT\r\n")
 }
 
-fn pump(mut from: TcpStream, mut to: TcpStream, client_side: Option<Live>) {
+fn pump(
+    mut from: TcpStream,
+    mut to: TcpStream,
+    client_side: Option<Live>,
+    said: Option<Arc<Mutex<Vec<u8>>>>,
+) {
     let mut buf = [0u8; 16 * 1024];
     // The last bytes seen: a command may arrive in several pieces.
     let mut tail: Vec<u8> = Vec::new();
@@ -73,6 +83,12 @@ fn pump(mut from: TcpStream, mut to: TcpStream, client_side: Option<Live>) {
             }
             let keep = tail.len().saturating_sub(32);
             tail.drain(..keep);
+        }
+        if let Some(said) = &said
+            && let Ok(mut said) = said.lock()
+        {
+            let room = KEEP_SAID.saturating_sub(said.len()).min(n);
+            said.extend_from_slice(&buf[..room]);
         }
         if n == 0 || to.write_all(&buf[..n]).is_err() {
             break;
@@ -91,7 +107,8 @@ impl Proxy {
         let mode = Arc::new(Mutex::new(mode));
         let counts = Arc::new(Counts::default());
         let stop = Arc::new(AtomicBool::new(false));
-        let (m, c, s) = (mode.clone(), counts.clone(), stop.clone());
+        let said = Arc::new(Mutex::new(Vec::new()));
+        let (m, c, s, w) = (mode.clone(), counts.clone(), stop.clone(), said.clone());
         thread::spawn(move || {
             for client in listener.incoming() {
                 if s.load(Ordering::SeqCst) {
@@ -100,6 +117,7 @@ impl Proxy {
                 let Ok(client) = client else { continue };
                 let live = Live::new(&c);
                 let mode = *m.lock().expect("mode");
+                let w = w.clone();
                 thread::spawn(move || {
                     match mode {
                         Mode::Drop => live.end(),
@@ -119,8 +137,8 @@ impl Proxy {
                                 client.try_clone().expect("clone"),
                                 server.try_clone().expect("clone"),
                             );
-                            let up = thread::spawn(move || pump(c2, s2, Some(live)));
-                            pump(server, client, None);
+                            let up = thread::spawn(move || pump(c2, s2, Some(live), Some(w)));
+                            pump(server, client, None, None);
                             let _ = up.join();
                         }
                     }
@@ -132,7 +150,13 @@ impl Proxy {
             mode,
             counts,
             stop,
+            said,
         }
+    }
+
+    /// What clients sent through the proxy (the first megabyte), as it went over the wire.
+    pub fn client_bytes(&self) -> Vec<u8> {
+        self.said.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
     pub fn set_mode(&self, mode: Mode) {
