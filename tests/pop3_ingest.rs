@@ -16,6 +16,7 @@ use support::ingest::{
     assert_exactly_once, fill, kill_mid_ingest_and_restart, sha, wait_all_synced,
 };
 use support::pop3_server::{Behaviour, Pop3Server};
+use support::proxy::{Mode, Proxy};
 use support::sidesync::{Sidesync, run_once};
 use support::{mail, wait_for};
 
@@ -399,4 +400,85 @@ fn a_server_without_stls_is_refused_and_one_without_uidl_is_a_permanent_error() 
         no_uidl.commands()
     );
     assert_eq!(store.activity_count().expect("count"), 0);
+}
+
+/// Each TLS mode and login method against dovecot's POP3, checked on the wire (a proxy keeps what
+/// the client sent in the clear) and in dovecot's login line (TLS or not), not only by the count.
+#[test]
+fn pop3_tls_modes_and_login_methods_do_what_they_say_on_the_wire() {
+    let d = Dovecot::start();
+    let setup = Setup::new();
+    let cases = [
+        (
+            "wire-stls@example.com",
+            d.pop3_port,
+            "incoming_tls = \"starttls\"\nincoming_authentication_protocol = \"login\"",
+        ),
+        ("wire-pop3s@example.com", d.pop3s_port, ""),
+        (
+            "wire-plain@example.com",
+            d.pop3_port,
+            "incoming_tls = \"none\"\nincoming_authentication_protocol = \"plain\"",
+        ),
+        (
+            "wire-user@example.com",
+            d.pop3_port,
+            "incoming_tls = \"none\"\nincoming_authentication_protocol = \"login\"",
+        ),
+    ];
+    let proxies: Vec<Proxy> = cases
+        .iter()
+        .map(|(_, port, _)| Proxy::start(*port, Mode::Forward))
+        .collect();
+    let mut body = Vec::new();
+    for (i, ((user, _, extra), proxy)) in cases.iter().zip(&proxies).enumerate() {
+        fill(&d, user, 3, |_| 1_200, |_| false);
+        body.push(profile(&format!("p{i}"), proxy.port, &d.ca_file, extra));
+        body.push(mailbox(user, &format!("p{i}"), PASSWORD));
+    }
+    let cfg = setup.write("", &body.concat());
+    let (status, out) = run_once(&cfg);
+    assert!(status.success(), "{out}");
+    let states = setup.store().mailbox_states().expect("states");
+    let log = d.log();
+    for ((user, _, _), proxy) in cases.iter().zip(&proxies) {
+        assert_eq!(states[*user].activities_stored, 3, "{user}: {out}");
+        let wire = String::from_utf8_lossy(&proxy.client_bytes()).to_string();
+        let line = log
+            .lines()
+            .filter(|l| l.contains("pop3-login") && l.contains(&format!("user=<{user}>")))
+            .last()
+            .unwrap_or_else(|| panic!("no login of {user}:\n{log}"))
+            .to_string();
+        let encrypted = line.contains(", TLS");
+        match *user {
+            "wire-stls@example.com" => {
+                assert!(wire.contains("STLS\r\n"), "{wire:?}");
+                assert!(
+                    !wire.contains("USER ") && !wire.contains("AUTH PLAIN"),
+                    "{wire:?}"
+                );
+                assert!(encrypted, "{line}");
+            }
+            "wire-pop3s@example.com" => {
+                assert_eq!(
+                    proxy.client_bytes().first(),
+                    Some(&0x16),
+                    "a TLS ClientHello first"
+                );
+                assert!(!wire.contains("CAPA"), "{wire:?}");
+                assert!(encrypted, "{line}");
+            }
+            "wire-plain@example.com" => {
+                assert!(wire.contains("AUTH PLAIN"), "{wire:?}");
+                assert!(!wire.contains("USER "), "{wire:?}");
+                assert!(!encrypted, "{line}");
+            }
+            _ => {
+                assert!(wire.contains("USER ") && wire.contains("PASS "), "{wire:?}");
+                assert!(!wire.contains("AUTH PLAIN"), "{wire:?}");
+                assert!(!encrypted, "{line}");
+            }
+        }
+    }
 }
