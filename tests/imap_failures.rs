@@ -201,8 +201,8 @@ fn starttls_implicit_tls_plaintext_plain_and_login_each_do_what_they_say() {
     let log = d.log();
     let login_line = |user: &str| {
         log.lines()
-            .filter(|l| l.contains("Login: ") && l.contains(&format!("user=<{user}>")))
-            .last()
+            .rev()
+            .find(|l| l.contains("Login: ") && l.contains(&format!("user=<{user}>")))
             .unwrap_or_else(|| panic!("no login of {user} in dovecot's log:\n{log}"))
             .to_string()
     };

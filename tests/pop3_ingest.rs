@@ -446,8 +446,8 @@ fn pop3_tls_modes_and_login_methods_do_what_they_say_on_the_wire() {
         let wire = String::from_utf8_lossy(&proxy.client_bytes()).to_string();
         let line = log
             .lines()
-            .filter(|l| l.contains("pop3-login") && l.contains(&format!("user=<{user}>")))
-            .last()
+            .rev()
+            .find(|l| l.contains("pop3-login") && l.contains(&format!("user=<{user}>")))
             .unwrap_or_else(|| panic!("no login of {user}:\n{log}"))
             .to_string();
         let encrypted = line.contains(", TLS");
