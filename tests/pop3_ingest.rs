@@ -482,3 +482,48 @@ fn pop3_tls_modes_and_login_methods_do_what_they_say_on_the_wire() {
         }
     }
 }
+
+/// The order, not just the end state: a proxy holds the session the moment sidesync sends its
+/// first DELE. By then every email must already be committed (the running appliance's /status
+/// says so); killed right there, the server still has every email (no QUIT, so no deletion), and
+/// a restart deletes them with each stored once.
+#[test]
+fn deletion_is_sent_only_after_the_commit() {
+    let d = Dovecot::start();
+    let setup = Setup::new();
+    let user = "pop-order@example.com";
+    let expected = fill(&d, user, 40, |n| 1_500 + n * 10, |_| false);
+    let proxy = Proxy::start(d.pop3_port, Mode::HoldAt("DELE "));
+    let body = [
+        profile(
+            "order",
+            proxy.port,
+            &d.ca_file,
+            "incoming_tls = \"none\"\npop3_delete_after_days = 0",
+        ),
+        mailbox(user, "order", PASSWORD),
+    ]
+    .concat();
+    let cfg = setup.write("fetch_batch_size = 15", &body);
+    let s = setup.start(&cfg);
+    wait_for("the first DELE", Duration::from_secs(60), || {
+        proxy.holding().then_some(())
+    });
+    let stored = s.mailbox(user)["activities_stored"].as_u64();
+    s.kill9();
+    assert_eq!(
+        stored,
+        Some(40),
+        "every email is committed before any DELE is sent"
+    );
+    assert_eq!(
+        on_server(&d, user).len(),
+        40,
+        "killed before QUIT: nothing deleted"
+    );
+    proxy.set_mode(Mode::Forward);
+    let (status, out) = run_once(&cfg);
+    assert!(status.success(), "{out}");
+    assert!(on_server(&d, user).is_empty(), "{out}");
+    assert_exactly_once(&setup.store(), user, &expected);
+}

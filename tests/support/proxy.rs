@@ -13,6 +13,10 @@ pub enum Mode {
     Forward,
     Stall,
     Drop,
+    /// Forward until a client sends this text, then pass nothing more of that client's on to
+    /// the server (the command and what follows never arrive): the client is caught right after
+    /// deciding to send it.
+    HoldAt(&'static str),
 }
 
 #[derive(Default)]
@@ -28,6 +32,7 @@ pub struct Proxy {
     pub counts: Arc<Counts>,
     stop: Arc<AtomicBool>,
     said: Arc<Mutex<Vec<u8>>>,
+    holding: Arc<AtomicBool>,
 }
 
 /// Bytes from clients kept for [`Proxy::client_bytes`].
@@ -66,36 +71,52 @@ fn says_goodbye(chunk: &[u8]) -> bool {
     text.contains(" LOGOUT\r\n") || text.contains("QUIT\r\n")
 }
 
-fn pump(
-    mut from: TcpStream,
-    mut to: TcpStream,
-    client_side: Option<Live>,
-    said: Option<Arc<Mutex<Vec<u8>>>>,
-) {
+/// The client side of a forwarded connection: what it said, and where to hold.
+struct ClientSide {
+    live: Live,
+    said: Arc<Mutex<Vec<u8>>>,
+    hold_at: Option<&'static str>,
+    holding: Arc<AtomicBool>,
+}
+
+fn pump(mut from: TcpStream, mut to: TcpStream, client: Option<ClientSide>) {
     let mut buf = [0u8; 16 * 1024];
+    let mut seen: Vec<u8> = Vec::new();
     // The last bytes seen: a command may arrive in several pieces.
     let mut tail: Vec<u8> = Vec::new();
     while let Ok(n) = from.read(&mut buf) {
-        if let Some(live) = &client_side {
+        if let Some(c) = &client {
             tail.extend_from_slice(&buf[..n]);
             if says_goodbye(&tail) {
-                live.end();
+                c.live.end();
             }
             let keep = tail.len().saturating_sub(32);
             tail.drain(..keep);
-        }
-        if let Some(said) = &said
-            && let Ok(mut said) = said.lock()
-        {
-            let room = KEEP_SAID.saturating_sub(said.len()).min(n);
-            said.extend_from_slice(&buf[..room]);
+            if let Ok(mut said) = c.said.lock() {
+                let room = KEEP_SAID.saturating_sub(said.len()).min(n);
+                said.extend_from_slice(&buf[..room]);
+            }
+            if let Some(pattern) = c.hold_at {
+                seen.extend_from_slice(&buf[..n]);
+                if String::from_utf8_lossy(&seen).contains(pattern) {
+                    c.holding.store(true, Ordering::SeqCst);
+                }
+                let keep = seen.len().saturating_sub(pattern.len());
+                seen.drain(..keep);
+                if c.holding.load(Ordering::SeqCst) {
+                    if n == 0 {
+                        break;
+                    }
+                    continue;
+                }
+            }
         }
         if n == 0 || to.write_all(&buf[..n]).is_err() {
             break;
         }
     }
-    if let Some(live) = &client_side {
-        live.end();
+    if let Some(c) = &client {
+        c.live.end();
     }
     let _ = to.shutdown(Shutdown::Write);
 }
@@ -108,7 +129,14 @@ impl Proxy {
         let counts = Arc::new(Counts::default());
         let stop = Arc::new(AtomicBool::new(false));
         let said = Arc::new(Mutex::new(Vec::new()));
-        let (m, c, s, w) = (mode.clone(), counts.clone(), stop.clone(), said.clone());
+        let holding = Arc::new(AtomicBool::new(false));
+        let (m, c, s, w, h) = (
+            mode.clone(),
+            counts.clone(),
+            stop.clone(),
+            said.clone(),
+            holding.clone(),
+        );
         thread::spawn(move || {
             for client in listener.incoming() {
                 if s.load(Ordering::SeqCst) {
@@ -117,7 +145,7 @@ impl Proxy {
                 let Ok(client) = client else { continue };
                 let live = Live::new(&c);
                 let mode = *m.lock().expect("mode");
-                let w = w.clone();
+                let (w, h) = (w.clone(), h.clone());
                 thread::spawn(move || {
                     match mode {
                         Mode::Drop => live.end(),
@@ -128,7 +156,7 @@ impl Proxy {
                             while c.read(&mut buf).map(|n| n > 0).unwrap_or(false) {}
                             live.end();
                         }
-                        Mode::Forward => {
+                        Mode::Forward | Mode::HoldAt(_) => {
                             let Ok(server) = TcpStream::connect(("127.0.0.1", target_port)) else {
                                 live.end();
                                 return;
@@ -137,8 +165,18 @@ impl Proxy {
                                 client.try_clone().expect("clone"),
                                 server.try_clone().expect("clone"),
                             );
-                            let up = thread::spawn(move || pump(c2, s2, Some(live), Some(w)));
-                            pump(server, client, None, None);
+                            let hold_at = match mode {
+                                Mode::HoldAt(p) => Some(p),
+                                _ => None,
+                            };
+                            let side = ClientSide {
+                                live,
+                                said: w,
+                                hold_at,
+                                holding: h,
+                            };
+                            let up = thread::spawn(move || pump(c2, s2, Some(side)));
+                            pump(server, client, None);
                             let _ = up.join();
                         }
                     }
@@ -151,7 +189,13 @@ impl Proxy {
             counts,
             stop,
             said,
+            holding,
         }
+    }
+
+    /// True once a client sent the `HoldAt` text and is being held.
+    pub fn holding(&self) -> bool {
+        self.holding.load(Ordering::SeqCst)
     }
 
     /// What clients sent through the proxy (the first megabyte), as it went over the wire.
