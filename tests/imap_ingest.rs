@@ -147,15 +147,48 @@ fn five_mailboxes_ingest_exactly_once_and_keep_flags() {
     assert!(!logs.contains(PASSWORD), "a password reached the log");
     drop(store);
 
-    // A restart ingests nothing new.
+    // A restart ingests nothing new, and fetches no body: dovecot's own logout line of each
+    // restart session counts the bodies it sent (the writer's duplicate check would hide a full
+    // re-fetch from the store's count alone).
+    let logouts_before = |u: &str| imap_logouts(&d, u).len();
+    let seen_before: HashMap<&String, usize> =
+        users.iter().map(|u| (u, logouts_before(u))).collect();
+    for u in &users {
+        assert!(
+            imap_logouts(&d, u)
+                .iter()
+                .any(|l| !l.contains("body_count=0 ")),
+            "{u}: the first sync's sessions fetched bodies"
+        );
+    }
     let (status, out) = run_once(&config);
     assert!(status.success(), "{out}");
+    for u in &users {
+        let after = imap_logouts(&d, u);
+        let restart = &after[seen_before[u]..];
+        assert!(!restart.is_empty(), "{u}: the restart logged in");
+        for l in restart {
+            assert!(
+                l.contains("body_count=0 "),
+                "{u}: the restart fetched bodies: {l}"
+            );
+        }
+    }
     let store = Store::open(&tmp.path().join("data")).expect("open store");
     assert_eq!(
         store.activity_count().expect("count") as usize,
         total + 1,
         "{out}"
     );
+}
+
+/// Dovecot's "Logged out" lines of the user's IMAP sessions, oldest first.
+fn imap_logouts(d: &Dovecot, user: &str) -> Vec<String> {
+    d.log()
+        .lines()
+        .filter(|l| l.contains(&format!("imap({user})")) && l.contains("Logged out"))
+        .map(str::to_string)
+        .collect()
 }
 
 #[test]
