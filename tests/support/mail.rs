@@ -71,6 +71,11 @@ fn text(rng: &mut Rng, bytes: usize) -> String {
     out
 }
 
+/// Base64 in lines of 76 characters, CRLF after each.
+pub fn base64_lines(data: &[u8]) -> String {
+    base64(data)
+}
+
 fn base64(data: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(data.len() * 4 / 3 + data.len() / 57 * 2 + 4);

@@ -9,6 +9,7 @@ pub mod ingest;
 pub mod mail;
 pub mod pop3_server;
 pub mod proxy;
+pub mod realmail;
 pub mod sidesync;
 pub mod smtp_server;
 pub mod web;
