@@ -183,7 +183,7 @@ fn sigkill_mid_pop3_ingest_then_restart_gives_one_activity_per_email() {
 }
 
 #[test]
-fn deletion_only_after_commit_and_age_and_the_date_filter() {
+fn deletion_by_age_and_never_of_an_email_the_date_filter_skipped() {
     let d = Dovecot::start();
     let setup = Setup::new();
     let (now_user, later_user, dated_user, both_user) = (

@@ -114,7 +114,26 @@ pub fn kill_mid_ingest_and_restart(
         },
     );
     s.kill9();
-    eprintln!("killed with {at_kill} of {count} committed");
+    // The kill must land mid-ingest, or the restart proves nothing: count what the store holds
+    // now that the process is gone.
+    let text = std::fs::read_to_string(config).expect("config");
+    let data_dir = text
+        .lines()
+        .find_map(|l| l.strip_prefix("data_dir = \""))
+        .and_then(|l| l.strip_suffix('"'))
+        .expect("data_dir in the config");
+    let committed = Store::open(std::path::Path::new(data_dir))
+        .expect("store")
+        .activities()
+        .expect("activities")
+        .iter()
+        .filter(|a| a.mailbox == user)
+        .count();
+    eprintln!("killed with {committed} of {count} committed ({at_kill} seen before the kill)");
+    assert!(
+        committed < count,
+        "the ingest had finished before the kill ({committed} of {count})"
+    );
     let s = Sidesync::start(config, log, port);
     wait_for(
         "the rest to be ingested",
