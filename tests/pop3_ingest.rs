@@ -526,4 +526,40 @@ fn deletion_is_sent_only_after_the_commit() {
     assert!(status.success(), "{out}");
     assert!(on_server(&d, user).is_empty(), "{out}");
     assert_exactly_once(&setup.store(), user, &expected);
+
+    // Killed between RETR and the commit: the emails stay on the server, and a restart stores
+    // each once and only then deletes them.
+    let later: HashMap<String, Vec<u8>> = (100..110)
+        .map(|n| {
+            let raw = mail::sample(user, n, 2_000);
+            d.deliver(user, &raw, "", SystemTime::now());
+            (sha(&raw), raw)
+        })
+        .collect();
+    let proxy = Proxy::start(d.pop3_port, Mode::HoldAt("RETR "));
+    let cfg = setup.write(
+        "fetch_batch_size = 15",
+        &[
+            profile(
+                "order",
+                proxy.port,
+                &d.ca_file,
+                "incoming_tls = \"none\"\npop3_delete_after_days = 0",
+            ),
+            mailbox(user, "order", PASSWORD),
+        ]
+        .concat(),
+    );
+    let s = setup.start(&cfg);
+    wait_for("the first RETR", Duration::from_secs(60), || {
+        proxy.holding().then_some(())
+    });
+    s.kill9();
+    assert_eq!(on_server(&d, user).len(), 10, "nothing left the server");
+    proxy.set_mode(Mode::Forward);
+    let (status, out) = run_once(&cfg);
+    assert!(status.success(), "{out}");
+    assert!(on_server(&d, user).is_empty(), "{out}");
+    let all: HashMap<String, Vec<u8>> = expected.into_iter().chain(later).collect();
+    assert_exactly_once(&setup.store(), user, &all);
 }
