@@ -18,3 +18,4 @@ pub mod secret;
 pub mod smtp;
 pub mod store;
 pub mod tracking;
+pub mod wire;

@@ -391,3 +391,147 @@ fn login_refusals_are_classed_by_what_the_server_says() {
     }
     assert!(s.terminate().success());
 }
+
+/// STARTTLS alarms in every protocol: an answer injected right after the go-ahead is
+/// `tls_injection` (permanent); a refused STARTTLS/STLS is `tls_refused`, transient only when the
+/// server says "not now"; a server without IMAP4rev1 is named as such. None of the server's
+/// pre-TLS text reaches `/status`.
+#[test]
+fn starttls_injection_and_refusals_are_named_in_every_protocol() {
+    let setup = Setup::new();
+    // (protocol, attack, expected code, transient)
+    let incoming: [(Protocol, &str, Attack, &str, bool); 7] = [
+        (
+            Protocol::Imap,
+            "imap_smtp",
+            Attack::StartTlsInjection,
+            "tls_injection",
+            false,
+        ),
+        (
+            Protocol::Imap,
+            "imap_smtp",
+            Attack::StartTlsRefused("NO [UNAVAILABLE] come back later, EVIL-TEXT"),
+            "tls_refused",
+            true,
+        ),
+        (
+            Protocol::Imap,
+            "imap_smtp",
+            Attack::StartTlsRefused("BAD not here, EVIL-TEXT"),
+            "tls_refused",
+            false,
+        ),
+        (
+            Protocol::Pop3,
+            "pop3_smtp",
+            Attack::StartTlsInjection,
+            "tls_injection",
+            false,
+        ),
+        (
+            Protocol::Pop3,
+            "pop3_smtp",
+            Attack::StartTlsRefused("-ERR [SYS/TEMP] later, EVIL-TEXT"),
+            "tls_refused",
+            true,
+        ),
+        (
+            Protocol::Pop3,
+            "pop3_smtp",
+            Attack::StartTlsRefused("-ERR never, EVIL-TEXT"),
+            "tls_refused",
+            false,
+        ),
+        (
+            Protocol::Imap,
+            "imap_smtp",
+            Attack::NoImap4rev1,
+            "unsupported",
+            false,
+        ),
+    ];
+    let mut body = Vec::new();
+    for (i, (protocol, server_type, attack, _, _)) in incoming.iter().enumerate() {
+        let server = HostileServer::start(*protocol, *attack);
+        let tls = if *attack == Attack::NoImap4rev1 {
+            ""
+        } else {
+            "starttls"
+        };
+        body.push(hostile_profile(
+            &format!("in{i}"),
+            server_type,
+            server.port,
+            tls,
+        ));
+        body.push(mailbox(
+            &format!("in{i}@example.com"),
+            &format!("in{i}"),
+            "pw",
+        ));
+        std::mem::forget(server);
+    }
+    // SMTP: incoming on a server that never answers (not the point here), outgoing under attack.
+    let smtp = [
+        (Attack::StartTlsInjection, "tls_injection"),
+        (
+            Attack::StartTlsRefused("454 4.7.0 TLS not available now EVIL-TEXT"),
+            "tls_refused",
+        ),
+    ];
+    for (i, (attack, _)) in smtp.iter().enumerate() {
+        let server = HostileServer::start(Protocol::Smtp, *attack);
+        let incoming = HostileServer::start(Protocol::Imap, Attack::Drip);
+        body.push(format!(
+            "{}outgoing_server_location = \"127.0.0.1\"\noutgoing_port_number = {}\n\
+             outgoing_tls = \"starttls\"\n",
+            hostile_profile(&format!("out{i}"), "imap_smtp", incoming.port, ""),
+            server.port
+        ));
+        body.push(mailbox(
+            &format!("out{i}@example.com"),
+            &format!("out{i}"),
+            "pw",
+        ));
+        std::mem::forget(server);
+        std::mem::forget(incoming);
+    }
+    let cfg = setup.write("transient_failure_retries = 100", &body.concat());
+    let s = setup.start(&cfg);
+    for (i, (_, _, attack, code, transient)) in incoming.iter().enumerate() {
+        let address = format!("in{i}@example.com");
+        let e = wait_for(
+            &format!("{attack:?} to be named"),
+            Duration::from_secs(60),
+            || {
+                let e = s.mailbox(&address)["last_error"].clone();
+                e["code"].is_string().then_some(e)
+            },
+        );
+        assert_eq!(e["code"], *code, "{attack:?}: {e}");
+        assert_eq!(e["transient"], *transient, "{attack:?}: {e}");
+    }
+    for (i, (attack, code)) in smtp.iter().enumerate() {
+        let address = format!("out{i}@example.com");
+        let t = wait_for(
+            &format!("{attack:?} to be named"),
+            Duration::from_secs(60),
+            || {
+                let t = s.mailbox(&address)["last_test"]["outgoing"].clone();
+                t["code"].is_string().then_some(t)
+            },
+        );
+        assert_eq!(t["code"], *code, "{attack:?}: {t}");
+    }
+    let status = s.status().to_string();
+    assert!(
+        !status.contains("EVIL-TEXT"),
+        "pre-TLS server text reached /status"
+    );
+    assert!(
+        !status.contains("injected"),
+        "an injected answer reached /status"
+    );
+    assert!(s.terminate().success());
+}

@@ -14,6 +14,21 @@ pub enum SyncError {
         /// STARTTLS (IMAP, SMTP) or STLS (POP3).
         command: &'static str,
     },
+    #[error("{address} offers {command} but refused it ({reply}); it is not used in plaintext")]
+    TlsRefused {
+        address: String,
+        command: &'static str,
+        /// Only the status word and response code: text before TLS may be an attacker's.
+        reply: String,
+        transient: bool,
+    },
+    #[error(
+        "{address} sent data before the TLS handshake after its {command} go-ahead: possible STARTTLS injection; the connection was dropped"
+    )]
+    TlsInjection {
+        address: String,
+        command: &'static str,
+    },
     #[error("authentication rejected by {address}: {reply}")]
     AuthRejected { address: String, reply: String },
     #[error("{address} offers no login method sidesync can use: {detail}")]
@@ -68,6 +83,7 @@ impl SyncError {
                 NetError::CertificateNotTrusted { .. } | NetError::BadServerName { .. },
             ) => false,
             SyncError::Net(_) => true,
+            SyncError::TlsRefused { transient, .. } => *transient,
             SyncError::ConnectionLost { .. }
             | SyncError::Protocol { .. }
             | SyncError::ProtocolViolation { .. }
@@ -76,6 +92,7 @@ impl SyncError {
             | SyncError::ServerBusy { .. }
             | SyncError::Store(_) => true,
             SyncError::TlsNotOffered { .. }
+            | SyncError::TlsInjection { .. }
             | SyncError::AuthRejected { .. }
             | SyncError::AuthUnsupported { .. }
             | SyncError::FolderMissing { .. }
@@ -96,6 +113,8 @@ impl SyncError {
             SyncError::Net(NetError::Handshake { .. }) => "tls_handshake_failed",
             SyncError::Net(NetError::BadServerName { .. }) => "bad_server_name",
             SyncError::TlsNotOffered { .. } => "tls_not_offered",
+            SyncError::TlsRefused { .. } => "tls_refused",
+            SyncError::TlsInjection { .. } => "tls_injection",
             SyncError::AuthRejected { .. } => "authentication_rejected",
             SyncError::AuthUnsupported { .. } => "authentication_unsupported",
             SyncError::FolderMissing { .. } => "folder_missing",

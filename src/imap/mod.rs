@@ -5,6 +5,7 @@
 
 mod auth;
 pub mod guard;
+mod starttls;
 mod uidset;
 
 use std::time::Duration;
@@ -39,18 +40,37 @@ pub struct ImapSession {
     literal_limit: guard::LiteralLimit,
 }
 
-/// A read that failed: a guard violation is the server's fault and says so; anything else is a
-/// lost connection.
+/// A read that failed: a guard violation is the server's fault and says so, as does an answer
+/// that does not parse; anything else is a lost connection.
 fn read_failed(address: &str, e: &std::io::Error) -> SyncError {
     match guard::violation_of(e) {
         Some(v) => SyncError::ProtocolViolation {
             address: address.to_string(),
             detail: v.to_string(),
         },
+        None if unparsable(e) => SyncError::Protocol {
+            address: address.to_string(),
+            detail: "an answer that does not parse as IMAP4rev1".into(),
+        },
         None => SyncError::ConnectionLost {
             address: address.to_string(),
         },
     }
+}
+
+/// async-imap reports an answer imap-proto cannot parse as an `Other` error "… during parsing of
+/// …" (with the server's bytes, which are not repeated here).
+fn unparsable(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::Other && e.to_string().contains("during parsing of")
+}
+
+/// Before login, an answer that does not parse means the server does not speak IMAP4rev1 (a
+/// capability list without IMAP4rev1 is one): no retry will change that.
+fn not_imap(address: &str) -> SyncError {
+    SyncError::Unsupported(format!(
+        "{address} does not answer as an IMAP4rev1 server: it is not an IMAP server sidesync \
+         can use (check the profile's server type and port)"
+    ))
 }
 
 /// async-imap renders a NO/BAD reply as the Debug of its parts
@@ -103,59 +123,32 @@ impl ImapSession {
     pub async fn open(target: &Target<'_>, login: &Login<'_>) -> Result<ImapSession, SyncError> {
         let address = format!("{}:{}", target.host, target.port);
         let limit = target.timeout;
-        let (stream, mut literal_limit) = guard::Guarded::new(net::open_stream(target).await?);
-        let mut caps;
-        let mut client = match target.tls {
-            TlsMode::Implicit | TlsMode::None => {
-                let mut client = Client::new(stream);
-                caps = read_greeting(&mut client, &address, limit).await?;
-                client
-            }
+        let stream = net::open_stream(target).await?;
+        // STARTTLS is negotiated on sidesync's own reader: no pre-TLS byte reaches async-imap.
+        let stream = match target.tls {
             TlsMode::StartTls => {
-                let mut client = Client::new(stream);
-                caps = read_greeting(&mut client, &address, limit).await?;
-                if caps.is_none() {
-                    caps = Some(capabilities(&mut client, &address, limit).await?);
-                }
-                if !caps
-                    .as_ref()
-                    .is_some_and(|c| c.iter().any(|c| c == "STARTTLS"))
-                {
-                    return Err(SyncError::TlsNotOffered {
-                        address,
-                        command: "STARTTLS",
-                    });
-                }
-                step(
-                    &address,
-                    "starting TLS",
-                    limit,
-                    client.run_command_and_check_ok("STARTTLS", None),
-                    |_| SyncError::TlsNotOffered {
-                        address: address.clone(),
-                        command: "STARTTLS",
-                    },
-                )
-                .await?;
-                let tls = net::start_tls(
-                    client.into_inner().into_inner(),
-                    target.host,
-                    target.port,
-                    target.tls_context,
-                    limit,
-                )
-                .await?;
-                // Capabilities before TLS cannot be trusted (RFC 3501 §6.2.1): ask again.
-                caps = None;
-                let (tls, tls_limit) = guard::Guarded::new(tls);
-                literal_limit = tls_limit;
-                Client::new(tls)
+                let plain = starttls::negotiate(stream, &address, limit).await?;
+                net::start_tls(plain, target.host, target.port, target.tls_context, limit).await?
+            }
+            TlsMode::Implicit | TlsMode::None => stream,
+        };
+        let (stream, literal_limit) = guard::Guarded::new(stream);
+        let mut client = Client::new(stream);
+        // After STARTTLS there is no greeting; capabilities before TLS cannot be trusted
+        // (RFC 3501 §6.2.1), so they are asked again.
+        let caps = match target.tls {
+            TlsMode::StartTls => None,
+            TlsMode::Implicit | TlsMode::None => {
+                read_greeting(&mut client, &address, limit).await?
             }
         };
         let caps = match caps {
             Some(c) => c,
             None => capabilities(&mut client, &address, limit).await?,
         };
+        if !caps.iter().any(|c| c == "IMAP4REV1" || c == "IMAP4REV2") {
+            return Err(not_imap(&address));
+        }
         let mut session = auth::login(client, &caps, target.auth, login, &address, limit).await?;
         // CONDSTORE makes EXAMINE report HIGHESTMODSEQ (RFC 7162); a server without it just says no.
         if caps.iter().any(|c| c == "ENABLE" || c == "CONDSTORE") {
@@ -330,6 +323,7 @@ async fn read_greeting(
                 address: address.to_string(),
             });
         }
+        Err(StepError::Failed(e)) if unparsable(&e) => return Err(not_imap(address)),
         Err(StepError::Failed(e)) => return Err(read_failed(address, &e)),
         Err(StepError::TimedOut(e)) => return Err(SyncError::Net(e)),
     };
@@ -403,7 +397,8 @@ async fn capabilities(
                     address: address.to_string(),
                 });
             }
-            Err(StepError::Failed(e)) => return Err(read_failed(address, &e)),
+            Err(StepError::Failed(e)) if unparsable(&e) => return Err(not_imap(address)),
+        Err(StepError::Failed(e)) => return Err(read_failed(address, &e)),
             Err(StepError::TimedOut(e)) => return Err(SyncError::Net(e)),
         };
         match resp.parsed() {

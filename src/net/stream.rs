@@ -49,6 +49,14 @@ impl MailStream {
     pub fn is_tls(&self) -> bool {
         matches!(self.inner, Inner::Tls(_))
     }
+
+    /// Bytes received in the clear and not yet read: before a TLS handshake there must be none.
+    pub fn plaintext_pending(&self) -> usize {
+        match &self.inner {
+            Inner::Plain(s) => s.buffer().len(),
+            Inner::Tls(_) => 0,
+        }
+    }
 }
 
 impl std::fmt::Debug for MailStream {

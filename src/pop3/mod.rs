@@ -14,7 +14,7 @@ use tokio::io::{AsyncWriteExt, BufReader};
 
 use crate::config::{AuthProtocol, TlsMode};
 use crate::engine::error::SyncError;
-use crate::net::{self, Login, MailStream, NetError, StepError, Target};
+use crate::net::{self, Login, MailStream, StepError, Target};
 use crate::tracking::maildrop::MaildropEntry;
 use wire::Status;
 
@@ -66,15 +66,31 @@ impl Pop3Session {
             }
             match s.command("STLS", "starting TLS").await? {
                 Status::Ok(_) => {}
-                _ => return Err(s.tls_not_offered()),
+                Status::Err(text) | Status::Continue(text) => {
+                    // Only the response code is kept: text before TLS may be an attacker's.
+                    let code = text
+                        .split_whitespace()
+                        .next()
+                        .filter(|w| w.starts_with('['))
+                        .and_then(crate::wire::safe_word);
+                    return Err(SyncError::TlsRefused {
+                        address: s.address.clone(),
+                        command: "STLS",
+                        reply: ["-ERR"]
+                            .into_iter()
+                            .chain(code)
+                            .collect::<Vec<_>>()
+                            .join(" "),
+                        transient: wire::is_temporary(&text),
+                    });
+                }
             }
             // Bytes after the STLS reply came before the handshake: possibly injected.
-            if !s.r.buffer().is_empty() {
-                return Err(SyncError::Net(NetError::Handshake {
+            if crate::wire::pending_before_tls(&s.r) {
+                return Err(SyncError::TlsInjection {
                     address: s.address,
-                    reason: "the server sent data before the TLS handshake (possible STARTTLS injection)"
-                        .into(),
-                }));
+                    command: "STLS",
+                });
             }
             let stream = net::start_tls(
                 s.r.into_inner(),

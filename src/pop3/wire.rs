@@ -7,10 +7,6 @@ use memchr::memchr;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
 use crate::engine::error::SyncError;
-use crate::net::NetError;
-
-/// Longest status line accepted (RFC 1939 allows 512 octets; servers add response codes).
-pub const MAX_LINE: usize = 8 * 1024;
 
 /// A status line: `+OK text` or `-ERR text`.
 #[derive(Debug, PartialEq, Eq)]
@@ -61,83 +57,8 @@ pub fn valid_uidl(uidl: &str) -> bool {
     (1..=70).contains(&uidl.len()) && uidl.bytes().all(|b| (0x21..=0x7e).contains(&b))
 }
 
-fn timed_out(address: &str, what: &'static str, limit: Duration) -> SyncError {
-    SyncError::Net(NetError::Timeout {
-        address: address.to_string(),
-        step: what,
-        seconds: limit.as_secs().max(1),
-    })
-}
-
-/// Makes sure bytes are buffered, waiting at most `left` (of the step's `limit`) for the server.
-/// Only an empty buffer waits, so a timer is armed per network read, not per line.
-async fn fill_within<S: AsyncRead + Unpin>(
-    r: &mut BufReader<S>,
-    address: &str,
-    what: &'static str,
-    left: Duration,
-    limit: Duration,
-) -> Result<(), SyncError> {
-    if !r.buffer().is_empty() {
-        return Ok(());
-    }
-    if left.is_zero() {
-        return Err(timed_out(address, what, limit));
-    }
-    let read = match tokio::time::timeout(left, r.fill_buf()).await {
-        Err(_) => return Err(timed_out(address, what, limit)),
-        Ok(Err(_)) => 0,
-        Ok(Ok(b)) => b.len(),
-    };
-    if read == 0 {
-        return Err(SyncError::ConnectionLost {
-            address: address.to_string(),
-        });
-    }
-    Ok(())
-}
-
-async fn fill<S: AsyncRead + Unpin>(
-    r: &mut BufReader<S>,
-    address: &str,
-    what: &'static str,
-    limit: Duration,
-) -> Result<(), SyncError> {
-    fill_within(r, address, what, limit, limit).await
-}
-
-/// Reads one line (up to and including LF) into `line`, replacing what was there. The whole line
-/// must come within `limit`: a server dripping a byte at a time cannot stretch one reply forever.
-pub async fn read_line<S: AsyncRead + Unpin>(
-    r: &mut BufReader<S>,
-    line: &mut Vec<u8>,
-    address: &str,
-    what: &'static str,
-    limit: Duration,
-) -> Result<(), SyncError> {
-    line.clear();
-    let started = tokio::time::Instant::now();
-    loop {
-        let left = limit.saturating_sub(started.elapsed());
-        fill_within(r, address, what, left, limit).await?;
-        let buf = r.buffer();
-        let (take, done) = match memchr(b'\n', buf) {
-            Some(i) => (i + 1, true),
-            None => (buf.len(), false),
-        };
-        line.extend_from_slice(&buf[..take]);
-        r.consume(take);
-        if done {
-            return Ok(());
-        }
-        if line.len() > MAX_LINE {
-            return Err(SyncError::ProtocolViolation {
-                address: address.to_string(),
-                detail: format!("a reply line longer than {MAX_LINE} bytes while {what}"),
-            });
-        }
-    }
-}
+use crate::wire::fill;
+pub use crate::wire::read_line;
 
 /// Reads a multi-line body up to its terminating "." line, undoing the dot-stuffing, and appends
 /// it to `out`. More than `max_bytes` is a protocol error (a server cannot make us buffer without

@@ -7,7 +7,7 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use mail_send::SmtpClient;
-use smtp_proto::{AUTH_LOGIN, AUTH_PLAIN, EXT_PIPELINING, EXT_START_TLS, EhloResponse, Response};
+use smtp_proto::{AUTH_LOGIN, AUTH_PLAIN, EXT_PIPELINING, EhloResponse, Response};
 use tokio::io::AsyncWriteExt;
 
 use crate::config::{AuthProtocol, TlsMode};
@@ -17,6 +17,8 @@ use crate::store::RecipientResult;
 
 /// Where and how to connect, and who authenticates (`None` for a server that takes mail without
 /// AUTH): the same shapes as the incoming sessions'.
+mod starttls;
+
 pub use crate::net::{Login as SmtpLogin, Target as SmtpTarget, plain_blob};
 
 pub struct SmtpSession {
@@ -136,45 +138,32 @@ impl SmtpSession {
     ) -> Result<SmtpSession, SyncError> {
         let address = format!("{}:{}", target.host, target.port);
         let limit = target.timeout;
-        let mut client = SmtpClient {
-            stream: net::open_stream(target).await?,
-            timeout: limit,
-        };
-        let greeting = timed(&address, limit, client.read()).await?;
-        if greeting.code != 220 {
-            return Err(reply_error(&address, &greeting));
-        }
         let name = ehlo_name();
-        let mut ehlo = timed(&address, limit, client.ehlo(&name)).await?;
-        if target.tls == TlsMode::StartTls {
-            if !ehlo.has_capability(EXT_START_TLS) {
-                return Err(SyncError::TlsNotOffered {
-                    address,
-                    command: "STARTTLS",
-                });
-            }
-            let r = timed(&address, limit, client.cmd(b"STARTTLS\r\n")).await?;
-            if r.code != 220 {
-                return Err(SyncError::TlsNotOffered {
-                    address,
-                    command: "STARTTLS",
-                });
-            }
-            let stream = net::start_tls(
-                client.stream,
-                target.host,
-                target.port,
-                target.tls_context,
-                limit,
-            )
-            .await?;
-            client = SmtpClient {
+        let stream = net::open_stream(target).await?;
+        let (client, ehlo) = if target.tls == TlsMode::StartTls {
+            // The plaintext part on sidesync's own reader; mail-send only ever sees TLS.
+            let plain = starttls::negotiate(stream, &address, &name, limit).await?;
+            let stream =
+                net::start_tls(plain, target.host, target.port, target.tls_context, limit).await?;
+            let mut client = SmtpClient {
                 stream,
                 timeout: limit,
             };
             // What the server offered before TLS cannot be trusted: ask again.
-            ehlo = timed(&address, limit, client.ehlo(&name)).await?;
-        }
+            let ehlo = timed(&address, limit, client.ehlo(&name)).await?;
+            (client, ehlo)
+        } else {
+            let mut client = SmtpClient {
+                stream,
+                timeout: limit,
+            };
+            let greeting = timed(&address, limit, client.read()).await?;
+            if greeting.code != 220 {
+                return Err(reply_error(&address, &greeting));
+            }
+            let ehlo = timed(&address, limit, client.ehlo(&name)).await?;
+            (client, ehlo)
+        };
         let pipelining = ehlo.has_capability(EXT_PIPELINING);
         let mut session = SmtpSession {
             client,

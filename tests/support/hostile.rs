@@ -34,6 +34,13 @@ pub enum Attack {
     /// IMAP: the login is answered with this line after the tag ("NO [UNAVAILABLE] ..."), or,
     /// when it starts with "* BYE", the server says that and hangs up.
     LoginRefused(&'static str),
+    /// IMAP: capabilities without IMAP4rev1 (greeting and CAPABILITY).
+    NoImap4rev1,
+    /// STARTTLS (IMAP) / STLS (POP3) / STARTTLS (SMTP) is offered; the go-ahead is followed at
+    /// once by an injected response, before any TLS.
+    StartTlsInjection,
+    /// STARTTLS offered, then refused with this reply.
+    StartTlsRefused(&'static str),
 }
 
 pub struct HostileServer {
@@ -146,7 +153,12 @@ fn imap(stream: TcpStream, attack: Attack, written: &AtomicU64) -> std::io::Resu
     if greeting_attack(&mut out, &mut input, attack, "* OK", written) {
         return Ok(());
     }
-    out.write_all(b"* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] hostile ready\r\n")?;
+    let caps = match attack {
+        Attack::NoImap4rev1 => "AUTH=PLAIN",
+        Attack::StartTlsInjection | Attack::StartTlsRefused(_) => "IMAP4rev1 STARTTLS AUTH=PLAIN",
+        _ => "IMAP4rev1 AUTH=PLAIN",
+    };
+    out.write_all(format!("* OK [CAPABILITY {caps}] hostile ready\r\n").as_bytes())?;
     let body = served_body(attack);
     let mut line = String::new();
     loop {
@@ -159,9 +171,25 @@ fn imap(stream: TcpStream, attack: Attack, written: &AtomicU64) -> std::io::Resu
         let verb = words.next().unwrap_or("").to_ascii_uppercase();
         let rest = words.next().unwrap_or("").to_ascii_uppercase();
         match verb.as_str() {
-            "CAPABILITY" => out.write_all(
-                format!("* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\n{tag} OK done\r\n").as_bytes(),
-            )?,
+            "CAPABILITY" => {
+                out.write_all(format!("* CAPABILITY {caps}\r\n{tag} OK done\r\n").as_bytes())?
+            }
+            "STARTTLS" => match attack {
+                Attack::StartTlsRefused(reply) => {
+                    out.write_all(format!("{tag} {reply}\r\n").as_bytes())?
+                }
+                _ => {
+                    // The go-ahead and an injected answer in one segment, before any TLS.
+                    out.write_all(
+                        format!(
+                            "{tag} OK begin TLS\r\n* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] injected\r\n"
+                        )
+                        .as_bytes(),
+                    )?;
+                    hold(&mut input);
+                    return Ok(());
+                }
+            },
             "AUTHENTICATE" => {
                 out.write_all(b"+ \r\n")?;
                 line.clear();
@@ -267,8 +295,20 @@ fn pop3(stream: TcpStream, attack: Attack, written: &AtomicU64) -> std::io::Resu
                 } else {
                     String::new()
                 };
-                out.write_all(format!("+OK\r\nUSER\r\nUIDL\r\n{nested}\r\n.\r\n").as_bytes())?
+                out.write_all(
+                    format!("+OK\r\nUSER\r\nUIDL\r\nSTLS\r\n{nested}\r\n.\r\n").as_bytes(),
+                )?
             }
+            "STLS" => match attack {
+                Attack::StartTlsRefused(reply) => {
+                    out.write_all(format!("{reply}\r\n").as_bytes())?
+                }
+                _ => {
+                    out.write_all(b"+OK begin TLS\r\n+OK injected\r\n")?;
+                    hold(&mut input);
+                    return Ok(());
+                }
+            },
             "USER" | "PASS" | "DELE" | "NOOP" => out.write_all(b"+OK\r\n")?,
             "STAT" => out.write_all(format!("+OK 1 {}\r\n", body.len()).as_bytes())?,
             "UIDL" if matches!(attack, Attack::EndlessListing | Attack::DripListing) => {
@@ -338,7 +378,17 @@ fn smtp(stream: TcpStream, attack: Attack, written: &AtomicU64) -> std::io::Resu
             "EHLO" if attack == Attack::NestedUntagged => {
                 out.write_all(format!("250-hostile\r\n250-{}\r\n250 SIZE\r\n", deep()).as_bytes())?
             }
-            "EHLO" => out.write_all(b"250-hostile\r\n250 PIPELINING\r\n")?,
+            "EHLO" => out.write_all(b"250-hostile\r\n250-STARTTLS\r\n250 PIPELINING\r\n")?,
+            "STARTTLS" => match attack {
+                Attack::StartTlsRefused(reply) => {
+                    out.write_all(format!("{reply}\r\n").as_bytes())?
+                }
+                _ => {
+                    out.write_all(b"220 go ahead\r\n250 injected\r\n")?;
+                    hold(&mut input);
+                    return Ok(());
+                }
+            },
             "QUIT" => {
                 out.write_all(b"221 bye\r\n")?;
                 return Ok(());
