@@ -398,7 +398,7 @@ async fn capabilities(
                 });
             }
             Err(StepError::Failed(e)) if unparsable(&e) => return Err(not_imap(address)),
-        Err(StepError::Failed(e)) => return Err(read_failed(address, &e)),
+            Err(StepError::Failed(e)) => return Err(read_failed(address, &e)),
             Err(StepError::TimedOut(e)) => return Err(SyncError::Net(e)),
         };
         match resp.parsed() {

@@ -74,6 +74,17 @@ fn address_ok(a: &str) -> bool {
         && !a.contains(|c: char| c.is_whitespace() || c == '<' || c == '>' || c == ',')
 }
 
+/// `type/subtype` of RFC 2045 token characters, nothing else: it goes into a header line.
+fn mime_type_ok(t: &str) -> bool {
+    let token = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$&^_.+-".contains(&b))
+    };
+    t.split_once('/')
+        .is_some_and(|(ty, sub)| token(ty) && token(sub))
+}
+
 fn check_addresses(field: &str, list: &[String]) -> Result<(), RequestError> {
     for (i, a) in list.iter().enumerate() {
         if !address_ok(a) {
@@ -186,10 +197,10 @@ pub fn build(
                 "a plain file name is needed",
             ));
         }
-        if !a.content_type.contains('/') {
+        if !mime_type_ok(&a.content_type) {
             return Err(bad(
                 format!("attachments[{i}].content_type"),
-                format!("\"{}\" is not a MIME type", a.content_type),
+                format!("\"{}\" is not a MIME type", a.content_type.escape_debug()),
             ));
         }
         b = b.attachment(a.content_type.clone(), a.filename.clone(), data);
@@ -235,11 +246,27 @@ fn build_raw(
     if recipients.is_empty() {
         return Err(bad("raw", "the message names no recipient (To, Cc or Bcc)"));
     }
+    // The mailbox sends as itself: a raw From naming anyone else is refused, not relayed.
+    let senders = addrs(parsed.from());
+    if senders.len() != 1 || !senders[0].eq_ignore_ascii_case(&from) {
+        return Err(bad(
+            "raw",
+            format!("the From header must be the mailbox's address, {from}"),
+        ));
+    }
     let message_id = parsed
         .message_id()
         .map(str::to_string)
         .ok_or_else(|| bad("raw", "the message has no Message-ID header"))?;
     let subject = parsed.subject().unwrap_or("").to_string();
+    // An encoded word may decode to a line break ("=?utf-8?Q?a=0D=0ABcc:_x?="): the Subject is
+    // written back decoded when the token goes in, so such a subject would add header lines.
+    if subject.contains(['\r', '\n']) {
+        return Err(bad(
+            "raw",
+            "the Subject header decodes to more than one line",
+        ));
+    }
     let (head, body) = match raw.find("\r\n\r\n") {
         Some(i) => (&raw[..i + 2], &raw[i + 2..]),
         None => match raw.find("\n\n") {
@@ -375,5 +402,47 @@ mod tests {
                 && text.ends_with("\r\n\r\nBody\r\n"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn header_injection_is_refused_in_every_header_bound_field() {
+        let raw = |subject: &str, from: &str| {
+            serde_json::json!({
+                "from": "a@example.com",
+                "raw": format!("From: {from}\r\nTo: b@example.com\r\nMessage-ID: <m@x>\r\nSubject: {subject}\r\n\r\nbody\r\n"),
+            })
+            .to_string()
+        };
+        let build_with_token = |json: &str| {
+            let r = parse(json.as_bytes()).expect("parses");
+            build(&r, "id@x", None, Some("CRM:0001001001"))
+        };
+        let e = build_with_token(&raw("=?utf-8?Q?hi=0D=0ABcc:_evil@x?=", "a@example.com"))
+            .expect_err("an encoded CRLF in the subject");
+        assert_eq!(e.field, "raw");
+        let e = build_with_token(&raw("hi", "boss@example.com")).expect_err("a forged From");
+        assert!(e.message.contains("must be the mailbox's address"), "{e}");
+        assert!(
+            build_with_token(&raw("hi", "A@Example.com")).is_ok(),
+            "the mailbox itself"
+        );
+        let attachment = |ct: &str| {
+            serde_json::json!({
+                "from": "a@example.com", "to": ["b@example.com"], "text": "t",
+                "attachments": [{"filename": "f", "content_type": ct, "content_base64": "QQ=="}],
+            })
+            .to_string()
+        };
+        for bad_type in [
+            "text/plain\r\nBcc: evil@x",
+            "text/plain; x=y",
+            "text",
+            "/x",
+            "a b/c",
+        ] {
+            let e = build_with_token(&attachment(bad_type)).expect_err(bad_type);
+            assert_eq!(e.field, "attachments[0].content_type", "{bad_type}");
+        }
+        assert!(build_with_token(&attachment("application/vnd.ms-excel")).is_ok());
     }
 }
