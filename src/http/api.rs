@@ -43,7 +43,10 @@ pub(super) fn err(status: u16, message: impl Into<String>) -> ApiError {
 fn token_matches(given: &[u8], token: &[u8]) -> bool {
     use sha2::{Digest, Sha256};
     let (a, b) = (Sha256::digest(given), Sha256::digest(token));
-    a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
 }
 
 /// Behind the HTTPS front every request came over TLS; over plain HTTP only a loopback client is

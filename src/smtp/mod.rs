@@ -117,8 +117,12 @@ fn io_error(address: &str, e: mail_send::Error) -> SyncError {
 
 /// A reply that is not what the step needed: 4xx is transient, 5xx permanent.
 fn reply_error(address: &str, r: &Response<String>) -> SyncError {
-    let reply = format!("{} {}", r.code, r.message.trim());
-    if (400..500).contains(&r.code) {
+    refused(address, r.code, format!("{} {}", r.code, r.message.trim()))
+}
+
+/// A refusal by its code: 4xx is transient (`server_busy`), anything else permanent.
+fn refused(address: &str, code: u16, reply: String) -> SyncError {
+    if (400..500).contains(&code) {
         SyncError::ServerBusy {
             address: address.to_string(),
             reply,

@@ -70,18 +70,7 @@ pub(super) async fn negotiate(
 
 /// A reply other than the expected one before TLS: only its code is shown.
 fn refused_before_tls(address: &str, what: &str, code: u16) -> SyncError {
-    let reply = format!("{code} to {what}");
-    if (400..500).contains(&code) {
-        SyncError::ServerBusy {
-            address: address.to_string(),
-            reply,
-        }
-    } else {
-        SyncError::Rejected {
-            address: address.to_string(),
-            reply,
-        }
-    }
+    super::refused(address, code, format!("{code} to {what}"))
 }
 
 async fn send(
