@@ -406,3 +406,55 @@ fn trace_logs_carry_no_credential_and_no_email_body() {
     assert!(!log.contains(PASSWORD), "a password was logged");
     assert!(!log.contains(body_marker), "an email body was logged");
 }
+
+/// `tls_pin_sha256`: a server whose certificate no configured authority vouches for is trusted
+/// when its certificate's SHA-256 is pinned; another pin is refused in words that say so.
+#[test]
+fn a_pinned_certificate_is_trusted_and_another_pin_refused() {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    use sha2::{Digest, Sha256};
+    let d = Dovecot::start();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let users = ["pinned@example.com", "wrong-pin@example.com"];
+    for u in users {
+        d.deliver(u, &mail::sample(u, 1, 1_000), "", SystemTime::now());
+    }
+    let cert = CertificateDer::pem_file_iter(d.dir.join("server.pem"))
+        .expect("pem")
+        .next()
+        .expect("a certificate")
+        .expect("parses");
+    let pin: String = Sha256::digest(cert.as_ref())
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":");
+    let body = [
+        // The other CA does not vouch for dovecot's certificate: only the pin can.
+        profile(
+            "pinned",
+            d.imaps_port,
+            &d.other_ca_file,
+            &format!("tls_pin_sha256 = \"{pin}\""),
+        ),
+        profile(
+            "wrong",
+            d.imaps_port,
+            &d.other_ca_file,
+            &format!("tls_pin_sha256 = \"{}\"", "00".repeat(32)),
+        ),
+        mailbox(users[0], "pinned", PASSWORD),
+        mailbox(users[1], "wrong", PASSWORD),
+    ]
+    .concat();
+    let cfg = config(tmp.path(), free_port(), &body);
+    let (status, out) = run_once(&cfg);
+    assert!(!status.success(), "the wrong pin fails: {out}");
+    let store = sidesync::store::Store::open(&tmp.path().join("data")).expect("store");
+    let states = store.mailbox_states().expect("states");
+    assert_eq!(states[users[0]].activities_stored, 1, "{out}");
+    let e = states[users[1]].last_error.clone().expect("error");
+    assert_eq!(e.code, "certificate_not_trusted", "{e:?}");
+    assert!(e.text.contains("not the pinned certificate"), "{}", e.text);
+}

@@ -165,6 +165,9 @@ pub struct Profile {
     /// A sync that commits no batch for this long is stopped and retried later: a server that
     /// drips bytes cannot hold a connection slot forever.
     pub sync_deadline: Duration,
+    /// Trust exactly the server certificate with this SHA-256 (self-signed servers), instead of
+    /// authorities.
+    pub tls_pin_sha256: Option<[u8; 32]>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1121,6 +1124,18 @@ impl Validator<'_> {
                 Duration::from_secs(300),
                 Duration::from_secs(1)..=Duration::from_secs(86_400),
             ),
+            tls_pin_sha256: rp.tls_pin_sha256.as_ref().and_then(|p| {
+                let pin = crate::net::parse_pin(p.get_ref().trim());
+                if pin.is_none() {
+                    self.at(
+                        p,
+                        "tls_pin_sha256 must be 64 hex digits (colons allowed): the SHA-256 of \
+                         the server certificate's DER bytes"
+                            .to_string(),
+                    );
+                }
+                pin
+            }),
         }
     }
 

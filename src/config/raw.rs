@@ -107,6 +107,7 @@ pub struct RawProfile {
     pub pop3_delete_after_days: Option<Spanned<i64>>,
     pub max_message_size: Option<Spanned<i64>>,
     pub sync_deadline: Option<Spanned<RawDuration>>,
+    pub tls_pin_sha256: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -57,7 +57,10 @@ impl JobContext {
         let tls = config
             .profiles
             .iter()
-            .map(|p| (p.name.clone(), TlsContext::new(p.ca_file.as_deref())))
+            .map(|p| {
+                let tls = TlsContext::with_pin(p.ca_file.as_deref(), p.tls_pin_sha256);
+                (p.name.clone(), tls)
+            })
             .collect();
         let metrics = Arc::new(crate::metrics::Metrics::new(
             config.profiles.iter().map(|p| p.name.as_str()),

@@ -41,6 +41,29 @@ pub struct TlsContext {
 impl TlsContext {
     /// Trusts the system's roots and, when given, every certificate in `ca_file` (PEM).
     pub fn new(ca_file: Option<&Path>) -> Result<TlsContext, String> {
+        TlsContext::with_pin(ca_file, None)
+    }
+
+    /// As [`TlsContext::new`]; with `pin`, the server must present exactly the certificate whose
+    /// SHA-256 (of its DER bytes) that is, and no authority is consulted: the way to trust a
+    /// server with a self-signed certificate.
+    pub fn with_pin(ca_file: Option<&Path>, pin: Option<[u8; 32]>) -> Result<TlsContext, String> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        if let Some(pin) = pin {
+            let verifier = PinnedCertificate {
+                pin,
+                algorithms: provider.signature_verification_algorithms,
+            };
+            let config = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .map_err(|e| format!("TLS settings: {e}"))?
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(verifier))
+                .with_no_client_auth();
+            return Ok(TlsContext {
+                connector: TlsConnector::from(Arc::new(config)),
+            });
+        }
         let mut roots = rustls::RootCertStore::empty();
         // Unreadable system certificates are skipped: the CA file may be all this appliance needs.
         let native = rustls_native_certs::load_native_certs();
@@ -53,7 +76,6 @@ impl TlsContext {
                     .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
             }
         }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
         let config = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| format!("TLS settings: {e}"))?
@@ -76,6 +98,9 @@ impl TlsContext {
                 .and_then(|inner| inner.downcast_ref::<rustls::Error>());
             match rustls_error {
                 Some(rustls::Error::InvalidCertificate(c)) => TlsError::NotTrusted(describe(c)),
+                Some(rustls::Error::General(g)) if g.starts_with(NOT_PINNED) => {
+                    TlsError::NotTrusted(g.clone())
+                }
                 Some(other) => TlsError::Handshake(other.to_string()),
                 None => TlsError::Handshake(e.to_string()),
             }
@@ -97,6 +122,96 @@ fn describe(e: &rustls::CertificateError) -> String {
         C::Expired | C::ExpiredContext { .. } => "it has expired".into(),
         C::NotValidYet | C::NotValidYetContext { .. } => "it is not valid yet".into(),
         C::Revoked => "it is revoked".into(),
+        C::Other(o) if format!("{o:?}").contains("CaUsedAsEndEntity") => {
+            "it is self-signed (an authority's certificate used as the server's own): pin it \
+             with tls_pin_sha256 (openssl x509 -in CERT -outform der | sha256sum gives the \
+             value), or give the server a certificate from an authority in ca_file"
+                .into()
+        }
         other => format!("{other:?}"),
+    }
+}
+
+/// The start of the words for a certificate that is not the pinned one.
+const NOT_PINNED: &str = "it is not the pinned certificate";
+
+/// Trusts exactly one server certificate, by the SHA-256 of its DER bytes (`tls_pin_sha256`).
+/// The handshake's signatures are still verified against that certificate's key.
+#[derive(Debug)]
+struct PinnedCertificate {
+    pin: [u8; 32],
+    algorithms: rustls::crypto::WebPkiSupportedAlgorithms,
+}
+
+impl rustls::client::danger::ServerCertVerifier for PinnedCertificate {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        use sha2::{Digest, Sha256};
+        let seen: [u8; 32] = Sha256::digest(end_entity.as_ref()).into();
+        if seen == self.pin {
+            Ok(rustls::client::danger::ServerCertVerified::assertion())
+        } else {
+            let hex: String = seen.iter().map(|b| format!("{b:02x}")).collect();
+            Err(rustls::Error::General(format!(
+                "{NOT_PINNED} (the server presented SHA-256 {hex}; tls_pin_sha256 names another)"
+            )))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+/// A `tls_pin_sha256` value: 64 hex digits, colons allowed between pairs.
+pub fn parse_pin(text: &str) -> Option<[u8; 32]> {
+    let hex: String = text.chars().filter(|c| *c != ':').collect();
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_pin;
+
+    #[test]
+    fn pins_are_64_hex_digits_with_optional_colons() {
+        let hex = "ab".repeat(32);
+        assert_eq!(parse_pin(&hex), Some([0xab; 32]));
+        let colons = vec!["AB"; 32].join(":");
+        assert_eq!(parse_pin(&colons), Some([0xab; 32]));
+        assert_eq!(parse_pin(&"ab".repeat(31)), None);
+        assert_eq!(parse_pin(&"zz".repeat(32)), None);
+        assert_eq!(parse_pin(""), None);
     }
 }
