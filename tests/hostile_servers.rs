@@ -22,7 +22,7 @@ fn hostile_profile(name: &str, server_type: &str, port: u16, tls: &str) -> Strin
     format!(
         "[[profile]]\nname = \"{name}\"\nserver_type = \"{server_type}\"\n\
          incoming_server_location = \"127.0.0.1\"\nincoming_port_number = {port}\n\
-         incoming_tls = \"{tls}\"\nmin_polling_interval = \"1s\"\n\
+         incoming_tls = \"{tls}\"\nallow_plaintext_login = true\nmin_polling_interval = \"1s\"\n\
          timeout_mailbox_connection_after = \"3s\"\nsync_deadline = \"5s\"\n"
     )
 }
@@ -191,7 +191,7 @@ fn hostile_smtp_servers_stay_their_mailboxes_trouble() {
         d.deliver(&user, &mail::sample(&user, 1, 1_000), "", SystemTime::now());
         body.push(format!(
             "{}outgoing_server_location = \"127.0.0.1\"\noutgoing_port_number = {}\n\
-             outgoing_tls = \"none\"\n",
+             outgoing_tls = \"none\"\nallow_plaintext_login = true\n",
             healthy_profile(&d).replace("name = \"healthy\"", &format!("name = \"bad{i}\"")),
             server.port
         ));

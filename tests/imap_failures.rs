@@ -173,12 +173,12 @@ fn starttls_implicit_tls_plaintext_plain_and_login_each_do_what_they_say() {
         (
             "plain@example.com",
             d.imap_port,
-            "incoming_tls = \"none\"\nincoming_authentication_protocol = \"plain\"",
+            "incoming_tls = \"none\"\nallow_plaintext_login = true\nincoming_authentication_protocol = \"plain\"",
         ),
         (
             "login@example.com",
             d.imap_port,
-            "incoming_tls = \"none\"\nincoming_authentication_protocol = \"login\"",
+            "incoming_tls = \"none\"\nallow_plaintext_login = true\nincoming_authentication_protocol = \"login\"",
         ),
     ];
     let proxies: Vec<Proxy> = cases
@@ -328,7 +328,7 @@ fn a_stalled_server_is_given_up_after_the_connection_timeout() {
     let body = [
         format!(
             "[[profile]]\nname = \"p\"\nincoming_server_location = \"127.0.0.1\"\nincoming_port_number = {port}\n\
-             incoming_tls = \"none\"\ntimeout_mailbox_connection_after = \"1s\"\n"
+             incoming_tls = \"none\"\nallow_plaintext_login = true\ntimeout_mailbox_connection_after = \"1s\"\n"
         ),
         mailbox("stalled@example.com", "p", "pw"),
     ]

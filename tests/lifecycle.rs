@@ -331,7 +331,7 @@ fn profile_credentials_through_a_master_user_and_the_connection_limit() {
         "127.0.0.1",
         proxy.port,
         &d.ca_file,
-        "incoming_tls = \"none\"\nincoming_credential_retrieval = \"profile\"\n\
+        "incoming_tls = \"none\"\nallow_plaintext_login = true\nincoming_credential_retrieval = \"profile\"\n\
          incoming_username = \"sidesync-master\"\nincoming_password = \"master-secret-77\"\n\
          max_concurrent_connections = 2",
     );

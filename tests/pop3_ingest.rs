@@ -359,8 +359,13 @@ fn a_server_without_stls_is_refused_and_one_without_uidl_is_a_permanent_error() 
     let body = [
         profile("no-stls", no_stls.port, &ca, "incoming_tls = \"starttls\"")
             .replace(&format!("ca_file = \"{}\"\n", ca.display()), ""),
-        profile("no-uidl", no_uidl.port, &ca, "incoming_tls = \"none\"")
-            .replace(&format!("ca_file = \"{}\"\n", ca.display()), ""),
+        profile(
+            "no-uidl",
+            no_uidl.port,
+            &ca,
+            "incoming_tls = \"none\"\nallow_plaintext_login = true",
+        )
+        .replace(&format!("ca_file = \"{}\"\n", ca.display()), ""),
         mailbox("x@example.com", "no-stls", "stls-secret-never-sent"),
         mailbox("y@example.com", "no-uidl", "pw"),
     ]
@@ -418,12 +423,12 @@ fn pop3_tls_modes_and_login_methods_do_what_they_say_on_the_wire() {
         (
             "wire-plain@example.com",
             d.pop3_port,
-            "incoming_tls = \"none\"\nincoming_authentication_protocol = \"plain\"",
+            "incoming_tls = \"none\"\nallow_plaintext_login = true\nincoming_authentication_protocol = \"plain\"",
         ),
         (
             "wire-user@example.com",
             d.pop3_port,
-            "incoming_tls = \"none\"\nincoming_authentication_protocol = \"login\"",
+            "incoming_tls = \"none\"\nallow_plaintext_login = true\nincoming_authentication_protocol = \"login\"",
         ),
     ];
     let proxies: Vec<Proxy> = cases
@@ -499,7 +504,7 @@ fn deletion_is_sent_only_after_the_commit() {
             "order",
             proxy.port,
             &d.ca_file,
-            "incoming_tls = \"none\"\npop3_delete_after_days = 0",
+            "incoming_tls = \"none\"\nallow_plaintext_login = true\npop3_delete_after_days = 0",
         ),
         mailbox(user, "order", PASSWORD),
     ]
@@ -544,7 +549,7 @@ fn deletion_is_sent_only_after_the_commit() {
                 "order",
                 proxy.port,
                 &d.ca_file,
-                "incoming_tls = \"none\"\npop3_delete_after_days = 0",
+                "incoming_tls = \"none\"\nallow_plaintext_login = true\npop3_delete_after_days = 0",
             ),
             mailbox(user, "order", PASSWORD),
         ]

@@ -1020,6 +1020,31 @@ impl Validator<'_> {
         } else {
             None
         };
+        // Every endpoint logs in (there is no "without credentials"): without TLS the password
+        // crosses the network in the clear, which a config must say it wants.
+        if !rp.allow_plaintext_login.unwrap_or(false) {
+            let plaintext = [
+                (Some(&incoming), rp.incoming_tls.as_ref(), "incoming_tls"),
+                (
+                    outgoing.as_ref(),
+                    rp.outgoing_tls.as_ref().or(rp.incoming_tls.as_ref()),
+                    "outgoing_tls",
+                ),
+            ];
+            for (endpoint, span, key) in plaintext {
+                if let (Some(e), Some(span)) = (endpoint, span)
+                    && e.tls == TlsMode::None
+                {
+                    self.at(
+                        span,
+                        format!(
+                            "{key} = \"none\" sends the password in the clear; set \
+                             allow_plaintext_login = true in profile \"{name}\" if that is meant"
+                        ),
+                    );
+                }
+            }
+        }
         let ca_file = rp
             .ca_file
             .as_ref()

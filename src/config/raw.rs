@@ -108,6 +108,7 @@ pub struct RawProfile {
     pub max_message_size: Option<Spanned<i64>>,
     pub sync_deadline: Option<Spanned<RawDuration>>,
     pub tls_pin_sha256: Option<Spanned<String>>,
+    pub allow_plaintext_login: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -381,3 +381,26 @@ fn a_poison_email_must_be_skipped_before_the_mailbox_is_disabled() {
         ]
     );
 }
+
+#[test]
+fn a_plaintext_login_must_be_allowed_explicitly() {
+    let text = GOOD.replace(
+        "min_polling_interval",
+        "incoming_tls = \"none\"\nmin_polling_interval",
+    );
+    assert_eq!(
+        mistakes(&text),
+        vec![
+            "9:16: incoming_tls = \"none\" sends the password in the clear; set \
+             allow_plaintext_login = true in profile \"corp\" if that is meant"
+        ]
+    );
+    let allowed = text.replace(
+        "incoming_tls = \"none\"",
+        "incoming_tls = \"none\"\nallow_plaintext_login = true",
+    );
+    assert_eq!(
+        parse(&allowed).expect("allowed").profiles[0].incoming.tls,
+        TlsMode::None
+    );
+}
