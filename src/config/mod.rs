@@ -4,6 +4,7 @@
 //! I/O is reading the file itself and the password/CA files it names.
 
 mod duration;
+mod pin;
 mod raw;
 
 use std::fmt;
@@ -1150,7 +1151,7 @@ impl Validator<'_> {
                 Duration::from_secs(1)..=Duration::from_secs(86_400),
             ),
             tls_pin_sha256: rp.tls_pin_sha256.as_ref().and_then(|p| {
-                let pin = crate::net::parse_pin(p.get_ref().trim());
+                let pin = pin::parse_pin(p.get_ref().trim());
                 if pin.is_none() {
                     self.at(
                         p,

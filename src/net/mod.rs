@@ -14,7 +14,7 @@ use crate::config::{AuthProtocol, TlsMode};
 use crate::secret::Secret;
 
 pub use stream::{BufferedTcp, MailStream, buffered};
-pub use tls::{TlsContext, TlsError, parse_pin, pem_certificates};
+pub use tls::{TlsContext, TlsError, pem_certificates};
 pub use transcript::Recorder;
 
 /// SASL PLAIN (RFC 4616): authzid NUL authcid NUL password, the raw bytes.
