@@ -143,6 +143,14 @@ fn sidesync_send(
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("dir");
     std::fs::write(dir.join("api.token"), TOKEN).expect("token");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            dir.join("api.token"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .expect("chmod");
+    }
     let status_port = free_port();
     let config = dir.join("sidesync.toml");
     std::fs::write(

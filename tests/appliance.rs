@@ -10,6 +10,8 @@ fn the_annotated_example_config_is_valid() {
     let dir = tempfile::tempdir().expect("tempdir");
     let pw = dir.path().join("alice.password");
     std::fs::write(&pw, "example\n").expect("pw");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     let text = std::fs::read_to_string("appliance/sidesync.toml").expect("example config");
     assert!(text.contains("/etc/sidesync/alice.password"));
     let path = dir.path().join("sidesync.toml");

@@ -509,6 +509,21 @@ impl Validator<'_> {
             (Some(a), None) => Some(Secret::new(a.get_ref().clone())),
             (None, Some(f)) => {
                 let p = self.readable_file(&format!("{key}_file"), f)?;
+                // A secret others can read is no secret: refuse it, and say how to fix it.
+                use std::os::unix::fs::PermissionsExt;
+                if let Ok(meta) = std::fs::metadata(&p)
+                    && meta.permissions().mode() & 0o077 != 0
+                {
+                    self.at(
+                        f,
+                        format!(
+                            "{key}_file {} can be read by others (mode {:o}); run chmod 600 on it",
+                            p.display(),
+                            meta.permissions().mode() & 0o777
+                        ),
+                    );
+                    return None;
+                }
                 match std::fs::read_to_string(&p) {
                     Ok(s) => Some(Secret::new(s.trim_end_matches(['\r', '\n']).to_string())),
                     Err(e) => {

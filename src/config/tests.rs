@@ -404,3 +404,28 @@ fn a_plaintext_login_must_be_allowed_explicitly() {
         TlsMode::None
     );
 }
+
+#[test]
+fn a_secret_file_others_can_read_is_refused_with_the_fix() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pw = dir.path().join("alice.password");
+    std::fs::write(&pw, "s3cret\n").expect("write");
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let text = GOOD.replace(
+        "password = \"s3cret\"",
+        &format!("password_file = \"{}\"", pw.display()),
+    );
+    let m = mistakes(&text);
+    assert!(
+        m.iter()
+            .any(|e| e.contains("can be read by others (mode 644); run chmod 600 on it")),
+        "{m:?}"
+    );
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let c = parse(&text).expect("owner-only is fine");
+    assert_eq!(
+        c.mailboxes[0].password.as_ref().map(|p| p.expose()),
+        Some("s3cret")
+    );
+}

@@ -18,7 +18,11 @@ pub struct Setup {
 impl Setup {
     pub fn new() -> Setup {
         let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(dir.path().join("api.token"), format!("{TOKEN}\n")).expect("token");
+        let token = dir.path().join("api.token");
+        std::fs::write(&token, format!("{TOKEN}\n")).expect("token");
+        // Secret files must be the owner's alone.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).expect("chmod");
         Setup {
             dir,
             port: free_port(),
