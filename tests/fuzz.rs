@@ -132,11 +132,20 @@ fn answering_server(greeting: Vec<u8>, payload: Vec<u8>, imap: bool) -> u16 {
     port
 }
 
+/// Where a session connects. Its TLS mode alternates between plaintext and STARTTLS from one
+/// session to the next, so the STARTTLS exchanges sidesync reads itself are fuzzed as well.
 fn target(port: u16, tls: &TlsContext) -> Target<'_> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static TURN: AtomicU64 = AtomicU64::new(0);
+    let mode = if TURN.fetch_add(1, Ordering::Relaxed).is_multiple_of(2) {
+        TlsMode::None
+    } else {
+        TlsMode::StartTls
+    };
     Target {
         host: "127.0.0.1",
         port,
-        tls: TlsMode::None,
+        tls: mode,
         tls_context: tls,
         auth: AuthProtocol::Auto,
         timeout: Duration::from_millis(300),
@@ -155,7 +164,7 @@ fn runtime() -> tokio::runtime::Runtime {
 /// panic, abort or endless wait.
 fn imap_session(rt: &tokio::runtime::Runtime, tls: &TlsContext, greeting: &[u8], payload: &[u8]) {
     let greeting = [
-        b"* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] ".as_slice(),
+        b"* OK [CAPABILITY IMAP4rev1 STARTTLS AUTH=PLAIN] ".as_slice(),
         greeting,
         b"\r\n",
     ]
