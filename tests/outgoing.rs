@@ -85,7 +85,7 @@ fn a_queued_email_arrives_once_with_its_parts_and_token_and_no_bcc() {
     let from = "sender@example.com";
     d.add_user(from);
     let cfg = setup.write(
-        FAST_RETRIES,
+        &format!("{FAST_RETRIES}\noutbox_max_recipients = 3"),
         &[
             profile(&d, d.submission_port, "starttls", ""),
             mailbox(from, PASSWORD),
@@ -134,6 +134,10 @@ fn a_queued_email_arrives_once_with_its_parts_and_token_and_no_bcc() {
         (
             json!({"from": from, "to": ["x@y.z"], "text": "t", "priority": 1}),
             "priority",
+        ),
+        (
+            json!({"from": from, "to": ["a@y.z", "b@y.z"], "cc": ["c@y.z"], "bcc": ["d@y.z"], "text": "t"}),
+            "outbox_max_recipients",
         ),
     ] {
         let (code, answer) = http(

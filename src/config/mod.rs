@@ -68,6 +68,8 @@ pub struct Appliance {
     pub smtp_idle_timeout: Duration,
     /// Raw email bytes being fetched across all mailboxes at once; a batch waits for room.
     pub max_bytes_in_flight: u64,
+    /// Recipients (To, Cc and Bcc together) one queued email may have.
+    pub outbox_max_recipients: u32,
     /// Tries of an email that fails to be stored (a poison email) before it is skipped.
     pub item_failure_max_tries: u32,
     /// Item failures (skipped or failing emails) are kept this long.
@@ -743,6 +745,12 @@ impl Validator<'_> {
                 Duration::from_secs(30),
                 Duration::ZERO..=Duration::from_secs(3600),
             ),
+            outbox_max_recipients: self.int_in(
+                "outbox_max_recipients",
+                ra.outbox_max_recipients.as_ref(),
+                100,
+                1..=10_000,
+            ) as u32,
             max_bytes_in_flight: self.int_in(
                 "max_bytes_in_flight",
                 ra.max_bytes_in_flight.as_ref(),

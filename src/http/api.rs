@@ -417,6 +417,16 @@ fn queue(ctx: &StatusContext, body: &[u8]) -> Result<(u16, Value), ApiError> {
     let message_id = new_message_id(&from, counter);
     let email =
         request::build(&req, &message_id, in_reply_to.as_deref(), token.as_deref()).map_err(bad)?;
+    let cap = ctx.config.appliance.outbox_max_recipients as usize;
+    if email.recipients.len() > cap {
+        return Err(err(
+            400,
+            format!(
+                "to: {} recipients in one email; at most {cap} (outbox_max_recipients)",
+                email.recipients.len()
+            ),
+        ));
+    }
     let headers = crate::tracking::message::parse_headers(&email.raw);
     let dedup_key = crate::tracking::message::dedup_key(&headers, &email.raw);
     let mut compressor = zstd::bulk::Compressor::new(crate::store::rawcodec::ZSTD_LEVEL)
