@@ -412,7 +412,10 @@ fn tracking_tokens_fit_and_are_found_in_any_subject() {
                 assert!(s.chars().count() <= sidesync::tracking::token::MAX_SUBJECT);
                 let tail = format!(" [{token}]");
                 if let Some(cut) = s.strip_suffix(&tail) {
-                    assert_eq!(find_token(&s[cut.len()..], &format), Some(token.as_str()));
+                    assert_eq!(
+                        find_token(&s[cut.len()..], &format).as_deref(),
+                        Some(token.as_str())
+                    );
                 }
                 let _ = find_token(&subject, &format);
                 Ok(())

@@ -4,6 +4,8 @@ use mail_parser::{Address, HeaderValue, MessageParser};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::noise::{Noise, classify};
+
 /// The parsed header fields an activity keeps beside its raw MIME.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EmailHeaders {
@@ -16,12 +18,21 @@ pub struct EmailHeaders {
     pub subject: Option<String>,
     pub in_reply_to: Vec<String>,
     pub references: Vec<String>,
+    /// Written by a machine (see [`super::noise`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub noise: Option<Noise>,
+    /// Not even a header block could be read.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unreadable: bool,
 }
 
 /// Parses only the header block; a malformed email still yields whatever fields could be read.
 pub fn parse_headers(raw: &[u8]) -> EmailHeaders {
     let Some(msg) = MessageParser::default().parse_headers(raw) else {
-        return EmailHeaders::default();
+        return EmailHeaders {
+            unreadable: true,
+            ..EmailHeaders::default()
+        };
     };
     EmailHeaders {
         message_id: msg
@@ -35,6 +46,8 @@ pub fn parse_headers(raw: &[u8]) -> EmailHeaders {
         subject: msg.subject().map(str::to_string),
         in_reply_to: id_list(msg.in_reply_to()),
         references: id_list(msg.references()),
+        noise: classify(&msg),
+        unreadable: false,
     }
 }
 

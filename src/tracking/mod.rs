@@ -1,8 +1,14 @@
 //! Tracking decisions: pure functions that look at an email or a folder's state and decide what
 //! to store or fetch. No I/O here, so every case is unit-tested directly.
 
+pub mod decision;
+#[cfg(test)]
+mod decision_tests;
 pub mod item_failure;
 pub mod maildrop;
 pub mod message;
+pub mod noise;
+pub mod parties;
 pub mod plan;
+pub mod subject;
 pub mod token;

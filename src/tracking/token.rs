@@ -54,16 +54,45 @@ pub fn with_token(subject: &str, token: &str) -> String {
     out
 }
 
-/// Finds a token of this format in a subject (for correlating replies).
-pub fn find_token<'a>(subject: &'a str, format: &TokenFormat) -> Option<&'a str> {
-    let start = subject.find(&format!("[{}", format.prefix))? + 1;
-    let rest = &subject[start..];
-    let end = rest.find(']')?;
-    let token = &rest[..end];
-    let digits = &token[format.prefix.len()..];
-    (digits.len() == 4 + (format.user_digits + format.counter_digits) as usize
-        && digits.bytes().all(|b| b.is_ascii_digit()))
-    .then_some(token)
+/// Finds a token of this format in a subject, tolerantly as Dynamics does: the prefix in any case,
+/// with or without the brackets, spaces between prefix and digits, and exactly as many digits as
+/// the format writes (deployment, user, counter). Returns it as the format writes it, so that
+/// "re: [crm: 0001007042]" and "[CRM:0001007042]" are the same token.
+pub fn find_token(subject: &str, format: &TokenFormat) -> Option<String> {
+    let prefix = format.prefix.to_lowercase();
+    let lower = subject.to_lowercase();
+    if prefix.is_empty() || lower.len() != subject.len() {
+        // Lower-casing changed byte offsets (rare scripts): fall back to an exact-case search.
+        return find_exact(subject, format);
+    }
+    scan(&lower, &prefix, format)
+}
+
+fn find_exact(subject: &str, format: &TokenFormat) -> Option<String> {
+    scan(subject, &format.prefix, format)
+}
+
+fn scan(haystack: &str, prefix: &str, format: &TokenFormat) -> Option<String> {
+    let want = 4 + (format.user_digits + format.counter_digits) as usize;
+    let mut from = 0;
+    while let Some(at) = haystack[from..].find(prefix) {
+        let start = from + at;
+        // The prefix must not be the tail of a longer word ("XCRM:").
+        let standalone = haystack[..start]
+            .chars()
+            .next_back()
+            .is_none_or(|c| !c.is_alphanumeric());
+        let rest = haystack[start + prefix.len()..].trim_start_matches([' ', '\t']);
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if standalone && !prefix.is_empty() && digits == want {
+            return Some(format!("{}{}", format.prefix, &rest[..digits]));
+        }
+        from = start + prefix.len().max(1);
+        if from >= haystack.len() {
+            break;
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -79,11 +108,41 @@ mod tests {
             with_token("Quote", &f.token(7, 42)),
             "Quote [CRM:0001007042]"
         );
+        for subject in [
+            "Re: Quote [CRM:0001007042]",
+            "RE: Quote [crm:0001007042]",
+            "AW: Quote CRM:0001007042",
+            "Re: Quote [CRM: 0001007042] (2)",
+            "[CRM:0001007042]",
+        ] {
+            assert_eq!(
+                find_token(subject, &f).as_deref(),
+                Some("CRM:0001007042"),
+                "{subject}"
+            );
+        }
+        for subject in [
+            "Re: Quote [CRM:12]",
+            "Re: Quote [CRM:00010070421]",
+            "XCRM:0001007042",
+            "Quote",
+            "CRM:",
+        ] {
+            assert_eq!(find_token(subject, &f), None, "{subject}");
+        }
+        let wide = TokenFormat {
+            prefix: "Case#".into(),
+            deployment: 2,
+            user_digits: 5,
+            counter_digits: 6,
+        };
+        let t = wide.token(12, 345);
+        assert_eq!(t, "Case#000200012000345");
         assert_eq!(
-            find_token("Re: Quote [CRM:0001007042]", &f),
-            Some("CRM:0001007042")
+            find_token(&format!("re: hi [case#{}]", &t[5..]), &wide).as_deref(),
+            Some(t.as_str())
         );
-        assert_eq!(find_token("Re: Quote [CRM:12]", &f), None);
+        assert_eq!(find_token("hi [CRM:0001007042]", &wide), None);
     }
 
     #[test]
@@ -101,5 +160,7 @@ mod tests {
             "short",
             "a token that cannot fit is dropped"
         );
+        // A cut subject still carries its whole token, and it is found again.
+        assert_eq!(find_token(&s, &f).as_deref(), Some("CRM:0001001001"));
     }
 }
