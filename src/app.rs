@@ -16,6 +16,27 @@ pub fn run(config: Config, mode: RunMode) -> Result<RunReport, String> {
     let store = Store::open(&config.appliance.data_dir).map_err(|e| e.to_string())?;
     let heartbeat = Arc::new(AtomicI64::new(0));
     let writer = store.start_writer();
+    if let Some(path) = &config.appliance.contacts_file {
+        // The file seeds the known contacts at every start (its entries win over the same
+        // addresses set through the API; addresses only the API knows stay).
+        let loaded = crate::tracking::contacts::parse_file(path).and_then(|upsert| {
+            let n = upsert.len();
+            writer
+                .contacts_blocking(crate::store::ContactsUpdate {
+                    upsert,
+                    ..Default::default()
+                })
+                .map(|()| n)
+                .map_err(|e| e.to_string())
+        });
+        match loaded {
+            Ok(n) => tracing::info!(contacts = n, file = %path.display(), "known contacts loaded"),
+            Err(e) => {
+                writer.shutdown();
+                return Err(e);
+            }
+        }
+    }
     let (commands_tx, commands_rx) = mpsc::channel(64);
     let outbox_wake = Arc::new(tokio::sync::Notify::new());
     let metrics = Arc::new(crate::metrics::Metrics::new(
@@ -43,6 +64,7 @@ pub fn run(config: Config, mode: RunMode) -> Result<RunReport, String> {
                 commands: Some(commands_tx),
                 outbox_wake: outbox_wake.clone(),
                 metrics: metrics.clone(),
+                directory: Arc::new(config.directory()),
             },
             runtime.handle(),
         ) {

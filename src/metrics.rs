@@ -67,6 +67,8 @@ impl Histogram {
 pub struct ProfileCounters {
     pub emails_ingested: AtomicU64,
     pub bytes_ingested: AtomicU64,
+    /// Header and body bytes fetched from the server (relevance saves on these).
+    pub bytes_fetched: AtomicU64,
     pub emails_sent: AtomicU64,
     pub bytes_sent: AtomicU64,
     pub emails_failed: AtomicU64,
@@ -149,6 +151,12 @@ impl Metrics {
             add(&p.bytes_ingested, bytes);
         }
         self.count_minute(Utc::now(), emails, 0);
+    }
+
+    pub fn fetched_bytes(&self, profile: &str, bytes: u64) {
+        if let Some(p) = self.profile(profile) {
+            add(&p.bytes_fetched, bytes);
+        }
     }
 
     pub fn sent(&self, profile: &str, bytes: u64) {

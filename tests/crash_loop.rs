@@ -115,11 +115,11 @@ fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
         };
     deliver(300, &mut imap_expected, &mut pop_expected);
     let body = format!(
-        "[[profile]]\nname = \"imap\"\nincoming_server_location = \"127.0.0.1\"\n\
+        "[[profile]]\ntrack = \"all\"\nname = \"imap\"\nincoming_server_location = \"127.0.0.1\"\n\
          incoming_port_number = {imaps}\nca_file = \"{ca}\"\nmin_polling_interval = \"1s\"\n\
          max_concurrent_connections = {CONNECTIONS}\noutgoing_server_location = \"127.0.0.1\"\n\
          outgoing_port_number = {submission}\noutgoing_tls = \"starttls\"\n\
-         [[profile]]\nname = \"pop\"\nserver_type = \"pop3_smtp\"\n\
+         [[profile]]\ntrack = \"all\"\nname = \"pop\"\nserver_type = \"pop3_smtp\"\n\
          incoming_server_location = \"127.0.0.1\"\nincoming_port_number = {pop3s}\n\
          ca_file = \"{ca}\"\nmin_polling_interval = \"1s\"\npop3_delete_after_days = 0\n\
          [[mailbox]]\nemail_address = \"{imap_user}\"\nprofile = \"imap\"\npassword = \"{PASSWORD}\"\n\

@@ -20,7 +20,7 @@ const PEAK_RSS_CEILING_KB: u64 = 200 * 1024;
 fn hostile_profile(name: &str, server_type: &str, port: u16, tls: &str) -> String {
     let tls = if tls.is_empty() { "none" } else { tls };
     format!(
-        "[[profile]]\nname = \"{name}\"\nserver_type = \"{server_type}\"\n\
+        "[[profile]]\ntrack = \"all\"\nname = \"{name}\"\nserver_type = \"{server_type}\"\n\
          incoming_server_location = \"127.0.0.1\"\nincoming_port_number = {port}\n\
          incoming_tls = \"{tls}\"\nallow_plaintext_login = true\nmin_polling_interval = \"1s\"\n\
          timeout_mailbox_connection_after = \"3s\"\nsync_deadline = \"5s\"\n"
@@ -36,7 +36,7 @@ fn mailbox(address: &str, profile: &str, password: &str) -> String {
 
 fn healthy_profile(d: &Dovecot) -> String {
     format!(
-        "[[profile]]\nname = \"healthy\"\nincoming_server_location = \"127.0.0.1\"\n\
+        "[[profile]]\ntrack = \"all\"\nname = \"healthy\"\nincoming_server_location = \"127.0.0.1\"\n\
          incoming_port_number = {}\nca_file = \"{}\"\nmin_polling_interval = \"1s\"\n\
          timeout_mailbox_connection_after = \"10s\"\n",
         d.imaps_port,

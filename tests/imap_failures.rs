@@ -14,7 +14,7 @@ use support::{free_port, mail, wait_for};
 
 fn profile(name: &str, port: u16, ca: &std::path::Path, extra: &str) -> String {
     format!(
-        "[[profile]]\nname = \"{name}\"\nincoming_server_location = \"127.0.0.1\"\nincoming_port_number = {port}\n\
+        "[[profile]]\ntrack = \"all\"\nname = \"{name}\"\nincoming_server_location = \"127.0.0.1\"\nincoming_port_number = {port}\n\
          ca_file = \"{}\"\nmin_polling_interval = \"1s\"\ntimeout_mailbox_connection_after = \"10s\"\n{extra}\n",
         ca.display()
     )
@@ -285,7 +285,7 @@ fn a_server_without_starttls_is_refused_not_used_in_plaintext() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let body = [
         format!(
-            "[[profile]]\nname = \"p\"\nincoming_server_location = \"127.0.0.1\"\nincoming_port_number = {port}\n\
+            "[[profile]]\ntrack = \"all\"\nname = \"p\"\nincoming_server_location = \"127.0.0.1\"\nincoming_port_number = {port}\n\
              incoming_tls = \"starttls\"\ntimeout_mailbox_connection_after = \"10s\"\n"
         ),
         mailbox("a@example.com", "p", "secret-never-sent"),
@@ -327,7 +327,7 @@ fn a_stalled_server_is_given_up_after_the_connection_timeout() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let body = [
         format!(
-            "[[profile]]\nname = \"p\"\nincoming_server_location = \"127.0.0.1\"\nincoming_port_number = {port}\n\
+            "[[profile]]\ntrack = \"all\"\nname = \"p\"\nincoming_server_location = \"127.0.0.1\"\nincoming_port_number = {port}\n\
              incoming_tls = \"none\"\nallow_plaintext_login = true\ntimeout_mailbox_connection_after = \"1s\"\n"
         ),
         mailbox("stalled@example.com", "p", "pw"),

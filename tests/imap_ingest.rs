@@ -17,7 +17,7 @@ use support::{free_port, mail, wait_for};
 
 fn profile(d: &Dovecot, extra: &str) -> String {
     format!(
-        "[[profile]]\nname = \"local\"\nis_default = true\nincoming_server_location = \"127.0.0.1\"\n\
+        "[[profile]]\ntrack = \"all\"\nname = \"local\"\nis_default = true\nincoming_server_location = \"127.0.0.1\"\n\
          incoming_port_number = {}\nca_file = \"{}\"\nmin_polling_interval = \"1s\"\n\
          timeout_mailbox_connection_after = \"20s\"\n{extra}\n",
         d.imaps_port,

@@ -16,9 +16,11 @@ use support::{mail, wait_for};
 
 const MARK: &str = "POISON-MARK-7f3a9c";
 
+/// Its own Message-ID per mailbox: one email seen by two mailboxes would be one activity.
 fn poisoned(user: &str) -> Vec<u8> {
+    let id = user.replace('@', ".");
     format!(
-        "Message-ID: <poison@sample.test>\r\nFrom: a@example.com\r\nTo: {user}\r\n\
+        "Message-ID: <poison.{id}@sample.test>\r\nFrom: a@example.com\r\nTo: {user}\r\n\
          Subject: poison\r\nDate: Mon, 1 Sep 2025 10:00:00 +0000\r\n\r\n{MARK}\r\n"
     )
     .into_bytes()
@@ -60,9 +62,9 @@ fn a_poison_email_is_tried_then_skipped_listed_and_retried() {
         }
     }
     let body = format!(
-        "[[profile]]\nname = \"imap\"\nincoming_server_location = \"127.0.0.1\"\n\
+        "[[profile]]\ntrack = \"all\"\nname = \"imap\"\nincoming_server_location = \"127.0.0.1\"\n\
          incoming_port_number = {}\nca_file = \"{ca}\"\nmin_polling_interval = \"1s\"\n\
-         [[profile]]\nname = \"pop\"\nserver_type = \"pop3_smtp\"\n\
+         [[profile]]\ntrack = \"all\"\nname = \"pop\"\nserver_type = \"pop3_smtp\"\n\
          incoming_server_location = \"127.0.0.1\"\nincoming_port_number = {}\nca_file = \"{ca}\"\n\
          min_polling_interval = \"1s\"\npop3_delete_after_days = 0\n\
          [[mailbox]]\nemail_address = \"{imap_user}\"\nprofile = \"imap\"\npassword = \"{PASSWORD}\"\n\

@@ -22,7 +22,7 @@ fn profile(name: &str, host: &str, port: u16, ca: &Path, extra: &str) -> String 
         "timeout_mailbox_connection_after = \"10s\"\n"
     };
     format!(
-        "[[profile]]\nname = \"{name}\"\nincoming_server_location = \"{host}\"\nincoming_port_number = {port}\n\
+        "[[profile]]\ntrack = \"all\"\nname = \"{name}\"\nincoming_server_location = \"{host}\"\nincoming_port_number = {port}\n\
          ca_file = \"{}\"\nmin_polling_interval = \"1s\"\n{timeout}{extra}\n",
         ca.display()
     )

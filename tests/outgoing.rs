@@ -58,7 +58,7 @@ fn wait_status(setup: &Setup, id: u64, status: &str) -> Value {
 /// A profile whose outgoing server is `host:port` with `tls`.
 fn profile(d: &Dovecot, smtp_port: u16, smtp_tls: &str, extra: &str) -> String {
     format!(
-        "[[profile]]\nname = \"p\"\nis_default = true\nincoming_server_location = \"127.0.0.1\"\n\
+        "[[profile]]\ntrack = \"all\"\nname = \"p\"\nis_default = true\nincoming_server_location = \"127.0.0.1\"\n\
          incoming_port_number = {}\nca_file = \"{}\"\nmin_polling_interval = \"1s\"\n\
          timeout_mailbox_connection_after = \"10s\"\noutgoing_server_location = \"127.0.0.1\"\n\
          outgoing_port_number = {smtp_port}\noutgoing_tls = \"{smtp_tls}\"\nallow_plaintext_login = true\n{extra}\n",

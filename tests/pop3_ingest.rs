@@ -9,7 +9,8 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use sidesync::store::NOT_TRACKED;
+use sidesync::store::skip_reason;
+use sidesync::tracking::decision::SkipReason;
 use support::appliance::Setup;
 use support::dovecot::{Dovecot, PASSWORD};
 use support::ingest::{
@@ -22,7 +23,7 @@ use support::{mail, wait_for};
 
 fn profile(name: &str, port: u16, ca: &Path, extra: &str) -> String {
     format!(
-        "[[profile]]\nname = \"{name}\"\nserver_type = \"pop3_smtp\"\nincoming_server_location = \"127.0.0.1\"\n\
+        "[[profile]]\ntrack = \"all\"\nname = \"{name}\"\nserver_type = \"pop3_smtp\"\nincoming_server_location = \"127.0.0.1\"\n\
          incoming_port_number = {port}\nca_file = \"{}\"\nmin_polling_interval = \"1s\"\n\
          timeout_mailbox_connection_after = \"20s\"\n{extra}\n",
         ca.display()
@@ -262,7 +263,9 @@ fn deletion_by_age_and_never_of_an_email_the_date_filter_skipped() {
     let map = store.pop3_sync_id_map(dated_user).expect("map");
     assert_eq!(map.len(), 28);
     assert_eq!(
-        map.values().filter(|(id, _)| *id == NOT_TRACKED).count(),
+        map.values()
+            .filter(|(id, _)| skip_reason(*id) == Some(SkipReason::BeforeProcessDate))
+            .count(),
         28 - recent.len()
     );
     drop(store);

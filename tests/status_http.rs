@@ -27,7 +27,7 @@ const SIZE: usize = 1_800;
 
 fn body(d: &Dovecot) -> String {
     let mut b = format!(
-        "[[profile]]\nname = \"web\"\nis_default = true\nincoming_server_location = \"127.0.0.1\"\n\
+        "[[profile]]\ntrack = \"all\"\nname = \"web\"\nis_default = true\nincoming_server_location = \"127.0.0.1\"\n\
          incoming_port_number = {}\nca_file = \"{}\"\nmin_polling_interval = \"1s\"\n\
          timeout_mailbox_connection_after = \"10s\"\n\n",
         d.imaps_port,

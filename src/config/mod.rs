@@ -20,6 +20,7 @@ pub use duration::parse_duration;
 use raw::{RawConfig, RawDuration, RawMailbox, RawProfile};
 
 use crate::secret::Secret;
+use crate::tracking::decision::{Correlation, Directory, MailboxInfo, Track};
 
 /// Seed limits (Dynamics): connection timeout at most 100,000 ms; 1–300 connections; polling 0–1440 min.
 pub const MAX_CONNECTION_TIMEOUT: Duration = Duration::from_secs(100);
@@ -60,6 +61,11 @@ pub struct Appliance {
     pub alert_smtp: Option<AlertSmtp>,
     /// O4: the token added to the subject of sent email; `None` = off.
     pub tracking_token: Option<crate::tracking::token::TokenFormat>,
+    /// I6: which correlation steps run (the token step reads the token format above, or the
+    /// default one when sending tokens is off).
+    pub correlation: crate::tracking::decision::Correlation,
+    /// Known contacts loaded at start (CSV `address,record` or JSON `{"address": ["record"]}`).
+    pub contacts_file: Option<PathBuf>,
     /// O2: first retry wait of a queued email after a transient failure (doubling, with jitter).
     pub outbox_retry_interval: Duration,
     pub outbox_max_retry_interval: Duration,
@@ -171,7 +177,19 @@ pub struct Profile {
     /// Trust exactly the server certificate with this SHA-256 (self-signed servers), instead of
     /// authorities.
     pub tls_pin_sha256: Option<[u8; 32]>,
+    /// The default relevance filter of its mailboxes (else: users `responses`, queues `all`).
+    pub track: Option<Track>,
 }
+
+/// A tracking folder and the record its emails are about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackingFolder {
+    pub folder: String,
+    pub regarding: Option<String>,
+}
+
+/// Dynamics allows this many tracking folders per mailbox.
+pub const MAX_TRACKING_FOLDERS: usize = 25;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OwnerType {
@@ -236,8 +254,10 @@ pub struct Mailbox {
     pub active: bool,
     pub username: String,
     pub password: Option<Secret>,
-    /// I1/I7: IMAP folders synced besides INBOX.
-    pub tracking_folders: Vec<String>,
+    /// I1/I7: IMAP folders synced besides INBOX, always tracked, each about its record.
+    pub tracking_folders: Vec<TrackingFolder>,
+    /// I5: which emails of INBOX become activities.
+    pub track: Track,
     /// What the enablements of this mailbox were decided under (see [`fingerprint`]); set once the
     /// whole config is read.
     pub fingerprint: String,
@@ -255,6 +275,28 @@ impl Config {
 
     pub fn mailbox_profile(&self, mailbox: &Mailbox) -> Option<&Profile> {
         mailbox.profile.as_deref().and_then(|n| self.profile(n))
+    }
+
+    /// What the tracking decision knows of the config: every mailbox that receives email, with
+    /// its filter, and the correlation steps.
+    pub fn directory(&self) -> Directory {
+        Directory {
+            mailboxes: self
+                .mailboxes
+                .iter()
+                .filter(|m| m.active && m.incoming_delivery != IncomingDelivery::None)
+                .map(|m| {
+                    (
+                        m.email_address.clone(),
+                        MailboxInfo {
+                            queue: m.owner == OwnerType::Queue,
+                            track: m.track,
+                        },
+                    )
+                })
+                .collect(),
+            correlation: self.appliance.correlation.clone(),
+        }
     }
 
     /// Reads and validates a config file. Every mistake found is reported, each with its place.
@@ -623,7 +665,7 @@ impl Validator<'_> {
             },
         };
         let day = Duration::from_secs(86_400);
-        let appliance = Appliance {
+        let mut appliance = Appliance {
             data_dir,
             status_listen,
             process_unapproved_mailboxes: ra.process_unapproved_mailboxes.unwrap_or(false),
@@ -723,10 +765,29 @@ impl Validator<'_> {
                     Some(crate::tracking::token::TokenFormat {
                         prefix,
                         deployment,
-                        ..crate::tracking::token::TokenFormat::default()
+                        user_digits: self.int_in(
+                            "tracking_token_user_digits",
+                            ra.tracking_token_user_digits.as_ref(),
+                            3,
+                            1..=9,
+                        ) as u32,
+                        counter_digits: self.int_in(
+                            "tracking_token_counter_digits",
+                            ra.tracking_token_counter_digits.as_ref(),
+                            3,
+                            1..=9,
+                        ) as u32,
                     })
                 }
             },
+            correlation: Correlation::default(),
+            contacts_file: ra.contacts_file.as_ref().map(|f| {
+                let path = self.path(f.get_ref());
+                if let Err(e) = crate::tracking::contacts::parse_file(&path) {
+                    self.at(f, e);
+                }
+                path
+            }),
             outbox_retry_interval: self.duration(
                 "outbox_retry_interval",
                 ra.outbox_retry_interval.as_ref(),
@@ -794,6 +855,14 @@ impl Validator<'_> {
                 ),
             );
         }
+        appliance.correlation = Correlation {
+            in_reply_to: ra.correlation_in_reply_to.unwrap_or(true),
+            tracking_token: ra
+                .correlation_tracking_token
+                .unwrap_or(true)
+                .then(|| appliance.tracking_token.clone().unwrap_or_default()),
+            smart_matching: ra.correlation_smart_matching.unwrap_or(false),
+        };
         appliance
     }
 
@@ -1173,6 +1242,7 @@ impl Validator<'_> {
                 Duration::from_secs(300),
                 Duration::from_secs(1)..=Duration::from_secs(86_400),
             ),
+            track: rp.track.as_ref().and_then(|t| self.track(t)),
             tls_pin_sha256: rp.tls_pin_sha256.as_ref().and_then(|p| {
                 let pin = pin::parse_pin(p.get_ref().trim());
                 if pin.is_none() {
@@ -1288,7 +1358,21 @@ impl Validator<'_> {
             );
         }
         let tracking_folders =
-            self.tracking_folders(rm, &email_address, profile.as_deref(), profiles);
+            self.tracking_folders(rm, &email_address, owner, profile.as_deref(), profiles);
+        let profile_track = profile
+            .as_deref()
+            .and_then(|n| profiles.iter().find(|p| p.name == n))
+            .and_then(|p| p.track);
+        // Dynamics' defaults: a user tracks responses to tracked email, a queue everything.
+        let track = rm
+            .track
+            .as_ref()
+            .and_then(|t| self.track(t))
+            .or(profile_track)
+            .unwrap_or(match owner {
+                OwnerType::User => Track::Responses,
+                OwnerType::Queue => Track::All,
+            });
         Mailbox {
             username: rm
                 .username
@@ -1305,27 +1389,49 @@ impl Validator<'_> {
             active: rm.active.unwrap_or(true),
             password,
             tracking_folders,
+            track,
             fingerprint: String::new(),
         }
     }
 
-    /// Tracking folders are IMAP folders: a POP3 maildrop has none.
+    /// Tracking folders are IMAP folders: a POP3 maildrop has none, nor does a queue (as in
+    /// Dynamics). At most [`MAX_TRACKING_FOLDERS`]; each named once.
     fn tracking_folders(
         &mut self,
         rm: &RawMailbox,
         email_address: &str,
+        owner: OwnerType,
         profile: Option<&str>,
         profiles: &[Profile],
-    ) -> Vec<String> {
-        let Some(folders) = &rm.tracking_folders else {
+    ) -> Vec<TrackingFolder> {
+        let mut wanted: Vec<(Range<usize>, String, Option<String>)> = Vec::new();
+        if let Some(folders) = &rm.tracking_folders {
+            for f in folders.get_ref() {
+                wanted.push((folders.span(), f.clone(), None));
+            }
+        }
+        for tf in rm.tracking_folder.iter().flatten() {
+            let regarding = tf.get_ref().regarding.as_ref().and_then(|r| {
+                match crate::tracking::parties::check_record(r.get_ref()) {
+                    Ok(()) => Some(r.get_ref().trim().to_string()),
+                    Err(e) => {
+                        self.at(r, format!("mailbox {email_address}: regarding {e}"));
+                        None
+                    }
+                }
+            });
+            let folder = &tf.get_ref().folder;
+            wanted.push((folder.span(), folder.get_ref().clone(), regarding));
+        }
+        let Some((first_span, _, _)) = wanted.first().cloned() else {
             return Vec::new();
         };
         let pop3 = profile
             .and_then(|n| profiles.iter().find(|p| p.name == n))
             .filter(|p| p.server_type == ServerType::Pop3Smtp);
         if let Some(p) = pop3 {
-            self.at(
-                folders,
+            self.error(
+                Some(first_span),
                 format!(
                     "mailbox {email_address}: tracking folders do not apply to POP3 \
                      (profile \"{}\" is pop3_smtp, and a POP3 maildrop has no folders)",
@@ -1334,22 +1440,64 @@ impl Validator<'_> {
             );
             return Vec::new();
         }
-        let mut out: Vec<String> = Vec::new();
-        for f in folders.get_ref() {
+        if owner == OwnerType::Queue {
+            self.error(
+                Some(first_span),
+                format!(
+                    "mailbox {email_address}: a queue has no tracking folders (a queue tracks \
+                     with track = \"all\" or another filter instead)"
+                ),
+            );
+            return Vec::new();
+        }
+        let mut out: Vec<TrackingFolder> = Vec::new();
+        for (span, f, regarding) in wanted {
             let f = f.trim();
             if f.is_empty() || f.eq_ignore_ascii_case("INBOX") {
-                self.at(
-                    folders,
+                self.error(
+                    Some(span),
                     format!(
                         "mailbox {email_address}: tracking folder \"{f}\" is not valid \
                          (INBOX is always synced; names cannot be empty)"
                     ),
                 );
-            } else if !out.iter().any(|o| o == f) {
-                out.push(f.to_string());
+            } else if out.iter().any(|o| o.folder == f) {
+                self.error(
+                    Some(span),
+                    format!("mailbox {email_address}: tracking folder \"{f}\" is named twice"),
+                );
+            } else {
+                out.push(TrackingFolder {
+                    folder: f.to_string(),
+                    regarding,
+                });
             }
         }
+        if out.len() > MAX_TRACKING_FOLDERS {
+            self.error(
+                Some(first_span),
+                format!(
+                    "mailbox {email_address}: {} tracking folders; at most {MAX_TRACKING_FOLDERS}",
+                    out.len()
+                ),
+            );
+            out.truncate(MAX_TRACKING_FOLDERS);
+        }
         out
+    }
+
+    fn track(&mut self, t: &Spanned<String>) -> Option<Track> {
+        let found = Track::parse(t.get_ref().trim());
+        if found.is_none() {
+            self.at(
+                t,
+                format!(
+                    "track = \"{}\" is not one of \"all\", \"responses\", \"known_contacts\", \"none\"",
+                    t.get_ref()
+                ),
+            );
+        }
+        found
     }
 }
 
@@ -1370,7 +1518,19 @@ struct EndpointFields<'a> {
 fn fingerprint(profile: Option<&Profile>, mailbox: &Mailbox) -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
-    h.update(format!("{profile:?}|{mailbox:?}").as_bytes());
+    // Which emails are tracked says nothing about how the mailbox connects: changing it needs
+    // no new test.
+    let profile = profile.map(|p| Profile {
+        track: None,
+        ..p.clone()
+    });
+    let profile = profile.as_ref();
+    let mut connection = mailbox.clone();
+    connection.track = Track::All;
+    for f in &mut connection.tracking_folders {
+        f.regarding = None;
+    }
+    h.update(format!("{profile:?}|{connection:?}").as_bytes());
     let secrets = [
         mailbox.password.as_ref(),
         profile.and_then(|p| match &p.incoming.credentials {

@@ -42,6 +42,12 @@ pub struct RawAppliance {
     pub tracking_token: Option<bool>,
     pub tracking_token_prefix: Option<Spanned<String>>,
     pub tracking_token_deployment: Option<Spanned<i64>>,
+    pub tracking_token_user_digits: Option<Spanned<i64>>,
+    pub tracking_token_counter_digits: Option<Spanned<i64>>,
+    pub correlation_in_reply_to: Option<bool>,
+    pub correlation_tracking_token: Option<bool>,
+    pub correlation_smart_matching: Option<bool>,
+    pub contacts_file: Option<Spanned<String>>,
     pub outbox_retry_interval: Option<Spanned<RawDuration>>,
     pub outbox_max_retry_interval: Option<Spanned<RawDuration>>,
     pub outbox_max_tries: Option<Spanned<i64>>,
@@ -110,6 +116,7 @@ pub struct RawProfile {
     pub sync_deadline: Option<Spanned<RawDuration>>,
     pub tls_pin_sha256: Option<Spanned<String>>,
     pub allow_plaintext_login: Option<bool>,
+    pub track: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -127,4 +134,14 @@ pub struct RawMailbox {
     pub password: Option<Spanned<String>>,
     pub password_file: Option<Spanned<String>>,
     pub tracking_folders: Option<Spanned<Vec<String>>>,
+    pub tracking_folder: Option<Vec<Spanned<RawTrackingFolder>>>,
+    pub track: Option<Spanned<String>>,
+}
+
+/// `[[mailbox.tracking_folder]]`: a folder whose emails are always tracked, about `regarding`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTrackingFolder {
+    pub folder: Spanned<String>,
+    pub regarding: Option<Spanned<String>>,
 }

@@ -307,12 +307,33 @@ fn pop3_only_settings_are_refused_elsewhere() {
         m.iter()
             .any(|e| e.contains("pop3_delete_after_days = -1 is out of range"))
     );
-    let c = parse(&GOOD.replace(
+    let m = mistakes(&GOOD.replace(
         "approval = \"approved\"",
         "approval = \"approved\"\ntracking_folders = [\"Projects\", \"Projects\"]",
+    ));
+    assert!(
+        m[0].contains("tracking folder \"Projects\" is named twice"),
+        "{m:?}"
+    );
+    let c = parse(&GOOD.replace(
+        "approval = \"approved\"",
+        "approval = \"approved\"\ntracking_folders = [\"Projects\"]\n\
+         [[mailbox.tracking_folder]]\nfolder = \"Contoso\"\nregarding = \"account:contoso\"",
     ))
     .expect("valid");
-    assert_eq!(c.mailboxes[0].tracking_folders, vec!["Projects"]);
+    assert_eq!(
+        c.mailboxes[0].tracking_folders,
+        vec![
+            TrackingFolder {
+                folder: "Projects".into(),
+                regarding: None
+            },
+            TrackingFolder {
+                folder: "Contoso".into(),
+                regarding: Some("account:contoso".into())
+            }
+        ]
+    );
     let m = mistakes(&GOOD.replace("approval = \"approved\"", "tracking_folders = [\"inbox\"]"));
     assert!(
         m[0].contains("tracking folder \"inbox\" is not valid"),
@@ -428,4 +449,115 @@ fn a_secret_file_others_can_read_is_refused_with_the_fix() {
         c.mailboxes[0].password.as_ref().map(|p| p.expose()),
         Some("s3cret")
     );
+}
+
+#[test]
+fn relevance_defaults_follow_the_owner_then_the_profile_then_the_mailbox() {
+    let two = format!(
+        "{GOOD}\n[[mailbox]]\nemail_address = \"sales@example.com\"\nowner = \"queue\"\n\
+         password = \"x\"\n"
+    );
+    let c = parse(&two).expect("valid");
+    assert_eq!(c.mailboxes[0].track, Track::Responses, "users: responses");
+    assert_eq!(c.mailboxes[1].track, Track::All, "queues: all");
+    let c = parse(&two.replace(
+        "min_polling_interval = \"2m\"",
+        "min_polling_interval = \"2m\"\ntrack = \"known_contacts\"",
+    ))
+    .expect("valid");
+    assert_eq!(c.mailboxes[0].track, Track::KnownContacts);
+    assert_eq!(c.mailboxes[1].track, Track::KnownContacts);
+    let c = parse(&two.replace("owner = \"queue\"", "owner = \"queue\"\ntrack = \"none\""))
+        .expect("valid");
+    assert_eq!(c.mailboxes[1].track, Track::None);
+    let d = c.directory();
+    assert_eq!(d.mailboxes["sales@example.com"].track, Track::None);
+    assert!(d.mailboxes["sales@example.com"].queue);
+    let m = mistakes(&GOOD.replace("approval", "track = \"most\"\napproval"));
+    assert!(m[0].contains("track = \"most\" is not one of"), "{m:?}");
+}
+
+#[test]
+fn changing_what_is_tracked_needs_no_new_test() {
+    let a = parse(GOOD).expect("valid");
+    let b = parse(&GOOD.replace("approval", "track = \"all\"\napproval")).expect("valid");
+    assert_eq!(a.mailboxes[0].fingerprint, b.mailboxes[0].fingerprint);
+    let c = parse(&GOOD.replace("s3cret", "other")).expect("valid");
+    assert_ne!(a.mailboxes[0].fingerprint, c.mailboxes[0].fingerprint);
+}
+
+#[test]
+fn tracking_folder_rules() {
+    let queue = GOOD.replace(
+        "approval = \"approved\"",
+        "owner = \"queue\"\n[[mailbox.tracking_folder]]\nfolder = \"X\"",
+    );
+    let m = mistakes(&queue);
+    assert!(m[0].contains("a queue has no tracking folders"), "{m:?}");
+    let bad = GOOD.replace(
+        "approval = \"approved\"",
+        "[[mailbox.tracking_folder]]\nfolder = \"X\"\nregarding = \"contoso\"",
+    );
+    let m = mistakes(&bad);
+    assert!(
+        m[0].contains("regarding \"contoso\" is not a record reference"),
+        "{m:?}"
+    );
+    let many: String = (0..26)
+        .map(|i| format!("[[mailbox.tracking_folder]]\nfolder = \"F{i}\"\n"))
+        .collect();
+    let m = mistakes(&GOOD.replace("approval = \"approved\"", &many));
+    assert!(m[0].contains("26 tracking folders; at most 25"), "{m:?}");
+}
+
+#[test]
+fn correlation_switches_and_token_widths() {
+    let c = parse(GOOD).expect("valid");
+    assert!(c.appliance.correlation.in_reply_to);
+    assert_eq!(
+        c.appliance.correlation.tracking_token,
+        Some(crate::tracking::token::TokenFormat::default())
+    );
+    assert!(!c.appliance.correlation.smart_matching);
+    let c = parse(&GOOD.replace(
+        "data_dir = \"/var/lib/sidesync\"",
+        "data_dir = \"/var/lib/sidesync\"\ncorrelation_in_reply_to = false\n\
+         correlation_smart_matching = true\ntracking_token_prefix = \"Case#\"\n\
+         tracking_token_user_digits = 5\ntracking_token_counter_digits = 6",
+    ))
+    .expect("valid");
+    let t = c.appliance.correlation.tracking_token.expect("token on");
+    assert_eq!(
+        (t.prefix.as_str(), t.user_digits, t.counter_digits),
+        ("Case#", 5, 6)
+    );
+    assert!(!c.appliance.correlation.in_reply_to && c.appliance.correlation.smart_matching);
+    let m = mistakes(&GOOD.replace(
+        "data_dir = \"/var/lib/sidesync\"",
+        "data_dir = \"/var/lib/sidesync\"\ntracking_token_user_digits = 12",
+    ));
+    assert!(m[0].contains("tracking_token_user_digits"), "{m:?}");
+}
+
+#[test]
+fn a_broken_contacts_file_is_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("contacts.csv");
+    std::fs::write(&file, "carol@contoso.com,contact:42\nbroken line\n").expect("write");
+    let text = GOOD.replace(
+        "data_dir = \"/var/lib/sidesync\"",
+        &format!(
+            "data_dir = \"/var/lib/sidesync\"\ncontacts_file = \"{}\"",
+            file.display()
+        ),
+    );
+    let m = mistakes(&text);
+    assert!(
+        m[0].contains("line 2: \"broken line\" is not an email address"),
+        "{m:?}"
+    );
+    std::fs::write(&file, "carol@contoso.com,contact:42\n").expect("write");
+    assert!(parse(&text).is_ok());
+    let m = mistakes(&text.replace("contacts.csv", "missing.csv"));
+    assert!(m[0].contains("missing.csv"), "{m:?}");
 }

@@ -44,6 +44,8 @@ pub struct JobContext {
     pub sending_sessions: std::sync::atomic::AtomicUsize,
     /// `max_bytes_in_flight`, in KiB: raw email being fetched across all mailboxes.
     pub bytes_in_flight: Arc<tokio::sync::Semaphore>,
+    /// The mailboxes and correlation steps the tracking decision knows (from the config).
+    pub directory: Arc<crate::tracking::decision::Directory>,
 }
 
 impl JobContext {
@@ -79,6 +81,7 @@ impl JobContext {
             bytes_in_flight: Arc::new(tokio::sync::Semaphore::new(
                 (config.appliance.max_bytes_in_flight / 1024) as usize,
             )),
+            directory: Arc::new(config.directory()),
             config,
         }
     }

@@ -44,27 +44,29 @@ fn limit(v: &str) -> Result<usize, ApiError> {
         })
 }
 
-/// What `GET /api/v1/activities` filters on.
+/// What `GET /api/v1/activities` filters on besides the conversation and regarding indexes.
 #[derive(Debug, Default)]
 pub struct Filter {
     pub mailbox: Option<String>,
     pub direction: Option<Direction>,
     pub since: Option<DateTime<Utc>>,
-    /// A Message-ID: the email itself and every email that replies to or references it.
-    pub conversation: Option<String>,
 }
 
 impl Filter {
     pub fn keeps(&self, a: &Activity) -> bool {
-        self.mailbox.as_ref().is_none_or(|m| &a.mailbox == m)
+        self.mailbox
+            .as_ref()
+            .is_none_or(|m| &a.mailbox == m || a.mailboxes.contains(m))
             && self.direction.is_none_or(|d| a.direction == d)
             && self.since.is_none_or(|t| a.created_at >= t)
-            && self.conversation.as_ref().is_none_or(|c| {
-                a.headers.message_id.as_ref() == Some(c)
-                    || a.headers.in_reply_to.contains(c)
-                    || a.headers.references.contains(c)
-            })
     }
+}
+
+/// Which index a listing reads.
+enum Index {
+    All,
+    Conversation(u64),
+    Regarding(String),
 }
 
 fn bare_id(s: &str) -> String {
@@ -93,13 +95,35 @@ fn summary(a: &Activity) -> Value {
         "date": a.headers.date,
         "size": a.size,
         "created_at": a.created_at.to_rfc3339(),
+        "conversation": conversation_of(a),
+        "regarding": a.regarding,
+        "mailboxes": mailboxes_of(a),
+        "correlation_method": a.correlation,
     })
 }
 
-/// `GET /api/v1/activities?mailbox=&direction=&since=&conversation=&before=&limit=`, newest first.
-/// `next_before` continues with the next page.
+fn conversation_of(a: &Activity) -> u64 {
+    if a.conversation == 0 {
+        a.id
+    } else {
+        a.conversation
+    }
+}
+
+fn mailboxes_of(a: &Activity) -> Vec<String> {
+    if a.mailboxes.is_empty() {
+        vec![a.mailbox.clone()]
+    } else {
+        a.mailboxes.clone()
+    }
+}
+
+/// `GET /api/v1/activities?mailbox=&direction=&since=&conversation=&regarding=&before=&limit=`,
+/// newest first. `conversation` is a conversation id (or a Message-ID of one of its emails);
+/// it and `regarding` read their indexes. `next_before` continues with the next page.
 pub fn list(ctx: &StatusContext, url: &str) -> Result<Value, ApiError> {
     let mut f = Filter::default();
+    let mut index = Index::All;
     let (mut before, mut n) = (None, DEFAULT_LIMIT);
     for (k, v) in query(
         url,
@@ -108,6 +132,7 @@ pub fn list(ctx: &StatusContext, url: &str) -> Result<Value, ApiError> {
             "direction",
             "since",
             "conversation",
+            "regarding",
             "before",
             "limit",
         ],
@@ -135,7 +160,20 @@ pub fn list(ctx: &StatusContext, url: &str) -> Result<Value, ApiError> {
                 })?;
                 f.since = Some(t.with_timezone(&Utc));
             }
-            "conversation" => f.conversation = Some(bare_id(&v)),
+            "conversation" => {
+                let id = match v.parse::<u64>() {
+                    Ok(id) => id,
+                    // A Message-ID: the conversation of the activity it became.
+                    Err(_) => ctx
+                        .store
+                        .activity_by_message_id(&bare_id(&v))
+                        .map_err(|e| err(500, e.to_string()))?
+                        .and_then(|id| ctx.store.activity(id).ok().flatten())
+                        .map_or(0, |a| conversation_of(&a)),
+                };
+                index = Index::Conversation(id);
+            }
+            "regarding" => index = Index::Regarding(v.trim().to_string()),
             "before" => {
                 before = Some(
                     v.parse()
@@ -145,10 +183,13 @@ pub fn list(ctx: &StatusContext, url: &str) -> Result<Value, ApiError> {
             _ => n = limit(&v)?,
         }
     }
-    let page = ctx
-        .store
-        .activities_page(before, n, |a| f.keeps(a))
-        .map_err(|e| err(500, e.to_string()))?;
+    let keep = |a: &Activity| f.keeps(a);
+    let page = match &index {
+        Index::All => ctx.store.activities_page(before, n, keep),
+        Index::Conversation(c) => ctx.store.conversation_page(*c, before, n, keep),
+        Index::Regarding(r) => ctx.store.regarding_page(r, before, n, keep),
+    }
+    .map_err(|e| err(500, e.to_string()))?;
     let next = (page.len() == n)
         .then(|| page.last().map(|a| a.id))
         .flatten();
@@ -179,7 +220,7 @@ pub fn one(ctx: &StatusContext, id: &str) -> Result<Value, ApiError> {
     for mid in a.headers.in_reply_to.iter().chain(&a.headers.references) {
         if let Some(rid) = ctx
             .store
-            .activity_by_message_id(&a.mailbox, mid)
+            .activity_by_message_id(mid)
             .map_err(|e| err(500, e.to_string()))?
             && rid != a.id
             && !related.iter().any(|r: &Value| r["id"] == rid)
@@ -191,19 +232,15 @@ pub fn one(ctx: &StatusContext, id: &str) -> Result<Value, ApiError> {
     v["to"] = json!(a.headers.to);
     v["cc"] = json!(a.headers.cc);
     v["received_at"] = json!(a.received_at.map(|t| t.to_rfc3339()));
-    v["parties"] = json!({
-        "mailbox": a.mailbox,
-        "from": a.headers.from,
-        "to": a.headers.to,
-        "cc": a.headers.cc,
-    });
-    // Tracking folders and tokens set this once records exist to regard (I6, I7).
-    v["regarding"] = Value::Null;
+    v["parties"] = json!(a.parties);
     v["correlation"] = json!({
+        "method": a.correlation,
+        "conversation": conversation_of(&a),
         "in_reply_to": a.headers.in_reply_to,
         "references": a.headers.references,
         "related_activities": related,
     });
+    v["reused_message_id"] = json!(a.reused_message_id);
     Ok(v)
 }
 
@@ -271,24 +308,31 @@ mod tests {
     }
 
     #[test]
-    fn conversation_filter_matches_the_email_and_its_replies() {
-        let mut a = Activity {
+    fn a_mailbox_filter_matches_every_mailbox_that_saw_it() {
+        let a = Activity {
             id: 1,
             direction: Direction::Incoming,
             mailbox: "m@x".into(),
             folder: "INBOX".into(),
+            mailboxes: vec!["m@x".into(), "n@x".into()],
+            conversation: 1,
+            regarding: None,
+            correlation: None,
+            parties: Vec::new(),
+            key: String::new(),
+            fingerprint: 0,
+            reused_message_id: false,
             headers: Default::default(),
             size: 1,
             received_at: None,
             created_at: Utc::now(),
         };
-        let f = Filter {
-            conversation: Some(bare_id("<root@x>")),
+        let by = |m: &str| Filter {
+            mailbox: Some(m.into()),
             ..Filter::default()
         };
-        assert!(!f.keeps(&a));
-        a.headers.references = vec!["root@x".into()];
-        assert!(f.keeps(&a));
+        assert!(by("m@x").keeps(&a) && by("n@x").keeps(&a));
+        assert!(!by("o@x").keeps(&a));
         let out = Filter {
             direction: Some(Direction::Outgoing),
             ..Filter::default()

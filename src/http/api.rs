@@ -164,6 +164,17 @@ fn handle_actions(
             queue(ctx, &body)
         }
         (Method::Get, ["outbox", id]) => outbox_status(ctx, id),
+        (Method::Put, ["contacts"]) => {
+            let body = body_bytes(request, super::tracking::MAX_CONTACTS_BODY)?;
+            super::tracking::put_contacts(ctx, &body)
+        }
+        (Method::Put, ["activities", id, "regarding"]) => {
+            let body = body_json(request)?;
+            super::tracking::put_regarding(ctx, id, body)
+        }
+        (_, ["contacts"]) | (_, ["activities", _, "regarding"]) => {
+            Err(err(405, "method not allowed"))
+        }
         (_, ["outbox"]) | (_, ["outbox", _]) => Err(err(405, "method not allowed")),
         (_, ["alerts"])
         | (_, ["mailboxes", _, "approve" | "test" | "failures"])
@@ -427,8 +438,23 @@ fn queue(ctx: &StatusContext, body: &[u8]) -> Result<(u16, Value), ApiError> {
             ),
         ));
     }
+    let regarding = match &req.regarding {
+        None => None,
+        Some(r) => {
+            crate::tracking::parties::check_record(r)
+                .map_err(|e| err(400, format!("regarding: {e}")))?;
+            Some(r.trim().to_string())
+        }
+    };
     let headers = crate::tracking::message::parse_headers(&email.raw);
-    let dedup_key = crate::tracking::message::dedup_key(&headers, &email.raw);
+    // The token as the subject carries it (a subject too long for it carries none).
+    let token = ctx
+        .config
+        .appliance
+        .tracking_token
+        .as_ref()
+        .zip(headers.subject.as_deref())
+        .and_then(|(f, s)| crate::tracking::token::find_token(s, f));
     let mut compressor = zstd::bulk::Compressor::new(crate::store::rawcodec::ZSTD_LEVEL)
         .map_err(|e| err(500, e.to_string()))?;
     let raw_encoded = crate::store::rawcodec::encode(&email.raw, &mut compressor)
@@ -441,10 +467,12 @@ fn queue(ctx: &StatusContext, body: &[u8]) -> Result<(u16, Value), ApiError> {
         .enqueue_blocking(crate::store::QueuedEmail {
             mailbox: from.clone(),
             headers,
-            dedup_key,
             raw_encoded,
             size: email.raw.len() as u64,
             recipients: email.recipients.clone(),
+            token,
+            regarding,
+            directory: ctx.directory.clone(),
         })
         .map_err(|e| err(503, e.to_string()))?;
     ctx.outbox_wake.notify_one();

@@ -10,6 +10,7 @@ pub mod page;
 pub mod prometheus;
 mod status;
 mod tls;
+mod tracking;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -51,6 +52,8 @@ pub struct StatusContext {
     pub commands: Option<mpsc::Sender<Command>>,
     pub outbox_wake: Arc<tokio::sync::Notify>,
     pub metrics: Arc<Metrics>,
+    /// What the tracking decision knows of the config (queued email is correlated with it).
+    pub directory: Arc<crate::tracking::decision::Directory>,
 }
 
 impl StatusServer {
@@ -341,6 +344,7 @@ mod tests {
             commands: None,
             outbox_wake: Arc::new(tokio::sync::Notify::new()),
             metrics,
+            directory: Arc::default(),
         }
     }
 

@@ -56,7 +56,7 @@ pub fn render(m: &Metrics, g: &Gauges) -> String {
     let mut out = String::with_capacity(8 * 1024);
     let profiles = m.profile_names();
     type Pick = fn(&crate::metrics::ProfileCounters) -> u64;
-    let counters: [(&str, &str, Pick); 9] = [
+    let counters: [(&str, &str, Pick); 10] = [
         (
             "emails_ingested_total",
             "Emails stored as new activities.",
@@ -66,6 +66,11 @@ pub fn render(m: &Metrics, g: &Gauges) -> String {
             "ingested_bytes_total",
             "Raw bytes of the emails ingested.",
             |p| p.bytes_ingested.load(Relaxed),
+        ),
+        (
+            "fetched_bytes_total",
+            "Header and body bytes fetched from IMAP servers.",
+            |p| p.bytes_fetched.load(Relaxed),
         ),
         (
             "emails_sent_total",

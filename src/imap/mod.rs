@@ -223,18 +223,42 @@ impl ImapSession {
         uids: &[u32],
         largest_expected: u64,
     ) -> Result<Vec<FetchedMessage>, SyncError> {
+        self.fetch_part(uids, largest_expected, false).await
+    }
+
+    /// Fetches only the header blocks of `uids` with BODY.PEEK[HEADER]: the tracking decision
+    /// reads them before any body is fetched.
+    pub async fn fetch_headers(
+        &mut self,
+        uids: &[u32],
+        largest_expected: u64,
+    ) -> Result<Vec<FetchedMessage>, SyncError> {
+        self.fetch_part(uids, largest_expected, true).await
+    }
+
+    async fn fetch_part(
+        &mut self,
+        uids: &[u32],
+        largest_expected: u64,
+        header_only: bool,
+    ) -> Result<Vec<FetchedMessage>, SyncError> {
         if uids.is_empty() {
             return Ok(Vec::new());
         }
         let address = self.address.clone();
         let limit = self.timeout;
         self.literal_limit.set(largest_expected);
+        let query = if header_only {
+            "(UID BODY.PEEK[HEADER])"
+        } else {
+            "(UID BODY.PEEK[])"
+        };
         let fetched = async {
             let mut stream = step(
                 &address,
                 "fetching messages",
                 limit,
-                self.session.uid_fetch(uid_set(uids), "(UID BODY.PEEK[])"),
+                self.session.uid_fetch(uid_set(uids), query),
                 |e| lost(&address, e),
             )
             .await?;
@@ -242,11 +266,16 @@ impl ImapSession {
             while let Some(item) =
                 next_item(&mut stream, &address, "fetching messages", limit).await?
             {
+                let part = if header_only {
+                    item.header()
+                } else {
+                    item.body()
+                };
                 // Unsolicited FETCH responses (flag changes) carry no body: skip them.
-                if let (Some(uid), Some(body)) = (item.uid, item.body()) {
+                if let (Some(uid), Some(part)) = (item.uid, part) {
                     out.push(FetchedMessage {
                         uid,
-                        raw: body.to_vec(),
+                        raw: part.to_vec(),
                     });
                 }
             }

@@ -100,6 +100,10 @@ pub struct MailboxState {
     /// Messages committed during the current or last sync.
     #[serde(default)]
     pub items_processed_last_sync: u64,
+    /// Emails by tracking decision since the store was made: `tracked_new`,
+    /// `tracked_correlated`, `duplicate`, `undeliverable`, and each skip reason.
+    #[serde(default)]
+    pub decisions: std::collections::BTreeMap<String, u64>,
     #[serde(default)]
     pub items_failed_last_sync: u64,
     #[serde(default)]

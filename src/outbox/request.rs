@@ -28,6 +28,8 @@ pub struct EmailRequest {
     pub in_reply_to: Option<u64>,
     /// A whole RFC 5322 message instead of the fields above (its To/Cc/Bcc give the envelope).
     pub raw: Option<String>,
+    /// The record the email is about (`opportunity:7`); replies to it inherit it.
+    pub regarding: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -4,9 +4,15 @@
 //! - `meta`: schema version and the next activity id
 //! - `activities`: activity id → [`Activity`] (parsed header fields, JSON)
 //! - `activity_raw`: activity id → the raw MIME, encoded by [`rawcodec`] (zstd, base64 runs decoded)
-//! - `sync_id_map`: (mailbox, folder, UIDVALIDITY, UID) → activity id, or 0 for a skipped email (IMAP)
-//! - `pop3_sync_id_map`: (mailbox, UIDL) → (activity id or 0 when not tracked, committed at)
-//! - `message_index`: (mailbox, Message-ID or content hash) → activity id (the duplicate check)
+//! - `sync_id_map`: (mailbox, folder, UIDVALIDITY, UID) → activity id, 0 for an email not
+//!   tracked after an error, or a skip marker naming the reason ([`skip_marker`]) (IMAP)
+//! - `pop3_sync_id_map`: (mailbox, UIDL) → (activity id, 0 or a skip marker; committed at)
+//! - `email_index`: duplicate-check key (Message-ID, or content hash) → activity id, across all
+//!   mailboxes (I4: one activity per email)
+//! - `token_index`: tracking token of an outgoing email → its activity id
+//! - `subject_index`: (normalised subject hash, activity id), for smart matching
+//! - `conversations`: (conversation id, activity id); `regarding_index`: (record, activity id)
+//! - `contacts`: lower-case address → its known contact records (JSON list)
 //! - `folder_cursors`: (mailbox, folder) → [`FolderCursor`]
 //! - `mailbox_state`, `profile_state`: runtime state shown by `/status`
 //! - `alerts`: alert id → [`Alert`]
@@ -21,8 +27,11 @@
 //! order to keep a cursor in: its sync id map entries are the cursor, committed with their
 //! activities, and only UIDLs without an entry are retrieved.
 
+mod index;
+mod ingest;
 pub mod rawcodec;
 pub mod records;
+mod upgrade;
 mod writer;
 
 use std::collections::BTreeMap;
@@ -33,16 +42,19 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Tab
 
 pub use records::*;
 pub use writer::{
-    IngestBatch, IngestOutcome, IngestSource, MailboxUpdate, OutboxUpdate, POP3_FOLDER,
-    PreparedMessage, QueuedEmail, StoreWriter, SyncKey,
+    ContactsUpdate, IngestBatch, IngestOutcome, IngestSource, MailboxUpdate, OutboxUpdate,
+    POP3_FOLDER, PreparedMessage, QueuedEmail, StoreWriter, SyncKey, TrackingPlace,
 };
 
+use crate::tracking::decision::SkipReason;
 use crate::tracking::plan::FolderCursor;
 
 /// A sync id map row of one mailbox: ((folder, UIDVALIDITY, UID), activity id).
 pub type SyncIdRow = ((String, u32, u32), u64);
 
-pub const SCHEMA_VERSION: u64 = 1;
+/// 2: one activity per email across mailboxes, conversations, regarding, parties, contacts and
+/// skip reasons (version 1 stores are upgraded in place when opened, see `upgrade.rs`).
+pub const SCHEMA_VERSION: u64 = 2;
 pub const STORE_FILE: &str = "sidesync.redb";
 /// redb page cache.
 const CACHE_BYTES: usize = 32 << 20;
@@ -58,8 +70,38 @@ pub(crate) const POP3_SYNC_ID_MAP: TableDefinition<(&str, &str), (u64, i64)> =
     TableDefinition::new("pop3_sync_id_map");
 /// The activity id a POP3 sync id map entry holds for a message retrieved but not tracked.
 pub const NOT_TRACKED: u64 = 0;
-pub(crate) const MESSAGE_INDEX: TableDefinition<(&str, &str), u64> =
+/// The skip markers: the sync id map value of an email skipped for a reason, above every
+/// activity id.
+const SKIP_MARKER_BASE: u64 = u64::MAX - 255;
+
+/// The sync id map value that records an email skipped for `reason`.
+pub fn skip_marker(reason: SkipReason) -> u64 {
+    SKIP_MARKER_BASE + u64::from(reason.code())
+}
+
+/// True when a sync id map value names an activity (not 0, not a skip marker).
+pub fn is_activity(value: u64) -> bool {
+    value != NOT_TRACKED && value < SKIP_MARKER_BASE
+}
+
+/// The skip reason a sync id map value records, if it is a skip marker.
+pub fn skip_reason(value: u64) -> Option<SkipReason> {
+    let code = value.checked_sub(SKIP_MARKER_BASE)?;
+    SkipReason::from_code(u8::try_from(code).ok()?)
+}
+
+/// Version 1's per-mailbox duplicate check, dropped by the upgrade.
+pub(crate) const MESSAGE_INDEX_V1: TableDefinition<(&str, &str), u64> =
     TableDefinition::new("message_index");
+pub(crate) const EMAIL_INDEX: TableDefinition<&str, u64> = TableDefinition::new("email_index");
+pub(crate) const TOKEN_INDEX: TableDefinition<&str, u64> = TableDefinition::new("token_index");
+pub(crate) const SUBJECT_INDEX: TableDefinition<(u64, u64), ()> =
+    TableDefinition::new("subject_index");
+pub(crate) const CONVERSATIONS: TableDefinition<(u64, u64), ()> =
+    TableDefinition::new("conversations");
+pub(crate) const REGARDING_INDEX: TableDefinition<(&str, u64), ()> =
+    TableDefinition::new("regarding_index");
+pub(crate) const CONTACTS: TableDefinition<&str, &[u8]> = TableDefinition::new("contacts");
 pub(crate) const FOLDER_CURSORS: TableDefinition<(&str, &str), &[u8]> =
     TableDefinition::new("folder_cursors");
 pub(crate) const MAILBOX_STATE: TableDefinition<&str, &[u8]> =
@@ -179,11 +221,20 @@ impl Store {
                     meta.insert("schema_version", SCHEMA_VERSION)?;
                 }
             }
+            drop(meta);
+            if found == Some(1) {
+                upgrade::from_v1(&txn)?;
+            }
             txn.open_table(ACTIVITIES)?;
             txn.open_table(ACTIVITY_RAW)?;
             txn.open_table(SYNC_ID_MAP)?;
             txn.open_table(POP3_SYNC_ID_MAP)?;
-            txn.open_table(MESSAGE_INDEX)?;
+            txn.open_table(EMAIL_INDEX)?;
+            txn.open_table(TOKEN_INDEX)?;
+            txn.open_table(SUBJECT_INDEX)?;
+            txn.open_table(CONVERSATIONS)?;
+            txn.open_table(REGARDING_INDEX)?;
+            txn.open_table(CONTACTS)?;
             txn.open_table(FOLDER_CURSORS)?;
             txn.open_table(MAILBOX_STATE)?;
             txn.open_table(PROFILE_STATE)?;
@@ -338,16 +389,112 @@ impl Store {
         Ok(out)
     }
 
-    /// The activity a mailbox holds for a Message-ID (the duplicate check's index).
-    pub fn activity_by_message_id(
-        &self,
-        mailbox: &str,
-        message_id: &str,
-    ) -> Result<Option<u64>, StoreError> {
+    /// The activity an email with this Message-ID became (the duplicate check's index).
+    pub fn activity_by_message_id(&self, message_id: &str) -> Result<Option<u64>, StoreError> {
         let txn = self.db.begin_read()?;
-        let t = txn.open_table(MESSAGE_INDEX)?;
-        let key = format!("mid:{message_id}");
-        Ok(t.get((mailbox, key.as_str()))?.map(|v| v.value()))
+        let t = txn.open_table(EMAIL_INDEX)?;
+        let key = crate::tracking::decision::message_id_key(message_id);
+        Ok(t.get(key.as_str())?.map(|v| v.value()))
+    }
+
+    /// The activities of a conversation matching `keep`, newest first, with ids below
+    /// `before`, at most `limit`: read through the conversation index.
+    pub fn conversation_page(
+        &self,
+        conversation: u64,
+        before: Option<u64>,
+        limit: usize,
+        keep: impl Fn(&Activity) -> bool,
+    ) -> Result<Vec<Activity>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let index = txn.open_table(CONVERSATIONS)?;
+        let acts = txn.open_table(ACTIVITIES)?;
+        let rows = index.range((conversation, 0)..(conversation, before.unwrap_or(u64::MAX)))?;
+        let mut out = Vec::new();
+        for row in rows.rev() {
+            let (_, id) = row?.0.value();
+            if let Some(v) = acts.get(id)? {
+                let a: Activity = decode("activity", v.value())?;
+                if keep(&a) {
+                    out.push(a);
+                    if out.len() >= limit {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The activities about a record matching `keep`, newest first, with ids below `before`,
+    /// at most `limit`: read through the regarding index.
+    pub fn regarding_page(
+        &self,
+        record: &str,
+        before: Option<u64>,
+        limit: usize,
+        keep: impl Fn(&Activity) -> bool,
+    ) -> Result<Vec<Activity>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let index = txn.open_table(REGARDING_INDEX)?;
+        let acts = txn.open_table(ACTIVITIES)?;
+        let rows = index.range((record, 0)..(record, before.unwrap_or(u64::MAX)))?;
+        let mut out = Vec::new();
+        for row in rows.rev() {
+            let (_, id) = row?.0.value();
+            if let Some(v) = acts.get(id)? {
+                let a: Activity = decode("activity", v.value())?;
+                if keep(&a) {
+                    out.push(a);
+                    if out.len() >= limit {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The known contact records of a lower-case address.
+    pub fn contact(&self, address: &str) -> Result<Vec<String>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(CONTACTS)?;
+        t.get(address)?
+            .map(|v| decode("contact", v.value()))
+            .transpose()
+            .map(Option::unwrap_or_default)
+    }
+
+    pub fn contact_count(&self) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read()?;
+        Ok(txn.open_table(CONTACTS)?.len()?)
+    }
+
+    /// The header pre-screen of a sync: the decision for each header, from one read
+    /// transaction. The writer decides again at commit; this only says which bodies to fetch.
+    pub fn prescreen(
+        &self,
+        emails: &[crate::tracking::message::EmailHeaders],
+        place: &crate::tracking::decision::Place<'_>,
+        directory: &crate::tracking::decision::Directory,
+    ) -> Result<Vec<crate::tracking::decision::Decision>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let tables = index::ReadTables::open(&txn)?;
+        let look = tables.lookups(directory);
+        Ok(emails
+            .iter()
+            .map(|h| {
+                crate::tracking::decision::decide(
+                    crate::tracking::decision::Email {
+                        headers: h,
+                        content_key: None,
+                    },
+                    place,
+                    &directory.correlation,
+                    &look,
+                )
+            })
+            .collect())
     }
 
     /// Size of the store file in bytes.

@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 pub use crate::lifecycle::state::{
     ApprovalOverride, DirectionTest, Enablement, LastError, MailboxState, RunStatus, TestRecord,
 };
+use crate::tracking::decision::Method;
 use crate::tracking::message::EmailHeaders;
+use crate::tracking::parties::Party;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -16,13 +18,41 @@ pub enum Direction {
     Outgoing,
 }
 
-/// One tracked email. Its raw MIME lives in the `activity_raw` table under the same id.
+/// One tracked email (I4: one per email, however many tracked mailboxes saw it). Its raw MIME
+/// lives in the `activity_raw` table under the same id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Activity {
     pub id: u64,
     pub direction: Direction,
+    /// The mailbox that tracked it first.
     pub mailbox: String,
     pub folder: String,
+    /// Every tracked mailbox that saw it, the first one first.
+    #[serde(default)]
+    pub mailboxes: Vec<String>,
+    /// The conversation: the id of its first activity.
+    #[serde(default)]
+    pub conversation: u64,
+    /// The record it is about (`opportunity:7`): from a tracking folder, inherited through
+    /// correlation, or set through the API.
+    #[serde(default)]
+    pub regarding: Option<String>,
+    /// How it was linked to its conversation; None when it started it.
+    #[serde(default)]
+    pub correlation: Option<Method>,
+    /// Sender and recipients, resolved to records when it was tracked.
+    #[serde(default)]
+    pub parties: Vec<Party>,
+    /// Its duplicate-check key (`mid:…`, `sha256:…`, or `mid:…#fingerprint` for a reused
+    /// Message-ID).
+    #[serde(default)]
+    pub key: String,
+    /// See [`crate::tracking::decision::fingerprint`].
+    #[serde(default)]
+    pub fingerprint: u64,
+    /// Its Message-ID was already tracked for another email.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reused_message_id: bool,
     #[serde(flatten)]
     pub headers: EmailHeaders,
     /// Size of the raw MIME in bytes.

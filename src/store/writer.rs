@@ -5,22 +5,26 @@
 //! the store costs one fsync per batch of batches, never one per message.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use chrono::{DateTime, Utc};
 use redb::{Durability, ReadableTable, WriteTransaction};
 use tokio::sync::{mpsc, oneshot};
 
+pub use super::ingest::ContactsUpdate;
+use super::ingest::{apply_contacts, apply_enqueue, apply_ingest, apply_regarding};
 use super::{
-    ACTIVITIES, ACTIVITY_RAW, ALERTS, Activity, Alert, Direction, FOLDER_CURSORS, ITEM_FAILURES,
-    ItemFailure, LastError, MAILBOX_STATE, MESSAGE_INDEX, META, MailboxState, NOT_TRACKED,
-    POP3_SYNC_ID_MAP, PROFILE_STATE, SYNC_ID_MAP, Store, StoreError, decode, encode,
+    ALERTS, Alert, FOLDER_CURSORS, ITEM_FAILURES, ItemFailure, LastError, MAILBOX_STATE, META,
+    MailboxState, NOT_TRACKED, POP3_SYNC_ID_MAP, PROFILE_STATE, SYNC_ID_MAP, Store, StoreError,
+    decode, encode,
 };
 pub use crate::lifecycle::transitions::MailboxUpdate;
 use crate::store::{
     OUTBOX, OUTBOX_COUNTS, OUTBOX_DUE, OutboxCounts, OutboxEntry, OutboxStatus, ProfileState,
     RecipientResult, due_key,
 };
+use crate::tracking::decision::{Directory, SkipReason, Track};
 use crate::tracking::message::EmailHeaders;
 use crate::tracking::plan::FolderCursor;
 
@@ -48,10 +52,32 @@ pub enum SyncKey {
 pub struct PreparedMessage {
     pub key: SyncKey,
     pub headers: EmailHeaders,
-    pub dedup_key: String,
-    pub raw_encoded: Vec<u8>,
+    /// "sha256:…" of the raw bytes; None when only the header was fetched.
+    pub content_key: Option<String>,
+    /// The raw MIME, encoded; None when only the header was fetched (the header pre-screen found
+    /// it skipped or a duplicate: its body is never fetched, never kept).
+    pub raw_encoded: Option<Vec<u8>>,
     pub size: u64,
     pub received_at: Option<DateTime<Utc>>,
+    /// Skipped before the commit (the header pre-screen's decision).
+    pub skip: Option<SkipReason>,
+}
+
+/// How a batch's emails are judged: the mailbox's filter, and the tracking folder they are in
+/// (with its regarding record), if any.
+#[derive(Debug, Clone)]
+pub struct TrackingPlace {
+    pub track: Track,
+    pub tracking_folder: Option<Option<String>>,
+}
+
+impl Default for TrackingPlace {
+    fn default() -> Self {
+        TrackingPlace {
+            track: Track::All,
+            tracking_folder: None,
+        }
+    }
 }
 
 /// Messages of one mailbox and what marks them as handled: committed together or not at all.
@@ -66,6 +92,8 @@ pub struct IngestBatch {
     pub failed: Vec<ItemFailure>,
     /// Item failures of the mailbox last seen before this are dropped (retention).
     pub failures_before: DateTime<Utc>,
+    pub place: TrackingPlace,
+    pub directory: Arc<Directory>,
 }
 
 /// What a batch came from, and what its commit records besides the activities.
@@ -101,6 +129,8 @@ pub struct IngestOutcome {
     pub created: u32,
     /// Messages linked to an activity that already existed (same Message-ID or content).
     pub linked: u32,
+    /// Messages skipped by the tracking decision (relevance, noise).
+    pub skipped: u32,
     /// Raw bytes of the activities created.
     pub bytes: u64,
 }
@@ -110,10 +140,14 @@ pub struct IngestOutcome {
 pub struct QueuedEmail {
     pub mailbox: String,
     pub headers: EmailHeaders,
-    pub dedup_key: String,
     pub raw_encoded: Vec<u8>,
     pub size: u64,
     pub recipients: Vec<String>,
+    /// The tracking token its subject carries: a reply with only the token correlates.
+    pub token: Option<String>,
+    /// The record it is about, when the request named one.
+    pub regarding: Option<String>,
+    pub directory: Arc<Directory>,
 }
 
 /// A change to a queued email.
@@ -169,6 +203,9 @@ enum Op {
         profile: String,
         at: DateTime<Utc>,
     },
+    /// A downstream system sets (or clears) what an activity is about.
+    Regarding(u64, Option<String>),
+    Contacts(ContactsUpdate),
     Flush(oneshot::Sender<()>),
 }
 
@@ -179,7 +216,11 @@ impl Op {
 
     fn bytes(&self) -> usize {
         match self {
-            Op::Ingest(b, _) => b.messages.iter().map(|m| m.raw_encoded.len()).sum(),
+            Op::Ingest(b, _) => b
+                .messages
+                .iter()
+                .map(|m| m.raw_encoded.as_ref().map_or(0, Vec::len))
+                .sum(),
             _ => 0,
         }
     }
@@ -286,6 +327,37 @@ impl StoreWriter {
     pub fn retry_item_blocking(&self, mailbox: &str, key: &str) -> Result<(), StoreError> {
         self.tx
             .blocking_send(Op::RetryItem(mailbox.to_string(), key.to_string()))
+            .map_err(|_| StoreError::WriterGone)?;
+        let (done, rx) = oneshot::channel();
+        self.tx
+            .blocking_send(Op::Flush(done))
+            .map_err(|_| StoreError::WriterGone)?;
+        rx.blocking_recv().map_err(|_| StoreError::WriterGone)
+    }
+
+    /// Sets what an activity is about (None clears it) and waits for the commit. For the HTTP
+    /// threads.
+    pub fn regarding_blocking(&self, id: u64, regarding: Option<String>) -> Result<(), StoreError> {
+        self.blocking_then_flush(Op::Regarding(id, regarding))
+    }
+
+    /// Applies a change to the known contacts and waits for the commit. For the HTTP threads.
+    pub fn contacts_blocking(&self, update: ContactsUpdate) -> Result<(), StoreError> {
+        self.blocking_then_flush(Op::Contacts(update))
+    }
+
+    /// Applies a change to the known contacts and waits for the commit.
+    pub async fn contacts(&self, update: ContactsUpdate) -> Result<(), StoreError> {
+        self.tx
+            .send(Op::Contacts(update))
+            .await
+            .map_err(|_| StoreError::WriterGone)?;
+        self.flush().await
+    }
+
+    fn blocking_then_flush(&self, op: Op) -> Result<(), StoreError> {
+        self.tx
+            .blocking_send(op)
             .map_err(|_| StoreError::WriterGone)?;
         let (done, rx) = oneshot::channel();
         self.tx
@@ -458,6 +530,14 @@ fn commit(store: &Store, ops: Vec<Op>) {
                     apply_retry_item(&txn, mailbox, key)?;
                     Applied::Nothing
                 }
+                Op::Regarding(id, regarding) => {
+                    apply_regarding(&txn, *id, regarding.clone())?;
+                    Applied::Nothing
+                }
+                Op::Contacts(update) => {
+                    apply_contacts(&txn, update)?;
+                    Applied::Nothing
+                }
                 Op::Profile {
                     profile,
                     connected,
@@ -531,7 +611,7 @@ fn commit(store: &Store, ops: Vec<Op>) {
 }
 
 /// A state record, or its default when the row does not exist yet.
-fn load<T: serde::de::DeserializeOwned + Default>(
+pub(super) fn load<T: serde::de::DeserializeOwned + Default>(
     table: &redb::Table<'_, &str, &[u8]>,
     key: &str,
     what: &'static str,
@@ -542,53 +622,10 @@ fn load<T: serde::de::DeserializeOwned + Default>(
     }
 }
 
-fn next_id(txn: &WriteTransaction, key: &str) -> Result<u64, StoreError> {
+pub(super) fn next_id(txn: &WriteTransaction, key: &str) -> Result<u64, StoreError> {
     let mut meta = txn.open_table(META)?;
     let id = meta.get(key)?.map(|v| v.value()).unwrap_or(1);
     meta.insert(key, id + 1)?;
-    Ok(id)
-}
-
-fn apply_enqueue(txn: &WriteTransaction, email: &QueuedEmail) -> Result<u64, StoreError> {
-    let id = next_id(txn, "next_activity_id")?;
-    let now = Utc::now();
-    let activity = Activity {
-        id,
-        direction: Direction::Outgoing,
-        mailbox: email.mailbox.clone(),
-        folder: String::new(),
-        headers: email.headers.clone(),
-        size: email.size,
-        received_at: None,
-        created_at: now,
-    };
-    txn.open_table(ACTIVITIES)?
-        .insert(id, encode(&activity).as_slice())?;
-    txn.open_table(ACTIVITY_RAW)?
-        .insert(id, email.raw_encoded.as_slice())?;
-    // The email's own Message-ID: a copy seen later in a tracked folder is this activity.
-    txn.open_table(MESSAGE_INDEX)?
-        .insert((email.mailbox.as_str(), email.dedup_key.as_str()), id)?;
-    let entry = OutboxEntry {
-        id,
-        mailbox: email.mailbox.clone(),
-        recipients: email.recipients.clone(),
-        status: OutboxStatus::PendingSend,
-        tries: 0,
-        queued_at: now,
-        next_attempt_at: now,
-        sent_at: None,
-        last_reply: None,
-        recipient_results: Vec::new(),
-        sent_copy: None,
-    };
-    txn.open_table(OUTBOX_DUE)?.insert((due_key(now), id), ())?;
-    let mut counts_table = txn.open_table(OUTBOX_COUNTS)?;
-    let mut counts: OutboxCounts = load(&counts_table, email.mailbox.as_str(), "outbox counts")?;
-    counts.moved(None, OutboxStatus::PendingSend);
-    counts_table.insert(email.mailbox.as_str(), encode(&counts).as_slice())?;
-    txn.open_table(OUTBOX)?
-        .insert(id, encode(&entry).as_slice())?;
     Ok(id)
 }
 
@@ -687,156 +724,6 @@ impl<'t> OutboxTables<'t> {
         }
         Ok(())
     }
-}
-
-fn apply_ingest(txn: &WriteTransaction, batch: &IngestBatch) -> Result<IngestOutcome, StoreError> {
-    let mut out = IngestOutcome::default();
-    let mut raw_bytes = 0u64;
-    let mailbox = batch.mailbox.as_str();
-    let folder = batch.source.folder();
-    {
-        let mut map = txn.open_table(SYNC_ID_MAP)?;
-        let mut uidl_map = txn.open_table(POP3_SYNC_ID_MAP)?;
-        let mut index = txn.open_table(MESSAGE_INDEX)?;
-        let mut activities = txn.open_table(ACTIVITIES)?;
-        let mut raw = txn.open_table(ACTIVITY_RAW)?;
-        let mut failures = txn.open_table(ITEM_FAILURES)?;
-        let now = Utc::now();
-        for m in &batch.messages {
-            // Already mapped (a batch replayed after a lost answer): nothing to do.
-            let mapped = match (&batch.source, &m.key) {
-                (IngestSource::Folder { cursor, .. }, SyncKey::Uid(uid)) => map
-                    .get((mailbox, folder, cursor.uidvalidity, *uid))?
-                    .is_some(),
-                (IngestSource::Maildrop { .. }, SyncKey::Uidl(uidl)) => {
-                    uidl_map.get((mailbox, uidl.as_str()))?.is_some()
-                }
-                _ => {
-                    return Err(StoreError::Commit(format!(
-                        "a message keyed {:?} does not belong in a batch from {folder}",
-                        m.key
-                    )));
-                }
-            };
-            if mapped {
-                continue;
-            }
-            let existing = index
-                .get((mailbox, m.dedup_key.as_str()))?
-                .map(|v| v.value());
-            let id = match existing {
-                Some(id) => {
-                    out.linked += 1;
-                    id
-                }
-                None => {
-                    let id = next_id(txn, "next_activity_id")?;
-                    let activity = Activity {
-                        id,
-                        direction: Direction::Incoming,
-                        mailbox: batch.mailbox.clone(),
-                        folder: folder.to_string(),
-                        headers: m.headers.clone(),
-                        size: m.size,
-                        received_at: m.received_at,
-                        created_at: now,
-                    };
-                    activities.insert(id, encode(&activity).as_slice())?;
-                    raw.insert(id, m.raw_encoded.as_slice())?;
-                    index.insert((mailbox, m.dedup_key.as_str()), id)?;
-                    out.created += 1;
-                    raw_bytes += m.size;
-                    id
-                }
-            };
-            let item = match (&batch.source, &m.key) {
-                (IngestSource::Folder { cursor, .. }, SyncKey::Uid(uid)) => {
-                    map.insert((mailbox, folder, cursor.uidvalidity, *uid), id)?;
-                    ItemFailure::imap_key(folder, cursor.uidvalidity, *uid)
-                }
-                (_, SyncKey::Uidl(uidl)) => {
-                    uidl_map.insert((mailbox, uidl.as_str()), (id, now.timestamp()))?;
-                    ItemFailure::pop3_key(uidl)
-                }
-                (_, SyncKey::Uid(_)) => String::new(),
-            };
-            // Stored at last: an earlier failure of this email is over.
-            failures.remove((mailbox, item.as_str()))?;
-        }
-        match &batch.source {
-            IngestSource::Folder { folder, cursor } => {
-                let mut cursors = txn.open_table(FOLDER_CURSORS)?;
-                cursors.insert((mailbox, folder.as_str()), encode(cursor).as_slice())?;
-            }
-            IngestSource::Maildrop { skipped } => {
-                for uidl in skipped {
-                    if uidl_map.get((mailbox, uidl.as_str()))?.is_none() {
-                        uidl_map
-                            .insert((mailbox, uidl.as_str()), (NOT_TRACKED, now.timestamp()))?;
-                    }
-                }
-            }
-        }
-    }
-    record_item_failures(txn, batch)?;
-    let mut states = txn.open_table(MAILBOX_STATE)?;
-    let mut state: MailboxState = load(&states, mailbox, "mailbox state")?;
-    state.items_failed_last_sync += batch.failed.len() as u64;
-    state.activities_stored += u64::from(out.created);
-    state.raw_bytes_stored += raw_bytes;
-    out.bytes = raw_bytes;
-    state.items_processed_last_sync += u64::from(out.created + out.linked);
-    states.insert(mailbox, encode(&state).as_slice())?;
-    Ok(out)
-}
-
-/// Writes a batch's item failures (a repeated one keeps its first time and counts a try) and
-/// drops the mailbox's failures older than the retention.
-fn record_item_failures(txn: &WriteTransaction, batch: &IngestBatch) -> Result<(), StoreError> {
-    if batch.failed.is_empty() {
-        return Ok(());
-    }
-    let mailbox = batch.mailbox.as_str();
-    let mut table = txn.open_table(ITEM_FAILURES)?;
-    let mut uidl_map = txn.open_table(POP3_SYNC_ID_MAP)?;
-    let mut uid_map = txn.open_table(SYNC_ID_MAP)?;
-    let mut expired = Vec::new();
-    for row in table.range((mailbox, "")..=(mailbox, "\u{10ffff}"))? {
-        let (k, v) = row?;
-        let f: ItemFailure = decode("item failure", v.value())?;
-        if f.last_at < batch.failures_before {
-            expired.push(k.value().1.to_string());
-        }
-    }
-    for key in expired {
-        table.remove((mailbox, key.as_str()))?;
-    }
-    for f in &batch.failed {
-        let key = f.item_key();
-        let mut record = f.clone();
-        if let Some(old) = table.get((mailbox, key.as_str()))? {
-            let old: ItemFailure = decode("item failure", old.value())?;
-            record.first_at = old.first_at;
-            record.tries = old.tries + f.tries;
-        }
-        table.insert((mailbox, key.as_str()), encode(&record).as_slice())?;
-        // A skipped email's sync id map entry names no activity.
-        if let (Some(uidl), true) = (&f.uidl, f.skipped)
-            && uidl_map.get((mailbox, uidl.as_str()))?.is_none()
-        {
-            uidl_map.insert(
-                (mailbox, uidl.as_str()),
-                (NOT_TRACKED, f.last_at.timestamp()),
-            )?;
-        }
-        if let (Some(v), Some(uid), true) = (f.uidvalidity, f.uid, f.skipped) {
-            let key = (mailbox, f.folder.as_str(), v, uid);
-            if uid_map.get(key)?.is_none() {
-                uid_map.insert(key, NOT_TRACKED)?;
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Forgets an item failure so the email is tried again: a POP3 one loses its sync id map entry

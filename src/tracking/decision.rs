@@ -139,6 +139,13 @@ pub trait Lookups {
     fn mailbox(&self, address: &str) -> Option<MailboxInfo>;
 }
 
+/// What the decision knows of the config: every tracked mailbox and the correlation steps.
+#[derive(Debug, Clone, Default)]
+pub struct Directory {
+    pub mailboxes: std::collections::HashMap<String, MailboxInfo>,
+    pub correlation: Correlation,
+}
+
 /// Which correlation steps are on, in Dynamics' order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Correlation {

@@ -3,7 +3,9 @@
 
 use std::collections::{HashMap, HashSet};
 
+#[cfg(test)]
 use crate::store::NOT_TRACKED;
+use crate::store::is_activity;
 
 /// One listed message: number in this session, UIDL, size.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,7 +62,7 @@ pub fn deletable(
         .filter(|m| {
             committed
                 .get(&m.uidl)
-                .is_some_and(|(activity, at)| *activity != NOT_TRACKED && *at <= cutoff)
+                .is_some_and(|(activity, at)| is_activity(*activity) && *at <= cutoff)
         })
         .map(|m| m.msgno)
         .collect()
@@ -116,6 +118,7 @@ mod tests {
             e(2, "new"),
             e(3, "not-stored"),
             e(4, "skipped"),
+            e(5, "not-relevant"),
         ];
         let now = 100 * 86_400;
         let committed: HashMap<String, (u64, i64)> = [
@@ -123,6 +126,16 @@ mod tests {
             ("new".into(), (2, now - 60)),
             // Seen and recorded, but not stored as an activity (date filter): it stays.
             ("skipped".into(), (NOT_TRACKED, now - 9 * 86_400)),
+            // Skipped by the tracking decision: no activity, no body kept; it stays.
+            (
+                "not-relevant".into(),
+                (
+                    crate::store::skip_marker(
+                        crate::tracking::decision::SkipReason::NoCorrelationMatch,
+                    ),
+                    now - 9 * 86_400,
+                ),
+            ),
         ]
         .into();
         assert_eq!(deletable(&listed, &committed, 2, now), vec![1]);

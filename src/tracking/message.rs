@@ -73,17 +73,20 @@ fn id_list(v: &HeaderValue<'_>) -> Vec<String> {
     }
 }
 
-/// The duplicate-check key of an email within a mailbox: its Message-ID (as Dynamics does), or,
-/// for an email without one, a hash of its bytes so that a rescan still recognises it.
+/// The duplicate-check key of an email: its Message-ID (as Dynamics does), or, for an email
+/// without one, a hash of its bytes so that a rescan still recognises it.
 pub fn dedup_key(headers: &EmailHeaders, raw: &[u8]) -> String {
     match &headers.message_id {
-        Some(id) => format!("mid:{id}"),
-        None => {
-            let digest = Sha256::digest(raw);
-            let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-            format!("sha256:{hex}")
-        }
+        Some(id) => crate::tracking::decision::message_id_key(id),
+        None => content_key(raw),
     }
+}
+
+/// "sha256:…" of the raw bytes: the key of an email without a Message-ID.
+pub fn content_key(raw: &[u8]) -> String {
+    let digest = Sha256::digest(raw);
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
 }
 
 /// P6 on POP3, where the server reports no receive time: true when the Date header says the

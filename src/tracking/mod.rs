@@ -1,6 +1,7 @@
 //! Tracking decisions: pure functions that look at an email or a folder's state and decide what
 //! to store or fetch. No I/O here, so every case is unit-tested directly.
 
+pub mod contacts;
 pub mod decision;
 #[cfg(test)]
 mod decision_tests;

@@ -34,6 +34,35 @@ pub fn bare_address(entry: &str) -> Option<String> {
     (inner.contains('@') && !inner.contains(char::is_whitespace)).then(|| inner.to_lowercase())
 }
 
+/// A record reference is `type:id`: a type of lower-case letters, digits and `_`, then an id of
+/// printable characters; 200 characters at most.
+pub fn check_record(record: &str) -> Result<(), String> {
+    let r = record.trim();
+    let Some((kind, id)) = r.split_once(':') else {
+        return Err(format!(
+            "\"{r}\" is not a record reference like \"account:contoso\" (type:id)"
+        ));
+    };
+    if r.chars().count() > 200 {
+        return Err("is longer than 200 characters".to_string());
+    }
+    if kind.is_empty()
+        || !kind
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    {
+        return Err(format!(
+            "\"{r}\": the record type must be lower-case letters, digits or _ (like \"account\")"
+        ));
+    }
+    if id.is_empty() || id.chars().any(char::is_control) {
+        return Err(format!(
+            "\"{r}\": the record id must be printable and not empty"
+        ));
+    }
+    Ok(())
+}
+
 /// Where record types rank when one address maps to several.
 fn rank(record: &str) -> u8 {
     match record.split_once(':').map_or(record, |(t, _)| t) {
@@ -101,6 +130,23 @@ mod tests {
         assert_eq!(bare_address("a@x").as_deref(), Some("a@x"));
         assert_eq!(bare_address("undisclosed-recipients"), None);
         assert_eq!(bare_address("<>"), None);
+    }
+
+    #[test]
+    fn record_references_are_checked() {
+        assert!(check_record("account:contoso").is_ok());
+        assert!(check_record("contact:42").is_ok());
+        assert!(check_record("opportunity:7-Ab c").is_ok());
+        for bad in [
+            "contoso",
+            ":42",
+            "Account:1",
+            "contact:",
+            "contact:a\nb",
+            &format!("a:{}", "x".repeat(200)),
+        ] {
+            assert!(check_record(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -131,15 +131,18 @@ const SAMPLE: &str = "Message-ID: <hostile@sample.test>\r\nFrom: a@example.com\r
                       Subject: hostile\r\nDate: Mon, 1 Sep 2025 10:00:00 +0000\r\n\r\nbody\r\n";
 
 /// The one email a server serves: the sample, or padded to the size `Attack::Large` asks for.
-fn served_body(attack: Attack) -> Vec<u8> {
+/// Its Message-ID names the server's port: each server's email is its own (one activity per
+/// email would otherwise merge the copies of all the servers of a test).
+fn served_body(attack: Attack, port: u16) -> Vec<u8> {
+    let sample = SAMPLE.replace("hostile@", &format!("hostile-{port}@"));
     match attack {
-        Attack::Large { size } => large_body(size),
-        _ => SAMPLE.as_bytes().to_vec(),
+        Attack::Large { size } => large_body(&sample, size),
+        _ => sample.into_bytes(),
     }
 }
 
-fn large_body(size: usize) -> Vec<u8> {
-    let mut body = SAMPLE.as_bytes().to_vec();
+fn large_body(sample: &str, size: usize) -> Vec<u8> {
+    let mut body = sample.as_bytes().to_vec();
     while body.len() + 80 < size {
         body.extend_from_slice(&[b'y'; 76]);
         body.extend_from_slice(b"\r\n");
@@ -159,7 +162,7 @@ fn imap(stream: TcpStream, attack: Attack, written: &AtomicU64) -> std::io::Resu
         _ => "IMAP4rev1 AUTH=PLAIN",
     };
     out.write_all(format!("* OK [CAPABILITY {caps}] hostile ready\r\n").as_bytes())?;
-    let body = served_body(attack);
+    let body = served_body(attack, stream_port(&out));
     let mut line = String::new();
     loop {
         line.clear();
@@ -279,7 +282,7 @@ fn pop3(stream: TcpStream, attack: Attack, written: &AtomicU64) -> std::io::Resu
         return Ok(());
     }
     out.write_all(b"+OK hostile ready\r\n")?;
-    let body = served_body(attack);
+    let body = served_body(attack, stream_port(&out));
     let mut line = String::new();
     loop {
         line.clear();
@@ -396,4 +399,9 @@ fn smtp(stream: TcpStream, attack: Attack, written: &AtomicU64) -> std::io::Resu
             _ => out.write_all(b"250 ok\r\n")?,
         }
     }
+}
+
+/// The server's own port, as the connection's local address says.
+fn stream_port(s: &TcpStream) -> u16 {
+    s.local_addr().map(|a| a.port()).unwrap_or(0)
 }

@@ -4,13 +4,15 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use super::pipeline::{Fetched, Pipeline, alert_too_large, too_large};
+use super::pipeline::{Fetched, HeaderOnly, Pipeline, alert_too_large, too_large};
 use super::{Progress, SyncSummary};
 use crate::config::{Mailbox, Profile};
 use crate::engine::error::SyncError;
 use crate::engine::{JobContext, alerts};
 use crate::imap::ImapSession;
-use crate::store::{AlertLevel, AlertScope, IngestSource, SyncKey};
+use crate::store::{AlertLevel, AlertScope, IngestSource, SyncKey, TrackingPlace};
+use crate::tracking::decision::{Decision, Place, Track};
+use crate::tracking::message::{EmailHeaders, parse_headers};
 use crate::tracking::plan::{FolderPlan, chunk_listing, plan_folder};
 
 pub(super) async fn sync_folders(
@@ -23,7 +25,7 @@ pub(super) async fn sync_folders(
     let mut summary = SyncSummary::default();
     // I1: INBOX, then the mailbox's tracking folders.
     let folders =
-        std::iter::once("INBOX").chain(mailbox.tracking_folders.iter().map(String::as_str));
+        std::iter::once("INBOX").chain(mailbox.tracking_folders.iter().map(|f| f.folder.as_str()));
     for folder in folders {
         summary.add(sync_folder(ctx, profile, mailbox, session, folder, progress).await?);
         if summary.interrupted {
@@ -101,7 +103,22 @@ async fn sync_folder(
         folder: folder.to_string(),
         cursor: cursor.clone(),
     };
-    let mut pipeline = Pipeline::new(ctx, &profile.name, address, progress);
+    // A tracking folder's emails are always tracked, with its regarding record.
+    let tracking_folder = (folder != "INBOX").then(|| {
+        mailbox
+            .tracking_folders
+            .iter()
+            .find(|f| f.folder == folder)
+            .and_then(|f| f.regarding.clone())
+    });
+    let place = TrackingPlace {
+        track: mailbox.track,
+        tracking_folder,
+    };
+    // Headers first where the decision may skip (an inbox whose filter is not "all"): a
+    // skipped email's body is never fetched.
+    let prescreen = place.tracking_folder.is_none() && place.track != Track::All;
+    let mut pipeline = Pipeline::new(ctx, &profile.name, address, progress, place.clone());
     let mut interrupted = false;
     let last = chunks.len().saturating_sub(1);
     if chunks.is_empty() {
@@ -118,15 +135,23 @@ async fn sync_folder(
             break;
         }
         let started = Instant::now();
-        let (largest, bytes) = chunk
-            .fetch
+        let (header_only, body_uids) = if prescreen {
+            prescreened(ctx, session, mailbox, &place, &chunk.fetch, &sizes).await?
+        } else {
+            (Vec::new(), chunk.fetch.clone())
+        };
+        let (largest, bytes) = body_uids
             .iter()
             .filter_map(|uid| sizes.get(uid))
             .fold((0u32, 0u64), |(l, b), s| (l.max(*s), b + u64::from(*s)));
         let budget = ctx.fetch_budget(bytes).await;
         let bodies = session
-            .fetch_bodies(&chunk.fetch, literal_allowance(largest))
+            .fetch_bodies(&body_uids, literal_allowance(largest))
             .await?;
+        ctx.metrics.fetched_bytes(
+            &profile.name,
+            bodies.iter().map(|b| b.raw.len() as u64).sum(),
+        );
         tracing::debug!(
             mailbox = address,
             folder,
@@ -139,14 +164,20 @@ async fn sync_folder(
             cursor.synced_uidnext = status.uidnext;
             cursor.highest_modseq = status.highest_modseq;
         }
-        let fetched = bodies
+        let mut fetched: Vec<Fetched> = bodies
             .into_iter()
             .map(|b| Fetched {
                 received: received.get(&b.uid).copied(),
                 key: SyncKey::Uid(b.uid),
                 raw: b.raw,
+                header_only: None,
             })
+            .chain(header_only)
             .collect();
+        fetched.sort_by_key(|f| match f.key {
+            SyncKey::Uid(uid) => uid,
+            SyncKey::Uidl(_) => 0,
+        });
         let failed = chunk
             .too_large
             .iter()
@@ -172,6 +203,68 @@ async fn sync_folder(
     let mut summary = pipeline.finish().await?;
     summary.interrupted = interrupted;
     Ok(summary)
+}
+
+/// Fetches the headers of `uids` and asks the store which emails will be tracked. Returns the
+/// ones that will not (skipped, or duplicates of an activity) as header-only emails carrying their
+/// decision, and the UIDs whose bodies must be fetched.
+async fn prescreened(
+    ctx: &JobContext,
+    session: &mut ImapSession,
+    mailbox: &Mailbox,
+    place: &TrackingPlace,
+    uids: &[u32],
+    sizes: &HashMap<u32, u32>,
+) -> Result<(Vec<Fetched>, Vec<u32>), SyncError> {
+    let largest = uids
+        .iter()
+        .filter_map(|u| sizes.get(u))
+        .max()
+        .copied()
+        .unwrap_or(0);
+    let headers = session
+        .fetch_headers(uids, literal_allowance(largest))
+        .await?;
+    ctx.metrics.fetched_bytes(
+        mailbox.profile.as_deref().unwrap_or_default(),
+        headers.iter().map(|h| h.raw.len() as u64).sum(),
+    );
+    let parsed: Vec<EmailHeaders> = headers.iter().map(|h| parse_headers(&h.raw)).collect();
+    let decisions = ctx
+        .store
+        .prescreen(
+            &parsed,
+            &Place {
+                mailbox: &mailbox.email_address,
+                track: place.track,
+                tracking_folder: place.tracking_folder.as_ref().map(|r| r.as_deref()),
+            },
+            &ctx.directory,
+        )
+        .map_err(|e| SyncError::Store(e.to_string()))?;
+    let mut header_only = Vec::new();
+    let mut bodies = Vec::new();
+    for ((h, parsed), decision) in headers.into_iter().zip(parsed).zip(decisions) {
+        let skip = match decision {
+            Decision::Skip(reason) => Some(reason),
+            Decision::Duplicate { .. } => None,
+            Decision::Track(_) | Decision::Undeliverable(_) => {
+                bodies.push(h.uid);
+                continue;
+            }
+        };
+        header_only.push(Fetched {
+            key: SyncKey::Uid(h.uid),
+            received: None,
+            raw: Vec::new(),
+            header_only: Some(HeaderOnly {
+                headers: parsed,
+                size: sizes.get(&h.uid).map_or(0, |s| u64::from(*s)),
+                skip,
+            }),
+        });
+    }
+    Ok((header_only, bodies))
 }
 
 /// The largest body literal accepted for a batch whose largest listed size is `listed`: servers

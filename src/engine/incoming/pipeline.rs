@@ -15,10 +15,10 @@ use crate::engine::alerts;
 use crate::engine::error::SyncError;
 use crate::store::{
     AlertLevel, AlertScope, IngestBatch, IngestOutcome, IngestSource, ItemFailure, POP3_FOLDER,
-    PreparedMessage, SyncKey, rawcodec,
+    PreparedMessage, SyncKey, TrackingPlace, rawcodec,
 };
 use crate::tracking::item_failure::{ItemDecision, after_item_failure, imap_stop_at};
-use crate::tracking::message::{dated_before, dedup_key, parse_headers};
+use crate::tracking::message::{content_key, dated_before, parse_headers};
 
 /// Batches queued to the writer per mailbox before the job waits for the oldest commit: fetching
 /// overlaps with committing, and memory stays bounded.
@@ -30,6 +30,15 @@ pub(super) struct Fetched {
     pub raw: Vec<u8>,
     /// When the server received it (IMAP INTERNALDATE), unix time.
     pub received: Option<i64>,
+    /// Only its header was fetched: the pre-screen found it skipped or a duplicate.
+    pub header_only: Option<HeaderOnly>,
+}
+
+pub(super) struct HeaderOnly {
+    pub headers: crate::tracking::message::EmailHeaders,
+    /// As the server listed it.
+    pub size: u64,
+    pub skip: Option<crate::tracking::decision::SkipReason>,
 }
 
 /// A prepared batch: what to store, what was retrieved but falls before the profile's date, and
@@ -50,6 +59,7 @@ pub(super) struct Pipeline<'a> {
     preparing: VecDeque<(PrepareTask, IngestSource, Vec<ItemFailure>)>,
     committing: VecDeque<CommitAnswer>,
     progress: &'a Progress,
+    place: TrackingPlace,
     pub summary: SyncSummary,
 }
 
@@ -59,6 +69,7 @@ impl<'a> Pipeline<'a> {
         profile: &'a str,
         mailbox: &'a str,
         progress: &'a Progress,
+        place: TrackingPlace,
     ) -> Pipeline<'a> {
         Pipeline {
             ctx,
@@ -67,6 +78,7 @@ impl<'a> Pipeline<'a> {
             preparing: VecDeque::new(),
             committing: VecDeque::new(),
             progress,
+            place,
             summary: SyncSummary::default(),
         }
     }
@@ -90,7 +102,15 @@ impl<'a> Pipeline<'a> {
 
     /// Commits `source` with no messages (a cursor that moved over nothing new).
     pub async fn push_cursor(&mut self, source: IngestSource) -> Result<(), SyncError> {
-        let rx = submit(self.ctx, self.mailbox, source, Vec::new(), Vec::new()).await?;
+        let rx = submit(
+            self.ctx,
+            self.mailbox,
+            &self.place,
+            source,
+            Vec::new(),
+            Vec::new(),
+        )
+        .await?;
         self.committing.push_back(rx);
         Ok(())
     }
@@ -121,7 +141,15 @@ impl<'a> Pipeline<'a> {
             let stop = self
                 .poisoned(&mut source, &mut prepared, &mut failed)
                 .await?;
-            let rx = submit(self.ctx, self.mailbox, source, prepared.messages, failed).await?;
+            let rx = submit(
+                self.ctx,
+                self.mailbox,
+                &self.place,
+                source,
+                prepared.messages,
+                failed,
+            )
+            .await?;
             self.committing.push_back(rx);
             if let Some(stop) = stop {
                 // What came before the email to retry is committed; the rest waits for the
@@ -272,6 +300,7 @@ impl<'a> Pipeline<'a> {
 async fn submit(
     ctx: &JobContext,
     mailbox: &str,
+    place: &TrackingPlace,
     source: IngestSource,
     messages: Vec<PreparedMessage>,
     failed: Vec<ItemFailure>,
@@ -285,6 +314,8 @@ async fn submit(
             messages,
             failed,
             failures_before: Utc::now() - retention,
+            place: place.clone(),
+            directory: ctx.directory.clone(),
         })
         .await
         .map_err(|e| SyncError::Store(e.to_string()))
@@ -343,6 +374,18 @@ fn prepare_one(
     dated_after: Option<i64>,
     compressor: &mut zstd::bulk::Compressor<'static>,
 ) -> Result<Option<PreparedMessage>, String> {
+    let received_at = f.received.and_then(|t| Utc.timestamp_opt(t, 0).single());
+    if let Some(h) = &f.header_only {
+        return Ok(Some(PreparedMessage {
+            key: f.key.clone(),
+            headers: h.headers.clone(),
+            content_key: None,
+            raw_encoded: None,
+            size: h.size,
+            received_at,
+            skip: h.skip,
+        }));
+    }
     if injected_fault(&f.raw) {
         return Err("an injected fault (SIDESYNC_TEST_POISON)".to_string());
     }
@@ -350,16 +393,16 @@ fn prepare_one(
     if dated_after.is_some_and(|cutoff| dated_before(&headers, cutoff)) {
         return Ok(None);
     }
-    let dedup_key = dedup_key(&headers, &f.raw);
     let raw_encoded =
         rawcodec::encode(&f.raw, compressor).map_err(|e| format!("compressing it: {e}"))?;
     Ok(Some(PreparedMessage {
         key: f.key.clone(),
         headers,
-        dedup_key,
-        raw_encoded,
+        content_key: Some(content_key(&f.raw)),
+        raw_encoded: Some(raw_encoded),
         size: f.raw.len() as u64,
-        received_at: f.received.and_then(|t| Utc.timestamp_opt(t, 0).single()),
+        received_at,
+        skip: None,
     }))
 }
 

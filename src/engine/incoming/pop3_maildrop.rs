@@ -12,7 +12,7 @@ use crate::config::{Mailbox, Profile};
 use crate::engine::JobContext;
 use crate::engine::error::SyncError;
 use crate::pop3::Pop3Session;
-use crate::store::{IngestSource, POP3_FOLDER, SyncKey};
+use crate::store::{IngestSource, POP3_FOLDER, SyncKey, TrackingPlace};
 use crate::tracking::maildrop::{batches, deletable, plan_maildrop};
 
 /// What a POP3 sync leaves to do once the session ends: deleted messages are gone only if QUIT
@@ -53,7 +53,13 @@ pub(super) async fn sync_maildrop(
     for f in &failed {
         alert_too_large(ctx, profile, address, f).await;
     }
-    let mut pipeline = Pipeline::new(ctx, &profile.name, address, progress);
+    // A maildrop is the inbox: the mailbox's filter decides, at commit (POP3 retrieves whole
+    // messages; TOP is not used for a header pre-screen).
+    let place = TrackingPlace {
+        track: mailbox.track,
+        tracking_folder: None,
+    };
+    let mut pipeline = Pipeline::new(ctx, &profile.name, address, progress, place);
     let mut interrupted = false;
     if !failed.is_empty() {
         pipeline
@@ -94,6 +100,7 @@ pub(super) async fn sync_maildrop(
                 key: SyncKey::Uidl(m.uidl),
                 raw,
                 received: None,
+                header_only: None,
             })
             .collect();
         pipeline
