@@ -190,7 +190,7 @@ fn page_or_endpoint(ctx: &StatusContext, method: &Method, path: &str, url: &str)
 pub(crate) fn status_view(ctx: &StatusContext) -> Result<Value, String> {
     let data = status::collect(ctx)?;
     let mailboxes: Vec<Value> = data.rows.iter().map(status::MailboxRow::json).collect();
-    let mut appliance = status::appliance_json(ctx, data.activities_stored);
+    let mut appliance = status::appliance_json(ctx, data.activities_stored, &data.decisions);
     appliance["data_bytes"] = serde_json::json!(ctx.store.file_size());
     appliance["queue_depth"] = serde_json::json!(queue_depth(ctx, &data));
     Ok(serde_json::json!({
@@ -255,7 +255,7 @@ fn status_page(ctx: &StatusContext, url: &str) -> Result<String, String> {
         .collect();
     let series = ctx.metrics.series(now);
     Ok(page::render(&page::PageData {
-        appliance: status::appliance_json(ctx, data.activities_stored),
+        appliance: status::appliance_json(ctx, data.activities_stored, &data.decisions),
         profiles,
         rows,
         total: data.rows.len(),
@@ -306,6 +306,7 @@ fn gauges(ctx: &StatusContext, data: &status::StatusData<'_>) -> prometheus::Gau
         ],
         writer_queue: ctx.writer.as_ref().map_or(0, |w| w.queue_depth() as u64),
         activities_stored: data.activities_stored,
+        decisions: data.decisions.clone(),
         uptime_seconds: (Utc::now() - ctx.started_at).num_seconds(),
     }
 }

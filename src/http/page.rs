@@ -260,13 +260,22 @@ pub fn render(d: &PageData<'_>) -> String {
             escape(&text(&m["approval"])),
             relative(&m["last_successful_sync_completed_on"], now),
             text(&m["items_processed_last_sync"]),
-            text(&m["activities_stored"]),
+            activities_cell(m),
             next_poll(&m["next_poll"], now),
             escape(&alert_text),
         );
     }
     h.push_str("</table><p class=\"foot\">JSON: <a href=\"/status\">/status</a> · <a href=\"/metrics\">/metrics</a> · <a href=\"/healthz\">/healthz</a></p></body></html>\n");
     h
+}
+
+/// Activities stored, and the emails the tracking decision skipped when there are any.
+fn activities_cell(m: &Value) -> String {
+    let stored = text(&m["activities_stored"]);
+    match m["emails_skipped"].as_u64() {
+        Some(n) if n > 0 => format!("{stored} <span class=\"idle\">({n} skipped)</span>"),
+        _ => stored,
+    }
 }
 
 const CSS: &str = "body{font:14px system-ui,sans-serif;margin:1.5em;color:#222}\

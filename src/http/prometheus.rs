@@ -14,6 +14,8 @@ pub struct Gauges {
     pub outbox: Vec<(&'static str, u64)>,
     pub writer_queue: u64,
     pub activities_stored: u64,
+    /// Emails by tracking decision since the store was made.
+    pub decisions: std::collections::BTreeMap<String, u64>,
     pub uptime_seconds: i64,
 }
 
@@ -146,6 +148,14 @@ pub fn render(m: &Metrics, g: &Gauges) -> String {
         "status",
         &g.outbox,
     );
+    let decisions: Vec<(&str, u64)> = g.decisions.iter().map(|(k, n)| (k.as_str(), *n)).collect();
+    labelled_gauge(
+        &mut out,
+        "sidesync_emails_by_decision",
+        "Emails by tracking decision since the store was made (tracked_new, tracked_correlated, duplicate, undeliverable, or the skip reason).",
+        "decision",
+        &decisions,
+    );
     for (name, help, value) in [
         (
             "sidesync_store_writer_queue_depth",
@@ -184,6 +194,11 @@ mod tests {
             outbox: vec![("pending_send", 2)],
             writer_queue: 0,
             activities_stored: 5,
+            decisions: [
+                ("tracked_new".to_string(), 4),
+                ("no_correlation_match".to_string(), 7),
+            ]
+            .into(),
             uptime_seconds: 9,
         };
         let text = render(&m, &g);
@@ -195,6 +210,9 @@ mod tests {
         );
         assert!(text.contains("sidesync_sync_duration_seconds_count{profile=\"corp\"} 1\n"));
         assert!(text.contains("sidesync_mailboxes{state=\"failing\"} 1\n"));
+        assert!(
+            text.contains("sidesync_emails_by_decision{decision=\"no_correlation_match\"} 7\n")
+        );
         assert!(text.ends_with("sidesync_uptime_seconds 9\n"));
     }
 }

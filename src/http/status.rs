@@ -145,6 +145,9 @@ impl MailboxRow<'_> {
             "items_failed_last_sync": st.items_failed_last_sync,
             "activities_stored": st.activities_stored,
             "raw_bytes_stored": st.raw_bytes_stored,
+            "track": m.track.as_str(),
+            "decisions": st.decisions,
+            "emails_skipped": skipped(&st.decisions),
             "transient_failure_count": st.transient_failure_count,
             "last_error": last_error(&st.last_error),
             "next_poll": self.next_poll.map(|t| t.to_rfc3339()),
@@ -157,6 +160,21 @@ pub struct StatusData<'c> {
     pub rows: Vec<MailboxRow<'c>>,
     pub profiles: Vec<Value>,
     pub activities_stored: u64,
+    /// Emails by tracking decision, all mailboxes together.
+    pub decisions: std::collections::BTreeMap<String, u64>,
+}
+
+/// Emails skipped by the tracking decision (every reason together).
+pub fn skipped(decisions: &std::collections::BTreeMap<String, u64>) -> u64 {
+    decisions
+        .iter()
+        .filter(|(k, _)| {
+            crate::tracking::decision::SkipReason::ALL
+                .iter()
+                .any(|r| r.as_str() == k.as_str())
+        })
+        .map(|(_, n)| n)
+        .sum()
 }
 
 pub fn collect(ctx: &StatusContext) -> Result<StatusData<'_>, String> {
@@ -195,12 +213,16 @@ pub fn collect(ctx: &StatusContext) -> Result<StatusData<'_>, String> {
         })
         .collect();
     let mut total = 0u64;
+    let mut decisions = std::collections::BTreeMap::new();
     let rows = config
         .mailboxes
         .iter()
         .map(|m| {
             let state: MailboxState = states.get(&m.email_address).cloned().unwrap_or_default();
             total += state.activities_stored;
+            for (k, n) in &state.decisions {
+                *decisions.entry(k.clone()).or_default() += n;
+            }
             let processing = match incoming_decision(config, m, &state, &m.fingerprint) {
                 Decision::NotProcessed(r) => Err(r),
                 Decision::Sync(_) => Ok("enabled"),
@@ -220,11 +242,16 @@ pub fn collect(ctx: &StatusContext) -> Result<StatusData<'_>, String> {
         rows,
         profiles,
         activities_stored: total,
+        decisions,
     })
 }
 
 /// The appliance part of `/status`.
-pub fn appliance_json(ctx: &StatusContext, activities_stored: u64) -> Value {
+pub fn appliance_json(
+    ctx: &StatusContext,
+    activities_stored: u64,
+    decisions: &std::collections::BTreeMap<String, u64>,
+) -> Value {
     let now = Utc::now();
     json!({
         "version": env!("CARGO_PKG_VERSION"),
@@ -232,5 +259,6 @@ pub fn appliance_json(ctx: &StatusContext, activities_stored: u64) -> Value {
         "uptime_seconds": (now - ctx.started_at).num_seconds(),
         "store": ctx.store.path().display().to_string(),
         "activities_stored": activities_stored,
+        "decisions": decisions,
     })
 }

@@ -1,0 +1,389 @@
+//! Which emails matter, against a real dovecot: one activity per email across tracked mailboxes,
+//! conversations and regarding across mailboxes, a token-only reply, `responses` fetching no body
+//! of what it skips, `known_contacts` following the API while running, and an email moved into a
+//! tracking folder taking its regarding without a second activity.
+
+mod support;
+
+use std::time::{Duration, SystemTime};
+
+use serde_json::{Value, json};
+use support::appliance::{Setup, TOKEN};
+use support::dovecot::{Dovecot, PASSWORD};
+use support::sidesync::{Sidesync, http, http_get};
+use support::wait_for;
+
+const ALICE: &str = "alice@example.com";
+const BOB: &str = "bob@example.com";
+const SALES: &str = "sales@example.com";
+const DAVE: &str = "dave@example.com";
+
+fn config(setup: &Setup, d: &Dovecot) -> std::path::PathBuf {
+    // Users keep Dynamics' default (responses); the queue tracks all; dave only known contacts.
+    let profile = format!(
+        "[[profile]]\nname = \"p\"\nis_default = true\nincoming_server_location = \"127.0.0.1\"\n\
+         incoming_port_number = {}\nca_file = \"{}\"\nmin_polling_interval = \"1s\"\n\
+         timeout_mailbox_connection_after = \"10s\"\n",
+        d.imaps_port,
+        d.ca_file.display()
+    );
+    let mailbox = |address: &str, extra: &str| {
+        format!(
+            "[[mailbox]]\nemail_address = \"{address}\"\npassword = \"{PASSWORD}\"\n\
+             approval = \"approved\"\n{extra}\n"
+        )
+    };
+    setup.write(
+        "",
+        &[
+            profile,
+            mailbox(
+                ALICE,
+                "[[mailbox.tracking_folder]]\nfolder = \"Contoso\"\nregarding = \"account:contoso\"",
+            ),
+            mailbox(BOB, ""),
+            mailbox(SALES, "owner = \"queue\""),
+            mailbox(DAVE, "track = \"known_contacts\""),
+        ]
+        .concat(),
+    )
+}
+
+fn email(id: &str, from: &str, to: &str, subject: &str, extra: &str, body: &str) -> Vec<u8> {
+    format!(
+        "Message-ID: <{id}>\r\nDate: Mon, 1 Sep 2025 10:00:00 +0000\r\nFrom: {from}\r\nTo: {to}\r\n\
+         Subject: {subject}\r\n{extra}\r\n{body}\r\n"
+    )
+    .into_bytes()
+}
+
+fn api(setup: &Setup, method: &str, path: &str, body: &Value) -> Value {
+    let (code, answer) = http(setup.port, method, path, Some(TOKEN), &body.to_string());
+    assert!(
+        (200..300).contains(&code),
+        "{method} {path}: {code} {answer}"
+    );
+    serde_json::from_str(&answer).expect("json")
+}
+
+fn activities(setup: &Setup, query: &str) -> Vec<Value> {
+    api(
+        setup,
+        "GET",
+        &format!("/api/v1/activities?{query}"),
+        &Value::Null,
+    )["activities"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn by_message_id(setup: &Setup, id: &str) -> Vec<Value> {
+    activities(setup, "limit=1000")
+        .into_iter()
+        .filter(|a| a["message_id"] == id)
+        .collect()
+}
+
+/// Waits until `mailbox` has finished a sync that began after now.
+fn synced_after(s: &Sidesync, mailbox: &str, after: chrono::DateTime<chrono::Utc>) {
+    wait_for(
+        &format!("{mailbox} to sync"),
+        Duration::from_secs(60),
+        || {
+            let m = s.mailbox(mailbox);
+            let started = m["last_sync_started_on"]
+                .as_str()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())?;
+            let done = m["last_successful_sync_completed_on"]
+                .as_str()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())?;
+            (started > after && done >= started).then_some(())
+        },
+    );
+}
+
+fn fetched_bytes(port: u16) -> u64 {
+    let (_, text) = http_get(port, "/metrics").expect("metrics");
+    text.lines()
+        .find_map(|l| l.strip_prefix("sidesync_profile_fetched_bytes_total{profile=\"p\"} "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn which_emails_matter_across_mailboxes() {
+    let d = Dovecot::start();
+    let setup = Setup::new();
+    for user in [ALICE, BOB, SALES, DAVE] {
+        d.add_user(user);
+    }
+    d.create_folder(ALICE, "Contoso");
+    let now = SystemTime::now();
+    // A customer's email filed by alice in her Contoso folder; carol's reply reaches bob and
+    // alice (one email, two tracked inboxes); an unrelated private email with a large body.
+    d.deliver_to_folder(
+        ALICE,
+        "Contoso",
+        &email(
+            "m1@contoso.com",
+            "Carol <carol@contoso.com>",
+            ALICE,
+            "Renewal",
+            "",
+            "Let us talk.",
+        ),
+    );
+    let reply = email(
+        "m2@contoso.com",
+        "Carol <carol@contoso.com>",
+        &format!("{BOB}, {ALICE}"),
+        "Re: Renewal",
+        "In-Reply-To: <m1@contoso.com>\r\nReferences: <m1@contoso.com>\r\n",
+        "Bob, please join.",
+    );
+    let private_body = "x".repeat(200_000);
+    let private = email(
+        "u1@gmail.com",
+        "Mum <mum@gmail.com>",
+        ALICE,
+        "Sunday lunch",
+        "",
+        &private_body,
+    );
+    d.deliver(ALICE, &private, "", now);
+    // The queue takes an unrelated email from a stranger; bob is on Cc.
+    let question = email(
+        "q1@gmail.com",
+        "Someone <someone@gmail.com>",
+        SALES,
+        "Question",
+        &format!("Cc: {BOB}\r\n"),
+        "How much?",
+    );
+    d.deliver(SALES, &question, "", now);
+    d.deliver(BOB, &question, "", now);
+    // Noise to the queue: never a conversation of its own.
+    d.deliver(
+        SALES,
+        &email(
+            "ooo@gmail.com",
+            "mum@gmail.com",
+            SALES,
+            "Automatic reply: Question",
+            "Auto-Submitted: auto-replied\r\n",
+            "Away.",
+        ),
+        "",
+        now,
+    );
+    // The reply arrives after its original is tracked (as in real life).
+    let cfg = config(&setup, &d);
+    let s = setup.start(&cfg);
+    wait_for("the Contoso email", Duration::from_secs(60), || {
+        (by_message_id(&setup, "m1@contoso.com").len() == 1).then_some(())
+    });
+    let t = chrono::Utc::now();
+    d.deliver(BOB, &reply, "", SystemTime::now());
+    d.deliver(ALICE, &reply, "", SystemTime::now());
+    synced_after(&s, BOB, t);
+    synced_after(&s, ALICE, t);
+    synced_after(&s, SALES, t);
+
+    // The thread across two mailboxes: one conversation, the folder's regarding inherited.
+    let m1 = &by_message_id(&setup, "m1@contoso.com")[0];
+    assert_eq!(m1["regarding"], "account:contoso", "{m1}");
+    let m2 = by_message_id(&setup, "m2@contoso.com");
+    assert_eq!(m2.len(), 1, "one activity for one email: {m2:?}");
+    assert_eq!(m2[0]["conversation"], m1["conversation"]);
+    assert_eq!(m2[0]["regarding"], "account:contoso");
+    assert_eq!(m2[0]["correlation_method"], "in_reply_to");
+    let mut seen_by: Vec<String> = m2[0]["mailboxes"]
+        .as_array()
+        .expect("mailboxes")
+        .iter()
+        .map(|m| m.as_str().unwrap_or_default().to_string())
+        .collect();
+    seen_by.sort();
+    assert_eq!(seen_by, vec![ALICE.to_string(), BOB.to_string()]);
+    let conv = activities(&setup, &format!("conversation={}", m1["conversation"]));
+    assert_eq!(conv.len(), 2, "{conv:?}");
+    assert_eq!(activities(&setup, "regarding=account:contoso").len(), 2);
+
+    // The queue's email with bob on Cc: one activity listing both, parties with records.
+    let q = by_message_id(&setup, "q1@gmail.com");
+    assert_eq!(q.len(), 1, "{q:?}");
+    let one = api(
+        &setup,
+        "GET",
+        &format!("/api/v1/activities/{}", q[0]["id"]),
+        &Value::Null,
+    );
+    let parties: Vec<(String, Value)> = one["parties"]
+        .as_array()
+        .expect("parties")
+        .iter()
+        .map(|p| {
+            (
+                p["address"].as_str().unwrap_or_default().to_string(),
+                p["record"].clone(),
+            )
+        })
+        .collect();
+    assert!(
+        parties.contains(&(SALES.to_string(), json!("queue:sales@example.com"))),
+        "{parties:?}"
+    );
+    assert!(
+        parties.contains(&(BOB.to_string(), json!("user:bob@example.com"))),
+        "{parties:?}"
+    );
+
+    // `responses` skipped the private email: no activity, and its body was never fetched.
+    assert!(by_message_id(&setup, "u1@gmail.com").is_empty());
+    assert!(by_message_id(&setup, "ooo@gmail.com").is_empty());
+    let alice = s.mailbox(ALICE);
+    assert_eq!(alice["decisions"]["no_correlation_match"], 1, "{alice}");
+    assert_eq!(s.mailbox(SALES)["decisions"]["auto_generated"], 1);
+    assert!(
+        fetched_bytes(setup.port) < private_body.len() as u64,
+        "the skipped email's body was fetched: {} bytes",
+        fetched_bytes(setup.port)
+    );
+    let status = s.status();
+    assert!(
+        status["appliance"]["decisions"]["tracked_new"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 2,
+        "{status}"
+    );
+
+    // A reply carrying only the tracking token of a queued email correlates with it.
+    let queued = api(
+        &setup,
+        "POST",
+        "/api/v1/outbox",
+        &json!({"from": ALICE, "to": ["carol@contoso.com"], "subject": "Quote", "text": "Our quote.",
+                "regarding": "opportunity:7"}),
+    );
+    let subject = queued["subject"].as_str().expect("subject").to_string();
+    assert!(subject.contains("[CRM:"), "{subject}");
+    let token = &subject[subject.find("[CRM:").expect("token") + 1..subject.len() - 1];
+    let t = chrono::Utc::now();
+    let answer = email(
+        "r7@contoso.com",
+        "carol@contoso.com",
+        ALICE,
+        &format!("AW: Quote [{}]", token.to_lowercase()),
+        "",
+        "Accepted.",
+    );
+    d.deliver(ALICE, &answer, "", SystemTime::now());
+    synced_after(&s, ALICE, t);
+    let r7 = by_message_id(&setup, "r7@contoso.com");
+    assert_eq!(
+        r7.len(),
+        1,
+        "the token-only reply is tracked: {:?}",
+        s.mailbox(ALICE)
+    );
+    assert_eq!(r7[0]["correlation_method"], "tracking_token");
+    assert_eq!(r7[0]["conversation"], json!(queued["id"]));
+    assert_eq!(r7[0]["regarding"], "opportunity:7");
+
+    // Moved from INBOX into the tracking folder: the same activity, the folder's regarding.
+    let t = chrono::Utc::now();
+    d.deliver_to_folder(ALICE, "Contoso", &answer);
+    synced_after(&s, ALICE, t);
+    let r7 = by_message_id(&setup, "r7@contoso.com");
+    assert_eq!(r7.len(), 1, "no second activity: {r7:?}");
+    assert_eq!(r7[0]["regarding"], "account:contoso");
+    assert!(
+        activities(&setup, "regarding=opportunity:7")
+            .iter()
+            .all(|a| a["message_id"] != "r7@contoso.com")
+    );
+
+    // The downstream system sets a regarding; idempotent.
+    for _ in 0..2 {
+        let v = api(
+            &setup,
+            "PUT",
+            &format!("/api/v1/activities/{}/regarding", m1["id"]),
+            &json!({"regarding": "opportunity:9"}),
+        );
+        assert_eq!(v["regarding"], "opportunity:9");
+    }
+    assert_eq!(activities(&setup, "regarding=opportunity:9").len(), 1);
+    let (code, answer) = http(
+        setup.port,
+        "PUT",
+        &format!("/api/v1/activities/{}/regarding", m1["id"]),
+        Some(TOKEN),
+        "{\"regarding\": \"Opportunity 9\"}",
+    );
+    assert_eq!(code, 400, "{answer}");
+
+    // known_contacts follows a PUT /api/v1/contacts made while running.
+    let t = chrono::Utc::now();
+    d.deliver(
+        DAVE,
+        &email(
+            "e1@fabrikam.com",
+            "Erin <erin@fabrikam.com>",
+            DAVE,
+            "Order",
+            "",
+            "1",
+        ),
+        "",
+        SystemTime::now(),
+    );
+    synced_after(&s, DAVE, t);
+    assert!(by_message_id(&setup, "e1@fabrikam.com").is_empty());
+    assert_eq!(s.mailbox(DAVE)["decisions"]["sender_not_known_contact"], 1);
+    for _ in 0..2 {
+        let v = api(
+            &setup,
+            "PUT",
+            "/api/v1/contacts",
+            &json!({"upsert": {"Erin@Fabrikam.com": ["lead:3", "account:fabrikam"]}}),
+        );
+        assert_eq!(v["contacts"], 1, "{v}");
+    }
+    let t = chrono::Utc::now();
+    d.deliver(
+        DAVE,
+        &email(
+            "e2@fabrikam.com",
+            "Erin <erin@fabrikam.com>",
+            DAVE,
+            "Order 2",
+            "",
+            "2",
+        ),
+        "",
+        SystemTime::now(),
+    );
+    synced_after(&s, DAVE, t);
+    let e2 = by_message_id(&setup, "e2@fabrikam.com");
+    assert_eq!(e2.len(), 1, "{:?}", s.mailbox(DAVE));
+    let one = api(
+        &setup,
+        "GET",
+        &format!("/api/v1/activities/{}", e2[0]["id"]),
+        &Value::Null,
+    );
+    assert_eq!(one["parties"][0]["record"], "account:fabrikam", "{one}");
+    let (code, answer) = http(
+        setup.port,
+        "PUT",
+        "/api/v1/contacts",
+        Some(TOKEN),
+        "{\"upsert\": {\"nobody\": \"contact:1\"}}",
+    );
+    assert_eq!(code, 400, "{answer}");
+    assert!(answer.contains("not an email address"), "{answer}");
+    assert!(s.terminate().success());
+}
