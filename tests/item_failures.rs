@@ -159,3 +159,65 @@ fn a_poison_email_is_tried_then_skipped_listed_and_retried() {
     let acts = store.activities().expect("activities");
     assert_eq!(acts.len(), 12, "six per mailbox, none twice");
 }
+
+/// P10: with `move_undelivered_emails`, an email that fails to be tracked (a poison email, skipped
+/// after its tries) leaves INBOX for "Undeliverable" (created by sidesync) once its failure is
+/// committed, with an alert; the others are stored; nothing is lost.
+#[test]
+fn a_failing_email_lands_in_undeliverable_with_an_alert() {
+    let d = Dovecot::start();
+    let setup = Setup::new();
+    let user = "undeliverable@example.com";
+    d.deliver(user, &mail::sample(user, 0, 1_500), "", SystemTime::now());
+    d.deliver(user, &poisoned(user), "", SystemTime::now());
+    d.deliver(user, &mail::sample(user, 1, 1_500), "", SystemTime::now());
+    let body = format!(
+        "[[profile]]\ntrack = \"all\"\nname = \"imap\"\nis_default = true\n\
+         incoming_server_location = \"127.0.0.1\"\nincoming_port_number = {}\nca_file = \"{}\"\n\
+         min_polling_interval = \"1s\"\nmove_undelivered_emails = true\n\
+         [[mailbox]]\nemail_address = \"{user}\"\npassword = \"{PASSWORD}\"\napproval = \"approved\"\n",
+        d.imaps_port,
+        d.ca_file.display()
+    );
+    let cfg = setup.write("item_failure_max_tries = 2", &body);
+    let log = setup.dir.path().join("sidesync.log");
+    let s = Sidesync::start_with_env(&cfg, &log, setup.port, &[("SIDESYNC_TEST_POISON", MARK)]);
+    let moved = wait_for(
+        "the poison email in Undeliverable",
+        Duration::from_secs(90),
+        || {
+            let there = d.folder_messages(user, "Undeliverable");
+            (!there.is_empty()).then_some(there)
+        },
+    );
+    assert_eq!(moved.len(), 1);
+    assert!(
+        moved[0].contains(MARK),
+        "the failing email itself was moved"
+    );
+    let inbox = d.inbox_files(user);
+    assert_eq!(inbox.len(), 2, "the stored emails stay in INBOX: {inbox:?}");
+    let m = wait_for("the alert", Duration::from_secs(30), || {
+        let m = s.mailbox(user);
+        (m["latest_alert"]["code"] == "moved_to_undeliverable").then_some(m)
+    });
+    let text = m["latest_alert"]["message"].as_str().unwrap_or_default();
+    assert!(
+        text.contains("moved to \"Undeliverable\"") && text.contains("injected fault"),
+        "{text}"
+    );
+    assert_eq!(m["latest_alert"]["level"], "warning");
+    assert_eq!(stored(&s, user), 2);
+    let f = failures(&setup, user);
+    assert_eq!(f.len(), 1);
+    assert_eq!(f[0]["moved_to"], "Undeliverable", "{f:?}");
+    // Later syncs move nothing more and fail nothing.
+    d.deliver(user, &mail::sample(user, 2, 1_500), "", SystemTime::now());
+    wait_for("the next email", Duration::from_secs(60), || {
+        (stored(&s, user) == 3).then_some(())
+    });
+    let m = s.mailbox(user);
+    assert!(m["last_error"].is_null(), "{m}");
+    assert_eq!(d.folder_messages(user, "Undeliverable").len(), 1);
+    assert!(s.terminate().success());
+}

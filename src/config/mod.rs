@@ -1158,6 +1158,17 @@ impl Validator<'_> {
                 }
             });
         let is_pop3 = server_type == ServerType::Pop3Smtp;
+        if let (true, Some(m)) = (is_pop3, &rp.move_undelivered_emails)
+            && *m.get_ref()
+        {
+            self.at(
+                m,
+                format!(
+                    "profile \"{name}\": move_undelivered_emails needs IMAP folders; a POP3 \
+                     maildrop has none (emails that fail are listed as item failures)"
+                ),
+            );
+        }
         if let (true, Some(true)) = (is_pop3, rp.save_sent_copy) {
             self.at(
                 &rp.name,
@@ -1211,18 +1222,10 @@ impl Validator<'_> {
                 Duration::from_secs(60),
                 Duration::from_secs(1)..=MAX_CONNECTION_TIMEOUT,
             ),
-            move_undelivered_emails: match &rp.move_undelivered_emails {
-                Some(m) if *m.get_ref() => {
-                    self.at(
-                        m,
-                        "move_undelivered_emails = true is not supported yet; remove it or set it \
-                         to false (emails that fail are listed as item failures instead)"
-                            .to_string(),
-                    );
-                    false
-                }
-                _ => false,
-            },
+            move_undelivered_emails: rp
+                .move_undelivered_emails
+                .as_ref()
+                .is_some_and(|m| *m.get_ref()),
             send_alert_email: rp.send_alert_email.unwrap_or(false),
             save_sent_copy: rp.save_sent_copy.unwrap_or(false),
             sent_folder: rp

@@ -355,6 +355,7 @@ timeout_mailbox_connection_after = "0s"
 min_polling_interval = 0
 sync_deadline = "0s"
 max_message_size = 10
+server_type = "pop3_smtp"
 move_undelivered_emails = true
 
 [[mailbox]]
@@ -370,9 +371,9 @@ incoming_delivery = "forward_mailbox"
             "10:24: min_polling_interval = 0s makes no sense; it must be at least 1s",
             "11:17: sync_deadline = 0s makes no sense; it must be at least 1s",
             "12:20: max_message_size = 10 is out of range (1024–1073741824)",
-            "13:27: move_undelivered_emails = true is not supported yet; remove it or set it to \
-             false (emails that fail are listed as item failures instead)",
-            "18:21: incoming_delivery = \"forward_mailbox\" is not supported yet (mailbox a@x); \
+            "14:27: profile \"p\": move_undelivered_emails needs IMAP folders; a POP3 maildrop \
+             has none (emails that fail are listed as item failures)",
+            "19:21: incoming_delivery = \"forward_mailbox\" is not supported yet (mailbox a@x); \
              use \"server_side_sync\" or \"none\"",
         ]
     );

@@ -118,6 +118,14 @@ async fn step<T>(
     }
 }
 
+/// What a move to Undeliverable did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MoveOutcome {
+    Moved,
+    /// The server has neither MOVE nor UIDPLUS: the email was copied and left where it was.
+    CopiedOnly,
+}
+
 impl ImapSession {
     /// Connects, negotiates TLS as configured, and logs in.
     pub async fn open(target: &Target<'_>, login: &Login<'_>) -> Result<ImapSession, SyncError> {
@@ -284,6 +292,125 @@ impl ImapSession {
         .await;
         self.literal_limit.set(guard::DEFAULT_LITERAL_LIMIT);
         fetched
+    }
+
+    /// Moves `uids` of `folder` (if its UIDVALIDITY is still `uidvalidity`) to `target`, creating
+    /// it when missing: UID MOVE where offered, else UID COPY, \Deleted and UID EXPUNGE of exactly
+    /// those UIDs (UIDPLUS), else only a copy (a plain EXPUNGE could remove the user's own
+    /// deleted mail). Returns how it went, or None when the folder changed UIDVALIDITY.
+    pub async fn move_messages(
+        &mut self,
+        folder: &str,
+        uidvalidity: u32,
+        uids: &[u32],
+        target: &str,
+    ) -> Result<Option<MoveOutcome>, SyncError> {
+        let address = self.address.clone();
+        let limit = self.timeout;
+        let caps = step(
+            &address,
+            "asking for capabilities",
+            limit,
+            self.session.capabilities(),
+            |e| lost(&address, e),
+        )
+        .await?;
+        let (has_move, has_uidplus) = (caps.has_str("MOVE"), caps.has_str("UIDPLUS"));
+        // CREATE of an existing folder is a NO: fine either way, SELECT/MOVE say what matters.
+        let _ = net::step(
+            &address,
+            "creating a folder",
+            limit,
+            self.session.create(target),
+        )
+        .await;
+        let mailbox = step(
+            &address,
+            "opening the folder for a move",
+            limit,
+            self.session.select(folder),
+            |e| match e {
+                async_imap::error::Error::No(reply) => SyncError::FolderMissing {
+                    folder: folder.to_string(),
+                    reply: server_text(&reply),
+                },
+                other => lost(&address, other),
+            },
+        )
+        .await?;
+        if mailbox.uid_validity != Some(uidvalidity) {
+            return Ok(None);
+        }
+        let set = uid_set(uids);
+        let refused = |what: &'static str| {
+            let address = address.clone();
+            move |e: async_imap::error::Error| match e {
+                async_imap::error::Error::No(reply) | async_imap::error::Error::Bad(reply) => {
+                    SyncError::Protocol {
+                        address: address.clone(),
+                        detail: format!("{what}: {}", server_text(&reply)),
+                    }
+                }
+                other => lost(&address, other),
+            }
+        };
+        if has_move {
+            step(
+                &address,
+                "moving messages",
+                limit,
+                self.session.uid_mv(&set, target),
+                refused("UID MOVE"),
+            )
+            .await?;
+            return Ok(Some(MoveOutcome::Moved));
+        }
+        step(
+            &address,
+            "copying messages",
+            limit,
+            self.session.uid_copy(&set, target),
+            refused("UID COPY"),
+        )
+        .await?;
+        if !has_uidplus {
+            return Ok(Some(MoveOutcome::CopiedOnly));
+        }
+        {
+            let mut stored = step(
+                &address,
+                "flagging messages",
+                limit,
+                self.session.uid_store(&set, "+FLAGS.SILENT (\\Deleted)"),
+                refused("UID STORE"),
+            )
+            .await?;
+            while next_item(&mut stored, &address, "flagging messages", limit)
+                .await?
+                .is_some()
+            {}
+        }
+        let expunged = step(
+            &address,
+            "expunging messages",
+            limit,
+            self.session.uid_expunge(&set),
+            refused("UID EXPUNGE"),
+        )
+        .await?;
+        let drained = net::step(&address, "expunging messages", limit, async {
+            let mut expunged = std::pin::pin!(expunged);
+            while let Some(r) = expunged.next().await {
+                r?;
+            }
+            Ok::<(), async_imap::error::Error>(())
+        })
+        .await;
+        match drained {
+            Ok(()) => Ok(Some(MoveOutcome::Moved)),
+            Err(StepError::Failed(e)) => Err(refused("UID EXPUNGE")(e)),
+            Err(StepError::TimedOut(e)) => Err(SyncError::Net(e)),
+        }
     }
 
     /// APPEND a message to `folder`, marked \Seen (a copy of what was sent, O5).

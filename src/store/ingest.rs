@@ -336,6 +336,7 @@ fn item_failure(
         skipped: true,
         first_at: now,
         last_at: now,
+        moved_to: None,
     }
 }
 

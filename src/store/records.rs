@@ -122,6 +122,9 @@ pub struct ItemFailure {
     pub skipped: bool,
     pub first_at: DateTime<Utc>,
     pub last_at: DateTime<Utc>,
+    /// Where it was moved on the server (`move_undelivered_emails`), when it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moved_to: Option<String>,
 }
 
 impl ItemFailure {

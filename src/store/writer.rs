@@ -206,6 +206,8 @@ enum Op {
     /// A downstream system sets (or clears) what an activity is about.
     Regarding(u64, Option<String>),
     Contacts(ContactsUpdate),
+    /// Item failures of a mailbox whose emails were moved on the server: (mailbox, keys, where).
+    ItemsMoved(String, Vec<String>, String),
     Flush(oneshot::Sender<()>),
 }
 
@@ -344,6 +346,20 @@ impl StoreWriter {
     /// Applies a change to the known contacts and waits for the commit. For the HTTP threads.
     pub fn contacts_blocking(&self, update: ContactsUpdate) -> Result<(), StoreError> {
         self.blocking_then_flush(Op::Contacts(update))
+    }
+
+    /// Records that these item failures' emails were moved on the server, and waits for it.
+    pub async fn items_moved(
+        &self,
+        mailbox: &str,
+        keys: Vec<String>,
+        to: &str,
+    ) -> Result<(), StoreError> {
+        self.tx
+            .send(Op::ItemsMoved(mailbox.to_string(), keys, to.to_string()))
+            .await
+            .map_err(|_| StoreError::WriterGone)?;
+        self.flush().await
     }
 
     /// Applies a change to the known contacts and waits for the commit.
@@ -536,6 +552,10 @@ fn commit(store: &Store, ops: Vec<Op>) {
                 }
                 Op::Contacts(update) => {
                     apply_contacts(&txn, update)?;
+                    Applied::Nothing
+                }
+                Op::ItemsMoved(mailbox, keys, to) => {
+                    apply_items_moved(&txn, mailbox, keys, to)?;
                     Applied::Nothing
                 }
                 Op::Profile {
@@ -766,6 +786,26 @@ fn apply_retry_item(txn: &WriteTransaction, mailbox: &str, key: &str) -> Result<
         cursor.last_uid = uid.saturating_sub(1);
         cursor.synced_uidnext = None;
         cursors.insert((mailbox, f.folder.as_str()), encode(&cursor).as_slice())?;
+    }
+    Ok(())
+}
+
+fn apply_items_moved(
+    txn: &WriteTransaction,
+    mailbox: &str,
+    keys: &[String],
+    to: &str,
+) -> Result<(), StoreError> {
+    let mut table = txn.open_table(ITEM_FAILURES)?;
+    for key in keys {
+        let found: Option<ItemFailure> = table
+            .get((mailbox, key.as_str()))?
+            .map(|v| decode("item failure", v.value()))
+            .transpose()?;
+        if let Some(mut f) = found {
+            f.moved_to = Some(to.to_string());
+            table.insert((mailbox, key.as_str()), encode(&f).as_slice())?;
+        }
     }
     Ok(())
 }

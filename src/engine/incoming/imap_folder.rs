@@ -32,6 +32,10 @@ pub(super) async fn sync_folders(
             break;
         }
     }
+    if !summary.interrupted {
+        // After the commits that recorded them as failed: only then may they leave the folder.
+        super::undeliverable::move_failed(ctx, profile, mailbox, session).await?;
+    }
     Ok(summary)
 }
 

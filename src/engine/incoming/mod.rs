@@ -6,6 +6,7 @@
 mod imap_folder;
 mod pipeline;
 mod pop3_maildrop;
+pub mod undeliverable;
 
 use super::JobContext;
 use super::error::SyncError;

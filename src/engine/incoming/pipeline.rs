@@ -204,6 +204,7 @@ impl<'a> Pipeline<'a> {
                 skipped: false,
                 first_at: now,
                 last_at: now,
+                moved_to: None,
             };
             let previous = self
                 .ctx
@@ -453,6 +454,7 @@ pub(super) fn too_large(
         skipped: true,
         first_at: now,
         last_at: now,
+        moved_to: None,
     }
 }
 
