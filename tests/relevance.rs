@@ -387,3 +387,122 @@ fn which_emails_matter_across_mailboxes() {
     assert!(answer.contains("not an email address"), "{answer}");
     assert!(s.terminate().success());
 }
+
+/// M6: a forward mailbox attributes each forwarded email (attached, or inline) to the user who
+/// forwarded it, by that user's filter; a forward from anyone else is undeliverable and stays;
+/// processed forwards are deleted once stored.
+#[test]
+fn a_forward_mailbox_attributes_forwarded_emails_to_their_users() {
+    let d = Dovecot::start();
+    let setup = Setup::new();
+    let forward = "forward@example.com";
+    for user in [ALICE, BOB, forward] {
+        d.add_user(user);
+    }
+    let original = |id: &str, from: &str, to: &str| {
+        String::from_utf8(email(id, from, to, "Renewal", "", "Let us talk.")).expect("utf-8")
+    };
+    let attached = |by: &str, inner: &str| {
+        format!(
+            "Message-ID: <fw.{}>\r\nFrom: {by}\r\nTo: {forward}\r\nSubject: FW: Renewal\r\nMIME-Version: 1.0\r\n\
+             Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\n\
+             forwarded\r\n--b\r\nContent-Type: message/rfc822\r\n\r\n{inner}\r\n--b--\r\n",
+            by.replace('@', ".")
+        )
+        .into_bytes()
+    };
+    let now = SystemTime::now();
+    d.deliver(
+        forward,
+        &attached(
+            ALICE,
+            &original("o1@contoso.com", "carol@contoso.com", ALICE),
+        ),
+        "",
+        now,
+    );
+    let inline = format!(
+        "Message-ID: <fw.inline@example.com>\r\nFrom: {BOB}\r\nTo: {forward}\r\nSubject: Fwd: Order\r\n\r\n\
+         FYI\r\n\r\n---------- Forwarded message ---------\r\nFrom: Dan <dan@fabrikam.com>\r\n\
+         Date: Mon, 1 Sep 2025 at 10:00\r\nSubject: Order\r\nTo: {BOB}\r\n\r\nTen more, please.\r\n"
+    );
+    d.deliver(forward, inline.as_bytes(), "", now);
+    d.deliver(
+        forward,
+        &attached(
+            "mallory@evil.example",
+            &original("o3@evil.example", "x@evil.example", ALICE),
+        ),
+        "",
+        now,
+    );
+    let profile = format!(
+        "[[profile]]\nname = \"p\"\nis_default = true\nincoming_server_location = \"127.0.0.1\"\n\
+         incoming_port_number = {}\nca_file = \"{}\"\nmin_polling_interval = \"1s\"\n\
+         timeout_mailbox_connection_after = \"10s\"\n",
+        d.imaps_port,
+        d.ca_file.display()
+    );
+    let cfg = setup.write(
+        "",
+        &format!(
+            "{profile}\
+             [[mailbox]]\nemail_address = \"{forward}\"\npassword = \"{PASSWORD}\"\napproval = \"approved\"\n\
+             forward_mailbox = true\nprocess_and_delete_emails = true\n\
+             [[mailbox]]\nemail_address = \"{ALICE}\"\napproval = \"approved\"\nincoming_delivery = \"forward_mailbox\"\n\
+             track = \"all\"\npassword = \"{PASSWORD}\"\n\
+             [[mailbox]]\nemail_address = \"{BOB}\"\napproval = \"approved\"\nincoming_delivery = \"forward_mailbox\"\n\
+             track = \"all\"\npassword = \"{PASSWORD}\"\n"
+        ),
+    );
+    let s = setup.start(&cfg);
+    wait_for(
+        "the forwards to be processed",
+        Duration::from_secs(60),
+        || {
+            let f = s.mailbox(forward);
+            (f["items_failed_last_sync"].as_u64().unwrap_or(0) >= 1
+                || f["decisions"]["undeliverable"] == 1)
+                .then_some(())
+        },
+    );
+    let o1 = by_message_id(&setup, "o1@contoso.com");
+    assert_eq!(o1.len(), 1, "{o1:?}");
+    assert_eq!(
+        o1[0]["mailbox"], ALICE,
+        "attributed to the user who forwarded it"
+    );
+    assert_eq!(
+        o1[0]["from"][0], "carol@contoso.com",
+        "with the original header"
+    );
+    let bobs = activities(&setup, &format!("mailbox={BOB}"));
+    assert_eq!(bobs.len(), 1, "{bobs:?}");
+    assert_eq!(bobs[0]["subject"], "Order");
+    assert_eq!(bobs[0]["from"][0], "Dan <dan@fabrikam.com>");
+    assert!(by_message_id(&setup, "o3@evil.example").is_empty());
+    let (code, body) = http(
+        setup.port,
+        "GET",
+        &format!("/api/v1/mailboxes/{forward}/failures"),
+        Some(TOKEN),
+        "",
+    );
+    assert_eq!(code, 200);
+    assert!(
+        body.contains("undeliverable") && body.contains("mallory@evil.example"),
+        "{body}"
+    );
+    // The two processed forwards left the server; the undeliverable one stayed.
+    wait_for(
+        "processed forwards to be deleted",
+        Duration::from_secs(30),
+        || (d.inbox_files(forward).len() == 1).then_some(()),
+    );
+    let alice = s.mailbox(ALICE);
+    assert_eq!(
+        alice["not_processed_code"], "through_forward_mailbox",
+        "{alice}"
+    );
+    assert!(s.terminate().success());
+}

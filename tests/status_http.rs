@@ -314,13 +314,18 @@ fn page_status_metrics_and_api_over_http() {
         .expect("sample 1");
     let one = get(port, &format!("/api/v1/activities/{reply_id}")).json();
     assert_eq!(one["direction"], "incoming");
-    assert_eq!(one["parties"]["mailbox"], GOOD[0]);
+    assert_eq!(one["mailboxes"], serde_json::json!([GOOD[0]]));
+    let parties = one["parties"].as_array().cloned().unwrap_or_default();
+    assert_eq!(parties[0]["role"], "from", "{one}");
     assert!(
-        one["parties"]["from"]
-            .as_array()
-            .is_some_and(|f| !f.is_empty())
+        parties
+            .iter()
+            .any(|p| p["address"] == GOOD[0] && p["record"] == format!("user:{}", GOOD[0])),
+        "the mailbox resolves to its user: {one}"
     );
     assert!(one["regarding"].is_null());
+    // Sample 1 answers sample 0: the same stored conversation, joined by In-Reply-To.
+    assert_eq!(one["correlation"]["method"], "in_reply_to", "{one}");
     let related = one["correlation"]["related_activities"]
         .as_array()
         .cloned()

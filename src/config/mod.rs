@@ -258,6 +258,11 @@ pub struct Mailbox {
     pub tracking_folders: Vec<TrackingFolder>,
     /// I5: which emails of INBOX become activities.
     pub track: Track,
+    /// M6: this is a forward mailbox: each email in it is a forward from a user whose incoming
+    /// delivery is "forward_mailbox", and what it carries is that user's email.
+    pub forward_mailbox: bool,
+    /// A forward mailbox deletes a forward from the server once what it carried is stored.
+    pub process_and_delete_emails: bool,
     /// What the enablements of this mailbox were decided under (see [`fingerprint`]); set once the
     /// whole config is read.
     pub fingerprint: String,
@@ -284,7 +289,9 @@ impl Config {
             mailboxes: self
                 .mailboxes
                 .iter()
-                .filter(|m| m.active && m.incoming_delivery != IncomingDelivery::None)
+                .filter(|m| {
+                    m.active && m.incoming_delivery != IncomingDelivery::None && !m.forward_mailbox
+                })
                 .map(|m| {
                     (
                         m.email_address.clone(),
@@ -296,6 +303,12 @@ impl Config {
                 })
                 .collect(),
             correlation: self.appliance.correlation.clone(),
+            forwarding: self
+                .mailboxes
+                .iter()
+                .filter(|m| m.active && m.incoming_delivery == IncomingDelivery::ForwardMailbox)
+                .map(|m| m.email_address.clone())
+                .collect(),
         }
     }
 
@@ -624,7 +637,25 @@ impl Validator<'_> {
                     ),
                 );
             }
+            self.forward_rules(rm, &m);
             mailboxes.push(m);
+        }
+        // A user whose email comes through a forward mailbox needs one to come through.
+        if !mailboxes.iter().any(|m| m.forward_mailbox && m.active) {
+            for (rm, m) in raw.mailbox.iter().zip(&mailboxes) {
+                if let (Some(d), IncomingDelivery::ForwardMailbox) =
+                    (&rm.incoming_delivery, m.incoming_delivery)
+                {
+                    self.at(
+                        d,
+                        format!(
+                            "mailbox {}: incoming_delivery = \"forward_mailbox\" needs a forward \
+                             mailbox (a [[mailbox]] with forward_mailbox = true) to receive its forwards",
+                            m.email_address
+                        ),
+                    );
+                }
+            }
         }
         // Once per load: the fingerprint formats the whole profile, too slow per status request.
         for m in &mut mailboxes {
@@ -1311,21 +1342,16 @@ impl Validator<'_> {
                 ("none", IncomingDelivery::None),
             ],
         );
-        if let Some(d) = &rm.incoming_delivery
-            && incoming_delivery == IncomingDelivery::ForwardMailbox
-        {
-            self.at(
-                d,
-                format!(
-                    "incoming_delivery = \"forward_mailbox\" is not supported yet (mailbox \
-                     {email_address}); use \"server_side_sync\" or \"none\""
-                ),
-            );
-        }
+        let forward_mailbox = rm.forward_mailbox.as_ref().is_some_and(|f| *f.get_ref());
         let outgoing_delivery = self.choice(
             "outgoing_delivery",
             rm.outgoing_delivery.as_ref(),
-            OutgoingDelivery::ServerSideSync,
+            // A forward mailbox only receives (Dynamics: its outgoing is None).
+            if forward_mailbox {
+                OutgoingDelivery::None
+            } else {
+                OutgoingDelivery::ServerSideSync
+            },
             &[
                 ("server_side_sync", OutgoingDelivery::ServerSideSync),
                 ("none", OutgoingDelivery::None),
@@ -1393,6 +1419,11 @@ impl Validator<'_> {
             password,
             tracking_folders,
             track,
+            forward_mailbox,
+            process_and_delete_emails: rm
+                .process_and_delete_emails
+                .as_ref()
+                .is_some_and(|p| *p.get_ref()),
             fingerprint: String::new(),
         }
     }
@@ -1487,6 +1518,50 @@ impl Validator<'_> {
             out.truncate(MAX_TRACKING_FOLDERS);
         }
         out
+    }
+
+    /// M6, as Dynamics has it: a forward mailbox receives through server-side sync and never
+    /// sends; it has no tracking folders and no filter of its own (each forward is judged by its
+    /// user's); `process_and_delete_emails` belongs to a forward mailbox.
+    fn forward_rules(&mut self, rm: &RawMailbox, m: &Mailbox) {
+        let address = &m.email_address;
+        if let Some(p) = &rm.process_and_delete_emails
+            && *p.get_ref()
+            && !m.forward_mailbox
+        {
+            self.at(
+                p,
+                format!(
+                    "mailbox {address}: process_and_delete_emails applies to a forward mailbox only \
+                     (set forward_mailbox = true, or remove it)"
+                ),
+            );
+        }
+        let Some(f) = rm.forward_mailbox.as_ref().filter(|f| *f.get_ref()) else {
+            return;
+        };
+        let mut wrong = Vec::new();
+        if m.incoming_delivery != IncomingDelivery::ServerSideSync {
+            wrong.push("its incoming_delivery must be \"server_side_sync\"");
+        }
+        if m.outgoing_delivery != OutgoingDelivery::None {
+            wrong.push("its outgoing_delivery must be \"none\"");
+        }
+        if !m.tracking_folders.is_empty() {
+            wrong.push("it has no tracking folders");
+        }
+        if rm.track.is_some() {
+            wrong.push("it has no track of its own (each forward follows its user's)");
+        }
+        if !wrong.is_empty() {
+            self.at(
+                f,
+                format!(
+                    "mailbox {address} is a forward mailbox: {}",
+                    wrong.join("; ")
+                ),
+            );
+        }
     }
 
     fn track(&mut self, t: &Spanned<String>) -> Option<Track> {

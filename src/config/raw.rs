@@ -136,6 +136,8 @@ pub struct RawMailbox {
     pub tracking_folders: Option<Spanned<Vec<String>>>,
     pub tracking_folder: Option<Vec<Spanned<RawTrackingFolder>>>,
     pub track: Option<Spanned<String>>,
+    pub forward_mailbox: Option<Spanned<bool>>,
+    pub process_and_delete_emails: Option<Spanned<bool>>,
 }
 
 /// `[[mailbox.tracking_folder]]`: a folder whose emails are always tracked, about `regarding`.

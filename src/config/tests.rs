@@ -373,8 +373,8 @@ incoming_delivery = "forward_mailbox"
             "12:20: max_message_size = 10 is out of range (1024–1073741824)",
             "14:27: profile \"p\": move_undelivered_emails needs IMAP folders; a POP3 maildrop \
              has none (emails that fail are listed as item failures)",
-            "19:21: incoming_delivery = \"forward_mailbox\" is not supported yet (mailbox a@x); \
-             use \"server_side_sync\" or \"none\"",
+            "19:21: mailbox a@x: incoming_delivery = \"forward_mailbox\" needs a forward mailbox \
+             (a [[mailbox]] with forward_mailbox = true) to receive its forwards",
         ]
     );
 }
@@ -561,4 +561,42 @@ fn a_broken_contacts_file_is_named() {
     assert!(parse(&text).is_ok());
     let m = mistakes(&text.replace("contacts.csv", "missing.csv"));
     assert!(m[0].contains("missing.csv"), "{m:?}");
+}
+
+#[test]
+fn forward_mailbox_rules() {
+    let forward = "\n[[mailbox]]\nemail_address = \"fw@example.com\"\npassword = \"x\"\nforward_mailbox = true\n";
+    let users = GOOD.replace(
+        "approval = \"approved\"",
+        "incoming_delivery = \"forward_mailbox\"",
+    );
+    let c = parse(&format!(
+        "{users}{forward}process_and_delete_emails = true\n"
+    ))
+    .expect("valid");
+    let fw = c.mailbox("fw@example.com").expect("forward mailbox");
+    assert!(fw.forward_mailbox && fw.process_and_delete_emails);
+    assert_eq!(
+        fw.outgoing_delivery,
+        OutgoingDelivery::None,
+        "a forward mailbox only receives"
+    );
+    let d = c.directory();
+    assert!(d.forwarding.contains("alice@example.com"));
+    assert!(
+        !d.mailboxes.contains_key("fw@example.com"),
+        "not a party of anything"
+    );
+    let m = mistakes(&format!(
+        "{users}{forward}outgoing_delivery = \"server_side_sync\"\ntrack = \"all\"\n"
+    ));
+    assert!(
+        m[0].contains("fw@example.com is a forward mailbox: its outgoing_delivery must be \"none\"; it has no track"),
+        "{m:?}"
+    );
+    let m = mistakes(&GOOD.replace("approval", "process_and_delete_emails = true\napproval"));
+    assert!(
+        m[0].contains("process_and_delete_emails applies to a forward mailbox only"),
+        "{m:?}"
+    );
 }

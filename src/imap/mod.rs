@@ -376,12 +376,72 @@ impl ImapSession {
         if !has_uidplus {
             return Ok(Some(MoveOutcome::CopiedOnly));
         }
+        self.expunge_uids(&set).await?;
+        Ok(Some(MoveOutcome::Moved))
+    }
+
+    /// Deletes exactly `uids` of `folder` (if its UIDVALIDITY is still `uidvalidity`): \Deleted,
+    /// then UID EXPUNGE. Without UIDPLUS nothing is deleted (a plain EXPUNGE could remove the
+    /// user's own deleted mail): returns false.
+    pub async fn delete_messages(
+        &mut self,
+        folder: &str,
+        uidvalidity: u32,
+        uids: &[u32],
+    ) -> Result<bool, SyncError> {
+        if uids.is_empty() {
+            return Ok(true);
+        }
+        let address = self.address.clone();
+        let limit = self.timeout;
+        let caps = step(
+            &address,
+            "asking for capabilities",
+            limit,
+            self.session.capabilities(),
+            |e| lost(&address, e),
+        )
+        .await?;
+        if !caps.has_str("UIDPLUS") {
+            return Ok(false);
+        }
+        let mailbox = step(
+            &address,
+            "opening the folder to delete",
+            limit,
+            self.session.select(folder),
+            |e| lost(&address, e),
+        )
+        .await?;
+        if mailbox.uid_validity != Some(uidvalidity) {
+            return Ok(false);
+        }
+        self.expunge_uids(&uid_set(uids)).await?;
+        Ok(true)
+    }
+
+    /// \Deleted on exactly `set`, then UID EXPUNGE of exactly `set` (UIDPLUS).
+    async fn expunge_uids(&mut self, set: &str) -> Result<(), SyncError> {
+        let address = self.address.clone();
+        let limit = self.timeout;
+        let refused = |what: &'static str| {
+            let address = address.clone();
+            move |e: async_imap::error::Error| match e {
+                async_imap::error::Error::No(reply) | async_imap::error::Error::Bad(reply) => {
+                    SyncError::Protocol {
+                        address: address.clone(),
+                        detail: format!("{what}: {}", server_text(&reply)),
+                    }
+                }
+                other => lost(&address, other),
+            }
+        };
         {
             let mut stored = step(
                 &address,
                 "flagging messages",
                 limit,
-                self.session.uid_store(&set, "+FLAGS.SILENT (\\Deleted)"),
+                self.session.uid_store(set, "+FLAGS.SILENT (\\Deleted)"),
                 refused("UID STORE"),
             )
             .await?;
@@ -394,7 +454,7 @@ impl ImapSession {
             &address,
             "expunging messages",
             limit,
-            self.session.uid_expunge(&set),
+            self.session.uid_expunge(set),
             refused("UID EXPUNGE"),
         )
         .await?;
@@ -407,7 +467,7 @@ impl ImapSession {
         })
         .await;
         match drained {
-            Ok(()) => Ok(Some(MoveOutcome::Moved)),
+            Ok(()) => Ok(()),
             Err(StepError::Failed(e)) => Err(refused("UID EXPUNGE")(e)),
             Err(StepError::TimedOut(e)) => Err(SyncError::Net(e)),
         }

@@ -13,7 +13,7 @@ pub enum NotProcessed {
     ProfileInactive(String),
     NotApproved(Approval),
     IncomingDeliveryNone,
-    ForwardMailboxUnsupported,
+    ThroughForwardMailbox,
     /// A permanent error (or too many transient ones) turned incoming off.
     Disabled {
         code: String,
@@ -41,12 +41,11 @@ impl fmt::Display for NotProcessed {
                 a.as_str()
             ),
             NotProcessed::IncomingDeliveryNone => write!(f, "incoming delivery is none"),
-            NotProcessed::ForwardMailboxUnsupported => {
-                write!(
-                    f,
-                    "incoming delivery \"forward_mailbox\" is not available in this version"
-                )
-            }
+            NotProcessed::ThroughForwardMailbox => write!(
+                f,
+                "its email arrives through the forward mailbox (incoming_delivery = \
+                 \"forward_mailbox\"); the mailbox itself is not polled"
+            ),
             NotProcessed::Disabled { reason, .. } => write!(
                 f,
                 "incoming is disabled after an error: {reason}. Fix the cause, then run Test & Enable \
@@ -64,7 +63,7 @@ impl NotProcessed {
             NotProcessed::ProfileInactive(_) => "profile_inactive",
             NotProcessed::NotApproved(_) => "not_approved",
             NotProcessed::IncomingDeliveryNone => "incoming_delivery_none",
-            NotProcessed::ForwardMailboxUnsupported => "forward_mailbox_unsupported",
+            NotProcessed::ThroughForwardMailbox => "through_forward_mailbox",
             NotProcessed::Disabled { .. } => "disabled",
         }
     }
@@ -110,7 +109,7 @@ pub fn incoming_profile<'c>(
     }
     match mailbox.incoming_delivery {
         IncomingDelivery::None => return Err(NotProcessed::IncomingDeliveryNone),
-        IncomingDelivery::ForwardMailbox => return Err(NotProcessed::ForwardMailboxUnsupported),
+        IncomingDelivery::ForwardMailbox => return Err(NotProcessed::ThroughForwardMailbox),
         IncomingDelivery::ServerSideSync => {}
     }
     Ok(profile)

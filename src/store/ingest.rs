@@ -138,6 +138,8 @@ pub(super) fn apply_ingest(
     };
     let mut decisions: BTreeMap<&'static str, u64> = BTreeMap::new();
     let mut failed: Vec<ItemFailure> = Vec::new();
+    // Forwards mapped before this batch: every email they carried is stored already.
+    let mut replayed: Vec<&SyncKey> = Vec::new();
     {
         let mut map = txn.open_table(SYNC_ID_MAP)?;
         let mut uidl_map = txn.open_table(POP3_SYNC_ID_MAP)?;
@@ -161,12 +163,35 @@ pub(super) fn apply_ingest(
                     )));
                 }
             };
-            if mapped {
+            if m.part > 0 && replayed.contains(&&m.key) {
                 continue;
             }
-            let decision = match m.skip {
-                Some(reason) => Decision::Skip(reason),
-                None => {
+            if mapped && m.part == 0 {
+                replayed.push(&m.key);
+                continue;
+            }
+            // A forwarded email is its user's, judged by the user's filter.
+            let owner = m.attributed_to.as_deref().unwrap_or(mailbox);
+            let forwarded_place;
+            let place = match &m.attributed_to {
+                Some(user) => {
+                    forwarded_place = Place {
+                        mailbox: user,
+                        track: batch
+                            .directory
+                            .mailboxes
+                            .get(user)
+                            .map_or(crate::tracking::decision::Track::Responses, |i| i.track),
+                        tracking_folder: None,
+                    };
+                    &forwarded_place
+                }
+                None => &place,
+            };
+            let decision = match (&m.undeliverable, m.skip) {
+                (Some(error), _) => Decision::Undeliverable(error.clone()),
+                (None, Some(reason)) => Decision::Skip(reason),
+                (None, None) => {
                     let look = TableLookups {
                         email: &t.email,
                         tokens: &t.tokens,
@@ -180,7 +205,7 @@ pub(super) fn apply_ingest(
                             headers: &m.headers,
                             content_key: m.content_key.as_deref(),
                         },
-                        &place,
+                        place,
                         &batch.directory.correlation,
                         &look,
                     )
@@ -198,9 +223,9 @@ pub(super) fn apply_ingest(
                         let activity = Activity {
                             id,
                             direction: Direction::Incoming,
-                            mailbox: batch.mailbox.clone(),
+                            mailbox: owner.to_string(),
                             folder: folder.to_string(),
-                            mailboxes: vec![batch.mailbox.clone()],
+                            mailboxes: vec![owner.to_string()],
                             conversation: new.conversation.unwrap_or(id),
                             regarding: new.regarding,
                             correlation: new.method,
@@ -245,7 +270,7 @@ pub(super) fn apply_ingest(
                     activity,
                     regarding,
                 } => {
-                    t.link(activity, mailbox, regarding)?;
+                    t.link(activity, owner, regarding)?;
                     out.linked += 1;
                     activity
                 }
@@ -258,13 +283,20 @@ pub(super) fn apply_ingest(
                     NOT_TRACKED
                 }
             };
+            // The emails of one forward share its entry: it names an activity only when every
+            // one of them is one (a forward is deleted only then).
+            let keep_first = m.part > 0 && is_activity(value);
             let item = match (&batch.source, &m.key) {
                 (IngestSource::Folder { cursor, .. }, SyncKey::Uid(uid)) => {
-                    map.insert((mailbox, folder, cursor.uidvalidity, *uid), value)?;
+                    if !keep_first {
+                        map.insert((mailbox, folder, cursor.uidvalidity, *uid), value)?;
+                    }
                     ItemFailure::imap_key(folder, cursor.uidvalidity, *uid)
                 }
                 (_, SyncKey::Uidl(uidl)) => {
-                    uidl_map.insert((mailbox, uidl.as_str()), (value, now.timestamp()))?;
+                    if !keep_first {
+                        uidl_map.insert((mailbox, uidl.as_str()), (value, now.timestamp()))?;
+                    }
                     ItemFailure::pop3_key(uidl)
                 }
                 (_, SyncKey::Uid(_)) => String::new(),

@@ -11,6 +11,9 @@ fn message(uid: u32, raw: &[u8]) -> PreparedMessage {
         size: raw.len() as u64,
         received_at: None,
         skip: None,
+        undeliverable: None,
+        attributed_to: None,
+        part: 0,
     }
 }
 

@@ -61,6 +61,13 @@ pub struct PreparedMessage {
     pub received_at: Option<DateTime<Utc>>,
     /// Skipped before the commit (the header pre-screen's decision).
     pub skip: Option<SkipReason>,
+    /// It cannot be tracked (a forward from no forwarding user, or carrying nothing): the error.
+    pub undeliverable: Option<String>,
+    /// An email carried by a forward: the user it belongs to (M6).
+    pub attributed_to: Option<String>,
+    /// Its place among the emails one forward carried (0 for every other email): all of them
+    /// share the forward's sync id map entry.
+    pub part: u32,
 }
 
 /// How a batch's emails are judged: the mailbox's filter, and the tracking folder they are in
@@ -69,6 +76,8 @@ pub struct PreparedMessage {
 pub struct TrackingPlace {
     pub track: Track,
     pub tracking_folder: Option<Option<String>>,
+    /// A forward mailbox: its emails are forwards, judged as the forwarding user's email.
+    pub forward: bool,
 }
 
 impl Default for TrackingPlace {
@@ -76,6 +85,7 @@ impl Default for TrackingPlace {
         TrackingPlace {
             track: Track::All,
             tracking_folder: None,
+            forward: false,
         }
     }
 }

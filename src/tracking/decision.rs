@@ -144,6 +144,8 @@ pub trait Lookups {
 pub struct Directory {
     pub mailboxes: std::collections::HashMap<String, MailboxInfo>,
     pub correlation: Correlation,
+    /// Users whose email comes through a forward mailbox.
+    pub forwarding: std::collections::HashSet<String>,
 }
 
 /// Which correlation steps are on, in Dynamics' order.

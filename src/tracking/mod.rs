@@ -5,6 +5,7 @@ pub mod contacts;
 pub mod decision;
 #[cfg(test)]
 mod decision_tests;
+pub mod forward;
 pub mod item_failure;
 pub mod maildrop;
 pub mod message;

@@ -10,7 +10,7 @@ use crate::config::{Mailbox, Profile};
 use crate::engine::error::SyncError;
 use crate::engine::{JobContext, alerts};
 use crate::imap::ImapSession;
-use crate::store::{AlertLevel, AlertScope, IngestSource, SyncKey, TrackingPlace};
+use crate::store::{AlertLevel, AlertScope, IngestSource, SyncKey, TrackingPlace, is_activity};
 use crate::tracking::decision::{Decision, Place, Track};
 use crate::tracking::message::{EmailHeaders, parse_headers};
 use crate::tracking::plan::{FolderPlan, chunk_listing, plan_folder};
@@ -118,10 +118,11 @@ async fn sync_folder(
     let place = TrackingPlace {
         track: mailbox.track,
         tracking_folder,
+        forward: mailbox.forward_mailbox,
     };
     // Headers first where the decision may skip (an inbox whose filter is not "all"): a
-    // skipped email's body is never fetched.
-    let prescreen = place.tracking_folder.is_none() && place.track != Track::All;
+    // skipped email's body is never fetched. A forward's header says nothing of what it carries.
+    let prescreen = place.tracking_folder.is_none() && place.track != Track::All && !place.forward;
     let mut pipeline = Pipeline::new(ctx, &profile.name, address, progress, place.clone());
     let mut interrupted = false;
     let last = chunks.len().saturating_sub(1);
@@ -133,12 +134,14 @@ async fn sync_folder(
             pipeline.push_cursor(source(&cursor)).await?;
         }
     }
+    let mut processed: std::collections::HashSet<u32> = std::collections::HashSet::new();
     for (i, chunk) in chunks.into_iter().enumerate() {
         if ctx.stopping() {
             interrupted = true;
             break;
         }
         let started = Instant::now();
+        processed.extend(chunk.fetch.iter().copied());
         let (header_only, body_uids) = if prescreen {
             prescreened(ctx, session, mailbox, &place, &chunk.fetch, &sizes).await?
         } else {
@@ -206,7 +209,53 @@ async fn sync_folder(
     }
     let mut summary = pipeline.finish().await?;
     summary.interrupted = interrupted;
+    if mailbox.process_and_delete_emails && folder == "INBOX" {
+        delete_processed(ctx, mailbox, session, cursor.uidvalidity, &processed).await?;
+    }
     Ok(summary)
+}
+
+/// A forward mailbox's `process_and_delete_emails`: the forwards of this sync whose every
+/// carried email is committed as an activity leave the server (read back from the store).
+async fn delete_processed(
+    ctx: &JobContext,
+    mailbox: &Mailbox,
+    session: &mut ImapSession,
+    uidvalidity: u32,
+    processed: &std::collections::HashSet<u32>,
+) -> Result<(), SyncError> {
+    let address = mailbox.email_address.as_str();
+    let map = ctx
+        .store
+        .sync_id_map(address)
+        .map_err(|e| SyncError::Store(e.to_string()))?;
+    let doomed: Vec<u32> = map
+        .into_iter()
+        .filter(|((f, v, uid), value)| {
+            f == "INBOX" && *v == uidvalidity && is_activity(*value) && processed.contains(uid)
+        })
+        .map(|((_, _, uid), _)| uid)
+        .collect();
+    if doomed.is_empty() {
+        return Ok(());
+    }
+    if session
+        .delete_messages("INBOX", uidvalidity, &doomed)
+        .await?
+    {
+        tracing::info!(
+            mailbox = address,
+            deleted = doomed.len(),
+            "processed forwards deleted"
+        );
+    } else {
+        tracing::warn!(
+            mailbox = address,
+            "process_and_delete_emails: the server lacks UIDPLUS (or renumbered the folder); \
+             forwards are left on the server"
+        );
+    }
+    Ok(())
 }
 
 /// Fetches the headers of `uids` and asks the store which emails will be tracked. Returns the

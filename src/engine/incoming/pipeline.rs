@@ -17,6 +17,8 @@ use crate::store::{
     AlertLevel, AlertScope, IngestBatch, IngestOutcome, IngestSource, ItemFailure, POP3_FOLDER,
     PreparedMessage, SyncKey, TrackingPlace, rawcodec,
 };
+use crate::tracking::decision::Directory;
+use crate::tracking::forward;
 use crate::tracking::item_failure::{ItemDecision, after_item_failure, imap_stop_at};
 use crate::tracking::message::{content_key, dated_before, parse_headers};
 
@@ -95,8 +97,12 @@ impl<'a> Pipeline<'a> {
         failed: Vec<ItemFailure>,
         budget: Option<OwnedSemaphorePermit>,
     ) -> Result<(), SyncError> {
-        self.preparing
-            .push_back((prepare(fetched, dated_after, budget), source, failed));
+        let forwards = self.place.forward.then(|| self.ctx.directory.clone());
+        self.preparing.push_back((
+            prepare(fetched, dated_after, budget, forwards),
+            source,
+            failed,
+        ));
         self.advance(1, BATCHES_IN_FLIGHT).await
     }
 
@@ -325,10 +331,12 @@ async fn submit(
 /// Parses headers and compresses bodies on the blocking pool, off the async workers. The raw
 /// bytes' share of the fetch budget is given back when they are compressed. An email whose
 /// preparation fails or panics is set aside as poisoned: only that email is affected.
+/// `forwards`: the batch is a forward mailbox's; the directory names the forwarding users.
 fn prepare(
     fetched: Vec<Fetched>,
     dated_after: Option<i64>,
     budget: Option<OwnedSemaphorePermit>,
+    forwards: Option<std::sync::Arc<Directory>>,
 ) -> PrepareTask {
     tokio::task::spawn_blocking(move || {
         let _budget = budget;
@@ -345,11 +353,15 @@ fn prepare(
         };
         for f in fetched {
             let size = f.raw.len() as u64;
-            let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                prepare_one(&f, dated_after, &mut compressor)
-            }));
+            let attempt =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &forwards {
+                    Some(directory) => prepare_forward(&f, directory, &mut compressor).map(Some),
+                    None => {
+                        prepare_one(&f, dated_after, &mut compressor).map(|m| m.map(|m| vec![m]))
+                    }
+                }));
             match attempt {
-                Ok(Ok(Some(m))) => out.messages.push(m),
+                Ok(Ok(Some(m))) => out.messages.extend(m),
                 Ok(Ok(None)) => out.skipped.push(f.key),
                 Ok(Err(e)) => out.poisoned.push((f.key, size, e)),
                 Err(panic) => {
@@ -385,6 +397,9 @@ fn prepare_one(
             size: h.size,
             received_at,
             skip: h.skip,
+            undeliverable: None,
+            attributed_to: None,
+            part: 0,
         }));
     }
     if injected_fault(&f.raw) {
@@ -404,7 +419,68 @@ fn prepare_one(
         size: f.raw.len() as u64,
         received_at,
         skip: None,
+        undeliverable: None,
+        attributed_to: None,
+        part: 0,
     }))
+}
+
+/// A forward (M6): the emails it carries, each its forwarding user's, all under the forward's
+/// sync key; or one undeliverable entry naming what is wrong with it.
+fn prepare_forward(
+    f: &Fetched,
+    directory: &Directory,
+    compressor: &mut zstd::bulk::Compressor<'static>,
+) -> Result<Vec<PreparedMessage>, String> {
+    if injected_fault(&f.raw) {
+        return Err("an injected fault (SIDESYNC_TEST_POISON)".to_string());
+    }
+    let received_at = f.received.and_then(|t| Utc.timestamp_opt(t, 0).single());
+    let unpacked = forward::unpack(&f.raw);
+    let problem = match &unpacked.forwarded_by {
+        None => Some("it has no sender: the forwarding user cannot be told".to_string()),
+        Some(by) if !directory.forwarding.contains(by) => Some(format!(
+            "it was forwarded by {by}, which is not a mailbox with incoming_delivery = \"forward_mailbox\""
+        )),
+        Some(_) if unpacked.emails.is_empty() => Some(
+            "it carries no forwarded email (forward as an attachment, or inline with the original \
+             From line)"
+                .to_string(),
+        ),
+        Some(_) => None,
+    };
+    if let Some(error) = problem {
+        return Ok(vec![PreparedMessage {
+            key: f.key.clone(),
+            headers: parse_headers(&f.raw),
+            content_key: None,
+            raw_encoded: None,
+            size: f.raw.len() as u64,
+            received_at,
+            skip: None,
+            undeliverable: Some(error),
+            attributed_to: None,
+            part: 0,
+        }]);
+    }
+    let mut out = Vec::with_capacity(unpacked.emails.len());
+    for (part, raw) in unpacked.emails.iter().enumerate() {
+        let raw_encoded =
+            rawcodec::encode(raw, compressor).map_err(|e| format!("compressing it: {e}"))?;
+        out.push(PreparedMessage {
+            key: f.key.clone(),
+            headers: parse_headers(raw),
+            content_key: Some(content_key(raw)),
+            raw_encoded: Some(raw_encoded),
+            size: raw.len() as u64,
+            received_at,
+            skip: None,
+            undeliverable: None,
+            attributed_to: unpacked.forwarded_by.clone(),
+            part: part as u32,
+        });
+    }
+    Ok(out)
 }
 
 /// Debug builds only: an email containing the bytes of `SIDESYNC_TEST_POISON` fails to prepare,

@@ -58,6 +58,7 @@ pub(super) async fn sync_maildrop(
     let place = TrackingPlace {
         track: mailbox.track,
         tracking_folder: None,
+        forward: mailbox.forward_mailbox,
     };
     let mut pipeline = Pipeline::new(ctx, &profile.name, address, progress, place);
     let mut interrupted = false;
@@ -118,7 +119,13 @@ pub(super) async fn sync_maildrop(
     let mut summary = pipeline.finish().await?;
     summary.interrupted = interrupted;
     let mut deleted = 0;
-    if let (Some(days), false) = (profile.pop3_delete_after_days, interrupted) {
+    // A forward mailbox that processes and deletes drops a forward once what it carried is stored.
+    let delete_after = if mailbox.process_and_delete_emails {
+        Some(0)
+    } else {
+        profile.pop3_delete_after_days
+    };
+    if let (Some(days), false) = (delete_after, interrupted) {
         // Read back from the store: only what is committed may leave the server.
         let committed = ctx.store.pop3_sync_id_map(address).map_err(store_error)?;
         let doomed = deletable(&listed, &committed, days, Utc::now().timestamp());
