@@ -506,3 +506,85 @@ fn a_forward_mailbox_attributes_forwarded_emails_to_their_users() {
     );
     assert!(s.terminate().success());
 }
+
+/// P6 per mailbox: relevance on and no date means a first sync takes only `first_sync_days`
+/// back; moving a date earlier (the mailbox's own, or the profile's) pulls what was passed over,
+/// once, with nothing twice. IMAP by INTERNALDATE and POP3 by the Date header.
+#[test]
+fn moving_the_process_date_earlier_pulls_the_earlier_emails() {
+    let d = Dovecot::start();
+    let setup = Setup::new();
+    let contacts = setup.dir.path().join("contacts.csv");
+    std::fs::write(&contacts, "address,record\ncarol@contoso.com,contact:42\n").expect("contacts");
+    let day = Duration::from_secs(86_400);
+    let now = SystemTime::now();
+    let dated = |days_ago: u64| {
+        let t: chrono::DateTime<chrono::Utc> = (now - day * days_ago as u32).into();
+        t.to_rfc2822()
+    };
+    for (n, days_ago) in [(1, 40u64), (2, 10), (3, 0)] {
+        let raw = format!(
+            "Message-ID: <p{n}@contoso.com>\r\nDate: {}\r\nFrom: carol@contoso.com\r\nTo: {ALICE}\r\n\
+             Subject: Note {n}\r\n\r\nText {n}\r\n",
+            dated(days_ago)
+        );
+        d.deliver(ALICE, raw.as_bytes(), "", now - day * days_ago as u32);
+        d.deliver(
+            BOB,
+            raw.replace(ALICE, BOB)
+                .replace("@contoso.com>", "@pop.contoso.com>")
+                .as_bytes(),
+            "",
+            now,
+        );
+    }
+    let write = |alice_extra: &str, profile_extra: &str| {
+        setup.write(
+            &format!("contacts_file = \"{}\"", contacts.display()),
+            &format!(
+                "[[profile]]\nname = \"p\"\nis_default = true\nincoming_server_location = \"127.0.0.1\"\n\
+                 incoming_port_number = {}\nca_file = \"{ca}\"\nfirst_sync_days = 20\n{profile_extra}\n\
+                 [[profile]]\nname = \"pop\"\nserver_type = \"pop3_smtp\"\nincoming_server_location = \"127.0.0.1\"\n\
+                 incoming_port_number = {}\nca_file = \"{ca}\"\nfirst_sync_days = 20\n\
+                 [[mailbox]]\nemail_address = \"{ALICE}\"\npassword = \"{PASSWORD}\"\napproval = \"approved\"\n\
+                 track = \"known_contacts\"\n{alice_extra}\n\
+                 [[mailbox]]\nemail_address = \"{BOB}\"\nprofile = \"pop\"\npassword = \"{PASSWORD}\"\n\
+                 approval = \"approved\"\ntrack = \"known_contacts\"\n{alice_extra}\n",
+                d.imaps_port,
+                d.pop3s_port,
+                ca = d.ca_file.display()
+            ),
+        )
+    };
+    let notes = |who: &str| -> Vec<String> {
+        let store = setup.store();
+        let mut s: Vec<String> = store
+            .activities()
+            .expect("activities")
+            .into_iter()
+            .filter(|a| a.mailbox == who)
+            .filter_map(|a| a.headers.subject)
+            .collect();
+        s.sort();
+        s
+    };
+    // First sync: relevance on, no date: 20 days back.
+    let (st, out) = support::sidesync::run_once(&write("", ""));
+    assert!(st.success(), "{out}");
+    assert_eq!(notes(ALICE), vec!["Note 2", "Note 3"], "IMAP: 20 days back");
+    assert_eq!(notes(BOB), vec!["Note 2", "Note 3"], "POP3: 20 days back");
+    // The mailboxes' own date moves earlier than what they took: the passed-over email comes.
+    let (st, out) =
+        support::sidesync::run_once(&write("process_emails_received_after = 2020-01-01", ""));
+    assert!(st.success(), "{out}");
+    assert_eq!(notes(ALICE), vec!["Note 1", "Note 2", "Note 3"], "{out}");
+    assert_eq!(notes(BOB), vec!["Note 1", "Note 2", "Note 3"], "{out}");
+    // Again: nothing twice.
+    let (st, out) =
+        support::sidesync::run_once(&write("process_emails_received_after = 2020-01-01", ""));
+    assert!(st.success(), "{out}");
+    assert_eq!(notes(ALICE).len(), 3);
+    assert_eq!(notes(BOB).len(), 3);
+    let store = setup.store();
+    assert_eq!(store.activity_count().expect("count"), 6);
+}

@@ -179,6 +179,9 @@ pub struct Profile {
     pub tls_pin_sha256: Option<[u8; 32]>,
     /// The default relevance filter of its mailboxes (else: users `responses`, queues `all`).
     pub track: Option<Track>,
+    /// A mailbox with relevance on and no date takes this many days back at its first enable
+    /// (0: everything).
+    pub first_sync_days: u32,
 }
 
 /// A tracking folder and the record its emails are about.
@@ -263,6 +266,8 @@ pub struct Mailbox {
     pub forward_mailbox: bool,
     /// A forward mailbox deletes a forward from the server once what it carried is stored.
     pub process_and_delete_emails: bool,
+    /// Its own "process email received after" (the later of this and the profile's applies).
+    pub process_emails_received_after: Option<DateTime<Utc>>,
     /// What the enablements of this mailbox were decided under (see [`fingerprint`]); set once the
     /// whole config is read.
     pub fingerprint: String,
@@ -1173,21 +1178,10 @@ impl Validator<'_> {
             .ca_file
             .as_ref()
             .and_then(|c| self.readable_file("ca_file", c));
-        let process_emails_received_after =
-            rp.process_emails_received_after.as_ref().and_then(|d| {
-                match toml_datetime_to_utc(d.get_ref()) {
-                    Some(t) => Some(t),
-                    None => {
-                        self.at(
-                            d,
-                            "process_emails_received_after needs a date or a date and time \
-                         (e.g. 2024-01-31 or 2024-01-31T08:00:00Z)"
-                                .to_string(),
-                        );
-                        None
-                    }
-                }
-            });
+        let process_emails_received_after = rp
+            .process_emails_received_after
+            .as_ref()
+            .and_then(|d| self.date("process_emails_received_after", d));
         let is_pop3 = server_type == ServerType::Pop3Smtp;
         if let (true, Some(m)) = (is_pop3, &rp.move_undelivered_emails)
             && *m.get_ref()
@@ -1277,6 +1271,12 @@ impl Validator<'_> {
                 Duration::from_secs(1)..=Duration::from_secs(86_400),
             ),
             track: rp.track.as_ref().and_then(|t| self.track(t)),
+            first_sync_days: self.int_in(
+                "first_sync_days",
+                rp.first_sync_days.as_ref(),
+                30,
+                0..=36_500,
+            ) as u32,
             tls_pin_sha256: rp.tls_pin_sha256.as_ref().and_then(|p| {
                 let pin = pin::parse_pin(p.get_ref().trim());
                 if pin.is_none() {
@@ -1424,6 +1424,10 @@ impl Validator<'_> {
                 .process_and_delete_emails
                 .as_ref()
                 .is_some_and(|p| *p.get_ref()),
+            process_emails_received_after: rm
+                .process_emails_received_after
+                .as_ref()
+                .and_then(|d| self.date("process_emails_received_after", d)),
             fingerprint: String::new(),
         }
     }
@@ -1564,6 +1568,19 @@ impl Validator<'_> {
         }
     }
 
+    fn date(&mut self, key: &str, d: &Spanned<toml::value::Datetime>) -> Option<DateTime<Utc>> {
+        let t = toml_datetime_to_utc(d.get_ref());
+        if t.is_none() {
+            self.at(
+                d,
+                format!(
+                    "{key} needs a date or a date and time (e.g. 2024-01-31 or 2024-01-31T08:00:00Z)"
+                ),
+            );
+        }
+        t
+    }
+
     fn track(&mut self, t: &Spanned<String>) -> Option<Track> {
         let found = Track::parse(t.get_ref().trim());
         if found.is_none() {
@@ -1600,11 +1617,14 @@ fn fingerprint(profile: Option<&Profile>, mailbox: &Mailbox) -> String {
     // no new test.
     let profile = profile.map(|p| Profile {
         track: None,
+        first_sync_days: 0,
+        process_emails_received_after: None,
         ..p.clone()
     });
     let profile = profile.as_ref();
     let mut connection = mailbox.clone();
     connection.track = Track::All;
+    connection.process_emails_received_after = None;
     for f in &mut connection.tracking_folders {
         f.regarding = None;
     }

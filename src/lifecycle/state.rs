@@ -100,6 +100,17 @@ pub struct MailboxState {
     /// Messages committed during the current or last sync.
     #[serde(default)]
     pub items_processed_last_sync: u64,
+    /// The "process email received after" date the mailbox took at its first enable (unix
+    /// time; None: everything), once `process_from_set`.
+    #[serde(default)]
+    pub process_from_at_enable: Option<i64>,
+    #[serde(default)]
+    pub process_from_set: bool,
+    /// The date its folders were last synced with completely (`synced`; None: everything).
+    #[serde(default)]
+    pub synced_from: Option<i64>,
+    #[serde(default)]
+    pub synced: bool,
     /// Emails by tracking decision since the store was made: `tracked_new`,
     /// `tracked_correlated`, `duplicate`, `undeliverable`, and each skip reason.
     #[serde(default)]

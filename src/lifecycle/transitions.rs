@@ -39,6 +39,14 @@ pub enum MailboxUpdate {
         at: DateTime<Utc>,
         fingerprint: String,
     },
+    /// The date taken at first enable (P6).
+    ProcessFromSet {
+        at_enable: Option<i64>,
+    },
+    /// A sync completed under this date: the folders hold everything received after it.
+    SyncedFrom {
+        from: Option<i64>,
+    },
     /// Approval set through the API.
     Approved {
         approval: String,
@@ -132,6 +140,14 @@ pub fn apply(s: &mut MailboxState, update: &MailboxUpdate) {
             }
             s.config_fingerprint = Some(fingerprint.clone());
             s.postponed_until = None;
+        }
+        MailboxUpdate::ProcessFromSet { at_enable } => {
+            s.process_from_at_enable = *at_enable;
+            s.process_from_set = true;
+        }
+        MailboxUpdate::SyncedFrom { from } => {
+            s.synced_from = *from;
+            s.synced = true;
         }
         MailboxUpdate::Approved {
             approval,

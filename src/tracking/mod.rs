@@ -12,5 +12,6 @@ pub mod message;
 pub mod noise;
 pub mod parties;
 pub mod plan;
+pub mod process_from;
 pub mod subject;
 pub mod token;

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use super::pipeline::{Fetched, HeaderOnly, Pipeline, alert_too_large, too_large};
-use super::{Progress, SyncSummary};
+use super::{ProcessFrom, Progress, SyncSummary};
 use crate::config::{Mailbox, Profile};
 use crate::engine::error::SyncError;
 use crate::engine::{JobContext, alerts};
@@ -21,13 +21,14 @@ pub(super) async fn sync_folders(
     mailbox: &Mailbox,
     session: &mut ImapSession,
     progress: &Progress,
+    from: ProcessFrom,
 ) -> Result<SyncSummary, SyncError> {
     let mut summary = SyncSummary::default();
     // I1: INBOX, then the mailbox's tracking folders.
     let folders =
         std::iter::once("INBOX").chain(mailbox.tracking_folders.iter().map(|f| f.folder.as_str()));
     for folder in folders {
-        summary.add(sync_folder(ctx, profile, mailbox, session, folder, progress).await?);
+        summary.add(sync_folder(ctx, profile, mailbox, session, folder, progress, from).await?);
         if summary.interrupted {
             break;
         }
@@ -46,6 +47,7 @@ async fn sync_folder(
     session: &mut ImapSession,
     folder: &str,
     progress: &Progress,
+    from: ProcessFrom,
 ) -> Result<SyncSummary, SyncError> {
     let address = mailbox.email_address.as_str();
     let status = session.examine(folder).await?;
@@ -53,7 +55,27 @@ async fn sync_folder(
         .store
         .folder_cursor(address, folder)
         .map_err(|e| SyncError::Store(e.to_string()))?;
-    let (mut cursor, after_uid) = match plan_folder(stored.as_ref(), &status) {
+    let mut plan = plan_folder(stored.as_ref(), &status);
+    // P6 backfill: the date moved earlier, so UIDs the cursor passed may hold emails to take.
+    let backfill_floor = match (&plan, &stored) {
+        (FolderPlan::UpToDate | FolderPlan::Fetch { .. }, Some(old))
+            if from.backfill
+                && old.uidvalidity == status.uidvalidity.unwrap_or(0)
+                && old.last_uid > 0 =>
+        {
+            Some(old.last_uid)
+        }
+        _ => None,
+    };
+    if let (FolderPlan::UpToDate, Some(old)) = (&plan, &stored)
+        && backfill_floor.is_some()
+    {
+        plan = FolderPlan::Fetch {
+            cursor: old.clone(),
+            after_uid: old.last_uid,
+        };
+    }
+    let (mut cursor, after_uid) = match plan {
         FolderPlan::UpToDate => return Ok(SyncSummary::default()),
         FolderPlan::NoUidValidity => {
             return Err(SyncError::NoUidValidity {
@@ -89,7 +111,36 @@ async fn sync_folder(
             (cursor, 0)
         }
     };
-    let listed = session.list_after(after_uid).await?;
+    let (listed, list_from) = match backfill_floor {
+        Some(floor) => {
+            let mapped: std::collections::HashSet<u32> = ctx
+                .store
+                .sync_id_map(address)
+                .map_err(|e| SyncError::Store(e.to_string()))?
+                .into_iter()
+                .filter(|((f, v, _), _)| f == folder && *v == cursor.uidvalidity)
+                .map(|((_, _, uid), _)| uid)
+                .collect();
+            let all = session.list_after(0).await?;
+            let passed = all
+                .iter()
+                .filter(|m| m.uid <= floor && !mapped.contains(&m.uid))
+                .count();
+            tracing::info!(
+                mailbox = address,
+                folder,
+                passed,
+                "process date moved earlier; looking again at what it passed over"
+            );
+            let listed = all
+                .into_iter()
+                .filter(|m| m.uid > floor || !mapped.contains(&m.uid))
+                .collect();
+            (listed, 0)
+        }
+        None => (session.list_after(after_uid).await?, after_uid),
+    };
+    let floor = backfill_floor.unwrap_or(0);
     let received: HashMap<u32, i64> = listed
         .iter()
         .filter_map(|m| Some((m.uid, m.received?)))
@@ -97,8 +148,8 @@ async fn sync_folder(
     let sizes: HashMap<u32, u32> = listed.iter().map(|m| (m.uid, m.size)).collect();
     let chunks = chunk_listing(
         &listed,
-        after_uid,
-        profile.process_emails_received_after.map(|d| d.timestamp()),
+        list_from,
+        from.from,
         ctx.config.appliance.fetch_batch_size as usize,
         ctx.config.appliance.fetch_batch_bytes,
         profile.max_message_size,
@@ -166,7 +217,8 @@ async fn sync_folder(
             fetch_ms = started.elapsed().as_millis() as u64,
             "batch fetched"
         );
-        cursor.last_uid = chunk.last_uid;
+        // A backfill never moves the cursor back below what it had passed.
+        cursor.last_uid = chunk.last_uid.max(floor);
         if i == last {
             cursor.synced_uidnext = status.uidnext;
             cursor.highest_modseq = status.highest_modseq;

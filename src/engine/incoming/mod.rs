@@ -15,6 +15,7 @@ use crate::config::{Endpoint, Mailbox, Profile, ServerType};
 use crate::imap::ImapSession;
 use crate::net::{Login, Recorder};
 use crate::pop3::Pop3Session;
+use crate::store::MailboxUpdate;
 
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SyncSummary {
@@ -129,22 +130,72 @@ pub async fn sync_mailbox(
     }
 }
 
+/// P6 for one sync: the date emails are taken from, and whether emails passed over under a later
+/// date must be pulled now (see `tracking::process_from`).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ProcessFrom {
+    pub from: Option<i64>,
+    pub backfill: bool,
+}
+
+async fn process_from(
+    ctx: &JobContext,
+    profile: &Profile,
+    mailbox: &Mailbox,
+) -> Result<ProcessFrom, SyncError> {
+    use crate::tracking::process_from::{at_first_enable, effective, needs_backfill};
+    let address = mailbox.email_address.as_str();
+    let state = ctx
+        .store
+        .mailbox_state(address)
+        .map_err(|e| SyncError::Store(e.to_string()))?;
+    let profile_from = profile.process_emails_received_after.map(|d| d.timestamp());
+    let at_enable = if state.process_from_set {
+        state.process_from_at_enable
+    } else {
+        let relevance_on = mailbox.track != crate::tracking::decision::Track::All;
+        let at = at_first_enable(
+            profile_from,
+            relevance_on,
+            profile.first_sync_days,
+            chrono::Utc::now().timestamp(),
+        );
+        ctx.writer
+            .mailbox(address, MailboxUpdate::ProcessFromSet { at_enable: at })
+            .await
+            .map_err(|e| SyncError::Store(e.to_string()))?;
+        at
+    };
+    let from = effective(
+        profile_from,
+        mailbox.process_emails_received_after.map(|d| d.timestamp()),
+        at_enable,
+    );
+    let synced = state.synced.then_some(state.synced_from);
+    Ok(ProcessFrom {
+        from,
+        backfill: needs_backfill(from, synced),
+    })
+}
+
 async fn sync_session(
     ctx: &JobContext,
     profile: &Profile,
     mailbox: &Mailbox,
     progress: &Progress,
 ) -> Result<SyncSummary, SyncError> {
+    let from = process_from(ctx, profile, mailbox).await?;
     let session = IncomingSession::open(ctx, profile, mailbox, None).await?;
-    match session {
+    let result = match session {
         IncomingSession::Imap(mut s) => {
-            let result = imap_folder::sync_folders(ctx, profile, mailbox, &mut s, progress).await;
+            let result =
+                imap_folder::sync_folders(ctx, profile, mailbox, &mut s, progress, from).await;
             s.logout().await;
             result
         }
         IncomingSession::Pop3(mut s) => {
             let outcome =
-                pop3_maildrop::sync_maildrop(ctx, profile, mailbox, &mut s, progress).await;
+                pop3_maildrop::sync_maildrop(ctx, profile, mailbox, &mut s, progress, from).await;
             match outcome {
                 Ok(o) if o.deleted > 0 => {
                     // DELE takes effect at QUIT: its answer says whether the messages are gone.
@@ -164,7 +215,20 @@ async fn sync_session(
                 Err(e) => Err(e),
             }
         }
+    };
+    if let Ok(summary) = &result
+        && !summary.interrupted
+    {
+        // Everything received after `from` is now in the store (or was looked at).
+        ctx.writer
+            .mailbox(
+                &mailbox.email_address,
+                MailboxUpdate::SyncedFrom { from: from.from },
+            )
+            .await
+            .map_err(|e| SyncError::Store(e.to_string()))?;
     }
+    result
 }
 
 /// Who logs in on `endpoint` for `mailbox`: its own identity, or the profile's acting for it.

@@ -7,12 +7,13 @@ use std::time::Instant;
 use chrono::Utc;
 
 use super::pipeline::{Fetched, Pipeline, alert_too_large, too_large};
-use super::{Progress, SyncSummary};
+use super::{ProcessFrom, Progress, SyncSummary};
 use crate::config::{Mailbox, Profile};
 use crate::engine::JobContext;
 use crate::engine::error::SyncError;
 use crate::pop3::Pop3Session;
-use crate::store::{IngestSource, POP3_FOLDER, SyncKey, TrackingPlace};
+use crate::store::{IngestSource, POP3_FOLDER, SyncKey, TrackingPlace, skip_reason};
+use crate::tracking::decision::SkipReason;
 use crate::tracking::maildrop::{batches, deletable, plan_maildrop};
 
 /// What a POP3 sync leaves to do once the session ends: deleted messages are gone only if QUIT
@@ -28,11 +29,34 @@ pub(super) async fn sync_maildrop(
     mailbox: &Mailbox,
     session: &mut Pop3Session,
     progress: &Progress,
+    from: ProcessFrom,
 ) -> Result<MaildropOutcome, SyncError> {
     let address = mailbox.email_address.as_str();
     let store_error = |e: crate::store::StoreError| SyncError::Store(e.to_string());
     let listed = session.list_messages().await?;
-    let known = ctx.store.pop3_sync_id_map(address).map_err(store_error)?;
+    let mut known = ctx.store.pop3_sync_id_map(address).map_err(store_error)?;
+    if from.backfill {
+        // The date moved earlier: what it passed over is retrieved and judged again.
+        let passed: Vec<String> = known
+            .iter()
+            .filter(|(_, (v, _))| skip_reason(*v) == Some(SkipReason::BeforeProcessDate))
+            .map(|(u, _)| u.clone())
+            .collect();
+        if !passed.is_empty() {
+            tracing::info!(
+                mailbox = address,
+                emails = passed.len(),
+                "process date moved earlier; retrieving what it passed over"
+            );
+            for u in &passed {
+                known.remove(u);
+            }
+            ctx.writer
+                .pop3_forget(address, passed)
+                .await
+                .map_err(store_error)?;
+        }
+    }
     let plan = plan_maildrop(&listed, &known);
     if !plan.forget.is_empty() {
         ctx.writer
@@ -40,7 +64,7 @@ pub(super) async fn sync_maildrop(
             .await
             .map_err(store_error)?;
     }
-    let dated_after = profile.process_emails_received_after.map(|d| d.timestamp());
+    let dated_after = from.from;
     // Larger than the profile allows: not retrieved, recorded (never deleted: not stored).
     let (retrieve, too_big): (Vec<_>, Vec<_>) = plan
         .retrieve
