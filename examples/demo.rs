@@ -78,8 +78,14 @@ fn main() {
         ca = dovecot.ca_file.display(),
     );
     for (address, _, owner, profile) in GOOD {
+        // Bob tracks all his email; the other users keep a user's default (responses).
+        let track = if *address == "bob@demo.example" {
+            "track = \"all\"\n"
+        } else {
+            ""
+        };
         config.push_str(&format!(
-            "[[mailbox]]\nemail_address = \"{address}\"\nowner = \"{owner}\"\nprofile = \"{profile}\"\npassword = \"{PASSWORD}\"\napproval = \"approved\"\n\n"
+            "[[mailbox]]\nemail_address = \"{address}\"\nowner = \"{owner}\"\nprofile = \"{profile}\"\npassword = \"{PASSWORD}\"\napproval = \"approved\"\n{track}\n"
         ));
     }
     // One mailbox whose password is wrong and one awaiting approval: what failures look like.
@@ -99,10 +105,13 @@ fn main() {
         Duration::from_secs(300),
         || {
             let st = sidesync.status();
+            // Every sample email decided: tracked, a duplicate, or skipped with its reason.
             let stored: u64 = st["mailboxes"]
                 .as_array()?
                 .iter()
-                .map(|m| m["activities_stored"].as_u64().unwrap_or(0))
+                .filter_map(|m| m["decisions"].as_object())
+                .flat_map(|d| d.values())
+                .map(|n| n.as_u64().unwrap_or(0))
                 .sum();
             let carol_failed = st["mailboxes"]
                 .as_array()?
@@ -116,9 +125,35 @@ fn main() {
         },
     );
 
+    // Then customers answer five of the support queue's emails to alice: responses to tracked
+    // email, so her filter ("responses", a user's default) tracks them, in the queue's
+    // conversations.
+    for k in 0..5 {
+        let reply = format!(
+            "Message-ID: <reply{k}@customer.example>\r\nDate: Mon, 1 Sep 2025 12:00:00 +0200\r\n\
+             From: Customer {k} <c{k}@customer.example>\r\nTo: alice@demo.example\r\n\
+             In-Reply-To: {id}\r\nReferences: {id}\r\nSubject: Re: your ticket\r\n\r\nThanks!\r\n",
+            id = mail::message_id("support@demo.example", k)
+        );
+        dovecot.deliver(
+            "alice@demo.example",
+            reply.as_bytes(),
+            "",
+            SystemTime::now(),
+        );
+    }
+    wait_for(
+        "alice to track the customers' answers",
+        Duration::from_secs(120),
+        || {
+            let m = sidesync.mailbox("alice@demo.example");
+            (m["decisions"]["tracked_correlated"].as_u64() == Some(5)).then_some(())
+        },
+    );
+    expected += 5;
     println!(
-        "\n{:<24} {:<8} {:<10} {:>10}  note",
-        "mailbox", "enabled", "incoming", "activities"
+        "\n{:<24} {:<8} {:<10} {:<15} {:>10} {:>8}  note",
+        "mailbox", "enabled", "incoming", "track", "activities", "skipped"
     );
     for m in sidesync.status()["mailboxes"]
         .as_array()
@@ -131,11 +166,13 @@ fn main() {
             .unwrap_or("")
             .to_string();
         println!(
-            "{:<24} {:<8} {:<10} {:>10}  {note}",
+            "{:<24} {:<8} {:<10} {:<15} {:>10} {:>8}  {note}",
             m["email_address"].as_str().unwrap_or(""),
             m["enabled"].to_string(),
             m["incoming_status"].as_str().unwrap_or(""),
+            m["track"].as_str().unwrap_or(""),
             m["activities_stored"].to_string(),
+            m["emails_skipped"].to_string(),
         );
     }
     let health = http_get(status_port, "/healthz").map(|(c, _)| c);
@@ -151,6 +188,10 @@ fn main() {
         let mut line = String::new();
         let _ = std::io::stdin().read_line(&mut line);
     }
+    println!(
+        "\nalice and erin track only responses to tracked email (a user's default), bob and the support \
+         queue everything;\nskipped emails keep their reason (GET /status: mailboxes[].decisions) and no body."
+    );
     let status = sidesync.terminate();
     println!(
         "sidesync stopped ({status}); {expected} sample emails are in {}",
