@@ -158,14 +158,29 @@ fn main() {
         for turn in 0..3 {
             match (turn + round) % 3 {
                 0 => results.push(mbsync_round(&d, &root, round, count, lf_bytes)),
-                1 => results.push(sidesync_round(
-                    &d, &root, round, count, raw_bytes, &sidesync,
-                )),
+                1 => results
+                    .push(sidesync_round(&d, &root, round, count, raw_bytes, &sidesync, "all").0),
                 _ => results.push(bare_round(&d, &root, count, raw_bytes)),
             }
         }
     }
 
+    // Relevance: the same mailbox under a user's default filter (responses), none of it answering
+    // tracked email. Bytes the server sent, from dovecot's own logout lines.
+    let mut relevance = None;
+    if imap {
+        let (all, all_out) = sidesync_round(&d, &root, rounds, count, raw_bytes, &sidesync, "all");
+        let (resp, resp_out) = sidesync_round(
+            &d,
+            &root,
+            rounds + 1,
+            count,
+            raw_bytes,
+            &sidesync,
+            "responses",
+        );
+        relevance = Some((all, all_out, resp, resp_out));
+    }
     println!(
         "\n{:<14} {:>5} {:>8} {:>9} {:>7} {:>8} {:>11} {:>9}",
         "tool", "round", "seconds", "msgs/s", "MB/s", "CPU s", "CPU ms/msg", "RSS MB"
@@ -184,6 +199,20 @@ fn main() {
             m.cpu,
             m.cpu * 1000.0 / count as f64,
             m.rss_kb as f64 / 1024.0
+        );
+    }
+    if let Some((all, all_out, resp, resp_out)) = &relevance {
+        println!(
+            "\nrelevance (one more pass each, same mailbox):\n  track = \"all\":       {:.2} s, {:.2} CPU s, server sent {} bytes ({:.0} per email)\n  track = \"responses\": {:.2} s, {:.2} CPU s, server sent {} bytes ({:.0} per skipped email; {:.1}% of all)",
+            all.seconds,
+            all.cpu,
+            all_out,
+            *all_out as f64 / count as f64,
+            resp.seconds,
+            resp.cpu,
+            resp_out,
+            *resp_out as f64 / count as f64,
+            *resp_out as f64 * 100.0 / (*all_out).max(1) as f64
         );
     }
     // Each round runs the tools back to back: ratios within a round are the fair comparison on a
@@ -263,7 +292,24 @@ fn mbsync_round(d: &Dovecot, root: &Path, round: usize, count: usize, lf_bytes: 
     m
 }
 
-/// sidesync, durable batch commits, into a fresh store.
+/// Bytes dovecot sent to `USER`'s IMAP sessions that logged out after log offset `from`.
+fn imap_out_bytes(d: &Dovecot, from: usize) -> u64 {
+    let log = d.log();
+    log.get(from..)
+        .unwrap_or("")
+        .lines()
+        .filter(|l| l.contains(&format!("imap({USER})")) && l.contains("Logged out"))
+        .filter_map(|l| l.split("out=").nth(1))
+        .filter_map(|v| {
+            v.split(|c: char| !c.is_ascii_digit())
+                .next()
+                .and_then(|n| n.parse::<u64>().ok())
+        })
+        .sum()
+}
+
+/// sidesync, durable batch commits, into a fresh store, with the mailbox's filter `track`
+/// (and no first-sync window). Returns the measure and the bytes the server sent.
 fn sidesync_round(
     d: &Dovecot,
     root: &Path,
@@ -271,13 +317,15 @@ fn sidesync_round(
     count: usize,
     raw_bytes: u64,
     sidesync: &Path,
-) -> Measure {
+    track: &str,
+) -> (Measure, u64) {
     let data = root.join(format!("sidesync-data-{round}"));
     let cfg = root.join(format!("sidesync-{round}.toml"));
+    let log_from = d.log().len();
     std::fs::write(
         &cfg,
         format!(
-            "[appliance]\ndata_dir = \"{data}\"\n\n[[profile]]\ntrack = \"all\"\nname = \"bench\"\nis_default = true\n\
+            "[appliance]\ndata_dir = \"{data}\"\n\n[[profile]]\ntrack = \"{track}\"\nfirst_sync_days = 0\nname = \"bench\"\nis_default = true\n\
              incoming_server_location = \"127.0.0.1\"\nincoming_port_number = {port}\nca_file = \"{ca}\"\n\n\
              [[mailbox]]\nemail_address = \"{USER}\"\npassword = \"{PASSWORD}\"\napproval = \"approved\"\n",
             data = data.display(),
@@ -289,7 +337,19 @@ fn sidesync_round(
     let m = run_sidesync("sidesync", sidesync, &cfg, root);
     let store = sidesync::store::Store::open(&data).expect("store");
     let stored = store.activity_count().expect("count") as usize;
-    assert_eq!(stored, count, "sidesync stored {stored} of {count}");
+    let decided: u64 = store
+        .mailbox_state(USER)
+        .expect("state")
+        .decisions
+        .values()
+        .sum();
+    assert_eq!(
+        decided as usize, count,
+        "sidesync decided {decided} of {count}"
+    );
+    if track == "all" {
+        assert_eq!(stored, count, "sidesync stored {stored} of {count}");
+    }
     if round == 0 {
         let compressed = store.compressed_raw_bytes().expect("bytes");
         println!(
@@ -299,7 +359,7 @@ fn sidesync_round(
     }
     drop(store);
     let _ = std::fs::remove_dir_all(&data);
-    m
+    (m, imap_out_bytes(d, log_from))
 }
 
 /// The bare client: fetches and discards, and says how many emails and bytes it got.
