@@ -245,6 +245,7 @@ fn which_emails_matter_across_mailboxes() {
     let alice = s.mailbox(ALICE);
     assert_eq!(alice["decisions"]["no_correlation_match"], 1, "{alice}");
     assert_eq!(s.mailbox(SALES)["decisions"]["auto_generated"], 1);
+    assert_eq!(s.mailbox(SALES)["noise_seen"], 1);
     assert!(
         fetched_bytes(setup.port) < private_body.len() as u64,
         "the skipped email's body was fetched: {} bytes",

@@ -148,6 +148,7 @@ impl MailboxRow<'_> {
             "track": m.track.as_str(),
             "decisions": st.decisions,
             "emails_skipped": skipped(&st.decisions),
+            "noise_seen": st.noise_seen,
             "transient_failure_count": st.transient_failure_count,
             "last_error": last_error(&st.last_error),
             "next_poll": self.next_poll.map(|t| t.to_rfc3339()),

@@ -115,6 +115,10 @@ pub struct MailboxState {
     /// `tracked_correlated`, `duplicate`, `undeliverable`, and each skip reason.
     #[serde(default)]
     pub decisions: std::collections::BTreeMap<String, u64>,
+    /// Machine-written emails seen (auto-submitted, reports, out-of-office, bulk), whatever their
+    /// decision.
+    #[serde(default)]
+    pub noise_seen: u64,
     #[serde(default)]
     pub items_failed_last_sync: u64,
     #[serde(default)]

@@ -140,6 +140,7 @@ pub(super) fn apply_ingest(
     let mut failed: Vec<ItemFailure> = Vec::new();
     // Forwards mapped before this batch: every email they carried is stored already.
     let mut replayed: Vec<&SyncKey> = Vec::new();
+    let mut noise_seen = 0u64;
     {
         let mut map = txn.open_table(SYNC_ID_MAP)?;
         let mut uidl_map = txn.open_table(POP3_SYNC_ID_MAP)?;
@@ -212,6 +213,10 @@ pub(super) fn apply_ingest(
                 }
             };
             *decisions.entry(decision.counter()).or_default() += 1;
+            if m.headers.noise.is_some() {
+                // Machine-written email, whatever became of it (skipped, or joined a thread).
+                noise_seen += 1;
+            }
             let value = match decision {
                 Decision::Track(new) => match &m.raw_encoded {
                     Some(encoded) => {
@@ -336,6 +341,7 @@ pub(super) fn apply_ingest(
     for (k, n) in decisions {
         *state.decisions.entry(k.to_string()).or_default() += n;
     }
+    state.noise_seen += noise_seen;
     states.insert(mailbox, encode(&state).as_slice())?;
     Ok(out)
 }

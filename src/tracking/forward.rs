@@ -93,7 +93,11 @@ pub fn inline(text: &str) -> Option<Vec<u8>> {
         return inline_by_lines(text);
     }
     let at = MARKERS.iter().filter_map(|m| lower.find(m)).min()?;
-    let after = &text[at..];
+    // Same length does not promise the same offsets (one character may grow as another
+    // shrinks): an offset that is no boundary here takes the line-by-line way.
+    let Some(after) = text.get(at..) else {
+        return inline_by_lines(text);
+    };
     let rest = after.split_once('\n').map_or("", |(_, r)| r);
     rebuild(rest)
 }
@@ -207,6 +211,15 @@ mod tests {
         let h = parse_headers(&unpack(german.as_bytes()).emails[0]);
         assert_eq!(h.from, vec!["carol@contoso.com"]);
         assert_eq!(h.subject.as_deref(), Some("Angebot"));
+    }
+
+    #[test]
+    fn lower_casing_that_moves_offsets_does_not_panic() {
+        // 'İ' grows when lower-cased and 'ẞ' shrinks: same length, other offsets.
+        let text = "İẞ x -----Original Message-----\r\nFrom: carol@contoso.com\r\n\r\nbody\r\n";
+        assert_eq!(text.len(), text.to_lowercase().len());
+        let _ = inline(text);
+        let _ = inline("ẞẞẞ ---------- Forwarded message ---------\nFrom: a@b\n\nx");
     }
 
     #[test]
