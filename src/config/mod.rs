@@ -1607,6 +1607,19 @@ struct EndpointFields<'a> {
     password_file: Option<&'a Spanned<String>>,
 }
 
+/// Who logs in on `endpoint` for `mailbox`: its own identity, or the profile's acting for it.
+pub fn identity<'a>(
+    endpoint: &'a Endpoint,
+    mailbox: &'a Mailbox,
+) -> (&'a str, Option<&'a Secret>, Option<&'a str>) {
+    match &endpoint.credentials {
+        CredentialSource::Mailbox => (&mailbox.username, mailbox.password.as_ref(), None),
+        CredentialSource::Profile { username, password } => {
+            (username, Some(password), Some(&mailbox.username))
+        }
+    }
+}
+
 /// A digest of everything in the config that decides how a mailbox connects (passwords included,
 /// hashed, never stored as such). A stored enablement belongs to one fingerprint: after a config
 /// change the mailbox is tested again.

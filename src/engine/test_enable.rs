@@ -11,26 +11,12 @@ use chrono::Utc;
 use super::JobContext;
 use super::error::SyncError;
 use super::incoming::IncomingSession;
-use crate::config::{
-    CredentialSource, Endpoint, IncomingDelivery, Mailbox, OutgoingDelivery, Profile,
-};
+use crate::config::identity;
+use crate::config::{IncomingDelivery, Mailbox, OutgoingDelivery, Profile};
 use crate::net::Recorder;
 use crate::secret::Secret;
 use crate::smtp::{SmtpLogin, SmtpSession, plain_blob};
 use crate::store::{DirectionTest, Enablement, RunStatus, TestRecord};
-
-/// Who logs in on `endpoint` for `mailbox`: its own identity, or the profile's acting for it.
-pub fn identity<'a>(
-    endpoint: &'a Endpoint,
-    mailbox: &'a Mailbox,
-) -> (&'a str, Option<&'a Secret>, Option<&'a str>) {
-    match &endpoint.credentials {
-        CredentialSource::Mailbox => (&mailbox.username, mailbox.password.as_ref(), None),
-        CredentialSource::Profile { username, password } => {
-            (username, Some(password), Some(&mailbox.username))
-        }
-    }
-}
 
 /// Every form in which a credential can cross the wire, for the transcript to mask.
 fn secrets(username: &str, password: &Secret, authzid: Option<&str>) -> Vec<String> {

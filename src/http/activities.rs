@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 use super::StatusContext;
-use super::api::{ApiError, err, percent_decode};
+use super::error::{ApiError, err, percent_decode};
 use crate::store::{Activity, Direction};
 
 /// Page size when the request names none, and the largest allowed.

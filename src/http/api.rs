@@ -12,6 +12,8 @@ use serde_json::{Value, json};
 use tiny_http::{Method, Request};
 
 use super::StatusContext;
+pub use super::error::ApiError;
+pub(super) use super::error::{err, percent_decode};
 use super::status::test_full;
 use crate::config::Approval;
 use crate::engine::Command;
@@ -22,19 +24,6 @@ use crate::store::MailboxUpdate;
 const MAX_BODY: u64 = 48 * 1024 * 1024;
 /// Every other request body is a small JSON object.
 const MAX_SMALL_BODY: u64 = 64 * 1024;
-
-#[derive(Debug)]
-pub struct ApiError {
-    pub status: u16,
-    pub message: String,
-}
-
-pub(super) fn err(status: u16, message: impl Into<String>) -> ApiError {
-    ApiError {
-        status,
-        message: message.into(),
-    }
-}
 
 /// Equal-length comparison that takes the same time wherever the first difference is.
 /// Compares a given token with the configured one in time that depends on neither: both are
@@ -195,26 +184,6 @@ fn mailbox_known(ctx: &StatusContext, address: &str) -> Result<String, ApiError>
     } else {
         Err(err(404, format!("no mailbox {address} in the config")))
     }
-}
-
-pub(super) fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%'
-            && i + 2 < b.len()
-            && let Ok(v) =
-                u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or(""), 16)
-        {
-            out.push(v);
-            i += 3;
-            continue;
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).to_string()
 }
 
 fn approve(

@@ -6,6 +6,7 @@
 mod activities;
 mod api;
 pub mod client;
+mod error;
 pub mod page;
 pub mod prometheus;
 mod status;

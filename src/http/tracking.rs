@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 
 use super::StatusContext;
-use super::api::{ApiError, err};
+use super::error::{ApiError, err};
 use crate::store::ContactsUpdate;
 use crate::tracking::contacts::{MAX_CONTACTS, parse_json};
 use crate::tracking::parties::{bare_address, check_record};

@@ -8,10 +8,8 @@ use chrono::Utc;
 use redb::{ReadableTable, Table, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
+use super::batch::{IngestBatch, IngestOutcome, IngestSource, QueuedEmail, SyncKey, load, next_id};
 use super::index::TableLookups;
-use super::writer::{
-    IngestBatch, IngestOutcome, IngestSource, QueuedEmail, SyncKey, load, next_id,
-};
 use super::{
     ACTIVITIES, ACTIVITY_RAW, Activity, CONTACTS, CONVERSATIONS, Direction, EMAIL_INDEX,
     FOLDER_CURSORS, ITEM_FAILURES, ItemFailure, MAILBOX_STATE, MailboxState, NOT_TRACKED, OUTBOX,

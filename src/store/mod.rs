@@ -27,6 +27,7 @@
 //! order to keep a cursor in: its sync id map entries are the cursor, committed with their
 //! activities, and only UIDLs without an entry are retrieved.
 
+mod batch;
 mod index;
 mod ingest;
 pub mod rawcodec;

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::message::EmailHeaders;
+pub use super::message::message_id_key;
 use super::parties::{Party, bare_address, parties, resolve};
 use super::subject::subject_hash;
 use super::token::{TokenFormat, find_token};
@@ -245,14 +246,6 @@ pub fn fingerprint(h: &EmailHeaders) -> u64 {
     let mut b = [0u8; 8];
     b.copy_from_slice(&out[..8]);
     u64::from_be_bytes(b)
-}
-
-/// The duplicate-check key of a Message-ID.
-pub fn message_id_key(id: &str) -> String {
-    format!(
-        "mid:{}",
-        id.trim().trim_start_matches('<').trim_end_matches('>')
-    )
 }
 
 fn reused_key(base: &str, fingerprint: u64) -> String {

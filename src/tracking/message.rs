@@ -77,9 +77,17 @@ fn id_list(v: &HeaderValue<'_>) -> Vec<String> {
 /// without one, a hash of its bytes so that a rescan still recognises it.
 pub fn dedup_key(headers: &EmailHeaders, raw: &[u8]) -> String {
     match &headers.message_id {
-        Some(id) => crate::tracking::decision::message_id_key(id),
+        Some(id) => message_id_key(id),
         None => content_key(raw),
     }
+}
+
+/// The duplicate-check key of a Message-ID.
+pub fn message_id_key(id: &str) -> String {
+    format!(
+        "mid:{}",
+        id.trim().trim_start_matches('<').trim_end_matches('>')
+    )
 }
 
 /// "sha256:…" of the raw bytes: the key of an email without a Message-ID.

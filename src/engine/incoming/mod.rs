@@ -10,8 +10,7 @@ pub mod undeliverable;
 
 use super::JobContext;
 use super::error::SyncError;
-use super::test_enable::identity;
-use crate::config::{Endpoint, Mailbox, Profile, ServerType};
+use crate::config::{Endpoint, Mailbox, Profile, ServerType, identity};
 use crate::imap::ImapSession;
 use crate::net::{Login, Recorder};
 use crate::pop3::Pop3Session;
