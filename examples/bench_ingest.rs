@@ -325,7 +325,7 @@ fn sidesync_round(
     std::fs::write(
         &cfg,
         format!(
-            "[appliance]\ndata_dir = \"{data}\"\n\n[[profile]]\ntrack = \"{track}\"\nfirst_sync_days = 0\nname = \"bench\"\nis_default = true\n\
+            "[appliance]\nallow_plaintext_passwords = true\ndata_dir = \"{data}\"\n\n[[profile]]\ntrack = \"{track}\"\nfirst_sync_days = 0\nname = \"bench\"\nis_default = true\n\
              incoming_server_location = \"127.0.0.1\"\nincoming_port_number = {port}\nca_file = \"{ca}\"\n\n\
              [[mailbox]]\nemail_address = \"{USER}\"\npassword = \"{PASSWORD}\"\napproval = \"approved\"\n",
             data = data.display(),
@@ -545,7 +545,7 @@ poll 127.0.0.1 protocol POP3 port {port} user \"{USER}\" password \"{PASSWORD}\"
     std::fs::write(
         &cfg,
         format!(
-            "[appliance]\ndata_dir = \"{data}\"\n\n[[profile]]\ntrack = \"all\"\nname = \"bench\"\nis_default = true\n\
+            "[appliance]\nallow_plaintext_passwords = true\ndata_dir = \"{data}\"\n\n[[profile]]\ntrack = \"all\"\nname = \"bench\"\nis_default = true\n\
              server_type = \"pop3_smtp\"\nincoming_server_location = \"127.0.0.1\"\n\
              incoming_port_number = {port}\nca_file = \"{ca}\"\n\n\
              [[mailbox]]\nemail_address = \"{USER}\"\npassword = \"{PASSWORD}\"\napproval = \"approved\"\n",

@@ -156,7 +156,7 @@ fn sidesync_send(
     std::fs::write(
         &config,
         format!(
-            "[appliance]\ndata_dir = \"{data}\"\nstatus_listen = \"127.0.0.1:{status_port}\"\napi_token_file = \"{token}\"\n\n\
+            "[appliance]\nallow_plaintext_passwords = true\ndata_dir = \"{data}\"\nstatus_listen = \"127.0.0.1:{status_port}\"\napi_token_file = \"{token}\"\n\n\
              [[profile]]\nname = \"relay\"\nis_default = true\nincoming_server_location = \"127.0.0.1\"\n\
              outgoing_server_location = \"127.0.0.1\"\noutgoing_port_number = {port}\noutgoing_tls = \"none\"\nallow_plaintext_login = true\n\
              max_concurrent_connections = {sessions}\n\n\

@@ -50,7 +50,7 @@ fn main() {
     });
     let port = free_port();
     let mut cfg = format!(
-        "[appliance]\ndata_dir = \"{}\"\nstatus_listen = \"127.0.0.1:{port}\"\nretry_interval = \"1h\"\n\n\
+        "[appliance]\nallow_plaintext_passwords = true\ndata_dir = \"{}\"\nstatus_listen = \"127.0.0.1:{port}\"\nretry_interval = \"1h\"\n\n\
          [[profile]]\ntrack = \"all\"\nname = \"corp\"\nis_default = true\nincoming_server_location = \"127.0.0.1\"\n\
          incoming_port_number = {stalled_port}\nincoming_tls = \"none\"\nallow_plaintext_login = true\nmin_polling_interval = \"1h\"\n\
          timeout_mailbox_connection_after = \"100s\"\n\n",

@@ -66,7 +66,7 @@ fn main() {
         free_port()
     };
     let mut config = format!(
-        "# Written by the sidesync demo.\n[appliance]\ndata_dir = \"{data}\"\nstatus_listen = \"127.0.0.1:{status_port}\"\n\
+        "# Written by the sidesync demo.\n[appliance]\nallow_plaintext_passwords = true\ndata_dir = \"{data}\"\nstatus_listen = \"127.0.0.1:{status_port}\"\n\
          retry_interval = \"30s\"\n\n\
          [[profile]]\nname = \"demo-imap\"\nis_default = true\nincoming_server_location = \"127.0.0.1\"\n\
          incoming_port_number = {port}\nincoming_tls = \"implicit\"\nca_file = \"{ca}\"\nmin_polling_interval = \"10s\"\n\n\

@@ -12,8 +12,10 @@ use crate::http::{StatusContext, StatusServer};
 use crate::store::Store;
 
 pub fn run(config: Config, mode: RunMode) -> Result<RunReport, String> {
-    let config = Arc::new(config);
+    let mut config = config;
     let store = Store::open(&config.appliance.data_dir).map_err(|e| e.to_string())?;
+    seal_fingerprints(&mut config)?;
+    let config = Arc::new(config);
     let heartbeat = Arc::new(AtomicI64::new(0));
     let writer = store.start_writer();
     if let Some(path) = &config.appliance.contacts_file {
@@ -96,6 +98,31 @@ pub fn run(config: Config, mode: RunMode) -> Result<RunReport, String> {
         ctx.outbox_wake = outbox_wake.clone();
         ctx.metrics = metrics;
         let ctx = Arc::new(ctx);
+        // A sealed password that does not open stops only what it belongs to: say so on its
+        // alert wall.
+        for m in ctx.config.mailboxes.iter() {
+            let why = m.secret_error.clone().or_else(|| {
+                ctx.config
+                    .mailbox_profile(m)
+                    .and_then(|p| p.secret_error.clone())
+            });
+            if let Some(why) = why {
+                crate::engine::alerts::raise(
+                    &ctx,
+                    crate::store::AlertLevel::Error,
+                    crate::store::AlertScope::Mailbox,
+                    Some(&m.email_address),
+                    m.profile.as_deref(),
+                    "secret_unreadable",
+                    format!(
+                        "The mailbox {} is not processed: {why}. Seal its password again \
+                         (sidesync secret encrypt) or restore the key file.",
+                        m.email_address
+                    ),
+                )
+                .await;
+            }
+        }
         let outbox = (mode == RunMode::Forever)
             .then(|| tokio::spawn(engine::outgoing::run(ctx.clone(), outbox_wake)));
         let engine = tokio::spawn(engine::run(ctx, mode, commands_rx));
@@ -214,6 +241,24 @@ fn test_selection(
     Ok(out)
 }
 
+/// Opens (or makes) the key file in the data folder and keys the config fingerprints with it;
+/// says what the config's secrets need attention for.
+fn seal_fingerprints(config: &mut Config) -> Result<(), String> {
+    let path = crate::vault::KeyRing::path(&config.appliance.data_dir);
+    let ring = crate::vault::KeyRing::load_or_create(&path)?;
+    config.key_fingerprints(ring.fingerprint_key());
+    for (what, why) in config.unreadable_secrets() {
+        tracing::error!(mailbox = %what, "{why}; it is not processed");
+    }
+    if config.appliance.allow_plaintext_passwords {
+        tracing::warn!(
+            "allow_plaintext_passwords = true: passwords may sit in clear in the config file; \
+             prefer *_file, *_env, *_credential or enc:v1 values (sidesync secret encrypt)"
+        );
+    }
+    Ok(())
+}
+
 /// `sidesync test`: Test & Enable, here if the store is free, else through the running appliance.
 pub fn test(
     config: Config,
@@ -231,6 +276,8 @@ pub fn test(
         }
         Err(e) => return Err(e.to_string()),
     };
+    let mut config = config;
+    seal_fingerprints(&mut config)?;
     let config = Arc::new(config);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -18,4 +18,5 @@ pub mod secret;
 pub mod smtp;
 pub mod store;
 pub mod tracking;
+pub mod vault;
 pub mod wire;

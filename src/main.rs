@@ -70,6 +70,85 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Passwords sealed in the config file (enc:v1 values) and their key file.
+    Secret {
+        #[command(subcommand)]
+        action: SecretAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum SecretAction {
+    /// Seal a password read from standard input (one line) for one mailbox or profile field;
+    /// prints the enc:v1 value to put in the config. The key file is made when missing.
+    Encrypt {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The mailbox whose `password` this is.
+        #[arg(long, conflicts_with_all = ["profile", "alert_smtp"])]
+        mailbox: Option<String>,
+        /// The profile whose `incoming_password` (or, with --field, `outgoing_password`) this is.
+        #[arg(long, conflicts_with = "alert_smtp")]
+        profile: Option<String>,
+        /// `[appliance.alert_smtp]`'s password.
+        #[arg(long)]
+        alert_smtp: bool,
+        /// The field: password, incoming_password, outgoing_password or alert_smtp.password.
+        #[arg(long)]
+        field: Option<String>,
+    },
+    /// Re-seal every enc:v1 value of the config under a new key, all or none; the old key goes.
+    Rotate {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+}
+
+fn secret(action: SecretAction) -> ExitCode {
+    use sidesync::config::seal::{SealScope, encrypt, rotate};
+    let done = match action {
+        SecretAction::Encrypt {
+            config,
+            mailbox,
+            profile,
+            alert_smtp,
+            field,
+        } => {
+            let (scope, default_field) = match (mailbox, profile, alert_smtp) {
+                (Some(m), _, _) => (SealScope::Mailbox(m), "password"),
+                (None, Some(p), _) => (SealScope::Profile(p), "incoming_password"),
+                (None, None, true) => (SealScope::AlertSmtp, "alert_smtp.password"),
+                (None, None, false) => {
+                    eprintln!(
+                        "name what the password is for: --mailbox, --profile or --alert-smtp"
+                    );
+                    return ExitCode::from(2);
+                }
+            };
+            let mut line = String::new();
+            if let Err(e) = std::io::stdin().read_line(&mut line) {
+                eprintln!("cannot read the password from standard input: {e}");
+                return ExitCode::from(1);
+            }
+            let plaintext = line.trim_end_matches(['\r', '\n']);
+            if plaintext.is_empty() {
+                eprintln!("no password on standard input");
+                return ExitCode::from(1);
+            }
+            let field = field.as_deref().unwrap_or(default_field);
+            encrypt(&config, &scope, field, plaintext).map(|v| println!("{v}"))
+        }
+        SecretAction::Rotate { config } => rotate(&config).map(|n| {
+            println!("{n} sealed values rotated to a new key; the old key is gone");
+        }),
+    };
+    match done {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
@@ -82,7 +161,14 @@ fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Secret { action } => secret(action),
         Command::CheckConfig { config } => match load(&config) {
+            Ok(c) if !c.unreadable_secrets().is_empty() => {
+                for (what, why) in c.unreadable_secrets() {
+                    eprintln!("{}: {what}: {why}", config.display());
+                }
+                ExitCode::from(1)
+            }
             Ok(c) => {
                 println!(
                     "{}: OK ({} profiles, {} mailboxes)",

@@ -11,6 +11,7 @@ fn check_config(text: &str) -> (i32, String, String) {
     let out = Command::new(support::sidesync::binary())
         .args(["check-config", "--config"])
         .arg(&path)
+        .env("SIDESYNC_TEST_PW", "pw")
         .output()
         .expect("run check-config");
     (
@@ -24,7 +25,7 @@ fn check_config(text: &str) -> (i32, String, String) {
 fn a_valid_config_passes() {
     let (code, out, err) = check_config(
         "[[profile]]\nname = \"p\"\nis_default = true\nincoming_server_location = \"imap.example.com\"\n\
-         [[mailbox]]\nemail_address = \"a@example.com\"\npassword = \"pw\"\n",
+         [[mailbox]]\nemail_address = \"a@example.com\"\npassword_env = \"SIDESYNC_TEST_PW\"\n",
     );
     assert_eq!(code, 0, "{err}");
     assert_eq!(out.trim(), "FILE: OK (1 profiles, 1 mailboxes)");
@@ -49,12 +50,12 @@ incoming_credential_retrieval = "without_credentials"
 
 [[mailbox]]
 email_address = "a@example.com"
-password = "pw"
+password_env = "SIDESYNC_TEST_PW"
 profile = "q"
 
 [[mailbox]]
 email_address = "A@example.com"
-password = "pw"
+password_env = "SIDESYNC_TEST_PW"
 profile = "p"
 "#;
     let (code, _, err) = check_config(text);

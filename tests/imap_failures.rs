@@ -31,7 +31,7 @@ fn config(dir: &std::path::Path, port: u16, body: &str) -> std::path::PathBuf {
     std::fs::write(
         &path,
         format!(
-            "[appliance]\ndata_dir = \"{}\"\nstatus_listen = \"127.0.0.1:{port}\"\nretry_interval = \"1s\"\n{body}",
+            "[appliance]\nallow_plaintext_passwords = true\ndata_dir = \"{}\"\nstatus_listen = \"127.0.0.1:{port}\"\nretry_interval = \"1s\"\n{body}",
             dir.join("data").display()
         ),
     )

@@ -41,7 +41,7 @@ fn write_config(
     std::fs::write(
         &path,
         format!(
-            "[appliance]\ndata_dir = \"{}\"\nstatus_listen = \"127.0.0.1:{status_port}\"\nretry_interval = \"1s\"\n\
+            "[appliance]\nallow_plaintext_passwords = true\ndata_dir = \"{}\"\nstatus_listen = \"127.0.0.1:{status_port}\"\nretry_interval = \"1s\"\n\
              {appliance_extra}\n{rest}",
             dir.join("data").display()
         ),

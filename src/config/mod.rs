@@ -6,6 +6,7 @@
 mod duration;
 mod pin;
 mod raw;
+pub mod seal;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -80,6 +81,8 @@ pub struct Appliance {
     pub item_failure_max_tries: u32,
     /// Item failures (skipped or failing emails) are kept this long.
     pub item_failure_retention: Duration,
+    /// Inline plaintext passwords are accepted (with a warning at each start).
+    pub allow_plaintext_passwords: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -177,6 +180,8 @@ pub struct Profile {
     /// Trust exactly the server certificate with this SHA-256 (self-signed servers), instead of
     /// authorities.
     pub tls_pin_sha256: Option<[u8; 32]>,
+    /// A sealed password of the profile did not open: its mailboxes are not processed.
+    pub secret_error: Option<String>,
     /// The default relevance filter of its mailboxes (else: users `responses`, queues `all`).
     pub track: Option<Track>,
     /// A mailbox with relevance on and no date takes this many days back at its first enable
@@ -268,6 +273,9 @@ pub struct Mailbox {
     pub process_and_delete_emails: bool,
     /// Its own "process email received after" (the later of this and the profile's applies).
     pub process_emails_received_after: Option<DateTime<Utc>>,
+    /// Its sealed password did not open (tampered, moved, or its key is gone): it is not
+    /// processed, with this reason, until the config is fixed.
+    pub secret_error: Option<String>,
     /// What the enablements of this mailbox were decided under (see [`fingerprint`]); set once the
     /// whole config is read.
     pub fingerprint: String,
@@ -285,6 +293,34 @@ impl Config {
 
     pub fn mailbox_profile(&self, mailbox: &Mailbox) -> Option<&Profile> {
         mailbox.profile.as_deref().and_then(|n| self.profile(n))
+    }
+
+    /// Recomputes every mailbox's fingerprint with the passwords' HMAC under `key` (the running
+    /// appliance calls this once its key file is open).
+    pub fn key_fingerprints(&mut self, key: &[u8; 32]) {
+        let profiles = self.profiles.clone();
+        for m in &mut self.mailboxes {
+            let profile = m
+                .profile
+                .as_deref()
+                .and_then(|n| profiles.iter().find(|p| p.name == n));
+            m.fingerprint = fingerprint(profile, m, Some(key));
+        }
+    }
+
+    /// Sealed passwords that did not open, by what they belong to (`mailbox:…`, `profile:…`).
+    pub fn unreadable_secrets(&self) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = self
+            .mailboxes
+            .iter()
+            .filter_map(|m| m.secret_error.clone().map(|e| (m.email_address.clone(), e)))
+            .collect();
+        out.extend(self.profiles.iter().filter_map(|p| {
+            p.secret_error
+                .clone()
+                .map(|e| (format!("profile {}", p.name), e))
+        }));
+        out
     }
 
     /// What the tracking decision knows of the config: every mailbox that receives email, with
@@ -332,11 +368,32 @@ impl Config {
 
     /// Validates config text; `path` names the file in messages and anchors relative paths.
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
+        Config::parse_with(path, text, false)
+    }
+
+    /// For unit tests elsewhere in the crate: [`Config::parse`] accepting inline plaintext.
+    #[cfg(test)]
+    pub(crate) fn parse_allowing_plaintext(
+        path: &Path,
+        text: &str,
+    ) -> Result<Config, ConfigErrors> {
+        Config::parse_with(path, text, true)
+    }
+
+    /// As [`Config::parse`]; `plaintext_ok` accepts inline plaintext passwords whatever the file
+    /// says (the unit tests' configs are full of them).
+    fn parse_with(path: &Path, text: &str, plaintext_ok: bool) -> Result<Config, ConfigErrors> {
         let mut v = Validator {
+            plaintext_ok,
             file: path.display().to_string(),
             text,
             base_dir: path.parent().map(Path::to_path_buf).unwrap_or_default(),
             errors: Vec::new(),
+            data_dir: PathBuf::new(),
+            keyring: None,
+            allow_plaintext: false,
+            scope: String::new(),
+            unreadable: Vec::new(),
         };
         let raw: RawConfig = match toml::from_str(text) {
             Ok(raw) => raw,
@@ -410,6 +467,24 @@ struct Validator<'a> {
     text: &'a str,
     base_dir: PathBuf,
     errors: Vec<ConfigError>,
+    /// Where `enc:v1` values find their key file; set once `[appliance]` is read.
+    data_dir: PathBuf,
+    keyring: Option<Result<crate::vault::KeyRing, String>>,
+    allow_plaintext: bool,
+    plaintext_ok: bool,
+    /// What the value being read belongs to (`mailbox:ADDRESS`, `profile:NAME`, `appliance`).
+    scope: String,
+    /// `enc:v1` values that did not open, by scope: only what they belong to stops.
+    unreadable: Vec<(String, String)>,
+}
+
+/// The ways one secret can be given.
+#[derive(Default)]
+struct SecretFields<'a> {
+    inline: Option<&'a Spanned<String>>,
+    file: Option<&'a Spanned<String>>,
+    env: Option<&'a Spanned<String>>,
+    credential: Option<&'a Spanned<String>>,
 }
 
 impl Validator<'_> {
@@ -557,49 +632,139 @@ impl Validator<'_> {
         }
     }
 
-    fn password(
-        &mut self,
-        key: &str,
-        inline: Option<&Spanned<String>>,
-        file: Option<&Spanned<String>>,
-    ) -> Option<Secret> {
-        match (inline, file) {
-            (Some(a), Some(_)) => {
-                self.at(a, format!("{key} and {key}_file are both set; keep one"));
+    /// A secret from exactly one of: inline (an `enc:v1` value, or plaintext when
+    /// `allow_plaintext_passwords`), `KEY_file` (owner-only), `KEY_env`, `KEY_credential` (systemd's
+    /// `$CREDENTIALS_DIRECTORY`). An `enc:v1` value that does not open is recorded against the
+    /// current scope (that mailbox or profile stops), not as a config error.
+    fn secret(&mut self, key: &str, f: SecretFields<'_>) -> Option<Secret> {
+        let given = [f.inline, f.file, f.env, f.credential]
+            .iter()
+            .filter(|x| x.is_some())
+            .count();
+        if given > 1 {
+            let at = f.inline.or(f.file).or(f.env).or(f.credential)?;
+            self.at(
+                at,
+                format!("set only one of {key}, {key}_file, {key}_env, {key}_credential"),
+            );
+            return None;
+        }
+        if let Some(a) = f.inline {
+            let v = a.get_ref();
+            if v.trim_start().starts_with(crate::vault::PREFIX) {
+                return self.open_sealed(key, a);
+            }
+            if !self.allow_plaintext {
+                self.at(
+                    a,
+                    format!(
+                        "{key} is plaintext in the config file; use {key}_file, {key}_env, \
+                         {key}_credential or an enc:v1 value from `sidesync secret encrypt` (or set \
+                         allow_plaintext_passwords = true in [appliance])"
+                    ),
+                );
+                return None;
+            }
+            return Some(Secret::new(v.clone()));
+        }
+        if let Some(e) = f.env {
+            let name = e.get_ref().trim();
+            return match std::env::var(name) {
+                Ok(v) if !v.is_empty() => Some(Secret::new(v)),
+                _ => {
+                    self.at(
+                        e,
+                        format!("{key}_env: the environment variable {name} is not set"),
+                    );
+                    None
+                }
+            };
+        }
+        if let Some(c) = f.credential {
+            let name = c.get_ref().trim();
+            if name.is_empty() || name.contains('/') || name.starts_with('.') {
+                self.at(
+                    c,
+                    format!("{key}_credential: \"{name}\" is not a credential name"),
+                );
+                return None;
+            }
+            let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY") else {
+                self.at(
+                    c,
+                    format!(
+                        "{key}_credential: $CREDENTIALS_DIRECTORY is not set (systemd sets it for \
+                         LoadCredential= and LoadCredentialEncrypted=)"
+                    ),
+                );
+                return None;
+            };
+            let path = PathBuf::from(dir).join(name);
+            return match std::fs::read_to_string(&path) {
+                Ok(v) => Some(Secret::new(v.trim_end_matches(['\r', '\n']).to_string())),
+                Err(e) => {
+                    self.at(
+                        c,
+                        format!("{key}_credential: cannot read {}: {e}", path.display()),
+                    );
+                    None
+                }
+            };
+        }
+        let f = f.file?;
+        let p = self.readable_file(&format!("{key}_file"), f)?;
+        // A secret others can read is no secret: refuse it, and say how to fix it.
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(&p)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            self.at(
+                f,
+                format!(
+                    "{key}_file {} can be read by others (mode {:o}); run chmod 600 on it",
+                    p.display(),
+                    meta.permissions().mode() & 0o777
+                ),
+            );
+            return None;
+        }
+        match std::fs::read_to_string(&p) {
+            Ok(s) => Some(Secret::new(s.trim_end_matches(['\r', '\n']).to_string())),
+            Err(e) => {
+                self.at(f, format!("{key}_file: cannot read {}: {e}", p.display()));
                 None
             }
-            (Some(a), None) => Some(Secret::new(a.get_ref().clone())),
-            (None, Some(f)) => {
-                let p = self.readable_file(&format!("{key}_file"), f)?;
-                // A secret others can read is no secret: refuse it, and say how to fix it.
-                use std::os::unix::fs::PermissionsExt;
-                if let Ok(meta) = std::fs::metadata(&p)
-                    && meta.permissions().mode() & 0o077 != 0
-                {
-                    self.at(
-                        f,
-                        format!(
-                            "{key}_file {} can be read by others (mode {:o}); run chmod 600 on it",
-                            p.display(),
-                            meta.permissions().mode() & 0o777
-                        ),
-                    );
-                    return None;
-                }
-                match std::fs::read_to_string(&p) {
-                    Ok(s) => Some(Secret::new(s.trim_end_matches(['\r', '\n']).to_string())),
-                    Err(e) => {
-                        self.at(f, format!("{key}_file: cannot read {}: {e}", p.display()));
-                        None
-                    }
-                }
+        }
+    }
+
+    /// Opens an `enc:v1` value with the key file in `data_dir`.
+    fn open_sealed(&mut self, key: &str, a: &Spanned<String>) -> Option<Secret> {
+        if self.keyring.is_none() {
+            let path = crate::vault::KeyRing::path(&self.data_dir);
+            self.keyring = Some(crate::vault::KeyRing::load(&path).map_err(|e| e.to_string()));
+        }
+        let aad = crate::vault::aad(&self.scope, key);
+        let opened = match &self.keyring {
+            Some(Ok(ring)) => ring.open(a.get_ref(), &aad).map_err(|e| e.to_string()),
+            Some(Err(e)) => Err(e.clone()),
+            None => Err("no key file".to_string()),
+        };
+        match opened {
+            Ok(s) => Some(s),
+            Err(e) => {
+                let message = format!("{key} ({}) cannot be read: {e}", self.scope);
+                self.unreadable.push((self.scope.clone(), message));
+                None
             }
-            (None, None) => None,
         }
     }
 
     fn config(&mut self, path: &Path, raw: RawConfig) -> Config {
-        let appliance = self.appliance(raw.appliance.unwrap_or_default());
+        let raw_appliance = raw.appliance.unwrap_or_default();
+        self.allow_plaintext =
+            self.plaintext_ok || raw_appliance.allow_plaintext_passwords.unwrap_or(false);
+        let appliance = self.appliance(raw_appliance);
+        self.data_dir = appliance.data_dir.clone();
         let mut profiles: Vec<Profile> = Vec::new();
         for rp in &raw.profile {
             let p = self.profile(rp);
@@ -668,7 +833,7 @@ impl Validator<'_> {
                 .profile
                 .as_deref()
                 .and_then(|n| profiles.iter().find(|p| p.name == n));
-            m.fingerprint = fingerprint(profile, m);
+            m.fingerprint = fingerprint(profile, m, None);
         }
         Config {
             path: path.to_path_buf(),
@@ -705,6 +870,7 @@ impl Validator<'_> {
             data_dir,
             status_listen,
             process_unapproved_mailboxes: ra.process_unapproved_mailboxes.unwrap_or(false),
+            allow_plaintext_passwords: false,
             max_concurrent_syncs: self.int_in(
                 "max_concurrent_syncs",
                 ra.max_concurrent_syncs.as_ref(),
@@ -751,7 +917,13 @@ impl Validator<'_> {
                     ) as u64,
             ),
             api_token: ra.api_token_file.as_ref().and_then(|f| {
-                let token = self.password("api_token", None, Some(f))?;
+                let token = self.secret(
+                    "api_token",
+                    SecretFields {
+                        file: Some(f),
+                        ..SecretFields::default()
+                    },
+                )?;
                 if token.expose().len() < 16 {
                     self.at(
                         f,
@@ -891,6 +1063,7 @@ impl Validator<'_> {
                 ),
             );
         }
+        appliance.allow_plaintext_passwords = self.allow_plaintext;
         appliance.correlation = Correlation {
             in_reply_to: ra.correlation_in_reply_to.unwrap_or(true),
             tracking_token: ra
@@ -928,10 +1101,15 @@ impl Validator<'_> {
                 ("login", AuthProtocol::Login),
             ],
         );
-        let password = self.password(
+        self.scope = "appliance:alert_smtp".to_string();
+        let password = self.secret(
             "alert_smtp.password",
-            a.password.as_ref(),
-            a.password_file.as_ref(),
+            SecretFields {
+                inline: a.password.as_ref(),
+                file: a.password_file.as_ref(),
+                env: a.password_env.as_ref(),
+                credential: a.password_credential.as_ref(),
+            },
         );
         let login = match (a.username.as_ref(), password) {
             (Some(u), Some(p)) => Some((u.get_ref().clone(), p)),
@@ -1058,22 +1236,40 @@ impl Validator<'_> {
                 CredentialSource::Mailbox
             }
             Retrieval::Profile => {
-                let key = format!("{direction}_password");
-                let password = self.password(&key, fields.password, fields.password_file);
+                let password = self.secret(
+                    fields.password_key,
+                    SecretFields {
+                        inline: fields.password,
+                        file: fields.password_file,
+                        env: fields.password_env,
+                        credential: fields.password_credential,
+                    },
+                );
                 let username = fields.username.map(|u| u.get_ref().clone());
+                // A sealed password that did not open stops the profile's mailboxes (see
+                // `Profile::secret_error`), not the whole config.
+                let unreadable = self.unreadable.iter().any(|(s, _)| *s == self.scope);
+                let password = password.or_else(|| unreadable.then(|| Secret::new("")));
+                let given = fields.password.is_some()
+                    || fields.password_file.is_some()
+                    || fields.password_env.is_some()
+                    || fields.password_credential.is_some();
                 match (username, password) {
                     (Some(username), Some(password)) => {
                         CredentialSource::Profile { username, password }
                     }
-                    _ => {
-                        let at = fields.retrieval.unwrap_or(profile_span);
-                        self.at(
-                            at,
-                            format!(
-                                "{direction}_credential_retrieval = \"profile\" needs {direction}_username \
-                                 and {direction}_password (or {direction}_password_file)"
-                            ),
-                        );
+                    (username, _) => {
+                        // A password given but refused is reported as such already.
+                        if username.is_none() || !given {
+                            let at = fields.retrieval.unwrap_or(profile_span);
+                            self.at(
+                                at,
+                                format!(
+                                    "{direction}_credential_retrieval = \"profile\" needs {direction}_username \
+                                     and {direction}_password (or its _file, _env or _credential)"
+                                ),
+                            );
+                        }
                         CredentialSource::Mailbox
                     }
                 }
@@ -1090,6 +1286,7 @@ impl Validator<'_> {
 
     fn profile(&mut self, rp: &RawProfile) -> Profile {
         let name = rp.name.get_ref().trim().to_string();
+        self.scope = format!("profile:{name}");
         if name.is_empty() {
             self.at(&rp.name, "profile name is empty".to_string());
         }
@@ -1112,6 +1309,9 @@ impl Validator<'_> {
             "incoming",
             in_protocol,
             EndpointFields {
+                password_key: "incoming_password",
+                password_env: rp.incoming_password_env.as_ref(),
+                password_credential: rp.incoming_password_credential.as_ref(),
                 host: rp.incoming_server_location.as_ref(),
                 port: rp.incoming_port_number.as_ref(),
                 tls: rp.incoming_tls.as_ref(),
@@ -1128,6 +1328,9 @@ impl Validator<'_> {
             .unwrap_or(false);
         let outgoing = if rp.outgoing_server_location.is_some() {
             let mut fields = EndpointFields {
+                password_key: "outgoing_password",
+                password_env: rp.outgoing_password_env.as_ref(),
+                password_credential: rp.outgoing_password_credential.as_ref(),
                 host: rp.outgoing_server_location.as_ref(),
                 port: rp.outgoing_port_number.as_ref(),
                 tls: rp.outgoing_tls.as_ref(),
@@ -1143,6 +1346,9 @@ impl Validator<'_> {
                 fields.username = rp.incoming_username.as_ref();
                 fields.password = rp.incoming_password.as_ref();
                 fields.password_file = rp.incoming_password_file.as_ref();
+                fields.password_env = rp.incoming_password_env.as_ref();
+                fields.password_credential = rp.incoming_password_credential.as_ref();
+                fields.password_key = "incoming_password";
                 fields.auth = fields.auth.or(rp.incoming_authentication_protocol.as_ref());
             }
             Some(self.endpoint("outgoing", Protocol::Smtp, fields, &rp.name))
@@ -1289,6 +1495,11 @@ impl Validator<'_> {
                 }
                 pin
             }),
+            secret_error: self
+                .unreadable
+                .iter()
+                .find(|(scope, _)| *scope == format!("profile:{}", rp.name.get_ref().trim()))
+                .map(|(_, m)| m.clone()),
         }
     }
 
@@ -1368,7 +1579,21 @@ impl Validator<'_> {
                 ("rejected", Approval::Rejected),
             ],
         );
-        let password = self.password("password", rm.password.as_ref(), rm.password_file.as_ref());
+        self.scope = format!("mailbox:{email_address}");
+        let password = self.secret(
+            "password",
+            SecretFields {
+                inline: rm.password.as_ref(),
+                file: rm.password_file.as_ref(),
+                env: rm.password_env.as_ref(),
+                credential: rm.password_credential.as_ref(),
+            },
+        );
+        let secret_error = self
+            .unreadable
+            .iter()
+            .find(|(scope, _)| *scope == self.scope)
+            .map(|(_, m)| m.clone());
         // A mailbox whose profile takes credentials from the mailbox must carry a password.
         let needs_password = profile
             .as_deref()
@@ -1377,12 +1602,17 @@ impl Validator<'_> {
                 incoming_delivery != IncomingDelivery::None
                     && matches!(p.incoming.credentials, CredentialSource::Mailbox)
             });
-        if needs_password && password.is_none() {
+        let given = rm.password.is_some()
+            || rm.password_file.is_some()
+            || rm.password_env.is_some()
+            || rm.password_credential.is_some();
+        // A password given but refused (plaintext, a bad file) is reported as such already.
+        if needs_password && password.is_none() && secret_error.is_none() && !given {
             self.at(
                 &rm.email_address,
                 format!(
-                    "mailbox {email_address} needs password or password_file \
-                     (its profile takes credentials from the mailbox)"
+                    "mailbox {email_address} needs password, password_file, password_env or \
+                     password_credential (its profile takes credentials from the mailbox)"
                 ),
             );
         }
@@ -1420,6 +1650,7 @@ impl Validator<'_> {
             tracking_folders,
             track,
             forward_mailbox,
+            secret_error,
             process_and_delete_emails: rm
                 .process_and_delete_emails
                 .as_ref()
@@ -1597,6 +1828,10 @@ impl Validator<'_> {
 }
 
 struct EndpointFields<'a> {
+    /// The password's key, also its place in an `enc:v1` value's associated data.
+    password_key: &'static str,
+    password_env: Option<&'a Spanned<String>>,
+    password_credential: Option<&'a Spanned<String>>,
     host: Option<&'a Spanned<String>>,
     port: Option<&'a Spanned<i64>>,
     tls: Option<&'a Spanned<String>>,
@@ -1620,10 +1855,11 @@ pub fn identity<'a>(
     }
 }
 
-/// A digest of everything in the config that decides how a mailbox connects (passwords included,
-/// hashed, never stored as such). A stored enablement belongs to one fingerprint: after a config
-/// change the mailbox is tested again.
-fn fingerprint(profile: Option<&Profile>, mailbox: &Mailbox) -> String {
+/// A digest of everything in the config that decides how a mailbox connects. Passwords enter it
+/// only as an HMAC under `key` (the key file's fingerprint key), so the stored fingerprint is no
+/// offline guessing oracle; without a key (check-config, tests) they are left out. A stored
+/// enablement belongs to one fingerprint: after a config change the mailbox is tested again.
+fn fingerprint(profile: Option<&Profile>, mailbox: &Mailbox, key: Option<&[u8; 32]>) -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
     // Which emails are tracked says nothing about how the mailbox connects: changing it needs
@@ -1638,24 +1874,30 @@ fn fingerprint(profile: Option<&Profile>, mailbox: &Mailbox) -> String {
     let mut connection = mailbox.clone();
     connection.track = Track::All;
     connection.process_emails_received_after = None;
+    connection.fingerprint = String::new();
     for f in &mut connection.tracking_folders {
         f.regarding = None;
     }
     h.update(format!("{profile:?}|{connection:?}").as_bytes());
-    let secrets = [
-        mailbox.password.as_ref(),
-        profile.and_then(|p| match &p.incoming.credentials {
-            CredentialSource::Profile { password, .. } => Some(password),
-            CredentialSource::Mailbox => None,
-        }),
-        profile.and_then(|p| match p.outgoing.as_ref().map(|o| &o.credentials) {
-            Some(CredentialSource::Profile { password, .. }) => Some(password),
-            _ => None,
-        }),
-    ];
-    for s in secrets {
-        h.update([0u8]);
-        h.update(s.map(|s| s.expose()).unwrap_or("").as_bytes());
+    if let Some(key) = key {
+        let secrets = [
+            mailbox.password.as_ref(),
+            profile.and_then(|p| match &p.incoming.credentials {
+                CredentialSource::Profile { password, .. } => Some(password),
+                CredentialSource::Mailbox => None,
+            }),
+            profile.and_then(|p| match p.outgoing.as_ref().map(|o| &o.credentials) {
+                Some(CredentialSource::Profile { password, .. }) => Some(password),
+                _ => None,
+            }),
+        ];
+        let mut joined = Vec::new();
+        for s in secrets {
+            joined.push(0u8);
+            joined.extend_from_slice(s.map(|s| s.expose()).unwrap_or("").as_bytes());
+        }
+        h.update(crate::vault::mac(key, &joined).as_bytes());
+        zeroize::Zeroize::zeroize(&mut joined);
     }
     h.finalize()
         .iter()

@@ -56,6 +56,7 @@ pub struct RawAppliance {
     pub outbox_max_recipients: Option<Spanned<i64>>,
     pub item_failure_max_tries: Option<Spanned<i64>>,
     pub item_failure_retention_days: Option<Spanned<i64>>,
+    pub allow_plaintext_passwords: Option<bool>,
 }
 
 /// Where alert emails go out when a profile cannot send them itself.
@@ -70,6 +71,8 @@ pub struct RawAlertSmtp {
     pub username: Option<Spanned<String>>,
     pub password: Option<Spanned<String>>,
     pub password_file: Option<Spanned<String>>,
+    pub password_env: Option<Spanned<String>>,
+    pub password_credential: Option<Spanned<String>>,
     pub authentication_protocol: Option<Spanned<String>>,
 }
 
@@ -92,6 +95,8 @@ pub struct RawProfile {
     pub incoming_username: Option<Spanned<String>>,
     pub incoming_password: Option<Spanned<String>>,
     pub incoming_password_file: Option<Spanned<String>>,
+    pub incoming_password_env: Option<Spanned<String>>,
+    pub incoming_password_credential: Option<Spanned<String>>,
 
     pub use_same_settings_for_outgoing_connections: Option<bool>,
     pub outgoing_server_location: Option<Spanned<String>>,
@@ -102,6 +107,8 @@ pub struct RawProfile {
     pub outgoing_username: Option<Spanned<String>>,
     pub outgoing_password: Option<Spanned<String>>,
     pub outgoing_password_file: Option<Spanned<String>>,
+    pub outgoing_password_env: Option<Spanned<String>>,
+    pub outgoing_password_credential: Option<Spanned<String>>,
 
     pub process_emails_received_after: Option<Spanned<toml::value::Datetime>>,
     pub min_polling_interval: Option<Spanned<RawDuration>>,
@@ -134,6 +141,8 @@ pub struct RawMailbox {
     pub username: Option<Spanned<String>>,
     pub password: Option<Spanned<String>>,
     pub password_file: Option<Spanned<String>>,
+    pub password_env: Option<Spanned<String>>,
+    pub password_credential: Option<Spanned<String>>,
     pub tracking_folders: Option<Spanned<Vec<String>>>,
     pub tracking_folder: Option<Vec<Spanned<RawTrackingFolder>>>,
     pub track: Option<Spanned<String>>,

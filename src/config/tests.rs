@@ -1,7 +1,7 @@
 use super::*;
 
 fn parse(text: &str) -> Result<Config, ConfigErrors> {
-    Config::parse(Path::new("/etc/sidesync/sidesync.toml"), text)
+    Config::parse_with(Path::new("/etc/sidesync/sidesync.toml"), text, true)
 }
 
 /// Every message, as `LINE:COL: message`.
@@ -483,8 +483,19 @@ fn changing_what_is_tracked_needs_no_new_test() {
     let a = parse(GOOD).expect("valid");
     let b = parse(&GOOD.replace("approval", "track = \"all\"\napproval")).expect("valid");
     assert_eq!(a.mailboxes[0].fingerprint, b.mailboxes[0].fingerprint);
-    let c = parse(&GOOD.replace("s3cret", "other")).expect("valid");
+    let mut c = parse(&GOOD.replace("s3cret", "other")).expect("valid");
+    // Passwords enter the fingerprint only under the key file's MAC key.
+    assert_eq!(a.mailboxes[0].fingerprint, c.mailboxes[0].fingerprint);
+    let mut a = a;
+    a.key_fingerprints(&[7; 32]);
+    c.key_fingerprints(&[7; 32]);
     assert_ne!(a.mailboxes[0].fingerprint, c.mailboxes[0].fingerprint);
+    let mut other_key = parse(&GOOD.replace("s3cret", "other")).expect("valid");
+    other_key.key_fingerprints(&[8; 32]);
+    assert_ne!(
+        other_key.mailboxes[0].fingerprint, c.mailboxes[0].fingerprint,
+        "keyed"
+    );
 }
 
 #[test]

@@ -64,7 +64,7 @@ mod tests {
              [[mailbox]]\nemail_address = \"a@x\"\npassword = \"pw\"\n\
              [[mailbox]]\nemail_address = \"b@x\"\npassword = \"pw\"\n"
         );
-        Config::parse(Path::new("t.toml"), &text).expect("valid")
+        Config::parse_allowing_plaintext(Path::new("t.toml"), &text).expect("valid")
     }
 
     async fn blocked(limits: &ConnectionLimits, c: &Config, m: usize) -> bool {

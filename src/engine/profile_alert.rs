@@ -68,7 +68,7 @@ mod tests {
                 "[[mailbox]]\nemail_address = \"m{n}@x\"\npassword = \"pw\"\n"
             ));
         }
-        Config::parse(Path::new("t.toml"), &text).expect("valid")
+        Config::parse_allowing_plaintext(Path::new("t.toml"), &text).expect("valid")
     }
 
     fn failing(at: DateTime<Utc>) -> MailboxState {

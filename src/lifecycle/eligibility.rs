@@ -14,6 +14,8 @@ pub enum NotProcessed {
     NotApproved(Approval),
     IncomingDeliveryNone,
     ThroughForwardMailbox,
+    /// Its sealed password (or its profile's) did not open.
+    SecretUnreadable(String),
     /// A permanent error (or too many transient ones) turned incoming off.
     Disabled {
         code: String,
@@ -46,6 +48,10 @@ impl fmt::Display for NotProcessed {
                 "its email arrives through the forward mailbox (incoming_delivery = \
                  \"forward_mailbox\"); the mailbox itself is not polled"
             ),
+            NotProcessed::SecretUnreadable(why) => write!(
+                f,
+                "{why}; write the password again (sidesync secret encrypt) or restore the key file"
+            ),
             NotProcessed::Disabled { reason, .. } => write!(
                 f,
                 "incoming is disabled after an error: {reason}. Fix the cause, then run Test & Enable \
@@ -64,6 +70,7 @@ impl NotProcessed {
             NotProcessed::NotApproved(_) => "not_approved",
             NotProcessed::IncomingDeliveryNone => "incoming_delivery_none",
             NotProcessed::ThroughForwardMailbox => "through_forward_mailbox",
+            NotProcessed::SecretUnreadable(_) => "secret_unreadable",
             NotProcessed::Disabled { .. } => "disabled",
         }
     }
@@ -102,6 +109,13 @@ pub fn incoming_profile<'c>(
         .ok_or(NotProcessed::NoProfile)?;
     if !profile.active {
         return Err(NotProcessed::ProfileInactive(profile.name.clone()));
+    }
+    if let Some(why) = mailbox
+        .secret_error
+        .as_ref()
+        .or(profile.secret_error.as_ref())
+    {
+        return Err(NotProcessed::SecretUnreadable(why.clone()));
     }
     let approval = effective_approval(mailbox.approval, state);
     if approval != Approval::Approved && !config.appliance.process_unapproved_mailboxes {
@@ -149,6 +163,7 @@ pub enum NotSending {
     OutgoingDeliveryNone,
     NoOutgoingServer,
     NotApproved,
+    SecretUnreadable,
 }
 
 impl fmt::Display for NotSending {
@@ -159,6 +174,7 @@ impl fmt::Display for NotSending {
             NotSending::OutgoingDeliveryNone => "outgoing delivery is none",
             NotSending::NoOutgoingServer => "the profile has no outgoing server",
             NotSending::NotApproved => "the mailbox is not approved",
+            NotSending::SecretUnreadable => "its sealed password cannot be read",
         })
     }
 }
@@ -179,6 +195,9 @@ pub fn outgoing_profile<'c>(
     }
     if mailbox.outgoing_delivery != OutgoingDelivery::ServerSideSync {
         return Err(NotSending::OutgoingDeliveryNone);
+    }
+    if mailbox.secret_error.is_some() || profile.secret_error.is_some() {
+        return Err(NotSending::SecretUnreadable);
     }
     if profile.outgoing.is_none() {
         return Err(NotSending::NoOutgoingServer);
@@ -202,7 +221,7 @@ mod tests {
             "[[profile]]\nname = \"p\"\nincoming_server_location = \"h\"\n{extra_profile}\n\
              [[mailbox]]\nemail_address = \"a@x\"\npassword = \"pw\"\n{mailbox}\n"
         );
-        Config::parse(Path::new("t.toml"), &text).expect("valid")
+        Config::parse_allowing_plaintext(Path::new("t.toml"), &text).expect("valid")
     }
 
     fn reason(extra_profile: &str, mailbox: &str) -> Result<(), NotProcessed> {

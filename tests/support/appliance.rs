@@ -35,7 +35,7 @@ impl Setup {
         std::fs::write(
             &path,
             format!(
-                "[appliance]\ndata_dir = \"{}\"\nstatus_listen = \"127.0.0.1:{}\"\napi_token_file = \"{}\"\n\
+                "[appliance]\nallow_plaintext_passwords = true\ndata_dir = \"{}\"\nstatus_listen = \"127.0.0.1:{}\"\napi_token_file = \"{}\"\n\
                  retry_interval = \"1s\"\n{appliance_extra}\n{rest}",
                 self.dir.path().join("data").display(),
                 self.port,

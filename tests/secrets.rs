@@ -1,0 +1,295 @@
+//! Secrets at rest, as an admin handles them: `sidesync secret encrypt` and `rotate` (interrupted
+//! at each step: every value still opens), a sealed value moved to another mailbox refused for
+//! that mailbox alone, passwords from the environment and from systemd credentials, and inline
+//! plaintext refused unless allowed.
+
+mod support;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use support::sidesync::{Sidesync, binary};
+use support::{free_port, wait_for};
+
+const PASSWORD: &str = "correct horse battery staple";
+
+struct Dir {
+    dir: tempfile::TempDir,
+}
+
+impl Dir {
+    fn new() -> Dir {
+        Dir {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    fn config(&self) -> PathBuf {
+        self.dir.path().join("sidesync.toml")
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Two mailboxes; `alice` and `bob` are their password lines.
+    fn write(&self, alice: &str, bob: &str, port: u16) {
+        std::fs::write(
+            self.config(),
+            format!(
+                "[appliance]\ndata_dir = \"{}\"\nstatus_listen = \"127.0.0.1:{port}\"\n\
+                 [[profile]]\nname = \"p\"\nis_default = true\nincoming_server_location = \"127.0.0.1\"\n\
+                 incoming_port_number = 9\nmin_polling_interval = \"1h\"\n\
+                 [[mailbox]]\nemail_address = \"alice@example.com\"\napproval = \"approved\"\n{alice}\n\
+                 [[mailbox]]\nemail_address = \"bob@example.com\"\napproval = \"approved\"\n{bob}\n",
+                self.data().display()
+            ),
+        )
+        .expect("config");
+    }
+}
+
+fn sidesync(
+    args: &[&str],
+    config: &Path,
+    stdin: &str,
+    env: &[(&str, &str)],
+) -> (i32, String, String) {
+    let mut cmd = Command::new(binary());
+    cmd.args(args)
+        .arg("--config")
+        .arg(config)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    let out = child.wait_with_output().expect("wait");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+fn seal(d: &Dir, mailbox: &str) -> String {
+    let (code, out, err) = sidesync(
+        &["secret", "encrypt", "--mailbox", mailbox],
+        &d.config(),
+        &format!("{PASSWORD}\n"),
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    let v = out.trim().to_string();
+    assert!(v.starts_with("enc:v1:") && !v.contains(PASSWORD), "{v}");
+    v
+}
+
+fn check(d: &Dir) -> (i32, String) {
+    let (code, _, err) = sidesync(&["check-config"], &d.config(), "", &[]);
+    (code, err)
+}
+
+#[test]
+fn plaintext_is_refused_unless_allowed_and_env_and_credentials_work() {
+    let d = Dir::new();
+    d.write(
+        &format!("password = \"{PASSWORD}\""),
+        "password_env = \"BOB_PW\"",
+        free_port(),
+    );
+    let (code, _, err) = sidesync(&["check-config"], &d.config(), "", &[("BOB_PW", "x")]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("password is plaintext in the config file"),
+        "{err}"
+    );
+    assert!(
+        !err.contains(PASSWORD),
+        "the error never shows the password"
+    );
+    // The environment variable must be there.
+    let text = std::fs::read_to_string(d.config()).expect("read");
+    std::fs::write(
+        d.config(),
+        text.replace(
+            "[appliance]\n",
+            "[appliance]\nallow_plaintext_passwords = true\n",
+        ),
+    )
+    .expect("write");
+    let (code, _, err) = sidesync(&["check-config"], &d.config(), "", &[]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("password_env: the environment variable BOB_PW is not set"),
+        "{err}"
+    );
+    let (code, _, err) = sidesync(&["check-config"], &d.config(), "", &[("BOB_PW", "x")]);
+    assert_eq!(code, 0, "{err}");
+    // systemd credentials: $CREDENTIALS_DIRECTORY/NAME.
+    d.write(
+        "password_credential = \"alice.pw\"",
+        "password_env = \"BOB_PW\"",
+        free_port(),
+    );
+    let (code, _, err) = sidesync(&["check-config"], &d.config(), "", &[("BOB_PW", "x")]);
+    assert_eq!(code, 1);
+    assert!(err.contains("$CREDENTIALS_DIRECTORY is not set"), "{err}");
+    let creds = d.dir.path().join("creds");
+    std::fs::create_dir_all(&creds).expect("creds");
+    std::fs::write(creds.join("alice.pw"), PASSWORD).expect("credential");
+    let creds = creds.display().to_string();
+    let (code, _, err) = sidesync(
+        &["check-config"],
+        &d.config(),
+        "",
+        &[("BOB_PW", "x"), ("CREDENTIALS_DIRECTORY", creds.as_str())],
+    );
+    assert_eq!(code, 0, "{err}");
+    // Two ways at once is a mistake.
+    d.write(
+        "password_env = \"A\"\npassword_file = \"/x\"",
+        "password_env = \"BOB_PW\"",
+        free_port(),
+    );
+    let (code, _, err) = sidesync(
+        &["check-config"],
+        &d.config(),
+        "",
+        &[("BOB_PW", "x"), ("A", "y")],
+    );
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("set only one of password, password_file, password_env, password_credential"),
+        "{err}"
+    );
+}
+
+#[test]
+fn sealed_values_round_trip_and_rotation_is_all_or_none() {
+    let d = Dir::new();
+    d.write("password_env = \"A\"", "password_env = \"B\"", free_port());
+    let alice = seal(&d, "Alice@Example.com");
+    let bob = seal(&d, "bob@example.com");
+    let key_file = d.data().join("secret.key");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&key_file)
+            .expect("key file")
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600,
+        "the key file is made owner-only"
+    );
+    d.write(
+        &format!("password = \"{alice}\""),
+        &format!("password = \"{bob}\""),
+        free_port(),
+    );
+    assert_eq!(check(&d), (0, String::new()));
+    let before = std::fs::read_to_string(d.config()).expect("read");
+    // Rotation stopped after each step: every value still opens.
+    for step in ["1", "2"] {
+        let (code, _, err) = sidesync(
+            &["secret", "rotate"],
+            &d.config(),
+            "",
+            &[("SIDESYNC_TEST_ROTATE_STOP", step)],
+        );
+        assert_eq!(code, 0, "{err}");
+        let (code, err) = check(&d);
+        assert_eq!(code, 0, "after step {step}: {err}");
+    }
+    let (code, out, err) = sidesync(&["secret", "rotate"], &d.config(), "", &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("2 sealed values rotated"), "{out}");
+    let after = std::fs::read_to_string(d.config()).expect("read");
+    assert_ne!(before, after);
+    assert!(!after.contains(&alice) && !after.contains(PASSWORD));
+    assert_eq!(check(&d).0, 0);
+    let keys = std::fs::read_to_string(&key_file).expect("keys");
+    assert_eq!(
+        keys.lines().filter(|l| l.starts_with("key ")).count(),
+        1,
+        "the old key is gone"
+    );
+    // A value sealed under a key that is gone: nothing is rotated, nothing changes.
+    let text = after.replacen(
+        "password = \"enc:v1:",
+        &format!("password = \"{alice}\"\n#"),
+        1,
+    );
+    std::fs::write(d.config(), &text).expect("write");
+    let keys_before = std::fs::read_to_string(&key_file).expect("keys");
+    let (code, _, err) = sidesync(&["secret", "rotate"], &d.config(), "", &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("nothing rotated"), "{err}");
+    assert_eq!(std::fs::read_to_string(d.config()).expect("read"), text);
+    assert_eq!(
+        std::fs::read_to_string(&key_file).expect("keys"),
+        keys_before
+    );
+    // A key file others can read is refused.
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let (code, _, err) = sidesync(&["secret", "rotate"], &d.config(), "", &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("chmod 600"), "{err}");
+}
+
+/// A value moved to another mailbox does not open there: that mailbox alone stops, with an
+/// alert; the appliance runs and the other mailbox is processed.
+#[test]
+fn a_moved_ciphertext_stops_only_its_mailbox() {
+    let d = Dir::new();
+    let port = free_port();
+    d.write("password_env = \"A\"", "password_env = \"B\"", port);
+    let alice = seal(&d, "alice@example.com");
+    // Alice's value pasted into bob's mailbox.
+    d.write(
+        &format!("password = \"{alice}\""),
+        &format!("password = \"{alice}\""),
+        port,
+    );
+    let (code, err) = check(&d);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("bob@example.com") && err.contains("does not open"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("alice@example.com:"),
+        "alice's value opens: {err}"
+    );
+    let log = d.dir.path().join("sidesync.log");
+    let s = Sidesync::start(&d.config(), &log, port);
+    let bob = wait_for("bob's alert", Duration::from_secs(30), || {
+        let m = s.mailbox("bob@example.com");
+        (m["latest_alert"]["code"] == "secret_unreadable").then_some(m)
+    });
+    assert_eq!(bob["not_processed_code"], "secret_unreadable", "{bob}");
+    let alice = s.mailbox("alice@example.com");
+    assert_ne!(alice["not_processed_code"], "secret_unreadable", "{alice}");
+    assert!(s.terminate().success());
+    // Nothing of the password anywhere the appliance wrote.
+    let mut written = std::fs::read(&log).expect("log");
+    written.extend(std::fs::read(d.data().join("sidesync.redb")).expect("store"));
+    assert!(
+        memchr_find(&written, PASSWORD.as_bytes()).is_none(),
+        "the password leaked into the log or the store"
+    );
+}
+
+fn memchr_find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
