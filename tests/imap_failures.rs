@@ -351,7 +351,8 @@ fn a_stalled_server_is_given_up_after_the_connection_timeout() {
 }
 
 /// Non-negotiable: no credential and no email body in any log line, at any level, third-party
-/// crates' included. With `SIDESYNC_LOG=trace`, async-imap used to log its encoded commands (the
+/// crates' included; nor a credential in the store file, `/status`, `/metrics`, the page or any API
+/// answer (Test & Enable transcripts included). With `SIDESYNC_LOG=trace`, async-imap used to log its encoded commands (the
 /// SASL PLAIN blob, LOGIN's password) and every decoded response (whole emails).
 #[test]
 fn trace_logs_carry_no_credential_and_no_email_body() {
@@ -382,19 +383,69 @@ fn trace_logs_carry_no_credential_and_no_email_body() {
         mailbox(users[1], "login", PASSWORD),
     ]
     .concat();
-    let cfg = config(tmp.path(), free_port(), &body);
+    let token = tmp.path().join("api.token");
+    std::fs::write(&token, "trace-test-token-0123456789").expect("token");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    }
+    let port = free_port();
+    let cfg = config(
+        tmp.path(),
+        port,
+        &format!("api_token_file = \"{}\"\n{body}", token.display()),
+    );
     let out = std::process::Command::new(support::sidesync::binary())
         .args(["run", "--once", "--config"])
         .arg(&cfg)
         .env("SIDESYNC_LOG", "trace")
         .output()
         .expect("run");
-    let log = format!(
+    let mut log = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.status.success(), "{log}");
+    // The running appliance at trace too: what its status endpoints and API answer (a Test &
+    // Enable's transcripts included) and what it logs meanwhile.
+    let log_file = tmp.path().join("sidesync.log");
+    let s = Sidesync::start_with_env(&cfg, &log_file, port, &[("SIDESYNC_LOG", "trace")]);
+    let api = |method: &str, path: &str| {
+        support::sidesync::http(port, method, path, Some("trace-test-token-0123456789"), "").1
+    };
+    let mut answers = String::new();
+    for u in users {
+        let tested = api("POST", &format!("/api/v1/mailboxes/{u}/test"));
+        assert!(tested.contains("transcript"), "{tested}");
+        answers.push_str(&tested);
+    }
+    answers.push_str(&api("GET", "/status"));
+    answers.push_str(&api("GET", "/metrics"));
+    answers.push_str(&api("GET", "/api/v1/mailboxes"));
+    answers.push_str(&api("GET", "/api/v1/alerts"));
+    answers.push_str(&api("GET", "/api/v1/activities?limit=1000"));
+    answers.push_str(&api("GET", "/"));
+    assert!(s.terminate().success());
+    log.push_str(&std::fs::read_to_string(&log_file).expect("log"));
+    let store = std::fs::read(tmp.path().join("data").join("sidesync.redb")).expect("store file");
+    let store = String::from_utf8_lossy(&store);
+    for (what, text) in [
+        ("the store file", store.as_ref()),
+        ("the HTTP answers", answers.as_str()),
+    ] {
+        assert!(!text.contains(PASSWORD), "a password is in {what}");
+        for u in users {
+            assert!(
+                !text.contains(&base64_plain(u)),
+                "the SASL PLAIN blob of {u} is in {what}"
+            );
+        }
+    }
+    assert!(
+        !answers.contains(body_marker),
+        "an email body is in the HTTP answers"
+    );
     // The run did log below info (sidesync's own debug lines), or this test proves nothing.
     assert!(log.contains("DEBUG"), "no debug lines at all:\n{log}");
     for u in users {
