@@ -40,6 +40,10 @@ pub struct Config {
 pub struct Appliance {
     pub data_dir: PathBuf,
     pub status_listen: SocketAddr,
+    /// Host header names the status listener answers to (DNS rebinding); empty: any.
+    pub status_allowed_hosts: Vec<String>,
+    /// `/`, `/status` and `/metrics` without the token from other hosts than loopback.
+    pub status_public: bool,
     pub process_unapproved_mailboxes: bool,
     /// How many mailbox syncs may run at once across the appliance (each holds one connection).
     pub max_concurrent_syncs: usize,
@@ -866,9 +870,15 @@ impl Validator<'_> {
             },
         };
         let day = Duration::from_secs(86_400);
+        let status_allowed_hosts = match &ra.status_allowed_hosts {
+            Some(h) => h.get_ref().iter().map(|x| x.trim().to_string()).collect(),
+            None => default_allowed_hosts(status_listen),
+        };
         let mut appliance = Appliance {
             data_dir,
             status_listen,
+            status_allowed_hosts,
+            status_public: ra.status_public.unwrap_or(false),
             process_unapproved_mailboxes: ra.process_unapproved_mailboxes.unwrap_or(false),
             allow_plaintext_passwords: false,
             max_concurrent_syncs: self.int_in(
@@ -1904,6 +1914,24 @@ fn fingerprint(profile: Option<&Profile>, mailbox: &Mailbox, key: Option<&[u8; 3
         .take(12)
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// The Host names a status listener answers to unless the config says: the loopback names, and
+/// the listening address when it is a specific one; any name when it listens on every address
+/// (the names clients use cannot be known; `status_allowed_hosts` narrows it, with a warning).
+fn default_allowed_hosts(listen: SocketAddr) -> Vec<String> {
+    let ip = listen.ip();
+    if ip.is_unspecified() {
+        return Vec::new();
+    }
+    let mut hosts: Vec<String> = ["localhost", "127.0.0.1", "::1"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    if !hosts.contains(&ip.to_string()) {
+        hosts.push(ip.to_string());
+    }
+    hosts
 }
 
 /// P2: the port follows from protocol and TLS mode when the config omits it.

@@ -57,6 +57,8 @@ pub struct RawAppliance {
     pub item_failure_max_tries: Option<Spanned<i64>>,
     pub item_failure_retention_days: Option<Spanned<i64>>,
     pub allow_plaintext_passwords: Option<bool>,
+    pub status_allowed_hosts: Option<Spanned<Vec<String>>>,
+    pub status_public: Option<bool>,
 }
 
 /// Where alert emails go out when a profile cannot send them itself.

@@ -44,7 +44,7 @@ pub fn token_may_travel(secure: bool, client: Option<std::net::IpAddr>) -> bool 
     secure || client.is_some_and(|ip| ip.is_loopback())
 }
 
-fn authorize(ctx: &StatusContext, request: &Request) -> Result<(), ApiError> {
+pub(super) fn authorize(ctx: &StatusContext, request: &Request) -> Result<(), ApiError> {
     let Some(token) = &ctx.config.appliance.api_token else {
         return Err(err(
             404,
@@ -52,7 +52,7 @@ fn authorize(ctx: &StatusContext, request: &Request) -> Result<(), ApiError> {
         ));
     };
     let secure = ctx.config.appliance.status_tls.is_some();
-    if !token_may_travel(secure, request.remote_addr().map(|a| a.ip())) {
+    if !token_may_travel(secure, super::peer(request)) {
         return Err(err(
             403,
             "the API does not accept tokens over plaintext HTTP from other hosts",

@@ -7,6 +7,7 @@ mod activities;
 mod api;
 pub mod client;
 mod error;
+mod front;
 pub mod page;
 pub mod prometheus;
 mod status;
@@ -64,28 +65,37 @@ impl StatusServer {
         runtime: &tokio::runtime::Handle,
     ) -> Result<StatusServer, String> {
         let addr = ctx.config.appliance.status_listen;
-        let mut socket_path = None;
-        let server = match &ctx.config.appliance.status_tls {
-            None => Server::http(addr)
-                .map_err(|e| format!("cannot listen on {addr} for the status page: {e}"))?,
-            Some(t) => {
-                let acceptor = tls::acceptor(&t.cert, &t.key)?;
-                let listener = std::net::TcpListener::bind(addr)
-                    .and_then(|l| l.set_nonblocking(true).map(|()| l))
-                    .map_err(|e| format!("cannot listen on {addr} for the status page: {e}"))?;
-                let socket = tls::socket_path(&ctx.config.appliance.data_dir);
-                let _ = std::fs::remove_file(&socket);
-                let server = Server::http_unix(&socket).map_err(|e| {
-                    format!("cannot listen on {} behind HTTPS: {e}", socket.display())
-                })?;
-                use std::os::unix::fs::PermissionsExt;
-                std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))
-                    .map_err(|e| format!("{}: {e}", socket.display()))?;
-                runtime.spawn(tls::front(listener, acceptor, socket.clone()));
-                socket_path = Some(socket);
-                server
-            }
+        let tls = match &ctx.config.appliance.status_tls {
+            None => None,
+            Some(t) => Some(tls::acceptor(&t.cert, &t.key)?),
         };
+        let listener = std::net::TcpListener::bind(addr)
+            .and_then(|l| l.set_nonblocking(true).map(|()| l))
+            .map_err(|e| format!("cannot listen on {addr} for the status page: {e}"))?;
+        // tiny_http never faces the network: the front relays to it on a private Unix socket.
+        let socket = tls::socket_path(&ctx.config.appliance.data_dir);
+        let _ = std::fs::remove_file(&socket);
+        let server = Server::http_unix(&socket)
+            .map_err(|e| format!("cannot listen on {}: {e}", socket.display()))?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| format!("{}: {e}", socket.display()))?;
+        let allowed_hosts = ctx.config.appliance.status_allowed_hosts.clone();
+        if allowed_hosts.is_empty() {
+            tracing::warn!(
+                %addr,
+                "the status listener answers any Host name: set status_allowed_hosts to the names \
+                 clients use, against DNS rebinding"
+            );
+        }
+        runtime.spawn(front::serve(front::Front {
+            listener,
+            tls,
+            socket: socket.clone(),
+            limits: front::Limits::default(),
+            allowed_hosts,
+        }));
+        let socket_path = Some(socket);
         let server = Arc::new(server);
         let workers = (0..WORKERS)
             .filter_map(|n| {
@@ -138,9 +148,31 @@ fn json_error(code: u16, message: &str) -> Answer {
     json(code, &serde_json::json!({ "error": message }))
 }
 
+/// The client's address, as the front says (tiny_http itself only sees the Unix socket, which
+/// only the front can reach).
+pub(crate) fn peer(request: &Request) -> Option<std::net::IpAddr> {
+    request
+        .headers()
+        .iter()
+        .find(|h| h.field.equiv(front::PEER_HEADER))
+        .and_then(|h| h.value.as_str().trim().parse().ok())
+}
+
 fn handle(ctx: &StatusContext, mut request: Request) {
     let url = request.url().to_string();
     let path = url.split('?').next().unwrap_or("").to_string();
+    // The status endpoints tell a lot about the mailboxes: off loopback they need the token too,
+    // unless the config makes them public. /healthz stays open for monitors.
+    let guarded = matches!(path.as_str(), "/" | "/status" | "/metrics");
+    let from_loopback = peer(&request).is_some_and(|ip| ip.is_loopback());
+    if guarded
+        && !from_loopback
+        && !ctx.config.appliance.status_public
+        && let Err(e) = api::authorize(ctx, &request)
+    {
+        let _ = request.respond(json_error(e.status, &e.message));
+        return;
+    }
     let response = if path.starts_with("/api/v1/") {
         match api::handle(ctx, &mut request, &path) {
             Ok(api::Answer::Json(code, v)) => json(code, &v),
