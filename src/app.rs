@@ -67,6 +67,7 @@ pub fn run(config: Config, mode: RunMode) -> Result<RunReport, String> {
                 outbox_wake: outbox_wake.clone(),
                 metrics: metrics.clone(),
                 directory: Arc::new(config.directory()),
+                tests_running: Arc::default(),
             },
             runtime.handle(),
         ) {
@@ -310,22 +311,44 @@ fn test_through_api(config: &Config, selected: &[String]) -> Result<Vec<TestRow>
         "the store is in use by a running sidesync, and its API is off (set api_token_file to test through it)".to_string()
     })?;
     let mut rows = Vec::new();
+    let addr = config.appliance.status_listen;
     for address in selected {
-        let (status, body) = crate::http::client::post(
-            config.appliance.status_listen,
-            &format!("/api/v1/mailboxes/{address}/test"),
+        let path = format!("/api/v1/mailboxes/{address}/test");
+        let (status, body) = crate::http::client::request(
+            addr,
+            "POST",
+            &path,
             token.expose(),
             "",
-            std::time::Duration::from_secs(600),
+            std::time::Duration::from_secs(30),
         )?;
-        let v: serde_json::Value = serde_json::from_str(&body)
-            .map_err(|e| format!("the API answered {status} with no JSON: {e}"))?;
-        if status != 200 {
+        if status != 202 {
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
             return Err(format!(
                 "the API refused the test of {address} ({status}): {}",
                 v["error"].as_str().unwrap_or("")
             ));
         }
+        // Each step of a test is bounded by the connection timeout: poll until it answers.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(900);
+        let v = loop {
+            let (status, body) = crate::http::client::request(
+                addr,
+                "GET",
+                &path,
+                token.expose(),
+                "",
+                std::time::Duration::from_secs(30),
+            )?;
+            if status == 200 {
+                break serde_json::from_str::<serde_json::Value>(&body)
+                    .map_err(|e| format!("the API answered with no JSON: {e}"))?;
+            }
+            if status != 202 || std::time::Instant::now() > deadline {
+                return Err(format!("the test of {address} did not finish ({status})"));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        };
         rows.push(TestRow::from_json(&v));
     }
     Ok(rows)

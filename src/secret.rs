@@ -17,6 +17,14 @@ impl Secret {
     }
 }
 
+/// The cleartext is overwritten when the value goes (zeroize; copies the crates it was handed to
+/// make are theirs).
+impl Drop for Secret {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
+}
+
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("\"********\"")

@@ -416,7 +416,8 @@ fn trace_logs_carry_no_credential_and_no_email_body() {
     };
     let mut answers = String::new();
     for u in users {
-        let tested = api("POST", &format!("/api/v1/mailboxes/{u}/test"));
+        let tested =
+            support::sidesync::test_through_api(port, u, "trace-test-token-0123456789").to_string();
         assert!(tested.contains("transcript"), "{tested}");
         answers.push_str(&tested);
     }
@@ -427,7 +428,19 @@ fn trace_logs_carry_no_credential_and_no_email_body() {
     answers.push_str(&api("GET", "/api/v1/activities?limit=1000"));
     answers.push_str(&api("GET", "/"));
     assert!(s.terminate().success());
-    log.push_str(&std::fs::read_to_string(&log_file).expect("log"));
+    let appliance_log = std::fs::read_to_string(&log_file).expect("log");
+    // Each API call that changes something leaves an audit line: who, what, from where.
+    let audit = appliance_log
+        .lines()
+        .find(|l| l.contains("audit: api call") && l.contains("/test"))
+        .unwrap_or_else(|| panic!("no audit line:\n{appliance_log}"));
+    assert!(
+        audit.contains("peer=127.0.0.1")
+            && audit.contains("method=\"POST\"")
+            && audit.contains("status=202"),
+        "{audit}"
+    );
+    log.push_str(&appliance_log);
     let store = std::fs::read(tmp.path().join("data").join("sidesync.redb")).expect("store file");
     let store = String::from_utf8_lossy(&store);
     for (what, text) in [

@@ -295,15 +295,7 @@ fn test_and_enable_records_success_and_each_failure_with_its_reason() {
         out.contains(users[0]) && out.contains(users[1]) && !out.contains(users[2]),
         "{out}"
     );
-    let (code, body) = http(
-        setup.port,
-        "POST",
-        &format!("/api/v1/mailboxes/{}/test", users[0]),
-        Some(TOKEN),
-        "",
-    );
-    assert_eq!(code, 200, "{body}");
-    let v: Value = serde_json::from_str(&body).expect("json");
+    let v = support::sidesync::test_through_api(setup.port, users[0], TOKEN);
     assert_eq!(v["incoming"]["status"], "success");
     assert!(
         v["incoming"]["transcript"]
@@ -541,14 +533,8 @@ fn stalls_time_out_count_as_transient_and_become_permanent_after_the_retries() {
     );
     // Fixed network, Test & Enable through the API: back in business.
     proxy.set_mode(Mode::Forward);
-    let (code, body) = http(
-        setup.port,
-        "POST",
-        &format!("/api/v1/mailboxes/{user}/test"),
-        Some(TOKEN),
-        "",
-    );
-    assert_eq!(code, 200, "{body}");
+    let v = support::sidesync::test_through_api(setup.port, user, TOKEN);
+    assert_eq!(v["incoming"]["status"], "success", "{v}");
     wait_for(
         "the mailbox to sync after the test",
         Duration::from_secs(30),

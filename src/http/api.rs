@@ -110,6 +110,32 @@ pub enum Answer {
 
 /// Answers an `/api/v1/...` request.
 pub fn handle(ctx: &StatusContext, request: &mut Request, path: &str) -> Result<Answer, ApiError> {
+    let changing = *request.method() != Method::Get;
+    let peer = super::peer(request);
+    let method = request.method().to_string();
+    let answer = route(ctx, request, path);
+    // The audit trail: every call that may change something, with who (the API token; tokens are
+    // not named yet), what and from where, and how it ended. Never a body, never a token.
+    if changing {
+        let status = match &answer {
+            Ok(Answer::Json(code, _)) => *code,
+            Ok(Answer::Mime(_)) => 200,
+            Err(e) => e.status,
+        };
+        tracing::info!(
+            target: "sidesync::audit",
+            peer = %peer.map_or_else(|| "unknown".to_string(), |p| p.to_string()),
+            who = if matches!(status, 401 | 403 | 404) { "refused" } else { "api token" },
+            method,
+            path,
+            status,
+            "audit: api call"
+        );
+    }
+    answer
+}
+
+fn route(ctx: &StatusContext, request: &mut Request, path: &str) -> Result<Answer, ApiError> {
     authorize(ctx, request)?;
     let parts: Vec<&str> = path.trim_start_matches("/api/v1/").split('/').collect();
     let url = request.url().to_string();
@@ -144,6 +170,7 @@ fn handle_actions(
             approve(ctx, address, body)
         }
         (Method::Post, ["mailboxes", address, "test"]) => test(ctx, address),
+        (Method::Get, ["mailboxes", address, "test"]) => test_result(ctx, address),
         (Method::Get, ["mailboxes", address, "failures"]) => failures(ctx, address),
         (Method::Post, ["mailboxes", address, "failures", key, "retry"]) => {
             retry_failure(ctx, address, key)
@@ -280,30 +307,75 @@ fn retry_failure(ctx: &StatusContext, address: &str, key: &str) -> Result<(u16, 
     ))
 }
 
+/// `POST …/test`: starts Test & Enable and answers 202 at once with where to poll, so no HTTP
+/// worker waits on a mail server; a test already running is not started twice.
 fn test(ctx: &StatusContext, address: &str) -> Result<(u16, Value), ApiError> {
     let address = mailbox_known(ctx, address)?;
-    let commands = ctx
-        .commands
-        .as_ref()
-        .ok_or_else(|| err(503, "the engine is not running"))?;
-    let (reply, answer) = tokio::sync::oneshot::channel();
-    commands
-        .blocking_send(Command::Test {
+    let poll = format!("/api/v1/mailboxes/{address}/test");
+    let started = ctx
+        .tests_running
+        .lock()
+        .map(|mut running| running.insert(address.clone()))
+        .unwrap_or(false);
+    if started {
+        let commands = ctx
+            .commands
+            .as_ref()
+            .ok_or_else(|| err(503, "the engine is not running"))?;
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let sent = commands.blocking_send(Command::Test {
             addresses: vec![address.clone()],
             reply,
-        })
-        .map_err(|_| err(503, "the engine is not running"))?;
-    // Every step of the test is bounded by the connection timeout, so this wait ends.
-    let records = answer
-        .blocking_recv()
-        .map_err(|_| err(503, "the engine stopped during the test"))?;
-    let record = records.into_iter().next().ok_or_else(|| {
-        err(
-            404,
-            format!("mailbox {address} has no profile to test with"),
-        )
-    })?;
-    Ok((200, test_full(&record)))
+        });
+        if sent.is_err() {
+            if let Ok(mut running) = ctx.tests_running.lock() {
+                running.remove(&address);
+            }
+            return Err(err(503, "the engine is not running"));
+        }
+        // Every step of the test is bounded by the connection timeout, so this wait ends; the
+        // record is in the store by then.
+        let running = ctx.tests_running.clone();
+        let waiting = address.clone();
+        let _ = std::thread::Builder::new()
+            .name("api-test-wait".into())
+            .spawn(move || {
+                let _ = answer.blocking_recv();
+                if let Ok(mut r) = running.lock() {
+                    r.remove(&waiting);
+                }
+            });
+    }
+    Ok((
+        202,
+        json!({ "email_address": address, "status": "running", "poll": poll }),
+    ))
+}
+
+/// `GET …/test`: 202 while a test runs; then 200 with the latest record, transcripts included.
+fn test_result(ctx: &StatusContext, address: &str) -> Result<(u16, Value), ApiError> {
+    let address = mailbox_known(ctx, address)?;
+    let running = ctx
+        .tests_running
+        .lock()
+        .map(|r| r.contains(&address))
+        .unwrap_or(false);
+    if running {
+        return Ok((
+            202,
+            json!({ "email_address": address, "status": "running" }),
+        ));
+    }
+    let state = ctx
+        .store
+        .mailbox_state(&address)
+        .map_err(|e| err(503, e.to_string()))?;
+    let record = state
+        .last_test
+        .ok_or_else(|| err(404, format!("mailbox {address} has not been tested")))?;
+    let mut v = test_full(&record);
+    v["status"] = json!("done");
+    Ok((200, v))
 }
 
 fn alerts(ctx: &StatusContext, url: &str) -> Result<(u16, Value), ApiError> {

@@ -56,6 +56,8 @@ pub struct StatusContext {
     pub metrics: Arc<Metrics>,
     /// What the tracking decision knows of the config (queued email is correlated with it).
     pub directory: Arc<crate::tracking::decision::Directory>,
+    /// Mailboxes whose Test & Enable, started through the API, has not answered yet.
+    pub tests_running: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
 
 impl StatusServer {
@@ -379,6 +381,7 @@ mod tests {
             outbox_wake: Arc::new(tokio::sync::Notify::new()),
             metrics,
             directory: Arc::default(),
+            tests_running: Arc::default(),
         }
     }
 

@@ -220,3 +220,21 @@ pub fn cli(args: &[&str]) -> (ExitStatus, String) {
         ),
     )
 }
+
+/// Test & Enable through the API: POST answers 202 at once, then GET is polled until the
+/// record is there. Returns the record (transcripts included).
+pub fn test_through_api(port: u16, address: &str, token: &str) -> serde_json::Value {
+    let path = format!("/api/v1/mailboxes/{address}/test");
+    let (code, body) = http(port, "POST", &path, Some(token), "");
+    assert_eq!(code, 202, "{body}");
+    let started: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(started["poll"], path.as_str(), "{body}");
+    super::wait_for(
+        &format!("the test of {address}"),
+        Duration::from_secs(120),
+        || {
+            let (code, body) = http(port, "GET", &path, Some(token), "");
+            (code == 200).then(|| serde_json::from_str(&body).expect("json"))
+        },
+    )
+}
