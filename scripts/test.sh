@@ -7,3 +7,9 @@ need_packages dovecot-imapd dovecot-pop3d dovecot-submissiond postfix openssl pr
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
 cargo test --locked
+# Supply chain: licences, duplicate crates and sources (deny.toml). Advisories need GitHub, which
+# is not reachable here (README, Security).
+if ! cargo deny --version 2>/dev/null | grep -q '^cargo-deny 0.20'; then
+    cargo install --locked cargo-deny --version 0.20.2
+fi
+cargo deny --log-level error check licenses bans sources
