@@ -68,6 +68,7 @@ pub fn run(config: Config, mode: RunMode) -> Result<RunReport, String> {
                 metrics: metrics.clone(),
                 directory: Arc::new(config.directory()),
                 tests_running: Arc::default(),
+                send_rate: Arc::default(),
             },
             runtime.handle(),
         ) {

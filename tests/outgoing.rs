@@ -577,3 +577,53 @@ fn fifty_sent_copies_at_one_connection() {
     }
     assert!(s.terminate().success());
 }
+
+/// `outbox_max_per_minute`: a mailbox queues at most that many emails a minute; the next is 429
+/// with the key named and when to try again; another mailbox has its own count.
+#[test]
+fn a_mailbox_queues_at_most_its_rate() {
+    let d = Dovecot::start();
+    let setup = Setup::new();
+    let senders: Vec<String> = (0..4).map(|i| format!("rate{i}@example.com")).collect();
+    let mut body = profile(&d, d.submission_port, "starttls", "");
+    for s in &senders {
+        d.add_user(s);
+        body.push_str(&mailbox(s, PASSWORD));
+    }
+    let cfg = setup.write("outbox_max_per_minute = 2", &body);
+    let s = setup.start(&cfg);
+    let queue_one = |from: &str| {
+        let email = json!({"from": from, "to": ["to@example.net"], "subject": "s", "text": "t"});
+        http(
+            setup.port,
+            "POST",
+            "/api/v1/outbox",
+            Some(TOKEN),
+            &email.to_string(),
+        )
+    };
+    let minute = || chrono::Utc::now().timestamp().div_euclid(60);
+    // Within one minute (a pair that straddles a minute's end is tried again with the next
+    // mailbox: the window is per minute).
+    let mut shown = false;
+    for pair in senders.chunks(2) {
+        let started = minute();
+        let codes: Vec<u16> = (0..3).map(|_| queue_one(&pair[0]).0).collect();
+        let (other, _) = queue_one(&pair[1]);
+        let (code, answer) = queue_one(&pair[0]);
+        if minute() != started {
+            continue;
+        }
+        assert_eq!(codes, vec![202, 202, 429]);
+        assert_eq!(other, 202, "another mailbox has its own count");
+        assert_eq!(code, 429);
+        assert!(
+            answer.contains("outbox_max_per_minute") && answer.contains("try again in"),
+            "{answer}"
+        );
+        shown = true;
+        break;
+    }
+    assert!(shown, "two minute boundaries in a row");
+    assert!(s.terminate().success());
+}

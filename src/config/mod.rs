@@ -81,6 +81,8 @@ pub struct Appliance {
     pub max_bytes_in_flight: u64,
     /// Recipients (To, Cc and Bcc together) one queued email may have.
     pub outbox_max_recipients: u32,
+    /// Emails one mailbox may queue through the API per minute (0: no limit).
+    pub outbox_max_per_minute: u32,
     /// Tries of an email that fails to be stored (a poison email) before it is skipped.
     pub item_failure_max_tries: u32,
     /// Item failures (skipped or failing emails) are kept this long.
@@ -1029,6 +1031,12 @@ impl Validator<'_> {
                 ra.outbox_max_recipients.as_ref(),
                 100,
                 1..=10_000,
+            ) as u32,
+            outbox_max_per_minute: self.int_in(
+                "outbox_max_per_minute",
+                ra.outbox_max_per_minute.as_ref(),
+                0,
+                0..=1_000_000,
             ) as u32,
             max_bytes_in_flight: self.int_in(
                 "max_bytes_in_flight",

@@ -500,6 +500,21 @@ fn queue(ctx: &StatusContext, body: &[u8]) -> Result<(u16, Value), ApiError> {
         .map_err(|e| err(500, e.to_string()))?;
     let raw_encoded = crate::store::rawcodec::encode(&email.raw, &mut compressor)
         .map_err(|e| err(500, e.to_string()))?;
+    let limit = ctx.config.appliance.outbox_max_per_minute;
+    let admitted = ctx
+        .send_rate
+        .lock()
+        .map_err(|_| err(500, "the send rate is unavailable"))?
+        .admit(&from, Utc::now().timestamp(), limit);
+    if let Err(wait) = admitted {
+        return Err(err(
+            429,
+            format!(
+                "mailbox {from} queued {limit} emails this minute (outbox_max_per_minute); \
+                 try again in {wait} s"
+            ),
+        ));
+    }
     let writer = ctx
         .writer
         .as_ref()

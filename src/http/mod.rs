@@ -58,6 +58,8 @@ pub struct StatusContext {
     pub directory: Arc<crate::tracking::decision::Directory>,
     /// Mailboxes whose Test & Enable, started through the API, has not answered yet.
     pub tests_running: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    /// Emails queued per mailbox this minute (`outbox_max_per_minute`).
+    pub send_rate: Arc<std::sync::Mutex<crate::outbox::rate::SendRate>>,
 }
 
 impl StatusServer {
@@ -382,6 +384,7 @@ mod tests {
             metrics,
             directory: Arc::default(),
             tests_running: Arc::default(),
+            send_rate: Arc::default(),
         }
     }
 
