@@ -147,6 +147,7 @@ fn target(port: u16, tls: &TlsContext) -> Target<'_> {
         port,
         tls: mode,
         tls_context: tls,
+        alpn: sidesync::net::Alpn::None,
         auth: AuthProtocol::Auto,
         timeout: Duration::from_millis(300),
         recorder: None,

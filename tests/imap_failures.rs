@@ -522,3 +522,77 @@ fn a_pinned_certificate_is_trusted_and_another_pin_refused() {
     assert_eq!(e.code, "certificate_not_trusted", "{e:?}");
     assert!(e.text.contains("not the pinned certificate"), "{}", e.text);
 }
+
+/// ALPN: the TLS handshake offers `imap` to an IMAP server and `pop3` to a POP3 one, so a server
+/// of another protocol behind the same certificate can refuse instead of being spoken to
+/// (cross-protocol attacks). A TLS server of the test's own records what each client offered.
+#[test]
+fn the_handshake_offers_imap_or_pop3_by_alpn() {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let d = Dovecot::start();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_file_iter(d.dir.join("server.pem"))
+            .expect("pem")
+            .map(|c| c.expect("certificate"))
+            .collect();
+    let key = PrivateKeyDer::from_pem_file(d.dir.join("server.key")).expect("key");
+    let mut server = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .expect("server config");
+    server.alpn_protocols = vec![b"imap".to_vec(), b"pop3".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(server));
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let offered = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let seen = offered.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            listener.set_nonblocking(true).expect("nonblocking");
+            let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+            while let Ok((tcp, _)) = listener.accept().await {
+                if let Ok(tls) = acceptor.accept(tcp).await {
+                    let alpn = tls
+                        .get_ref()
+                        .1
+                        .alpn_protocol()
+                        .map(|a| String::from_utf8_lossy(a).to_string())
+                        .unwrap_or_else(|| "none".into());
+                    if let Ok(mut s) = seen.lock() {
+                        s.push(alpn);
+                    }
+                }
+            }
+        });
+    });
+    let body = format!(
+        "{}{}\
+         [[profile]]\nname = \"pop\"\nserver_type = \"pop3_smtp\"\nincoming_server_location = \"127.0.0.1\"\n\
+         incoming_port_number = {port}\nca_file = \"{}\"\nmin_polling_interval = \"1s\"\n\
+         timeout_mailbox_connection_after = \"3s\"\n{}",
+        profile("imap", port, &d.ca_file, ""),
+        mailbox("alpn-imap@example.com", "imap", PASSWORD),
+        d.ca_file.display(),
+        mailbox("alpn-pop@example.com", "pop", PASSWORD),
+    );
+    let cfg = config(tmp.path(), free_port(), &body);
+    let _ = run_once(&cfg);
+    let got = wait_for("both handshakes", Duration::from_secs(30), || {
+        let s = offered.lock().ok()?.clone();
+        (s.contains(&"imap".to_string()) && s.contains(&"pop3".to_string())).then_some(s)
+    });
+    assert!(
+        !got.contains(&"none".to_string()),
+        "every handshake offered its protocol: {got:?}"
+    );
+}

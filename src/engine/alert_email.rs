@@ -79,6 +79,7 @@ pub async fn send(
         port: a.port,
         tls: a.tls,
         tls_context: &tls,
+        alpn: crate::net::Alpn::None,
         auth: a.auth,
         timeout: limit,
         recorder: None,

@@ -147,6 +147,15 @@ impl JobContext {
             port: endpoint.port,
             tls: endpoint.tls,
             tls_context: self.tls_context(profile)?,
+            // The incoming endpoint speaks IMAP or POP3; the outgoing one SMTP.
+            alpn: match (
+                std::ptr::eq(endpoint, &profile.incoming),
+                profile.server_type,
+            ) {
+                (true, crate::config::ServerType::ImapSmtp) => crate::net::Alpn::Imap,
+                (true, crate::config::ServerType::Pop3Smtp) => crate::net::Alpn::Pop3,
+                (false, _) => crate::net::Alpn::None,
+            },
             auth: endpoint.auth,
             timeout: profile.timeout_mailbox_connection_after,
             recorder,

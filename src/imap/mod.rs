@@ -136,7 +136,15 @@ impl ImapSession {
         let stream = match target.tls {
             TlsMode::StartTls => {
                 let plain = starttls::negotiate(stream, &address, limit).await?;
-                net::start_tls(plain, target.host, target.port, target.tls_context, limit).await?
+                net::start_tls(
+                    plain,
+                    target.host,
+                    target.port,
+                    target.tls_context,
+                    target.alpn,
+                    limit,
+                )
+                .await?
             }
             TlsMode::Implicit | TlsMode::None => stream,
         };

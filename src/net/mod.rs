@@ -14,7 +14,7 @@ use crate::config::{AuthProtocol, TlsMode};
 use crate::secret::Secret;
 
 pub use stream::{BufferedTcp, MailStream, buffered};
-pub use tls::{TlsContext, TlsError, pem_certificates};
+pub use tls::{Alpn, TlsContext, TlsError, pem_certificates};
 pub use transcript::Recorder;
 
 /// SASL PLAIN (RFC 4616): authzid NUL authcid NUL password, the raw bytes.
@@ -40,6 +40,8 @@ pub struct Target<'a> {
     pub port: u16,
     pub tls: TlsMode,
     pub tls_context: &'a TlsContext,
+    /// What the TLS handshake offers as the application protocol.
+    pub alpn: tls::Alpn,
     pub auth: AuthProtocol,
     pub timeout: Duration,
     /// Records the conversation (Test & Enable); `None` for ordinary syncs.
@@ -153,6 +155,7 @@ pub async fn open_stream(target: &Target<'_>) -> Result<MailStream, NetError> {
             target.host,
             target.port,
             target.tls_context,
+            target.alpn,
             target.timeout,
         )
         .await?;
@@ -168,6 +171,7 @@ pub async fn start_tls(
     host: &str,
     port: u16,
     tls: &TlsContext,
+    alpn: tls::Alpn,
     limit: Duration,
 ) -> Result<MailStream, NetError> {
     let address = format!("{host}:{port}");
@@ -191,7 +195,7 @@ pub async fn start_tls(
     if let Some(r) = &recorder {
         r.note("TLS handshake");
     }
-    let fut = tls.connect(host, tcp);
+    let fut = tls.connect(host, tcp, alpn);
     let inner = match step(&address, "negotiating TLS", limit, fut).await {
         Ok(s) => stream::Inner::Tls(Box::new(s)),
         Err(StepError::TimedOut(e)) => return Err(e),

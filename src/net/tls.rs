@@ -33,9 +33,37 @@ pub fn pem_certificates(key: &str, path: &Path) -> Result<Vec<CertificateDer<'st
     Ok(certs)
 }
 
+/// Application protocols offered in the TLS handshake (ALPN, RFC 7301; `imap` and `pop3` are
+/// registered): a server for another protocol on the same certificate refuses the handshake
+/// instead of being talked to as if it were a mail server (cross-protocol attacks, ALPACA).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Alpn {
+    Imap,
+    Pop3,
+    /// SMTP has no registered ALPN identifier: nothing is offered.
+    None,
+}
+
 #[derive(Clone)]
 pub struct TlsContext {
     connector: TlsConnector,
+    imap: TlsConnector,
+    pop3: TlsConnector,
+}
+
+impl TlsContext {
+    fn from_config(config: rustls::ClientConfig) -> TlsContext {
+        let with = |id: &[u8]| {
+            let mut c = config.clone();
+            c.alpn_protocols = vec![id.to_vec()];
+            TlsConnector::from(Arc::new(c))
+        };
+        TlsContext {
+            imap: with(b"imap"),
+            pop3: with(b"pop3"),
+            connector: TlsConnector::from(Arc::new(config)),
+        }
+    }
 }
 
 impl TlsContext {
@@ -60,9 +88,7 @@ impl TlsContext {
                 .dangerous()
                 .with_custom_certificate_verifier(Arc::new(verifier))
                 .with_no_client_auth();
-            return Ok(TlsContext {
-                connector: TlsConnector::from(Arc::new(config)),
-            });
+            return Ok(TlsContext::from_config(config));
         }
         let mut roots = rustls::RootCertStore::empty();
         // Unreadable system certificates are skipped: the CA file may be all this appliance needs.
@@ -81,18 +107,22 @@ impl TlsContext {
             .map_err(|e| format!("TLS settings: {e}"))?
             .with_root_certificates(roots)
             .with_no_client_auth();
-        Ok(TlsContext {
-            connector: TlsConnector::from(Arc::new(config)),
-        })
+        Ok(TlsContext::from_config(config))
     }
 
     pub async fn connect(
         &self,
         host: &str,
         tcp: super::BufferedTcp,
+        alpn: Alpn,
     ) -> Result<TlsStream<super::BufferedTcp>, TlsError> {
         let name = ServerName::try_from(host.to_string()).map_err(|_| TlsError::ServerName)?;
-        self.connector.connect(name, tcp).await.map_err(|e| {
+        let connector = match alpn {
+            Alpn::Imap => &self.imap,
+            Alpn::Pop3 => &self.pop3,
+            Alpn::None => &self.connector,
+        };
+        connector.connect(name, tcp).await.map_err(|e| {
             let rustls_error = e
                 .get_ref()
                 .and_then(|inner| inner.downcast_ref::<rustls::Error>());

@@ -97,6 +97,7 @@ impl Pop3Session {
                 target.host,
                 target.port,
                 target.tls_context,
+                target.alpn,
                 limit,
             )
             .await?;
