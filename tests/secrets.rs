@@ -293,3 +293,82 @@ fn a_moved_ciphertext_stops_only_its_mailbox() {
 fn memchr_find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
+
+/// Scoped API tokens: `read` reads, `send` also queues email, `admin` does everything; a call
+/// beyond a token's scope is 403 naming both, and the audit line names the token.
+#[test]
+fn api_tokens_have_scopes() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = Dir::new();
+    let port = free_port();
+    d.write("password_env = \"A\"", "password_env = \"B\"", port);
+    let read_file = d.dir.path().join("dash.token");
+    std::fs::write(&read_file, "dashboard-token-0123456789").expect("token");
+    std::fs::set_permissions(&read_file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let text = std::fs::read_to_string(d.config()).expect("read").replace(
+        "[[profile]]",
+        &format!(
+            "[[appliance.api_tokens]]\nname = \"dash\"\nscope = \"read\"\nfile = \"{}\"\n\
+             [[appliance.api_tokens]]\nname = \"crm\"\nscope = \"send\"\nenv = \"CRM_TOKEN\"\n\
+             [[profile]]",
+            read_file.display()
+        ),
+    );
+    std::fs::write(d.config(), text).expect("write");
+    let log = d.dir.path().join("sidesync.log");
+    let s = Sidesync::start_with_env(
+        &d.config(),
+        &log,
+        port,
+        &[
+            ("A", "a"),
+            ("B", "b"),
+            ("CRM_TOKEN", "crm-integration-token-0123"),
+        ],
+    );
+    let call = |method: &str, path: &str, token: &str, body: &str| {
+        support::sidesync::http(port, method, path, Some(token), body)
+    };
+    let dash = "dashboard-token-0123456789";
+    let crm = "crm-integration-token-0123";
+    assert_eq!(call("GET", "/api/v1/mailboxes", dash, "").0, 200);
+    let (code, answer) = call("POST", "/api/v1/outbox", dash, "{}");
+    assert_eq!(code, 403, "{answer}");
+    assert!(
+        answer.contains("\\\"dash\\\" has scope read; this call needs send"),
+        "{answer}"
+    );
+    // send may queue (the request itself is then judged: no outgoing server here).
+    let (code, answer) = call(
+        "POST",
+        "/api/v1/outbox",
+        crm,
+        "{\"from\": \"alice@example.com\", \"to\": [\"x@example.net\"], \"text\": \"t\"}",
+    );
+    assert_ne!(code, 403, "{answer}");
+    let (code, answer) = call(
+        "POST",
+        "/api/v1/mailboxes/alice@example.com/approve",
+        crm,
+        "",
+    );
+    assert_eq!(code, 403, "{answer}");
+    assert!(answer.contains("needs admin"), "{answer}");
+    assert_eq!(call("GET", "/api/v1/alerts", crm, "").0, 200);
+    assert_eq!(
+        call("GET", "/api/v1/alerts", "not-a-token-of-ours-at-all", "").0,
+        401
+    );
+    assert!(s.terminate().success());
+    let text = std::fs::read_to_string(&log).expect("log");
+    assert!(
+        text.lines().any(|l| l.contains("audit: api call")
+            && l.contains("who=crm")
+            && l.contains("status=403")),
+        "{text}"
+    );
+    assert!(
+        !text.contains(crm) && !text.contains(dash),
+        "a token was logged"
+    );
+}

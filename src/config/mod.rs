@@ -61,6 +61,8 @@ pub struct Appliance {
     pub alert_retention: Duration,
     /// The API's bearer token; `None` leaves the API off.
     pub api_token: Option<Secret>,
+    /// Every API token with its name and scope: `api_token_file`'s is "admin", scope admin.
+    pub api_tokens: Vec<ApiToken>,
     /// A1: serve the status listener over HTTPS with this certificate chain and key (PEM).
     pub status_tls: Option<StatusTls>,
     pub alert_smtp: Option<AlertSmtp>,
@@ -89,6 +91,31 @@ pub struct Appliance {
     pub item_failure_retention: Duration,
     /// Inline plaintext passwords are accepted (with a warning at each start).
     pub allow_plaintext_passwords: bool,
+}
+
+/// What an API token may do: `read` (GET), `send` (read, and queue email), `admin` (everything).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TokenScope {
+    Read,
+    Send,
+    Admin,
+}
+
+impl TokenScope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenScope::Read => "read",
+            TokenScope::Send => "send",
+            TokenScope::Admin => "admin",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiToken {
+    pub name: String,
+    pub scope: TokenScope,
+    pub token: Secret,
 }
 
 #[derive(Debug, Clone)]
@@ -876,7 +903,9 @@ impl Validator<'_> {
             Some(h) => h.get_ref().iter().map(|x| x.trim().to_string()).collect(),
             None => default_allowed_hosts(status_listen),
         };
+        let api_tokens = self.api_tokens(&ra);
         let mut appliance = Appliance {
+            api_tokens,
             data_dir,
             status_listen,
             status_allowed_hosts,
@@ -1082,6 +1111,16 @@ impl Validator<'_> {
             );
         }
         appliance.allow_plaintext_passwords = self.allow_plaintext;
+        if let Some(t) = &appliance.api_token {
+            appliance.api_tokens.insert(
+                0,
+                ApiToken {
+                    name: "admin".to_string(),
+                    scope: TokenScope::Admin,
+                    token: t.clone(),
+                },
+            );
+        }
         appliance.correlation = Correlation {
             in_reply_to: ra.correlation_in_reply_to.unwrap_or(true),
             tracking_token: ra
@@ -1828,6 +1867,60 @@ impl Validator<'_> {
             );
         }
         t
+    }
+
+    /// `[[appliance.api_tokens]]`, each read one way (file, env or credential), at least 16
+    /// characters, names unique.
+    fn api_tokens(&mut self, ra: &raw::RawAppliance) -> Vec<ApiToken> {
+        self.scope = "appliance:api_tokens".to_string();
+        let mut out: Vec<ApiToken> = Vec::new();
+        for t in ra.api_tokens.iter().flatten() {
+            let t = t.get_ref();
+            let name = t.name.get_ref().trim().to_string();
+            let scope = self.choice(
+                "api_tokens.scope",
+                Some(&t.scope),
+                TokenScope::Read,
+                &[
+                    ("read", TokenScope::Read),
+                    ("send", TokenScope::Send),
+                    ("admin", TokenScope::Admin),
+                ],
+            );
+            if name.is_empty() || name == "admin" || out.iter().any(|o| o.name == name) {
+                self.at(
+                    &t.name,
+                    format!("api_tokens: the name \"{name}\" is empty, taken or reserved (\"admin\" is api_token_file's)"),
+                );
+                continue;
+            }
+            let Some(token) = self.secret(
+                "api_tokens.token",
+                SecretFields {
+                    file: t.file.as_ref(),
+                    env: t.env.as_ref(),
+                    credential: t.credential.as_ref(),
+                    ..SecretFields::default()
+                },
+            ) else {
+                if t.file.is_none() && t.env.is_none() && t.credential.is_none() {
+                    self.at(
+                        &t.name,
+                        format!("api_tokens \"{name}\": set file, env or credential"),
+                    );
+                }
+                continue;
+            };
+            if token.expose().len() < 16 {
+                self.at(
+                    &t.name,
+                    format!("api_tokens \"{name}\": the token must be at least 16 characters"),
+                );
+                continue;
+            }
+            out.push(ApiToken { name, scope, token });
+        }
+        out
     }
 
     fn track(&mut self, t: &Spanned<String>) -> Option<Track> {

@@ -59,7 +59,19 @@ pub struct RawAppliance {
     pub item_failure_retention_days: Option<Spanned<i64>>,
     pub allow_plaintext_passwords: Option<bool>,
     pub status_allowed_hosts: Option<Spanned<Vec<String>>>,
+    pub api_tokens: Option<Vec<Spanned<RawApiToken>>>,
     pub status_public: Option<bool>,
+}
+
+/// `[[appliance.api_tokens]]`: a further API token with a name and a scope.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApiToken {
+    pub name: Spanned<String>,
+    pub scope: Spanned<String>,
+    pub file: Option<Spanned<String>>,
+    pub env: Option<Spanned<String>>,
+    pub credential: Option<Spanned<String>>,
 }
 
 /// Where alert emails go out when a profile cannot send them itself.

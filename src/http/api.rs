@@ -44,8 +44,12 @@ pub fn token_may_travel(secure: bool, client: Option<std::net::IpAddr>) -> bool 
     secure || client.is_some_and(|ip| ip.is_loopback())
 }
 
-pub(super) fn authorize(ctx: &StatusContext, request: &Request) -> Result<(), ApiError> {
-    let Some(token) = &ctx.config.appliance.api_token else {
+/// The token a request carries, among the configured ones (each compared over digests).
+pub(super) fn authorize<'c>(
+    ctx: &'c StatusContext,
+    request: &Request,
+) -> Result<&'c crate::config::ApiToken, ApiError> {
+    if ctx.config.appliance.api_tokens.is_empty() {
         return Err(err(
             404,
             "the API is off: set api_token_file in [appliance]",
@@ -72,10 +76,24 @@ pub(super) fn authorize(ctx: &StatusContext, request: &Request) -> Result<(), Ap
             "the Authorization header must be \"Bearer <token>\"",
         ));
     };
-    if token_matches(given.trim().as_bytes(), token.expose().as_bytes()) {
-        Ok(())
-    } else {
-        Err(err(401, "wrong token"))
+    // Every token is compared, whichever matches: the time says nothing about which.
+    let mut found = None;
+    for t in &ctx.config.appliance.api_tokens {
+        if token_matches(given.trim().as_bytes(), t.token.expose().as_bytes()) && found.is_none() {
+            found = Some(t);
+        }
+    }
+    found.ok_or_else(|| err(401, "wrong token"))
+}
+
+/// The scope a call needs: reading is `read`; queuing email is `send`; everything else that
+/// changes something (approval, Test & Enable, retries, contacts, regarding) is `admin`.
+pub fn scope_needed(method: &Method, parts: &[&str]) -> crate::config::TokenScope {
+    use crate::config::TokenScope;
+    match (method, parts) {
+        (Method::Get, _) => TokenScope::Read,
+        (Method::Post, ["outbox"]) => TokenScope::Send,
+        _ => TokenScope::Admin,
     }
 }
 
@@ -113,7 +131,8 @@ pub fn handle(ctx: &StatusContext, request: &mut Request, path: &str) -> Result<
     let changing = *request.method() != Method::Get;
     let peer = super::peer(request);
     let method = request.method().to_string();
-    let answer = route(ctx, request, path);
+    let mut who = "refused".to_string();
+    let answer = route(ctx, request, path, &mut who);
     // The audit trail: every call that may change something, with who (the API token; tokens are
     // not named yet), what and from where, and how it ended. Never a body, never a token.
     if changing {
@@ -125,7 +144,7 @@ pub fn handle(ctx: &StatusContext, request: &mut Request, path: &str) -> Result<
         tracing::info!(
             target: "sidesync::audit",
             peer = %peer.map_or_else(|| "unknown".to_string(), |p| p.to_string()),
-            who = if matches!(status, 401 | 403 | 404) { "refused" } else { "api token" },
+            who = %who,
             method,
             path,
             status,
@@ -135,9 +154,27 @@ pub fn handle(ctx: &StatusContext, request: &mut Request, path: &str) -> Result<
     answer
 }
 
-fn route(ctx: &StatusContext, request: &mut Request, path: &str) -> Result<Answer, ApiError> {
-    authorize(ctx, request)?;
+fn route(
+    ctx: &StatusContext,
+    request: &mut Request,
+    path: &str,
+    who: &mut String,
+) -> Result<Answer, ApiError> {
+    let token = authorize(ctx, request)?;
+    *who = token.name.clone();
     let parts: Vec<&str> = path.trim_start_matches("/api/v1/").split('/').collect();
+    let needed = scope_needed(request.method(), &parts);
+    if token.scope < needed {
+        return Err(err(
+            403,
+            format!(
+                "the token \"{}\" has scope {}; this call needs {}",
+                token.name,
+                token.scope.as_str(),
+                needed.as_str()
+            ),
+        ));
+    }
     let url = request.url().to_string();
     match (request.method().clone(), parts.as_slice()) {
         (Method::Get, ["activities"]) => super::activities::list(ctx, &url).map(json_ok),
