@@ -103,6 +103,17 @@ fn lost(address: &str, e: async_imap::error::Error) -> SyncError {
     }
 }
 
+/// A folder that will not open: NO is `folder_missing` (permanent), anything else a lost link.
+fn folder_error(folder: &str, address: &str, e: async_imap::error::Error) -> SyncError {
+    match e {
+        async_imap::error::Error::No(reply) => SyncError::FolderMissing {
+            folder: folder.to_string(),
+            reply: server_text(&reply),
+        },
+        other => lost(address, other),
+    }
+}
+
 /// Runs one IMAP step under the timeout, mapping failures with `on_error`.
 async fn step<T>(
     address: &str,
@@ -188,13 +199,7 @@ impl ImapSession {
             "opening the folder",
             self.timeout,
             self.session.examine(folder),
-            |e| match e {
-                async_imap::error::Error::No(reply) => SyncError::FolderMissing {
-                    folder: folder.to_string(),
-                    reply: server_text(&reply),
-                },
-                other => lost(&address, other),
-            },
+            |e| folder_error(folder, &address, e),
         )
         .await?;
         Ok(FolderStatus {
@@ -337,13 +342,7 @@ impl ImapSession {
             "opening the folder for a move",
             limit,
             self.session.select(folder),
-            |e| match e {
-                async_imap::error::Error::No(reply) => SyncError::FolderMissing {
-                    folder: folder.to_string(),
-                    reply: server_text(&reply),
-                },
-                other => lost(&address, other),
-            },
+            |e| folder_error(folder, &address, e),
         )
         .await?;
         if mailbox.uid_validity != Some(uidvalidity) {

@@ -181,6 +181,29 @@ pub(crate) fn due_key(t: chrono::DateTime<chrono::Utc>) -> u64 {
     t.timestamp_millis().max(0) as u64
 }
 
+/// The activities of `ids` (an index's, newest first) that `keep` keeps, at most `limit`.
+fn newest_matching(
+    txn: &redb::ReadTransaction,
+    ids: impl Iterator<Item = Result<u64, redb::StorageError>>,
+    limit: usize,
+    keep: impl Fn(&Activity) -> bool,
+) -> Result<Vec<Activity>, StoreError> {
+    let acts = txn.open_table(ACTIVITIES)?;
+    let mut out = Vec::new();
+    for id in ids {
+        if let Some(v) = acts.get(id?)? {
+            let a: Activity = decode("activity", v.value())?;
+            if keep(&a) {
+                out.push(a);
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
 pub(crate) fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
     // Serializing these plain structs to JSON cannot fail (no maps with non-string keys).
     serde_json::to_vec(value).unwrap_or_default()
@@ -409,22 +432,9 @@ impl Store {
     ) -> Result<Vec<Activity>, StoreError> {
         let txn = self.db.begin_read()?;
         let index = txn.open_table(CONVERSATIONS)?;
-        let acts = txn.open_table(ACTIVITIES)?;
         let rows = index.range((conversation, 0)..(conversation, before.unwrap_or(u64::MAX)))?;
-        let mut out = Vec::new();
-        for row in rows.rev() {
-            let (_, id) = row?.0.value();
-            if let Some(v) = acts.get(id)? {
-                let a: Activity = decode("activity", v.value())?;
-                if keep(&a) {
-                    out.push(a);
-                    if out.len() >= limit {
-                        break;
-                    }
-                }
-            }
-        }
-        Ok(out)
+        let ids = rows.rev().map(|r| r.map(|(k, _)| k.value().1));
+        newest_matching(&txn, ids, limit, keep)
     }
 
     /// The activities about a record matching `keep`, newest first, with ids below `before`,
@@ -438,22 +448,9 @@ impl Store {
     ) -> Result<Vec<Activity>, StoreError> {
         let txn = self.db.begin_read()?;
         let index = txn.open_table(REGARDING_INDEX)?;
-        let acts = txn.open_table(ACTIVITIES)?;
         let rows = index.range((record, 0)..(record, before.unwrap_or(u64::MAX)))?;
-        let mut out = Vec::new();
-        for row in rows.rev() {
-            let (_, id) = row?.0.value();
-            if let Some(v) = acts.get(id)? {
-                let a: Activity = decode("activity", v.value())?;
-                if keep(&a) {
-                    out.push(a);
-                    if out.len() >= limit {
-                        break;
-                    }
-                }
-            }
-        }
-        Ok(out)
+        let ids = rows.rev().map(|r| r.map(|(k, _)| k.value().1));
+        newest_matching(&txn, ids, limit, keep)
     }
 
     /// The known contact records of a lower-case address.
