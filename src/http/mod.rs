@@ -162,16 +162,23 @@ pub(crate) fn peer(request: &Request) -> Option<std::net::IpAddr> {
         .and_then(|h| h.value.as_str().trim().parse().ok())
 }
 
+/// Whether a status endpoint asks for the API token: `/`, `/status` and `/metrics` do from any
+/// client that is not on loopback (or unknown), unless `status_public`. `/healthz` never does.
+pub(crate) fn status_needs_token(
+    path: &str,
+    peer: Option<std::net::IpAddr>,
+    status_public: bool,
+) -> bool {
+    let guarded = matches!(path, "/" | "/status" | "/metrics");
+    guarded && !status_public && !peer.is_some_and(|ip| ip.is_loopback())
+}
+
 fn handle(ctx: &StatusContext, mut request: Request) {
     let url = request.url().to_string();
     let path = url.split('?').next().unwrap_or("").to_string();
     // The status endpoints tell a lot about the mailboxes: off loopback they need the token too,
     // unless the config makes them public. /healthz stays open for monitors.
-    let guarded = matches!(path.as_str(), "/" | "/status" | "/metrics");
-    let from_loopback = peer(&request).is_some_and(|ip| ip.is_loopback());
-    if guarded
-        && !from_loopback
-        && !ctx.config.appliance.status_public
+    if status_needs_token(&path, peer(&request), ctx.config.appliance.status_public)
         && let Err(e) = api::authorize(ctx, &request)
     {
         let _ = request.respond(json_error(e.status, &e.message));
@@ -386,6 +393,25 @@ mod tests {
             tests_running: Arc::default(),
             send_rate: Arc::default(),
         }
+    }
+
+    #[test]
+    fn status_endpoints_want_the_token_off_loopback_unless_public() {
+        let lan: std::net::IpAddr = "192.0.2.7".parse().expect("ip");
+        let lo: std::net::IpAddr = "::1".parse().expect("ip");
+        for path in ["/", "/status", "/metrics"] {
+            assert!(status_needs_token(path, Some(lan), false), "{path}");
+            assert!(
+                status_needs_token(path, None, false),
+                "{path}: an unknown client"
+            );
+            assert!(!status_needs_token(path, Some(lo), false), "{path}");
+            assert!(
+                !status_needs_token(path, Some(lan), true),
+                "{path}: status_public"
+            );
+        }
+        assert!(!status_needs_token("/healthz", Some(lan), false));
     }
 
     #[test]
