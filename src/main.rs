@@ -151,6 +151,9 @@ fn secret(action: SecretAction) -> ExitCode {
     }
 }
 
+/// sysexits.h: configuration error.
+const EX_CONFIG: u8 = 78;
+
 fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
     Config::load(path).map_err(|errors| {
         eprintln!("{errors}");
@@ -274,9 +277,11 @@ fn main() -> ExitCode {
         }
         Command::Run { config, once } => {
             sidesync::logging::init();
+            // A broken config is EX_CONFIG (78): systemd's RestartPreventExitStatus=78 stops
+            // restarting what a restart cannot fix.
             let config = match load(&config) {
                 Ok(c) => c,
-                Err(code) => return code,
+                Err(_) => return ExitCode::from(EX_CONFIG),
             };
             let mode = if once {
                 RunMode::Once

@@ -103,3 +103,20 @@ fn a_missing_file_is_named() {
         "{err}"
     );
 }
+
+/// `run` with a broken config exits 78 (EX_CONFIG) and says what is wrong, so systemd's
+/// RestartPreventExitStatus=78 stops restarting it.
+#[test]
+fn run_with_a_broken_config_exits_78() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("sidesync.toml");
+    std::fs::write(&path, "[appliance]\ncolour = \"blue\"\n").expect("write");
+    let out = Command::new(support::sidesync::binary())
+        .args(["run", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(78));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown field `colour`"), "{err}");
+}

@@ -394,14 +394,20 @@ async fn job(ctx: &JobContext, i: usize, mode: RunMode) -> JobResult {
         .sync_finished(&profile.name, started.elapsed(), result.is_ok());
     match result {
         Ok(s) => {
-            tracing::info!(
-                mailbox = %mailbox.email_address,
-                created = s.created,
-                linked = s.linked,
-                duration_ms,
-                interrupted = s.interrupted,
-                "mailbox synced"
-            );
+            // One info line per sync that stored something; a routine empty poll is debug (at
+            // 10,000 mailboxes it would be millions of lines a day).
+            if s.created > 0 || s.linked > 0 || s.interrupted {
+                tracing::info!(
+                    mailbox = %mailbox.email_address,
+                    created = s.created,
+                    linked = s.linked,
+                    duration_ms,
+                    interrupted = s.interrupted,
+                    "mailbox synced"
+                );
+            } else {
+                tracing::debug!(mailbox = %mailbox.email_address, duration_ms, "mailbox synced, nothing new");
+            }
             let _ = ctx
                 .writer
                 .mailbox(
