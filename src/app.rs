@@ -127,6 +127,11 @@ pub fn run(config: Config, mode: RunMode) -> Result<RunReport, String> {
         }
         let outbox = (mode == RunMode::Forever)
             .then(|| tokio::spawn(engine::outgoing::run(ctx.clone(), outbox_wake)));
+        if mode == RunMode::Forever {
+            // The store is open and the listener bound: systemd may call the service started.
+            crate::notify::notify(&format!("READY=1\nSTATUS={}", status_line(&ctx)));
+            tokio::spawn(tell_systemd(ctx.clone()));
+        }
         let engine = tokio::spawn(engine::run(ctx, mode, commands_rx));
         tokio::spawn(async move {
             wait_for_signal().await;
@@ -145,6 +150,7 @@ pub fn run(config: Config, mode: RunMode) -> Result<RunReport, String> {
         }
         report
     });
+    crate::notify::notify("STOPPING=1");
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     // The HTTP threads hold writer clones: stop them first, then the writer commits what is
     // queued and its thread ends.
@@ -241,6 +247,38 @@ fn test_selection(
     out.sort();
     out.dedup();
     Ok(out)
+}
+
+/// One line for `systemctl status`.
+fn status_line(ctx: &JobContext) -> String {
+    let activities = ctx.store.activity_count().unwrap_or(0);
+    format!(
+        "{} mailboxes, {activities} activities, store writer queue {}",
+        ctx.config.mailboxes.len(),
+        ctx.writer.queue_depth()
+    )
+}
+
+/// Keeps systemd told: WATCHDOG=1 while the scheduler's heartbeat is fresh (a stalled engine
+/// stops it, and systemd restarts the service), and STATUS= every half minute.
+async fn tell_systemd(ctx: Arc<JobContext>) {
+    use std::sync::atomic::Ordering;
+    let watchdog = crate::notify::watchdog_interval();
+    let every = watchdog
+        .unwrap_or(std::time::Duration::from_secs(30))
+        .min(std::time::Duration::from_secs(30));
+    loop {
+        tokio::time::sleep(every).await;
+        if ctx.stopping() {
+            return;
+        }
+        let beat = ctx.heartbeat.load(Ordering::Relaxed);
+        let fresh = Utc::now().timestamp() - beat <= crate::http::HEARTBEAT_STALE_SECONDS;
+        if watchdog.is_some() && fresh {
+            crate::notify::notify("WATCHDOG=1");
+        }
+        crate::notify::notify(&format!("STATUS={}", status_line(&ctx)));
+    }
 }
 
 /// Opens (or makes) the key file in the data folder and keys the config fingerprints with it;

@@ -12,6 +12,7 @@ pub mod lifecycle;
 pub mod logging;
 pub mod metrics;
 pub mod net;
+pub mod notify;
 pub mod outbox;
 pub mod pop3;
 pub mod secret;

@@ -120,3 +120,55 @@ fn run_with_a_broken_config_exits_78() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("unknown field `colour`"), "{err}");
 }
+
+/// Under systemd (`Type=notify`): READY=1 with a STATUS line once the store is open and the
+/// listener bound, WATCHDOG=1 while the scheduler loops, STOPPING=1 on the way out. A socket of
+/// the test's own plays systemd.
+#[test]
+fn systemd_is_told_ready_watchdog_and_stopping() {
+    use std::os::unix::net::UnixDatagram;
+    use std::time::Duration;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sock_path = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).expect("bind");
+    sock.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let port = support::free_port();
+    let cfg = dir.path().join("sidesync.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[appliance]\ndata_dir = \"{}\"\nstatus_listen = \"127.0.0.1:{port}\"\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .expect("config");
+    let s = support::sidesync::Sidesync::start_with_env(
+        &cfg,
+        &dir.path().join("sidesync.log"),
+        port,
+        &[
+            ("NOTIFY_SOCKET", sock_path.to_str().expect("utf-8")),
+            ("WATCHDOG_USEC", "2000000"),
+        ],
+    );
+    let mut said = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !said.iter().any(|m: &String| m.contains("WATCHDOG=1")) {
+        let n = sock.recv(&mut buf).expect("a notification within 30 s");
+        said.push(String::from_utf8_lossy(&buf[..n]).to_string());
+    }
+    assert!(said[0].starts_with("READY=1\nSTATUS="), "{said:?}");
+    assert!(said[0].contains("mailboxes"), "{said:?}");
+    assert!(s.terminate().success());
+    let mut rest = Vec::new();
+    while let Ok(n) = sock.recv(&mut buf) {
+        let m = String::from_utf8_lossy(&buf[..n]).to_string();
+        let stop = m.contains("STOPPING=1");
+        rest.push(m);
+        if stop {
+            break;
+        }
+    }
+    assert!(rest.iter().any(|m| m.contains("STOPPING=1")), "{rest:?}");
+}

@@ -34,7 +34,7 @@ pub use status::{test_full, test_summary};
 /// Threads taking requests off the listener.
 const WORKERS: usize = 4;
 /// `/healthz` fails when the scheduler has not looped for this long.
-const HEARTBEAT_STALE_SECONDS: i64 = 30;
+pub const HEARTBEAT_STALE_SECONDS: i64 = 30;
 
 pub struct StatusServer {
     server: Arc<Server>,
