@@ -23,7 +23,8 @@ struct Cli {
 enum Command {
     /// Run the appliance: sync mailboxes and serve the status endpoint until SIGTERM/SIGINT.
     Run {
-        #[arg(long, short)]
+        /// The config file.
+        #[arg(long, short, env = "SIDESYNC_CONFIG", default_value = DEFAULT_CONFIG)]
         config: PathBuf,
         /// Sync every processed mailbox once, then exit (exit 1 if any sync failed).
         #[arg(long)]
@@ -32,7 +33,8 @@ enum Command {
     /// Test & Enable: test incoming and outgoing of the named mailboxes (all when none is named),
     /// record the results, enable those that pass. Exit 1 if any failed.
     Test {
-        #[arg(long, short)]
+        /// The config file.
+        #[arg(long, short, env = "SIDESYNC_CONFIG", default_value = DEFAULT_CONFIG)]
         config: PathBuf,
         /// Test the mailboxes of this profile.
         #[arg(long)]
@@ -41,7 +43,8 @@ enum Command {
     },
     /// Queue an email through the running appliance (Pending Send); prints its id.
     Send {
-        #[arg(long, short)]
+        /// The config file.
+        #[arg(long, short, env = "SIDESYNC_CONFIG", default_value = DEFAULT_CONFIG)]
         config: PathBuf,
         /// The sending mailbox (its address).
         #[arg(long)]
@@ -67,7 +70,8 @@ enum Command {
     },
     /// Validate the config file; print every mistake as FILE:LINE:COL: message.
     CheckConfig {
-        #[arg(long, short)]
+        /// The config file.
+        #[arg(long, short, env = "SIDESYNC_CONFIG", default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
     /// Passwords sealed in the config file (enc:v1 values) and their key file.
@@ -82,7 +86,8 @@ enum SecretAction {
     /// Seal a password read from standard input (one line) for one mailbox or profile field;
     /// prints the enc:v1 value to put in the config. The key file is made when missing.
     Encrypt {
-        #[arg(long, short)]
+        /// The config file.
+        #[arg(long, short, env = "SIDESYNC_CONFIG", default_value = DEFAULT_CONFIG)]
         config: PathBuf,
         /// The mailbox whose `password` this is.
         #[arg(long, conflicts_with_all = ["profile", "alert_smtp"])]
@@ -99,7 +104,8 @@ enum SecretAction {
     },
     /// Re-seal every enc:v1 value of the config under a new key, all or none; the old key goes.
     Rotate {
-        #[arg(long, short)]
+        /// The config file.
+        #[arg(long, short, env = "SIDESYNC_CONFIG", default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
 }
@@ -150,6 +156,9 @@ fn secret(action: SecretAction) -> ExitCode {
         }
     }
 }
+
+/// Where the package puts the config.
+const DEFAULT_CONFIG: &str = "/etc/sidesync/sidesync.toml";
 
 /// sysexits.h: configuration error.
 const EX_CONFIG: u8 = 78;

@@ -172,3 +172,34 @@ fn systemd_is_told_ready_watchdog_and_stopping() {
     }
     assert!(rest.iter().any(|m| m.contains("STOPPING=1")), "{rest:?}");
 }
+
+/// The config is found without --config: SIDESYNC_CONFIG, else /etc/sidesync/sidesync.toml.
+#[test]
+fn the_config_path_comes_from_sidesync_config_or_the_default() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("elsewhere.toml");
+    std::fs::write(&path, "[appliance]\ndata_dir = \"/tmp/x\"\n").expect("write");
+    let out = Command::new(support::sidesync::binary())
+        .arg("check-config")
+        .env("SIDESYNC_CONFIG", &path)
+        .output()
+        .expect("run");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("elsewhere.toml: OK"));
+    let out = Command::new(support::sidesync::binary())
+        .arg("check-config")
+        .env_remove("SIDESYNC_CONFIG")
+        .output()
+        .expect("run");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("/etc/sidesync/sidesync.toml"), "{said}");
+}

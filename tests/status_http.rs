@@ -137,6 +137,9 @@ fn page_status_metrics_and_api_over_http() {
         .and_then(|b| b.iter().find(|m| m["email_address"] == GOOD[0]).cloned())
         .expect("mailbox");
     assert!(a["next_poll"].is_string(), "{a}");
+    // The profile has no outgoing server: the direction says so instead of "not_run".
+    assert_eq!(a["outgoing_status"], "not_configured", "{a}");
+    assert_eq!(a["incoming_status"], "success", "{a}");
     assert!(st["appliance"]["data_bytes"].as_u64().unwrap_or(0) > 0);
     assert!(st["appliance"]["queue_depth"].is_u64());
     assert_eq!(get(port, "/healthz").text(), "ok\n");

@@ -83,6 +83,9 @@ pub struct MailboxRow<'c> {
     outbox: crate::store::OutboxCounts,
     /// When the scheduler polls it next (only a running engine knows).
     next_poll: Option<chrono::DateTime<Utc>>,
+    /// Whether each direction is configured at all (delivery not "none", a server to use).
+    incoming_configured: bool,
+    outgoing_configured: bool,
 }
 
 impl MailboxRow<'_> {
@@ -127,8 +130,9 @@ impl MailboxRow<'_> {
             "processing": processing.as_ref().map_or("not processed", |s| s),
             "not_processed_reason": processing.as_ref().err().map(|r| r.to_string()),
             "not_processed_code": processing.as_ref().err().map(|r| r.code()),
-            "incoming_status": run_status(st.incoming_status),
-            "outgoing_status": run_status(st.outgoing_status),
+            // A direction that is not configured says so, not "not_run".
+            "incoming_status": if self.incoming_configured { run_status(st.incoming_status) } else { "not_configured" },
+            "outgoing_status": if self.outgoing_configured { run_status(st.outgoing_status) } else { "not_configured" },
             "outbox": self.outbox,
             "incoming_enablement": enablement(&st.incoming_enablement),
             "outgoing_enablement": enablement(&st.outgoing_enablement),
@@ -236,6 +240,12 @@ pub fn collect(ctx: &StatusContext) -> Result<StatusData<'_>, String> {
                 latest_alert: latest_alerts.remove(&m.email_address),
                 outbox: outbox_counts.remove(&m.email_address).unwrap_or_default(),
                 next_poll: ctx.metrics.next_poll(&m.email_address),
+                incoming_configured: m.incoming_delivery != crate::config::IncomingDelivery::None,
+                outgoing_configured: m.outgoing_delivery
+                    == crate::config::OutgoingDelivery::ServerSideSync
+                    && config
+                        .mailbox_profile(m)
+                        .is_some_and(|p| p.outgoing.is_some()),
             }
         })
         .collect();
