@@ -6,14 +6,15 @@
 //! of its own, and makes every connection one request (`Connection: close`). A failed accept
 //! (out of file descriptors) waits a moment and goes on: the listener never dies.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
 /// The header the front adds with the client's address; one a client sends is dropped.
@@ -84,6 +85,42 @@ impl Drop for AddressSlot {
     }
 }
 
+/// The slots a connection holds: one of all connections, one of its address's.
+struct Held {
+    _permit: OwnedSemaphorePermit,
+    slot: AddressSlot,
+}
+
+/// A connection still completing its TLS handshake or sending its request head: the one that
+/// makes room when a cap is reached (oldest first), so an idle or slow client cannot keep a new
+/// one — a monitor's `/healthz` — out.
+struct Pending {
+    ip: IpAddr,
+    held: Arc<Mutex<Option<Held>>>,
+    done: Arc<AtomicBool>,
+    abort: tokio::task::AbortHandle,
+}
+
+/// Sets `done` when dropped: the connection left the head phase (or ended).
+struct HeadPhase(Arc<AtomicBool>);
+
+impl Drop for HeadPhase {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
+/// Takes the slots of the oldest connection still in its head phase (of `ip`, or of anyone), and
+/// ends it.
+fn evict(pending: &Mutex<VecDeque<Pending>>, ip: Option<IpAddr>) -> Option<Held> {
+    let mut p = pending.lock().ok()?;
+    p.retain(|c| !c.done.load(Ordering::Acquire));
+    let pos = p.iter().position(|c| ip.is_none_or(|ip| c.ip == ip))?;
+    let victim = p.remove(pos)?;
+    victim.abort.abort();
+    victim.held.lock().ok()?.take()
+}
+
 /// Accepts until the runtime ends.
 pub async fn serve(front: Front) {
     let listener = match tokio::net::TcpListener::from_std(front.listener) {
@@ -95,6 +132,7 @@ pub async fn serve(front: Front) {
     };
     let slots = Arc::new(Semaphore::new(front.limits.max_connections));
     let per_address = Arc::new(PerAddress::default());
+    let pending: Arc<Mutex<VecDeque<Pending>>> = Arc::default();
     let shared = Arc::new((front.tls, front.socket, front.limits, front.allowed_hosts));
     loop {
         let (tcp, peer) = match listener.accept().await {
@@ -107,16 +145,33 @@ pub async fn serve(front: Front) {
             }
         };
         let limits = &shared.2;
-        // Over a cap the connection is closed at once: it holds nothing while it waits.
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
+        let ip = peer.ip();
+        // At a cap, the oldest connection still in its head phase (of this address, or of
+        // anyone for the global cap) gives its place; with none, the new one is closed at once.
+        let held = match (
+            slots.clone().try_acquire_owned().ok(),
+            per_address.enter(ip, limits.per_address),
+        ) {
+            (Some(permit), Some(slot)) => Some(Held {
+                _permit: permit,
+                slot,
+            }),
+            (_, None) => evict(&pending, Some(ip)),
+            (None, Some(slot)) => evict(&pending, None).map(|old| Held {
+                _permit: old._permit,
+                slot,
+            }),
+        };
+        let Some(held) = held else {
             continue;
         };
-        let Some(address_slot) = per_address.enter(peer.ip(), limits.per_address) else {
-            continue;
-        };
+        debug_assert_eq!(held.slot.1, ip);
+        let held = Arc::new(Mutex::new(Some(held)));
+        let done = Arc::new(AtomicBool::new(false));
         let shared = shared.clone();
-        tokio::spawn(async move {
-            let _slots = (permit, address_slot);
+        let (task_held, phase) = (held.clone(), HeadPhase(done.clone()));
+        let task = tokio::spawn(async move {
+            let _held = task_held;
             let (tls, socket, limits, hosts) = &*shared;
             let _ = tcp.set_nodelay(true);
             let lifetime = limits.lifetime;
@@ -129,13 +184,22 @@ pub async fn serve(front: Front) {
                         else {
                             return;
                         };
-                        relay(stream, peer.ip(), socket, limits, hosts).await;
+                        relay(stream, ip, socket, limits, hosts, phase).await;
                     }
-                    None => relay(tcp, peer.ip(), socket, limits, hosts).await,
+                    None => relay(tcp, ip, socket, limits, hosts, phase).await,
                 }
             };
             let _ = tokio::time::timeout(lifetime, served).await;
         });
+        if let Ok(mut p) = pending.lock() {
+            p.retain(|c| !c.done.load(Ordering::Acquire));
+            p.push_back(Pending {
+                ip,
+                held,
+                done,
+                abort: task.abort_handle(),
+            });
+        }
     }
 }
 
@@ -244,9 +308,16 @@ fn host_allowed(host: &str, allowed: &[String]) -> bool {
     allowed.iter().any(|a| a.eq_ignore_ascii_case(name))
 }
 
-/// Reads the head within the deadline and size, then relays the connection to tiny_http.
-async fn relay<S>(mut client: S, peer: IpAddr, socket: &PathBuf, limits: &Limits, hosts: &[String])
-where
+/// Reads the head within the deadline and size, then relays the connection to tiny_http. The
+/// head phase ends (`phase` dropped) once a whole head is in.
+async fn relay<S>(
+    mut client: S,
+    peer: IpAddr,
+    socket: &PathBuf,
+    limits: &Limits,
+    hosts: &[String],
+    phase: HeadPhase,
+) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut buf = Vec::with_capacity(1024);
@@ -275,6 +346,7 @@ where
             return;
         }
     };
+    drop(phase);
     let head = match rewrite_head(&buf[..head_end], peer, limits, hosts) {
         Ok(h) => h,
         Err(e) => {
