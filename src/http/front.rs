@@ -262,7 +262,14 @@ pub fn rewrite_head(
         .next()
         .filter(|l| !l.is_empty())
         .ok_or(HeadError::Malformed)?;
-    if request_line.split(' ').count() != 3 {
+    // METHOD SP TARGET SP HTTP/x.y: a line shaped otherwise (a header, say) is no request.
+    let parts: Vec<&str> = request_line.split(' ').collect();
+    let well_formed = parts.len() == 3
+        && !parts[0].is_empty()
+        && parts[0].bytes().all(|b| b.is_ascii_uppercase())
+        && parts[1].starts_with('/')
+        && parts[2].starts_with("HTTP/1.");
+    if !well_formed {
         return Err(HeadError::Malformed);
     }
     let mut out = format!("{request_line}\r\n");
@@ -428,6 +435,11 @@ mod tests {
                 &limits,
                 &hosts
             ),
+            Err(HeadError::Malformed)
+        );
+        // Found by the fuzz harness: a header where the request line belongs.
+        assert_eq!(
+            rewrite_head(b"X-Sidesync-Peer: 1.2.3.4 x\r\n\r\n", ip(), &limits, &hosts),
             Err(HeadError::Malformed)
         );
     }

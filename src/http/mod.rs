@@ -7,7 +7,7 @@ mod activities;
 mod api;
 pub mod client;
 mod error;
-mod front;
+pub mod front;
 pub mod page;
 pub mod prometheus;
 mod status;
