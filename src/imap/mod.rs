@@ -307,6 +307,19 @@ impl ImapSession {
         fetched
     }
 
+    /// CAPABILITY after login (MOVE and UIDPLUS are often announced only then).
+    async fn capabilities(&mut self) -> Result<async_imap::types::Capabilities, SyncError> {
+        let address = self.address.clone();
+        step(
+            &address,
+            "asking for capabilities",
+            self.timeout,
+            self.session.capabilities(),
+            |e| lost(&address, e),
+        )
+        .await
+    }
+
     /// Moves `uids` of `folder` (if its UIDVALIDITY is still `uidvalidity`) to `target`, creating
     /// it when missing: UID MOVE where offered, else UID COPY, \Deleted and UID EXPUNGE of exactly
     /// those UIDs (UIDPLUS), else only a copy (a plain EXPUNGE could remove the user's own
@@ -320,14 +333,7 @@ impl ImapSession {
     ) -> Result<Option<MoveOutcome>, SyncError> {
         let address = self.address.clone();
         let limit = self.timeout;
-        let caps = step(
-            &address,
-            "asking for capabilities",
-            limit,
-            self.session.capabilities(),
-            |e| lost(&address, e),
-        )
-        .await?;
+        let caps = self.capabilities().await?;
         let (has_move, has_uidplus) = (caps.has_str("MOVE"), caps.has_str("UIDPLUS"));
         // CREATE of an existing folder is a NO: fine either way, SELECT/MOVE say what matters.
         let _ = net::step(
@@ -401,14 +407,7 @@ impl ImapSession {
         }
         let address = self.address.clone();
         let limit = self.timeout;
-        let caps = step(
-            &address,
-            "asking for capabilities",
-            limit,
-            self.session.capabilities(),
-            |e| lost(&address, e),
-        )
-        .await?;
+        let caps = self.capabilities().await?;
         if !caps.has_str("UIDPLUS") {
             return Ok(false);
         }

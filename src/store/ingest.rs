@@ -18,9 +18,9 @@ use super::{
     is_activity, skip_marker,
 };
 use crate::tracking::decision::{
-    Correlation, Decision, Email, Place, SkipReason, correlate, fingerprint, message_id_key,
+    Correlation, Decision, Directory, Email, Lookups, Place, SkipReason, correlate, fingerprint,
+    message_id_key, resolved_parties,
 };
-use crate::tracking::parties::parties;
 use crate::tracking::subject::subject_hash;
 
 type IdIndex<'t> = Table<'t, &'static str, u64>;
@@ -65,6 +65,19 @@ impl<'t> ActivityTables<'t> {
         }
         self.activities.insert(a.id, encode(a).as_slice())?;
         Ok(())
+    }
+
+    /// The tracking look-ups over these very tables (what this transaction has written
+    /// included).
+    fn lookups<'a>(&'a self, directory: &'a Directory) -> impl Lookups + 'a {
+        TableLookups {
+            email: &self.email,
+            tokens: &self.tokens,
+            subjects: &self.subjects,
+            activities: &self.activities,
+            contacts: &self.contacts,
+            directory,
+        }
     }
 
     fn get(&self, id: u64) -> Result<Option<Activity>, StoreError> {
@@ -191,14 +204,7 @@ pub(super) fn apply_ingest(
                 (Some(error), _) => Decision::Undeliverable(error.clone()),
                 (None, Some(reason)) => Decision::Skip(reason),
                 (None, None) => {
-                    let look = TableLookups {
-                        email: &t.email,
-                        tokens: &t.tokens,
-                        subjects: &t.subjects,
-                        activities: &t.activities,
-                        contacts: &t.contacts,
-                        directory: &batch.directory,
-                    };
+                    let look = t.lookups(&batch.directory);
                     crate::tracking::decision::decide(
                         Email {
                             headers: &m.headers,
@@ -442,16 +448,12 @@ pub(super) fn apply_enqueue(
         tracking_token: None,
         smart_matching: false,
     };
-    let joined = {
-        let look = TableLookups {
-            email: &t.email,
-            tokens: &t.tokens,
-            subjects: &t.subjects,
-            activities: &t.activities,
-            contacts: &t.contacts,
-            directory: &email.directory,
-        };
-        correlate(&email.headers, &correlation, &look)
+    let (joined, parties) = {
+        let look = t.lookups(&email.directory);
+        (
+            correlate(&email.headers, &correlation, &look),
+            resolved_parties(&email.headers, &look),
+        )
     };
     let key = email
         .headers
@@ -463,21 +465,6 @@ pub(super) fn apply_enqueue(
         Some((tracked, m)) => (tracked.conversation, tracked.regarding, Some(m)),
         None => (id, None, None),
     };
-    let record_of = |a: &str| -> Option<String> {
-        let mailbox = email
-            .directory
-            .mailboxes
-            .get(a)
-            .map(|m| format!("{}:{a}", if m.queue { "queue" } else { "user" }));
-        let contacts: Vec<String> = t
-            .contacts
-            .get(a)
-            .ok()
-            .flatten()
-            .and_then(|v| decode("contact", v.value()).ok())
-            .unwrap_or_default();
-        crate::tracking::parties::resolve(mailbox, &contacts)
-    };
     let activity = Activity {
         id,
         direction: Direction::Outgoing,
@@ -487,7 +474,7 @@ pub(super) fn apply_enqueue(
         conversation,
         regarding: email.regarding.clone().or(inherited),
         correlation: method,
-        parties: parties(&email.headers, record_of),
+        parties,
         key,
         fingerprint: fingerprint(&email.headers),
         reused_message_id: false,

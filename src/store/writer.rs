@@ -204,27 +204,13 @@ impl StoreWriter {
 
     /// For threads outside the runtime (the HTTP side): queue a mailbox update, wait for its commit.
     pub fn mailbox_blocking(&self, mailbox: &str, update: MailboxUpdate) -> Result<(), StoreError> {
-        self.tx
-            .blocking_send(Op::Mailbox(mailbox.to_string(), update))
-            .map_err(|_| StoreError::WriterGone)?;
-        let (done, rx) = oneshot::channel();
-        self.tx
-            .blocking_send(Op::Flush(done))
-            .map_err(|_| StoreError::WriterGone)?;
-        rx.blocking_recv().map_err(|_| StoreError::WriterGone)
+        self.blocking_then_flush(Op::Mailbox(mailbox.to_string(), update))
     }
 
     /// Makes an item failure try again on the next sync, and waits for the commit. For the HTTP
     /// threads.
     pub fn retry_item_blocking(&self, mailbox: &str, key: &str) -> Result<(), StoreError> {
-        self.tx
-            .blocking_send(Op::RetryItem(mailbox.to_string(), key.to_string()))
-            .map_err(|_| StoreError::WriterGone)?;
-        let (done, rx) = oneshot::channel();
-        self.tx
-            .blocking_send(Op::Flush(done))
-            .map_err(|_| StoreError::WriterGone)?;
-        rx.blocking_recv().map_err(|_| StoreError::WriterGone)
+        self.blocking_then_flush(Op::RetryItem(mailbox.to_string(), key.to_string()))
     }
 
     /// Sets what an activity is about (None clears it) and waits for the commit. For the HTTP

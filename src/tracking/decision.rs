@@ -298,12 +298,6 @@ pub fn decide(
 
     let correlated = correlate(h, correlation, look);
     let sender = h.from.first().and_then(|f| bare_address(f));
-    let record_of = |a: &str| {
-        let mailbox = look
-            .mailbox(a)
-            .map(|m| format!("{}:{a}", if m.queue { "queue" } else { "user" }));
-        resolve(mailbox, &look.contact_records(a))
-    };
     let track = |correlated: Option<(Tracked, Method)>, regarding: Option<String>| {
         let (conversation, inherited, method) = match correlated {
             Some((t, m)) => (Some(t.conversation), t.regarding, Some(m)),
@@ -315,7 +309,7 @@ pub fn decide(
             conversation,
             regarding: regarding.or(inherited),
             method,
-            parties: parties(h, record_of),
+            parties: resolved_parties(h, look),
             reused_message_id: reused,
         })
     };
@@ -353,6 +347,17 @@ pub fn decide(
         Err(reason) => Decision::Skip(reason),
         Ok(()) => track(correlated, None),
     }
+}
+
+/// The email's parties, each resolved to its record: a tracked mailbox first, then known
+/// contacts (see `parties::resolve`).
+pub fn resolved_parties(h: &EmailHeaders, look: &impl Lookups) -> Vec<Party> {
+    parties(h, |a| {
+        let mailbox = look
+            .mailbox(a)
+            .map(|m| format!("{}:{a}", if m.queue { "queue" } else { "user" }));
+        resolve(mailbox, &look.contact_records(a))
+    })
 }
 
 /// One mailbox's filter.
