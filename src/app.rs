@@ -196,7 +196,7 @@ impl TestRow {
         self.incoming == "failure" || self.outgoing == "failure"
     }
 
-    fn from_json(v: &serde_json::Value) -> TestRow {
+    pub(crate) fn from_json(v: &serde_json::Value) -> TestRow {
         let dir = |d: &str| v[d]["status"].as_str().unwrap_or("unknown").to_string();
         let reasons = ["incoming", "outgoing"]
             .iter()
@@ -312,7 +312,7 @@ pub fn test(
             source: redb::DatabaseError::DatabaseAlreadyOpen,
             ..
         }) => {
-            return test_through_api(&config, &selected);
+            return crate::operate::test(&config, &selected);
         }
         Err(e) => return Err(e.to_string()),
     };
@@ -343,107 +343,4 @@ pub fn test(
         .iter()
         .map(|r| TestRow::from_json(&crate::http::test_summary(r)))
         .collect())
-}
-
-fn test_through_api(config: &Config, selected: &[String]) -> Result<Vec<TestRow>, String> {
-    let token = config.appliance.api_token.as_ref().ok_or_else(|| {
-        "the store is in use by a running sidesync, and its API is off (set api_token_file to test through it)".to_string()
-    })?;
-    let mut rows = Vec::new();
-    let addr = config.appliance.status_listen;
-    for address in selected {
-        let path = format!("/api/v1/mailboxes/{address}/test");
-        let (status, body) = crate::http::client::request(
-            addr,
-            "POST",
-            &path,
-            token.expose(),
-            "",
-            std::time::Duration::from_secs(30),
-        )?;
-        if status != 202 {
-            let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-            return Err(format!(
-                "the API refused the test of {address} ({status}): {}",
-                v["error"].as_str().unwrap_or("")
-            ));
-        }
-        // Each step of a test is bounded by the connection timeout: poll until it answers.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(900);
-        let v = loop {
-            let (status, body) = crate::http::client::request(
-                addr,
-                "GET",
-                &path,
-                token.expose(),
-                "",
-                std::time::Duration::from_secs(30),
-            )?;
-            if status == 200 {
-                break serde_json::from_str::<serde_json::Value>(&body)
-                    .map_err(|e| format!("the API answered with no JSON: {e}"))?;
-            }
-            if status != 202 || std::time::Instant::now() > deadline {
-                return Err(format!("the test of {address} did not finish ({status})"));
-            }
-            std::thread::sleep(std::time::Duration::from_millis(200));
-        };
-        rows.push(TestRow::from_json(&v));
-    }
-    Ok(rows)
-}
-
-/// What `sidesync send` queues.
-pub struct SendArgs {
-    pub from: String,
-    pub to: Vec<String>,
-    pub cc: Vec<String>,
-    pub bcc: Vec<String>,
-    pub subject: String,
-    pub text: Option<String>,
-    pub html: Option<String>,
-    pub attach: Vec<std::path::PathBuf>,
-}
-
-/// `sidesync send`: queues an email through the running appliance's API (the appliance owns the
-/// store); returns the API's answer (id and status).
-pub fn send(config: &Config, args: SendArgs) -> Result<serde_json::Value, String> {
-    use base64::Engine;
-    let token = config.appliance.api_token.as_ref().ok_or(
-        "sending goes through the running appliance's API: set api_token_file in [appliance]",
-    )?;
-    let mut attachments = Vec::new();
-    for path in &args.attach {
-        let data =
-            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().to_string())
-            .unwrap_or_else(|| "attachment".into());
-        attachments.push(serde_json::json!({
-            "filename": name,
-            "content_type": "application/octet-stream",
-            "content_base64": base64::engine::general_purpose::STANDARD.encode(data),
-        }));
-    }
-    let body = serde_json::json!({
-        "from": args.from, "to": args.to, "cc": args.cc, "bcc": args.bcc,
-        "subject": args.subject, "text": args.text, "html": args.html, "attachments": attachments,
-    });
-    let (status, answer) = crate::http::client::post(
-        config.appliance.status_listen,
-        "/api/v1/outbox",
-        token.expose(),
-        &body.to_string(),
-        std::time::Duration::from_secs(60),
-    )?;
-    let v: serde_json::Value = serde_json::from_str(&answer)
-        .map_err(|e| format!("the API answered {status} with no JSON: {e}"))?;
-    if status != 202 {
-        return Err(format!(
-            "the email was not queued ({status}): {}",
-            v["error"].as_str().unwrap_or("")
-        ));
-    }
-    Ok(v)
 }

@@ -13,6 +13,7 @@ pub mod logging;
 pub mod metrics;
 pub mod net;
 pub mod notify;
+pub mod operate;
 pub mod outbox;
 pub mod pop3;
 pub mod secret;

@@ -39,8 +39,63 @@ enum Command {
         /// Test the mailboxes of this profile.
         #[arg(long)]
         profile: Option<String>,
+        /// The mailboxes' email addresses (all when none is named and no --profile).
         addresses: Vec<String>,
     },
+    /// The running appliance at a glance: a summary line, then each failing or not processed
+    /// mailbox with why (over the control socket in the data folder).
+    Status {
+        /// The config file.
+        #[arg(long, short, env = "SIDESYNC_CONFIG", default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// List every mailbox, not only those needing attention.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Approve (or reject) a mailbox's email address in the running appliance.
+    Approve {
+        /// The config file.
+        #[arg(long, short, env = "SIDESYNC_CONFIG", default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// approved, rejected, pending_approval or empty.
+        #[arg(long, default_value = "approved")]
+        approval: String,
+        /// The mailbox's email address.
+        address: String,
+    },
+    /// The running appliance's alerts, newest first.
+    Alerts {
+        /// The config file.
+        #[arg(long, short, env = "SIDESYNC_CONFIG", default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Only this mailbox's alerts.
+        #[arg(long)]
+        mailbox: Option<String>,
+        /// At most this many (1 to 10000).
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Queued outgoing email, newest first, or one email by its id.
+    Outbox {
+        /// The config file.
+        #[arg(long, short, env = "SIDESYNC_CONFIG", default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Only emails in this status: pending_send, sending, sent or failed.
+        #[arg(long)]
+        status: Option<String>,
+        /// Only this sending mailbox's emails.
+        #[arg(long)]
+        mailbox: Option<String>,
+        /// At most this many (1 to 10000).
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// One email's id (as `sidesync send` printed it).
+        id: Option<u64>,
+    },
+    /// Print shell completions for bash, zsh, fish, elvish or powershell.
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page (roff) generated from this help.
+    Man,
     /// Queue an email through the running appliance (Pending Send); prints its id.
     Send {
         /// The config file.
@@ -49,19 +104,25 @@ enum Command {
         /// The sending mailbox (its address).
         #[arg(long)]
         from: String,
+        /// A To recipient (repeat for more).
         #[arg(long)]
         to: Vec<String>,
+        /// A Cc recipient (repeat for more).
         #[arg(long)]
         cc: Vec<String>,
+        /// A Bcc recipient (repeat for more).
         #[arg(long)]
         bcc: Vec<String>,
+        /// The subject line.
         #[arg(long, default_value = "")]
         subject: String,
+        /// The text body.
         #[arg(long)]
         text: Option<String>,
         /// The text body from a file.
         #[arg(long)]
         text_file: Option<PathBuf>,
+        /// The HTML body from a file.
         #[arg(long)]
         html_file: Option<PathBuf>,
         /// A file to attach (repeat for more).
@@ -170,9 +231,81 @@ fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
     })
 }
 
+/// Prints what an operator command returned; exit 1 with its sentence when it failed.
+fn print(lines: Result<Vec<String>, String>) -> ExitCode {
+    match lines {
+        Ok(lines) => {
+            for l in lines {
+                println!("{l}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("sidesync: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "sidesync",
+                &mut std::io::stdout(),
+            );
+            ExitCode::SUCCESS
+        }
+        Command::Man => {
+            use clap::CommandFactory;
+            match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("sidesync: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::Status { config, all } => match load(&config) {
+            Ok(c) => print(sidesync::operate::status(&c, all)),
+            Err(code) => code,
+        },
+        Command::Approve {
+            config,
+            approval,
+            address,
+        } => match load(&config) {
+            Ok(c) => print(sidesync::operate::approve(&c, &address, &approval)),
+            Err(code) => code,
+        },
+        Command::Alerts {
+            config,
+            mailbox,
+            limit,
+        } => match load(&config) {
+            Ok(c) => print(sidesync::operate::alerts(&c, mailbox.as_deref(), limit)),
+            Err(code) => code,
+        },
+        Command::Outbox {
+            config,
+            status,
+            mailbox,
+            limit,
+            id,
+        } => match load(&config) {
+            Ok(c) => print(sidesync::operate::outbox(
+                &c,
+                id,
+                status.as_deref(),
+                mailbox.as_deref(),
+                limit,
+            )),
+            Err(code) => code,
+        },
         Command::Secret { action } => secret(action),
         Command::CheckConfig { config } => match load(&config) {
             Ok(c) if !c.unreadable_secrets().is_empty() => {
@@ -223,7 +356,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(1);
                 }
             };
-            let args = sidesync::app::SendArgs {
+            let args = sidesync::operate::SendArgs {
                 from,
                 to,
                 cc,
@@ -233,7 +366,7 @@ fn main() -> ExitCode {
                 html,
                 attach,
             };
-            match sidesync::app::send(&config, args) {
+            match sidesync::operate::send(&config, args) {
                 Ok(v) => {
                     println!(
                         "queued: id {} ({})",

@@ -44,6 +44,31 @@ pub fn token_may_travel(secure: bool, client: Option<std::net::IpAddr>) -> bool 
     secure || client.is_some_and(|ip| ip.is_loopback())
 }
 
+/// Who made a call, and what they may do.
+pub(super) struct Caller {
+    pub name: String,
+    pub scope: crate::config::TokenScope,
+}
+
+/// The caller of a request: on the control socket, the local operator (the socket's file
+/// permissions decided who that may be); otherwise the token it carries.
+pub(super) fn caller(
+    ctx: &StatusContext,
+    request: &Request,
+    origin: super::Origin,
+) -> Result<Caller, ApiError> {
+    match origin {
+        super::Origin::Control => Ok(Caller {
+            name: "control socket".into(),
+            scope: crate::config::TokenScope::Admin,
+        }),
+        super::Origin::Front => authorize(ctx, request).map(|t| Caller {
+            name: t.name.clone(),
+            scope: t.scope,
+        }),
+    }
+}
+
 /// The token a request carries, among the configured ones (each compared over digests).
 pub(super) fn authorize<'c>(
     ctx: &'c StatusContext,
@@ -127,12 +152,20 @@ pub enum Answer {
 }
 
 /// Answers an `/api/v1/...` request.
-pub fn handle(ctx: &StatusContext, request: &mut Request, path: &str) -> Result<Answer, ApiError> {
+pub fn handle(
+    ctx: &StatusContext,
+    request: &mut Request,
+    path: &str,
+    origin: super::Origin,
+) -> Result<Answer, ApiError> {
     let changing = *request.method() != Method::Get;
-    let peer = super::peer(request);
+    let peer = match origin {
+        super::Origin::Control => Some("control socket".to_string()),
+        super::Origin::Front => super::peer(request).map(|p| p.to_string()),
+    };
     let method = request.method().to_string();
     let mut who = "refused".to_string();
-    let answer = route(ctx, request, path, &mut who);
+    let answer = route(ctx, request, path, origin, &mut who);
     // The audit trail: every call that may change something, with who (the API token; tokens are
     // not named yet), what and from where, and how it ended. Never a body, never a token.
     if changing {
@@ -143,7 +176,7 @@ pub fn handle(ctx: &StatusContext, request: &mut Request, path: &str) -> Result<
         };
         tracing::info!(
             target: "sidesync::audit",
-            peer = %peer.map_or_else(|| "unknown".to_string(), |p| p.to_string()),
+            peer = %peer.unwrap_or_else(|| "unknown".to_string()),
             who = %who,
             method,
             path,
@@ -158,9 +191,10 @@ fn route(
     ctx: &StatusContext,
     request: &mut Request,
     path: &str,
+    origin: super::Origin,
     who: &mut String,
 ) -> Result<Answer, ApiError> {
-    let token = authorize(ctx, request)?;
+    let token = caller(ctx, request, origin)?;
     *who = token.name.clone();
     let parts: Vec<&str> = path.trim_start_matches("/api/v1/").split('/').collect();
     let needed = scope_needed(request.method(), &parts);
@@ -216,6 +250,7 @@ fn handle_actions(
             let body = body_bytes(request, MAX_BODY)?;
             queue(ctx, &body)
         }
+        (Method::Get, ["outbox"]) => outbox_list(ctx, request.url()),
         (Method::Get, ["outbox", id]) => outbox_status(ctx, id),
         (Method::Put, ["contacts"]) => {
             let body = body_bytes(request, super::tracking::MAX_CONTACTS_BODY)?;
@@ -592,6 +627,61 @@ fn new_message_id(from: &str, counter: u64) -> String {
 }
 
 /// `GET /api/v1/outbox/ID`.
+/// `GET /api/v1/outbox?status=&mailbox=&limit=`: the newest queued emails, newest first.
+fn outbox_list(ctx: &StatusContext, url: &str) -> Result<(u16, Value), ApiError> {
+    use crate::store::OutboxStatus;
+    let query = url.split_once('?').map(|(_, q)| q).unwrap_or("");
+    let (mut status, mut mailbox, mut limit) = (None, None, 100usize);
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        match k {
+            "status" => {
+                let all = [
+                    OutboxStatus::PendingSend,
+                    OutboxStatus::Sending,
+                    OutboxStatus::Sent,
+                    OutboxStatus::Failed,
+                ];
+                status = Some(all.into_iter().find(|s| s.as_str() == v).ok_or_else(|| {
+                    err(
+                        400,
+                        format!(
+                            "status = \"{v}\" is not one of pending_send, sending, sent, failed"
+                        ),
+                    )
+                })?)
+            }
+            "mailbox" => mailbox = Some(percent_decode(v).to_ascii_lowercase()),
+            "limit" => {
+                limit = v
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=10_000).contains(n))
+                    .ok_or_else(|| {
+                        err(
+                            400,
+                            format!("limit = \"{v}\" is not a number from 1 to 10000"),
+                        )
+                    })?
+            }
+            other => {
+                return Err(err(
+                    400,
+                    format!("unknown query parameter \"{other}\" (use status, mailbox, limit)"),
+                ));
+            }
+        }
+    }
+    let list = ctx
+        .store
+        .outbox_newest(limit, |e| {
+            status.is_none_or(|s| e.status == s) && mailbox.as_ref().is_none_or(|m| &e.mailbox == m)
+        })
+        .map_err(|e| err(500, e.to_string()))?;
+    let list: Vec<Value> = list.iter().map(outbox_json).collect();
+    Ok((200, json!({ "outbox": list })))
+}
+
 fn outbox_status(ctx: &StatusContext, id: &str) -> Result<(u16, Value), ApiError> {
     let id: u64 = id
         .parse()

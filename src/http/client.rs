@@ -1,53 +1,71 @@
-//! A minimal HTTP/1.0 client for the CLI to reach a running appliance's API on `status_listen`
-//! (redb lets one process open the store, so the CLI talks to the one that has it).
+//! The CLI's way into a running appliance: HTTP/1.0 over the control socket in the data folder
+//! (redb lets one process open the store, so the CLI asks the one that has it). The socket does
+//! not care how `status_listen` is set up (HTTPS, another address, API off): its file mode says
+//! who may operate the appliance.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
 use std::time::Duration;
 
-/// POST `path` with a bearer token; returns (status, body).
-pub fn post(
-    addr: SocketAddr,
-    path: &str,
-    token: &str,
-    body: &str,
-    timeout: Duration,
-) -> Result<(u16, String), String> {
-    request(addr, "POST", path, token, body, timeout)
+/// The answer's status code and body.
+pub struct Reply {
+    pub status: u16,
+    pub body: String,
 }
 
-/// `method` `path` with a bearer token; returns (status, body).
+impl Reply {
+    /// The body as JSON (null when it is not).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_default()
+    }
+
+    /// The API's own words for a refusal, else the status code.
+    pub fn refusal(&self) -> String {
+        let v = self.json();
+        match v["error"].as_str() {
+            Some(e) => format!("{e} ({})", self.status),
+            None => format!("HTTP {}", self.status),
+        }
+    }
+}
+
+/// `method` `target` with a JSON `body` on the control socket at `socket`.
 pub fn request(
-    addr: SocketAddr,
+    socket: &Path,
     method: &str,
-    path: &str,
-    token: &str,
+    target: &str,
     body: &str,
     timeout: Duration,
-) -> Result<(u16, String), String> {
-    // An appliance listening on every address is reached on loopback, by a name it answers to.
-    let addr = if addr.ip().is_unspecified() {
-        SocketAddr::from(([127, 0, 0, 1], addr.port()))
-    } else {
-        addr
-    };
-    let host = match addr.ip() {
-        std::net::IpAddr::V6(ip) => format!("[{ip}]:{}", addr.port()),
-        std::net::IpAddr::V4(ip) => format!("{ip}:{}", addr.port()),
-    };
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-        .map_err(|e| format!("cannot reach the running sidesync at {addr}: {e}"))?;
+) -> Result<Reply, String> {
+    let mut s = UnixStream::connect(socket).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => format!(
+            "sidesync is not running (no control socket at {}): start it with \
+             `systemctl start sidesync` or `sidesync run`",
+            socket.display()
+        ),
+        std::io::ErrorKind::PermissionDenied => format!(
+            "permission denied on {}: run as the service's user or root, or join its group",
+            socket.display()
+        ),
+        _ => format!(
+            "cannot reach the running sidesync at {}: {e}",
+            socket.display()
+        ),
+    })?;
     let _ = s.set_read_timeout(Some(timeout));
+    let _ = s.set_write_timeout(Some(timeout));
     write!(
         s,
-        "{method} {path} HTTP/1.0\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {target} HTTP/1.0\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
         body.len()
     )
-    .map_err(|e| format!("cannot send to {addr}: {e}"))?;
-    let mut answer = String::new();
-    s.read_to_string(&mut answer)
-        .map_err(|e| format!("no answer from {addr}: {e}"))?;
+    .map_err(|e| format!("cannot send to {}: {e}", socket.display()))?;
+    let mut answer = Vec::new();
+    s.read_to_end(&mut answer)
+        .map_err(|e| format!("no answer from {}: {e}", socket.display()))?;
+    let answer = String::from_utf8_lossy(&answer);
     let (head, body) = answer
         .split_once("\r\n\r\n")
         .ok_or("a malformed HTTP answer")?;
@@ -56,5 +74,8 @@ pub fn request(
         .nth(1)
         .and_then(|c| c.parse().ok())
         .ok_or("a malformed HTTP status line")?;
-    Ok((status, body.to_string()))
+    Ok(Reply {
+        status,
+        body: body.to_string(),
+    })
 }

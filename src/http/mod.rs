@@ -37,10 +37,29 @@ const WORKERS: usize = 4;
 pub const HEARTBEAT_STALE_SECONDS: i64 = 30;
 
 pub struct StatusServer {
-    server: Arc<Server>,
-    workers: Vec<JoinHandle<()>>,
-    /// The Unix socket behind the HTTPS front, removed on stop.
-    socket: Option<std::path::PathBuf>,
+    /// The listener behind the front and the control socket, each with its socket file.
+    servers: Vec<(Arc<Server>, std::path::PathBuf)>,
+    workers: Vec<(usize, JoinHandle<()>)>,
+}
+
+/// Threads answering the control socket (the CLI: one operator at a time, mostly).
+const CONTROL_WORKERS: usize = 2;
+
+/// The control socket in the data folder: `sidesync status`, `approve`, `test`, `alerts`,
+/// `outbox` and `send` reach the running appliance here, whatever the HTTP settings.
+pub fn control_socket_path(data_dir: &std::path::Path) -> std::path::PathBuf {
+    data_dir.join("control.sock")
+}
+
+/// A tiny_http server on a fresh Unix socket at `path` with file mode `mode`.
+fn unix_server(path: &std::path::Path, mode: u32) -> Result<Server, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::remove_file(path);
+    let server =
+        Server::http_unix(path).map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(server)
 }
 
 #[derive(Clone)]
@@ -78,12 +97,10 @@ impl StatusServer {
             .map_err(|e| format!("cannot listen on {addr} for the status page: {e}"))?;
         // tiny_http never faces the network: the front relays to it on a private Unix socket.
         let socket = tls::socket_path(&ctx.config.appliance.data_dir);
-        let _ = std::fs::remove_file(&socket);
-        let server = Server::http_unix(&socket)
-            .map_err(|e| format!("cannot listen on {}: {e}", socket.display()))?;
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| format!("{}: {e}", socket.display()))?;
+        let server = unix_server(&socket, 0o600)?;
+        // The operator's door: the service's user and its group (admins added to it) may use it.
+        let control_path = control_socket_path(&ctx.config.appliance.data_dir);
+        let control = unix_server(&control_path, 0o660)?;
         let allowed_hosts = ctx.config.appliance.status_allowed_hosts.clone();
         if allowed_hosts.is_empty() {
             tracing::warn!(
@@ -99,38 +116,44 @@ impl StatusServer {
             limits: front::Limits::default(),
             allowed_hosts,
         }));
-        let socket_path = Some(socket);
-        let server = Arc::new(server);
-        let workers = (0..WORKERS)
-            .filter_map(|n| {
+        let servers = vec![
+            (Arc::new(server), socket),
+            (Arc::new(control), control_path),
+        ];
+        let mut workers = Vec::new();
+        for (index, (server, _)) in servers.iter().enumerate() {
+            let (origin, count) = if index == 0 {
+                (Origin::Front, WORKERS)
+            } else {
+                (Origin::Control, CONTROL_WORKERS)
+            };
+            for n in 0..count {
                 let server = server.clone();
                 let ctx = ctx.clone();
-                std::thread::Builder::new()
-                    .name(format!("http-{n}"))
+                let spawned = std::thread::Builder::new()
+                    .name(format!("http-{index}-{n}"))
                     .spawn(move || {
                         while let Ok(request) = server.recv() {
-                            handle(&ctx, request);
+                            handle(&ctx, request, origin);
                         }
-                    })
-                    .ok()
-            })
-            .collect();
-        Ok(StatusServer {
-            server,
-            workers,
-            socket: socket_path,
-        })
+                    });
+                if let Ok(handle) = spawned {
+                    workers.push((index, handle));
+                }
+            }
+        }
+        Ok(StatusServer { servers, workers })
     }
 
     pub fn stop(self) {
-        for _ in &self.workers {
-            self.server.unblock();
+        for (index, _) in &self.workers {
+            self.servers[*index].0.unblock();
         }
-        for w in self.workers {
+        for (_, w) in self.workers {
             let _ = w.join();
         }
-        if let Some(s) = self.socket {
-            let _ = std::fs::remove_file(s);
+        for (_, path) in self.servers {
+            let _ = std::fs::remove_file(path);
         }
     }
 }
@@ -173,19 +196,28 @@ pub(crate) fn status_needs_token(
     guarded && !status_public && !peer.is_some_and(|ip| ip.is_loopback())
 }
 
-fn handle(ctx: &StatusContext, mut request: Request) {
+/// Where a request came in: through the front (from the network, HTTP or HTTPS), or on the
+/// control socket, which only the local operator can open (its file mode says who).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Front,
+    Control,
+}
+
+fn handle(ctx: &StatusContext, mut request: Request, origin: Origin) {
     let url = request.url().to_string();
     let path = url.split('?').next().unwrap_or("").to_string();
     // The status endpoints tell a lot about the mailboxes: off loopback they need the token too,
     // unless the config makes them public. /healthz stays open for monitors.
-    if status_needs_token(&path, peer(&request), ctx.config.appliance.status_public)
+    if origin == Origin::Front
+        && status_needs_token(&path, peer(&request), ctx.config.appliance.status_public)
         && let Err(e) = api::authorize(ctx, &request)
     {
         let _ = request.respond(json_error(e.status, &e.message));
         return;
     }
     let response = if path.starts_with("/api/v1/") {
-        match api::handle(ctx, &mut request, &path) {
+        match api::handle(ctx, &mut request, &path, origin) {
             Ok(api::Answer::Json(code, v)) => json(code, &v),
             Ok(api::Answer::Mime(raw)) => {
                 Response::from_data(raw).with_header(header("message/rfc822"))

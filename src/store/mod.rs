@@ -617,6 +617,27 @@ impl Store {
         Ok(out)
     }
 
+    /// The newest outbox entries that `keep` accepts, at most `limit`, newest first.
+    pub fn outbox_newest(
+        &self,
+        limit: usize,
+        keep: impl Fn(&OutboxEntry) -> bool,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(OUTBOX)?;
+        let mut out = Vec::new();
+        for row in t.iter()?.rev() {
+            let e: OutboxEntry = decode("outbox entry", row?.1.value())?;
+            if keep(&e) {
+                out.push(e);
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Emails to send whose time has come (Pending Send or Sending), oldest due first, at most
     /// `limit`; and the due time of the next one that is not due yet.
     pub fn outbox_due(

@@ -1,0 +1,204 @@
+//! The operator's CLI against a running appliance, over the control socket in the data folder:
+//! `status`, `approve`, `alerts`, `send`, `outbox`, `test` work with the listener on HTTPS and
+//! the API off (no token configured), the socket is the service's user's and group's only, and
+//! a stopped appliance is named as such. Completions and the man page come from the same help.
+
+mod support;
+
+use std::time::{Duration, SystemTime};
+
+use support::dovecot::{Dovecot, PASSWORD};
+use support::sidesync::{Sidesync, cli};
+use support::web::https;
+use support::{free_port, mail, wait_for};
+
+const GOOD: &str = "op-good@example.com";
+const WAITING: &str = "op-waiting@example.com";
+const WRONG: &str = "op-wrong@example.com";
+
+fn run(args: &[&str], cfg: &std::path::Path) -> (i32, String) {
+    let mut all: Vec<&str> = args.to_vec();
+    let cfg = cfg.to_str().expect("utf-8");
+    all.extend(["--config", cfg]);
+    let (status, out) = cli(&all);
+    (status.code().unwrap_or(-1), out)
+}
+
+#[test]
+fn the_cli_operates_the_appliance_over_its_control_socket() {
+    let d = Dovecot::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    for user in [GOOD, WAITING, WRONG] {
+        for n in 0..3 {
+            d.deliver(user, &mail::sample(user, n, 1_500), "", SystemTime::now());
+        }
+    }
+    let data = dir.path().join("data");
+    // HTTPS on the listener, and no api_token_file: the API is off for the network.
+    let cfg = dir.path().join("sidesync.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[appliance]\nallow_plaintext_passwords = true\ndata_dir = \"{data}\"\n\
+             status_listen = \"127.0.0.1:{port}\"\nretry_interval = \"1s\"\n\
+             status_tls_cert = \"{cert}\"\nstatus_tls_key = \"{key}\"\n\n\
+             [[profile]]\ntrack = \"all\"\nname = \"p\"\nis_default = true\n\
+             incoming_server_location = \"127.0.0.1\"\nincoming_port_number = {imaps}\n\
+             ca_file = \"{ca}\"\nmin_polling_interval = \"1s\"\n\
+             timeout_mailbox_connection_after = \"10s\"\noutgoing_server_location = \"127.0.0.1\"\n\
+             outgoing_port_number = {submission}\noutgoing_tls = \"starttls\"\n\
+             allow_plaintext_login = true\n\n\
+             [[mailbox]]\nemail_address = \"{GOOD}\"\npassword = \"{PASSWORD}\"\napproval = \"approved\"\n\n\
+             [[mailbox]]\nemail_address = \"{WAITING}\"\npassword = \"{PASSWORD}\"\n\n\
+             [[mailbox]]\nemail_address = \"{WRONG}\"\npassword = \"not-the-password\"\napproval = \"approved\"\n",
+            data = data.display(),
+            cert = d.dir.join("server.pem").display(),
+            key = d.dir.join("server.key").display(),
+            imaps = d.imaps_port,
+            ca = d.ca_file.display(),
+            submission = d.submission_port,
+        ),
+    )
+    .expect("config");
+
+    // Before it runs, the CLI says so instead of a socket error.
+    let (code, out) = run(&["status"], &cfg);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("sidesync is not running"), "{out}");
+
+    let ca = d.ca_file.clone();
+    let s = Sidesync::start_until(&cfg, &dir.path().join("sidesync.log"), port, || {
+        https(port, &ca, "GET", "/healthz", None)
+            .ok()
+            .filter(|r| r.code == 200)
+    });
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(data.join("control.sock"))
+        .expect("control socket")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o660, "the service's user and group only");
+
+    // status: the failing mailbox and the one waiting for approval, with why; not the good one.
+    let out = wait_for(
+        "status names the failing mailbox",
+        Duration::from_secs(60),
+        || {
+            let (code, out) = run(&["status"], &cfg);
+            assert_eq!(code, 0, "{out}");
+            out.lines()
+                .any(|l| l.starts_with(WRONG) && l.contains("failure"))
+                .then_some(out)
+        },
+    );
+    assert!(out.starts_with("sidesync "), "{out}");
+    assert!(out.contains("3 mailboxes"), "{out}");
+    assert!(
+        out.lines().any(|l| l.starts_with(WAITING)),
+        "not processed until approved: {out}"
+    );
+    assert!(!out.lines().any(|l| l.starts_with(GOOD)), "{out}");
+    let (_, all) = run(&["status", "--all"], &cfg);
+    assert!(all.lines().any(|l| l.starts_with(GOOD)), "{all}");
+
+    // alerts: the wrong password's alert, by mailbox.
+    let (code, out) = run(&["alerts", "--mailbox", WRONG], &cfg);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(WRONG) && out.contains("error"), "{out}");
+    let (code, out) = run(&["alerts", "--limit", "0"], &cfg);
+    assert_eq!(code, 1, "a bad limit is refused: {out}");
+    assert!(out.contains("limit"), "{out}");
+
+    // approve: the waiting mailbox is approved and syncs.
+    let (code, out) = run(&["approve", WAITING], &cfg);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out.trim(), format!("{WAITING}: approval approved"));
+    wait_for(
+        "the approved mailbox syncs",
+        Duration::from_secs(60),
+        || {
+            let v = https(port, &ca, "GET", "/status", None).ok()?.json();
+            let m = v["mailboxes"]
+                .as_array()?
+                .iter()
+                .find(|m| m["email_address"] == WAITING)?;
+            (m["activities_stored"] == 3).then_some(())
+        },
+    );
+    let (code, out) = run(&["approve", "nobody@example.com"], &cfg);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("no mailbox nobody@example.com"), "{out}");
+
+    // send, then outbox by list and by id.
+    let (code, out) = run(
+        &[
+            "send",
+            "--from",
+            GOOD,
+            "--to",
+            "someone@example.net",
+            "--subject",
+            "from the CLI",
+            "--text",
+            "hello",
+        ],
+        &cfg,
+    );
+    assert_eq!(code, 0, "{out}");
+    let id: u64 = out
+        .trim()
+        .strip_prefix("queued: id ")
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("an id in {out}"));
+    let (code, out) = run(&["outbox"], &cfg);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.split_whitespace().next() == Some(&id.to_string()) && l.contains(GOOD)),
+        "{out}"
+    );
+    let (code, one) = run(&["outbox", &id.to_string()], &cfg);
+    assert_eq!(code, 0, "{one}");
+    assert_eq!(one.lines().count(), 1, "{one}");
+    let (code, out) = run(&["outbox", "--status", "queued"], &cfg);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("pending_send, sending, sent, failed"), "{out}");
+
+    // test: Test & Enable through the running appliance.
+    let (code, out) = run(&["test", GOOD], &cfg);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with(GOOD) && l.contains("success")),
+        "{out}"
+    );
+
+    assert!(s.terminate().success());
+    assert!(
+        !data.join("control.sock").exists(),
+        "the socket goes with the process"
+    );
+}
+
+#[test]
+fn completions_and_the_man_page_come_from_the_help() {
+    let (status, out) = cli(&["completions", "bash"]);
+    assert!(status.success(), "{out}");
+    assert!(
+        out.contains("sidesync") && out.contains("check-config"),
+        "{out}"
+    );
+    let (status, man) = cli(&["man"]);
+    assert!(status.success(), "{man}");
+    assert!(
+        man.starts_with(".ie") || man.contains(".TH sidesync"),
+        "{man}"
+    );
+    for sub in ["status", "approve", "alerts", "outbox", "send", "test"] {
+        assert!(man.contains(sub), "the man page names {sub}");
+    }
+    let (status, out) = cli(&["completions", "tcsh"]);
+    assert!(!status.success(), "an unknown shell is refused: {out}");
+}
