@@ -29,6 +29,9 @@ enum Command {
         /// Sync every processed mailbox once, then exit (exit 1 if any sync failed).
         #[arg(long)]
         once: bool,
+        /// How logs are written: journald under systemd else plain lines (auto), or json.
+        #[arg(long, value_enum, env = "SIDESYNC_LOG_FORMAT", default_value = "auto")]
+        log_format: sidesync::logging::LogFormat,
     },
     /// Test & Enable: test incoming and outgoing of the named mailboxes (all when none is named),
     /// record the results, enable those that pass. Exit 1 if any failed.
@@ -417,8 +420,12 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Run { config, once } => {
-            sidesync::logging::init();
+        Command::Run {
+            config,
+            once,
+            log_format,
+        } => {
+            sidesync::logging::init(log_format);
             // A broken config is EX_CONFIG (78): systemd's RestartPreventExitStatus=78 stops
             // restarting what a restart cannot fix.
             let config = match load(&config) {

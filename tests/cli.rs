@@ -203,3 +203,79 @@ fn the_config_path_comes_from_sidesync_config_or_the_default() {
     );
     assert!(said.contains("/etc/sidesync/sidesync.toml"), "{said}");
 }
+
+/// `run --once` on an empty config: its stderr with `args` and `env`.
+fn run_once_logs(args: &[&str], env: &[(&str, &str)]) -> String {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("sidesync.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[appliance]\nallow_plaintext_passwords = true\ndata_dir = \"{}\"\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .expect("write");
+    let out = Command::new(support::sidesync::binary())
+        .args(["run", "--once", "--config"])
+        .arg(&path)
+        .args(args)
+        .env_remove("JOURNAL_STREAM")
+        .envs(env.iter().copied())
+        .output()
+        .expect("run sidesync");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+#[test]
+fn logs_as_json_lines_for_shippers_and_plain_elsewhere() {
+    let json = run_once_logs(&["--log-format", "json"], &[]);
+    let events: Vec<serde_json::Value> = json
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let warning = events
+        .iter()
+        .find(|e| e["level"] == "WARN")
+        .unwrap_or_else(|| panic!("the plaintext warning: {json}"));
+    assert!(
+        warning["fields"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("allow_plaintext_passwords")),
+        "{warning}"
+    );
+    let starting = events
+        .iter()
+        .find(|e| e["fields"]["message"] == "sidesync starting")
+        .unwrap_or_else(|| panic!("the start line: {json}"));
+    assert_eq!(starting["level"], "INFO");
+    assert_eq!(starting["fields"]["mailboxes"], 0, "fields stay fields");
+    assert!(starting["timestamp"].is_string(), "{starting}");
+
+    // The same through the environment variable a unit file sets.
+    let json = run_once_logs(&[], &[("SIDESYNC_LOG_FORMAT", "json")]);
+    assert!(json.lines().all(|l| l.starts_with('{')), "{json}");
+
+    // Plain: one line per event with a time; under systemd without a journal socket (a
+    // container), the journal stamps the lines itself, so they carry no time.
+    let plain = run_once_logs(&["--log-format", "plain"], &[]);
+    assert!(
+        plain
+            .lines()
+            .any(|l| l.contains(" WARN ") && l.starts_with(|c: char| c.is_ascii_digit())),
+        "{plain}"
+    );
+    if !std::path::Path::new("/run/systemd/journal/socket").exists() {
+        let bare = run_once_logs(&[], &[("JOURNAL_STREAM", "8:1234")]);
+        assert!(
+            bare.lines().any(|l| l.starts_with(" WARN ")),
+            "no time under systemd: {bare}"
+        );
+    }
+    let bad = Command::new(support::sidesync::binary())
+        .args(["run", "--log-format", "xml", "--config", "/nonexistent"])
+        .output()
+        .expect("run");
+    assert_eq!(bad.status.code(), Some(2), "clap refuses an unknown format");
+}
