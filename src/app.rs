@@ -12,6 +12,7 @@ use crate::http::{StatusContext, StatusServer};
 use crate::store::Store;
 
 pub fn run(config: Config, mode: RunMode) -> Result<RunReport, String> {
+    let started_at = Utc::now();
     let mut config = config;
     let store = Store::open(&config.appliance.data_dir).map_err(|e| e.to_string())?;
     seal_fingerprints(&mut config)?;
@@ -61,7 +62,7 @@ pub fn run(config: Config, mode: RunMode) -> Result<RunReport, String> {
                 config: config.clone(),
                 store: store.clone(),
                 heartbeat: heartbeat.clone(),
-                started_at: Utc::now(),
+                started_at,
                 writer: Some(writer.clone()),
                 commands: Some(commands_tx),
                 outbox_wake: outbox_wake.clone(),
@@ -131,6 +132,7 @@ pub fn run(config: Config, mode: RunMode) -> Result<RunReport, String> {
             // The store is open and the listener bound: systemd may call the service started.
             crate::notify::notify(&format!("READY=1\nSTATUS={}", status_line(&ctx)));
             tokio::spawn(tell_systemd(ctx.clone()));
+            tokio::spawn(engine::stale_watch::run(ctx.clone(), started_at));
         }
         let engine = tokio::spawn(engine::run(ctx, mode, commands_rx));
         tokio::spawn(async move {

@@ -77,6 +77,9 @@ pub struct ProfileCounters {
     pub connection_attempts: AtomicU64,
     pub connection_failures: AtomicU64,
     pub sync_duration: Histogram,
+    /// Failures by (operation, error code): `sync`, `test_incoming`, `test_outgoing`; the codes
+    /// are `SyncError`'s fixed set.
+    pub failures_by_code: Mutex<std::collections::BTreeMap<(&'static str, String), u64>>,
 }
 
 /// Emails ingested and sent during one minute.
@@ -173,13 +176,26 @@ impl Metrics {
         }
     }
 
-    pub fn sync_finished(&self, profile: &str, took: Duration, ok: bool) {
+    /// A sync ended: `failure` is its error code when it failed.
+    pub fn sync_finished(&self, profile: &str, took: Duration, failure: Option<&'static str>) {
         if let Some(p) = self.profile(profile) {
             add(&p.syncs, 1);
-            if !ok {
+            if failure.is_some() {
                 add(&p.syncs_failed, 1);
             }
             p.sync_duration.observe(took);
+        }
+        if let Some(code) = failure {
+            self.failure(profile, "sync", code);
+        }
+    }
+
+    /// Something failed with `code` during `operation` (sync, test_incoming, test_outgoing).
+    pub fn failure(&self, profile: &str, operation: &'static str, code: &str) {
+        if let Some(p) = self.profile(profile)
+            && let Ok(mut m) = p.failures_by_code.lock()
+        {
+            *m.entry((operation, code.to_string())).or_default() += 1;
         }
     }
 

@@ -202,3 +202,104 @@ fn completions_and_the_man_page_come_from_the_help() {
     let (status, out) = cli(&["completions", "tcsh"]);
     assert!(!status.success(), "an unknown shell is refused: {out}");
 }
+
+#[test]
+fn a_mailbox_that_stops_syncing_goes_stale_with_one_warning() {
+    use support::appliance::Setup;
+    use support::proxy::{Mode, Proxy};
+    let d = Dovecot::start();
+    let setup = Setup::new();
+    const USER: &str = "op-stale@example.com";
+    d.deliver(USER, &mail::sample(USER, 0, 1_500), "", SystemTime::now());
+    // The server answers through a proxy the test can make stall: connections then hang until
+    // the connection timeout, so syncs stop succeeding without the mailbox being disabled.
+    let proxy = Proxy::start(d.imap_port, Mode::Forward);
+    let cfg = setup.write(
+        "stale_after_polls = 3\n",
+        &format!(
+            "[[profile]]\ntrack = \"all\"\nname = \"p\"\nis_default = true\n\
+             incoming_server_location = \"127.0.0.1\"\nincoming_port_number = {}\n\
+             incoming_tls = \"none\"\nallow_plaintext_login = true\nmin_polling_interval = \"1s\"\n\
+             timeout_mailbox_connection_after = \"30s\"\n\n\
+             [[mailbox]]\nemail_address = \"{USER}\"\npassword = \"{PASSWORD}\"\napproval = \"approved\"\n",
+            proxy.port
+        ),
+    );
+    let s = setup.start(&cfg);
+    let synced = wait_for("the first sync", Duration::from_secs(60), || {
+        let m = s.mailbox(USER);
+        (m["activities_stored"] == 1).then_some(m)
+    });
+    assert_eq!(synced["stale"], false, "{synced}");
+    let stale_alerts = || -> usize {
+        let (_, body) = support::sidesync::http(
+            setup.port,
+            "GET",
+            &format!("/api/v1/alerts?mailbox={USER}"),
+            Some(support::appliance::TOKEN),
+            "",
+        );
+        let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+        v["alerts"]
+            .as_array()
+            .map(|a| a.iter().filter(|a| a["code"] == "mailbox_stale").count())
+            .unwrap_or(0)
+    };
+    assert_eq!(stale_alerts(), 0);
+
+    proxy.set_mode(Mode::Stall);
+    let m = wait_for("the mailbox goes stale", Duration::from_secs(60), || {
+        let m = s.mailbox(USER);
+        (m["stale"] == true && m["stale_alerted_at"].is_string()).then_some(m)
+    });
+    assert_eq!(m["processing"], "enabled", "stale, not disabled: {m}");
+    let (_, metrics) = support::sidesync::http_get(setup.port, "/metrics").expect("metrics");
+    assert!(
+        metrics.contains("\nsidesync_mailboxes_stale 1\n"),
+        "{metrics}"
+    );
+    let (_, page) = support::sidesync::http_get(setup.port, "/").expect("page");
+    assert!(page.contains(", stale</td>"), "the page says so");
+    let (_, alerts) = support::sidesync::http(
+        setup.port,
+        "GET",
+        &format!("/api/v1/alerts?mailbox={USER}"),
+        Some(support::appliance::TOKEN),
+        "",
+    );
+    let v: serde_json::Value = serde_json::from_str(&alerts).expect("json");
+    let alert = v["alerts"]
+        .as_array()
+        .and_then(|a| a.iter().find(|a| a["code"] == "mailbox_stale"))
+        .unwrap_or_else(|| panic!("a stale alert: {alerts}"));
+    assert_eq!(alert["level"], "warning", "{alert}");
+    assert!(
+        alert["message"]
+            .as_str()
+            .is_some_and(|t| t.contains("has not synced successfully for 3 polling intervals")),
+        "{alert}"
+    );
+    // Still stale a few watch rounds later: still one alert.
+    let alerted_at = m["stale_alerted_at"].clone();
+    // The watch looks every second here (the shortest polling interval): let three rounds pass.
+    let at = alerted_at
+        .as_str()
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .expect("a time");
+    wait_for("three more watch rounds", Duration::from_secs(30), || {
+        (chrono::Utc::now() >= at + chrono::Duration::seconds(3)).then_some(())
+    });
+    assert_eq!(stale_alerts(), 1, "one warning per episode");
+    assert_eq!(s.mailbox(USER)["stale_alerted_at"], alerted_at);
+
+    // The server answers again: the next successful sync ends the episode.
+    proxy.set_mode(Mode::Forward);
+    d.deliver(USER, &mail::sample(USER, 1, 1_500), "", SystemTime::now());
+    let m = wait_for("it syncs again", Duration::from_secs(90), || {
+        let m = s.mailbox(USER);
+        (m["activities_stored"] == 2).then_some(m)
+    });
+    assert_eq!(m["stale"], false, "{m}");
+    assert!(m["stale_alerted_at"].is_null(), "{m}");
+    assert!(s.terminate().success());
+}

@@ -106,7 +106,7 @@ fn synced_after(s: &Sidesync, mailbox: &str, after: chrono::DateTime<chrono::Utc
 fn fetched_bytes(port: u16) -> u64 {
     let (_, text) = http_get(port, "/metrics").expect("metrics");
     text.lines()
-        .find_map(|l| l.strip_prefix("sidesync_profile_fetched_bytes_total{profile=\"p\"} "))
+        .find_map(|l| l.strip_prefix("sidesync_fetched_bytes_total{profile=\"p\"} "))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0)
 }

@@ -171,17 +171,60 @@ fn page_status_metrics_and_api_over_http() {
             .unwrap_or_else(|| panic!("no sample {name} {label:?}"))
     };
     assert_eq!(
-        value("sidesync_emails_ingested_total", None),
+        value("sidesync_emails_ingested_total", Some(("profile", "web"))),
         (GOOD.len() * COUNT) as f64
+    );
+    assert!(
+        !scrape
+            .samples
+            .iter()
+            .any(|x| x.metric.starts_with("sidesync_profile_")),
+        "one family per metric, with a profile label"
+    );
+    assert!(
+        value(
+            "sidesync_connection_failures_total",
+            Some(("profile", "web"))
+        ) >= 1.0
+    );
+    assert!(
+        value(
+            "sidesync_failures_by_code_total",
+            Some(("code", "authentication_rejected"))
+        ) >= 1.0,
+        "the wrong password's failures by their code"
+    );
+    assert_eq!(value("sidesync_build_info", None), 1.0);
+    assert!(value("process_resident_memory_bytes", None) > 0.0);
+    assert!(value("process_open_fds", None) > 0.0);
+    assert!(value("process_start_time_seconds", None) > 1.7e9);
+    assert!(value("sidesync_store_size_bytes", None) > 0.0);
+    assert!(
+        value(
+            "sidesync_last_successful_sync_timestamp_seconds",
+            Some(("profile", "web"))
+        ) > 1.7e9
     );
     assert_eq!(
-        value(
-            "sidesync_profile_emails_ingested_total",
-            Some(("profile", "web"))
-        ),
-        (GOOD.len() * COUNT) as f64
+        value("sidesync_outbox_oldest_queued_age_seconds", None),
+        0.0
     );
-    assert!(value("sidesync_connection_failures_total", None) >= 1.0);
+    // The example alert rules only name metrics the appliance exposes.
+    let rules = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("appliance/prometheus-alerts.yml"),
+    )
+    .expect("alert rules");
+    let mut named = 0;
+    for word in rules.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+        if word.starts_with("sidesync_") || word.starts_with("process_") {
+            named += 1;
+            assert!(
+                scrape.samples.iter().any(|x| x.metric == word),
+                "the alert rules name {word}, which /metrics does not have"
+            );
+        }
+    }
+    assert!(named >= 8, "{named}");
     assert_eq!(value("sidesync_mailboxes", Some(("state", "failing"))), 1.0);
     let histogram = scrape
         .samples

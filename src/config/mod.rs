@@ -85,6 +85,9 @@ pub struct Appliance {
     pub outbox_max_recipients: u32,
     /// Emails one mailbox may queue through the API per minute (0: no limit).
     pub outbox_max_per_minute: u32,
+    /// A processed mailbox without a successful sync for this many polling intervals is stale
+    /// (one warning alert); 0: never.
+    pub stale_after_polls: u32,
     /// Tries of an email that fails to be stored (a poison email) before it is skipped.
     pub item_failure_max_tries: u32,
     /// Item failures (skipped or failing emails) are kept this long.
@@ -1066,6 +1069,12 @@ impl Validator<'_> {
                 ra.outbox_max_per_minute.as_ref(),
                 0,
                 0..=1_000_000,
+            ) as u32,
+            stale_after_polls: self.int_in(
+                "stale_after_polls",
+                ra.stale_after_polls.as_ref(),
+                10,
+                0..=100_000,
             ) as u32,
             max_bytes_in_flight: self.int_in(
                 "max_bytes_in_flight",

@@ -55,6 +55,7 @@ pub struct RawAppliance {
     pub max_bytes_in_flight: Option<Spanned<i64>>,
     pub outbox_max_recipients: Option<Spanned<i64>>,
     pub outbox_max_per_minute: Option<Spanned<i64>>,
+    pub stale_after_polls: Option<Spanned<i64>>,
     pub item_failure_max_tries: Option<Spanned<i64>>,
     pub item_failure_retention_days: Option<Spanned<i64>>,
     pub allow_plaintext_passwords: Option<bool>,

@@ -9,6 +9,7 @@ pub mod limits;
 pub mod outgoing;
 pub mod profile_alert;
 mod scheduler;
+pub mod stale_watch;
 pub mod test_enable;
 
 use std::collections::HashMap;

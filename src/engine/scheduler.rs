@@ -248,6 +248,15 @@ pub async fn test_and_record(ctx: &JobContext, profile: &Profile, mailbox: &Mail
     };
     let incoming = test_enable::enablement(&record.incoming, &prev_in);
     let outgoing = test_enable::enablement(&record.outgoing, &prev_out);
+    for (operation, t) in [
+        ("test_incoming", &record.incoming),
+        ("test_outgoing", &record.outgoing),
+    ] {
+        if t.status == crate::store::RunStatus::Failure {
+            let code = t.code.as_deref().unwrap_or("unknown");
+            ctx.metrics.failure(&profile.name, operation, code);
+        }
+    }
     let _ = ctx
         .writer
         .mailbox(
@@ -390,8 +399,11 @@ async fn job(ctx: &JobContext, i: usize, mode: RunMode) -> JobResult {
     let result = sync_mailbox(ctx, profile, mailbox).await;
     let at = Utc::now();
     let duration_ms = started.elapsed().as_millis() as u64;
-    ctx.metrics
-        .sync_finished(&profile.name, started.elapsed(), result.is_ok());
+    ctx.metrics.sync_finished(
+        &profile.name,
+        started.elapsed(),
+        result.as_ref().err().map(|e| e.code()),
+    );
     match result {
         Ok(s) => {
             // One info line per sync that stored something; a routine empty poll is debug (at

@@ -384,6 +384,28 @@ fn gauges(ctx: &StatusContext, data: &status::StatusData<'_>) -> prometheus::Gau
         activities_stored: data.activities_stored,
         decisions: data.decisions.clone(),
         uptime_seconds: (Utc::now() - ctx.started_at).num_seconds(),
+        stale_mailboxes: count(&|r| r.stale()),
+        store_bytes: ctx.store.file_size(),
+        last_success: ctx
+            .config
+            .profiles
+            .iter()
+            .map(|p| {
+                let latest = rows
+                    .iter()
+                    .filter(|r| r.mailbox.profile.as_deref() == Some(&p.name))
+                    .filter_map(|r| r.state.last_successful_sync_completed_on)
+                    .max();
+                (p.name.clone(), latest.map_or(0, |t| t.timestamp()))
+            })
+            .collect(),
+        oldest_queued_age_seconds: ctx
+            .store
+            .outbox_oldest_waiting()
+            .ok()
+            .flatten()
+            .map_or(0, |t| (Utc::now() - t).num_seconds().max(0)),
+        started_at: ctx.started_at.timestamp(),
     }
 }
 

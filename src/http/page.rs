@@ -86,6 +86,20 @@ fn status_cell(status: &Value, enablement: &Value) -> String {
     format!("<td class=\"{class}\">{}</td>", escape(&label))
 }
 
+/// A stale mailbox's incoming cell says so, in the failing colour.
+fn stale_aware(cell: String, stale: bool) -> String {
+    if !stale {
+        return cell;
+    }
+    match cell.rsplit_once("</td>") {
+        Some((inner, _)) => format!(
+            "{}, stale</td>",
+            inner.replacen("class=\"ok\"", "class=\"bad\"", 1)
+        ),
+        None => cell,
+    }
+}
+
 fn bytes(n: u64) -> String {
     match n {
         0..1_000_000 => format!("{:.1} KB", n as f64 / 1e3),
@@ -255,7 +269,10 @@ pub fn render(d: &PageData<'_>) -> String {
             "<tr class=\"{}\"><td>{}</td>{}{}<td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"alert\">{}</td></tr>",
             if row.failing { "failing" } else { "" },
             escape(&text(&m["email_address"])),
-            status_cell(&m["incoming_status"], &m["incoming_enablement"]),
+            stale_aware(
+                status_cell(&m["incoming_status"], &m["incoming_enablement"]),
+                m["stale"] == true
+            ),
             status_cell(&m["outgoing_status"], &m["outgoing_enablement"]),
             escape(&text(&m["approval"])),
             relative(&m["last_successful_sync_completed_on"], now),

@@ -1,5 +1,7 @@
-//! `GET /metrics` in the Prometheus text format (version 0.0.4): per-profile and total counters of
-//! the running appliance, sync durations as histograms, mailboxes by state, queue depths.
+//! `GET /metrics` in the Prometheus text format (version 0.0.4), as its users write queries: one
+//! family per metric with a `profile` label (`sum(rate(sidesync_emails_ingested_total[5m]))` for
+//! all profiles), sync durations as histograms, failures by error code, mailboxes by state, queue
+//! depths and ages, build info, and the process's own figures (start time, RSS, open files).
 
 use std::fmt::Write;
 
@@ -17,6 +19,50 @@ pub struct Gauges {
     /// Emails by tracking decision since the store was made.
     pub decisions: std::collections::BTreeMap<String, u64>,
     pub uptime_seconds: i64,
+    /// Processed mailboxes without a successful sync for `stale_after_polls` intervals.
+    pub stale_mailboxes: u64,
+    pub store_bytes: u64,
+    /// (profile, unix time of its mailboxes' latest successful sync).
+    pub last_success: Vec<(String, i64)>,
+    /// Seconds the oldest email waiting to be sent has waited (0: none waits).
+    pub oldest_queued_age_seconds: i64,
+    /// Unix time the process started.
+    pub started_at: i64,
+}
+
+/// The process's own figures, from /proc/self (None where it cannot be read).
+#[derive(Debug, Default, Clone)]
+pub struct ProcessFigures {
+    pub resident_bytes: Option<u64>,
+    pub virtual_bytes: Option<u64>,
+    pub open_fds: Option<u64>,
+    pub max_fds: Option<u64>,
+    pub threads: Option<u64>,
+}
+
+impl ProcessFigures {
+    pub fn read() -> ProcessFigures {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let kb = |key: &str| -> Option<u64> {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        };
+        let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+        ProcessFigures {
+            resident_bytes: kb("VmRSS:").map(|k| k * 1024),
+            virtual_bytes: kb("VmSize:").map(|k| k * 1024),
+            threads: kb("Threads:"),
+            open_fds: std::fs::read_dir("/proc/self/fd")
+                .ok()
+                .map(|d| d.count() as u64),
+            max_fds: limits
+                .lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3)?.parse().ok()),
+        }
+    }
 }
 
 /// A label value with `\`, `"` and newlines escaped.
@@ -105,17 +151,33 @@ pub fn render(m: &Metrics, g: &Gauges) -> String {
         ),
     ];
     for (name, help, pick) in counters {
-        let per = format!("sidesync_profile_{name}");
-        family(&mut out, &per, "counter", &format!("{help} Per profile."));
-        let mut total = 0;
+        let name = format!("sidesync_{name}");
+        family(&mut out, &name, "counter", help);
         for p in &profiles {
             let v = m.profile(p).map_or(0, pick);
-            total += v;
-            let _ = writeln!(out, "{per}{{profile=\"{}\"}} {v}", label(p));
+            let _ = writeln!(out, "{name}{{profile=\"{}\"}} {v}", label(p));
         }
-        let all = format!("sidesync_{name}");
-        family(&mut out, &all, "counter", &format!("{help} All profiles."));
-        let _ = writeln!(out, "{all} {total}");
+    }
+    let name = "sidesync_failures_by_code_total";
+    family(
+        &mut out,
+        name,
+        "counter",
+        "Failures by operation (sync, test_incoming, test_outgoing) and error code (the code /status shows).",
+    );
+    for p in &profiles {
+        let Some(c) = m.profile(p) else { continue };
+        let Ok(codes) = c.failures_by_code.lock() else {
+            continue;
+        };
+        for ((operation, code), n) in codes.iter() {
+            let _ = writeln!(
+                out,
+                "{name}{{profile=\"{}\",operation=\"{operation}\",code=\"{}\"}} {n}",
+                label(p),
+                label(code)
+            );
+        }
     }
     let name = "sidesync_sync_duration_seconds";
     family(
@@ -156,7 +218,74 @@ pub fn render(m: &Metrics, g: &Gauges) -> String {
         "decision",
         &decisions,
     );
+    let name = "sidesync_last_successful_sync_timestamp_seconds";
+    family(
+        &mut out,
+        name,
+        "gauge",
+        "Unix time of the latest successful sync of any mailbox of the profile (0: none yet).",
+    );
+    for (p, t) in &g.last_success {
+        let _ = writeln!(out, "{name}{{profile=\"{}\"}} {t}", label(p));
+    }
+    let name = "sidesync_build_info";
+    family(
+        &mut out,
+        name,
+        "gauge",
+        "Always 1; the labels say which build runs.",
+    );
+    let _ = writeln!(out, "{name}{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"));
+    let process = ProcessFigures::read();
     for (name, help, value) in [
+        (
+            "process_resident_memory_bytes",
+            "Resident memory size in bytes.",
+            process.resident_bytes,
+        ),
+        (
+            "process_virtual_memory_bytes",
+            "Virtual memory size in bytes.",
+            process.virtual_bytes,
+        ),
+        (
+            "process_open_fds",
+            "Open file descriptors (connections included).",
+            process.open_fds,
+        ),
+        (
+            "process_max_fds",
+            "The limit on open file descriptors.",
+            process.max_fds,
+        ),
+        ("process_threads", "OS threads.", process.threads),
+    ] {
+        if let Some(v) = value {
+            family(&mut out, name, "gauge", help);
+            let _ = writeln!(out, "{name} {v}");
+        }
+    }
+    for (name, help, value) in [
+        (
+            "process_start_time_seconds",
+            "Start time of the process since the Unix epoch, in seconds.",
+            g.started_at,
+        ),
+        (
+            "sidesync_mailboxes_stale",
+            "Processed mailboxes without a successful sync for stale_after_polls polling intervals.",
+            g.stale_mailboxes as i64,
+        ),
+        (
+            "sidesync_store_size_bytes",
+            "Size of the store file.",
+            g.store_bytes as i64,
+        ),
+        (
+            "sidesync_outbox_oldest_queued_age_seconds",
+            "How long the oldest email waiting to be sent has waited (0: none waits).",
+            g.oldest_queued_age_seconds,
+        ),
         (
             "sidesync_store_writer_queue_depth",
             "Requests waiting for the store writer.",
@@ -188,7 +317,12 @@ mod tests {
     fn counters_histograms_and_gauges() {
         let m = Metrics::new(["corp", "we\"ird"]);
         m.ingested("corp", 5, 500);
-        m.sync_finished("corp", Duration::from_millis(300), true);
+        m.sync_finished("corp", Duration::from_millis(300), None);
+        m.sync_finished(
+            "corp",
+            Duration::from_millis(30),
+            Some("authentication_rejected"),
+        );
         let g = Gauges {
             mailboxes: vec![("ok", 3), ("failing", 1)],
             outbox: vec![("pending_send", 2)],
@@ -200,15 +334,39 @@ mod tests {
             ]
             .into(),
             uptime_seconds: 9,
+            stale_mailboxes: 1,
+            store_bytes: 4096,
+            last_success: vec![("corp".into(), 1_800_000_000)],
+            oldest_queued_age_seconds: 42,
+            started_at: 1_799_999_000,
         };
         let text = render(&m, &g);
-        assert!(text.contains("sidesync_profile_emails_ingested_total{profile=\"corp\"} 5\n"));
-        assert!(text.contains("sidesync_profile_emails_ingested_total{profile=\"we\\\"ird\"} 0\n"));
-        assert!(text.contains("sidesync_emails_ingested_total 5\n"));
+        assert!(text.contains("sidesync_emails_ingested_total{profile=\"corp\"} 5\n"));
+        assert!(text.contains("sidesync_emails_ingested_total{profile=\"we\\\"ird\"} 0\n"));
         assert!(
-            text.contains("sidesync_sync_duration_seconds_bucket{profile=\"corp\",le=\"0.5\"} 1\n")
+            !text.contains("sidesync_profile_"),
+            "one family per metric, with a profile label"
         );
-        assert!(text.contains("sidesync_sync_duration_seconds_count{profile=\"corp\"} 1\n"));
+        assert!(text.contains(
+            "sidesync_failures_by_code_total{profile=\"corp\",operation=\"sync\",code=\"authentication_rejected\"} 1\n"
+        ));
+        assert!(text.contains("sidesync_sync_failures_total{profile=\"corp\"} 1\n"));
+        assert!(text.contains("sidesync_mailboxes_stale 1\n"));
+        assert!(text.contains("sidesync_outbox_oldest_queued_age_seconds 42\n"));
+        assert!(text.contains(
+            "sidesync_last_successful_sync_timestamp_seconds{profile=\"corp\"} 1800000000\n"
+        ));
+        assert!(text.contains("process_start_time_seconds 1799999000\n"));
+        assert!(text.contains(&format!(
+            "sidesync_build_info{{version=\"{}\"}} 1\n",
+            env!("CARGO_PKG_VERSION")
+        )));
+        assert!(text.contains("process_resident_memory_bytes "));
+        assert!(text.contains("process_open_fds "));
+        assert!(
+            text.contains("sidesync_sync_duration_seconds_bucket{profile=\"corp\",le=\"0.5\"} 2\n")
+        );
+        assert!(text.contains("sidesync_sync_duration_seconds_count{profile=\"corp\"} 2\n"));
         assert!(text.contains("sidesync_mailboxes{state=\"failing\"} 1\n"));
         assert!(
             text.contains("sidesync_emails_by_decision{decision=\"no_correlation_match\"} 7\n")

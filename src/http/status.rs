@@ -86,12 +86,18 @@ pub struct MailboxRow<'c> {
     /// Whether each direction is configured at all (delivery not "none", a server to use).
     incoming_configured: bool,
     outgoing_configured: bool,
+    /// Processed, yet no successful sync for `stale_after_polls` polling intervals.
+    stale: bool,
 }
 
 impl MailboxRow<'_> {
     /// A direction's last run failed, or a direction is disabled.
     pub fn failing(&self) -> bool {
         crate::lifecycle::failing::failing(&self.state)
+    }
+
+    pub fn stale(&self) -> bool {
+        self.stale
     }
 
     pub fn not_processed(&self) -> bool {
@@ -156,6 +162,8 @@ impl MailboxRow<'_> {
             "transient_failure_count": st.transient_failure_count,
             "last_error": last_error(&st.last_error),
             "next_poll": self.next_poll.map(|t| t.to_rfc3339()),
+            "stale": self.stale,
+            "stale_alerted_at": st.stale_alerted_at.map(|t| t.to_rfc3339()),
         })
     }
 }
@@ -182,7 +190,27 @@ pub fn skipped(decisions: &std::collections::BTreeMap<String, u64>) -> u64 {
         .sum()
 }
 
+/// Whether a processed mailbox is stale now (see [`crate::lifecycle::stale`]).
+fn stale_now(
+    ctx: &StatusContext,
+    m: &crate::config::Mailbox,
+    state: &MailboxState,
+    now: chrono::DateTime<Utc>,
+) -> bool {
+    let Some(p) = ctx.config.mailbox_profile(m) else {
+        return false;
+    };
+    crate::lifecycle::stale::is_stale(
+        state.last_successful_sync_completed_on,
+        ctx.started_at,
+        p.min_polling_interval,
+        ctx.config.appliance.stale_after_polls,
+        now,
+    )
+}
+
 pub fn collect(ctx: &StatusContext) -> Result<StatusData<'_>, String> {
+    let now = Utc::now();
     let states = ctx.store.mailbox_states().map_err(|e| e.to_string())?;
     let profile_states = ctx.store.profile_states().map_err(|e| e.to_string())?;
     let mut outbox_counts = ctx.store.outbox_counts().map_err(|e| e.to_string())?;
@@ -233,14 +261,19 @@ pub fn collect(ctx: &StatusContext) -> Result<StatusData<'_>, String> {
                 Decision::Sync(_) => Ok("enabled"),
                 Decision::TestFirst(_) => Ok("waiting for Test & Enable"),
             };
+            let incoming_configured = m.incoming_delivery != crate::config::IncomingDelivery::None;
+            let stale = incoming_configured
+                && processing == Ok("enabled")
+                && stale_now(ctx, m, &state, now);
             MailboxRow {
                 mailbox: m,
                 state,
                 processing,
+                stale,
                 latest_alert: latest_alerts.remove(&m.email_address),
                 outbox: outbox_counts.remove(&m.email_address).unwrap_or_default(),
                 next_poll: ctx.metrics.next_poll(&m.email_address),
-                incoming_configured: m.incoming_delivery != crate::config::IncomingDelivery::None,
+                incoming_configured,
                 outgoing_configured: m.outgoing_delivery
                     == crate::config::OutgoingDelivery::ServerSideSync
                     && config

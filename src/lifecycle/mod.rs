@@ -7,5 +7,6 @@
 pub mod after_failure;
 pub mod eligibility;
 pub mod failing;
+pub mod stale;
 pub mod state;
 pub mod transitions;

@@ -130,4 +130,7 @@ pub struct MailboxState {
     pub last_error: Option<LastError>,
     /// Duration of the last completed sync, milliseconds.
     pub last_sync_duration_ms: Option<u64>,
+    /// When its stale alert was raised; a successful sync clears it (one alert per episode).
+    #[serde(default)]
+    pub stale_alerted_at: Option<DateTime<Utc>>,
 }

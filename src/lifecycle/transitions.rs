@@ -47,6 +47,10 @@ pub enum MailboxUpdate {
     SyncedFrom {
         from: Option<i64>,
     },
+    /// Its stale alert was raised.
+    StaleAlerted {
+        at: DateTime<Utc>,
+    },
     /// Approval set through the API.
     Approved {
         approval: String,
@@ -71,6 +75,10 @@ pub fn apply(s: &mut MailboxState, update: &MailboxUpdate) {
             s.last_sync_duration_ms = Some(*duration_ms);
             s.transient_failure_count = 0;
             s.last_error = None;
+            s.stale_alerted_at = None;
+        }
+        MailboxUpdate::StaleAlerted { at } => {
+            s.stale_alerted_at = Some(*at);
         }
         MailboxUpdate::SyncFailed {
             at,

@@ -638,6 +638,27 @@ impl Store {
         Ok(out)
     }
 
+    /// When the oldest email still waiting to be sent (Pending Send or Sending) was queued.
+    pub fn outbox_oldest_waiting(
+        &self,
+    ) -> Result<Option<chrono::DateTime<chrono::Utc>>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let due = txn.open_table(OUTBOX_DUE)?;
+        let mut oldest: Option<u64> = None;
+        for row in due.iter()? {
+            let (_, id) = row?.0.value();
+            oldest = Some(oldest.map_or(id, |o| o.min(id)));
+        }
+        let Some(id) = oldest else {
+            return Ok(None);
+        };
+        let entries = txn.open_table(OUTBOX)?;
+        Ok(match entries.get(id)? {
+            Some(v) => Some(decode::<OutboxEntry>("outbox entry", v.value())?.queued_at),
+            None => None,
+        })
+    }
+
     /// Emails to send whose time has come (Pending Send or Sending), oldest due first, at most
     /// `limit`; and the due time of the next one that is not due yet.
     pub fn outbox_due(
