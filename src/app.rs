@@ -56,10 +56,15 @@ pub fn run(config: Config, mode: RunMode) -> Result<RunReport, String> {
             return Err(format!("cannot start the runtime: {e}"));
         }
     };
+    let live_config = crate::live::Live::new(config.clone());
+    let live_directory = crate::live::Live::new(Arc::new(config.directory()));
+    let reload_outcome = Arc::default();
+    let reload_commands = commands_tx.clone();
     let http = match mode {
         RunMode::Forever => match StatusServer::start(
             StatusContext {
-                config: config.clone(),
+                live_config: live_config.clone(),
+                reload: Arc::clone(&reload_outcome),
                 store: store.clone(),
                 heartbeat: heartbeat.clone(),
                 started_at,
@@ -67,7 +72,7 @@ pub fn run(config: Config, mode: RunMode) -> Result<RunReport, String> {
                 commands: Some(commands_tx),
                 outbox_wake: outbox_wake.clone(),
                 metrics: metrics.clone(),
-                directory: Arc::new(config.directory()),
+                directory: live_directory.clone(),
                 tests_running: Arc::default(),
                 send_rate: Arc::default(),
             },
@@ -126,17 +131,26 @@ pub fn run(config: Config, mode: RunMode) -> Result<RunReport, String> {
                 .await;
             }
         }
+        let current = engine::Current::new(ctx.clone());
         let outbox = (mode == RunMode::Forever)
-            .then(|| tokio::spawn(engine::outgoing::run(ctx.clone(), outbox_wake)));
+            .then(|| tokio::spawn(engine::outgoing::run(current.clone(), outbox_wake)));
         if mode == RunMode::Forever {
             // The store is open and the listener bound: systemd may call the service started.
             crate::notify::notify(&format!("READY=1\nSTATUS={}", status_line(&ctx)));
-            tokio::spawn(tell_systemd(ctx.clone()));
-            tokio::spawn(engine::stale_watch::run(ctx.clone(), started_at));
+            tokio::spawn(tell_systemd(current.clone()));
+            tokio::spawn(engine::stale_watch::run(current.clone(), started_at));
         }
         let engine = tokio::spawn(engine::run(ctx, mode, commands_rx));
+        let reloadable = crate::reload::Reloadable {
+            path: config.path.clone(),
+            engine: current,
+            config: live_config,
+            directory: live_directory,
+            outcome: reload_outcome,
+            commands: reload_commands,
+        };
         tokio::spawn(async move {
-            wait_for_signal().await;
+            wait_for_signal(mode, &reloadable).await;
             tracing::info!("stop requested; finishing the current batches");
             let _ = stop_tx.send(true);
         });
@@ -169,19 +183,29 @@ pub fn run(config: Config, mode: RunMode) -> Result<RunReport, String> {
     Ok(report)
 }
 
-async fn wait_for_signal() {
+/// Waits for SIGTERM or SIGINT; each SIGHUP meanwhile reloads the config (`--once` ignores it).
+async fn wait_for_signal(mode: RunMode, reloadable: &crate::reload::Reloadable) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
     ) else {
         // Without signal handlers the process still stops on SIGTERM, only less gracefully.
         std::future::pending::<()>().await;
         return;
     };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+    loop {
+        tokio::select! {
+            _ = term.recv() => return,
+            _ = int.recv() => return,
+            _ = hup.recv() => {
+                if mode == RunMode::Forever {
+                    tracing::info!("SIGHUP: reloading the config");
+                    crate::reload::reload(reloadable).await;
+                }
+            }
+        }
     }
 }
 
@@ -263,7 +287,7 @@ fn status_line(ctx: &JobContext) -> String {
 
 /// Keeps systemd told: WATCHDOG=1 while the scheduler's heartbeat is fresh (a stalled engine
 /// stops it, and systemd restarts the service), and STATUS= every half minute.
-async fn tell_systemd(ctx: Arc<JobContext>) {
+async fn tell_systemd(current: engine::Current) {
     use std::sync::atomic::Ordering;
     let watchdog = crate::notify::watchdog_interval();
     let every = watchdog
@@ -271,6 +295,7 @@ async fn tell_systemd(ctx: Arc<JobContext>) {
         .min(std::time::Duration::from_secs(30));
     loop {
         tokio::time::sleep(every).await;
+        let ctx = current.get();
         if ctx.stopping() {
             return;
         }
@@ -285,7 +310,7 @@ async fn tell_systemd(ctx: Arc<JobContext>) {
 
 /// Opens (or makes) the key file in the data folder and keys the config fingerprints with it;
 /// says what the config's secrets need attention for.
-fn seal_fingerprints(config: &mut Config) -> Result<(), String> {
+pub(crate) fn seal_fingerprints(config: &mut Config) -> Result<(), String> {
     let path = crate::vault::KeyRing::path(&config.appliance.data_dir);
     let ring = crate::vault::KeyRing::load_or_create(&path)?;
     config.key_fingerprints(ring.fingerprint_key());

@@ -4,6 +4,7 @@
 //! restart (activities stored, outbox counts, connection totals) lives in the store instead.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -92,7 +93,8 @@ pub struct Minute {
 }
 
 pub struct Metrics {
-    profiles: HashMap<String, ProfileCounters>,
+    /// A reload may add profiles; counters of a removed one stay until the restart.
+    profiles: std::sync::RwLock<HashMap<String, Arc<ProfileCounters>>>,
     minutes: Mutex<VecDeque<Minute>>,
     next_poll: Mutex<HashMap<String, DateTime<Utc>>>,
 }
@@ -104,22 +106,37 @@ fn add(c: &AtomicU64, n: u64) {
 impl Metrics {
     pub fn new<'a>(profiles: impl IntoIterator<Item = &'a str>) -> Metrics {
         Metrics {
-            profiles: profiles
-                .into_iter()
-                .map(|p| (p.to_string(), ProfileCounters::default()))
-                .collect(),
+            profiles: std::sync::RwLock::new(
+                profiles
+                    .into_iter()
+                    .map(|p| (p.to_string(), Arc::default()))
+                    .collect(),
+            ),
             minutes: Mutex::new(VecDeque::new()),
             next_poll: Mutex::new(HashMap::new()),
         }
     }
 
-    pub fn profile(&self, name: &str) -> Option<&ProfileCounters> {
-        self.profiles.get(name)
+    pub fn profile(&self, name: &str) -> Option<Arc<ProfileCounters>> {
+        self.profiles.read().ok()?.get(name).cloned()
+    }
+
+    /// Counters for profiles a reload added.
+    pub fn add_profiles<'a>(&self, names: impl IntoIterator<Item = &'a str>) {
+        if let Ok(mut m) = self.profiles.write() {
+            for n in names {
+                m.entry(n.to_string()).or_default();
+            }
+        }
     }
 
     /// Profile names, sorted (for stable output).
-    pub fn profile_names(&self) -> Vec<&str> {
-        let mut v: Vec<&str> = self.profiles.keys().map(String::as_str).collect();
+    pub fn profile_names(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .profiles
+            .read()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
         v.sort_unstable();
         v
     }

@@ -3,6 +3,7 @@
 //! Validation is pure (text in, model or mistakes out) so that every rule is unit-tested; the only
 //! I/O is reading the file itself and the password/CA files it names.
 
+pub mod diff;
 mod duration;
 mod pin;
 mod raw;

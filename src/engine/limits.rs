@@ -10,6 +10,8 @@ use crate::config::{Config, CredentialSource, Mailbox, Profile};
 
 pub struct ConnectionLimits {
     semaphores: HashMap<String, Arc<Semaphore>>,
+    /// Each key's limit (a reload keeps a semaphore whose limit did not change).
+    max: HashMap<String, usize>,
 }
 
 /// The key a connection counts against.
@@ -22,15 +24,28 @@ pub fn limit_key(profile: &Profile, mailbox: &Mailbox) -> String {
 
 impl ConnectionLimits {
     pub fn new(config: &Config) -> ConnectionLimits {
+        ConnectionLimits::reloaded(None, config)
+    }
+
+    /// The limits of `config`; a key whose limit is what it was in `previous` keeps its semaphore,
+    /// so connections that jobs from before a reload still hold keep counting.
+    pub fn reloaded(previous: Option<&ConnectionLimits>, config: &Config) -> ConnectionLimits {
         let mut semaphores = HashMap::new();
+        let mut max = HashMap::new();
         for m in &config.mailboxes {
             if let Some(p) = config.mailbox_profile(m) {
-                semaphores.entry(limit_key(p, m)).or_insert_with(|| {
-                    Arc::new(Semaphore::new(p.max_concurrent_connections as usize))
-                });
+                let key = limit_key(p, m);
+                let n = p.max_concurrent_connections as usize;
+                let kept = previous
+                    .filter(|prev| prev.max.get(&key) == Some(&n))
+                    .and_then(|prev| prev.semaphores.get(&key).cloned());
+                semaphores
+                    .entry(key.clone())
+                    .or_insert_with(|| kept.unwrap_or_else(|| Arc::new(Semaphore::new(n))));
+                max.entry(key).or_insert(n);
             }
         }
-        ConnectionLimits { semaphores }
+        ConnectionLimits { semaphores, max }
     }
 
     /// Free slots for this mailbox's connections now.

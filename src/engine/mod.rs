@@ -24,6 +24,10 @@ use crate::store::{Store, StoreWriter};
 
 pub use scheduler::{Command, RunMode, RunReport, run, test_many};
 
+/// The engine's context now; a reload replaces it. Long-lived tasks (the outbox) read it each
+/// round; jobs keep the one they started with.
+pub type Current = crate::live::Live<JobContext>;
+
 /// What every job shares.
 pub struct JobContext {
     pub config: Arc<Config>,
@@ -37,7 +41,7 @@ pub struct JobContext {
     pub heartbeat: Arc<AtomicI64>,
     /// Rung when email is queued, so the outbox task looks at once.
     pub outbox_wake: Arc<tokio::sync::Notify>,
-    pub smtp_pool: outgoing::SmtpPool,
+    pub smtp_pool: Arc<outgoing::SmtpPool>,
     /// Runtime counters for `/metrics` and the status page.
     pub metrics: Arc<crate::metrics::Metrics>,
     /// SMTP sessions sending now, across all mailboxes (the writer batches their Sent
@@ -76,12 +80,42 @@ impl JobContext {
             stop,
             heartbeat,
             outbox_wake: Arc::new(tokio::sync::Notify::new()),
-            smtp_pool: outgoing::SmtpPool::default(),
+            smtp_pool: Arc::default(),
             metrics,
             sending_sessions: std::sync::atomic::AtomicUsize::new(0),
             bytes_in_flight: Arc::new(tokio::sync::Semaphore::new(
                 (config.appliance.max_bytes_in_flight / 1024) as usize,
             )),
+            directory: Arc::new(config.directory()),
+            config,
+        }
+    }
+
+    /// The context after a reload: the new config's limits, TLS settings and directory; the
+    /// store, writer, stop flag, heartbeat, pools and counters are the running ones. Jobs that
+    /// started before keep the context they started with.
+    pub fn reloaded(&self, config: Arc<Config>) -> JobContext {
+        self.metrics
+            .add_profiles(config.profiles.iter().map(|p| p.name.as_str()));
+        JobContext {
+            limits: limits::ConnectionLimits::reloaded(Some(&self.limits), &config),
+            store: self.store.clone(),
+            writer: self.writer.clone(),
+            tls: config
+                .profiles
+                .iter()
+                .map(|p| {
+                    let tls = TlsContext::with_pin(p.ca_file.as_deref(), p.tls_pin_sha256);
+                    (p.name.clone(), tls)
+                })
+                .collect(),
+            stop: self.stop.clone(),
+            heartbeat: self.heartbeat.clone(),
+            outbox_wake: self.outbox_wake.clone(),
+            smtp_pool: self.smtp_pool.clone(),
+            metrics: self.metrics.clone(),
+            sending_sessions: std::sync::atomic::AtomicUsize::new(0),
+            bytes_in_flight: self.bytes_in_flight.clone(),
             directory: Arc::new(config.directory()),
             config,
         }

@@ -61,6 +61,15 @@ mod pool {
             }
         }
 
+        /// Takes out a mailbox's idle connections (its settings changed, or it is gone).
+        pub fn forget(&self, mailbox: &str) -> Vec<Pooled> {
+            self.idle
+                .lock()
+                .ok()
+                .and_then(|mut idle| idle.remove(mailbox))
+                .unwrap_or_default()
+        }
+
         /// Takes out the idle connections holding slots of `key`.
         pub fn reap_key(&self, key: &str) -> Vec<Pooled> {
             let Ok(mut idle) = self.idle.lock() else {
@@ -115,11 +124,14 @@ fn may_send<'c>(ctx: &'c JobContext, mailbox: &Mailbox) -> Result<&'c Profile, S
 }
 
 /// The outbox task: runs until the engine stops.
-pub async fn run(ctx: Arc<JobContext>, wake: Arc<Notify>) {
+pub async fn run(current: super::Current, wake: Arc<Notify>) {
     let mut running: HashSet<String> = HashSet::new();
     let mut jobs: JoinSet<String> = JoinSet::new();
+    let mut ctx = current.get();
     let mut stop = ctx.stop.clone();
     loop {
+        // A reload takes effect at the next look; send jobs under way finish under the old one.
+        ctx = current.get();
         let last_scan = tokio::time::Instant::now();
         let now = Utc::now();
         let mut next_due: Option<DateTime<Utc>> = None;

@@ -5,7 +5,7 @@
 //! Enable). No task per mailbox sleeps, so ten thousand mailboxes cost ten thousand queue entries.
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -50,6 +50,12 @@ pub enum Command {
         addresses: Vec<String>,
         reply: oneshot::Sender<Vec<TestRecord>>,
     },
+    /// A new config was loaded: run under `ctx` from now on. Unchanged mailboxes keep their
+    /// place in the queue and their running jobs; changed ones restart; removed ones stop.
+    Reload {
+        ctx: Arc<JobContext>,
+        diff: crate::config::diff::ConfigDiff,
+    },
 }
 
 /// What a job says should happen next to its mailbox.
@@ -60,7 +66,6 @@ enum Next {
 }
 
 struct JobResult {
-    mailbox: usize,
     next: Next,
     created: u64,
     failed: bool,
@@ -78,12 +83,13 @@ pub async fn run(
     mode: RunMode,
     mut commands: mpsc::Receiver<Command>,
 ) -> RunReport {
+    let mut ctx = ctx;
     let mut report = RunReport::default();
-    let mailboxes = &ctx.config.mailboxes;
-    let mut slots: Vec<Slot> = Vec::with_capacity(mailboxes.len());
+    let mut slots: Vec<Slot> = Vec::with_capacity(ctx.config.mailboxes.len());
     let mut due: BinaryHeap<Reverse<(Instant, usize)>> = BinaryHeap::new();
+    let mut index = address_index(&ctx);
     let now = Instant::now();
-    for (i, m) in mailboxes.iter().enumerate() {
+    for (i, m) in ctx.config.mailboxes.iter().enumerate() {
         // Resume a retry backoff that was under way before a restart.
         let at = ctx
             .store
@@ -96,7 +102,9 @@ pub async fn run(
         slots.push(Slot::Queued(at));
         due.push(Reverse((at, i)));
     }
-    let mut jobs: JoinSet<JobResult> = JoinSet::new();
+    // Jobs answer with their mailbox's address: a reload may renumber the mailboxes meanwhile.
+    let mut jobs: JoinSet<(String, JobResult)> = JoinSet::new();
+    let mut running: HashMap<String, tokio::task::AbortHandle> = HashMap::new();
     type TestDone = (Vec<TestRecord>, oneshot::Sender<Vec<TestRecord>>);
     let mut tests: JoinSet<TestDone> = JoinSet::new();
     let mut stop = ctx.stop.clone();
@@ -115,8 +123,13 @@ pub async fn run(
                 continue;
             }
             slots[i] = Slot::Running;
-            let ctx = ctx.clone();
-            jobs.spawn(async move { job(&ctx, i, mode).await });
+            let job_ctx = ctx.clone();
+            let address = ctx.config.mailboxes[i].email_address.clone();
+            let handle = jobs.spawn({
+                let address = address.clone();
+                async move { (address, job(&job_ctx, i, mode).await) }
+            });
+            running.insert(address, handle);
         }
         if mode == RunMode::Once
             && jobs.is_empty()
@@ -132,32 +145,35 @@ pub async fn run(
         tokio::select! {
             _ = stop.changed() => break,
             Some(done) = jobs.join_next(), if !jobs.is_empty() => {
-                let Ok(r) = done else { continue };
+                // A job aborted by a reload has been requeued already.
+                let Ok((address, r)) = done else { continue };
+                running.remove(&address);
                 report.syncs += 1;
                 report.created += r.created;
                 report.failures += u64::from(r.failed);
-                let address = &mailboxes[r.mailbox].email_address;
-                slots[r.mailbox] = match (mode, r.next) {
+                // Removed by a reload while it ran: nothing to requeue.
+                let Some(&i) = index.get(&address) else { continue };
+                slots[i] = match (mode, r.next) {
                     (RunMode::Forever, Next::At(wait)) => {
                         let at = Instant::now() + wait;
-                        due.push(Reverse((at, r.mailbox)));
+                        due.push(Reverse((at, i)));
                         ctx.metrics.set_next_poll(
-                            address,
+                            &address,
                             chrono::Duration::from_std(wait).ok().map(|w| Utc::now() + w),
                         );
                         Slot::Queued(at)
                     }
                     _ => {
-                        ctx.metrics.set_next_poll(address, None);
+                        ctx.metrics.set_next_poll(&address, None);
                         Slot::Parked
                     }
                 };
-                check_profile_alert(&ctx, &mailboxes[r.mailbox]).await;
+                check_profile_alert(&ctx, &ctx.config.mailboxes[i]).await;
             }
             command = commands.recv(), if commands_open => match command {
                 None => commands_open = false,
                 Some(Command::Wake(address)) => {
-                    if let Some(i) = mailboxes.iter().position(|m| m.email_address == address)
+                    if let Some(&i) = index.get(&address)
                         && slots[i] != Slot::Running
                     {
                         let at = Instant::now();
@@ -170,12 +186,28 @@ pub async fn run(
                     // Tests run beside the syncs; the connection limits still hold.
                     tests.spawn(async move { (test_many(&ctx, &addresses).await, reply) });
                 }
+                Some(Command::Reload { ctx: next, diff }) => {
+                    let (new_slots, new_due) =
+                        reloaded_queue(&ctx, &next, &diff, &slots, &mut running);
+                    for gone in &diff.removed {
+                        ctx.metrics.set_next_poll(gone, None);
+                    }
+                    for address in diff.changed.iter().chain(&diff.removed) {
+                        for idle in ctx.smtp_pool.forget(address) {
+                            tokio::spawn(idle.session.quit(Duration::from_secs(5)));
+                        }
+                    }
+                    slots = new_slots;
+                    due = new_due;
+                    ctx = next;
+                    index = address_index(&ctx);
+                }
             },
             Some(done) = tests.join_next(), if !tests.is_empty() => {
                 let Ok((records, reply)) = done else { continue };
                 // A mailbox that passed its test syncs now, not at its next poll.
                 for r in records.iter().filter(|r| r.incoming.status == RunStatus::Success) {
-                    if let Some(i) = mailboxes.iter().position(|m| m.email_address == r.mailbox)
+                    if let Some(&i) = index.get(&r.mailbox)
                         && slots[i] != Slot::Running
                     {
                         let at = Instant::now();
@@ -192,7 +224,7 @@ pub async fn run(
     let deadline = Instant::now() + STOP_GRACE;
     while !jobs.is_empty() {
         match tokio::time::timeout_at(deadline, jobs.join_next()).await {
-            Ok(Some(Ok(r))) => report.created += r.created,
+            Ok(Some(Ok((_, r)))) => report.created += r.created,
             Ok(Some(_)) => {}
             Ok(None) => break,
             Err(_) => {
@@ -207,6 +239,56 @@ pub async fn run(
         }
     }
     report
+}
+
+fn address_index(ctx: &JobContext) -> HashMap<String, usize> {
+    ctx.config
+        .mailboxes
+        .iter()
+        .enumerate()
+        .map(|(i, m)| (m.email_address.clone(), i))
+        .collect()
+}
+
+type Queue = (Vec<Slot>, BinaryHeap<Reverse<(Instant, usize)>>);
+
+/// The queue under a reloaded config: an unchanged mailbox keeps its slot (its due time, its
+/// running job, or parked); a changed one has its running job stopped and is due now, as is
+/// an added one; a removed one's job is stopped.
+fn reloaded_queue(
+    old: &JobContext,
+    new: &JobContext,
+    diff: &crate::config::diff::ConfigDiff,
+    slots: &[Slot],
+    running: &mut HashMap<String, tokio::task::AbortHandle>,
+) -> Queue {
+    let old_index = address_index(old);
+    let now = Instant::now();
+    let mut new_slots = Vec::with_capacity(new.config.mailboxes.len());
+    let mut due = BinaryHeap::new();
+    for address in diff.changed.iter().chain(&diff.removed) {
+        if let Some(handle) = running.remove(address) {
+            // Like a crash between commits: what was committed stays, the rest is fetched again.
+            handle.abort();
+        }
+    }
+    for (i, m) in new.config.mailboxes.iter().enumerate() {
+        let kept = old_index
+            .get(&m.email_address)
+            .filter(|_| !diff.changed.contains(&m.email_address))
+            .map(|&j| slots[j]);
+        let slot = match kept {
+            // Its job ended while aborted or never ran under the old index: due now.
+            Some(Slot::Running) if !running.contains_key(&m.email_address) => Slot::Queued(now),
+            Some(slot) => slot,
+            None => Slot::Queued(now),
+        };
+        if let Slot::Queued(at) = slot {
+            due.push(Reverse((at, i)));
+        }
+        new_slots.push(slot);
+    }
+    (new_slots, due)
 }
 
 /// Test & Enable the named mailboxes (all, when none is named), record the results, wake them.
@@ -338,7 +420,6 @@ pub async fn test_and_record(ctx: &JobContext, profile: &Profile, mailbox: &Mail
 async fn job(ctx: &JobContext, i: usize, mode: RunMode) -> JobResult {
     let mailbox = &ctx.config.mailboxes[i];
     let park = |failed| JobResult {
-        mailbox: i,
         next: Next::Park,
         created: 0,
         failed,
@@ -348,7 +429,6 @@ async fn job(ctx: &JobContext, i: usize, mode: RunMode) -> JobResult {
         Err(e) => {
             tracing::error!(mailbox = %mailbox.email_address, error = %e, "cannot read the mailbox state");
             return JobResult {
-                mailbox: i,
                 next: Next::At(ctx.config.appliance.retry_interval),
                 created: 0,
                 failed: true,
@@ -381,7 +461,7 @@ async fn job(ctx: &JobContext, i: usize, mode: RunMode) -> JobResult {
                         mode,
                     )
                     .await
-                    .into_result(i);
+                    .into_result();
                 }
                 _ => return park(true),
             }
@@ -428,7 +508,6 @@ async fn job(ctx: &JobContext, i: usize, mode: RunMode) -> JobResult {
                 )
                 .await;
             JobResult {
-                mailbox: i,
                 next: Next::At(profile.min_polling_interval),
                 created: s.created,
                 failed: false,
@@ -447,7 +526,7 @@ async fn job(ctx: &JobContext, i: usize, mode: RunMode) -> JobResult {
                 mode,
             )
             .await
-            .into_result(i)
+            .into_result()
         }
     }
 }
@@ -455,9 +534,8 @@ async fn job(ctx: &JobContext, i: usize, mode: RunMode) -> JobResult {
 struct Failed(Next);
 
 impl Failed {
-    fn into_result(self, i: usize) -> JobResult {
+    fn into_result(self) -> JobResult {
         JobResult {
-            mailbox: i,
             next: self.0,
             created: 0,
             failed: true,

@@ -25,14 +25,18 @@ fn every(ctx: &JobContext) -> Duration {
     shortest.clamp(Duration::from_secs(1), Duration::from_secs(30))
 }
 
-pub async fn run(ctx: Arc<JobContext>, started_at: DateTime<Utc>) {
-    let polls = ctx.config.appliance.stale_after_polls;
-    if polls == 0 {
-        return;
-    }
-    let every = every(&ctx);
+pub async fn run(current: super::Current, started_at: DateTime<Utc>) {
     loop {
-        tokio::time::sleep(every).await;
+        // A reload may change the settings: read them each round.
+        let ctx: Arc<JobContext> = current.get();
+        let polls = ctx.config.appliance.stale_after_polls;
+        tokio::time::sleep(every(&ctx)).await;
+        if polls == 0 {
+            if ctx.stopping() {
+                return;
+            }
+            continue;
+        }
         if ctx.stopping() {
             return;
         }

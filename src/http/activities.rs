@@ -274,7 +274,8 @@ pub fn mailboxes(ctx: &StatusContext, url: &str) -> Result<Value, ApiError> {
             _ => n = limit(&v)?,
         }
     }
-    let data = super::status::collect(ctx).map_err(|e| err(500, e))?;
+    let config = ctx.config();
+    let data = super::status::collect(ctx, &config).map_err(|e| err(500, e))?;
     let chosen: Vec<&super::status::MailboxRow<'_>> = data
         .rows
         .iter()

@@ -62,25 +62,20 @@ pub(super) fn caller(
             name: "control socket".into(),
             scope: crate::config::TokenScope::Admin,
         }),
-        super::Origin::Front => authorize(ctx, request).map(|t| Caller {
-            name: t.name.clone(),
-            scope: t.scope,
-        }),
+        super::Origin::Front => authorize(ctx, request),
     }
 }
 
 /// The token a request carries, among the configured ones (each compared over digests).
-pub(super) fn authorize<'c>(
-    ctx: &'c StatusContext,
-    request: &Request,
-) -> Result<&'c crate::config::ApiToken, ApiError> {
-    if ctx.config.appliance.api_tokens.is_empty() {
+pub(super) fn authorize(ctx: &StatusContext, request: &Request) -> Result<Caller, ApiError> {
+    let config = ctx.config();
+    if config.appliance.api_tokens.is_empty() {
         return Err(err(
             404,
             "the API is off: set api_token_file in [appliance]",
         ));
     };
-    let secure = ctx.config.appliance.status_tls.is_some();
+    let secure = ctx.config().appliance.status_tls.is_some();
     if !token_may_travel(secure, super::peer(request)) {
         return Err(err(
             403,
@@ -103,12 +98,17 @@ pub(super) fn authorize<'c>(
     };
     // Every token is compared, whichever matches: the time says nothing about which.
     let mut found = None;
-    for t in &ctx.config.appliance.api_tokens {
+    for t in &config.appliance.api_tokens {
         if token_matches(given.trim().as_bytes(), t.token.expose().as_bytes()) && found.is_none() {
             found = Some(t);
         }
     }
-    found.ok_or_else(|| err(401, "wrong token"))
+    found
+        .map(|t| Caller {
+            name: t.name.clone(),
+            scope: t.scope,
+        })
+        .ok_or_else(|| err(401, "wrong token"))
 }
 
 /// The scope a call needs: reading is `read`; queuing email is `send`; everything else that
@@ -274,7 +274,7 @@ fn handle_actions(
 fn mailbox_known(ctx: &StatusContext, address: &str) -> Result<String, ApiError> {
     let address = percent_decode(address).to_ascii_lowercase();
     if ctx
-        .config
+        .config()
         .mailboxes
         .iter()
         .any(|m| m.email_address == address)
@@ -299,7 +299,7 @@ fn approve(
         Some(_) => return Err(err(400, "approval must be a string")),
     };
     let configured = ctx
-        .config
+        .config()
         .mailbox(&address)
         .map(|m| m.approval)
         .unwrap_or(Approval::Empty);
@@ -500,8 +500,8 @@ fn queue(ctx: &StatusContext, body: &[u8]) -> Result<(u16, Value), ApiError> {
     let bad = |e: request::RequestError| err(400, e.to_string());
     let req = request::parse(body).map_err(bad)?;
     let from = req.from.trim().to_ascii_lowercase();
-    let (index, mailbox) = ctx
-        .config
+    let config = ctx.config();
+    let (index, mailbox) = config
         .mailboxes
         .iter()
         .enumerate()
@@ -533,7 +533,7 @@ fn queue(ctx: &StatusContext, body: &[u8]) -> Result<(u16, Value), ApiError> {
         .next_activity_id_hint()
         .map_err(|e| err(500, e.to_string()))?;
     let token = ctx
-        .config
+        .config()
         .appliance
         .tracking_token
         .as_ref()
@@ -541,7 +541,7 @@ fn queue(ctx: &StatusContext, body: &[u8]) -> Result<(u16, Value), ApiError> {
     let message_id = new_message_id(&from, counter);
     let email =
         request::build(&req, &message_id, in_reply_to.as_deref(), token.as_deref()).map_err(bad)?;
-    let cap = ctx.config.appliance.outbox_max_recipients as usize;
+    let cap = ctx.config().appliance.outbox_max_recipients as usize;
     if email.recipients.len() > cap {
         return Err(err(
             400,
@@ -562,7 +562,7 @@ fn queue(ctx: &StatusContext, body: &[u8]) -> Result<(u16, Value), ApiError> {
     let headers = crate::tracking::message::parse_headers(&email.raw);
     // The token as the subject carries it (a subject too long for it carries none).
     let token = ctx
-        .config
+        .config()
         .appliance
         .tracking_token
         .as_ref()
@@ -572,7 +572,7 @@ fn queue(ctx: &StatusContext, body: &[u8]) -> Result<(u16, Value), ApiError> {
         .map_err(|e| err(500, e.to_string()))?;
     let raw_encoded = crate::store::rawcodec::encode(&email.raw, &mut compressor)
         .map_err(|e| err(500, e.to_string()))?;
-    let limit = ctx.config.appliance.outbox_max_per_minute;
+    let limit = ctx.config().appliance.outbox_max_per_minute;
     let admitted = ctx
         .send_rate
         .lock()
@@ -600,7 +600,7 @@ fn queue(ctx: &StatusContext, body: &[u8]) -> Result<(u16, Value), ApiError> {
             recipients: email.recipients.clone(),
             token,
             regarding,
-            directory: ctx.directory.clone(),
+            directory: ctx.directory.get(),
         })
         .map_err(|e| err(503, e.to_string()))?;
     ctx.outbox_wake.notify_one();

@@ -64,7 +64,8 @@ fn unix_server(path: &std::path::Path, mode: u32) -> Result<Server, String> {
 
 #[derive(Clone)]
 pub struct StatusContext {
-    pub config: Arc<Config>,
+    /// The config now (a reload replaces it; `config()` reads it).
+    pub live_config: crate::live::Live<Config>,
     pub store: Store,
     pub heartbeat: Arc<AtomicI64>,
     pub started_at: DateTime<Utc>,
@@ -74,11 +75,35 @@ pub struct StatusContext {
     pub outbox_wake: Arc<tokio::sync::Notify>,
     pub metrics: Arc<Metrics>,
     /// What the tracking decision knows of the config (queued email is correlated with it).
-    pub directory: Arc<crate::tracking::decision::Directory>,
+    pub directory: crate::live::Live<crate::tracking::decision::Directory>,
+    /// The outcome of the last reload (None: none since the start).
+    pub reload: Arc<std::sync::Mutex<Option<ReloadOutcome>>>,
     /// Mailboxes whose Test & Enable, started through the API, has not answered yet.
     pub tests_running: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
     /// Emails queued per mailbox this minute (`outbox_max_per_minute`).
     pub send_rate: Arc<std::sync::Mutex<crate::outbox::rate::SendRate>>,
+}
+
+/// What the last reload did, for `/status` and the page.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ReloadOutcome {
+    pub at: String,
+    /// `applied` or `refused`.
+    pub result: &'static str,
+    /// Why it was refused: each config error as FILE:LINE:COL: message.
+    pub errors: Vec<String>,
+    pub added: usize,
+    pub removed: usize,
+    pub changed: usize,
+    pub unchanged: usize,
+    /// Settings that wait for a restart.
+    pub at_restart: Vec<&'static str>,
+}
+
+impl StatusContext {
+    pub fn config(&self) -> Arc<Config> {
+        self.live_config.get()
+    }
 }
 
 impl StatusServer {
@@ -87,8 +112,8 @@ impl StatusServer {
         ctx: StatusContext,
         runtime: &tokio::runtime::Handle,
     ) -> Result<StatusServer, String> {
-        let addr = ctx.config.appliance.status_listen;
-        let tls = match &ctx.config.appliance.status_tls {
+        let addr = ctx.config().appliance.status_listen;
+        let tls = match &ctx.config().appliance.status_tls {
             None => None,
             Some(t) => Some(tls::acceptor(&t.cert, &t.key)?),
         };
@@ -96,12 +121,12 @@ impl StatusServer {
             .and_then(|l| l.set_nonblocking(true).map(|()| l))
             .map_err(|e| format!("cannot listen on {addr} for the status page: {e}"))?;
         // tiny_http never faces the network: the front relays to it on a private Unix socket.
-        let socket = tls::socket_path(&ctx.config.appliance.data_dir);
+        let socket = tls::socket_path(&ctx.config().appliance.data_dir);
         let server = unix_server(&socket, 0o600)?;
         // The operator's door: the service's user and its group (admins added to it) may use it.
-        let control_path = control_socket_path(&ctx.config.appliance.data_dir);
+        let control_path = control_socket_path(&ctx.config().appliance.data_dir);
         let control = unix_server(&control_path, 0o660)?;
-        let allowed_hosts = ctx.config.appliance.status_allowed_hosts.clone();
+        let allowed_hosts = ctx.config().appliance.status_allowed_hosts.clone();
         if allowed_hosts.is_empty() {
             tracing::warn!(
                 %addr,
@@ -210,7 +235,7 @@ fn handle(ctx: &StatusContext, mut request: Request, origin: Origin) {
     // The status endpoints tell a lot about the mailboxes: off loopback they need the token too,
     // unless the config makes them public. /healthz stays open for monitors.
     if origin == Origin::Front
-        && status_needs_token(&path, peer(&request), ctx.config.appliance.status_public)
+        && status_needs_token(&path, peer(&request), ctx.config().appliance.status_public)
         && let Err(e) = api::authorize(ctx, &request)
     {
         let _ = request.respond(json_error(e.status, &e.message));
@@ -248,7 +273,7 @@ fn page_or_endpoint(ctx: &StatusContext, method: &Method, path: &str, url: &str)
             Ok(doc) => json(200, &doc),
             Err(e) => json_error(500, &e),
         },
-        (Method::Get, "/metrics") => match status::collect(ctx) {
+        (Method::Get, "/metrics") => match status::collect(ctx, &ctx.config()) {
             Ok(data) => {
                 Response::from_string(prometheus::render(&ctx.metrics, &gauges(ctx, &data)))
                     .with_header(header("text/plain; version=0.0.4; charset=utf-8"))
@@ -264,7 +289,8 @@ fn page_or_endpoint(ctx: &StatusContext, method: &Method, path: &str, url: &str)
 
 /// The `/status` document with what only the running engine knows: next polls, queue depth.
 pub(crate) fn status_view(ctx: &StatusContext) -> Result<Value, String> {
-    let data = status::collect(ctx)?;
+    let config = ctx.config();
+    let data = status::collect(ctx, &config)?;
     let mailboxes: Vec<Value> = data.rows.iter().map(status::MailboxRow::json).collect();
     let mut appliance = status::appliance_json(ctx, data.activities_stored, &data.decisions);
     appliance["data_bytes"] = serde_json::json!(ctx.store.file_size());
@@ -278,7 +304,8 @@ pub(crate) fn status_view(ctx: &StatusContext) -> Result<Value, String> {
 
 /// The HTML page: rows ordered and cut to one page before any of them becomes JSON.
 fn status_page(ctx: &StatusContext, url: &str) -> Result<String, String> {
-    let data = status::collect(ctx)?;
+    let config = ctx.config();
+    let data = status::collect(ctx, &config)?;
     let asked = url
         .split_once("page=")
         .and_then(|(_, p)| p.split('&').next()?.parse().ok())
@@ -302,7 +329,7 @@ fn status_page(ctx: &StatusContext, url: &str) -> Result<String, String> {
         .collect();
     let now = Utc::now();
     let profiles = ctx
-        .config
+        .config()
         .profiles
         .iter()
         .map(|p| {
@@ -387,7 +414,7 @@ fn gauges(ctx: &StatusContext, data: &status::StatusData<'_>) -> prometheus::Gau
         stale_mailboxes: count(&|r| r.stale()),
         store_bytes: ctx.store.file_size(),
         last_success: ctx
-            .config
+            .config()
             .profiles
             .iter()
             .map(|p| {
@@ -436,14 +463,15 @@ mod tests {
         let metrics = Arc::new(Metrics::new(std::iter::empty()));
         StatusContext {
             store: Store::open(dir).expect("store"),
-            config: Arc::new(config),
+            live_config: crate::live::Live::new(Arc::new(config)),
+            reload: Arc::default(),
             heartbeat: Arc::new(AtomicI64::new(0)),
             started_at: Utc::now(),
             writer: None,
             commands: None,
             outbox_wake: Arc::new(tokio::sync::Notify::new()),
             metrics,
-            directory: Arc::default(),
+            directory: crate::live::Live::new(Arc::default()),
             tests_running: Arc::default(),
             send_rate: Arc::default(),
         }

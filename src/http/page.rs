@@ -226,6 +226,19 @@ pub fn render(d: &PageData<'_>) -> String {
         fclass = if failing > 0 { "bad" } else { "ok" },
         stored = text(&a["activities_stored"]),
     );
+    let reload = &a["last_reload"];
+    if reload["result"] == "refused" {
+        let _ = write!(
+            h,
+            "<p class=\"bad\" id=\"reload\">The config reload at {} was refused; the running \
+             config stays in force until these are fixed:</p><ul class=\"alert\">",
+            escape(&text(&reload["at"]))
+        );
+        for e in reload["errors"].as_array().into_iter().flatten() {
+            let _ = write!(h, "<li>{}</li>", escape(&text(e)));
+        }
+        h.push_str("</ul>");
+    }
     h.push_str(&chart(d.series));
     h.push_str("</section><h2>Profiles</h2><table id=\"profiles\"><tr><th>profile</th><th>active</th><th>server type</th><th>mailboxes</th><th>failing in the last hour</th></tr>");
     for p in &d.profiles {

@@ -154,7 +154,7 @@ pub fn render(m: &Metrics, g: &Gauges) -> String {
         let name = format!("sidesync_{name}");
         family(&mut out, &name, "counter", help);
         for p in &profiles {
-            let v = m.profile(p).map_or(0, pick);
+            let v = m.profile(p).map_or(0, |c| pick(&c));
             let _ = writeln!(out, "{name}{{profile=\"{}\"}} {v}", label(p));
         }
     }

@@ -5,6 +5,7 @@ use chrono::Utc;
 use serde_json::{Value, json};
 
 use super::StatusContext;
+use crate::config::Config;
 use crate::config::{CredentialSource, Endpoint, OwnerType, ServerType, TlsMode};
 use std::collections::HashMap;
 
@@ -197,19 +198,22 @@ fn stale_now(
     state: &MailboxState,
     now: chrono::DateTime<Utc>,
 ) -> bool {
-    let Some(p) = ctx.config.mailbox_profile(m) else {
+    let config = ctx.config();
+    let Some(p) = config.mailbox_profile(m) else {
         return false;
     };
     crate::lifecycle::stale::is_stale(
         state.last_successful_sync_completed_on,
         ctx.started_at,
         p.min_polling_interval,
-        ctx.config.appliance.stale_after_polls,
+        ctx.config().appliance.stale_after_polls,
         now,
     )
 }
 
-pub fn collect(ctx: &StatusContext) -> Result<StatusData<'_>, String> {
+/// Reads the state of every mailbox of `config` (the caller holds the config it took, so that
+/// a reload meanwhile does not mix two).
+pub fn collect<'c>(ctx: &StatusContext, config: &'c Config) -> Result<StatusData<'c>, String> {
     let now = Utc::now();
     let states = ctx.store.mailbox_states().map_err(|e| e.to_string())?;
     let profile_states = ctx.store.profile_states().map_err(|e| e.to_string())?;
@@ -221,7 +225,6 @@ pub fn collect(ctx: &StatusContext) -> Result<StatusData<'_>, String> {
             latest_alerts.entry(m).or_insert(a);
         }
     }
-    let config = &ctx.config;
     let profiles: Vec<Value> = config
         .profiles
         .iter()
@@ -304,5 +307,9 @@ pub fn appliance_json(
         "store": ctx.store.path().display().to_string(),
         "activities_stored": activities_stored,
         "decisions": decisions,
+        "config": ctx.config().path.display().to_string(),
+        // The last reload (SIGHUP): applied, or refused with the errors (the running config
+        // stays in force until they are fixed).
+        "last_reload": ctx.reload.lock().ok().and_then(|r| r.clone()),
     })
 }

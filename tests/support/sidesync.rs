@@ -126,6 +126,16 @@ impl Sidesync {
         )
     }
 
+    /// SIGHUP: reload the config.
+    pub fn hangup(&self) {
+        signal(&self.child, "HUP");
+    }
+
+    /// Whether the process still runs.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     pub fn kill9(mut self) {
         signal(&self.child, "KILL");
         let _ = self.child.wait();
