@@ -92,7 +92,49 @@ pub struct Minute {
     pub sent: u64,
 }
 
+/// A sync under way: emails it found to fetch on the server, and how many it has committed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SyncProgress {
+    pub on_server: u64,
+    pub done: u64,
+    pub started: DateTime<Utc>,
+}
+
+impl SyncProgress {
+    /// Emails committed per second since the sync started.
+    pub fn rate(&self, now: DateTime<Utc>) -> f64 {
+        let secs = (now - self.started).num_milliseconds() as f64 / 1000.0;
+        if secs <= 0.0 {
+            0.0
+        } else {
+            self.done as f64 / secs
+        }
+    }
+
+    /// Seconds left at the rate so far (None before anything is committed).
+    pub fn eta_seconds(&self, now: DateTime<Utc>) -> Option<u64> {
+        let rate = self.rate(now);
+        (rate > 0.0).then(|| (self.on_server.saturating_sub(self.done) as f64 / rate).ceil() as u64)
+    }
+}
+
+/// Removes a sync's progress when the sync ends, however it ends.
+pub struct ProgressGuard {
+    metrics: Arc<Metrics>,
+    mailbox: String,
+}
+
+impl Drop for ProgressGuard {
+    fn drop(&mut self) {
+        if let Ok(mut m) = self.metrics.progress.lock() {
+            m.remove(&self.mailbox);
+        }
+    }
+}
+
 pub struct Metrics {
+    /// Syncs under way (as many entries as syncs run at once).
+    progress: Mutex<HashMap<String, SyncProgress>>,
     /// A reload may add profiles; counters of a removed one stay until the restart.
     profiles: std::sync::RwLock<HashMap<String, Arc<ProfileCounters>>>,
     minutes: Mutex<VecDeque<Minute>>,
@@ -113,12 +155,53 @@ impl Metrics {
                     .collect(),
             ),
             minutes: Mutex::new(VecDeque::new()),
+            progress: Mutex::new(HashMap::new()),
             next_poll: Mutex::new(HashMap::new()),
         }
     }
 
     pub fn profile(&self, name: &str) -> Option<Arc<ProfileCounters>> {
         self.profiles.read().ok()?.get(name).cloned()
+    }
+
+    /// A sync of `mailbox` starts; its progress is kept until the guard drops.
+    pub fn sync_progress(self: &Arc<Self>, mailbox: &str) -> ProgressGuard {
+        if let Ok(mut m) = self.progress.lock() {
+            m.insert(
+                mailbox.to_string(),
+                SyncProgress {
+                    on_server: 0,
+                    done: 0,
+                    started: Utc::now(),
+                },
+            );
+        }
+        ProgressGuard {
+            metrics: self.clone(),
+            mailbox: mailbox.to_string(),
+        }
+    }
+
+    /// The sync found `n` more emails to fetch (a folder listed, a maildrop planned).
+    pub fn sync_planned(&self, mailbox: &str, n: u64) {
+        if let Ok(mut m) = self.progress.lock()
+            && let Some(p) = m.get_mut(mailbox)
+        {
+            p.on_server += n;
+        }
+    }
+
+    /// The sync committed `n` emails (stored, linked or skipped).
+    pub fn sync_done(&self, mailbox: &str, n: u64) {
+        if let Ok(mut m) = self.progress.lock()
+            && let Some(p) = m.get_mut(mailbox)
+        {
+            p.done += n;
+        }
+    }
+
+    pub fn progress(&self, mailbox: &str) -> Option<SyncProgress> {
+        self.progress.lock().ok()?.get(mailbox).copied()
     }
 
     /// Counters for profiles a reload added.
@@ -266,6 +349,31 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn progress_rate_and_time_left() {
+        let start = Utc::now();
+        let p = SyncProgress {
+            on_server: 1_000,
+            done: 250,
+            started: start,
+        };
+        let later = start + chrono::Duration::seconds(5);
+        assert_eq!(p.rate(later), 50.0);
+        assert_eq!(p.eta_seconds(later), Some(15));
+        assert_eq!(p.eta_seconds(start), None, "no rate yet");
+        let none = SyncProgress { done: 0, ..p };
+        assert_eq!(none.eta_seconds(later), None);
+        let m = Arc::new(Metrics::new(["p"]));
+        {
+            let _guard = m.sync_progress("a@x");
+            m.sync_planned("a@x", 10);
+            m.sync_done("a@x", 4);
+            let p = m.progress("a@x").expect("progress");
+            assert_eq!((p.on_server, p.done), (10, 4));
+        }
+        assert!(m.progress("a@x").is_none(), "gone with the sync");
+    }
 
     #[test]
     fn histogram_buckets_are_cumulative() {

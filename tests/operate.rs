@@ -303,3 +303,73 @@ fn a_mailbox_that_stops_syncing_goes_stale_with_one_warning() {
     assert!(m["stale_alerted_at"].is_null(), "{m}");
     assert!(s.terminate().success());
 }
+
+#[test]
+fn a_first_sync_of_ten_thousand_emails_shows_its_progress() {
+    use support::appliance::Setup;
+    use support::sidesync::http_get;
+    const USER: &str = "op-big@example.com";
+    const COUNT: u64 = 10_000;
+    let d = Dovecot::start();
+    let setup = Setup::new();
+    for n in 0..COUNT as usize {
+        d.deliver(USER, &mail::sample(USER, n, 600), "", SystemTime::now());
+    }
+    let cfg = setup.write(
+        "fetch_batch_size = 100\n",
+        &format!(
+            "[[profile]]\ntrack = \"all\"\nname = \"p\"\nis_default = true\n\
+             incoming_server_location = \"127.0.0.1\"\nincoming_port_number = {}\n\
+             incoming_tls = \"none\"\nallow_plaintext_login = true\nmin_polling_interval = \"1m\"\n\n\
+             [[mailbox]]\nemail_address = \"{USER}\"\npassword = \"{PASSWORD}\"\napproval = \"approved\"\n",
+            d.imap_port
+        ),
+    );
+    let s = setup.start(&cfg);
+    // One moment of the sync, seen in /status, /metrics and on the page together.
+    let (progress, metrics, page) =
+        wait_for("the first sync half way", Duration::from_secs(120), || {
+            let p = s.mailbox(USER)["sync_progress"].clone();
+            let stored = p["stored"].as_u64()?;
+            if !(p["first_sync"] == true && p["on_server"] == COUNT && stored > 0 && stored < COUNT)
+            {
+                return None;
+            }
+            let (_, metrics) = http_get(setup.port, "/metrics")?;
+            let (_, page) = http_get(setup.port, "/")?;
+            let (_, filtered) = http_get(setup.port, "/?state=first_sync")?;
+            (metrics.contains("\nsidesync_first_syncs_running 1\n")
+                && page.contains("first sync ")
+                && filtered.contains("1 of 1 mailboxes match"))
+            .then_some((p, metrics, page))
+        });
+    assert!(
+        progress["rate_per_second"]
+            .as_f64()
+            .is_some_and(|r| r > 0.0),
+        "{progress}"
+    );
+    assert!(progress["eta_seconds"].is_u64(), "{progress}");
+    assert!(
+        metrics.contains(&format!("\nsidesync_first_sync_emails_on_server {COUNT}\n")),
+        "{metrics}"
+    );
+    assert!(
+        page.contains("<progress max=\"10000\""),
+        "the page shows a bar"
+    );
+    assert!(page.contains("/s"), "and a rate");
+
+    // Done: every email stored once, and no progress left behind.
+    let m = wait_for("the first sync done", Duration::from_secs(300), || {
+        let m = s.mailbox(USER);
+        (m["activities_stored"] == COUNT && m["sync_progress"].is_null()).then_some(m)
+    });
+    assert_eq!(m["activities_stored"], COUNT);
+    let (_, metrics) = http_get(setup.port, "/metrics").expect("metrics");
+    assert!(
+        metrics.contains("\nsidesync_first_syncs_running 0\n"),
+        "{metrics}"
+    );
+    assert!(s.terminate().success());
+}

@@ -461,7 +461,7 @@ fn the_page_in_headless_chromium() {
     let out_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("status-page");
     std::fs::create_dir_all(&out_dir).expect("output folder");
     let profile = tempfile::tempdir().expect("chromium profile");
-    let chromium = |extra: &[&str]| {
+    let chromium_at = |extra: &[&str], path: &str| {
         let out = std::process::Command::new("timeout")
             .arg("90")
             .arg("chromium")
@@ -474,7 +474,7 @@ fn the_page_in_headless_chromium() {
             ])
             .arg(format!("--user-data-dir={}", profile.path().display()))
             .args(extra)
-            .arg(format!("http://127.0.0.1:{port}/"))
+            .arg(format!("http://127.0.0.1:{port}{path}"))
             .output()
             .expect("run chromium (Debian package chromium)");
         assert!(
@@ -484,6 +484,7 @@ fn the_page_in_headless_chromium() {
         );
         String::from_utf8_lossy(&out.stdout).to_string()
     };
+    let chromium = |extra: &[&str]| chromium_at(extra, "/");
     let dom = chromium(&["--dump-dom"]);
     // The rendered DOM: the mailbox table's first row after the header is the failing mailbox,
     // with its alert text.
@@ -524,5 +525,61 @@ fn the_page_in_headless_chromium() {
         "a real screenshot"
     );
     eprintln!("screenshot: {}", shot.display());
+
+    // Search and filters: a GET form, rendered back with what was asked.
+    let dom = chromium_at(&["--dump-dom"], "/?state=failing");
+    let table = dom.split("id=\"mailboxes\"").nth(1).expect("mailbox table");
+    assert_eq!(
+        table.matches("<tr class=").count(),
+        1,
+        "only the failing one"
+    );
+    assert!(table.contains(FAILING));
+    assert!(dom.contains("1 of 4 mailboxes match"), "{dom}");
+    assert!(
+        dom.contains("<option value=\"failing\" selected=\"\">"),
+        "the form keeps it"
+    );
+    let dom = chromium_at(&["--dump-dom"], &format!("/?q={}", &GOOD[1][..6]));
+    let table = dom.split("id=\"mailboxes\"").nth(1).expect("table");
+    assert_eq!(table.matches("<tr class=").count(), 1, "{table}");
+    assert!(table.contains(GOOD[1]));
+    let dom = chromium_at(&["--dump-dom"], "/?q=nobody-at-all");
+    assert!(dom.contains("0 of 4 mailboxes match"));
+
+    // The mailbox detail page, linked from its row: state, the test's transcript, its alerts.
+    assert!(first_row.contains(&format!("href=\"/mailbox/{FAILING}\"")));
+    let detail_path = format!("/mailbox/{FAILING}");
+    let dom = chromium_at(&["--dump-dom"], &detail_path);
+    assert!(dom.contains("id=\"state\""), "{dom}");
+    assert!(dom.contains("Last Test &amp; Enable"));
+    let alerts = dom.split("id=\"alerts\"").nth(1).expect("alerts table");
+    assert!(alerts.contains("<td>error</td>"), "its alert: {alerts}");
+    assert!(
+        !dom.contains("not-the-password"),
+        "no password in a transcript"
+    );
+    let dom = chromium_at(&["--dump-dom"], &format!("/mailbox/{}", GOOD[0]));
+    let activities = dom.split("id=\"activities\"").nth(1).expect("activities");
+    assert_eq!(
+        activities.matches("<tr><td>").count(),
+        COUNT,
+        "its recent activities: {activities}"
+    );
+    let missing = http(port, "GET", "/mailbox/nobody@example.com", None, b"");
+    assert_eq!(missing.code, 404);
+    let detail_shot = out_dir.join("mailbox-detail.png");
+    chromium_at(
+        &[&format!("--screenshot={}", detail_shot.display())],
+        &detail_path,
+    );
+    assert!(std::fs::read(&detail_shot).is_ok_and(|p| p.starts_with(b"\x89PNG")));
+    // `SIDESYNC_UPDATE_DOCS=1` refreshes the screenshots the README shows.
+    if std::env::var_os("SIDESYNC_UPDATE_DOCS").is_some() {
+        let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs");
+        std::fs::create_dir_all(&docs).expect("docs");
+        std::fs::copy(&shot, docs.join("status-page.png")).expect("copy");
+        std::fs::copy(&detail_shot, docs.join("mailbox-detail.png")).expect("copy");
+    }
     assert!(s.terminate().success());
 }

@@ -6,7 +6,9 @@
 mod activities;
 mod api;
 pub mod client;
+mod detail;
 mod error;
+pub mod filter;
 pub mod front;
 pub mod page;
 pub mod prometheus;
@@ -217,7 +219,7 @@ pub(crate) fn status_needs_token(
     peer: Option<std::net::IpAddr>,
     status_public: bool,
 ) -> bool {
-    let guarded = matches!(path, "/" | "/status" | "/metrics");
+    let guarded = matches!(path, "/" | "/status" | "/metrics") || path.starts_with("/mailbox/");
     guarded && !status_public && !peer.is_some_and(|ip| ip.is_loopback())
 }
 
@@ -280,6 +282,15 @@ fn page_or_endpoint(ctx: &StatusContext, method: &Method, path: &str, url: &str)
             }
             Err(e) => json_error(500, &e),
         },
+        (Method::Get, p) if p.starts_with("/mailbox/") => {
+            match detail::render(ctx, &p["/mailbox/".len()..]) {
+                Ok(Some(html)) => {
+                    Response::from_string(html).with_header(header("text/html; charset=utf-8"))
+                }
+                Ok(None) => json_error(404, &format!("no mailbox {} in the config", &p[9..])),
+                Err(e) => json_error(500, &e),
+            }
+        }
         (_, "/" | "/healthz" | "/status" | "/metrics") => {
             json_error(405, &format!("{path} answers GET only"))
         }
@@ -306,25 +317,42 @@ pub(crate) fn status_view(ctx: &StatusContext) -> Result<Value, String> {
 fn status_page(ctx: &StatusContext, url: &str) -> Result<String, String> {
     let config = ctx.config();
     let data = status::collect(ctx, &config)?;
-    let asked = url
-        .split_once("page=")
-        .and_then(|(_, p)| p.split('&').next()?.parse().ok())
-        .unwrap_or(1);
-    let keys: Vec<_> = data
-        .rows
+    let filter = filter::Filter::parse(url);
+    let shown: Vec<usize> = (0..data.rows.len())
+        .filter(|&i| {
+            let r = &data.rows[i];
+            filter.matches(&filter::Facts {
+                address: &r.mailbox.email_address,
+                name: r.mailbox.name.as_deref(),
+                profile: r.mailbox.profile.as_deref(),
+                failing: r.failing(),
+                stale: r.stale(),
+                not_processed: r.not_processed(),
+                waiting_for_test: r.waiting_for_test(),
+                first_sync: r.first_sync().is_some(),
+            })
+        })
+        .collect();
+    let keys: Vec<_> = shown
         .iter()
-        .map(|r| (r.failing(), r.error_at(), r.mailbox.email_address.as_str()))
+        .map(|&i| {
+            let r = &data.rows[i];
+            (r.failing(), r.error_at(), r.mailbox.email_address.as_str())
+        })
         .collect();
     let order = page::order(&keys);
-    let failing = keys.iter().filter(|k| k.0).count();
-    let (page_no, pages) = page::paging(data.rows.len(), asked);
+    let failing = data.rows.iter().filter(|r| r.failing()).count();
+    let (page_no, pages) = page::paging(shown.len(), filter.page);
     let rows = order
         .iter()
         .skip((page_no - 1) * page::PAGE_SIZE)
         .take(page::PAGE_SIZE)
-        .map(|&i| page::PageRow {
-            data: data.rows[i].json(),
-            failing: data.rows[i].failing(),
+        .map(|&k| {
+            let r = &data.rows[shown[k]];
+            page::PageRow {
+                data: r.json(),
+                failing: r.failing(),
+            }
         })
         .collect();
     let now = Utc::now();
@@ -362,6 +390,8 @@ fn status_page(ctx: &StatusContext, url: &str) -> Result<String, String> {
         profiles,
         rows,
         total: data.rows.len(),
+        matching: shown.len(),
+        filter: &filter,
         failing,
         page: page_no,
         pages,
@@ -433,6 +463,18 @@ fn gauges(ctx: &StatusContext, data: &status::StatusData<'_>) -> prometheus::Gau
             .flatten()
             .map_or(0, |t| (Utc::now() - t).num_seconds().max(0)),
         started_at: ctx.started_at.timestamp(),
+        first_syncs: {
+            let now = Utc::now();
+            let mut f = prometheus::FirstSyncs::default();
+            for p in rows.iter().filter_map(|r| r.first_sync()) {
+                f.running += 1;
+                f.on_server += p.on_server;
+                f.stored += p.done;
+                f.per_second += p.rate(now);
+                f.seconds_left = f.seconds_left.max(p.eta_seconds(now).unwrap_or(0));
+            }
+            f
+        },
     }
 }
 

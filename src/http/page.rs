@@ -30,7 +30,7 @@ pub fn escape(s: &str) -> String {
     out
 }
 
-fn text(v: &Value) -> String {
+pub(super) fn text(v: &Value) -> String {
     match v {
         Value::Null => String::new(),
         Value::String(s) => s.clone(),
@@ -39,7 +39,7 @@ fn text(v: &Value) -> String {
 }
 
 /// A short "3 min ago" / "in 40 s" for an RFC 3339 time.
-fn relative(v: &Value, now: DateTime<Utc>) -> String {
+pub(super) fn relative(v: &Value, now: DateTime<Utc>) -> String {
     let Some(t) = v
         .as_str()
         .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
@@ -86,6 +86,69 @@ fn status_cell(status: &Value, enablement: &Value) -> String {
     format!("<td class=\"{class}\">{}</td>", escape(&label))
 }
 
+/// The search box and the profile and state filters: a plain GET form, no script.
+fn search_form(h: &mut String, d: &PageData<'_>) {
+    use super::filter::StateFilter;
+    let f = d.filter;
+    let _ = write!(
+        h,
+        "<form id=\"search\" method=\"get\" action=\"/\"><input type=\"search\" name=\"q\" \
+         placeholder=\"address or name\" value=\"{}\"> <select name=\"profile\"><option value=\"\">all profiles</option>",
+        escape(&f.q)
+    );
+    for p in &d.profiles {
+        let _ = write!(
+            h,
+            "<option value=\"{0}\"{1}>{0}</option>",
+            escape(&p.name),
+            if f.profile.as_deref() == Some(p.name.as_str()) {
+                " selected"
+            } else {
+                ""
+            }
+        );
+    }
+    h.push_str("</select> <select name=\"state\"><option value=\"\">any state</option>");
+    for s in StateFilter::ALL {
+        let _ = write!(
+            h,
+            "<option value=\"{}\"{}>{}</option>",
+            s.as_str(),
+            if f.state == Some(s) { " selected" } else { "" },
+            s.label()
+        );
+    }
+    h.push_str("</select> <button type=\"submit\">Filter</button></form>");
+}
+
+/// A sync under way, under its address: "first sync 2,500 / 10,000 (25%) · 250/s · 30 s left".
+pub(super) fn progress_line(p: &Value) -> String {
+    if p.is_null() {
+        return String::new();
+    }
+    let (stored, on_server) = (
+        p["stored"].as_u64().unwrap_or(0),
+        p["on_server"].as_u64().unwrap_or(0),
+    );
+    let percent = (stored * 100).checked_div(on_server).unwrap_or(0).min(100);
+    let left = match p["eta_seconds"].as_u64() {
+        Some(s) if s >= 3600 => format!(" · {} h {} min left", s / 3600, s % 3600 / 60),
+        Some(s) if s >= 60 => format!(" · {} min {} s left", s / 60, s % 60),
+        Some(s) => format!(" · {s} s left"),
+        None => String::new(),
+    };
+    format!(
+        "<div class=\"progress\">{} {stored} / {on_server} ({percent}%) · {}/s{left}\
+         <progress max=\"{on_server}\" value=\"{stored}\"></progress></div>",
+        if p["first_sync"] == true {
+            "first sync"
+        } else {
+            "syncing"
+        },
+        text(&p["rate_per_second"]),
+    )
+}
+
 /// A stale mailbox's incoming cell says so, in the failing colour.
 fn stale_aware(cell: String, stale: bool) -> String {
     if !stale {
@@ -108,41 +171,90 @@ fn bytes(n: u64) -> String {
     }
 }
 
-/// An inline SVG line chart of emails ingested and sent per minute over the last hour.
+/// A "nice" upper bound for the chart's scale: 1, 2 or 5 times a power of ten, at least `max`.
+fn nice_ceiling(max: u64) -> u64 {
+    let mut step = 1u64;
+    loop {
+        for m in [1, 2, 5] {
+            let v = step.saturating_mul(m);
+            if v >= max {
+                return v;
+            }
+        }
+        step = step.saturating_mul(10);
+    }
+}
+
+/// An inline SVG line chart of emails ingested and sent per minute over the last hour, with a
+/// scale (emails per minute, gridlines at 0, half and the top) and a time axis (60 minutes ago
+/// to now).
 pub fn chart(series: &[Minute]) -> String {
-    let (w, h) = (600.0, 120.0);
-    let max = series
+    let (w, h) = (640.0, 150.0);
+    // The plot area leaves room for the scale on the left and the time axis below.
+    let (left, top, right, bottom) = (44.0, 8.0, 8.0, 24.0);
+    let (pw, ph) = (w - left - right, h - top - bottom);
+    let peak = series
         .iter()
         .map(|m| m.ingested.max(m.sent))
         .max()
-        .unwrap_or(0)
-        .max(1) as f64;
-    let step = w / (series.len().max(2) - 1) as f64;
+        .unwrap_or(0);
+    let max = nice_ceiling(peak.max(1));
+    let step = pw / (series.len().max(2) - 1) as f64;
+    let y = |v: u64| top + ph - v as f64 / max as f64 * ph;
     let line = |pick: fn(&Minute) -> u64| {
         series
             .iter()
             .enumerate()
-            .map(|(i, m)| {
-                format!(
-                    "{:.1},{:.1}",
-                    i as f64 * step,
-                    h - pick(m) as f64 / max * (h - 10.0)
-                )
-            })
+            .map(|(i, m)| format!("{:.1},{:.1}", left + i as f64 * step, y(pick(m))))
             .collect::<Vec<_>>()
             .join(" ")
     };
+    let mut axes = String::new();
+    for v in [0, max / 2, max] {
+        let _ = write!(
+            axes,
+            "<line x1=\"{left}\" x2=\"{:.1}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"#ddd\"/>\
+             <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" font-size=\"11\">{v}</text>",
+            left + pw,
+            left - 4.0,
+            y(v) + 4.0,
+            y = y(v),
+        );
+    }
+    for (minutes_ago, anchor) in [
+        (60, "start"),
+        (45, "middle"),
+        (30, "middle"),
+        (15, "middle"),
+        (0, "end"),
+    ] {
+        let x = left + pw * (60 - minutes_ago) as f64 / 60.0;
+        let label = if minutes_ago == 0 {
+            "now".to_string()
+        } else {
+            format!("−{minutes_ago} min")
+        };
+        let _ = write!(
+            axes,
+            "<line x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"#999\"/>\
+             <text x=\"{x:.1}\" y=\"{:.1}\" text-anchor=\"{anchor}\" font-size=\"11\">{label}</text>",
+            top + ph,
+            top + ph + 4.0,
+            h - 6.0,
+        );
+    }
     let ingested: u64 = series.iter().map(|m| m.ingested).sum();
     let sent: u64 = series.iter().map(|m| m.sent).sum();
     format!(
         "<svg id=\"chart\" role=\"img\" viewBox=\"0 0 {w} {h}\" width=\"{w}\" height=\"{h}\" \
          aria-label=\"emails per minute, last hour: {ingested} ingested, {sent} sent\">\
-         <title>Emails per minute, last hour (peak {max})</title>\
-         <rect width=\"{w}\" height=\"{h}\" fill=\"#fafafa\" stroke=\"#ddd\"/>\
+         <title>Emails per minute, last hour (peak {peak})</title>\
+         <rect x=\"{left}\" y=\"{top}\" width=\"{pw}\" height=\"{ph}\" fill=\"#fafafa\" stroke=\"#ddd\"/>{axes}\
+         <text x=\"4\" y=\"{top}\" font-size=\"10\" transform=\"rotate(90 4 {top})\">emails/min</text>\
          <polyline fill=\"none\" stroke=\"#2a6fdb\" stroke-width=\"2\" points=\"{}\"/>\
          <polyline fill=\"none\" stroke=\"#e08a00\" stroke-width=\"2\" points=\"{}\"/>\
          </svg><p class=\"legend\"><span class=\"in\">■ ingested</span> {ingested} \
-         <span class=\"out\">■ sent</span> {sent} in the last hour; peak {max} per minute</p>",
+         <span class=\"out\">■ sent</span> {sent} in the last hour; peak {peak} per minute</p>",
         line(|m| m.ingested),
         line(|m| m.sent),
     )
@@ -170,6 +282,9 @@ pub struct PageData<'a> {
     pub profiles: Vec<ProfileLine>,
     pub rows: Vec<PageRow>,
     pub total: usize,
+    /// Mailboxes the search and filters let through (all of them without a filter).
+    pub matching: usize,
+    pub filter: &'a super::filter::Filter,
     pub failing: usize,
     /// 1-based, within `1..=pages`.
     pub page: usize,
@@ -253,18 +368,29 @@ pub fn render(d: &PageData<'_>) -> String {
             p.failing_last_hour,
         );
     }
+    h.push_str("</table><h2>Mailboxes</h2>");
+    search_form(&mut h, d);
+    let f = d.filter;
     let _ = write!(
         h,
-        "</table><h2>Mailboxes</h2><p>page {page} of {pages}{}{}</p><table id=\"mailboxes\"><tr>\
+        "<p>{}page {page} of {pages}{}{}</p><table id=\"mailboxes\"><tr>\
          <th>mailbox</th><th>incoming</th><th>outgoing</th><th>approval</th><th>last successful sync</th>\
          <th>items last sync</th><th>activities</th><th>next poll</th><th>latest alert</th></tr>",
+        if f.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "{} of {} mailboxes match · <a href=\"/\">clear</a> · ",
+                d.matching, d.total
+            )
+        },
         if page > 1 {
-            format!(" · <a href=\"/?page={}\">previous</a>", page - 1)
+            format!(" · <a href=\"{}\">previous</a>", escape(&f.query(page - 1)))
         } else {
             String::new()
         },
         if page < pages {
-            format!(" · <a href=\"/?page={}\">next</a>", page + 1)
+            format!(" · <a href=\"{}\">next</a>", escape(&f.query(page + 1)))
         } else {
             String::new()
         },
@@ -279,9 +405,11 @@ pub fn render(d: &PageData<'_>) -> String {
         };
         let _ = write!(
             h,
-            "<tr class=\"{}\"><td>{}</td>{}{}<td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"alert\">{}</td></tr>",
+            "<tr class=\"{}\"><td><a href=\"/mailbox/{}\">{}</a>{}</td>{}{}<td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"alert\">{}</td></tr>",
             if row.failing { "failing" } else { "" },
+            escape(&super::filter::encode(&text(&m["email_address"]))),
             escape(&text(&m["email_address"])),
+            progress_line(&m["sync_progress"]),
             stale_aware(
                 status_cell(&m["incoming_status"], &m["incoming_enablement"]),
                 m["stale"] == true
@@ -308,16 +436,21 @@ fn activities_cell(m: &Value) -> String {
     }
 }
 
-const CSS: &str = "body{font:14px system-ui,sans-serif;margin:1.5em;color:#222}\
+pub(super) const CSS: &str = "body{font:14px system-ui,sans-serif;margin:1.5em;color:#222}\
 table{border-collapse:collapse;margin-bottom:1em}td,th{border:1px solid #ddd;padding:3px 8px;text-align:left}\
 th{background:#f2f2f2}.ok{color:#1a7f37}.bad{color:#fff;background:#c62828}td.ok{background:#e6f4ea}\
 .idle{color:#666}tr.failing td:first-child{font-weight:bold}.alert{max-width:40em}\
-.legend .in{color:#2a6fdb}.legend .out{color:#e08a00}.foot{color:#666}";
+.legend .in{color:#2a6fdb}.legend .out{color:#e08a00}.foot{color:#666}\
+.progress{font-size:12px;color:#555}.progress progress{display:block;width:16em}\
+#search{margin:.5em 0}pre{background:#f6f6f6;padding:.5em;max-width:80em;overflow:auto;white-space:pre-wrap}";
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    static NO_FILTER: std::sync::LazyLock<super::super::filter::Filter> =
+        std::sync::LazyLock::new(|| super::super::filter::Filter::parse("/"));
 
     fn row(i: usize, bad: bool) -> PageRow {
         let data = json!({
@@ -352,6 +485,8 @@ mod tests {
             }],
             rows,
             total,
+            matching: total,
+            filter: &NO_FILTER,
             failing,
             page,
             pages,
@@ -375,9 +510,9 @@ mod tests {
         let series = vec![Minute::default(); 60];
         let html = render(&data(vec![row(3, true), row(0, false)], 2, 1, 1, &series));
         let first_row = html
-            .find("<tr class=\"failing\"><td>m00003@")
+            .find("<tr class=\"failing\"><td><a href=\"/mailbox/m00003@")
             .expect("failing row");
-        let healthy = html.find("<td>m00000@").expect("healthy row");
+        let healthy = html.find(">m00000@").expect("healthy row");
         assert!(first_row < healthy);
         assert!(html.contains("&lt;b&gt;wrong password&lt;/b&gt;"));
         assert!(!html.contains("<b>wrong password</b>"));
@@ -407,15 +542,40 @@ mod tests {
     #[test]
     fn the_chart_scales_to_its_peak() {
         let mut series = vec![Minute::default(); 60];
-        series[59].ingested = 40;
+        series[59].ingested = 50;
         series[30].sent = 10;
         let svg = chart(&series);
         assert!(svg.starts_with("<svg"));
-        assert!(svg.contains("40 ingested, 10 sent"));
+        assert!(svg.contains("50 ingested, 10 sent"));
         assert!(
-            svg.contains("600.0,10.0"),
-            "the peak reaches the top: {svg}"
+            svg.contains("632.0,8.0"),
+            "the peak (50, a nice ceiling) reaches the top: {svg}"
         );
+        assert!(svg.contains(">now</text>") && svg.contains(">−60 min</text>"));
+        assert!(
+            svg.contains(">25</text>") && svg.contains(">0</text>"),
+            "the scale"
+        );
+        assert_eq!(nice_ceiling(41), 50);
+        assert_eq!(nice_ceiling(1), 1);
+        assert_eq!(nice_ceiling(101), 200);
+        assert_eq!(nice_ceiling(u64::MAX), u64::MAX);
+    }
+
+    #[test]
+    fn progress_of_a_first_sync_under_its_address() {
+        let p = json!({"first_sync": true, "on_server": 10_000, "stored": 2_500,
+            "rate_per_second": 250.0, "eta_seconds": 30});
+        let line = progress_line(&p);
+        assert!(
+            line.contains("first sync 2500 / 10000 (25%) · 250.0/s · 30 s left"),
+            "{line}"
+        );
+        assert!(line.contains("<progress max=\"10000\" value=\"2500\">"));
+        assert_eq!(progress_line(&Value::Null), "");
+        let none =
+            json!({"first_sync": false, "on_server": 0, "stored": 0, "rate_per_second": 0.0});
+        assert!(progress_line(&none).contains("syncing 0 / 0 (0%)"));
     }
 
     #[test]

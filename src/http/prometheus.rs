@@ -28,6 +28,19 @@ pub struct Gauges {
     pub oldest_queued_age_seconds: i64,
     /// Unix time the process started.
     pub started_at: i64,
+    /// First syncs under way, all mailboxes together.
+    pub first_syncs: FirstSyncs,
+}
+
+/// First syncs under way: how many, their emails on the server and stored, their combined rate,
+/// and the longest time left.
+#[derive(Debug, Default, Clone)]
+pub struct FirstSyncs {
+    pub running: u64,
+    pub on_server: u64,
+    pub stored: u64,
+    pub per_second: f64,
+    pub seconds_left: u64,
 }
 
 /// The process's own figures, from /proc/self (None where it cannot be read).
@@ -265,11 +278,39 @@ pub fn render(m: &Metrics, g: &Gauges) -> String {
             let _ = writeln!(out, "{name} {v}");
         }
     }
+    let name = "sidesync_first_sync_emails_per_second";
+    family(
+        &mut out,
+        name,
+        "gauge",
+        "Emails committed per second by the first syncs under way, together.",
+    );
+    let _ = writeln!(out, "{name} {:.1}", g.first_syncs.per_second);
     for (name, help, value) in [
         (
             "process_start_time_seconds",
             "Start time of the process since the Unix epoch, in seconds.",
             g.started_at,
+        ),
+        (
+            "sidesync_first_syncs_running",
+            "Mailboxes in their first sync now.",
+            g.first_syncs.running as i64,
+        ),
+        (
+            "sidesync_first_sync_emails_on_server",
+            "Emails the first syncs under way found to fetch.",
+            g.first_syncs.on_server as i64,
+        ),
+        (
+            "sidesync_first_sync_emails_stored",
+            "Emails the first syncs under way have committed.",
+            g.first_syncs.stored as i64,
+        ),
+        (
+            "sidesync_first_sync_seconds_left",
+            "The longest estimated time left among the first syncs under way.",
+            g.first_syncs.seconds_left as i64,
         ),
         (
             "sidesync_mailboxes_stale",
@@ -339,6 +380,13 @@ mod tests {
             last_success: vec![("corp".into(), 1_800_000_000)],
             oldest_queued_age_seconds: 42,
             started_at: 1_799_999_000,
+            first_syncs: FirstSyncs {
+                running: 1,
+                on_server: 10_000,
+                stored: 2_500,
+                per_second: 250.0,
+                seconds_left: 30,
+            },
         };
         let text = render(&m, &g);
         assert!(text.contains("sidesync_emails_ingested_total{profile=\"corp\"} 5\n"));
@@ -352,6 +400,8 @@ mod tests {
         ));
         assert!(text.contains("sidesync_sync_failures_total{profile=\"corp\"} 1\n"));
         assert!(text.contains("sidesync_mailboxes_stale 1\n"));
+        assert!(text.contains("sidesync_first_sync_emails_on_server 10000\n"));
+        assert!(text.contains("sidesync_first_sync_emails_per_second 250.0\n"));
         assert!(text.contains("sidesync_outbox_oldest_queued_age_seconds 42\n"));
         assert!(text.contains(
             "sidesync_last_successful_sync_timestamp_seconds{profile=\"corp\"} 1800000000\n"

@@ -74,6 +74,19 @@ fn run_status(s: RunStatus) -> &'static str {
     }
 }
 
+/// A sync under way: emails on the server and stored, rate, time left.
+fn progress_json(p: &crate::metrics::SyncProgress, first_sync: bool) -> Value {
+    let now = Utc::now();
+    json!({
+        "first_sync": first_sync,
+        "on_server": p.on_server,
+        "stored": p.done,
+        "rate_per_second": (p.rate(now) * 10.0).round() / 10.0,
+        "eta_seconds": p.eta_seconds(now),
+        "started_at": p.started.to_rfc3339(),
+    })
+}
+
 /// One mailbox as the status endpoints see it: typed, so that a page of 100 out of 10,000 is
 /// sorted and cut before anything is turned into JSON.
 pub struct MailboxRow<'c> {
@@ -89,6 +102,8 @@ pub struct MailboxRow<'c> {
     outgoing_configured: bool,
     /// Processed, yet no successful sync for `stale_after_polls` polling intervals.
     stale: bool,
+    /// The sync under way, if one is.
+    progress: Option<crate::metrics::SyncProgress>,
 }
 
 impl MailboxRow<'_> {
@@ -99,6 +114,11 @@ impl MailboxRow<'_> {
 
     pub fn stale(&self) -> bool {
         self.stale
+    }
+
+    /// The first sync under way (the mailbox has never completed one), with its progress.
+    pub fn first_sync(&self) -> Option<crate::metrics::SyncProgress> {
+        self.progress.filter(|_| !self.state.synced)
     }
 
     pub fn not_processed(&self) -> bool {
@@ -164,6 +184,7 @@ impl MailboxRow<'_> {
             "last_error": last_error(&st.last_error),
             "next_poll": self.next_poll.map(|t| t.to_rfc3339()),
             "stale": self.stale,
+            "sync_progress": self.progress.map(|p| progress_json(&p, !st.synced)),
             "stale_alerted_at": st.stale_alerted_at.map(|t| t.to_rfc3339()),
         })
     }
@@ -273,6 +294,7 @@ pub fn collect<'c>(ctx: &StatusContext, config: &'c Config) -> Result<StatusData
                 state,
                 processing,
                 stale,
+                progress: ctx.metrics.progress(&m.email_address),
                 latest_alert: latest_alerts.remove(&m.email_address),
                 outbox: outbox_counts.remove(&m.email_address).unwrap_or_default(),
                 next_poll: ctx.metrics.next_poll(&m.email_address),

@@ -140,6 +140,7 @@ async fn sync_folder(
         }
         None => (session.list_after(after_uid).await?, after_uid),
     };
+    ctx.metrics.sync_planned(address, listed.len() as u64);
     let floor = backfill_floor.unwrap_or(0);
     let received: HashMap<u32, i64> = listed
         .iter()

@@ -121,6 +121,8 @@ pub async fn sync_mailbox(
 ) -> Result<SyncSummary, SyncError> {
     let _permit = ctx.acquire(profile, mailbox).await;
     let progress = Progress::new();
+    // Emails found and committed, for the page, /status and /metrics while it runs.
+    let _shown = ctx.metrics.sync_progress(&mailbox.email_address);
     tokio::select! {
         result = sync_session(ctx, profile, mailbox, &progress) => result,
         () = progress.stalled(profile.sync_deadline) => Err(SyncError::SyncDeadline {

@@ -294,6 +294,10 @@ impl<'a> Pipeline<'a> {
                 self.ctx
                     .metrics
                     .ingested(self.profile, u64::from(o.created), o.bytes);
+                self.ctx.metrics.sync_done(
+                    self.mailbox,
+                    u64::from(o.created) + u64::from(o.linked) + u64::from(o.skipped),
+                );
                 self.summary.created += u64::from(o.created);
                 self.summary.linked += u64::from(o.linked);
                 Ok(())

@@ -70,6 +70,7 @@ pub(super) async fn sync_maildrop(
         .retrieve
         .into_iter()
         .partition(|m| m.size <= profile.max_message_size);
+    ctx.metrics.sync_planned(address, retrieve.len() as u64);
     let failed: Vec<_> = too_big
         .into_iter()
         .map(|m| too_large(profile, POP3_FOLDER, None, None, Some(m.uidl), m.size))

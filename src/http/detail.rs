@@ -1,0 +1,185 @@
+//! `GET /mailbox/ADDRESS`: one mailbox in detail — its state, the last Test & Enable with its
+//! transcripts, its alerts, recent activities and outbox. Server-rendered like the status page,
+//! no script; guarded like it (the token off loopback unless `status_public`).
+
+use std::fmt::Write;
+
+use chrono::Utc;
+use serde_json::Value;
+
+use super::StatusContext;
+use super::page::{CSS, escape, progress_line, relative, text};
+
+/// The newest alerts, activities and outbox emails shown.
+const RECENT: usize = 20;
+
+/// The page, or None for an address the config does not have.
+pub fn render(ctx: &StatusContext, address: &str) -> Result<Option<String>, String> {
+    let address = super::error::percent_decode(address).to_ascii_lowercase();
+    let config = ctx.config();
+    let data = super::status::collect(ctx, &config)?;
+    let Some(row) = data
+        .rows
+        .iter()
+        .find(|r| r.mailbox.email_address == address)
+    else {
+        return Ok(None);
+    };
+    let m = row.json();
+    let now = Utc::now();
+    let mut h = String::with_capacity(16 * 1024);
+    let _ = write!(
+        h,
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta http-equiv=\"refresh\" content=\"15\"><title>{a} — sidesync</title>\
+         <style>{CSS}</style></head><body><p><a href=\"/\">← all mailboxes</a></p>\
+         <h1 id=\"mailbox\">{a}</h1>{}",
+        progress_line(&m["sync_progress"]),
+        a = escape(&address),
+    );
+    h.push_str("<h2>State</h2><table id=\"state\">");
+    let mut field = |label: &str, v: String| {
+        let _ = write!(h, "<tr><th>{label}</th><td>{}</td></tr>", escape(&v));
+    };
+    field("name", text(&m["name"]));
+    field("profile", text(&m["profile"]));
+    field("owner", text(&m["owner"]));
+    field("processing", text(&m["processing"]));
+    field("why not processed", text(&m["not_processed_reason"]));
+    field("approval", text(&m["approval"]));
+    for d in ["incoming", "outgoing"] {
+        let e = &m[format!("{d}_enablement")];
+        field(
+            d,
+            format!(
+                "{} ({}{})",
+                text(&m[format!("{d}_status")]),
+                text(&e["state"]),
+                e["reason"]
+                    .as_str()
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default()
+            ),
+        );
+    }
+    field("stale", text(&m["stale"]));
+    field(
+        "last successful sync",
+        relative(&m["last_successful_sync_completed_on"], now),
+    );
+    field(
+        "last sync started",
+        relative(&m["last_sync_started_on"], now),
+    );
+    field(
+        "items in the last sync",
+        text(&m["items_processed_last_sync"]),
+    );
+    field("activities stored", text(&m["activities_stored"]));
+    field("emails skipped", text(&m["emails_skipped"]));
+    field("track", text(&m["track"]));
+    field("next poll", relative(&m["next_poll"], now));
+    let err = &m["last_error"];
+    field(
+        "last error",
+        if err.is_null() {
+            String::new()
+        } else {
+            format!(
+                "{} ({}, {} in a row, {})",
+                text(&err["text"]),
+                text(&err["code"]),
+                text(&err["consecutive"]),
+                relative(&err["at"], now)
+            )
+        },
+    );
+    h.push_str("</table>");
+
+    h.push_str("<h2>Last Test &amp; Enable</h2>");
+    match &row.state.last_test {
+        None => h.push_str("<p>never tested</p>"),
+        Some(t) => {
+            let v = super::status::test_full(t);
+            let _ = write!(
+                h,
+                "<p id=\"last-test\">{} · {} ms</p>",
+                relative(&v["started_at"], now),
+                text(&v["duration_ms"])
+            );
+            for d in ["incoming", "outgoing"] {
+                let _ = write!(
+                    h,
+                    "<h3>{d}: {}{}</h3><pre>{}</pre>",
+                    escape(&text(&v[d]["status"])),
+                    v[d]["reason"]
+                        .as_str()
+                        .map(|r| format!(" — {}", escape(r)))
+                        .unwrap_or_default(),
+                    escape(&text(&v[d]["transcript"]))
+                );
+            }
+        }
+    }
+
+    h.push_str("<h2>Alerts</h2><table id=\"alerts\"><tr><th>when</th><th>level</th><th>code</th><th>message</th></tr>");
+    let alerts = ctx.store.alerts(usize::MAX).map_err(|e| e.to_string())?;
+    for a in alerts
+        .iter()
+        .filter(|a| a.mailbox.as_deref() == Some(address.as_str()))
+        .take(RECENT)
+    {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"alert\">{}</td></tr>",
+            relative(&Value::from(a.at.to_rfc3339()), now),
+            escape(&format!("{:?}", a.level).to_lowercase()),
+            escape(&a.code),
+            escape(&a.message)
+        );
+    }
+    h.push_str("</table>");
+
+    h.push_str("<h2>Recent activities</h2><table id=\"activities\"><tr><th>id</th><th>direction</th><th>from</th><th>subject</th><th>stored</th></tr>");
+    let url = format!(
+        "/api/v1/activities?mailbox={}&limit={RECENT}",
+        super::filter::encode(&address)
+    );
+    let list = super::activities::list(ctx, &url).map_err(|e| e.message)?;
+    for a in list["activities"].as_array().into_iter().flatten() {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            text(&a["id"]),
+            escape(&text(&a["direction"])),
+            escape(&text(&a["from"])),
+            escape(&text(&a["subject"])),
+            relative(&a["created_at"], now)
+        );
+    }
+    h.push_str("</table>");
+
+    h.push_str("<h2>Outbox</h2><table id=\"outbox\"><tr><th>id</th><th>status</th><th>tries</th><th>queued</th><th>last reply</th></tr>");
+    let outbox = ctx
+        .store
+        .outbox_newest(RECENT, |e| e.mailbox == address)
+        .map_err(|e| e.to_string())?;
+    for e in &outbox {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            e.id,
+            e.status.as_str(),
+            e.tries,
+            relative(&Value::from(e.queued_at.to_rfc3339()), now),
+            escape(e.last_reply.as_deref().unwrap_or(""))
+        );
+    }
+    let _ = writeln!(
+        h,
+        "</table><p class=\"foot\">JSON: <a href=\"/api/v1/mailboxes/{0}/test\">last test</a> · \
+         <a href=\"/api/v1/mailboxes/{0}/failures\">item failures</a> (API token)</p></body></html>",
+        escape(&super::filter::encode(&address))
+    );
+    Ok(Some(h))
+}
