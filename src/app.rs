@@ -339,7 +339,10 @@ pub fn test(
             source: redb::DatabaseError::DatabaseAlreadyOpen,
             ..
         }) => {
-            return crate::operate::test(&config, &selected);
+            return crate::operate::test(
+                &crate::http::control_socket_path(&config.appliance.data_dir),
+                &selected,
+            );
         }
         Err(e) => return Err(e.to_string()),
     };

@@ -234,6 +234,11 @@ fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
     })
 }
 
+/// The control socket of the appliance `config` runs (only its data folder is read from it).
+fn operator(config: &std::path::Path) -> Result<PathBuf, String> {
+    sidesync::operate::control_socket(config)
+}
+
 /// Prints what an operator command returned; exit 1 with its sentence when it failed.
 fn print(lines: Result<Vec<String>, String>) -> ExitCode {
     match lines {
@@ -273,42 +278,33 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Status { config, all } => match load(&config) {
-            Ok(c) => print(sidesync::operate::status(&c, all)),
-            Err(code) => code,
-        },
+        Command::Status { config, all } => {
+            print(operator(&config).and_then(|s| sidesync::operate::status(&s, all)))
+        }
         Command::Approve {
             config,
             approval,
             address,
-        } => match load(&config) {
-            Ok(c) => print(sidesync::operate::approve(&c, &address, &approval)),
-            Err(code) => code,
-        },
+        } => print(
+            operator(&config).and_then(|s| sidesync::operate::approve(&s, &address, &approval)),
+        ),
         Command::Alerts {
             config,
             mailbox,
             limit,
-        } => match load(&config) {
-            Ok(c) => print(sidesync::operate::alerts(&c, mailbox.as_deref(), limit)),
-            Err(code) => code,
-        },
+        } => print(
+            operator(&config)
+                .and_then(|s| sidesync::operate::alerts(&s, mailbox.as_deref(), limit)),
+        ),
         Command::Outbox {
             config,
             status,
             mailbox,
             limit,
             id,
-        } => match load(&config) {
-            Ok(c) => print(sidesync::operate::outbox(
-                &c,
-                id,
-                status.as_deref(),
-                mailbox.as_deref(),
-                limit,
-            )),
-            Err(code) => code,
-        },
+        } => print(operator(&config).and_then(|s| {
+            sidesync::operate::outbox(&s, id, status.as_deref(), mailbox.as_deref(), limit)
+        })),
         Command::Secret { action } => secret(action),
         Command::CheckConfig { config } => match load(&config) {
             Ok(c) if !c.unreadable_secrets().is_empty() => {
@@ -340,9 +336,12 @@ fn main() -> ExitCode {
             html_file,
             attach,
         } => {
-            let config = match load(&config) {
-                Ok(c) => c,
-                Err(code) => return code,
+            let socket = match operator(&config) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("sidesync: {e}");
+                    return ExitCode::from(1);
+                }
             };
             let read = |p: Option<PathBuf>| -> Result<Option<String>, String> {
                 p.map(|p| {
@@ -369,7 +368,7 @@ fn main() -> ExitCode {
                 html,
                 attach,
             };
-            match sidesync::operate::send(&config, args) {
+            match sidesync::operate::send(&socket, args) {
                 Ok(v) => {
                     println!(
                         "queued: id {} ({})",

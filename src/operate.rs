@@ -2,7 +2,7 @@
 //! `alerts`, `outbox`, `send` — over its control socket ([`crate::http::client`]). Each returns
 //! the lines to print, or a sentence saying what went wrong.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -14,12 +14,13 @@ use crate::http::client::{Reply, request};
 /// Most calls answer at once; queuing a large email or a test's step may take a while.
 const QUICK: Duration = Duration::from_secs(30);
 
-fn socket(config: &Config) -> PathBuf {
-    crate::http::control_socket_path(&config.appliance.data_dir)
+/// The control socket of the appliance that `config` (a file) runs: only its data folder is read.
+pub fn control_socket(config: &Path) -> Result<PathBuf, String> {
+    Config::data_dir_of(config).map(|d| crate::http::control_socket_path(&d))
 }
 
-fn call(config: &Config, method: &str, target: &str, body: &str) -> Result<Reply, String> {
-    request(&socket(config), method, target, body, QUICK)
+fn call(socket: &Path, method: &str, target: &str, body: &str) -> Result<Reply, String> {
+    request(socket, method, target, body, QUICK)
 }
 
 /// The API's JSON answer when it is `expected`, else its refusal as an error.
@@ -46,8 +47,8 @@ fn path_part(s: &str) -> String {
 
 /// `sidesync status`: one summary line per profile and the appliance, then every mailbox that
 /// is failing or not processed, with why. `all` lists every mailbox.
-pub fn status(config: &Config, all: bool) -> Result<Vec<String>, String> {
-    let v = expect(call(config, "GET", "/status", "")?, 200, "status")?;
+pub fn status(socket: &Path, all: bool) -> Result<Vec<String>, String> {
+    let v = expect(call(socket, "GET", "/status", "")?, 200, "status")?;
     let a = &v["appliance"];
     let mailboxes = v["mailboxes"].as_array().cloned().unwrap_or_default();
     let failing = |m: &Value| {
@@ -97,10 +98,10 @@ pub fn status(config: &Config, all: bool) -> Result<Vec<String>, String> {
 }
 
 /// `sidesync approve ADDRESS [--approval …]`.
-pub fn approve(config: &Config, address: &str, approval: &str) -> Result<Vec<String>, String> {
+pub fn approve(socket: &Path, address: &str, approval: &str) -> Result<Vec<String>, String> {
     let body = serde_json::json!({ "approval": approval }).to_string();
     let target = format!("/api/v1/mailboxes/{}/approve", path_part(address));
-    let v = expect(call(config, "POST", &target, &body)?, 200, "approve")?;
+    let v = expect(call(socket, "POST", &target, &body)?, 200, "approve")?;
     Ok(vec![format!(
         "{}: approval {}",
         v["email_address"].as_str().unwrap_or(address),
@@ -109,12 +110,12 @@ pub fn approve(config: &Config, address: &str, approval: &str) -> Result<Vec<Str
 }
 
 /// `sidesync alerts [--mailbox …] [--limit N]`: newest first.
-pub fn alerts(config: &Config, mailbox: Option<&str>, limit: usize) -> Result<Vec<String>, String> {
+pub fn alerts(socket: &Path, mailbox: Option<&str>, limit: usize) -> Result<Vec<String>, String> {
     let mut target = format!("/api/v1/alerts?limit={limit}");
     if let Some(m) = mailbox {
         target.push_str(&format!("&mailbox={}", path_part(m)));
     }
-    let v = expect(call(config, "GET", &target, "")?, 200, "alerts")?;
+    let v = expect(call(socket, "GET", &target, "")?, 200, "alerts")?;
     Ok(v["alerts"]
         .as_array()
         .into_iter()
@@ -137,7 +138,7 @@ pub fn alerts(config: &Config, mailbox: Option<&str>, limit: usize) -> Result<Ve
 
 /// `sidesync outbox [--status …] [--mailbox …] [--limit N]`, or one email by id.
 pub fn outbox(
-    config: &Config,
+    socket: &Path,
     id: Option<u64>,
     status: Option<&str>,
     mailbox: Option<&str>,
@@ -159,7 +160,7 @@ pub fn outbox(
     };
     if let Some(id) = id {
         let v = expect(
-            call(config, "GET", &format!("/api/v1/outbox/{id}"), "")?,
+            call(socket, "GET", &format!("/api/v1/outbox/{id}"), "")?,
             200,
             "outbox",
         )?;
@@ -172,7 +173,7 @@ pub fn outbox(
     if let Some(m) = mailbox {
         target.push_str(&format!("&mailbox={}", path_part(m)));
     }
-    let v = expect(call(config, "GET", &target, "")?, 200, "outbox")?;
+    let v = expect(call(socket, "GET", &target, "")?, 200, "outbox")?;
     Ok(v["outbox"]
         .as_array()
         .into_iter()
@@ -183,11 +184,11 @@ pub fn outbox(
 
 /// Test & Enable of each selected mailbox through the running appliance: started, then polled
 /// until it answers (each step of a test is bounded by the connection timeout).
-pub fn test(config: &Config, selected: &[String]) -> Result<Vec<TestRow>, String> {
+pub fn test(socket: &Path, selected: &[String]) -> Result<Vec<TestRow>, String> {
     let mut rows = Vec::new();
     for address in selected {
         let target = format!("/api/v1/mailboxes/{}/test", path_part(address));
-        let reply = call(config, "POST", &target, "")?;
+        let reply = call(socket, "POST", &target, "")?;
         if reply.status != 202 {
             return Err(format!(
                 "the appliance refused the test of {address}: {}",
@@ -196,7 +197,7 @@ pub fn test(config: &Config, selected: &[String]) -> Result<Vec<TestRow>, String
         }
         let deadline = std::time::Instant::now() + Duration::from_secs(900);
         let v = loop {
-            let reply = call(config, "GET", &target, "")?;
+            let reply = call(socket, "GET", &target, "")?;
             if reply.status == 200 {
                 break expect(reply, 200, "test")?;
             }
@@ -227,7 +228,7 @@ pub struct SendArgs {
 
 /// `sidesync send`: queues an email through the running appliance (which owns the store);
 /// returns the answer (id and status).
-pub fn send(config: &Config, args: SendArgs) -> Result<Value, String> {
+pub fn send(socket: &Path, args: SendArgs) -> Result<Value, String> {
     use base64::Engine;
     let mut attachments = Vec::new();
     for path in &args.attach {
@@ -248,7 +249,7 @@ pub fn send(config: &Config, args: SendArgs) -> Result<Value, String> {
         "subject": args.subject, "text": args.text, "html": args.html, "attachments": attachments,
     });
     let reply = request(
-        &socket(config),
+        socket,
         "POST",
         "/api/v1/outbox",
         &body.to_string(),

@@ -32,6 +32,25 @@ fn the_annotated_example_config_is_valid() {
     );
 }
 
+#[test]
+fn the_config_the_package_installs_is_valid_and_starts_empty() {
+    let out = Command::new(support::sidesync::binary())
+        .args([
+            "check-config",
+            "--config",
+            "appliance/sidesync-initial.toml",
+        ])
+        .output()
+        .expect("check-config");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("(0 profiles, 0 mailboxes)"), "{said}");
+}
+
 /// The unit, pointing at the binary just built so that `verify` can check ExecStart.
 fn unit_file(dir: &std::path::Path) -> std::path::PathBuf {
     let unit = std::fs::read_to_string("appliance/sidesync.service").expect("unit");
@@ -39,7 +58,7 @@ fn unit_file(dir: &std::path::Path) -> std::path::PathBuf {
     let binary = support::sidesync::binary();
     std::fs::write(
         &path,
-        unit.replace("/usr/local/bin/sidesync", &binary.display().to_string()),
+        unit.replace("/usr/bin/sidesync", &binary.display().to_string()),
     )
     .expect("write unit");
     path

@@ -403,6 +403,30 @@ impl Config {
         Config::parse(path, &text)
     }
 
+    /// Only where the data folder is (the operator commands need no more: the control socket is
+    /// there), without checking the rest — secrets that only the service can open included.
+    pub fn data_dir_of(path: &Path) -> Result<PathBuf, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("{}: cannot read the config file: {e}", path.display()))?;
+        let table: toml::Table = toml::from_str(&text)
+            .map_err(|e| format!("{}: not a valid config: {}", path.display(), e.message()))?;
+        let dir = match table.get("appliance").and_then(|a| a.get("data_dir")) {
+            None => return Ok(PathBuf::from("/var/lib/sidesync")),
+            Some(toml::Value::String(d)) => PathBuf::from(d),
+            Some(_) => {
+                return Err(format!(
+                    "{}: [appliance] data_dir must be a string",
+                    path.display()
+                ));
+            }
+        };
+        Ok(if dir.is_absolute() {
+            dir
+        } else {
+            path.parent().unwrap_or(Path::new(".")).join(dir)
+        })
+    }
+
     /// Validates config text; `path` names the file in messages and anchors relative paths.
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
         Config::parse_with(path, text, false)
