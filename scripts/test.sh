@@ -7,6 +7,8 @@ need_packages dovecot-imapd dovecot-pop3d dovecot-submissiond postfix openssl pr
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
 cargo test --locked
+# The Debian package booted under systemd in a container (tests/boot-unit.sh).
+bash tests/boot-unit.sh
 # Supply chain: licences, duplicate crates and sources (deny.toml). Advisories need GitHub, which
 # is not reachable here (README, Security).
 if ! cargo deny --version 2>/dev/null | grep -q '^cargo-deny 0.20'; then
