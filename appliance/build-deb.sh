@@ -11,7 +11,9 @@ fi
 CARGO_PROFILE_RELEASE_DEBUG=0 CARGO_PROFILE_RELEASE_STRIP=symbols cargo build --locked --release >&2
 mkdir -p target/assets
 bin=target/release/sidesync
-"$bin" man | gzip -9n > target/assets/sidesync.1.gz
+rm -rf target/assets/man && mkdir -p target/assets/man
+"$bin" man --dir target/assets/man
+gzip -9nf target/assets/man/*.1
 "$bin" completions bash > target/assets/sidesync.bash
 "$bin" completions zsh > target/assets/_sidesync
 "$bin" completions fish > target/assets/sidesync.fish

@@ -21,7 +21,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the appliance: sync mailboxes and serve the status endpoint until SIGTERM/SIGINT.
+    /// Run the appliance: sync mailboxes and serve the status endpoint until SIGTERM/SIGINT;
+    /// SIGHUP reloads the config.
     Run {
         /// The config file.
         #[arg(long, short, env = "SIDESYNC_CONFIG", default_value = DEFAULT_CONFIG)]
@@ -96,9 +97,17 @@ enum Command {
         id: Option<u64>,
     },
     /// Print shell completions for bash, zsh, fish, elvish or powershell.
-    Completions { shell: clap_complete::Shell },
-    /// Print the man page (roff) generated from this help.
-    Man,
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) generated from this help; with --dir, write sidesync.1 and a
+    /// page per command (sidesync-run.1, …) there.
+    Man {
+        /// Write the pages into this folder instead of printing the main one.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Queue an email through the running appliance (Pending Send); prints its id.
     Send {
         /// The config file.
@@ -268,12 +277,16 @@ fn main() -> ExitCode {
             );
             ExitCode::SUCCESS
         }
-        Command::Man => {
+        Command::Man { dir } => {
             use clap::CommandFactory;
-            match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
+            let done = match dir {
+                None => clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()),
+                Some(dir) => clap_mangen::generate_to(Cli::command(), &dir),
+            };
+            match done {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    eprintln!("sidesync: {e}");
+                    eprintln!("sidesync: cannot write the man pages: {e}");
                     ExitCode::from(1)
                 }
             }

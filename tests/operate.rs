@@ -199,6 +199,19 @@ fn completions_and_the_man_page_come_from_the_help() {
     for sub in ["status", "approve", "alerts", "outbox", "send", "test"] {
         assert!(man.contains(sub), "the man page names {sub}");
     }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (status, out) = cli(&["man", "--dir", dir.path().to_str().expect("utf-8")]);
+    assert!(status.success(), "{out}");
+    for page in [
+        "sidesync.1",
+        "sidesync-run.1",
+        "sidesync-status.1",
+        "sidesync-secret-rotate.1",
+    ] {
+        let text = std::fs::read_to_string(dir.path().join(page))
+            .unwrap_or_else(|e| panic!("{page}: {e}"));
+        assert!(text.contains(".TH"), "{page}");
+    }
     let (status, out) = cli(&["completions", "tcsh"]);
     assert!(!status.success(), "an unknown shell is refused: {out}");
 }
