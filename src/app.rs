@@ -15,7 +15,7 @@ pub fn run(config: Config, mode: RunMode) -> Result<RunReport, String> {
     let started_at = Utc::now();
     let mut config = config;
     let store = Store::open(&config.appliance.data_dir).map_err(|e| e.to_string())?;
-    seal_fingerprints(&mut config)?;
+    crate::config::seal::key_fingerprints(&mut config)?;
     let config = Arc::new(config);
     let heartbeat = Arc::new(AtomicI64::new(0));
     let writer = store.start_writer();
@@ -209,35 +209,6 @@ async fn wait_for_signal(mode: RunMode, reloadable: &crate::reload::Reloadable) 
     }
 }
 
-/// One row of `sidesync test`'s table.
-pub struct TestRow {
-    pub mailbox: String,
-    pub incoming: String,
-    pub outgoing: String,
-    pub reasons: Vec<String>,
-}
-
-impl TestRow {
-    pub fn failed(&self) -> bool {
-        self.incoming == "failure" || self.outgoing == "failure"
-    }
-
-    pub(crate) fn from_json(v: &serde_json::Value) -> TestRow {
-        let dir = |d: &str| v[d]["status"].as_str().unwrap_or("unknown").to_string();
-        let reasons = ["incoming", "outgoing"]
-            .iter()
-            .filter(|d| v[**d]["status"] == "failure")
-            .filter_map(|d| v[*d]["reason"].as_str().map(|r| format!("{d}: {r}")))
-            .collect();
-        TestRow {
-            mailbox: v["mailbox"].as_str().unwrap_or("").to_string(),
-            incoming: dir("incoming"),
-            outgoing: dir("outgoing"),
-            reasons,
-        }
-    }
-}
-
 /// Which mailboxes `sidesync test` means: the named ones, those of `--profile`, or all.
 fn test_selection(
     config: &Config,
@@ -308,30 +279,12 @@ async fn tell_systemd(current: engine::Current) {
     }
 }
 
-/// Opens (or makes) the key file in the data folder and keys the config fingerprints with it;
-/// says what the config's secrets need attention for.
-pub(crate) fn seal_fingerprints(config: &mut Config) -> Result<(), String> {
-    let path = crate::vault::KeyRing::path(&config.appliance.data_dir);
-    let ring = crate::vault::KeyRing::load_or_create(&path)?;
-    config.key_fingerprints(ring.fingerprint_key());
-    for (what, why) in config.unreadable_secrets() {
-        tracing::error!(mailbox = %what, "{why}; it is not processed");
-    }
-    if config.appliance.allow_plaintext_passwords {
-        tracing::warn!(
-            "allow_plaintext_passwords = true: passwords may sit in clear in the config file; \
-             prefer *_file, *_env, *_credential or enc:v1 values (sidesync secret encrypt)"
-        );
-    }
-    Ok(())
-}
-
 /// `sidesync test`: Test & Enable, here if the store is free, else through the running appliance.
 pub fn test(
     config: Config,
     addresses: &[String],
     profile: Option<&str>,
-) -> Result<Vec<TestRow>, String> {
+) -> Result<Vec<crate::operate::TestRow>, String> {
     let selected = test_selection(&config, addresses, profile)?;
     let store = match Store::open(&config.appliance.data_dir) {
         Ok(s) => s,
@@ -347,7 +300,7 @@ pub fn test(
         Err(e) => return Err(e.to_string()),
     };
     let mut config = config;
-    seal_fingerprints(&mut config)?;
+    crate::config::seal::key_fingerprints(&mut config)?;
     let config = Arc::new(config);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -371,6 +324,6 @@ pub fn test(
     writer.shutdown();
     Ok(records
         .iter()
-        .map(|r| TestRow::from_json(&crate::http::test_summary(r)))
+        .map(|r| crate::operate::TestRow::from_json(&crate::http::test_summary(r)))
         .collect())
 }

@@ -7,12 +7,40 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::app::TestRow;
 use crate::config::Config;
 use crate::http::client::{Reply, request};
 
 /// Most calls answer at once; queuing a large email or a test's step may take a while.
 const QUICK: Duration = Duration::from_secs(30);
+
+/// One row of `sidesync test`'s table.
+pub struct TestRow {
+    pub mailbox: String,
+    pub incoming: String,
+    pub outgoing: String,
+    pub reasons: Vec<String>,
+}
+
+impl TestRow {
+    pub fn failed(&self) -> bool {
+        self.incoming == "failure" || self.outgoing == "failure"
+    }
+
+    pub(crate) fn from_json(v: &serde_json::Value) -> TestRow {
+        let dir = |d: &str| v[d]["status"].as_str().unwrap_or("unknown").to_string();
+        let reasons = ["incoming", "outgoing"]
+            .iter()
+            .filter(|d| v[**d]["status"] == "failure")
+            .filter_map(|d| v[*d]["reason"].as_str().map(|r| format!("{d}: {r}")))
+            .collect();
+        TestRow {
+            mailbox: v["mailbox"].as_str().unwrap_or("").to_string(),
+            incoming: dir("incoming"),
+            outgoing: dir("outgoing"),
+            reasons,
+        }
+    }
+}
 
 /// The control socket of the appliance that `config` (a file) runs: only its data folder is read.
 pub fn control_socket(config: &Path) -> Result<PathBuf, String> {

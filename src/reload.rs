@@ -52,7 +52,7 @@ fn load(
             .map(str::to_string)
             .collect::<Vec<_>>()
     })?;
-    crate::app::seal_fingerprints(&mut config).map_err(|e| vec![e])?;
+    crate::config::seal::key_fingerprints(&mut config).map_err(|e| vec![e])?;
     let d = diff(running, &config).map_err(|e| vec![e.to_string()])?;
     Ok((config, d))
 }

@@ -197,3 +197,21 @@ fn write_atomically(path: &Path, text: &str) -> Result<(), String> {
     };
     write().map_err(|e| format!("cannot replace {}: {e}", path.display()))
 }
+
+/// Opens (or makes) the key file in the data folder and keys the config fingerprints with it;
+/// says what the config's secrets need attention for.
+pub fn key_fingerprints(config: &mut super::Config) -> Result<(), String> {
+    let path = crate::vault::KeyRing::path(&config.appliance.data_dir);
+    let ring = crate::vault::KeyRing::load_or_create(&path)?;
+    config.key_fingerprints(ring.fingerprint_key());
+    for (what, why) in config.unreadable_secrets() {
+        tracing::error!(mailbox = %what, "{why}; it is not processed");
+    }
+    if config.appliance.allow_plaintext_passwords {
+        tracing::warn!(
+            "allow_plaintext_passwords = true: passwords may sit in clear in the config file; \
+             prefer *_file, *_env, *_credential or enc:v1 values (sidesync secret encrypt)"
+        );
+    }
+    Ok(())
+}
