@@ -53,5 +53,9 @@ journalctl -u sidesync -p warning --no-pager | grep -q "sidesync starting" && fa
 # Stop: clean.
 systemctl stop sidesync || fail "systemctl stop"
 [ "$(systemctl show -p Result --value sidesync)" = success ] || fail "stop result: $(systemctl show -p Result --value sidesync)"
+# And started again by hand, as an admin does after an edit.
+systemctl start sidesync || fail "systemctl start"
+wait_for 30 healthz || fail "/healthz after systemctl start"
+systemctl stop sidesync || fail "systemctl stop (again)"
 journalctl -u sidesync --no-pager | tail -20
 finish
