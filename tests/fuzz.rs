@@ -181,6 +181,7 @@ fn imap_session(rt: &tokio::runtime::Runtime, tls: &TlsContext, greeting: &[u8],
         username: "u",
         password: &password,
         authzid: None,
+        bearer: false,
     };
     rt.block_on(async {
         let run = async {
@@ -208,6 +209,7 @@ fn pop3_session(rt: &tokio::runtime::Runtime, tls: &TlsContext, greeting: &[u8],
         username: "u",
         password: &password,
         authzid: None,
+        bearer: false,
     };
     rt.block_on(async {
         let run = async {

@@ -159,6 +159,10 @@ pub enum AuthProtocol {
     Auto,
     Plain,
     Login,
+    /// Bearer tokens (OAuth 2.0): Google's and Microsoft's SASL mechanism.
+    XOAuth2,
+    /// Bearer tokens (OAuth 2.0): RFC 7628.
+    OAuthBearer,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

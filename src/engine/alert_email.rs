@@ -50,6 +50,7 @@ pub async fn send(
             username,
             password,
             authzid: None,
+            bearer: false,
         };
         let from = if username.contains('@') {
             username.as_str()
@@ -88,6 +89,7 @@ pub async fn send(
         username: u,
         password: p,
         authzid: None,
+        bearer: false,
     });
     let mut s = SmtpSession::open(&target, login.as_ref()).await?;
     let sent = s.send(&a.from, &[to.to_string()], raw, limit).await;

@@ -26,6 +26,7 @@ fn secrets(username: &str, password: &Secret, authzid: Option<&str>) -> Vec<Stri
         username,
         password,
         authzid,
+        bearer: false,
     };
     vec![
         p.to_string(),
@@ -105,6 +106,7 @@ async fn test_outgoing(ctx: &JobContext, profile: &Profile, mailbox: &Mailbox) -
             username,
             password,
             authzid,
+            bearer: false,
         };
         let mut session = SmtpSession::open(&target, Some(&login)).await?;
         let checked = session.check_sender(&mailbox.email_address, limit).await;

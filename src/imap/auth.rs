@@ -16,6 +16,26 @@ struct Plain {
     response: Vec<u8>,
 }
 
+/// A bearer-token mechanism: the initial response, then (after a failure challenge, which
+/// carries the server's JSON status) the empty response that ends the exchange (RFC 7628 §3.2.3).
+struct Bearer {
+    response: Vec<u8>,
+    sent: bool,
+}
+
+impl Authenticator for Bearer {
+    type Response = Vec<u8>;
+
+    fn process(&mut self, _challenge: &[u8]) -> Vec<u8> {
+        if self.sent {
+            // The server's error status: answer with the dummy response ^A.
+            return vec![0x01];
+        }
+        self.sent = true;
+        std::mem::take(&mut self.response)
+    }
+}
+
 impl Authenticator for Plain {
     type Response = Vec<u8>;
 
@@ -29,9 +49,40 @@ pub(super) async fn login(
     caps: &[String],
     protocol: AuthProtocol,
     login: &Login<'_>,
-    address: &str,
+    server: (&str, u16),
     limit: Duration,
 ) -> Result<Session<super::ImapStream>, SyncError> {
+    let address = &format!("{}:{}", server.0, server.1);
+    if login.bearer {
+        let mechanism = crate::net::sasl::bearer_mechanism(protocol, |m| {
+            caps.iter().any(|c| *c == format!("AUTH={m}"))
+        })
+        .map_err(|detail| SyncError::AuthUnsupported {
+            address: address.to_string(),
+            detail,
+        })?;
+        let response = net::bearer_response(mechanism, login, server.0, server.1);
+        let result = net::step(address, "logging in", limit, async {
+            client
+                .authenticate(
+                    mechanism.name(),
+                    Bearer {
+                        response,
+                        sent: false,
+                    },
+                )
+                .await
+                .map_err(|(e, _)| e)
+        })
+        .await;
+        return finish(result, address);
+    }
+    if matches!(protocol, AuthProtocol::XOAuth2 | AuthProtocol::OAuthBearer) {
+        return Err(SyncError::AuthUnsupported {
+            address: address.to_string(),
+            detail: "XOAUTH2 and OAUTHBEARER need an OAuth token source in the profile".into(),
+        });
+    }
     let has_plain = caps.iter().any(|c| c == "AUTH=PLAIN");
     let login_disabled = caps.iter().any(|c| c == "LOGINDISABLED");
     let use_plain = match protocol {
@@ -39,6 +90,7 @@ pub(super) async fn login(
         AuthProtocol::Login => false,
         // An authorization identity needs SASL; otherwise prefer PLAIN when offered.
         AuthProtocol::Auto => has_plain || login.authzid.is_some() || login_disabled,
+        AuthProtocol::XOAuth2 | AuthProtocol::OAuthBearer => false,
     };
     if use_plain && !has_plain && protocol == AuthProtocol::Auto {
         return Err(SyncError::AuthUnsupported {
@@ -75,6 +127,14 @@ pub(super) async fn login(
         })
         .await
     };
+    finish(result, address)
+}
+
+/// A login's outcome as the sync sees it.
+fn finish(
+    result: Result<Session<super::ImapStream>, StepError<async_imap::error::Error>>,
+    address: &str,
+) -> Result<Session<super::ImapStream>, SyncError> {
     match result {
         Ok(session) => Ok(session),
         Err(StepError::TimedOut(e)) => Err(SyncError::Net(e)),

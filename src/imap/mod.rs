@@ -176,7 +176,15 @@ impl ImapSession {
         if !caps.iter().any(|c| c == "IMAP4REV1" || c == "IMAP4REV2") {
             return Err(not_imap(&address));
         }
-        let mut session = auth::login(client, &caps, target.auth, login, &address, limit).await?;
+        let mut session = auth::login(
+            client,
+            &caps,
+            target.auth,
+            login,
+            (target.host, target.port),
+            limit,
+        )
+        .await?;
         // CONDSTORE makes EXAMINE report HIGHESTMODSEQ (RFC 7162); a server without it just says no.
         if caps.iter().any(|c| c == "ENABLE" || c == "CONDSTORE") {
             let _ =

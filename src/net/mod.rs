@@ -2,6 +2,7 @@
 //! either at once (implicit) or after a protocol's STARTTLS, verified against the system roots plus
 //! the profile's CA file.
 
+pub mod sasl;
 mod stream;
 mod tls;
 pub mod transcript;
@@ -51,8 +52,25 @@ pub struct Target<'a> {
 /// Who logs in: the mailbox's own identity, or the profile's identity acting for `authzid`.
 pub struct Login<'a> {
     pub username: &'a str,
+    /// The password, or with `bearer` an OAuth access token.
     pub password: &'a Secret,
     pub authzid: Option<&'a str>,
+    /// The secret is a bearer token: XOAUTH2 or OAUTHBEARER instead of a password mechanism.
+    pub bearer: bool,
+}
+
+/// The SASL initial response for a bearer-token login on `host:port` with `mechanism`.
+pub fn bearer_response(
+    mechanism: sasl::BearerMechanism,
+    login: &Login<'_>,
+    host: &str,
+    port: u16,
+) -> Vec<u8> {
+    let token = login.password.expose();
+    match mechanism {
+        sasl::BearerMechanism::XOAuth2 => sasl::xoauth2(login.username, token),
+        sasl::BearerMechanism::OAuthBearer => sasl::oauthbearer(login.username, host, port, token),
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

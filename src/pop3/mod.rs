@@ -107,7 +107,8 @@ impl Pop3Session {
         }
         let caps = caps.unwrap_or_default();
         s.pipelining = caps.iter().any(|c| c == "PIPELINING");
-        s.login(&caps, target.auth, login).await?;
+        s.login(&caps, target.auth, login, (target.host, target.port))
+            .await?;
         Ok(s)
     }
 
@@ -218,7 +219,17 @@ impl Pop3Session {
         caps: &[String],
         protocol: AuthProtocol,
         login: &Login<'_>,
+        server: (&str, u16),
     ) -> Result<(), SyncError> {
+        if login.bearer {
+            return self.bearer_login(caps, protocol, login, server).await;
+        }
+        if matches!(protocol, AuthProtocol::XOAuth2 | AuthProtocol::OAuthBearer) {
+            return Err(SyncError::AuthUnsupported {
+                address: self.address.clone(),
+                detail: "XOAUTH2 and OAUTHBEARER need an OAuth token source in the profile".into(),
+            });
+        }
         let sasl_plain = caps.iter().any(|c| {
             c.strip_prefix("SASL ")
                 .is_some_and(|m| m.split(' ').any(|m| m == "PLAIN"))
@@ -228,6 +239,7 @@ impl Pop3Session {
             AuthProtocol::Login => false,
             // An authorization identity needs SASL; otherwise prefer it when offered.
             AuthProtocol::Auto => sasl_plain || login.authzid.is_some(),
+            AuthProtocol::XOAuth2 | AuthProtocol::OAuthBearer => false,
         };
         if use_plain && !sasl_plain && protocol == AuthProtocol::Auto {
             return Err(SyncError::AuthUnsupported {
@@ -262,6 +274,51 @@ impl Pop3Session {
                 }
                 other => other,
             }
+        };
+        match status {
+            Status::Ok(_) => Ok(()),
+            Status::Err(text) if wire::is_temporary(&text) => Err(SyncError::ServerBusy {
+                address: self.address.clone(),
+                reply: text,
+            }),
+            Status::Err(text) | Status::Continue(text) => Err(SyncError::AuthRejected {
+                address: self.address.clone(),
+                reply: text,
+            }),
+        }
+    }
+
+    /// AUTH XOAUTH2 / OAUTHBEARER with the initial response (RFC 5034); a failure challenge
+    /// (the server's JSON status) is answered with an empty line, as the mechanisms ask.
+    async fn bearer_login(
+        &mut self,
+        caps: &[String],
+        protocol: AuthProtocol,
+        login: &Login<'_>,
+        server: (&str, u16),
+    ) -> Result<(), SyncError> {
+        use base64::Engine;
+        let offered = |m: &str| {
+            caps.iter().any(|c| {
+                c.strip_prefix("SASL ")
+                    .is_some_and(|list| list.split(' ').any(|x| x == m))
+            })
+        };
+        let mechanism = net::sasl::bearer_mechanism(protocol, offered).map_err(|detail| {
+            SyncError::AuthUnsupported {
+                address: self.address.clone(),
+                detail,
+            }
+        })?;
+        let blob = base64::engine::general_purpose::STANDARD
+            .encode(net::bearer_response(mechanism, login, server.0, server.1));
+        let what = "logging in";
+        let status = match self
+            .command(&format!("AUTH {} {blob}", mechanism.name()), what)
+            .await?
+        {
+            Status::Continue(_) => self.command("", what).await?,
+            other => other,
         };
         match status {
             Status::Ok(_) => Ok(()),

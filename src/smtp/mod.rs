@@ -7,7 +7,9 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use mail_send::SmtpClient;
-use smtp_proto::{AUTH_LOGIN, AUTH_PLAIN, EXT_PIPELINING, EhloResponse, Response};
+use smtp_proto::{
+    AUTH_LOGIN, AUTH_OAUTHBEARER, AUTH_PLAIN, AUTH_XOAUTH2, EXT_PIPELINING, EhloResponse, Response,
+};
 use tokio::io::AsyncWriteExt;
 
 use crate::config::{AuthProtocol, TlsMode};
@@ -185,7 +187,7 @@ impl SmtpSession {
         };
         if let Some(login) = login {
             session
-                .authenticate(&ehlo, target.auth, login, limit)
+                .authenticate(&ehlo, target.auth, login, (target.host, target.port), limit)
                 .await?;
         }
         Ok(session)
@@ -196,9 +198,46 @@ impl SmtpSession {
         ehlo: &EhloResponse<String>,
         protocol: AuthProtocol,
         login: &SmtpLogin<'_>,
+        server: (&str, u16),
         limit: Duration,
     ) -> Result<(), SyncError> {
         let address = self.address.clone();
+        if login.bearer {
+            let offered = |m: &str| match m {
+                "XOAUTH2" => ehlo.auth_mechanisms & AUTH_XOAUTH2 != 0,
+                "OAUTHBEARER" => ehlo.auth_mechanisms & AUTH_OAUTHBEARER != 0,
+                _ => false,
+            };
+            let mechanism = net::sasl::bearer_mechanism(protocol, offered).map_err(|detail| {
+                SyncError::AuthUnsupported {
+                    address: address.clone(),
+                    detail,
+                }
+            })?;
+            let blob = STANDARD.encode(net::bearer_response(mechanism, login, server.0, server.1));
+            let mut r = timed(
+                &address,
+                limit,
+                self.client
+                    .cmd(format!("AUTH {} {blob}\r\n", mechanism.name())),
+            )
+            .await?;
+            if r.code == 334 {
+                // The server's error status; an empty line ends the exchange (RFC 7628 §3.2.3).
+                r = timed(&address, limit, self.client.cmd(b"\r\n")).await?;
+            }
+            return if r.code == 235 {
+                Ok(())
+            } else {
+                Err(auth_error(&address, &r))
+            };
+        }
+        if matches!(protocol, AuthProtocol::XOAuth2 | AuthProtocol::OAuthBearer) {
+            return Err(SyncError::AuthUnsupported {
+                address,
+                detail: "XOAUTH2 and OAUTHBEARER need an OAuth token source in the profile".into(),
+            });
+        }
         if ehlo.auth_mechanisms == 0 {
             // The server offers no AUTH at all: it takes mail without it (an internal relay).
             // Credentials are not sent to a server that does not ask for them.
@@ -211,6 +250,7 @@ impl SmtpSession {
             AuthProtocol::Plain => true,
             AuthProtocol::Login => false,
             AuthProtocol::Auto => has_plain || login.authzid.is_some() || !has_login,
+            AuthProtocol::XOAuth2 | AuthProtocol::OAuthBearer => false,
         };
         if use_plain && !has_plain && protocol == AuthProtocol::Auto {
             return Err(SyncError::AuthUnsupported {

@@ -248,6 +248,7 @@ pub(crate) fn login_for<'a>(
         username,
         password,
         authzid,
+        bearer: false,
     })
 }
 
