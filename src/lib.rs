@@ -14,6 +14,7 @@ pub mod logging;
 pub mod metrics;
 pub mod net;
 pub mod notify;
+pub mod oauth;
 pub mod operate;
 pub mod outbox;
 pub mod pop3;

@@ -583,3 +583,46 @@ fn any_sealed_value_opens_or_is_refused() {
         )
         .expect("no crash");
 }
+
+/// What a token endpoint answers, and a SASL failure challenge, read from any bytes: a grant,
+/// a refusal or a malformed answer, never a crash.
+#[test]
+fn any_token_endpoint_answer_is_read_or_refused() {
+    use sidesync::oauth::{grant, http};
+    let json = prop_oneof![
+        Just(br#"{"access_token":"a","token_type":"Bearer","expires_in":3600}"#.to_vec()),
+        Just(br#"{"error":"invalid_grant","error_description":"x"}"#.to_vec()),
+        proptest::collection::vec(any::<u8>(), 0..300),
+        "\\{\"[a-z_]{1,20}\":(\"[ -~]{0,20}\"|-?[0-9]{1,22}|null|\\[\\])\\}"
+            .prop_map(String::into_bytes),
+    ];
+    let head = prop_oneof![
+        Just("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n".to_string()),
+        Just("HTTP/1.1 400 Bad\r\nTransfer-Encoding: chunked\r\n".to_string()),
+        "HTTP/1\\.[01] [0-9]{1,5} [ -~]{0,10}\r\n([A-Za-z-]{1,16}: [ -~]{0,20}\r\n){0,4}",
+    ];
+    runner(1)
+        .run(
+            &(head, json, any::<u16>(), any::<bool>()),
+            |(head, body, status, chunk)| {
+                let _ = grant::parse(status, &body);
+                let mut answer = head.into_bytes();
+                if chunk {
+                    answer.extend_from_slice(format!("\r\n{:x}\r\n", body.len()).as_bytes());
+                    answer.extend_from_slice(&body);
+                    answer.extend_from_slice(b"\r\n0\r\n\r\n");
+                } else {
+                    answer.extend_from_slice(
+                        format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes(),
+                    );
+                    answer.extend_from_slice(&body);
+                }
+                if let Ok((status, body)) = http::parse_answer(&answer) {
+                    let _ = grant::parse(status, &body);
+                }
+                let _ = sidesync::net::sasl::failure_status(&body);
+                Ok(())
+            },
+        )
+        .expect("no crash");
+}

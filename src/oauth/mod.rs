@@ -1,0 +1,7 @@
+//! OAuth 2.0 for mailbox logins (XOAUTH2, OAUTHBEARER): what the token endpoint is asked and
+//! answers (`grant.rs`), how it is reached (`http.rs`), and the access tokens kept until shortly
+//! before they expire, fetched once per identity however many mailboxes wait (`cache.rs`).
+
+pub mod cache;
+pub mod grant;
+pub mod http;
