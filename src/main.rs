@@ -171,7 +171,8 @@ enum SecretAction {
         /// `[appliance.alert_smtp]`'s password.
         #[arg(long)]
         alert_smtp: bool,
-        /// The field: password, incoming_password, outgoing_password or alert_smtp.password.
+        /// The field: password or refresh_token (a mailbox), incoming_password,
+        /// outgoing_password or oauth_client_secret (a profile), alert_smtp.password.
         #[arg(long)]
         field: Option<String>,
     },

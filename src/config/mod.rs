@@ -228,6 +228,36 @@ pub struct Profile {
     /// A mailbox with relevance on and no date takes this many days back at its first enable
     /// (0: everything).
     pub first_sync_days: u32,
+    /// Bearer tokens instead of passwords (XOAUTH2 / OAUTHBEARER).
+    pub oauth: Option<OAuth>,
+}
+
+/// How a profile's mailboxes get OAuth 2.0 access tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OAuthGrant {
+    /// App-only: the profile's client id and secret, one token acting for every mailbox (the
+    /// mailbox's address is the user in XOAUTH2/OAUTHBEARER), as Dynamics' server-to-server
+    /// profile with Exchange Online.
+    ClientCredentials,
+    /// Delegated: each mailbox's own refresh token (rotated ones are kept in the store).
+    RefreshToken,
+}
+
+/// A profile's OAuth 2.0 settings: its mailboxes log in with bearer tokens, not passwords.
+#[derive(Debug, Clone)]
+pub struct OAuth {
+    /// `https://…/token` (Microsoft identity platform, Google, Keycloak, any RFC 6749 server).
+    pub token_endpoint: String,
+    pub grant: OAuthGrant,
+    pub client_id: String,
+    pub client_secret: Option<Secret>,
+    pub scope: String,
+    /// Trusted besides the system roots for the token endpoint (else the profile's `ca_file`).
+    pub ca_file: Option<PathBuf>,
+    /// When the client secret stops working (app registrations' secrets expire): a warning alert
+    /// `expiry_warning_days` before.
+    pub client_secret_expires: Option<DateTime<Utc>>,
+    pub expiry_warning_days: u32,
 }
 
 /// A tracking folder and the record its emails are about.
@@ -314,6 +344,10 @@ pub struct Mailbox {
     pub process_and_delete_emails: bool,
     /// Its own "process email received after" (the later of this and the profile's applies).
     pub process_emails_received_after: Option<DateTime<Utc>>,
+    /// Its OAuth refresh token (profiles with `oauth_grant = "refresh_token"`).
+    pub refresh_token: Option<Secret>,
+    /// When its refresh token stops working, if known: a warning alert before.
+    pub refresh_token_expires: Option<DateTime<Utc>>,
     /// Its sealed password did not open (tampered, moved, or its key is gone): it is not
     /// processed, with this reason, until the config is fixed.
     pub secret_error: Option<String>,
@@ -1298,6 +1332,8 @@ impl Validator<'_> {
                 ("auto", AuthProtocol::Auto),
                 ("plain", AuthProtocol::Plain),
                 ("login", AuthProtocol::Login),
+                ("xoauth2", AuthProtocol::XOAuth2),
+                ("oauthbearer", AuthProtocol::OAuthBearer),
             ],
         );
         #[derive(Clone, Copy, PartialEq)]
@@ -1377,6 +1413,113 @@ impl Validator<'_> {
             auth,
             credentials,
         }
+    }
+
+    /// A profile's OAuth settings (None without `oauth_token_endpoint`): a usable https URL, a
+    /// client id, a client secret for client credentials, a scope.
+    fn oauth(&mut self, rp: &RawProfile, name: &str) -> Option<OAuth> {
+        let Some(endpoint) = &rp.oauth_token_endpoint else {
+            let stray = [
+                rp.oauth_grant.as_ref(),
+                rp.oauth_client_id.as_ref(),
+                rp.oauth_scope.as_ref(),
+                rp.oauth_client_secret.as_ref(),
+                rp.oauth_client_secret_file.as_ref(),
+                rp.oauth_client_secret_env.as_ref(),
+                rp.oauth_client_secret_credential.as_ref(),
+                rp.oauth_ca_file.as_ref(),
+            ];
+            if let Some(span) = stray.into_iter().flatten().next() {
+                self.at(
+                    span,
+                    format!("profile \"{name}\": the oauth_* keys need oauth_token_endpoint"),
+                );
+            }
+            return None;
+        };
+        if let Err(e) = crate::oauth::http::Endpoint::parse(endpoint.get_ref().trim()) {
+            self.at(endpoint, format!("oauth_token_endpoint: {e}"));
+        }
+        let grant = self.choice(
+            "oauth_grant",
+            rp.oauth_grant.as_ref(),
+            OAuthGrant::ClientCredentials,
+            &[
+                ("client_credentials", OAuthGrant::ClientCredentials),
+                ("refresh_token", OAuthGrant::RefreshToken),
+            ],
+        );
+        let client_id = match &rp.oauth_client_id {
+            Some(c) if !c.get_ref().trim().is_empty() => c.get_ref().trim().to_string(),
+            Some(c) => {
+                self.at(c, "oauth_client_id is empty".into());
+                String::new()
+            }
+            None => {
+                self.at(
+                    endpoint,
+                    format!("profile \"{name}\": OAuth needs oauth_client_id"),
+                );
+                String::new()
+            }
+        };
+        let client_secret = self.secret(
+            "oauth_client_secret",
+            SecretFields {
+                inline: rp.oauth_client_secret.as_ref(),
+                file: rp.oauth_client_secret_file.as_ref(),
+                env: rp.oauth_client_secret_env.as_ref(),
+                credential: rp.oauth_client_secret_credential.as_ref(),
+            },
+        );
+        let secret_given = rp.oauth_client_secret.is_some()
+            || rp.oauth_client_secret_file.is_some()
+            || rp.oauth_client_secret_env.is_some()
+            || rp.oauth_client_secret_credential.is_some();
+        if grant == OAuthGrant::ClientCredentials && !secret_given {
+            self.at(
+                endpoint,
+                format!(
+                    "profile \"{name}\": oauth_grant = \"client_credentials\" needs \
+                     oauth_client_secret_file, _env, _credential or an enc:v1 oauth_client_secret"
+                ),
+            );
+        }
+        let scope = rp
+            .oauth_scope
+            .as_ref()
+            .map(|s| s.get_ref().trim().to_string())
+            .unwrap_or_default();
+        if grant == OAuthGrant::ClientCredentials && scope.is_empty() {
+            self.at(
+                endpoint,
+                format!(
+                    "profile \"{name}\": client credentials need oauth_scope (Microsoft 365: \
+                     \"https://outlook.office365.com/.default\")"
+                ),
+            );
+        }
+        Some(OAuth {
+            token_endpoint: endpoint.get_ref().trim().to_string(),
+            grant,
+            client_id,
+            client_secret,
+            scope,
+            ca_file: rp
+                .oauth_ca_file
+                .as_ref()
+                .and_then(|c| self.readable_file("oauth_ca_file", c)),
+            client_secret_expires: rp
+                .oauth_client_secret_expires
+                .as_ref()
+                .and_then(|d| self.date("oauth_client_secret_expires", d)),
+            expiry_warning_days: self.int_in(
+                "oauth_expiry_warning_days",
+                rp.oauth_expiry_warning_days.as_ref(),
+                14,
+                0..=365,
+            ) as u32,
+        })
     }
 
     fn profile(&mut self, rp: &RawProfile) -> Profile {
@@ -1504,6 +1647,44 @@ impl Validator<'_> {
                 ),
             );
         }
+        let oauth = self.oauth(rp, &name);
+        for (endpoint, span, key) in [
+            (
+                Some(&incoming),
+                rp.incoming_authentication_protocol.as_ref(),
+                "incoming",
+            ),
+            (
+                outgoing.as_ref(),
+                rp.outgoing_authentication_protocol.as_ref(),
+                "outgoing",
+            ),
+        ] {
+            let bearer_protocol = endpoint.is_some_and(|e| {
+                matches!(e.auth, AuthProtocol::XOAuth2 | AuthProtocol::OAuthBearer)
+            });
+            if let (Some(e), Some(span)) = (endpoint, span) {
+                if bearer_protocol && oauth.is_none() {
+                    self.at(
+                        span,
+                        format!(
+                            "{key}_authentication_protocol = \"{}\" logs in with OAuth tokens: \
+                             set oauth_token_endpoint (and the oauth_* keys) in profile \"{name}\"",
+                            span.get_ref()
+                        ),
+                    );
+                }
+                if oauth.is_some() && matches!(e.auth, AuthProtocol::Plain | AuthProtocol::Login) {
+                    self.at(
+                        span,
+                        format!(
+                            "profile \"{name}\" logs in with OAuth tokens: {key}_authentication_protocol \
+                             must be \"auto\", \"xoauth2\" or \"oauthbearer\""
+                        ),
+                    );
+                }
+            }
+        }
         let pop3_delete_after_days = rp.pop3_delete_after_days.as_ref().map(|d| {
             if !is_pop3 {
                 self.at(
@@ -1559,6 +1740,7 @@ impl Validator<'_> {
                 .as_ref()
                 .map_or("Sent".to_string(), |f| f.get_ref().trim().to_string()),
             pop3_delete_after_days,
+            oauth,
             max_message_size: self.int_in(
                 "max_message_size",
                 rp.max_message_size.as_ref(),
@@ -1684,19 +1866,64 @@ impl Validator<'_> {
                 credential: rm.password_credential.as_ref(),
             },
         );
+        let refresh_token = self.secret(
+            "refresh_token",
+            SecretFields {
+                inline: rm.refresh_token.as_ref(),
+                file: rm.refresh_token_file.as_ref(),
+                env: rm.refresh_token_env.as_ref(),
+                credential: rm.refresh_token_credential.as_ref(),
+            },
+        );
         let secret_error = self
             .unreadable
             .iter()
             .find(|(scope, _)| *scope == self.scope)
             .map(|(_, m)| m.clone());
-        // A mailbox whose profile takes credentials from the mailbox must carry a password.
-        let needs_password = profile
+        let the_profile = profile
             .as_deref()
-            .and_then(|n| profiles.iter().find(|p| p.name == n))
-            .is_some_and(|p| {
-                incoming_delivery != IncomingDelivery::None
-                    && matches!(p.incoming.credentials, CredentialSource::Mailbox)
-            });
+            .and_then(|n| profiles.iter().find(|p| p.name == n));
+        let oauth_grant = the_profile.and_then(|p| p.oauth.as_ref()).map(|o| o.grant);
+        let token_given = rm.refresh_token.is_some()
+            || rm.refresh_token_file.is_some()
+            || rm.refresh_token_env.is_some()
+            || rm.refresh_token_credential.is_some();
+        if oauth_grant == Some(OAuthGrant::RefreshToken)
+            && incoming_delivery != IncomingDelivery::None
+            && !token_given
+        {
+            self.at(
+                &rm.email_address,
+                format!(
+                    "mailbox {email_address} needs refresh_token_file, _env, _credential or an \
+                     enc:v1 refresh_token (its profile uses oauth_grant = \"refresh_token\")"
+                ),
+            );
+        }
+        if token_given && oauth_grant != Some(OAuthGrant::RefreshToken) {
+            let at = rm
+                .refresh_token
+                .as_ref()
+                .or(rm.refresh_token_file.as_ref())
+                .or(rm.refresh_token_env.as_ref())
+                .or(rm.refresh_token_credential.as_ref());
+            if let Some(at) = at {
+                self.at(
+                    at,
+                    format!(
+                        "mailbox {email_address}: a refresh token needs a profile with \
+                         oauth_grant = \"refresh_token\""
+                    ),
+                );
+            }
+        }
+        // A mailbox whose profile takes credentials from the mailbox must carry a password
+        // (unless its profile logs in with OAuth tokens).
+        let needs_password = the_profile.is_some_and(|p| {
+            incoming_delivery != IncomingDelivery::None
+                && p.oauth.is_none()
+                && matches!(p.incoming.credentials, CredentialSource::Mailbox)
+        });
         let given = rm.password.is_some()
             || rm.password_file.is_some()
             || rm.password_env.is_some()
@@ -1754,6 +1981,11 @@ impl Validator<'_> {
                 .process_emails_received_after
                 .as_ref()
                 .and_then(|d| self.date("process_emails_received_after", d)),
+            refresh_token,
+            refresh_token_expires: rm
+                .refresh_token_expires
+                .as_ref()
+                .and_then(|d| self.date("refresh_token_expires", d)),
             fingerprint: String::new(),
         }
     }

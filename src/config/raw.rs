@@ -141,6 +141,18 @@ pub struct RawProfile {
     pub allow_plaintext_login: Option<bool>,
     pub track: Option<Spanned<String>>,
     pub first_sync_days: Option<Spanned<i64>>,
+
+    pub oauth_token_endpoint: Option<Spanned<String>>,
+    pub oauth_grant: Option<Spanned<String>>,
+    pub oauth_client_id: Option<Spanned<String>>,
+    pub oauth_client_secret: Option<Spanned<String>>,
+    pub oauth_client_secret_file: Option<Spanned<String>>,
+    pub oauth_client_secret_env: Option<Spanned<String>>,
+    pub oauth_client_secret_credential: Option<Spanned<String>>,
+    pub oauth_client_secret_expires: Option<Spanned<toml::value::Datetime>>,
+    pub oauth_scope: Option<Spanned<String>>,
+    pub oauth_ca_file: Option<Spanned<String>>,
+    pub oauth_expiry_warning_days: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -159,6 +171,11 @@ pub struct RawMailbox {
     pub password_file: Option<Spanned<String>>,
     pub password_env: Option<Spanned<String>>,
     pub password_credential: Option<Spanned<String>>,
+    pub refresh_token: Option<Spanned<String>>,
+    pub refresh_token_file: Option<Spanned<String>>,
+    pub refresh_token_env: Option<Spanned<String>>,
+    pub refresh_token_credential: Option<Spanned<String>>,
+    pub refresh_token_expires: Option<Spanned<toml::value::Datetime>>,
     pub tracking_folders: Option<Spanned<Vec<String>>>,
     pub tracking_folder: Option<Vec<Spanned<RawTrackingFolder>>>,
     pub track: Option<Spanned<String>>,

@@ -73,8 +73,12 @@ pub fn encrypt(
         return Err(format!("{} has no {}", path.display(), scope.scope()));
     }
     let allowed: &[&str] = match scope {
-        SealScope::Mailbox(_) => &["password"],
-        SealScope::Profile(_) => &["incoming_password", "outgoing_password"],
+        SealScope::Mailbox(_) => &["password", "refresh_token"],
+        SealScope::Profile(_) => &[
+            "incoming_password",
+            "outgoing_password",
+            "oauth_client_secret",
+        ],
         SealScope::AlertSmtp => &["alert_smtp.password"],
     };
     if !allowed.contains(&field) {
@@ -101,7 +105,8 @@ fn sealed_values(raw: &RawConfig) -> Vec<(std::ops::Range<usize>, String, String
     };
     for m in &raw.mailbox {
         let scope = SealScope::Mailbox(m.email_address.get_ref().clone()).scope();
-        take(m.password.as_ref(), scope, "password");
+        take(m.password.as_ref(), scope.clone(), "password");
+        take(m.refresh_token.as_ref(), scope, "refresh_token");
     }
     for p in &raw.profile {
         let scope = SealScope::Profile(p.name.get_ref().clone()).scope();
@@ -110,7 +115,12 @@ fn sealed_values(raw: &RawConfig) -> Vec<(std::ops::Range<usize>, String, String
             scope.clone(),
             "incoming_password",
         );
-        take(p.outgoing_password.as_ref(), scope, "outgoing_password");
+        take(
+            p.outgoing_password.as_ref(),
+            scope.clone(),
+            "outgoing_password",
+        );
+        take(p.oauth_client_secret.as_ref(), scope, "oauth_client_secret");
     }
     if let Some(a) = raw.appliance.as_ref().and_then(|a| a.alert_smtp.as_ref()) {
         take(

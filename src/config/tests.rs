@@ -611,3 +611,123 @@ fn forward_mailbox_rules() {
         "{m:?}"
     );
 }
+
+const OAUTH_APP: &str = r#"
+[[profile]]
+name = "m365"
+is_default = true
+incoming_server_location = "outlook.office365.com"
+outgoing_server_location = "smtp.office365.com"
+outgoing_tls = "starttls"
+incoming_authentication_protocol = "xoauth2"
+oauth_token_endpoint = "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/token"
+oauth_client_id = "11111111-2222-3333-4444-555555555555"
+oauth_client_secret = "app-secret"
+oauth_scope = "https://outlook.office365.com/.default"
+oauth_client_secret_expires = 2027-06-30
+
+[[mailbox]]
+email_address = "alice@contoso.com"
+approval = "approved"
+"#;
+
+#[test]
+fn oauth_client_credentials_need_no_mailbox_password() {
+    let c = parse(OAUTH_APP).expect("valid");
+    let p = c.profile("m365").expect("profile");
+    let o = p.oauth.as_ref().expect("oauth");
+    assert_eq!(o.grant, OAuthGrant::ClientCredentials);
+    assert_eq!(o.scope, "https://outlook.office365.com/.default");
+    assert_eq!(
+        o.client_secret.as_ref().map(|s| s.expose()),
+        Some("app-secret")
+    );
+    assert_eq!(o.expiry_warning_days, 14);
+    assert!(o.client_secret_expires.is_some());
+    assert_eq!(p.incoming.auth, AuthProtocol::XOAuth2);
+    assert_eq!(
+        p.outgoing.as_ref().map(|e| e.auth),
+        Some(AuthProtocol::Auto)
+    );
+    assert!(c.mailboxes[0].password.is_none());
+}
+
+#[test]
+fn oauth_mistakes_are_named() {
+    // A bearer mechanism without a token source.
+    let m = mistakes(&GOOD.replace(
+        "min_polling_interval = \"2m\"",
+        "incoming_authentication_protocol = \"oauthbearer\"",
+    ));
+    assert!(
+        m.iter()
+            .any(|e| e.contains("logs in with OAuth tokens: set oauth_token_endpoint")),
+        "{m:?}"
+    );
+    // Not https, no secret, no scope.
+    let m = mistakes(
+        &OAUTH_APP
+            .replace(
+                "https://login.microsoftonline.com",
+                "http://login.microsoftonline.com",
+            )
+            .replace("oauth_client_secret = \"app-secret\"\n", "")
+            .replace(
+                "oauth_scope = \"https://outlook.office365.com/.default\"\n",
+                "",
+            ),
+    );
+    assert!(
+        m.iter()
+            .any(|e| e.contains("oauth_token_endpoint: \"http://")),
+        "{m:?}"
+    );
+    assert!(
+        m.iter()
+            .any(|e| e.contains("needs oauth_client_secret_file")),
+        "{m:?}"
+    );
+    assert!(
+        m.iter()
+            .any(|e| e.contains("client credentials need oauth_scope")),
+        "{m:?}"
+    );
+    // A password mechanism with OAuth; oauth keys without the endpoint.
+    let m = mistakes(&OAUTH_APP.replace("\"xoauth2\"", "\"plain\""));
+    assert!(
+        m.iter()
+            .any(|e| e.contains("must be \"auto\", \"xoauth2\" or \"oauthbearer\"")),
+        "{m:?}"
+    );
+    let m = mistakes(&GOOD.replace("min_polling_interval = \"2m\"", "oauth_client_id = \"x\""));
+    assert!(
+        m.iter()
+            .any(|e| e.contains("the oauth_* keys need oauth_token_endpoint")),
+        "{m:?}"
+    );
+    // Delegated: every mailbox brings its refresh token; a stray one is named.
+    let delegated = OAUTH_APP.replace(
+        "oauth_client_secret = \"app-secret\"",
+        "oauth_grant = \"refresh_token\"",
+    );
+    let m = mistakes(&delegated);
+    assert!(
+        m.iter()
+            .any(|e| e.contains("mailbox alice@contoso.com needs refresh_token_file")),
+        "{m:?}"
+    );
+    let ok = parse(&format!(
+        "{delegated}refresh_token = \"1//rt\"\nrefresh_token_expires = 2027-01-01\n"
+    ))
+    .expect("valid");
+    assert_eq!(
+        ok.mailboxes[0].refresh_token.as_ref().map(|t| t.expose()),
+        Some("1//rt")
+    );
+    let m = mistakes(&format!("{GOOD}refresh_token = \"1//rt\"\n"));
+    assert!(
+        m.iter()
+            .any(|e| e.contains("a refresh token needs a profile with oauth_grant")),
+        "{m:?}"
+    );
+}
