@@ -121,10 +121,10 @@ fn page_status_metrics_and_api_over_http() {
     );
     let html = page.text();
     let failing_at = html
-        .find(&format!("<td>{FAILING}</td>"))
+        .find(&format!("\">{FAILING}</a>"))
         .expect("failing row");
     for g in GOOD {
-        assert!(failing_at < html.find(&format!("<td>{g}</td>")).expect("good row"));
+        assert!(failing_at < html.find(&format!("\">{g}</a>")).expect("good row"));
     }
     assert!(html.contains("authentication rejected") || html.contains("Authentication failed"));
     assert!(html.contains("<svg") && !html.contains("<script"));
