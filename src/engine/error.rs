@@ -72,6 +72,13 @@ pub enum SyncError {
     Store(String),
     #[error("{0}")]
     Unsupported(String),
+    /// The token endpoint refused the grant (a revoked or expired refresh token, a wrong or
+    /// expired client secret): an admin has to act.
+    #[error("the OAuth token endpoint {endpoint} refused: {detail}")]
+    TokenRefused { endpoint: String, detail: String },
+    /// The token endpoint cannot be reached or is unwell: tried again later.
+    #[error("the OAuth token endpoint {endpoint} is unavailable: {detail}")]
+    TokenUnavailable { endpoint: String, detail: String },
 }
 
 impl SyncError {
@@ -90,6 +97,7 @@ impl SyncError {
             | SyncError::SyncDeadline { .. }
             | SyncError::ItemFailed { .. }
             | SyncError::ServerBusy { .. }
+            | SyncError::TokenUnavailable { .. }
             | SyncError::Store(_) => true,
             SyncError::TlsNotOffered { .. }
             | SyncError::TlsInjection { .. }
@@ -99,6 +107,7 @@ impl SyncError {
             | SyncError::NoUidValidity { .. }
             | SyncError::NoUidl { .. }
             | SyncError::Rejected { .. }
+            | SyncError::TokenRefused { .. }
             | SyncError::Unsupported(_) => false,
         }
     }
@@ -129,6 +138,8 @@ impl SyncError {
             SyncError::ItemFailed { .. } => "item_failed",
             SyncError::Store(_) => "store_error",
             SyncError::Unsupported(_) => "unsupported",
+            SyncError::TokenRefused { .. } => "oauth_token_refused",
+            SyncError::TokenUnavailable { .. } => "oauth_endpoint_unavailable",
         }
     }
 }

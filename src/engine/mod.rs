@@ -3,6 +3,7 @@
 
 pub mod alert_email;
 pub mod alerts;
+pub mod credentials;
 pub mod error;
 pub mod incoming;
 pub mod limits;
@@ -51,6 +52,8 @@ pub struct JobContext {
     pub bytes_in_flight: Arc<tokio::sync::Semaphore>,
     /// The mailboxes and correlation steps the tracking decision knows (from the config).
     pub directory: Arc<crate::tracking::decision::Directory>,
+    /// OAuth access tokens per identity (profile or mailbox), kept across reloads.
+    pub tokens: Arc<crate::oauth::cache::TokenCache>,
 }
 
 impl JobContext {
@@ -87,6 +90,7 @@ impl JobContext {
                 (config.appliance.max_bytes_in_flight / 1024) as usize,
             )),
             directory: Arc::new(config.directory()),
+            tokens: Arc::default(),
             config,
         }
     }
@@ -117,6 +121,7 @@ impl JobContext {
             sending_sessions: std::sync::atomic::AtomicUsize::new(0),
             bytes_in_flight: self.bytes_in_flight.clone(),
             directory: Arc::new(config.directory()),
+            tokens: self.tokens.clone(),
             config,
         }
     }

@@ -593,9 +593,18 @@ async fn open(
             "the profile has no outgoing server".into(),
         ));
     };
-    let login = super::incoming::login_for(endpoint, mailbox)?;
+    use super::credentials::{credentials, renewed, token_refused};
+    let creds = credentials(ctx, profile, endpoint, mailbox, None).await?;
     let target = ctx.target(profile, endpoint, None)?;
-    let opened = SmtpSession::open(&target, Some(&login)).await;
+    let mut opened = SmtpSession::open(&target, Some(&creds.login())).await;
+    if creds.is_bearer()
+        && matches!(opened, Err(SyncError::AuthRejected { .. }))
+        && let Some(fresh) = renewed(ctx, profile, endpoint, mailbox, &creds, None).await?
+    {
+        opened = SmtpSession::open(&target, Some(&fresh.login()))
+            .await
+            .map_err(token_refused);
+    }
     super::incoming::count_attempt(ctx, profile, &opened).await;
     opened
 }

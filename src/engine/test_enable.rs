@@ -69,11 +69,17 @@ async fn test_incoming(ctx: &JobContext, profile: &Profile, mailbox: &Mailbox) -
     if mailbox.incoming_delivery != IncomingDelivery::ServerSideSync {
         return not_run("incoming delivery is not server-side sync");
     }
-    let (username, password, authzid) = identity(&profile.incoming, mailbox);
-    let Some(password) = password else {
-        return not_run("the mailbox has no password");
+    let recorder = match profile.oauth {
+        // The token step records itself and masks what it fetched.
+        Some(_) => Recorder::new(Vec::new()),
+        None => {
+            let (username, password, authzid) = identity(&profile.incoming, mailbox);
+            let Some(password) = password else {
+                return not_run("the mailbox has no password");
+            };
+            Recorder::new(secrets(username, password, authzid))
+        }
     };
-    let recorder = Recorder::new(secrets(username, password, authzid));
     let result = async {
         let _permit = ctx.acquire(profile, mailbox).await;
         let mut session =
@@ -93,22 +99,33 @@ async fn test_outgoing(ctx: &JobContext, profile: &Profile, mailbox: &Mailbox) -
     let Some(endpoint) = &profile.outgoing else {
         return not_run("the profile has no outgoing server");
     };
-    let (username, password, authzid) = identity(endpoint, mailbox);
-    let Some(password) = password else {
-        return not_run("the mailbox has no password");
+    let recorder = match profile.oauth {
+        Some(_) => Recorder::new(Vec::new()),
+        None => {
+            let (username, password, authzid) = identity(endpoint, mailbox);
+            let Some(password) = password else {
+                return not_run("the mailbox has no password");
+            };
+            Recorder::new(secrets(username, password, authzid))
+        }
     };
-    let recorder = Recorder::new(secrets(username, password, authzid));
     let result = async {
+        use super::credentials::{credentials, renewed, token_refused};
         let limit = profile.timeout_mailbox_connection_after;
+        let creds = credentials(ctx, profile, endpoint, mailbox, Some(&recorder)).await?;
         let target = ctx.target(profile, endpoint, Some(recorder.clone()))?;
         let _permit = ctx.acquire(profile, mailbox).await;
-        let login = SmtpLogin {
-            username,
-            password,
-            authzid,
-            bearer: false,
-        };
-        let mut session = SmtpSession::open(&target, Some(&login)).await?;
+        let mut opened = SmtpSession::open(&target, Some(&creds.login())).await;
+        if creds.is_bearer()
+            && matches!(opened, Err(SyncError::AuthRejected { .. }))
+            && let Some(fresh) =
+                renewed(ctx, profile, endpoint, mailbox, &creds, Some(&recorder)).await?
+        {
+            opened = SmtpSession::open(&target, Some(&fresh.login()))
+                .await
+                .map_err(token_refused);
+        }
+        let mut session = opened?;
         let checked = session.check_sender(&mailbox.email_address, limit).await;
         session.quit(limit).await;
         checked

@@ -30,6 +30,14 @@ impl Recorder {
         })))
     }
 
+    /// More secrets to mask (a token fetched after the recording started).
+    pub fn add_secrets(&self, more: Vec<String>) {
+        let Ok(mut t) = self.0.lock() else { return };
+        t.secrets.extend(more.into_iter().filter(|s| !s.is_empty()));
+        t.secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        t.secrets.dedup();
+    }
+
     fn push(&self, from_client: bool, bytes: &[u8]) {
         let Ok(mut t) = self.0.lock() else { return };
         let room = LIMIT.saturating_sub(t.size);

@@ -103,6 +103,9 @@ pub(crate) const CONVERSATIONS: TableDefinition<(u64, u64), ()> =
 pub(crate) const REGARDING_INDEX: TableDefinition<(&str, u64), ()> =
     TableDefinition::new("regarding_index");
 pub(crate) const CONTACTS: TableDefinition<&str, &[u8]> = TableDefinition::new("contacts");
+/// A mailbox's rotated OAuth refresh token, sealed with the key file, and which configured token
+/// it replaced (see `oauth::tokens`).
+pub(crate) const OAUTH_TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("oauth_tokens");
 pub(crate) const FOLDER_CURSORS: TableDefinition<(&str, &str), &[u8]> =
     TableDefinition::new("folder_cursors");
 pub(crate) const MAILBOX_STATE: TableDefinition<&str, &[u8]> =
@@ -259,6 +262,7 @@ impl Store {
             txn.open_table(CONVERSATIONS)?;
             txn.open_table(REGARDING_INDEX)?;
             txn.open_table(CONTACTS)?;
+            txn.open_table(OAUTH_TOKENS)?;
             txn.open_table(FOLDER_CURSORS)?;
             txn.open_table(MAILBOX_STATE)?;
             txn.open_table(PROFILE_STATE)?;
@@ -454,6 +458,13 @@ impl Store {
     }
 
     /// The known contact records of a lower-case address.
+    /// The mailbox's rotated refresh token record, if one was kept.
+    pub fn oauth_token(&self, mailbox: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(OAUTH_TOKENS)?;
+        Ok(t.get(mailbox)?.map(|v| v.value().to_vec()))
+    }
+
     pub fn contact(&self, address: &str) -> Result<Vec<String>, StoreError> {
         let txn = self.db.begin_read()?;
         let t = txn.open_table(CONTACTS)?;

@@ -96,6 +96,8 @@ enum Op {
     /// A downstream system sets (or clears) what an activity is about.
     Regarding(u64, Option<String>),
     Contacts(ContactsUpdate),
+    /// A mailbox's rotated OAuth refresh token record (sealed).
+    OAuthToken(String, Vec<u8>),
     /// Item failures of a mailbox whose emails were moved on the server: (mailbox, keys, where).
     ItemsMoved(String, Vec<String>, String),
     Flush(oneshot::Sender<()>),
@@ -233,6 +235,16 @@ impl StoreWriter {
     ) -> Result<(), StoreError> {
         self.tx
             .send(Op::ItemsMoved(mailbox.to_string(), keys, to.to_string()))
+            .await
+            .map_err(|_| StoreError::WriterGone)?;
+        self.flush().await
+    }
+
+    /// Keeps a mailbox's rotated refresh token and waits for the commit: the endpoint may have
+    /// invalidated the old one already, so it must be durable before it is relied on.
+    pub async fn oauth_token(&self, mailbox: &str, record: Vec<u8>) -> Result<(), StoreError> {
+        self.tx
+            .send(Op::OAuthToken(mailbox.to_string(), record))
             .await
             .map_err(|_| StoreError::WriterGone)?;
         self.flush().await
@@ -428,6 +440,11 @@ fn commit(store: &Store, ops: Vec<Op>) {
                 }
                 Op::Contacts(update) => {
                     apply_contacts(&txn, update)?;
+                    Applied::Nothing
+                }
+                Op::OAuthToken(mailbox, record) => {
+                    let mut t = txn.open_table(super::OAUTH_TOKENS)?;
+                    t.insert(mailbox.as_str(), record.as_slice())?;
                     Applied::Nothing
                 }
                 Op::ItemsMoved(mailbox, keys, to) => {

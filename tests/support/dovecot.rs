@@ -35,6 +35,8 @@ pub struct Dovecot {
     child: Option<Child>,
     uid: u32,
     gid: u32,
+    /// An RFC 7662 introspection URL: XOAUTH2 and OAUTHBEARER logins check tokens there.
+    oauth_introspection: Option<String>,
 }
 
 fn run(cmd: &mut Command) {
@@ -136,8 +138,28 @@ impl Dovecot {
         d
     }
 
+    /// Starts a dovecot that also takes XOAUTH2 and OAUTHBEARER logins, checking each token at
+    /// `introspection_url` (the tests' token server, trusted through the fixture's CA).
+    pub fn start_with_oauth(make_introspection_url: impl FnOnce(&Path) -> String) -> Dovecot {
+        let tmp = tempfile::Builder::new()
+            .prefix("sidesync-dovecot-")
+            .tempdir()
+            .expect("tempdir");
+        let dir = tmp.path().to_path_buf();
+        fs::create_dir_all(&dir).expect("dir");
+        make_certificates(&dir);
+        let url = make_introspection_url(&dir);
+        let mut d = Dovecot::start_in_with(&dir, Some(url));
+        d._tmp = Some(tmp);
+        d
+    }
+
     /// Starts a dovecot whose files live in `dir` (kept after the process ends).
     pub fn start_in(dir: &Path) -> Dovecot {
+        Dovecot::start_in_with(dir, None)
+    }
+
+    fn start_in_with(dir: &Path, oauth_introspection: Option<String>) -> Dovecot {
         fs::create_dir_all(dir).expect("dovecot dir");
         // Dovecot's unprivileged processes must reach the maildirs through this folder.
         fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).expect("chmod");
@@ -157,7 +179,9 @@ impl Dovecot {
             .to_string();
             (id("-u", &me), id("-g", &me), me.clone(), me)
         };
-        make_certificates(dir);
+        if !dir.join("server.pem").exists() {
+            make_certificates(dir);
+        }
         for f in ["server.key", "ca.pem", "other-ca.pem", "server.pem"] {
             fs::set_permissions(dir.join(f), fs::Permissions::from_mode(0o644)).expect("chmod");
         }
@@ -181,6 +205,7 @@ impl Dovecot {
             child: None,
             uid,
             gid,
+            oauth_introspection,
         };
         fs::write(dir.join("users"), "").expect("users file");
         fs::write(dir.join("masters"), "").expect("masters file");
@@ -211,6 +236,30 @@ impl Dovecot {
     fn write_conf(&self, internal: &str, login: &str, n: u32) {
         let (uid, gid) = (self.uid, self.gid);
         let dir = &self.dir;
+        let (mechanisms, oauth_passdb) = match &self.oauth_introspection {
+            None => ("plain login", String::new()),
+            Some(url) => {
+                fs::write(
+                    dir.join("dovecot-oauth2.conf.ext"),
+                    format!(
+                        "introspection_url = {url}\nintrospection_mode = post\n\
+                         username_attribute = email\nusername_format = sidesync-app\n\
+                         active_attribute = active\nactive_value = true\n\
+                         tls_ca_cert_file = {}/ca.pem\n",
+                        dir.display()
+                    ),
+                )
+                .expect("oauth2 conf");
+                (
+                    "plain login xoauth2 oauthbearer",
+                    format!(
+                        "passdb {{\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n  \
+                         args = {}/dovecot-oauth2.conf.ext\n}}\n",
+                        dir.display()
+                    ),
+                )
+            }
+        };
         let conf = format!(
             r#"
 instance_name = sidesync-test-{pid}-{n}
@@ -228,7 +277,7 @@ ssl_cert = <{dir}/server.pem
 ssl_key = <{dir}/server.key
 ssl_min_protocol = TLSv1.2
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = {mechanisms}
 default_internal_user = {internal}
 default_login_user = {login}
 mail_uid = {uid}
@@ -239,7 +288,7 @@ first_valid_gid = 0
 mail_location = maildir:~/Maildir
 mail_max_userip_connections = 500
 pop3_uidl_format = %08Xu%08Xv
-passdb {{
+{oauth_passdb}passdb {{
   driver = passwd-file
   master = yes
   args = scheme=PLAIN {dir}/masters

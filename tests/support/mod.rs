@@ -12,6 +12,7 @@ pub mod proxy;
 pub mod realmail;
 pub mod sidesync;
 pub mod smtp_server;
+pub mod token_server;
 pub mod web;
 
 use std::time::{Duration, Instant};

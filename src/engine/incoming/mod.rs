@@ -10,9 +10,9 @@ pub mod undeliverable;
 
 use super::JobContext;
 use super::error::SyncError;
-use crate::config::{Endpoint, Mailbox, Profile, ServerType, identity};
+use crate::config::{Mailbox, Profile, ServerType};
 use crate::imap::ImapSession;
-use crate::net::{Login, Recorder};
+use crate::net::Recorder;
 use crate::pop3::Pop3Session;
 use crate::store::MailboxUpdate;
 
@@ -232,35 +232,27 @@ async fn sync_session(
     result
 }
 
-/// Who logs in on `endpoint` for `mailbox`: its own identity, or the profile's acting for it.
-pub(crate) fn login_for<'a>(
-    endpoint: &'a Endpoint,
-    mailbox: &'a Mailbox,
-) -> Result<Login<'a>, SyncError> {
-    let (username, password, authzid) = identity(endpoint, mailbox);
-    let Some(password) = password else {
-        return Err(SyncError::Unsupported(format!(
-            "mailbox {} has no password",
-            mailbox.email_address
-        )));
-    };
-    Ok(Login {
-        username,
-        password,
-        authzid,
-        bearer: false,
-    })
-}
-
 async fn open_pop3(
     ctx: &JobContext,
     profile: &Profile,
     mailbox: &Mailbox,
     recorder: Option<Recorder>,
 ) -> Result<Pop3Session, SyncError> {
-    let login = login_for(&profile.incoming, mailbox)?;
-    let target = ctx.target(profile, &profile.incoming, recorder)?;
-    let opened = Pop3Session::open(&target, &login).await;
+    use crate::engine::credentials::{credentials, renewed, token_refused};
+    let endpoint = &profile.incoming;
+    let creds = credentials(ctx, profile, endpoint, mailbox, recorder.as_ref()).await?;
+    let target = ctx.target(profile, endpoint, recorder.clone())?;
+    let mut opened = Pop3Session::open(&target, &creds.login()).await;
+    if creds.is_bearer()
+        && matches!(opened, Err(SyncError::AuthRejected { .. }))
+        && let Some(fresh) =
+            renewed(ctx, profile, endpoint, mailbox, &creds, recorder.as_ref()).await?
+    {
+        let target = ctx.target(profile, endpoint, recorder)?;
+        opened = Pop3Session::open(&target, &fresh.login())
+            .await
+            .map_err(token_refused);
+    }
     count_attempt(ctx, profile, &opened).await;
     opened
 }
@@ -289,9 +281,21 @@ pub async fn open_imap(
     mailbox: &Mailbox,
     recorder: Option<Recorder>,
 ) -> Result<ImapSession, SyncError> {
-    let login = login_for(&profile.incoming, mailbox)?;
-    let target = ctx.target(profile, &profile.incoming, recorder)?;
-    let opened = ImapSession::open(&target, &login).await;
+    use crate::engine::credentials::{credentials, renewed, token_refused};
+    let endpoint = &profile.incoming;
+    let creds = credentials(ctx, profile, endpoint, mailbox, recorder.as_ref()).await?;
+    let target = ctx.target(profile, endpoint, recorder.clone())?;
+    let mut opened = ImapSession::open(&target, &creds.login()).await;
+    if creds.is_bearer()
+        && matches!(opened, Err(SyncError::AuthRejected { .. }))
+        && let Some(fresh) =
+            renewed(ctx, profile, endpoint, mailbox, &creds, recorder.as_ref()).await?
+    {
+        let target = ctx.target(profile, endpoint, recorder)?;
+        opened = ImapSession::open(&target, &fresh.login())
+            .await
+            .map_err(token_refused);
+    }
     count_attempt(ctx, profile, &opened).await;
     opened
 }
