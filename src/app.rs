@@ -139,6 +139,7 @@ pub fn run(config: Config, mode: RunMode) -> Result<RunReport, String> {
             crate::notify::notify(&format!("READY=1\nSTATUS={}", status_line(&ctx)));
             tokio::spawn(tell_systemd(current.clone()));
             tokio::spawn(engine::stale_watch::run(current.clone(), started_at));
+            tokio::spawn(engine::oauth_watch::run(current.clone()));
         }
         let engine = tokio::spawn(engine::run(ctx, mode, commands_rx));
         let reloadable = crate::reload::Reloadable {

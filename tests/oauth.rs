@@ -127,3 +127,175 @@ fn imap_pop3_and_smtp_log_in_with_xoauth2_and_oauthbearer() {
     assert!(!s.log_text().contains("at-"), "no token in the log");
     assert!(s.terminate().success());
 }
+
+fn delegated_profile(d: &Dovecot, ts: &TokenServer) -> String {
+    format!(
+        "[[profile]]\ntrack = \"all\"\nname = \"delegated\"\nis_default = true\n\
+         incoming_server_location = \"127.0.0.1\"\nincoming_port_number = {}\nca_file = \"{}\"\n\
+         min_polling_interval = \"1s\"\noauth_token_endpoint = \"{}\"\noauth_grant = \"refresh_token\"\n\
+         oauth_client_id = \"{CLIENT_ID}\"\noauth_scope = \"mail\"\noauth_ca_file = \"{}\"\n\n",
+        d.imaps_port,
+        d.ca_file.display(),
+        ts.url(),
+        d.ca_file.display()
+    )
+}
+
+fn stored(s: &support::sidesync::Sidesync, user: &str) -> Value {
+    s.mailbox(user)["activities_stored"].clone()
+}
+
+#[test]
+fn refresh_tokens_rotate_survive_restarts_expire_and_get_revoked() {
+    let (d, ts) = oauth_dovecot();
+    ts.rotate.store(true, Ordering::SeqCst);
+    let setup = Setup::new();
+    let (alice, bob) = ("rt-alice@example.com", "rt-bob@example.com");
+    ts.grant_refresh_token("rt-alice");
+    ts.grant_refresh_token("rt-bob");
+    let mut n = 0;
+    let mut deliver = |user: &str, count: usize| {
+        for _ in 0..count {
+            d.deliver(user, &mail::sample(user, n, 900), "", SystemTime::now());
+            n += 1;
+        }
+    };
+    deliver(alice, 3);
+    deliver(bob, 3);
+    let soon = (chrono::Utc::now() + chrono::Duration::days(3)).format("%Y-%m-%d");
+    let cfg = setup.write(
+        "",
+        &format!(
+            "{}[[mailbox]]\nemail_address = \"{alice}\"\napproval = \"approved\"\n\
+             refresh_token = \"rt-alice\"\nrefresh_token_expires = {soon}\n\n\
+             [[mailbox]]\nemail_address = \"{bob}\"\napproval = \"approved\"\nrefresh_token = \"rt-bob\"\n",
+            delegated_profile(&d, &ts)
+        ),
+    );
+    let mut s = setup.start(&cfg);
+    for u in [alice, bob] {
+        wait_for(&format!("{u} synced"), Duration::from_secs(60), || {
+            (stored(&s, u) == 3).then_some(())
+        });
+    }
+    // The endpoint rotated both refresh tokens: the first ones no longer work there.
+    let rotated = ts.current_refresh_of("rt-alice").expect("alice's token");
+    assert_ne!(rotated, "rt-alice", "rotated");
+    // Access tokens lapse early: the next syncs fetch new ones with the rotated refresh tokens.
+    ts.expire_access_tokens();
+    deliver(alice, 2);
+    deliver(bob, 2);
+    for u in [alice, bob] {
+        wait_for(
+            &format!("{u} after expiry"),
+            Duration::from_secs(60),
+            || (stored(&s, u) == 5).then_some(()),
+        );
+    }
+    // Across a restart the rotated token comes from the store (the configured one is dead).
+    assert!(s.terminate().success());
+    s = setup.start(&cfg);
+    ts.expire_access_tokens();
+    deliver(alice, 1);
+    wait_for("alice after a restart", Duration::from_secs(60), || {
+        (stored(&s, alice) == 6).then_some(())
+    });
+    assert!(
+        !s.log_text().contains("rt-rotated"),
+        "no refresh token in the log"
+    );
+    // A known expiry within the warning window: one warning.
+    let alerts = |who: &str| -> Vec<Value> {
+        let (_, b) = http(
+            setup.port,
+            "GET",
+            &format!("/api/v1/alerts?mailbox={who}"),
+            Some(TOKEN),
+            "",
+        );
+        serde_json::from_str::<Value>(&b).expect("json")["alerts"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    };
+    let expiring = wait_for("the expiry warning", Duration::from_secs(60), || {
+        let a: Vec<Value> = alerts(alice)
+            .into_iter()
+            .filter(|a| a["code"] == "oauth_credential_expiring")
+            .collect();
+        (!a.is_empty()).then_some(a)
+    });
+    assert_eq!(
+        expiring.len(),
+        1,
+        "once, across the restart too: {expiring:?}"
+    );
+    assert_eq!(expiring[0]["level"], "warning");
+    // Bob withdraws consent: his mailbox stops with the endpoint's words; alice goes on.
+    let bobs = ts.current_refresh_of("rt-bob").expect("bob's token");
+    ts.revoke_refresh_token(&bobs);
+    ts.expire_access_tokens();
+    deliver(bob, 1);
+    deliver(alice, 1);
+    let m = wait_for("bob disabled", Duration::from_secs(60), || {
+        let m = s.mailbox(bob);
+        (m["incoming_enablement"]["state"] == "disabled").then_some(m)
+    });
+    assert_eq!(
+        m["incoming_enablement"]["code"], "oauth_token_refused",
+        "{m}"
+    );
+    assert!(
+        m["incoming_enablement"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("invalid_grant")),
+        "{m}"
+    );
+    assert!(
+        alerts(bob).iter().any(|a| a["message"]
+            .as_str()
+            .is_some_and(|t| t.contains("invalid_grant"))),
+        "an alert names it"
+    );
+    wait_for("alice still syncs", Duration::from_secs(60), || {
+        (stored(&s, alice) == 7).then_some(())
+    });
+    assert_eq!(stored(&s, bob), 5, "nothing lost or duplicated for bob");
+    assert!(s.terminate().success());
+}
+
+#[test]
+fn a_hundred_mailboxes_sharing_an_app_identity_fetch_one_token() {
+    let (d, ts) = oauth_dovecot();
+    let setup = Setup::new();
+    let mut body = format!(
+        "[[profile]]\ntrack = \"all\"\nname = \"app\"\nis_default = true\n\
+         incoming_server_location = \"127.0.0.1\"\nincoming_port_number = {}\nca_file = \"{}\"\n\
+         min_polling_interval = \"1m\"\n{}\n",
+        d.imaps_port,
+        d.ca_file.display(),
+        oauth_keys(&ts, &d)
+    );
+    for i in 0..100 {
+        body.push_str(&format!(
+            "[[mailbox]]\nemail_address = \"app{i:03}@example.com\"\napproval = \"approved\"\n\n"
+        ));
+    }
+    let cfg = setup.write("max_concurrent_syncs = 100\n", &body);
+    let s = setup.start(&cfg);
+    wait_for("all 100 synced once", Duration::from_secs(120), || {
+        let v = s.status();
+        let ms = v["mailboxes"].as_array()?;
+        (ms.len() == 100
+            && ms
+                .iter()
+                .all(|m| m["last_successful_sync_completed_on"].is_string()))
+        .then_some(())
+    });
+    assert_eq!(
+        ts.requests.load(Ordering::SeqCst),
+        1,
+        "one token request for the whole identity"
+    );
+    assert!(s.terminate().success());
+}

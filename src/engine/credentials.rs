@@ -72,6 +72,20 @@ struct RotatedToken {
     /// one (an admin issued a new token), the config's wins again.
     replaces: String,
     at: chrono::DateTime<chrono::Utc>,
+    /// When it stops working, if the endpoint said (`refresh_token_expires_in`).
+    #[serde(default)]
+    expires_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// When the mailbox's rotated refresh token expires, if the store knows.
+pub(crate) fn rotated_expiry(
+    ctx: &JobContext,
+    mailbox: &Mailbox,
+) -> Option<chrono::DateTime<chrono::Utc>> {
+    let raw = ctx.store.oauth_token(&mailbox.email_address).ok()??;
+    serde_json::from_slice::<RotatedToken>(&raw)
+        .ok()?
+        .expires_at
 }
 
 fn aad(mailbox: &str) -> String {
@@ -118,6 +132,7 @@ async fn keep_rotated(
     mailbox: &Mailbox,
     token: &Secret,
     replaces: String,
+    lives: Option<u64>,
 ) -> Result<(), SyncError> {
     let ring = crate::vault::KeyRing::load_or_create(&crate::vault::KeyRing::path(
         &ctx.config.appliance.data_dir,
@@ -126,10 +141,15 @@ async fn keep_rotated(
     let sealed = ring
         .seal(token.expose(), &aad(&mailbox.email_address))
         .map_err(|e| SyncError::Unsupported(e.to_string()))?;
+    let now = chrono::Utc::now();
     let record = RotatedToken {
         sealed,
         replaces,
-        at: chrono::Utc::now(),
+        at: now,
+        expires_at: lives
+            .and_then(|s| i64::try_from(s).ok())
+            .and_then(chrono::Duration::try_seconds)
+            .map(|d| now + d),
     };
     let raw = serde_json::to_vec(&record).map_err(|e| SyncError::Store(e.to_string()))?;
     ctx.writer
@@ -206,7 +226,7 @@ async fn fetch(
         })?;
     let g = grant::parse(status, &answer).map_err(|e| token_error(url, e))?;
     if let (Some(new), Some(replaces)) = (&g.refresh_token, replaces) {
-        keep_rotated(ctx, mailbox, new, replaces).await?;
+        keep_rotated(ctx, mailbox, new, replaces, g.refresh_token_expires_in).await?;
         tracing::info!(mailbox = %mailbox.email_address, "the token endpoint rotated the refresh token; the new one is kept in the store");
     }
     Ok((g.access_token, Duration::from_secs(g.expires_in)))

@@ -7,6 +7,7 @@ pub mod credentials;
 pub mod error;
 pub mod incoming;
 pub mod limits;
+pub mod oauth_watch;
 pub mod outgoing;
 pub mod profile_alert;
 mod scheduler;

@@ -6,6 +6,7 @@
 
 pub mod after_failure;
 pub mod eligibility;
+pub mod expiry;
 pub mod failing;
 pub mod stale;
 pub mod state;

@@ -20,6 +20,8 @@ struct State {
     refresh: HashSet<String>,
     revoked: HashSet<String>,
     issued: usize,
+    /// Each refresh token's first ancestor (the one the test granted).
+    origin: HashMap<String, String>,
 }
 
 pub struct TokenServer {
@@ -195,6 +197,15 @@ impl TokenServer {
         s.revoked.insert(token.to_string());
     }
 
+    /// The refresh token now valid that descends from `granted` (rotation).
+    pub fn current_refresh_of(&self, granted: &str) -> Option<String> {
+        let s = self.state.lock().expect("state");
+        s.refresh
+            .iter()
+            .find(|t| *t == granted || s.origin.get(*t).map(String::as_str) == Some(granted))
+            .cloned()
+    }
+
     /// The refresh tokens currently valid.
     pub fn refresh_tokens(&self) -> Vec<String> {
         self.state
@@ -242,6 +253,8 @@ fn token(
                 let next = format!("rt-rotated-{}", s.issued);
                 s.refresh.remove(rt);
                 s.refresh.insert(next.clone());
+                let first = s.origin.get(rt).cloned().unwrap_or_else(|| rt.clone());
+                s.origin.insert(next.clone(), first);
                 new_refresh = Some(next);
             }
         }
