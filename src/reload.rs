@@ -73,6 +73,16 @@ pub async fn reload(r: &Reloadable) {
             refused(errors)
         }
         Ok((config, d)) => {
+            // Tokens fetched under settings that changed are not used again.
+            for address in d.changed.iter().chain(&d.removed) {
+                running.tokens.forget(&format!("mailbox:{address}"));
+            }
+            for p in &running.config.profiles {
+                let now = config.profile(&p.name).map(|n| format!("{n:?}"));
+                if now.as_deref() != Some(format!("{p:?}").as_str()) {
+                    running.tokens.forget(&format!("profile:{}", p.name));
+                }
+            }
             let config = Arc::new(config);
             let next: Arc<JobContext> = Arc::new(running.reloaded(config.clone()));
             r.engine.set(next.clone());

@@ -170,7 +170,8 @@ fn runtime() -> tokio::runtime::Runtime {
 /// panic, abort or endless wait.
 fn imap_session(rt: &tokio::runtime::Runtime, tls: &TlsContext, greeting: &[u8], payload: &[u8]) {
     let greeting = [
-        b"* OK [CAPABILITY IMAP4rev1 STARTTLS AUTH=PLAIN] ".as_slice(),
+        b"* OK [CAPABILITY IMAP4rev1 STARTTLS AUTH=PLAIN AUTH=XOAUTH2 AUTH=OAUTHBEARER] "
+            .as_slice(),
         greeting,
         b"\r\n",
     ]
@@ -181,7 +182,9 @@ fn imap_session(rt: &tokio::runtime::Runtime, tls: &TlsContext, greeting: &[u8],
         username: "u",
         password: &password,
         authzid: None,
-        bearer: false,
+        // Half the cases log in with a bearer token (XOAUTH2 / OAUTHBEARER and their failure
+        // challenges), half with the password.
+        bearer: payload.first().is_some_and(|b| b % 2 == 1),
     };
     rt.block_on(async {
         let run = async {
@@ -209,7 +212,9 @@ fn pop3_session(rt: &tokio::runtime::Runtime, tls: &TlsContext, greeting: &[u8],
         username: "u",
         password: &password,
         authzid: None,
-        bearer: false,
+        // Half the cases log in with a bearer token (XOAUTH2 / OAUTHBEARER and their failure
+        // challenges), half with the password.
+        bearer: payload.first().is_some_and(|b| b % 2 == 1),
     };
     rt.block_on(async {
         let run = async {

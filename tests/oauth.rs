@@ -34,72 +34,112 @@ fn oauth_keys(ts: &TokenServer, d: &Dovecot) -> String {
     )
 }
 
+/// A profile on `server_type` at `port` with `incoming` and `outgoing` mechanisms, and its mailbox.
+fn profile_and_mailbox(
+    d: &Dovecot,
+    keys: &str,
+    name: &str,
+    pop3: bool,
+    incoming: &str,
+    outgoing: &str,
+    user: &str,
+) -> String {
+    format!(
+        "[[profile]]\ntrack = \"all\"\nname = \"{name}\"\nserver_type = \"{}\"\n\
+         incoming_server_location = \"127.0.0.1\"\nincoming_port_number = {}\n\
+         incoming_authentication_protocol = \"{incoming}\"\n\
+         outgoing_server_location = \"127.0.0.1\"\noutgoing_port_number = {}\n\
+         outgoing_tls = \"starttls\"\noutgoing_authentication_protocol = \"{outgoing}\"\n\
+         ca_file = \"{}\"\nmin_polling_interval = \"1s\"\n{keys}\n\
+         [[mailbox]]\nemail_address = \"{user}\"\napproval = \"approved\"\nprofile = \"{name}\"\n\n",
+        if pop3 { "pop3_smtp" } else { "imap_smtp" },
+        if pop3 { d.pop3s_port } else { d.imaps_port },
+        d.submission_port,
+        d.ca_file.display(),
+    )
+}
+
 #[test]
 fn imap_pop3_and_smtp_log_in_with_xoauth2_and_oauthbearer() {
     let (d, ts) = oauth_dovecot();
     let setup = Setup::new();
-    let (imap_user, pop_user) = ("oauth-imap@example.com", "oauth-pop@example.com");
-    for user in [imap_user, pop_user] {
+    let keys = oauth_keys(&ts, &d);
+    // Every protocol with every mechanism; "auto" takes OAUTHBEARER, which dovecot offers.
+    let cases = [
+        (
+            "imap-xo",
+            false,
+            "xoauth2",
+            "oauthbearer",
+            "o-imap-xo@example.com",
+        ),
+        (
+            "imap-ob",
+            false,
+            "oauthbearer",
+            "xoauth2",
+            "o-imap-ob@example.com",
+        ),
+        ("pop-xo", true, "xoauth2", "auto", "o-pop-xo@example.com"),
+        (
+            "pop-ob",
+            true,
+            "oauthbearer",
+            "oauthbearer",
+            "o-pop-ob@example.com",
+        ),
+    ];
+    let mut body = String::new();
+    for (name, pop3, incoming, outgoing, user) in cases {
         for n in 0..5 {
             d.deliver(user, &mail::sample(user, n, 1_200), "", SystemTime::now());
         }
+        body.push_str(&profile_and_mailbox(
+            &d, &keys, name, pop3, incoming, outgoing, user,
+        ));
     }
-    let keys = oauth_keys(&ts, &d);
-    let cfg = setup.write(
-        "",
-        &format!(
-            "[[profile]]\ntrack = \"all\"\nname = \"imap-xoauth2\"\nis_default = true\n\
-             incoming_server_location = \"127.0.0.1\"\nincoming_port_number = {imaps}\n\
-             incoming_authentication_protocol = \"xoauth2\"\n\
-             outgoing_server_location = \"127.0.0.1\"\noutgoing_port_number = {submission}\n\
-             outgoing_tls = \"starttls\"\noutgoing_authentication_protocol = \"oauthbearer\"\n\
-             ca_file = \"{ca}\"\nmin_polling_interval = \"1s\"\n{keys}\n\
-             [[profile]]\ntrack = \"all\"\nname = \"pop3-oauthbearer\"\nserver_type = \"pop3_smtp\"\n\
-             incoming_server_location = \"127.0.0.1\"\nincoming_port_number = {pop3s}\n\
-             incoming_authentication_protocol = \"oauthbearer\"\n\
-             outgoing_server_location = \"127.0.0.1\"\noutgoing_port_number = {submission}\n\
-             outgoing_tls = \"starttls\"\noutgoing_authentication_protocol = \"xoauth2\"\n\
-             ca_file = \"{ca}\"\nmin_polling_interval = \"1s\"\n{keys}\n\
-             [[mailbox]]\nemail_address = \"{imap_user}\"\napproval = \"approved\"\nprofile = \"imap-xoauth2\"\n\n\
-             [[mailbox]]\nemail_address = \"{pop_user}\"\napproval = \"approved\"\nprofile = \"pop3-oauthbearer\"\n",
-            imaps = d.imaps_port,
-            pop3s = d.pop3s_port,
-            submission = d.submission_port,
-            ca = d.ca_file.display(),
-        ),
-    );
+    let cfg = setup.write("", &body);
     let s = setup.start(&cfg);
-    for user in [imap_user, pop_user] {
+    for (_, _, incoming, outgoing, user) in cases {
         let m = wait_for(&format!("{user} synced"), Duration::from_secs(60), || {
             let m = s.mailbox(user);
             (m["activities_stored"] == 5 || m["incoming_status"] == "failure").then_some(m)
         });
         assert_eq!(m["activities_stored"], 5, "{m}\ndovecot: {}", d.log());
         assert_eq!(m["outgoing_enablement"]["state"], "enabled", "{m}");
+        // The transcript names the token step and the mechanisms, and shows no token.
+        let t = test_through_api(setup.port, user, TOKEN);
+        let inc = t["incoming"]["transcript"].as_str().unwrap_or("");
+        assert!(
+            inc.contains("OAuth client credentials: access token") && inc.contains(&ts.url()),
+            "{inc}"
+        );
+        assert!(
+            inc.to_ascii_uppercase()
+                .contains(&format!(" {}", incoming.to_ascii_uppercase())),
+            "{incoming} in {inc}"
+        );
+        assert!(!inc.contains("at-"), "no token in the transcript: {inc}");
+        let out = t["outgoing"]["transcript"].as_str().unwrap_or("");
+        let expected = if outgoing == "auto" {
+            "oauthbearer"
+        } else {
+            outgoing
+        };
+        assert!(
+            out.contains(&format!("AUTH {}", expected.to_ascii_uppercase())),
+            "{outgoing} in {out}"
+        );
+        assert!(!out.contains("at-"), "{out}");
+        assert_eq!(t["outgoing"]["status"], "success", "{t}");
     }
-    // The transcript names the token step and shows no token.
-    let t = test_through_api(setup.port, imap_user, TOKEN);
-    let incoming = t["incoming"]["transcript"].as_str().unwrap_or("");
-    assert!(
-        incoming.contains("OAuth client credentials: access token") && incoming.contains(&ts.url()),
-        "{incoming}"
-    );
-    assert!(incoming.contains("AUTHENTICATE XOAUTH2"), "{incoming}");
-    assert!(
-        !incoming.contains("at-"),
-        "no token in the transcript: {incoming}"
-    );
-    let outgoing = t["outgoing"]["transcript"].as_str().unwrap_or("");
-    assert!(outgoing.contains("AUTH OAUTHBEARER"), "{outgoing}");
-    assert!(!outgoing.contains("at-"), "{outgoing}");
-    assert_eq!(t["outgoing"]["status"], "success", "{t}");
-    // Sending over SMTP with the token.
+    // Sending over SMTP with a token.
     let (code, body) = http(
         setup.port,
         "POST",
         "/api/v1/outbox",
         Some(TOKEN),
-        &serde_json::json!({"from": imap_user, "to": ["someone@example.net"], "subject": "oauth", "text": "hi"})
+        &serde_json::json!({"from": cases[0].4, "to": ["someone@example.net"], "subject": "oauth", "text": "hi"})
             .to_string(),
     );
     assert_eq!(code, 202, "{body}");
@@ -118,9 +158,9 @@ fn imap_pop3_and_smtp_log_in_with_xoauth2_and_oauthbearer() {
             (serde_json::from_str::<Value>(&b).ok()?["status"] == "sent").then_some(())
         },
     );
-    // One token per identity (two profiles), not one per login.
+    // One token per identity (four profiles), not one per login.
     assert!(
-        ts.requests.load(Ordering::SeqCst) <= 2,
+        ts.requests.load(Ordering::SeqCst) <= 4,
         "{}",
         ts.requests.load(Ordering::SeqCst)
     );
