@@ -339,3 +339,99 @@ fn a_hundred_mailboxes_sharing_an_app_identity_fetch_one_token() {
     );
     assert!(s.terminate().success());
 }
+
+#[test]
+fn client_credentials_with_a_certificate_sign_an_assertion() {
+    let (d, ts) = oauth_dovecot();
+    let setup = Setup::new();
+    let (cert, key) = (
+        setup.dir.path().join("app.pem"),
+        setup.dir.path().join("app.key"),
+    );
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=sidesync-app",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl");
+    assert!(made.status.success(), "{made:?}");
+    ts.trust_app_certificate(&cert);
+    let user = "o-cert@example.com";
+    for n in 0..3 {
+        d.deliver(user, &mail::sample(user, n, 900), "", SystemTime::now());
+    }
+    let keys = format!(
+        "oauth_token_endpoint = \"{}\"\noauth_client_id = \"{CLIENT_ID}\"\n\
+         oauth_client_certificate = \"{}\"\noauth_client_key_file = \"{}\"\n\
+         oauth_scope = \"mail\"\noauth_ca_file = \"{}\"\n",
+        ts.url(),
+        cert.display(),
+        key.display(),
+        d.ca_file.display()
+    );
+    let cfg = setup.write(
+        "",
+        &profile_and_mailbox(&d, &keys, "cert", false, "auto", "auto", user),
+    );
+    let s = setup.start(&cfg);
+    let m = wait_for("synced with a certificate", Duration::from_secs(60), || {
+        let m = s.mailbox(user);
+        (m["activities_stored"] == 3 || m["incoming_status"] == "failure").then_some(m)
+    });
+    assert_eq!(m["activities_stored"], 3, "{m}");
+    assert!(s.terminate().success());
+
+    // Another key than the certificate's: the endpoint refuses, and the mailbox says why.
+    let (_, other_key) = (
+        setup.dir.path().join("other.pem"),
+        setup.dir.path().join("other.key"),
+    );
+    let made = std::process::Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+        ])
+        .arg(&other_key)
+        .output()
+        .expect("openssl");
+    assert!(made.status.success());
+    std::fs::copy(&other_key, &key).expect("swap the key");
+    let setup2 = Setup::new();
+    let user2 = "o-cert2@example.com";
+    let cfg = setup2.write(
+        "",
+        &profile_and_mailbox(&d, &keys, "cert", false, "auto", "auto", user2),
+    );
+    let s = setup2.start(&cfg);
+    let m = wait_for("refused", Duration::from_secs(60), || {
+        let m = s.mailbox(user2);
+        (m["incoming_enablement"]["state"] == "disabled").then_some(m)
+    });
+    assert_eq!(
+        m["incoming_enablement"]["code"], "oauth_token_refused",
+        "{m}"
+    );
+    assert!(
+        m["incoming_enablement"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("invalid_client")),
+        "{m}"
+    );
+    assert!(s.terminate().success());
+}

@@ -251,6 +251,8 @@ pub struct OAuth {
     pub grant: OAuthGrant,
     pub client_id: String,
     pub client_secret: Option<Secret>,
+    /// Instead of a secret: the app's certificate and key sign a client assertion (RFC 7523).
+    pub client_certificate: Option<std::sync::Arc<crate::oauth::assertion::ClientCertificate>>,
     pub scope: String,
     /// Trusted besides the system roots for the token endpoint (else the profile's `ca_file`).
     pub ca_file: Option<PathBuf>,
@@ -1476,14 +1478,60 @@ impl Validator<'_> {
             || rp.oauth_client_secret_file.is_some()
             || rp.oauth_client_secret_env.is_some()
             || rp.oauth_client_secret_credential.is_some();
-        if grant == OAuthGrant::ClientCredentials && !secret_given {
+        let client_certificate = match (&rp.oauth_client_certificate, &rp.oauth_client_key_file) {
+            (None, None) => None,
+            (Some(c), Some(k)) => {
+                let (cert, key) = (
+                    self.readable_file("oauth_client_certificate", c),
+                    self.readable_file("oauth_client_key_file", k),
+                );
+                match (cert, key) {
+                    (Some(cert), Some(key)) => {
+                        match crate::oauth::assertion::ClientCertificate::load(&cert, &key) {
+                            Ok(cc) => Some(std::sync::Arc::new(cc)),
+                            Err(e) => {
+                                self.at(c, format!("oauth client certificate: {e}"));
+                                None
+                            }
+                        }
+                    }
+                    _ => None,
+                }
+            }
+            (Some(at), None) | (None, Some(at)) => {
+                self.at(
+                    at,
+                    format!(
+                        "profile \"{name}\": oauth_client_certificate and oauth_client_key_file \
+                         go together"
+                    ),
+                );
+                None
+            }
+        };
+        let certificate_given = rp.oauth_client_certificate.is_some();
+        if grant == OAuthGrant::ClientCredentials && !secret_given && !certificate_given {
             self.at(
                 endpoint,
                 format!(
                     "profile \"{name}\": oauth_grant = \"client_credentials\" needs \
-                     oauth_client_secret_file, _env, _credential or an enc:v1 oauth_client_secret"
+                     oauth_client_secret_file, _env, _credential or an enc:v1 oauth_client_secret, \
+                     or oauth_client_certificate with oauth_client_key_file"
                 ),
             );
+        }
+        if secret_given
+            && certificate_given
+            && let Some(at) = &rp.oauth_client_certificate
+        {
+            {
+                self.at(
+                    at,
+                    format!(
+                        "profile \"{name}\": set a client secret or a client certificate, not both"
+                    ),
+                );
+            }
         }
         let scope = rp
             .oauth_scope
@@ -1504,6 +1552,7 @@ impl Validator<'_> {
             grant,
             client_id,
             client_secret,
+            client_certificate,
             scope,
             ca_file: rp
                 .oauth_ca_file

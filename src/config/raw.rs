@@ -150,6 +150,8 @@ pub struct RawProfile {
     pub oauth_client_secret_env: Option<Spanned<String>>,
     pub oauth_client_secret_credential: Option<Spanned<String>>,
     pub oauth_client_secret_expires: Option<Spanned<toml::value::Datetime>>,
+    pub oauth_client_certificate: Option<Spanned<String>>,
+    pub oauth_client_key_file: Option<Spanned<String>>,
     pub oauth_scope: Option<Spanned<String>>,
     pub oauth_ca_file: Option<Spanned<String>>,
     pub oauth_expiry_warning_days: Option<Spanned<i64>>,

@@ -731,3 +731,26 @@ fn oauth_mistakes_are_named() {
         "{m:?}"
     );
 }
+
+#[test]
+fn oauth_certificates_come_with_their_key_and_not_with_a_secret() {
+    let m = mistakes(&OAUTH_APP.replace(
+        "oauth_client_secret = \"app-secret\"",
+        "oauth_client_certificate = \"/etc/hostname\"",
+    ));
+    assert!(
+        m.iter()
+            .any(|e| e.contains("oauth_client_certificate and oauth_client_key_file go together")),
+        "{m:?}"
+    );
+    let m = mistakes(&OAUTH_APP.replace(
+        "oauth_client_secret = \"app-secret\"",
+        "oauth_client_secret = \"s\"\noauth_client_certificate = \"/etc/hostname\"\noauth_client_key_file = \"/etc/hostname\"",
+    ));
+    assert!(m.iter().any(|e| e.contains("not both")), "{m:?}");
+    assert!(
+        m.iter()
+            .any(|e| e.contains("oauth client certificate: /etc/hostname: not a PEM certificate")),
+        "{m:?}"
+    );
+}

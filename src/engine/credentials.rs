@@ -186,18 +186,31 @@ async fn fetch(
     let timeout = profile.timeout_mailbox_connection_after;
     let (body, replaces) = match oauth.grant {
         OAuthGrant::ClientCredentials => {
-            let Some(secret) = &oauth.client_secret else {
-                return Err(SyncError::Unsupported(format!(
-                    "profile {} has no OAuth client secret",
-                    profile.name
-                )));
+            let body = match (&oauth.client_certificate, &oauth.client_secret) {
+                (Some(cert), _) => {
+                    let assertion = cert
+                        .assertion(&oauth.client_id, url, chrono::Utc::now().timestamp())
+                        .map_err(SyncError::Unsupported)?;
+                    GrantRequest::ClientAssertion {
+                        client_id: &oauth.client_id,
+                        assertion: &assertion,
+                        scope: &oauth.scope,
+                    }
+                    .body()
+                }
+                (None, Some(secret)) => GrantRequest::ClientCredentials {
+                    client_id: &oauth.client_id,
+                    client_secret: secret,
+                    scope: &oauth.scope,
+                }
+                .body(),
+                (None, None) => {
+                    return Err(SyncError::Unsupported(format!(
+                        "profile {} has no OAuth client secret or certificate",
+                        profile.name
+                    )));
+                }
             };
-            let body = GrantRequest::ClientCredentials {
-                client_id: &oauth.client_id,
-                client_secret: secret,
-                scope: &oauth.scope,
-            }
-            .body();
             (body, None)
         }
         OAuthGrant::RefreshToken => {

@@ -12,6 +12,12 @@ pub enum GrantRequest<'a> {
         client_secret: &'a Secret,
         scope: &'a str,
     },
+    /// App-only with a certificate: a signed client assertion instead of a secret (RFC 7523).
+    ClientAssertion {
+        client_id: &'a str,
+        assertion: &'a Secret,
+        scope: &'a str,
+    },
     /// Delegated (RFC 6749 §6): a mailbox's own refresh token.
     RefreshToken {
         client_id: &'a str,
@@ -57,6 +63,21 @@ impl GrantRequest<'_> {
                 encode(&mut b, "client_secret", client_secret.expose());
                 encode(&mut b, "scope", scope);
             }
+            GrantRequest::ClientAssertion {
+                client_id,
+                assertion,
+                scope,
+            } => {
+                encode(&mut b, "grant_type", "client_credentials");
+                encode(&mut b, "client_id", client_id);
+                encode(
+                    &mut b,
+                    "client_assertion_type",
+                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                );
+                encode(&mut b, "client_assertion", assertion.expose());
+                encode(&mut b, "scope", scope);
+            }
             GrantRequest::RefreshToken {
                 client_id,
                 client_secret,
@@ -79,7 +100,9 @@ impl GrantRequest<'_> {
 
     pub fn kind(&self) -> &'static str {
         match self {
-            GrantRequest::ClientCredentials { .. } => "client_credentials",
+            GrantRequest::ClientCredentials { .. } | GrantRequest::ClientAssertion { .. } => {
+                "client_credentials"
+            }
             GrantRequest::RefreshToken { .. } => "refresh_token",
         }
     }

@@ -2,6 +2,7 @@
 //! answers (`grant.rs`), how it is reached (`http.rs`), and the access tokens kept until shortly
 //! before they expire, fetched once per identity however many mailboxes wait (`cache.rs`).
 
+pub mod assertion;
 pub mod cache;
 pub mod grant;
 pub mod http;

@@ -33,6 +33,8 @@ pub struct TokenServer {
     pub rotate: Arc<AtomicBool>,
     /// Access tokens live this many seconds (as the answer says).
     pub expires_in: Arc<AtomicUsize>,
+    /// The app certificate whose key may sign client assertions (DER).
+    app_certificate: Arc<Mutex<Option<Vec<u8>>>>,
 }
 
 fn form(body: &str) -> HashMap<String, String> {
@@ -89,22 +91,25 @@ impl TokenServer {
             requests: Arc::default(),
             rotate: Arc::new(AtomicBool::new(false)),
             expires_in: Arc::new(AtomicUsize::new(3600)),
+            app_certificate: Arc::default(),
         };
-        let (state, requests, rotate, expires_in) = (
+        let (state, requests, rotate, expires_in, app_cert) = (
             server.state.clone(),
             server.requests.clone(),
             server.rotate.clone(),
             server.expires_in.clone(),
+            server.app_certificate.clone(),
         );
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { continue };
-                let (config, state, requests, rotate, expires_in) = (
+                let (config, state, requests, rotate, expires_in, app_cert) = (
                     config.clone(),
                     state.clone(),
                     requests.clone(),
                     rotate.clone(),
                     expires_in.clone(),
+                    app_cert.clone(),
                 );
                 std::thread::spawn(move || {
                     let Ok(conn) = rustls::ServerConnection::new(config) else {
@@ -137,7 +142,9 @@ impl TokenServer {
                     let (status, answer) = match path.as_str() {
                         "/token" => {
                             requests.fetch_add(1, Ordering::SeqCst);
-                            token(&state, &f, &rotate, &expires_in)
+                            let url = format!("https://127.0.0.1:{port}/token");
+                            let cert = app_cert.lock().expect("cert").clone();
+                            token(&state, &f, &rotate, &expires_in, cert.as_deref(), &url)
                         }
                         "/introspect" => {
                             // An app token acts for every mailbox: dovecot compares the token's
@@ -197,6 +204,12 @@ impl TokenServer {
         s.revoked.insert(token.to_string());
     }
 
+    /// Client assertions signed by this certificate's key are accepted (PEM file).
+    pub fn trust_app_certificate(&self, pem: &Path) {
+        let der = sidesync::net::pem_certificates("app", pem).expect("app cert");
+        *self.app_certificate.lock().expect("cert") = Some(der[0].as_ref().to_vec());
+    }
+
     /// The refresh token now valid that descends from `granted` (rotation).
     pub fn current_refresh_of(&self, granted: &str) -> Option<String> {
         let s = self.state.lock().expect("state");
@@ -218,11 +231,43 @@ impl TokenServer {
     }
 }
 
+/// Whether a client assertion (RFC 7523) is signed by the app certificate's key and says what
+/// it must: issuer and subject the client, audience this endpoint, not expired.
+fn assertion_ok(jwt: &str, cert: &[u8], audience: &str) -> Result<(), String> {
+    let (header, claims, input, signature) =
+        sidesync::oauth::assertion::split(jwt).ok_or("not a JWT")?;
+    if header["alg"] != "RS256" || !header["x5t"].is_string() {
+        return Err(format!("header {header}"));
+    }
+    let der = rustls_pki_types::CertificateDer::from(cert.to_vec());
+    let ee = webpki::EndEntityCert::try_from(&der).map_err(|e| e.to_string())?;
+    ee.verify_signature(
+        webpki::ring::RSA_PKCS1_2048_8192_SHA256,
+        input.as_bytes(),
+        &signature,
+    )
+    .map_err(|e| format!("signature: {e}"))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    if claims["iss"] != CLIENT_ID
+        || claims["sub"] != CLIENT_ID
+        || claims["aud"] != audience
+        || claims["exp"].as_i64().is_none_or(|e| e < now)
+    {
+        return Err(format!("claims {claims}"));
+    }
+    Ok(())
+}
+
 fn token(
     state: &Mutex<State>,
     f: &HashMap<String, String>,
     rotate: &AtomicBool,
     expires_in: &AtomicUsize,
+    app_cert: Option<&[u8]>,
+    url: &str,
 ) -> (u16, String) {
     let mut s = state.lock().expect("state");
     let refused = |e: &str, d: &str| {
@@ -236,11 +281,23 @@ fn token(
     }
     let mut new_refresh = None;
     match f.get("grant_type").map(String::as_str) {
-        Some("client_credentials") => {
-            if f.get("client_secret").map(String::as_str) != Some(CLIENT_SECRET) {
-                return refused("invalid_client", "wrong client secret");
+        Some("client_credentials") => match (f.get("client_assertion"), app_cert) {
+            (Some(jwt), Some(cert)) => {
+                if f.get("client_assertion_type").map(String::as_str)
+                    != Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+                {
+                    return refused("invalid_request", "client_assertion_type");
+                }
+                if let Err(e) = assertion_ok(jwt, cert, url) {
+                    return refused("invalid_client", &e.replace('"', "'"));
+                }
             }
-        }
+            _ => {
+                if f.get("client_secret").map(String::as_str) != Some(CLIENT_SECRET) {
+                    return refused("invalid_client", "wrong client secret");
+                }
+            }
+        },
         Some("refresh_token") => {
             let Some(rt) = f.get("refresh_token") else {
                 return refused("invalid_request", "no refresh_token");
