@@ -1524,14 +1524,12 @@ impl Validator<'_> {
             && certificate_given
             && let Some(at) = &rp.oauth_client_certificate
         {
-            {
-                self.at(
-                    at,
-                    format!(
-                        "profile \"{name}\": set a client secret or a client certificate, not both"
-                    ),
-                );
-            }
+            self.at(
+                at,
+                format!(
+                    "profile \"{name}\": set a client secret or a client certificate, not both"
+                ),
+            );
         }
         let scope = rp
             .oauth_scope
