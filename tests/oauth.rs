@@ -435,3 +435,44 @@ fn client_credentials_with_a_certificate_sign_an_assertion() {
     );
     assert!(s.terminate().success());
 }
+
+#[test]
+fn a_refused_token_is_renewed_once_then_the_server_status_is_shown() {
+    let (d, ts) = oauth_dovecot();
+    ts.refuse_all.store(true, Ordering::SeqCst);
+    let setup = Setup::new();
+    let keys = oauth_keys(&ts, &d);
+    let (imap, pop) = ("o-refused-imap@example.com", "o-refused-pop@example.com");
+    let cfg = setup.write(
+        "",
+        &(profile_and_mailbox(&d, &keys, "i", false, "xoauth2", "xoauth2", imap)
+            + &profile_and_mailbox(&d, &keys, "p", true, "oauthbearer", "oauthbearer", pop)),
+    );
+    let s = setup.start(&cfg);
+    for user in [imap, pop] {
+        let m = wait_for(&format!("{user} refused"), Duration::from_secs(60), || {
+            let m = s.mailbox(user);
+            (m["incoming_enablement"]["state"] == "disabled").then_some(m)
+        });
+        let reason = m["incoming_enablement"]["reason"].as_str().unwrap_or("");
+        assert_eq!(
+            m["incoming_enablement"]["code"], "authentication_rejected",
+            "{m}"
+        );
+        assert!(
+            reason.contains("the OAuth access token was refused"),
+            "{reason}"
+        );
+        assert!(
+            reason.contains("(status {"),
+            "the server's JSON status: {reason}"
+        );
+    }
+    // Each mailbox: the first token, then one fresh one after the refusal; no more.
+    assert!(
+        ts.requests.load(Ordering::SeqCst) <= 4,
+        "{}",
+        ts.requests.load(Ordering::SeqCst)
+    );
+    assert!(s.terminate().success());
+}

@@ -82,6 +82,20 @@ pub enum SyncError {
 }
 
 impl SyncError {
+    /// A refused bearer login with the server's failure status added to its reply, when it sent
+    /// one (the JSON says why: `invalid_token`, the scope it wanted, …).
+    pub fn with_sasl_status(self, challenge: Option<&[u8]>) -> SyncError {
+        match (self, challenge.and_then(crate::net::sasl::failure_status)) {
+            (SyncError::AuthRejected { address, reply }, Some((_, status))) => {
+                SyncError::AuthRejected {
+                    address,
+                    reply: format!("{reply} (status {status})"),
+                }
+            }
+            (e, _) => e,
+        }
+    }
+
     /// Transient errors are retried later; permanent ones need an admin (bad credentials, trust,
     /// configuration) and retrying them only hammers the server.
     pub fn is_transient(&self) -> bool {

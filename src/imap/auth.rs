@@ -21,13 +21,18 @@ struct Plain {
 struct Bearer {
     response: Vec<u8>,
     sent: bool,
+    /// The server's failure status, when it sent one.
+    status: std::sync::Arc<std::sync::Mutex<Option<Vec<u8>>>>,
 }
 
 impl Authenticator for Bearer {
     type Response = Vec<u8>;
 
-    fn process(&mut self, _challenge: &[u8]) -> Vec<u8> {
+    fn process(&mut self, challenge: &[u8]) -> Vec<u8> {
         if self.sent {
+            if let Ok(mut s) = self.status.lock() {
+                *s = Some(challenge.to_vec());
+            }
             // The server's error status: answer with the dummy response ^A.
             return vec![0x01];
         }
@@ -62,6 +67,7 @@ pub(super) async fn login(
             detail,
         })?;
         let response = net::bearer_response(mechanism, login, server.0, server.1);
+        let status = std::sync::Arc::new(std::sync::Mutex::new(None));
         let result = net::step(address, "logging in", limit, async {
             client
                 .authenticate(
@@ -69,13 +75,15 @@ pub(super) async fn login(
                     Bearer {
                         response,
                         sent: false,
+                        status: status.clone(),
                     },
                 )
                 .await
                 .map_err(|(e, _)| e)
         })
         .await;
-        return finish(result, address);
+        let said = status.lock().ok().and_then(|mut s| s.take());
+        return finish(result, address).map_err(|e| e.with_sasl_status(said.as_deref()));
     }
     if matches!(protocol, AuthProtocol::XOAuth2 | AuthProtocol::OAuthBearer) {
         return Err(SyncError::AuthUnsupported {

@@ -313,11 +313,15 @@ impl Pop3Session {
         let blob = base64::engine::general_purpose::STANDARD
             .encode(net::bearer_response(mechanism, login, server.0, server.1));
         let what = "logging in";
+        let mut said = None;
         let status = match self
             .command(&format!("AUTH {} {blob}", mechanism.name()), what)
             .await?
         {
-            Status::Continue(_) => self.command("", what).await?,
+            Status::Continue(challenge) => {
+                said = Some(challenge);
+                self.command("", what).await?
+            }
             other => other,
         };
         match status {
@@ -329,7 +333,8 @@ impl Pop3Session {
             Status::Err(text) | Status::Continue(text) => Err(SyncError::AuthRejected {
                 address: self.address.clone(),
                 reply: text,
-            }),
+            }
+            .with_sasl_status(said.as_deref().map(str::as_bytes))),
         }
     }
 

@@ -222,14 +222,16 @@ impl SmtpSession {
                     .cmd(format!("AUTH {} {blob}\r\n", mechanism.name())),
             )
             .await?;
+            let mut said = None;
             if r.code == 334 {
                 // The server's error status; an empty line ends the exchange (RFC 7628 §3.2.3).
+                said = Some(r.message.clone());
                 r = timed(&address, limit, self.client.cmd(b"\r\n")).await?;
             }
             return if r.code == 235 {
                 Ok(())
             } else {
-                Err(auth_error(&address, &r))
+                Err(auth_error(&address, &r).with_sasl_status(said.as_deref().map(str::as_bytes)))
             };
         }
         if matches!(protocol, AuthProtocol::XOAuth2 | AuthProtocol::OAuthBearer) {

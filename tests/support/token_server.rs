@@ -35,6 +35,8 @@ pub struct TokenServer {
     pub expires_in: Arc<AtomicUsize>,
     /// The app certificate whose key may sign client assertions (DER).
     app_certificate: Arc<Mutex<Option<Vec<u8>>>>,
+    /// Introspection calls every token inactive (a server that refuses them all).
+    pub refuse_all: Arc<AtomicBool>,
 }
 
 fn form(body: &str) -> HashMap<String, String> {
@@ -92,24 +94,27 @@ impl TokenServer {
             rotate: Arc::new(AtomicBool::new(false)),
             expires_in: Arc::new(AtomicUsize::new(3600)),
             app_certificate: Arc::default(),
+            refuse_all: Arc::new(AtomicBool::new(false)),
         };
-        let (state, requests, rotate, expires_in, app_cert) = (
+        let (state, requests, rotate, expires_in, app_cert, refuse_all) = (
             server.state.clone(),
             server.requests.clone(),
             server.rotate.clone(),
             server.expires_in.clone(),
             server.app_certificate.clone(),
+            server.refuse_all.clone(),
         );
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { continue };
-                let (config, state, requests, rotate, expires_in, app_cert) = (
+                let (config, state, requests, rotate, expires_in, app_cert, refuse_all) = (
                     config.clone(),
                     state.clone(),
                     requests.clone(),
                     rotate.clone(),
                     expires_in.clone(),
                     app_cert.clone(),
+                    refuse_all.clone(),
                 );
                 std::thread::spawn(move || {
                     let Ok(conn) = rustls::ServerConnection::new(config) else {
@@ -149,9 +154,10 @@ impl TokenServer {
                         "/introspect" => {
                             // An app token acts for every mailbox: dovecot compares the token's
                             // user with a constant (username_validation_format), not the login.
-                            let active = f
-                                .get("token")
-                                .is_some_and(|t| state.lock().expect("state").access.contains(t));
+                            let active = !refuse_all.load(Ordering::SeqCst)
+                                && f.get("token").is_some_and(|t| {
+                                    state.lock().expect("state").access.contains(t)
+                                });
                             (
                                 200,
                                 format!("{{\"active\":{active},\"email\":\"sidesync-app\"}}"),
