@@ -476,3 +476,54 @@ fn a_refused_token_is_renewed_once_then_the_server_status_is_shown() {
     );
     assert!(s.terminate().success());
 }
+
+#[test]
+fn a_service_account_acts_as_each_mailbox() {
+    let (d, ts) = oauth_dovecot();
+    let setup = Setup::new();
+    let (cert, key) = (
+        setup.dir.path().join("sa.pem"),
+        setup.dir.path().join("sa.key"),
+    );
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=sa",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl");
+    assert!(made.status.success(), "{made:?}");
+    ts.trust_app_certificate(&cert);
+    let users = ["sa-one@example.com", "sa-two@example.com"];
+    for u in users {
+        d.deliver(u, &mail::sample(u, 0, 900), "", SystemTime::now());
+    }
+    let keys = format!(
+        "oauth_token_endpoint = \"{}\"\noauth_grant = \"service_account\"\n\
+         oauth_client_id = \"{CLIENT_ID}\"\noauth_client_key_file = \"{}\"\n\
+         oauth_scope = \"https://mail.google.com/\"\noauth_ca_file = \"{}\"\n",
+        ts.url(),
+        key.display(),
+        d.ca_file.display()
+    );
+    let mut body = profile_and_mailbox(&d, &keys, "sa", false, "auto", "auto", users[0]);
+    body.push_str(&format!(
+        "[[mailbox]]\nemail_address = \"{}\"\napproval = \"approved\"\nprofile = \"sa\"\n",
+        users[1]
+    ));
+    let cfg = setup.write("", &body);
+    let s = setup.start(&cfg);
+    for u in users {
+        let m = wait_for(&format!("{u} synced"), Duration::from_secs(60), || {
+            let m = s.mailbox(u);
+            (m["activities_stored"] == 1 || m["incoming_status"] == "failure").then_some(m)
+        });
+        assert_eq!(m["activities_stored"], 1, "{m}");
+    }
+    // One token per mailbox: the grant names each one as its subject.
+    assert_eq!(ts.requests.load(Ordering::SeqCst), 2);
+    assert!(s.terminate().success());
+}

@@ -241,6 +241,9 @@ pub enum OAuthGrant {
     ClientCredentials,
     /// Delegated: each mailbox's own refresh token (rotated ones are kept in the store).
     RefreshToken,
+    /// A service account acting as each mailbox (Google's domain-wide delegation, RFC 7523
+    /// §2.1): its key signs a grant naming the mailbox; one token per mailbox.
+    ServiceAccount,
 }
 
 /// A profile's OAuth 2.0 settings: its mailboxes log in with bearer tokens, not passwords.
@@ -1449,6 +1452,7 @@ impl Validator<'_> {
             &[
                 ("client_credentials", OAuthGrant::ClientCredentials),
                 ("refresh_token", OAuthGrant::RefreshToken),
+                ("service_account", OAuthGrant::ServiceAccount),
             ],
         );
         let client_id = match &rp.oauth_client_id {
@@ -1498,6 +1502,18 @@ impl Validator<'_> {
                     _ => None,
                 }
             }
+            // A service account signs with its key alone.
+            (None, Some(k)) if grant == OAuthGrant::ServiceAccount => self
+                .readable_file("oauth_client_key_file", k)
+                .and_then(
+                    |key| match crate::oauth::assertion::ClientCertificate::load_key(&key) {
+                        Ok(cc) => Some(std::sync::Arc::new(cc)),
+                        Err(e) => {
+                            self.at(k, format!("oauth_client_key_file: {e}"));
+                            None
+                        }
+                    },
+                ),
             (Some(at), None) | (None, Some(at)) => {
                 self.at(
                     at,
@@ -1509,6 +1525,15 @@ impl Validator<'_> {
                 None
             }
         };
+        if grant == OAuthGrant::ServiceAccount && rp.oauth_client_key_file.is_none() {
+            self.at(
+                endpoint,
+                format!(
+                    "profile \"{name}\": oauth_grant = \"service_account\" needs \
+                     oauth_client_key_file (the account's private key, PEM)"
+                ),
+            );
+        }
         let certificate_given = rp.oauth_client_certificate.is_some();
         if grant == OAuthGrant::ClientCredentials && !secret_given && !certificate_given {
             self.at(
@@ -1536,7 +1561,7 @@ impl Validator<'_> {
             .as_ref()
             .map(|s| s.get_ref().trim().to_string())
             .unwrap_or_default();
-        if grant == OAuthGrant::ClientCredentials && scope.is_empty() {
+        if grant != OAuthGrant::RefreshToken && scope.is_empty() {
             self.at(
                 endpoint,
                 format!(

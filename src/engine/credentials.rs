@@ -213,6 +213,30 @@ async fn fetch(
             };
             (body, None)
         }
+        OAuthGrant::ServiceAccount => {
+            let Some(key) = &oauth.client_certificate else {
+                return Err(SyncError::Unsupported(format!(
+                    "profile {} has no service account key",
+                    profile.name
+                )));
+            };
+            let assertion = key
+                .impersonation(
+                    &oauth.client_id,
+                    &mailbox.username,
+                    &oauth.scope,
+                    url,
+                    chrono::Utc::now().timestamp(),
+                )
+                .map_err(SyncError::Unsupported)?;
+            (
+                GrantRequest::JwtBearer {
+                    assertion: &assertion,
+                }
+                .body(),
+                None,
+            )
+        }
         OAuthGrant::RefreshToken => {
             let Some(configured) = &mailbox.refresh_token else {
                 return Err(SyncError::Unsupported(format!(
@@ -249,7 +273,9 @@ async fn fetch(
 fn token_identity(profile: &Profile, oauth: &OAuth, mailbox: &Mailbox) -> String {
     match oauth.grant {
         OAuthGrant::ClientCredentials => format!("profile:{}", profile.name),
-        OAuthGrant::RefreshToken => format!("mailbox:{}", mailbox.email_address),
+        OAuthGrant::RefreshToken | OAuthGrant::ServiceAccount => {
+            format!("mailbox:{}", mailbox.email_address)
+        }
     }
 }
 
@@ -320,6 +346,7 @@ fn grant_name(g: OAuthGrant) -> &'static str {
     match g {
         OAuthGrant::ClientCredentials => "client credentials",
         OAuthGrant::RefreshToken => "refresh token",
+        OAuthGrant::ServiceAccount => "service account",
     }
 }
 

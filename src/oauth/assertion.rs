@@ -10,16 +10,19 @@ use ring::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
 
 use crate::secret::Secret;
 
-/// The app's signing identity: its key and its certificate's thumbprints.
+/// The app's signing identity: its key, and its certificate's thumbprints when it has one (a
+/// Google service account has a key only).
 pub struct ClientCertificate {
     key: RsaKeyPair,
-    x5t: String,
-    x5t_s256: String,
+    thumbprints: Option<(String, String)>,
 }
 
 impl std::fmt::Debug for ClientCertificate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ClientCertificate {{ x5t#S256: {} }}", self.x5t_s256)
+        match &self.thumbprints {
+            Some((_, s256)) => write!(f, "ClientCertificate {{ x5t#S256: {s256} }}"),
+            None => write!(f, "ClientCertificate {{ key only }}"),
+        }
     }
 }
 
@@ -29,6 +32,16 @@ impl ClientCertificate {
         use rustls_pki_types::pem::PemObject;
         let der = rustls_pki_types::CertificateDer::from_pem_file(cert)
             .map_err(|e| format!("{}: not a PEM certificate ({e})", cert.display()))?;
+        let mut c = ClientCertificate::load_key(key)?;
+        let sha1 = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, der.as_ref());
+        let sha256 = ring::digest::digest(&ring::digest::SHA256, der.as_ref());
+        c.thumbprints = Some((B64.encode(sha1.as_ref()), B64.encode(sha256.as_ref())));
+        Ok(c)
+    }
+
+    /// Reads an RSA private key alone (PKCS#8 or PKCS#1 PEM).
+    pub fn load_key(key: &std::path::Path) -> Result<Self, String> {
+        use rustls_pki_types::pem::PemObject;
         let private = rustls_pki_types::PrivateKeyDer::from_pem_file(key)
             .map_err(|e| format!("{}: not a PEM private key ({e})", key.display()))?;
         let pair = match &private {
@@ -44,29 +57,50 @@ impl ClientCertificate {
             }
         }
         .map_err(|e| format!("{}: not a usable RSA key ({e})", key.display()))?;
-        let sha1 = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, der.as_ref());
-        let sha256 = ring::digest::digest(&ring::digest::SHA256, der.as_ref());
         Ok(ClientCertificate {
             key: pair,
-            x5t: B64.encode(sha1.as_ref()),
-            x5t_s256: B64.encode(sha256.as_ref()),
+            thumbprints: None,
         })
     }
 
     /// A signed assertion for `client_id` at `audience` (the token endpoint), valid from `now`
     /// (unix seconds) for ten minutes.
     pub fn assertion(&self, client_id: &str, audience: &str, now: i64) -> Result<Secret, String> {
-        let rng = SystemRandom::new();
         let mut jti = [0u8; 16];
-        rng.fill(&mut jti)
+        SystemRandom::new()
+            .fill(&mut jti)
             .map_err(|_| "no randomness".to_string())?;
-        let header = serde_json::json!({
-            "alg": "RS256", "typ": "JWT", "x5t": self.x5t, "x5t#S256": self.x5t_s256,
-        });
         let claims = serde_json::json!({
             "aud": audience, "iss": client_id, "sub": client_id,
             "jti": B64.encode(jti), "nbf": now, "iat": now, "exp": now + 600,
         });
+        self.sign(&claims)
+    }
+
+    /// A service account's authorization grant for one user (RFC 7523 §2.1, Google's
+    /// domain-wide delegation): issuer the account, subject the mailbox, the scope asked.
+    pub fn impersonation(
+        &self,
+        account: &str,
+        user: &str,
+        scope: &str,
+        audience: &str,
+        now: i64,
+    ) -> Result<Secret, String> {
+        let claims = serde_json::json!({
+            "iss": account, "sub": user, "scope": scope, "aud": audience,
+            "iat": now, "exp": now + 600,
+        });
+        self.sign(&claims)
+    }
+
+    fn sign(&self, claims: &serde_json::Value) -> Result<Secret, String> {
+        let header = match &self.thumbprints {
+            Some((x5t, s256)) => serde_json::json!({
+                "alg": "RS256", "typ": "JWT", "x5t": x5t, "x5t#S256": s256,
+            }),
+            None => serde_json::json!({ "alg": "RS256", "typ": "JWT" }),
+        };
         let signing_input = format!(
             "{}.{}",
             B64.encode(header.to_string()),
@@ -76,7 +110,7 @@ impl ClientCertificate {
         self.key
             .sign(
                 &RSA_PKCS1_SHA256,
-                &rng,
+                &SystemRandom::new(),
                 signing_input.as_bytes(),
                 &mut signature,
             )

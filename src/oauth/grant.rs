@@ -18,6 +18,8 @@ pub enum GrantRequest<'a> {
         assertion: &'a Secret,
         scope: &'a str,
     },
+    /// A service account's signed grant for one mailbox (RFC 7523 §2.1).
+    JwtBearer { assertion: &'a Secret },
     /// Delegated (RFC 6749 §6): a mailbox's own refresh token.
     RefreshToken {
         client_id: &'a str,
@@ -78,6 +80,14 @@ impl GrantRequest<'_> {
                 encode(&mut b, "client_assertion", assertion.expose());
                 encode(&mut b, "scope", scope);
             }
+            GrantRequest::JwtBearer { assertion } => {
+                encode(
+                    &mut b,
+                    "grant_type",
+                    "urn:ietf:params:oauth:grant-type:jwt-bearer",
+                );
+                encode(&mut b, "assertion", assertion.expose());
+            }
             GrantRequest::RefreshToken {
                 client_id,
                 client_secret,
@@ -104,6 +114,7 @@ impl GrantRequest<'_> {
                 "client_credentials"
             }
             GrantRequest::RefreshToken { .. } => "refresh_token",
+            GrantRequest::JwtBearer { .. } => "jwt_bearer",
         }
     }
 }

@@ -240,9 +240,20 @@ impl TokenServer {
 /// Whether a client assertion (RFC 7523) is signed by the app certificate's key and says what
 /// it must: issuer and subject the client, audience this endpoint, not expired.
 fn assertion_ok(jwt: &str, cert: &[u8], audience: &str) -> Result<(), String> {
+    signed_claims(jwt, cert, audience, true).map(|_| ())
+}
+
+/// The claims of a JWT signed by the certificate's key, for `audience`, not expired (and for a
+/// client assertion, with the certificate's thumbprint and the client as subject).
+fn signed_claims(
+    jwt: &str,
+    cert: &[u8],
+    audience: &str,
+    client_assertion: bool,
+) -> Result<serde_json::Value, String> {
     let (header, claims, input, signature) =
         sidesync::oauth::assertion::split(jwt).ok_or("not a JWT")?;
-    if header["alg"] != "RS256" || !header["x5t"].is_string() {
+    if header["alg"] != "RS256" || (client_assertion && !header["x5t"].is_string()) {
         return Err(format!("header {header}"));
     }
     let der = rustls_pki_types::CertificateDer::from(cert.to_vec());
@@ -257,14 +268,19 @@ fn assertion_ok(jwt: &str, cert: &[u8], audience: &str) -> Result<(), String> {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
+    let subject_ok = if client_assertion {
+        claims["sub"] == CLIENT_ID
+    } else {
+        claims["sub"].as_str().is_some_and(|s| s.contains('@'))
+    };
     if claims["iss"] != CLIENT_ID
-        || claims["sub"] != CLIENT_ID
+        || !subject_ok
         || claims["aud"] != audience
         || claims["exp"].as_i64().is_none_or(|e| e < now)
     {
         return Err(format!("claims {claims}"));
     }
-    Ok(())
+    Ok(claims)
 }
 
 fn token(
@@ -282,7 +298,9 @@ fn token(
             format!("{{\"error\":\"{e}\",\"error_description\":\"{d}\"}}"),
         )
     };
-    if f.get("client_id").map(String::as_str) != Some(CLIENT_ID) {
+    let jwt_grant = f.get("grant_type").map(String::as_str)
+        == Some("urn:ietf:params:oauth:grant-type:jwt-bearer");
+    if !jwt_grant && f.get("client_id").map(String::as_str) != Some(CLIENT_ID) {
         return refused("invalid_client", "unknown client");
     }
     let mut new_refresh = None;
@@ -304,6 +322,14 @@ fn token(
                 }
             }
         },
+        Some("urn:ietf:params:oauth:grant-type:jwt-bearer") => {
+            let (Some(jwt), Some(cert)) = (f.get("assertion"), app_cert) else {
+                return refused("invalid_grant", "no assertion");
+            };
+            if let Err(e) = signed_claims(jwt, cert, url, false) {
+                return refused("invalid_grant", &e.replace('"', "'"));
+            }
+        }
         Some("refresh_token") => {
             let Some(rt) = f.get("refresh_token") else {
                 return refused("invalid_request", "no refresh_token");
