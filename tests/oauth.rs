@@ -527,3 +527,43 @@ fn a_service_account_acts_as_each_mailbox() {
     assert_eq!(ts.requests.load(Ordering::SeqCst), 2);
     assert!(s.terminate().success());
 }
+
+#[test]
+fn short_lived_tokens_lapse_between_and_during_syncs_and_nothing_is_lost() {
+    let (d, ts) = oauth_dovecot();
+    // Tokens live two seconds: the cache renews them after one, and the server forgets them too.
+    ts.expires_in.store(2, Ordering::SeqCst);
+    let setup = Setup::new();
+    let user = "o-short@example.com";
+    let keys = oauth_keys(&ts, &d);
+    let cfg = setup.write(
+        "fetch_batch_size = 10\n",
+        &profile_and_mailbox(&d, &keys, "short", false, "xoauth2", "xoauth2", user),
+    );
+    let mut n = 0;
+    for _ in 0..60 {
+        d.deliver(user, &mail::sample(user, n, 2_000), "", SystemTime::now());
+        n += 1;
+    }
+    let s = setup.start(&cfg);
+    for wave in 1..=3 {
+        let before = ts.requests.load(Ordering::SeqCst);
+        // Access tokens stop working at the server while syncs go on.
+        ts.expire_access_tokens();
+        for _ in 0..20 {
+            d.deliver(user, &mail::sample(user, n, 2_000), "", SystemTime::now());
+            n += 1;
+        }
+        wait_for(&format!("wave {wave}"), Duration::from_secs(60), || {
+            (s.mailbox(user)["activities_stored"] == n as u64
+                && ts.requests.load(Ordering::SeqCst) > before)
+                .then_some(())
+        });
+    }
+    let store_count = s.mailbox(user)["activities_stored"].clone();
+    assert_eq!(store_count, n as u64, "every email once");
+    assert!(s.terminate().success());
+    let store = setup.store();
+    let map = store.sync_id_map(user).expect("map");
+    assert_eq!(map.len(), n, "one sync id map entry per email, none twice");
+}
