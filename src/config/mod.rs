@@ -1442,7 +1442,7 @@ impl Validator<'_> {
             }
             return None;
         };
-        if let Err(e) = crate::oauth::http::Endpoint::parse(endpoint.get_ref().trim()) {
+        if let Err(e) = crate::oauth::url::Endpoint::parse(endpoint.get_ref().trim()) {
             self.at(endpoint, format!("oauth_token_endpoint: {e}"));
         }
         let grant = self.choice(

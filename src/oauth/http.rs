@@ -12,45 +12,10 @@ use crate::config::{AuthProtocol, TlsMode};
 use crate::net::{self, Alpn, TlsContext};
 use crate::secret::Secret;
 
+pub use super::url::Endpoint;
+
 /// A token answer is a small JSON object; anything larger is not one.
 const MAX_ANSWER: usize = 256 * 1024;
-
-/// An `https://host[:port]/path` URL, split.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Endpoint {
-    pub host: String,
-    pub port: u16,
-    pub path: String,
-}
-
-impl Endpoint {
-    pub fn parse(url: &str) -> Result<Endpoint, String> {
-        let rest = url
-            .strip_prefix("https://")
-            .ok_or_else(|| format!("\"{url}\" is not an https:// URL"))?;
-        let (authority, path) = match rest.find('/') {
-            Some(i) => (&rest[..i], &rest[i..]),
-            None => (rest, "/"),
-        };
-        let (host, port) = match authority.rsplit_once(':') {
-            Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (
-                h,
-                p.parse::<u16>()
-                    .map_err(|_| format!("\"{url}\": the port is not a number"))?,
-            ),
-            _ => (authority, 443),
-        };
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        if host.is_empty() || path.contains(char::is_whitespace) {
-            return Err(format!("\"{url}\" is not a usable URL"));
-        }
-        Ok(Endpoint {
-            host: host.to_string(),
-            port,
-            path: path.to_string(),
-        })
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
@@ -208,30 +173,6 @@ fn dechunk(mut body: &[u8]) -> Result<Vec<u8>, HttpError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn endpoints_are_https_urls() {
-        assert_eq!(
-            Endpoint::parse("https://login.microsoftonline.com/t1/oauth2/v2.0/token"),
-            Ok(Endpoint {
-                host: "login.microsoftonline.com".into(),
-                port: 443,
-                path: "/t1/oauth2/v2.0/token".into()
-            })
-        );
-        let local = Endpoint::parse("https://127.0.0.1:8443/token").expect("url");
-        assert_eq!((local.host.as_str(), local.port), ("127.0.0.1", 8443));
-        assert_eq!(
-            Endpoint::parse("https://[::1]:9/t").expect("v6").host,
-            "::1"
-        );
-        assert!(
-            Endpoint::parse("http://example.com/token").is_err(),
-            "no plaintext"
-        );
-        assert!(Endpoint::parse("https://h:x/").is_err());
-        assert!(Endpoint::parse("https:///path").is_err());
-    }
 
     #[test]
     fn answers_with_length_chunks_or_close() {

@@ -6,3 +6,4 @@ pub mod assertion;
 pub mod cache;
 pub mod grant;
 pub mod http;
+pub mod url;
