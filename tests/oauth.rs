@@ -244,6 +244,23 @@ fn refresh_tokens_rotate_survive_restarts_expire_and_get_revoked() {
         !s.log_text().contains("rt-rotated"),
         "no refresh token in the log"
     );
+    // `secret rotate` moves the store's sealed refresh tokens to the new key too: refused while
+    // the appliance owns the store, done when it is stopped, and the token still opens after.
+    let cfg_arg = cfg.to_str().expect("utf-8");
+    let (status, out) = support::sidesync::cli(&["secret", "rotate", "--config", cfg_arg]);
+    assert!(!status.success(), "{out}");
+    assert!(out.contains("the store is in use"), "{out}");
+    assert!(s.terminate().success());
+    let (status, out) = support::sidesync::cli(&["secret", "rotate", "--config", cfg_arg]);
+    assert!(status.success(), "{out}");
+    s = setup.start(&cfg);
+    ts.expire_access_tokens();
+    deliver(alice, 1);
+    wait_for(
+        "alice after a key rotation",
+        Duration::from_secs(60),
+        || (stored(&s, alice) == 7).then_some(()),
+    );
     // A known expiry within the warning window: one warning.
     let alerts = |who: &str| -> Vec<Value> {
         let (_, b) = http(
@@ -298,7 +315,7 @@ fn refresh_tokens_rotate_survive_restarts_expire_and_get_revoked() {
         "an alert names it"
     );
     wait_for("alice still syncs", Duration::from_secs(60), || {
-        (stored(&s, alice) == 7).then_some(())
+        (stored(&s, alice) == 8).then_some(())
     });
     assert_eq!(stored(&s, bob), 5, "nothing lost or duplicated for bob");
     assert!(s.terminate().success());

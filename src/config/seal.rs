@@ -161,6 +161,26 @@ pub fn rotate(path: &Path) -> Result<usize, String> {
     let values = sealed_values(&raw);
     let mut next = ring.clone();
     next.add_key().map_err(|e| e.to_string())?;
+    // Rotated OAuth refresh tokens are sealed in the store: they move to the new key too, in the
+    // same all-or-none order. The store must be free (a running appliance owns it).
+    let data = data_dir(path, &raw);
+    let store = if data.join(crate::store::STORE_FILE).exists() {
+        match crate::store::Store::open(&data) {
+            Ok(s) => Some(s),
+            Err(crate::store::StoreError::Open {
+                source: redb::DatabaseError::DatabaseAlreadyOpen,
+                ..
+            }) => {
+                return Err(format!(
+                    "{}: nothing rotated: the store is in use by a running sidesync, and it may                      hold sealed OAuth refresh tokens; stop it (systemctl stop sidesync), rotate,                      start it again",
+                    path.display()
+                ));
+            }
+            Err(e) => return Err(format!("nothing rotated: {e}")),
+        }
+    } else {
+        None
+    };
     let mut replaced = text.clone();
     // From the end, so earlier spans stay valid.
     let mut ordered = values.clone();
@@ -183,6 +203,23 @@ pub fn rotate(path: &Path) -> Result<usize, String> {
     if stop_after(2) {
         return Ok(0);
     }
+    // Step 2b: the store's sealed tokens, re-sealed in one transaction (both keys still open).
+    if let Some(store) = &store {
+        store.rewrite_oauth_tokens(|mailbox, record| {
+            let mut v: serde_json::Value = serde_json::from_slice(record)
+                .map_err(|e| format!("an OAuth token record of {mailbox} is not JSON: {e}"))?;
+            let aad = crate::oauth::rotated_token_aad(mailbox);
+            let sealed = v["sealed"].as_str().unwrap_or("");
+            let token = next
+                .open(sealed, &aad)
+                .map_err(|e| format!("nothing more rotated: the token of {mailbox} {e}"))?;
+            v["sealed"] = serde_json::Value::from(
+                next.seal(token.expose(), &aad).map_err(|e| e.to_string())?,
+            );
+            serde_json::to_vec(&v).map_err(|e| e.to_string())
+        })?;
+    }
+    drop(store);
     // Step 3: the old keys go.
     ring = next;
     ring.keep_only_current();

@@ -89,7 +89,7 @@ pub(crate) fn rotated_expiry(
 }
 
 fn aad(mailbox: &str) -> String {
-    format!("mailbox:{mailbox}|oauth_rotated_refresh_token")
+    crate::oauth::rotated_token_aad(mailbox)
 }
 
 /// The refresh token to use now: the rotated one in the store if it replaced the configured

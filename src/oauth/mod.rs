@@ -7,3 +7,8 @@ pub mod cache;
 pub mod grant;
 pub mod http;
 pub mod url;
+
+/// What a mailbox's rotated refresh token is sealed for (the vault's associated data).
+pub fn rotated_token_aad(mailbox: &str) -> String {
+    format!("mailbox:{mailbox}|oauth_rotated_refresh_token")
+}

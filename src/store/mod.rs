@@ -458,6 +458,32 @@ impl Store {
     }
 
     /// The known contact records of a lower-case address.
+    /// Rewrites every kept OAuth refresh token record with `f` (mailbox, record) in one
+    /// transaction: `sidesync secret rotate` re-seals them under the new key. Only while no
+    /// appliance runs (it owns the store then, and its writer is the only other writer).
+    pub fn rewrite_oauth_tokens(
+        &self,
+        f: impl Fn(&str, &[u8]) -> Result<Vec<u8>, String>,
+    ) -> Result<usize, String> {
+        let txn = self.db.begin_write().map_err(|e| e.to_string())?;
+        let mut n = 0;
+        {
+            let mut t = txn.open_table(OAUTH_TOKENS).map_err(|e| e.to_string())?;
+            let mut rewritten = Vec::new();
+            for row in t.iter().map_err(|e| e.to_string())? {
+                let (k, v) = row.map_err(|e| e.to_string())?;
+                rewritten.push((k.value().to_string(), f(k.value(), v.value())?));
+            }
+            for (k, v) in &rewritten {
+                t.insert(k.as_str(), v.as_slice())
+                    .map_err(|e| e.to_string())?;
+                n += 1;
+            }
+        }
+        txn.commit().map_err(|e| e.to_string())?;
+        Ok(n)
+    }
+
     /// The mailbox's rotated refresh token record, if one was kept.
     pub fn oauth_token(&self, mailbox: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let txn = self.db.begin_read()?;
