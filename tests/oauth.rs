@@ -14,6 +14,27 @@ use support::sidesync::{http, test_through_api};
 use support::token_server::{CLIENT_ID, CLIENT_SECRET, TokenServer};
 use support::{mail, wait_for};
 
+/// A self-signed RSA certificate and its key in `dir` (an app registration's credential).
+fn app_certificate(dir: &std::path::Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (cert, key) = (
+        dir.join(format!("{name}.pem")),
+        dir.join(format!("{name}.key")),
+    );
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+        ])
+        .arg(format!("/CN={name}"))
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl");
+    assert!(made.status.success(), "{made:?}");
+    (cert, key)
+}
+
 fn oauth_dovecot() -> (Dovecot, TokenServer) {
     let mut server = None;
     let d = Dovecot::start_with_oauth(|dir| {
@@ -361,29 +382,7 @@ fn a_hundred_mailboxes_sharing_an_app_identity_fetch_one_token() {
 fn client_credentials_with_a_certificate_sign_an_assertion() {
     let (d, ts) = oauth_dovecot();
     let setup = Setup::new();
-    let (cert, key) = (
-        setup.dir.path().join("app.pem"),
-        setup.dir.path().join("app.key"),
-    );
-    let made = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=sidesync-app",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("openssl");
-    assert!(made.status.success(), "{made:?}");
+    let (cert, key) = app_certificate(setup.dir.path(), "app");
     ts.trust_app_certificate(&cert);
     let user = "o-cert@example.com";
     for n in 0..3 {
@@ -498,21 +497,7 @@ fn a_refused_token_is_renewed_once_then_the_server_status_is_shown() {
 fn a_service_account_acts_as_each_mailbox() {
     let (d, ts) = oauth_dovecot();
     let setup = Setup::new();
-    let (cert, key) = (
-        setup.dir.path().join("sa.pem"),
-        setup.dir.path().join("sa.key"),
-    );
-    let made = std::process::Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=sa",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("openssl");
-    assert!(made.status.success(), "{made:?}");
+    let (cert, key) = app_certificate(setup.dir.path(), "sa");
     ts.trust_app_certificate(&cert);
     let users = ["sa-one@example.com", "sa-two@example.com"];
     for u in users {

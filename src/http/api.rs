@@ -458,18 +458,7 @@ fn alerts(ctx: &StatusContext, url: &str) -> Result<(u16, Value), ApiError> {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         match k {
             "mailbox" => mailbox = Some(percent_decode(v).to_ascii_lowercase()),
-            "limit" => {
-                limit = v
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=10_000).contains(n))
-                    .ok_or_else(|| {
-                        err(
-                            400,
-                            format!("limit = \"{v}\" is not a number from 1 to 10000"),
-                        )
-                    })?
-            }
+            "limit" => limit = list_limit(v)?,
             other => {
                 return Err(err(
                     400,
@@ -492,6 +481,19 @@ fn alerts(ctx: &StatusContext, url: &str) -> Result<(u16, Value), ApiError> {
         .take(limit)
         .collect();
     Ok((200, json!({ "alerts": list })))
+}
+
+/// A list's `limit` query value: 1 to 10,000.
+fn list_limit(v: &str) -> Result<usize, ApiError> {
+    v.parse()
+        .ok()
+        .filter(|n| (1..=10_000).contains(n))
+        .ok_or_else(|| {
+            err(
+                400,
+                format!("limit = \"{v}\" is not a number from 1 to 10000"),
+            )
+        })
 }
 
 /// `POST /api/v1/outbox`: validate, build, queue durably; 202 with the activity id.
@@ -652,18 +654,7 @@ fn outbox_list(ctx: &StatusContext, url: &str) -> Result<(u16, Value), ApiError>
                 })?)
             }
             "mailbox" => mailbox = Some(percent_decode(v).to_ascii_lowercase()),
-            "limit" => {
-                limit = v
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=10_000).contains(n))
-                    .ok_or_else(|| {
-                        err(
-                            400,
-                            format!("limit = \"{v}\" is not a number from 1 to 10000"),
-                        )
-                    })?
-            }
+            "limit" => limit = list_limit(v)?,
             other => {
                 return Err(err(
                     400,

@@ -275,6 +275,11 @@ impl Pop3Session {
                 other => other,
             }
         };
+        self.login_outcome(status)
+    }
+
+    /// What a login's last answer means: in, busy (try later), or refused.
+    fn login_outcome(&self, status: Status) -> Result<(), SyncError> {
         match status {
             Status::Ok(_) => Ok(()),
             Status::Err(text) if wire::is_temporary(&text) => Err(SyncError::ServerBusy {
@@ -324,18 +329,8 @@ impl Pop3Session {
             }
             other => other,
         };
-        match status {
-            Status::Ok(_) => Ok(()),
-            Status::Err(text) if wire::is_temporary(&text) => Err(SyncError::ServerBusy {
-                address: self.address.clone(),
-                reply: text,
-            }),
-            Status::Err(text) | Status::Continue(text) => Err(SyncError::AuthRejected {
-                address: self.address.clone(),
-                reply: text,
-            }
-            .with_sasl_status(said.as_deref().map(str::as_bytes))),
-        }
+        self.login_outcome(status)
+            .map_err(|e| e.with_sasl_status(said.as_deref().map(str::as_bytes)))
     }
 
     /// STAT: message count and total size.
