@@ -35,6 +35,14 @@ fn app_certificate(dir: &std::path::Path, name: &str) -> (std::path::PathBuf, st
     (cert, key)
 }
 
+/// Waits until `user`'s incoming direction is disabled; its state then.
+fn disabled(s: &support::sidesync::Sidesync, user: &str) -> Value {
+    wait_for(&format!("{user} disabled"), Duration::from_secs(60), || {
+        let m = s.mailbox(user);
+        (m["incoming_enablement"]["state"] == "disabled").then_some(m)
+    })
+}
+
 fn oauth_dovecot() -> (Dovecot, TokenServer) {
     let mut server = None;
     let d = Dovecot::start_with_oauth(|dir| {
@@ -315,10 +323,7 @@ fn refresh_tokens_rotate_survive_restarts_expire_and_get_revoked() {
     ts.expire_access_tokens();
     deliver(bob, 1);
     deliver(alice, 1);
-    let m = wait_for("bob disabled", Duration::from_secs(60), || {
-        let m = s.mailbox(bob);
-        (m["incoming_enablement"]["state"] == "disabled").then_some(m)
-    });
+    let m = disabled(&s, bob);
     assert_eq!(
         m["incoming_enablement"]["code"], "oauth_token_refused",
         "{m}"
@@ -435,10 +440,7 @@ fn client_credentials_with_a_certificate_sign_an_assertion() {
         &profile_and_mailbox(&d, &keys, "cert", false, "auto", "auto", user2),
     );
     let s = setup2.start(&cfg);
-    let m = wait_for("refused", Duration::from_secs(60), || {
-        let m = s.mailbox(user2);
-        (m["incoming_enablement"]["state"] == "disabled").then_some(m)
-    });
+    let m = disabled(&s, user2);
     assert_eq!(
         m["incoming_enablement"]["code"], "oauth_token_refused",
         "{m}"
@@ -466,10 +468,7 @@ fn a_refused_token_is_renewed_once_then_the_server_status_is_shown() {
     );
     let s = setup.start(&cfg);
     for user in [imap, pop] {
-        let m = wait_for(&format!("{user} refused"), Duration::from_secs(60), || {
-            let m = s.mailbox(user);
-            (m["incoming_enablement"]["state"] == "disabled").then_some(m)
-        });
+        let m = disabled(&s, user);
         let reason = m["incoming_enablement"]["reason"].as_str().unwrap_or("");
         assert_eq!(
             m["incoming_enablement"]["code"], "authentication_rejected",

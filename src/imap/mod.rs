@@ -147,15 +147,7 @@ impl ImapSession {
         let stream = match target.tls {
             TlsMode::StartTls => {
                 let plain = starttls::negotiate(stream, &address, limit).await?;
-                net::start_tls(
-                    plain,
-                    target.host,
-                    target.port,
-                    target.tls_context,
-                    target.alpn,
-                    limit,
-                )
-                .await?
+                net::start_tls(plain, target, limit).await?
             }
             TlsMode::Implicit | TlsMode::None => stream,
         };

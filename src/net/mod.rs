@@ -168,15 +168,7 @@ pub async fn open_stream(target: &Target<'_>) -> Result<MailStream, NetError> {
         stream.record(r.clone());
     }
     if target.tls == TlsMode::Implicit {
-        stream = start_tls(
-            stream,
-            target.host,
-            target.port,
-            target.tls_context,
-            target.alpn,
-            target.timeout,
-        )
-        .await?;
+        stream = start_tls(stream, target, target.timeout).await?;
     }
     Ok(stream)
 }
@@ -184,7 +176,25 @@ pub async fn open_stream(target: &Target<'_>) -> Result<MailStream, NetError> {
 /// Wraps an open plain connection in TLS within `limit`, keeping its recorder. Bytes that arrived
 /// before the handshake were not protected by TLS: after a STARTTLS, a man-in-the-middle may have
 /// injected them (the STARTTLS injection attack), so any such bytes are an error.
+/// Upgrades a plaintext stream to TLS after a protocol's STARTTLS, with `target`'s server name,
+/// trust and ALPN.
 pub async fn start_tls(
+    stream: MailStream,
+    target: &Target<'_>,
+    limit: Duration,
+) -> Result<MailStream, NetError> {
+    handshake(
+        stream,
+        target.host,
+        target.port,
+        target.tls_context,
+        target.alpn,
+        limit,
+    )
+    .await
+}
+
+async fn handshake(
     stream: MailStream,
     host: &str,
     port: u16,

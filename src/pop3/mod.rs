@@ -92,15 +92,7 @@ impl Pop3Session {
                     command: "STLS",
                 });
             }
-            let stream = net::start_tls(
-                s.r.into_inner(),
-                target.host,
-                target.port,
-                target.tls_context,
-                target.alpn,
-                limit,
-            )
-            .await?;
+            let stream = net::start_tls(s.r.into_inner(), target, limit).await?;
             s.r = BufReader::new(stream);
             // Capabilities before TLS cannot be trusted (RFC 2595 §4): ask again.
             caps = s.capabilities().await?;

@@ -149,15 +149,7 @@ impl SmtpSession {
         let (client, ehlo) = if target.tls == TlsMode::StartTls {
             // The plaintext part on sidesync's own reader; mail-send only ever sees TLS.
             let plain = starttls::negotiate(stream, &address, &name, limit).await?;
-            let stream = net::start_tls(
-                plain,
-                target.host,
-                target.port,
-                target.tls_context,
-                target.alpn,
-                limit,
-            )
-            .await?;
+            let stream = net::start_tls(plain, target, limit).await?;
             let mut client = SmtpClient {
                 stream,
                 timeout: limit,
