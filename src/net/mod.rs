@@ -2,10 +2,12 @@
 //! either at once (implicit) or after a protocol's STARTTLS, verified against the system roots plus
 //! the profile's CA file.
 
+pub mod http;
 pub mod sasl;
 mod stream;
 mod tls;
 pub mod transcript;
+pub mod url;
 
 use std::time::Duration;
 

@@ -6,7 +6,7 @@ pub mod assertion;
 pub mod cache;
 pub mod grant;
 pub mod http;
-pub mod url;
+pub use crate::net::url;
 
 /// What a mailbox's rotated refresh token is sealed for (the vault's associated data).
 pub fn rotated_token_aad(mailbox: &str) -> String {

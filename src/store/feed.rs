@@ -1,0 +1,352 @@
+//! The change feed: every change a downstream system cares about, numbered.
+//!
+//! The writer collects a transaction's changes in a [`Feed`] and appends them to the `events`
+//! table in the same transaction as the changes themselves, with sequence numbers that only
+//! grow. A consumer that keeps the last number it processed therefore never misses or reorders
+//! anything, across restarts of either side: the number exists exactly when the change does.
+//! Old events go after the configured retention, but never before every webhook has had them.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex};
+
+use chrono::{DateTime, Utc};
+use redb::{ReadableTable, TableDefinition, WriteTransaction};
+use serde::{Deserialize, Serialize};
+
+use super::{Activity, Alert, OutboxEntry, OutboxStatus, StoreError, decode, encode};
+use crate::lifecycle::state::MailboxState;
+
+/// seq → [`Event`] (JSON).
+pub(crate) const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+/// The next sequence number, in `meta`.
+const NEXT_SEQ: &str = "next_event_seq";
+/// At most this many old events are dropped in one commit, so pruning a long backlog never
+/// makes one commit long.
+const PRUNE_PER_COMMIT: usize = 4096;
+
+/// One change, as the feed and the webhooks deliver it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub seq: u64,
+    #[serde(with = "crate::timefmt")]
+    pub at: DateTime<Utc>,
+    /// The mailbox it belongs to (deliveries to one webhook are ordered per mailbox); None for a
+    /// profile's or the appliance's alert.
+    pub mailbox: Option<String>,
+    #[serde(flatten)]
+    pub change: Change,
+}
+
+/// What changed. `type` names it; `data` carries what a consumer needs to act without asking.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data")]
+pub enum Change {
+    #[serde(rename = "activity.created")]
+    ActivityCreated(ActivityChange),
+    /// Its regarding, its conversation or its list of mailboxes changed.
+    #[serde(rename = "activity.updated")]
+    ActivityUpdated(ActivityChange),
+    #[serde(rename = "outbox.status_changed")]
+    OutboxStatusChanged(OutboxChange),
+    #[serde(rename = "mailbox.state_changed")]
+    MailboxStateChanged(MailboxChange),
+    #[serde(rename = "alert.raised")]
+    AlertRaised(AlertChange),
+}
+
+impl Change {
+    /// The event type's name, as `type` carries it and webhook filters match it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Change::ActivityCreated(_) => "activity.created",
+            Change::ActivityUpdated(_) => "activity.updated",
+            Change::OutboxStatusChanged(_) => "outbox.status_changed",
+            Change::MailboxStateChanged(_) => "mailbox.state_changed",
+            Change::AlertRaised(_) => "alert.raised",
+        }
+    }
+}
+
+/// Every event type, for filters and the API's documentation.
+pub const EVENT_TYPES: [&str; 5] = [
+    "activity.created",
+    "activity.updated",
+    "outbox.status_changed",
+    "mailbox.state_changed",
+    "alert.raised",
+];
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActivityChange {
+    pub id: u64,
+    pub direction: super::Direction,
+    pub mailboxes: Vec<String>,
+    pub conversation: u64,
+    pub regarding: Option<String>,
+    pub message_id: Option<String>,
+    pub subject: Option<String>,
+    /// For `activity.updated`: which of `regarding`, `conversation`, `mailboxes` changed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changed: Vec<String>,
+}
+
+impl ActivityChange {
+    pub fn of(a: &Activity, changed: &[&str]) -> ActivityChange {
+        ActivityChange {
+            id: a.id,
+            direction: a.direction,
+            mailboxes: if a.mailboxes.is_empty() {
+                vec![a.mailbox.clone()]
+            } else {
+                a.mailboxes.clone()
+            },
+            conversation: a.conversation,
+            regarding: a.regarding.clone(),
+            message_id: a.headers.message_id.clone(),
+            subject: a.headers.subject.clone(),
+            changed: changed.iter().map(|c| c.to_string()).collect(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutboxChange {
+    pub id: u64,
+    pub status: OutboxStatus,
+    pub previous: Option<OutboxStatus>,
+    pub tries: u32,
+    pub last_reply: Option<String>,
+}
+
+impl OutboxChange {
+    pub fn of(e: &OutboxEntry, previous: Option<OutboxStatus>) -> OutboxChange {
+        OutboxChange {
+            id: e.id,
+            status: e.status,
+            previous,
+            tries: e.tries,
+            last_reply: e.last_reply.clone(),
+        }
+    }
+}
+
+/// The parts of a mailbox's state a downstream system acts on (not its poll times).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MailboxChange {
+    pub incoming_status: String,
+    pub outgoing_status: String,
+    pub incoming_enablement: String,
+    pub outgoing_enablement: String,
+    /// The approval set through the API or the CLI, if any (else the config's holds).
+    pub approval: Option<String>,
+    /// The code of the last error, while there is one.
+    pub error_code: Option<String>,
+}
+
+impl MailboxChange {
+    pub fn of(s: &MailboxState) -> MailboxChange {
+        let name = |v: serde_json::Value| v.as_str().unwrap_or_default().to_string();
+        MailboxChange {
+            incoming_status: name(serde_json::json!(s.incoming_status)),
+            outgoing_status: name(serde_json::json!(s.outgoing_status)),
+            incoming_enablement: name(serde_json::json!(s.incoming_enablement)),
+            outgoing_enablement: name(serde_json::json!(s.outgoing_enablement)),
+            approval: s.approval_override.as_ref().map(|a| a.approval.clone()),
+            error_code: s.last_error.as_ref().map(|e| e.code.clone()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertChange {
+    pub id: u64,
+    pub level: super::AlertLevel,
+    pub profile: Option<String>,
+    pub code: String,
+    pub message: String,
+}
+
+/// The changes of one transaction, in the order they were made.
+#[derive(Default)]
+pub struct Feed {
+    changes: Vec<(Option<String>, Change)>,
+}
+
+impl Feed {
+    pub fn push(&mut self, mailbox: Option<&str>, change: Change) {
+        self.changes.push((mailbox.map(str::to_string), change));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+}
+
+/// What the writer knows of the feed between commits: the last committed number (the HTTP
+/// long-polls wait on it, the webhook dispatcher is woken by it) and the retention.
+pub struct FeedClock {
+    last: Mutex<u64>,
+    moved: Condvar,
+    /// Wakes the webhook dispatcher (an async task) after a commit with events.
+    pub notify: tokio::sync::Notify,
+    /// Events older than this many seconds may go (0: kept until the webhooks had them).
+    retention_seconds: AtomicU64,
+    /// When the writer last pruned (unix seconds).
+    last_prune: AtomicU64,
+}
+
+impl Default for FeedClock {
+    fn default() -> Self {
+        FeedClock {
+            last: Mutex::new(0),
+            moved: Condvar::new(),
+            notify: tokio::sync::Notify::new(),
+            retention_seconds: AtomicU64::new(7 * 86_400),
+            last_prune: AtomicU64::new(0),
+        }
+    }
+}
+
+impl FeedClock {
+    pub fn set(&self, seq: u64) {
+        if let Ok(mut last) = self.last.lock()
+            && seq > *last
+        {
+            *last = seq;
+            self.moved.notify_all();
+        }
+        self.notify.notify_waiters();
+    }
+
+    pub fn last(&self) -> u64 {
+        self.last.lock().map(|l| *l).unwrap_or(0)
+    }
+
+    /// Blocks until an event after `after` is committed or `timeout` passes; the last number.
+    pub fn wait_after(&self, after: u64, timeout: std::time::Duration) -> u64 {
+        let Ok(guard) = self.last.lock() else {
+            return 0;
+        };
+        match self.moved.wait_timeout_while(guard, timeout, |last| *last <= after) {
+            Ok((last, _)) => *last,
+            Err(_) => 0,
+        }
+    }
+
+    pub fn set_retention(&self, seconds: u64) {
+        self.retention_seconds.store(seconds, Ordering::Relaxed);
+    }
+}
+
+/// Appends the transaction's changes; returns the last number given (None: there were none).
+/// Every so often it also drops events past the retention that every webhook has had.
+pub(super) fn append(
+    txn: &WriteTransaction,
+    feed: Feed,
+    clock: &FeedClock,
+) -> Result<Option<u64>, StoreError> {
+    let now = Utc::now();
+    let mut last = None;
+    if !feed.is_empty() {
+        let mut meta = txn.open_table(super::META)?;
+        let mut seq = meta.get(NEXT_SEQ)?.map(|v| v.value()).unwrap_or(1);
+        let mut events = txn.open_table(EVENTS)?;
+        for (mailbox, change) in feed.changes {
+            let event = Event {
+                seq,
+                at: now,
+                mailbox,
+                change,
+            };
+            events.insert(seq, encode(&event).as_slice())?;
+            last = Some(seq);
+            seq += 1;
+        }
+        meta.insert(NEXT_SEQ, seq)?;
+    }
+    let unix = now.timestamp().max(0) as u64;
+    if unix >= clock.last_prune.load(Ordering::Relaxed) + 10 {
+        clock.last_prune.store(unix, Ordering::Relaxed);
+        prune(txn, now, clock.retention_seconds.load(Ordering::Relaxed))?;
+    }
+    Ok(last)
+}
+
+/// Drops events older than the retention, up to the lowest webhook watermark (what every
+/// webhook has delivered or dead-lettered).
+fn prune(txn: &WriteTransaction, now: DateTime<Utc>, retention: u64) -> Result<(), StoreError> {
+    if retention == 0 {
+        return Ok(());
+    }
+    let cutoff = now - chrono::Duration::seconds(retention.min(i64::MAX as u64 / 2) as i64);
+    let keep_from = super::webhook::lowest_watermark(txn)?.map_or(u64::MAX, |w| w + 1);
+    let mut events = txn.open_table(EVENTS)?;
+    for _ in 0..PRUNE_PER_COMMIT {
+        let first = match events.first()? {
+            Some((k, v)) => (k.value(), decode::<Event>("event", v.value()).ok()),
+            None => break,
+        };
+        match first {
+            (seq, Some(e)) if seq < keep_from && e.at < cutoff => {
+                events.remove(seq)?;
+            }
+            (seq, None) if seq < keep_from => {
+                events.remove(seq)?;
+            }
+            _ => break,
+        }
+    }
+    Ok(())
+}
+
+/// What `GET /api/v1/events` reads.
+pub enum Page {
+    /// Events after the asked number (possibly none), in order.
+    Events(Vec<Event>),
+    /// The asked number is older than what the feed keeps: the oldest it has.
+    Expired { oldest: u64 },
+}
+
+/// The events after `after`, at most `limit`, from a read transaction.
+pub(super) fn read(
+    txn: &redb::ReadTransaction,
+    after: u64,
+    limit: usize,
+    keep: &dyn Fn(&Event) -> bool,
+) -> Result<Page, StoreError> {
+    let meta = txn.open_table(super::META)?;
+    let next = meta.get(NEXT_SEQ)?.map(|v| v.value()).unwrap_or(1);
+    let events = txn.open_table(EVENTS)?;
+    let oldest = events.first()?.map_or(next, |(k, _)| k.value());
+    if after + 1 < oldest {
+        return Ok(Page::Expired { oldest });
+    }
+    let mut out = Vec::new();
+    for row in events.range(after.saturating_add(1)..)? {
+        let e: Event = decode("event", row?.1.value())?;
+        if keep(&e) {
+            out.push(e);
+            if out.len() >= limit {
+                break;
+            }
+        }
+    }
+    Ok(Page::Events(out))
+}
+
+/// The last number given so far (0: none), for the clock at start.
+pub(super) fn last_seq(txn: &redb::ReadTransaction) -> Result<u64, StoreError> {
+    let meta = txn.open_table(super::META)?;
+    Ok(meta.get(NEXT_SEQ)?.map_or(0, |v| v.value().saturating_sub(1)))
+}
+
+/// An alert's change, as the feed carries it.
+pub(super) fn alert_change(id: u64, a: &Alert) -> Change {
+    Change::AlertRaised(AlertChange {
+        id,
+        level: a.level,
+        profile: a.profile.clone(),
+        code: a.code.clone(),
+        message: a.message.clone(),
+    })
+}
