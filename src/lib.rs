@@ -22,6 +22,7 @@ pub mod reload;
 pub mod secret;
 pub mod smtp;
 pub mod store;
+pub mod timefmt;
 pub mod tracking;
 pub mod vault;
 pub mod wire;

@@ -91,7 +91,10 @@ mod tests {
     #[test]
     fn webhook_urls_may_be_plain() {
         let plain = Endpoint::parse_http("http://127.0.0.1/hook?k=1").expect("url");
-        assert_eq!((plain.port, plain.secure, plain.path.as_str()), (80, false, "/hook?k=1"));
+        assert_eq!(
+            (plain.port, plain.secure, plain.path.as_str()),
+            (80, false, "/hook?k=1")
+        );
         assert!(Endpoint::parse_http("https://h/x").expect("url").secure);
         assert!(Endpoint::parse_http("ftp://h/x").is_err());
         assert!(Endpoint::parse_http("http://user:pw@h/x").is_err());

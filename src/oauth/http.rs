@@ -17,17 +17,17 @@ pub async fn post_form(
     body: &Secret,
     timeout: Duration,
 ) -> Result<(u16, Vec<u8>), HttpError> {
-    let mut stream = match tokio::time::timeout(timeout, http::connect(endpoint, tls, timeout)).await
-    {
-        Ok(s) => s?,
-        Err(_) => {
-            return Err(HttpError::Io(format!(
-                "{} did not answer within {} s",
-                endpoint.host,
-                timeout.as_secs()
-            )));
-        }
-    };
+    let mut stream =
+        match tokio::time::timeout(timeout, http::connect(endpoint, tls, timeout)).await {
+            Ok(s) => s?,
+            Err(_) => {
+                return Err(HttpError::Io(format!(
+                    "{} did not answer within {} s",
+                    endpoint.host,
+                    timeout.as_secs()
+                )));
+            }
+        };
     let request = http::Request {
         method: "POST",
         content_type: "application/x-www-form-urlencoded",

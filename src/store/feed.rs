@@ -189,8 +189,8 @@ pub struct FeedClock {
     moved: Condvar,
     /// Wakes the webhook dispatcher (an async task) after a commit with events.
     pub notify: tokio::sync::Notify,
-    /// Events older than this many seconds may go (0: kept until the webhooks had them).
-    retention_seconds: AtomicU64,
+    /// Events older than this many milliseconds may go (0: kept for ever).
+    retention_ms: AtomicU64,
     /// When the writer last pruned (unix seconds).
     last_prune: AtomicU64,
 }
@@ -201,7 +201,7 @@ impl Default for FeedClock {
             last: Mutex::new(0),
             moved: Condvar::new(),
             notify: tokio::sync::Notify::new(),
-            retention_seconds: AtomicU64::new(7 * 86_400),
+            retention_ms: AtomicU64::new(7 * 86_400_000),
             last_prune: AtomicU64::new(0),
         }
     }
@@ -227,14 +227,23 @@ impl FeedClock {
         let Ok(guard) = self.last.lock() else {
             return 0;
         };
-        match self.moved.wait_timeout_while(guard, timeout, |last| *last <= after) {
+        match self
+            .moved
+            .wait_timeout_while(guard, timeout, |last| *last <= after)
+        {
             Ok((last, _)) => *last,
             Err(_) => 0,
         }
     }
 
-    pub fn set_retention(&self, seconds: u64) {
-        self.retention_seconds.store(seconds, Ordering::Relaxed);
+    /// The next commit prunes, whenever the last prune was (tests).
+    pub fn force_prune(&self) {
+        self.last_prune.store(0, Ordering::Relaxed);
+    }
+
+    pub fn set_retention(&self, retention: std::time::Duration) {
+        let ms = u64::try_from(retention.as_millis()).unwrap_or(u64::MAX);
+        self.retention_ms.store(ms, Ordering::Relaxed);
     }
 }
 
@@ -267,7 +276,7 @@ pub(super) fn append(
     let unix = now.timestamp().max(0) as u64;
     if unix >= clock.last_prune.load(Ordering::Relaxed) + 10 {
         clock.last_prune.store(unix, Ordering::Relaxed);
-        prune(txn, now, clock.retention_seconds.load(Ordering::Relaxed))?;
+        prune(txn, now, clock.retention_ms.load(Ordering::Relaxed))?;
     }
     Ok(last)
 }
@@ -278,7 +287,7 @@ fn prune(txn: &WriteTransaction, now: DateTime<Utc>, retention: u64) -> Result<(
     if retention == 0 {
         return Ok(());
     }
-    let cutoff = now - chrono::Duration::seconds(retention.min(i64::MAX as u64 / 2) as i64);
+    let cutoff = now - chrono::Duration::milliseconds(retention.min(i64::MAX as u64 / 4) as i64);
     let keep_from = super::webhook::lowest_watermark(txn)?.map_or(u64::MAX, |w| w + 1);
     let mut events = txn.open_table(EVENTS)?;
     for _ in 0..PRUNE_PER_COMMIT {
@@ -334,10 +343,18 @@ pub(super) fn read(
     Ok(Page::Events(out))
 }
 
+/// The number the next event gets.
+pub(super) fn next_seq(txn: &WriteTransaction) -> Result<u64, StoreError> {
+    let meta = txn.open_table(super::META)?;
+    Ok(meta.get(NEXT_SEQ)?.map_or(1, |v| v.value()))
+}
+
 /// The last number given so far (0: none), for the clock at start.
 pub(super) fn last_seq(txn: &redb::ReadTransaction) -> Result<u64, StoreError> {
     let meta = txn.open_table(super::META)?;
-    Ok(meta.get(NEXT_SEQ)?.map_or(0, |v| v.value().saturating_sub(1)))
+    Ok(meta
+        .get(NEXT_SEQ)?
+        .map_or(0, |v| v.value().saturating_sub(1)))
 }
 
 /// An alert's change, as the feed carries it.

@@ -9,6 +9,7 @@ use redb::{ReadableTable, Table, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use super::batch::{IngestBatch, IngestOutcome, IngestSource, QueuedEmail, SyncKey, load, next_id};
+use super::feed::{ActivityChange, Change, Feed, OutboxChange};
 use super::index::TableLookups;
 use super::{
     ACTIVITIES, ACTIVITY_RAW, Activity, CONTACTS, CONVERSATIONS, Direction, EMAIL_INDEX,
@@ -88,32 +89,37 @@ impl<'t> ActivityTables<'t> {
     }
 
     /// A duplicate: the mailbox joins the activity's list; a tracking folder's regarding
-    /// replaces the activity's.
+    /// replaces the activity's. The change goes to the feed.
     fn link(
         &mut self,
         id: u64,
         mailbox: &str,
         regarding: Option<String>,
+        feed: &mut Feed,
     ) -> Result<(), StoreError> {
         let Some(mut a) = self.get(id)? else {
             return Ok(());
         };
-        let mut changed = false;
+        let mut changed = Vec::new();
         if a.mailboxes.is_empty() {
             a.mailboxes.push(a.mailbox.clone());
         }
         if !a.mailboxes.iter().any(|m| m == mailbox) {
             a.mailboxes.push(mailbox.to_string());
-            changed = true;
+            changed.push("mailboxes");
         }
         if let Some(r) = regarding
             && a.regarding.as_deref() != Some(r.as_str())
         {
             self.set_regarding(&mut a, Some(r))?;
-            changed = true;
+            changed.push("regarding");
         }
-        if changed {
+        if !changed.is_empty() {
             self.activities.insert(id, encode(&a).as_slice())?;
+            feed.push(
+                Some(mailbox),
+                Change::ActivityUpdated(ActivityChange::of(&a, &changed)),
+            );
         }
         Ok(())
     }
@@ -137,6 +143,7 @@ impl<'t> ActivityTables<'t> {
 pub(super) fn apply_ingest(
     txn: &WriteTransaction,
     batch: &IngestBatch,
+    feed: &mut Feed,
 ) -> Result<IngestOutcome, StoreError> {
     let mut out = IngestOutcome::default();
     let mut raw_bytes = 0u64;
@@ -257,6 +264,10 @@ pub(super) fn apply_ingest(
                         }
                         t.insert(&activity)?;
                         raw.insert(id, encoded.as_slice())?;
+                        feed.push(
+                            Some(owner),
+                            Change::ActivityCreated(ActivityChange::of(&activity, &[])),
+                        );
                         out.created += 1;
                         raw_bytes += m.size;
                         id
@@ -279,7 +290,7 @@ pub(super) fn apply_ingest(
                     activity,
                     regarding,
                 } => {
-                    t.link(activity, owner, regarding)?;
+                    t.link(activity, owner, regarding, feed)?;
                     out.linked += 1;
                     activity
                 }
@@ -438,6 +449,7 @@ fn record_item_failures(
 pub(super) fn apply_enqueue(
     txn: &WriteTransaction,
     email: &QueuedEmail,
+    feed: &mut Feed,
 ) -> Result<u64, StoreError> {
     let id = next_id(txn, "next_activity_id")?;
     let now = Utc::now();
@@ -510,6 +522,15 @@ pub(super) fn apply_enqueue(
     counts_table.insert(email.mailbox.as_str(), encode(&counts).as_slice())?;
     txn.open_table(OUTBOX)?
         .insert(id, encode(&entry).as_slice())?;
+    let mailbox = Some(email.mailbox.as_str());
+    feed.push(
+        mailbox,
+        Change::ActivityCreated(ActivityChange::of(&activity, &[])),
+    );
+    feed.push(
+        mailbox,
+        Change::OutboxStatusChanged(OutboxChange::of(&entry, None)),
+    );
     Ok(id)
 }
 
@@ -518,13 +539,21 @@ pub(super) fn apply_regarding(
     txn: &WriteTransaction,
     id: u64,
     regarding: Option<String>,
+    feed: &mut Feed,
 ) -> Result<(), StoreError> {
     let mut t = ActivityTables::open(txn)?;
     let Some(mut a) = t.get(id)? else {
         return Ok(());
     };
+    if a.regarding == regarding {
+        return Ok(());
+    }
     t.set_regarding(&mut a, regarding)?;
     t.activities.insert(id, encode(&a).as_slice())?;
+    feed.push(
+        Some(a.mailbox.as_str()),
+        Change::ActivityUpdated(ActivityChange::of(&a, &["regarding"])),
+    );
     Ok(())
 }
 

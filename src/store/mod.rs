@@ -28,11 +28,13 @@
 //! activities, and only UIDLs without an entry are retrieved.
 
 mod batch;
+pub mod feed;
 mod index;
 mod ingest;
 pub mod rawcodec;
 pub mod records;
 mod upgrade;
+pub mod webhook;
 mod writer;
 
 use std::collections::BTreeMap;
@@ -217,6 +219,8 @@ pub(crate) fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
 pub struct Store {
     db: Arc<Database>,
     path: PathBuf,
+    /// The change feed's last committed number, for long-polls and the webhook dispatcher.
+    feed: Arc<feed::FeedClock>,
 }
 
 impl Store {
@@ -270,11 +274,18 @@ impl Store {
             txn.open_table(OUTBOX)?;
             txn.open_table(OUTBOX_DUE)?;
             txn.open_table(OUTBOX_COUNTS)?;
+            txn.open_table(feed::EVENTS)?;
+            txn.open_table(webhook::WEBHOOK_STATE)?;
+            txn.open_table(webhook::WEBHOOK_ACKED)?;
+            txn.open_table(webhook::WEBHOOK_DEAD)?;
         }
         txn.commit()?;
+        let clock = feed::FeedClock::default();
+        clock.set(feed::last_seq(&db.begin_read()?)?);
         Ok(Store {
             db: Arc::new(db),
             path,
+            feed: Arc::new(clock),
         })
     }
 
@@ -284,6 +295,41 @@ impl Store {
 
     pub(crate) fn db(&self) -> &Database {
         &self.db
+    }
+
+    /// The change feed's clock: the last committed number, waits for the next.
+    pub fn feed(&self) -> &feed::FeedClock {
+        &self.feed
+    }
+
+    /// Events after `after` that `keep` keeps, at most `limit`, or that `after` is older than
+    /// the feed keeps.
+    pub fn events(
+        &self,
+        after: u64,
+        limit: usize,
+        keep: &dyn Fn(&feed::Event) -> bool,
+    ) -> Result<feed::Page, StoreError> {
+        feed::read(&self.db.begin_read()?, after, limit, keep)
+    }
+
+    /// A webhook's state and the events delivered above its watermark.
+    pub fn webhook_progress(
+        &self,
+        name: &str,
+    ) -> Result<(webhook::WebhookState, Vec<u64>), StoreError> {
+        webhook::read_progress(&self.db.begin_read()?, name)
+    }
+
+    /// A webhook's dead letters after `after` (all, or only those asked to be redelivered).
+    pub fn dead_letters(
+        &self,
+        name: &str,
+        after: u64,
+        limit: usize,
+        only_redeliver: bool,
+    ) -> Result<Vec<webhook::DeadLetter>, StoreError> {
+        webhook::read_dead(&self.db.begin_read()?, name, after, limit, only_redeliver)
     }
 
     pub fn schema_version(&self) -> Result<u64, StoreError> {

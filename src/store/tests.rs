@@ -357,3 +357,108 @@ fn a_version_1_store_is_upgraded_in_place() {
     let again = Store::open(dir.path()).expect("reopen");
     assert_eq!(again.activities().expect("activities"), acts);
 }
+
+#[tokio::test]
+async fn the_feed_numbers_changes_in_their_commit_and_keeps_what_webhooks_need() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("open");
+    let writer = store.start_writer();
+    writer
+        .webhooks_configured(vec!["crm".into()])
+        .await
+        .expect("configured");
+    let raw = b"Message-ID: <f1@x>\r\nSubject: one\r\n\r\nbody\r\n".to_vec();
+    let done = writer
+        .ingest(batch(5, vec![message(1, &raw)]))
+        .await
+        .expect("queued");
+    done.await.expect("answered").expect("committed");
+    let all = |store: &Store, after| match store.events(after, 100, &|_| true).expect("read") {
+        feed::Page::Events(e) => e,
+        feed::Page::Expired { oldest } => panic!("expired at {oldest}"),
+    };
+    let events = all(&store, 0);
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].seq, 1);
+    assert_eq!(events[0].change.kind(), "activity.created");
+    assert_eq!(store.feed().last(), 1, "the clock moved with the commit");
+    let id = store.activities().expect("acts")[0].id;
+    tokio::task::spawn_blocking({
+        let writer = writer.clone();
+        move || writer.regarding_blocking(id, Some("account:7".into()))
+    })
+    .await
+    .expect("join")
+    .expect("regarding");
+    let events = all(&store, 1);
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].seq, 2);
+    match &events[0].change {
+        feed::Change::ActivityUpdated(a) => {
+            assert_eq!(a.regarding.as_deref(), Some("account:7"));
+            assert_eq!(a.changed, vec!["regarding".to_string()]);
+        }
+        other => panic!("{other:?}"),
+    }
+    // The JSON a consumer reads: type, data, a UTC time with Z.
+    let json = serde_json::to_value(&events[0]).expect("json");
+    assert_eq!(json["type"], "activity.updated");
+    assert!(json["at"].as_str().expect("at").ends_with('Z'), "{json}");
+    let back: feed::Event = serde_json::from_value(json).expect("round trip");
+    assert_eq!(back, events[0]);
+
+    // A webhook that has had nothing holds back pruning, however old the events are.
+    store
+        .feed()
+        .set_retention(std::time::Duration::from_millis(1));
+    let newest = events[0].at;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while chrono::Utc::now() <= newest + chrono::Duration::milliseconds(2) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the clock does not move"
+        );
+        std::thread::yield_now();
+    }
+    store.feed().force_prune();
+    writer
+        .webhook_progress("crm", 0, vec![2], 1)
+        .await
+        .expect("progress");
+    writer.flush().await.expect("flush");
+    assert_eq!(all(&store, 0).len(), 2, "the webhook still needs event 1");
+    let (state, acked) = store.webhook_progress("crm").expect("progress");
+    assert_eq!((state.watermark, acked), (0, vec![2]));
+    // Once it had both, they go; a reader behind them is told where the feed starts.
+    store.feed().force_prune();
+    writer
+        .webhook_progress("crm", 2, vec![], 1)
+        .await
+        .expect("progress");
+    writer.flush().await.expect("flush");
+    let (state, acked) = store.webhook_progress("crm").expect("progress");
+    assert_eq!((state.watermark, acked.len()), (2, 0));
+    store.feed().force_prune();
+    writer
+        .alert(
+            Alert {
+                at: chrono::Utc::now(),
+                level: AlertLevel::Warning,
+                scope: AlertScope::Mailbox,
+                mailbox: Some("a@example.com".into()),
+                profile: None,
+                code: "test".into(),
+                message: "a test alert".into(),
+            },
+            chrono::Utc::now() - chrono::Duration::days(1),
+        )
+        .await
+        .expect("alert");
+    writer.flush().await.expect("flush");
+    match store.events(0, 100, &|_| true).expect("read") {
+        feed::Page::Expired { oldest } => assert_eq!(oldest, 3),
+        feed::Page::Events(e) => panic!("not expired: {e:?}"),
+    }
+    assert_eq!(all(&store, 2)[0].change.kind(), "alert.raised");
+    writer.shutdown();
+}

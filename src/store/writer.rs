@@ -16,8 +16,10 @@ pub use super::batch::{
     TrackingPlace,
 };
 use super::batch::{load, next_id};
+use super::feed::{Change, Feed, MailboxChange, OutboxChange};
 pub use super::ingest::ContactsUpdate;
 use super::ingest::{apply_contacts, apply_enqueue, apply_ingest, apply_regarding};
+use super::webhook::DeadLetter;
 use super::{
     ALERTS, Alert, FOLDER_CURSORS, ITEM_FAILURES, ItemFailure, LastError, MAILBOX_STATE,
     MailboxState, NOT_TRACKED, POP3_SYNC_ID_MAP, PROFILE_STATE, SYNC_ID_MAP, Store, StoreError,
@@ -100,6 +102,16 @@ enum Op {
     OAuthToken(String, Vec<u8>),
     /// Item failures of a mailbox whose emails were moved on the server: (mailbox, keys, where).
     ItemsMoved(String, Vec<String>, String),
+    /// A webhook's progress: (name, watermark, delivered above it, how many delivered).
+    WebhookProgress(String, u64, Vec<u64>, u64),
+    /// An event out of attempts, to the webhook's dead-letter list (counted when new).
+    WebhookDead(String, Box<DeadLetter>, bool),
+    /// Mark a dead letter for redelivery; answered whether there was one.
+    WebhookRedeliver(String, u64, oneshot::Sender<bool>),
+    /// A redelivered dead letter arrived.
+    WebhookResolved(String, u64),
+    /// The configured webhooks (a new one starts at the feed's end; others' state goes).
+    WebhooksConfigured(Vec<String>),
     Flush(oneshot::Sender<()>),
 }
 
@@ -313,6 +325,64 @@ impl StoreWriter {
         Ok(rx)
     }
 
+    /// A webhook dispatcher's progress (applied with the next commit; a crash before it
+    /// redelivers those events, which the idempotency key lets receivers drop).
+    pub async fn webhook_progress(
+        &self,
+        name: &str,
+        watermark: u64,
+        acked: Vec<u64>,
+        delivered: u64,
+    ) -> Result<(), StoreError> {
+        self.tx
+            .send(Op::WebhookProgress(
+                name.to_string(),
+                watermark,
+                acked,
+                delivered,
+            ))
+            .await
+            .map_err(|_| StoreError::WriterGone)
+    }
+
+    pub async fn webhook_dead(
+        &self,
+        name: &str,
+        letter: DeadLetter,
+        new: bool,
+    ) -> Result<(), StoreError> {
+        self.tx
+            .send(Op::WebhookDead(name.to_string(), Box::new(letter), new))
+            .await
+            .map_err(|_| StoreError::WriterGone)
+    }
+
+    pub async fn webhook_resolved(&self, name: &str, seq: u64) -> Result<(), StoreError> {
+        self.tx
+            .send(Op::WebhookResolved(name.to_string(), seq))
+            .await
+            .map_err(|_| StoreError::WriterGone)
+    }
+
+    /// Records the configured webhooks and waits for the commit.
+    pub async fn webhooks_configured(&self, names: Vec<String>) -> Result<(), StoreError> {
+        self.tx
+            .send(Op::WebhooksConfigured(names))
+            .await
+            .map_err(|_| StoreError::WriterGone)?;
+        self.flush().await
+    }
+
+    /// Marks a dead letter for redelivery and waits for the commit; false: no such letter. For
+    /// the HTTP threads.
+    pub fn webhook_redeliver_blocking(&self, name: &str, seq: u64) -> Result<bool, StoreError> {
+        let (done, rx) = oneshot::channel();
+        self.tx
+            .blocking_send(Op::WebhookRedeliver(name.to_string(), seq, done))
+            .map_err(|_| StoreError::WriterGone)?;
+        rx.blocking_recv().map_err(|_| StoreError::WriterGone)
+    }
+
     /// Waits until everything queued before this call is committed.
     pub async fn flush(&self) -> Result<(), StoreError> {
         let (done, rx) = oneshot::channel();
@@ -383,12 +453,16 @@ enum Applied {
     Nothing,
     Ingested(IngestOutcome),
     Queued(u64),
+    Found(bool),
 }
 
 /// Applies `ops` in one transaction and answers each request after the commit.
 fn commit(store: &Store, ops: Vec<Op>) {
     let mut applied: Vec<Applied> = Vec::with_capacity(ops.len());
+    let mut last_seq = None;
     let result = (|| -> Result<(), StoreError> {
+        // The changes downstream sees, numbered in this same transaction.
+        let mut feed = Feed::default();
         let mut txn = store.db().begin_write()?;
         // Durable: the commit reaches the disk before any job is told its batch is stored.
         let _ = txn.set_durability(Durability::Immediate);
@@ -403,7 +477,7 @@ fn commit(store: &Store, ops: Vec<Op>) {
                     }
                     if let Some(t) = outbox.as_mut() {
                         for (id, update) in updates {
-                            t.apply(*id, update)?;
+                            t.apply(*id, update, &mut feed)?;
                         }
                     }
                     applied.push(Applied::Nothing);
@@ -420,10 +494,10 @@ fn commit(store: &Store, ops: Vec<Op>) {
                 }
             }
             applied.push(match op {
-                Op::Ingest(batch, _) => Applied::Ingested(apply_ingest(&txn, batch)?),
-                Op::Enqueue(email, _) => Applied::Queued(apply_enqueue(&txn, email)?),
+                Op::Ingest(batch, _) => Applied::Ingested(apply_ingest(&txn, batch, &mut feed)?),
+                Op::Enqueue(email, _) => Applied::Queued(apply_enqueue(&txn, email, &mut feed)?),
                 Op::Mailbox(mailbox, update) => {
-                    apply_mailbox(&txn, mailbox, update)?;
+                    apply_mailbox(&txn, mailbox, update, &mut feed)?;
                     Applied::Nothing
                 }
                 Op::Pop3Forget(mailbox, uidls) => {
@@ -435,7 +509,7 @@ fn commit(store: &Store, ops: Vec<Op>) {
                     Applied::Nothing
                 }
                 Op::Regarding(id, regarding) => {
-                    apply_regarding(&txn, *id, regarding.clone())?;
+                    apply_regarding(&txn, *id, regarding.clone(), &mut feed)?;
                     Applied::Nothing
                 }
                 Op::Contacts(update) => {
@@ -460,7 +534,7 @@ fn commit(store: &Store, ops: Vec<Op>) {
                     Applied::Nothing
                 }
                 Op::Alert(alert, keep_after) => {
-                    apply_alert(&txn, alert, *keep_after)?;
+                    apply_alert(&txn, alert, *keep_after, &mut feed)?;
                     Applied::Nothing
                 }
                 Op::AlertEmailSent { profile, at } => {
@@ -470,6 +544,26 @@ fn commit(store: &Store, ops: Vec<Op>) {
                     states.insert(profile.as_str(), encode(&p).as_slice())?;
                     Applied::Nothing
                 }
+                Op::WebhookProgress(name, watermark, acked, delivered) => {
+                    super::webhook::apply_progress(&txn, name, *watermark, acked, *delivered)?;
+                    Applied::Nothing
+                }
+                Op::WebhookDead(name, letter, new) => {
+                    super::webhook::apply_dead(&txn, name, letter, *new)?;
+                    Applied::Nothing
+                }
+                Op::WebhookRedeliver(name, seq, _) => {
+                    Applied::Found(super::webhook::apply_redeliver(&txn, name, *seq)?)
+                }
+                Op::WebhookResolved(name, seq) => {
+                    super::webhook::apply_resolved(&txn, name, *seq)?;
+                    Applied::Nothing
+                }
+                Op::WebhooksConfigured(names) => {
+                    let start = super::feed::next_seq(&txn)?.saturating_sub(1);
+                    super::webhook::apply_configured(&txn, names, start)?;
+                    Applied::Nothing
+                }
                 Op::Outbox { .. } | Op::Flush(_) => Applied::Nothing,
             });
         }
@@ -477,9 +571,13 @@ fn commit(store: &Store, ops: Vec<Op>) {
             t.close()?;
         }
         drop(outbox);
+        last_seq = super::feed::append(&txn, feed, store.feed())?;
         txn.commit()?;
         Ok(())
     })();
+    if let (Ok(()), Some(seq)) = (&result, last_seq) {
+        store.feed().set(seq);
+    }
     if let Err(e) = &result {
         tracing::error!(error = %e, "store commit failed; the batch will be fetched again");
     }
@@ -506,6 +604,9 @@ fn commit(store: &Store, ops: Vec<Op>) {
                 let _ = done.send(Err(f
                     .clone()
                     .unwrap_or_else(|| "the email was not queued".into())));
+            }
+            (Op::WebhookRedeliver(_, _, done), Some(Applied::Found(found)), None) => {
+                let _ = done.send(found);
             }
             (Op::Flush(done), _, _)
             | (
@@ -542,7 +643,7 @@ impl<'t> OutboxTables<'t> {
         })
     }
 
-    fn apply(&mut self, id: u64, update: &OutboxUpdate) -> Result<(), StoreError> {
+    fn apply(&mut self, id: u64, update: &OutboxUpdate, feed: &mut Feed) -> Result<(), StoreError> {
         let Some(mut e) = self
             .entries
             .get(id)?
@@ -584,6 +685,12 @@ impl<'t> OutboxTables<'t> {
             OutboxUpdate::SentCopy { note } => e.sent_copy = Some(note.clone()),
         }
         self.entries.insert(id, encode(&e).as_slice())?;
+        if before != e.status {
+            feed.push(
+                Some(e.mailbox.as_str()),
+                Change::OutboxStatusChanged(OutboxChange::of(&e, Some(before))),
+            );
+        }
         // Keep the due index and the mailbox's counts in step with the entry.
         let due_after = matches!(e.status, OutboxStatus::PendingSend | OutboxStatus::Sending)
             .then(|| due_key(e.next_attempt_at));
@@ -701,10 +808,16 @@ fn apply_mailbox(
     txn: &WriteTransaction,
     mailbox: &str,
     update: &MailboxUpdate,
+    feed: &mut Feed,
 ) -> Result<(), StoreError> {
     let mut states = txn.open_table(MAILBOX_STATE)?;
     let mut s: MailboxState = load(&states, mailbox, "mailbox state")?;
+    let before = MailboxChange::of(&s);
     crate::lifecycle::transitions::apply(&mut s, update);
+    let after = MailboxChange::of(&s);
+    if after != before {
+        feed.push(Some(mailbox), Change::MailboxStateChanged(after));
+    }
     // A profile-wide Test & Enable is the profile's last test too (P14).
     if let MailboxUpdate::Tested {
         profile: Some(profile),
@@ -755,10 +868,15 @@ fn apply_alert(
     txn: &WriteTransaction,
     alert: &Alert,
     keep_after: DateTime<Utc>,
+    feed: &mut Feed,
 ) -> Result<(), StoreError> {
     let id = next_id(txn, "next_alert_id")?;
     let mut alerts = txn.open_table(ALERTS)?;
     alerts.insert(id, encode(alert).as_slice())?;
+    feed.push(
+        alert.mailbox.as_deref(),
+        super::feed::alert_change(id, alert),
+    );
     // Ids grow with time: drop from the oldest until one is young enough.
     loop {
         let first = alerts
