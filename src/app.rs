@@ -94,13 +94,14 @@ pub fn run(config: Config, mode: RunMode) -> Result<RunReport, String> {
         mailboxes = config.mailboxes.len(),
         "sidesync starting"
     );
+    store.feed().set_retention(config.appliance.event_retention);
     let report = runtime.block_on(async {
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut ctx = JobContext::new(
             config.clone(),
             store.clone(),
             writer.clone(),
-            stop_rx,
+            stop_rx.clone(),
             heartbeat,
         );
         ctx.outbox_wake = outbox_wake.clone();
@@ -140,6 +141,12 @@ pub fn run(config: Config, mode: RunMode) -> Result<RunReport, String> {
             tokio::spawn(tell_systemd(current.clone()));
             tokio::spawn(engine::stale_watch::run(current.clone(), started_at));
             tokio::spawn(engine::oauth_watch::run(current.clone()));
+            tokio::spawn(crate::webhook::run(
+                store.clone(),
+                writer.clone(),
+                config.webhooks.clone(),
+                stop_rx.clone(),
+            ));
         }
         let engine = tokio::spawn(engine::run(ctx, mode, commands_rx));
         let reloadable = crate::reload::Reloadable {

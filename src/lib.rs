@@ -25,4 +25,5 @@ pub mod store;
 pub mod timefmt;
 pub mod tracking;
 pub mod vault;
+pub mod webhook;
 pub mod wire;

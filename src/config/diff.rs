@@ -69,7 +69,22 @@ pub fn diff(old: &Config, new: &Config) -> Result<ConfigDiff, RefusedReload> {
     if a.max_bytes_in_flight != b.max_bytes_in_flight {
         d.at_restart.push("max_bytes_in_flight");
     }
+    if webhook_settings(old) != webhook_settings(new) {
+        d.at_restart.push("webhook");
+    }
     Ok(d)
+}
+
+/// Everything a webhook is configured with, its secret included (Debug masks secrets).
+fn webhook_settings(c: &Config) -> Vec<String> {
+    c.webhooks
+        .iter()
+        .map(|w| {
+            use sha2::Digest;
+            let digest = sha2::Sha256::digest(w.secret.expose().as_bytes());
+            format!("{w:?}|{digest:x}")
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ mod duration;
 mod pin;
 mod raw;
 pub mod seal;
+pub mod webhook;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -20,6 +21,7 @@ use toml::Spanned;
 
 pub use duration::parse_duration;
 use raw::{RawConfig, RawDuration, RawMailbox, RawProfile};
+pub use webhook::Webhook;
 
 use crate::secret::Secret;
 use crate::tracking::decision::{Correlation, Directory, MailboxInfo, Track};
@@ -35,6 +37,7 @@ pub struct Config {
     pub appliance: Appliance,
     pub profiles: Vec<Profile>,
     pub mailboxes: Vec<Mailbox>,
+    pub webhooks: Vec<Webhook>,
 }
 
 #[derive(Debug, Clone)]
@@ -95,6 +98,8 @@ pub struct Appliance {
     pub item_failure_retention: Duration,
     /// Inline plaintext passwords are accepted (with a warning at each start).
     pub allow_plaintext_passwords: bool,
+    /// Change feed events older than this go (once every webhook had them).
+    pub event_retention: Duration,
 }
 
 /// What an API token may do: `read` (GET), `send` (read, and queue email), `admin` (everything).
@@ -939,11 +944,13 @@ impl Validator<'_> {
                 .and_then(|n| profiles.iter().find(|p| p.name == n));
             m.fingerprint = fingerprint(profile, m, None);
         }
+        let webhooks = self.webhooks(&raw.webhook);
         Config {
             path: path.to_path_buf(),
             appliance,
             profiles,
             mailboxes,
+            webhooks,
         }
     }
 
@@ -1138,6 +1145,12 @@ impl Validator<'_> {
                 0,
                 0..=1_000_000,
             ) as u32,
+            event_retention: self.duration(
+                "event_retention",
+                ra.event_retention.as_ref(),
+                7 * day,
+                Duration::from_secs(60)..=(3650 * day),
+            ),
             stale_after_polls: self.int_in(
                 "stale_after_polls",
                 ra.stale_after_polls.as_ref(),

@@ -12,6 +12,8 @@ pub struct RawConfig {
     pub profile: Vec<RawProfile>,
     #[serde(default)]
     pub mailbox: Vec<RawMailbox>,
+    #[serde(default)]
+    pub webhook: Vec<super::webhook::RawWebhook>,
 }
 
 /// A duration may be written as a string ("5m") or a bare number of seconds.
@@ -62,6 +64,7 @@ pub struct RawAppliance {
     pub status_allowed_hosts: Option<Spanned<Vec<String>>>,
     pub api_tokens: Option<Vec<Spanned<RawApiToken>>>,
     pub status_public: Option<bool>,
+    pub event_retention: Option<Spanned<RawDuration>>,
 }
 
 /// `[[appliance.api_tokens]]`: a further API token with a name and a scope.
