@@ -241,7 +241,7 @@ fn page_status_metrics_and_api_over_http() {
     let missing = http(port, "GET", "/nowhere", None, b"");
     assert_eq!(missing.code, 404);
     assert!(
-        missing.json()["error"]
+        missing.json()["detail"]
             .as_str()
             .is_some_and(|e| e.contains("/nowhere"))
     );
@@ -333,7 +333,7 @@ fn page_status_metrics_and_api_over_http() {
         let r = get(port, &format!("/api/v1/activities?{q}"));
         assert_eq!(r.code, 400, "{q}");
         assert!(
-            r.json()["error"]
+            r.json()["detail"]
                 .as_str()
                 .is_some_and(|e| e.contains(needle)),
             "{q}: {}",

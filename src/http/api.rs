@@ -108,7 +108,7 @@ pub(super) fn authorize(ctx: &StatusContext, request: &Request) -> Result<Caller
             name: t.name.clone(),
             scope: t.scope,
         })
-        .ok_or_else(|| err(401, "wrong token"))
+        .ok_or_else(|| super::error::problem(401, "invalid-token", "wrong token"))
 }
 
 /// The scope a call needs: reading is `read`; queuing email is `send`; everything else that
@@ -217,6 +217,21 @@ fn route(
             super::activities::raw(ctx, id).map(Answer::Mime)
         }
         (Method::Get, ["mailboxes"]) => super::activities::mailboxes(ctx, &url).map(json_ok),
+        (Method::Get, ["events"]) => super::events::list(ctx, &url).map(view),
+        (Method::Get, ["webhooks"]) => {
+            super::events::webhooks(ctx).map(|w| view(serde_json::json!({ "webhooks": w })))
+        }
+        (Method::Get, ["webhooks", name, "dead"]) => super::events::dead(ctx, name, &url).map(view),
+        (Method::Post, ["webhooks", name, "dead", seq, "redeliver"]) => {
+            super::events::redeliver(ctx, name, seq).map(|v| Answer::Json(202, to_value(v)))
+        }
+        (
+            _,
+            ["events"]
+            | ["webhooks"]
+            | ["webhooks", _, "dead"]
+            | ["webhooks", _, "dead", _, "redeliver"],
+        ) => Err(err(405, "method not allowed")),
         (_, ["activities"] | ["activities", _] | ["activities", _, "raw"] | ["mailboxes"]) => {
             Err(err(405, "method not allowed"))
         }
@@ -226,6 +241,15 @@ fn route(
 
 fn json_ok(v: Value) -> Answer {
     Answer::Json(200, v)
+}
+
+/// A typed view as a 200 answer.
+fn view(v: impl serde::Serialize) -> Answer {
+    Answer::Json(200, to_value(v))
+}
+
+fn to_value(v: impl serde::Serialize) -> Value {
+    serde_json::to_value(v).unwrap_or(Value::Null)
 }
 
 fn handle_actions(

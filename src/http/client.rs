@@ -23,7 +23,7 @@ impl Reply {
     /// The API's own words for a refusal, else the status code.
     pub fn refusal(&self) -> String {
         let v = self.json();
-        match v["error"].as_str() {
+        match v["detail"].as_str() {
             Some(e) => format!("{e} ({})", self.status),
             None => format!("HTTP {}", self.status),
         }

@@ -8,6 +8,7 @@ mod api;
 pub mod client;
 mod detail;
 mod error;
+mod events;
 pub mod filter;
 pub mod front;
 pub mod page;
@@ -199,7 +200,30 @@ fn json(code: u16, v: &Value) -> Answer {
 }
 
 fn json_error(code: u16, message: &str) -> Answer {
-    json(code, &serde_json::json!({ "error": message }))
+    problem(&error::ApiError {
+        status: code,
+        kind: error::kind_of(code),
+        message: message.to_string(),
+        extra: None,
+    })
+}
+
+/// An error as RFC 9457 problem+json; a 401 says how to authenticate.
+fn problem(e: &error::ApiError) -> Answer {
+    let mut answer = Response::from_string(e.body())
+        .with_header(header("application/problem+json"))
+        .with_status_code(e.status);
+    if e.status == 401 {
+        let challenge = if e.kind == "invalid-token" {
+            "Bearer realm=\"sidesync\", error=\"invalid_token\""
+        } else {
+            "Bearer realm=\"sidesync\""
+        };
+        if let Ok(h) = Header::from_bytes(&b"WWW-Authenticate"[..], challenge.as_bytes()) {
+            answer.add_header(h);
+        }
+    }
+    answer
 }
 
 /// The client's address, as the front says (tiny_http itself only sees the Unix socket, which
@@ -231,7 +255,24 @@ pub enum Origin {
     Control,
 }
 
-fn handle(ctx: &StatusContext, mut request: Request, origin: Origin) {
+fn handle(ctx: &StatusContext, request: Request, origin: Origin) {
+    let url = request.url().to_string();
+    let path = url.split('?').next().unwrap_or("");
+    // A long-poll waits on a thread of its own, not on one of the few workers.
+    if events::is_long_poll(path, &url) && events::reserve_waiter() {
+        let ctx = ctx.clone();
+        let spawned = std::thread::Builder::new()
+            .name("api-long-poll".into())
+            .spawn(move || events::run_as_waiter(|| respond(&ctx, request, origin)));
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "cannot start a long-poll thread");
+        }
+        return;
+    }
+    respond(ctx, request, origin);
+}
+
+fn respond(ctx: &StatusContext, mut request: Request, origin: Origin) {
     let url = request.url().to_string();
     let path = url.split('?').next().unwrap_or("").to_string();
     // The status endpoints tell a lot about the mailboxes: off loopback they need the token too,
@@ -240,7 +281,7 @@ fn handle(ctx: &StatusContext, mut request: Request, origin: Origin) {
         && status_needs_token(&path, peer(&request), ctx.config().appliance.status_public)
         && let Err(e) = api::authorize(ctx, &request)
     {
-        let _ = request.respond(json_error(e.status, &e.message));
+        let _ = request.respond(problem(&e));
         return;
     }
     let response = if path.starts_with("/api/v1/") {
@@ -249,7 +290,7 @@ fn handle(ctx: &StatusContext, mut request: Request, origin: Origin) {
             Ok(api::Answer::Mime(raw)) => {
                 Response::from_data(raw).with_header(header("message/rfc822"))
             }
-            Err(e) => json_error(e.status, &e.message),
+            Err(e) => problem(&e),
         }
     } else {
         page_or_endpoint(ctx, request.method(), &path, &url)

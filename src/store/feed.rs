@@ -308,10 +308,14 @@ fn prune(txn: &WriteTransaction, now: DateTime<Utc>, retention: u64) -> Result<(
     Ok(())
 }
 
+/// Events one read looks at most (a filter that keeps few must not scan the whole feed).
+const MAX_SCAN: usize = 100_000;
+
 /// What `GET /api/v1/events` reads.
 pub enum Page {
-    /// Events after the asked number (possibly none), in order.
-    Events(Vec<Event>),
+    /// Events after the asked number (possibly none), in order, and the last number looked at
+    /// (where the next read goes on from).
+    Events(Vec<Event>, u64),
     /// The asked number is older than what the feed keeps: the oldest it has.
     Expired { oldest: u64 },
 }
@@ -331,8 +335,10 @@ pub(super) fn read(
         return Ok(Page::Expired { oldest });
     }
     let mut out = Vec::new();
-    for row in events.range(after.saturating_add(1)..)? {
+    let mut seen = after;
+    for row in events.range(after.saturating_add(1)..)?.take(MAX_SCAN) {
         let e: Event = decode("event", row?.1.value())?;
+        seen = e.seq;
         if keep(&e) {
             out.push(e);
             if out.len() >= limit {
@@ -340,7 +346,7 @@ pub(super) fn read(
             }
         }
     }
-    Ok(Page::Events(out))
+    Ok(Page::Events(out, seen))
 }
 
 /// The number the next event gets.

@@ -374,7 +374,7 @@ async fn the_feed_numbers_changes_in_their_commit_and_keeps_what_webhooks_need()
         .expect("queued");
     done.await.expect("answered").expect("committed");
     let all = |store: &Store, after| match store.events(after, 100, &|_| true).expect("read") {
-        feed::Page::Events(e) => e,
+        feed::Page::Events(e, _) => e,
         feed::Page::Expired { oldest } => panic!("expired at {oldest}"),
     };
     let events = all(&store, 0);
@@ -457,7 +457,7 @@ async fn the_feed_numbers_changes_in_their_commit_and_keeps_what_webhooks_need()
     writer.flush().await.expect("flush");
     match store.events(0, 100, &|_| true).expect("read") {
         feed::Page::Expired { oldest } => assert_eq!(oldest, 3),
-        feed::Page::Events(e) => panic!("not expired: {e:?}"),
+        feed::Page::Events(e, _) => panic!("not expired: {e:?}"),
     }
     assert_eq!(all(&store, 2)[0].change.kind(), "alert.raised");
     writer.shutdown();

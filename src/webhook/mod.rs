@@ -5,9 +5,10 @@
 //! delivers the head of up to `max_in_flight` lanes at once: a failing delivery holds back only
 //! the rest of its lane (and only this webhook). Failures retry with exponential backoff and
 //! jitter; after `max_attempts` the event goes to the dead-letter list and the lane moves on.
-//! Progress is committed through the writer in batches: a crash redelivers at most the events
-//! delivered since the last commit, which the idempotency key (the event's number) lets the
-//! receiver drop. Memory is bounded: at most [`WINDOW`] events are held per webhook.
+//! Progress is committed through the writer in batches, and deliveries running plus deliveries
+//! not yet committed never exceed `max_in_flight`: a crash redelivers at most that many events,
+//! which the idempotency key (the event's number) lets the receiver drop. Memory is bounded: at
+//! most [`WINDOW`] events are held per webhook.
 
 pub mod sign;
 
@@ -179,11 +180,15 @@ impl Dispatcher {
                 last_redeliver_check = now;
                 self.start_redeliveries(&mut running);
             }
-            self.start_deliveries(&mut running);
-            if now >= last_progress + PROGRESS_EVERY || running.is_empty() {
+            // Delivered but not committed counts as in flight: a crash redelivers those.
+            if self.newly_acked.len() + running.len() >= self.hook.max_in_flight
+                || now >= last_progress + PROGRESS_EVERY
+                || running.is_empty()
+            {
                 last_progress = now;
                 self.commit_progress().await;
             }
+            self.start_deliveries(&mut running);
             let next_retry = self.retries.keys().next().map(|(at, _)| *at);
             let tick = next_retry
                 .unwrap_or(now + REDELIVER_CHECK)
@@ -215,7 +220,7 @@ impl Dispatcher {
         while self.pending.len() < WINDOW {
             let room = (WINDOW - self.pending.len()).min(READ_BATCH);
             let events = match self.store.events(self.read_to, room, &|_| true)? {
-                Page::Events(e) => e,
+                Page::Events(e, _) => e,
                 Page::Expired { oldest } => {
                     // Only when events were dropped under it (a store restored from an old
                     // backup): say so and go on from what there is.
@@ -274,6 +279,7 @@ impl Dispatcher {
     }
 
     fn start_deliveries(&mut self, running: &mut JoinSet<Outcome>) {
+        let in_flight = |running: &JoinSet<Outcome>, acked: usize| running.len() + acked;
         let idle: Vec<String> = self
             .lanes
             .iter()
@@ -281,7 +287,7 @@ impl Dispatcher {
             .map(|(lane, _)| lane.clone())
             .collect();
         for lane in idle {
-            if running.len() >= self.hook.max_in_flight {
+            if in_flight(running, self.newly_acked.len()) >= self.hook.max_in_flight {
                 break;
             }
             let Some(&seq) = self.lanes.get(&lane).and_then(|q| q.front()) else {
@@ -443,11 +449,15 @@ impl Dispatcher {
             .filter(|&s| s > self.watermark)
             .collect();
         let delivered = std::mem::take(&mut self.delivered_since);
-        match self
+        let written = match self
             .writer
             .webhook_progress(&self.hook.name, self.watermark, acked, delivered)
             .await
         {
+            Ok(()) => self.writer.flush().await,
+            Err(e) => Err(e),
+        };
+        match written {
             Ok(()) => self.committed_watermark = self.watermark,
             Err(e) => {
                 tracing::error!(webhook = %self.hook.name, error = %e, "cannot record webhook progress")

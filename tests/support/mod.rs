@@ -14,6 +14,7 @@ pub mod sidesync;
 pub mod smtp_server;
 pub mod token_server;
 pub mod web;
+pub mod webhook_receiver;
 
 use std::time::{Duration, Instant};
 
