@@ -159,7 +159,7 @@ fn a_queued_email_arrives_once_with_its_parts_and_token_and_no_bcc() {
     );
     assert_eq!(code, 400);
     assert!(
-        s.status()["mailboxes"][0]["outbox"]["queued"] == 0,
+        s.status()["mailboxes"][0]["outbox"]["pending_send"] == 0,
         "nothing was queued by bad requests"
     );
 
@@ -625,5 +625,209 @@ fn a_mailbox_queues_at_most_its_rate() {
         break;
     }
     assert!(shown, "two minute boundaries in a row");
+    assert!(s.terminate().success());
+}
+
+/// A POST to the outbox with an `Idempotency-Key`: (status, answer).
+fn post_with_key(port: u16, key: &str, body: &Value) -> (u16, Value) {
+    use std::io::{Read, Write};
+    let body = body.to_string();
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    write!(
+        s,
+        "POST /api/v1/outbox HTTP/1.0\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n\
+         Idempotency-Key: {key}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("send");
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).expect("read");
+    let (head, answer) = buf.split_once("\r\n\r\n").expect("answer");
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("code");
+    (code, serde_json::from_str(answer).expect("json"))
+}
+
+#[test]
+fn idempotency_keys_cancel_and_resend() {
+    let d = Dovecot::start();
+    let setup = Setup::new();
+    let server = SmtpServer::start();
+    let (from, waiting) = ("keys@example.com", "waiting@example.com");
+    d.add_user(from);
+    d.add_user(waiting);
+    let cfg = setup.write(
+        FAST_RETRIES,
+        &[
+            profile(&d, server.port, "none", ""),
+            mailbox(from, PASSWORD),
+            format!(
+                "[[mailbox]]\nemail_address = \"{waiting}\"\npassword = \"{PASSWORD}\"\n\
+                 approval = \"pending_approval\"\n"
+            ),
+        ]
+        .concat(),
+    );
+    let s = setup.start(&cfg);
+    let email = json!({"from": from, "to": ["a@example.net"], "subject": "once", "text": "t"});
+    // A retry with the same key gets the first answer and queues nothing.
+    let (code, first) = post_with_key(setup.port, "order-17", &email);
+    assert_eq!(code, 202, "{first}");
+    let (code, again) = post_with_key(setup.port, "order-17", &email);
+    assert_eq!((code, &again), (202, &first));
+    // The same key for another email is refused, naming the first.
+    let other = json!({"from": from, "to": ["b@example.net"], "subject": "other", "text": "t"});
+    let (code, refused) = post_with_key(setup.port, "order-17", &other);
+    assert_eq!(code, 422, "{refused}");
+    assert_eq!(
+        refused["type"],
+        "urn:sidesync:problem:idempotency-key-reused"
+    );
+    // Two retries at the same moment: one email.
+    let racing: Vec<(u16, Value)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| scope.spawn(|| post_with_key(setup.port, "order-18", &other)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("join"))
+            .collect()
+    });
+    assert!(
+        racing
+            .iter()
+            .all(|(c, v)| *c == 202 && v["id"] == racing[0].1["id"]),
+        "{racing:?}"
+    );
+    wait_status(&setup, first["id"].as_u64().expect("id"), "sent");
+    wait_status(&setup, racing[0].1["id"].as_u64().expect("id"), "sent");
+    let (code, list) = http(
+        setup.port,
+        "GET",
+        &format!("/api/v1/outbox?mailbox={from}"),
+        Some(TOKEN),
+        "",
+    );
+    assert_eq!(code, 200);
+    let list: Value = serde_json::from_str(&list).expect("json");
+    assert_eq!(list["outbox"].as_array().map(Vec::len), Some(2), "{list}");
+    assert_eq!(server.messages().len(), 2, "each email went once");
+
+    // Cancel: only while Pending Send (a mailbox waiting for approval keeps it there).
+    let held = queue(
+        &setup,
+        &json!({"from": waiting, "to": ["c@example.net"], "subject": "held", "text": "t"}),
+    );
+    let (code, v) = http(
+        setup.port,
+        "DELETE",
+        &format!("/api/v1/outbox/{held}"),
+        Some(TOKEN),
+        "",
+    );
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&v).expect("json")["status"],
+        "cancelled"
+    );
+    let (code, v) = http(
+        setup.port,
+        "DELETE",
+        &format!("/api/v1/outbox/{held}"),
+        Some(TOKEN),
+        "",
+    );
+    assert_eq!(code, 409, "{v}");
+    assert!(v.contains("cancelled") && v.contains("pending_send"), "{v}");
+    let sent = first["id"].as_u64().expect("id");
+    let (code, v) = http(
+        setup.port,
+        "DELETE",
+        &format!("/api/v1/outbox/{sent}"),
+        Some(TOKEN),
+        "",
+    );
+    assert_eq!(code, 409, "a sent email cannot be cancelled: {v}");
+    // Approved now: the cancelled email never goes.
+    let (code, _) = http(
+        setup.port,
+        "POST",
+        &format!("/api/v1/mailboxes/{waiting}/approve"),
+        Some(TOKEN),
+        "",
+    );
+    assert_eq!(code, 200);
+    let after = queue(
+        &setup,
+        &json!({"from": waiting, "to": ["d@example.net"], "subject": "after", "text": "t"}),
+    );
+    wait_status(&setup, after, "sent");
+    assert_eq!(outbox(&setup, held)["status"], "cancelled");
+    assert!(
+        server
+            .messages()
+            .iter()
+            .all(|m| !m.recipients.contains(&"c@example.net".to_string())),
+        "the cancelled email was sent"
+    );
+
+    // Resend: a Failed email goes back to Pending Send and is tried again.
+    let failing = queue(
+        &setup,
+        &json!({"from": from, "to": ["reject-x@example.net"], "subject": "f", "text": "t"}),
+    );
+    wait_status(&setup, failing, "failed");
+    let (code, v) = http(
+        setup.port,
+        "POST",
+        &format!("/api/v1/outbox/{failing}/resend"),
+        Some(TOKEN),
+        "",
+    );
+    assert_eq!(code, 200, "{v}");
+    wait_for("the second try", Duration::from_secs(30), || {
+        let v = outbox(&setup, failing);
+        (v["status"] == "failed" && v["tries"] == 1).then_some(())
+    });
+    let (code, v) = http(
+        setup.port,
+        "POST",
+        &format!("/api/v1/outbox/{sent}/resend"),
+        Some(TOKEN),
+        "",
+    );
+    assert_eq!(code, 409, "a sent email is not sent again: {v}");
+    // The feed told every status change of the failing email, in order.
+    let (code, feed) = http(
+        setup.port,
+        "GET",
+        "/api/v1/events?limit=1000",
+        Some(TOKEN),
+        "",
+    );
+    assert_eq!(code, 200);
+    let feed: Value = serde_json::from_str(&feed).expect("json");
+    let statuses: Vec<String> = feed["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter(|e| e["type"] == "outbox.status_changed" && e["data"]["id"] == failing)
+        .map(|e| e["data"]["status"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            "pending_send",
+            "sending",
+            "failed",
+            "pending_send",
+            "sending",
+            "failed"
+        ],
+        "{statuses:?}"
+    );
     assert!(s.terminate().success());
 }

@@ -338,6 +338,18 @@ async fn claim(ctx: &JobContext, queue: &JobQueue, block: Vec<OutboxEntry>) {
     if let Ok(committed) = ctx.writer.outbox_committed(marks, false).await {
         let _ = committed.await;
     }
+    // An email cancelled between the read and the claim stayed cancelled: it is not sent.
+    let ids: Vec<u64> = block.iter().map(|e| e.id).collect();
+    let now = ctx.store.outbox_statuses(&ids).unwrap_or_default();
+    let block: Vec<OutboxEntry> = block
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| {
+            now.get(*i)
+                .is_none_or(|s| s.is_none_or(|s| s == crate::store::OutboxStatus::Sending))
+        })
+        .map(|(_, e)| e)
+        .collect();
     let ids: Vec<u64> = block.iter().map(|e| e.id).collect();
     let raws = ctx.store.activity_raws(&ids).unwrap_or_default();
     queue.claimed(block, raws);

@@ -117,7 +117,9 @@ pub fn scope_needed(method: &Method, parts: &[&str]) -> crate::config::TokenScop
     use crate::config::TokenScope;
     match (method, parts) {
         (Method::Get, _) => TokenScope::Read,
-        (Method::Post, ["outbox"]) => TokenScope::Send,
+        (Method::Post, ["outbox"])
+        | (Method::Delete, ["outbox", _])
+        | (Method::Post, ["outbox", _, "resend"]) => TokenScope::Send,
         _ => TokenScope::Admin,
     }
 }
@@ -235,7 +237,8 @@ fn route(
         (_, ["activities"] | ["activities", _] | ["activities", _, "raw"] | ["mailboxes"]) => {
             Err(err(405, "method not allowed"))
         }
-        _ => handle_actions(ctx, request, path, &parts).map(|(code, v)| Answer::Json(code, v)),
+        _ => handle_actions(ctx, request, path, &parts, &token.name)
+            .map(|(code, v)| Answer::Json(code, v)),
     }
 }
 
@@ -257,6 +260,7 @@ fn handle_actions(
     request: &mut Request,
     path: &str,
     parts: &[&str],
+    caller: &str,
 ) -> Result<(u16, Value), ApiError> {
     match (request.method().clone(), parts) {
         (Method::Get, ["alerts"]) => alerts(ctx, request.url()),
@@ -271,9 +275,17 @@ fn handle_actions(
             retry_failure(ctx, address, key)
         }
         (Method::Post, ["outbox"]) => {
+            let key = idempotency_key(request)?;
             let body = body_bytes(request, MAX_BODY)?;
-            queue(ctx, &body)
+            queue(ctx, &body, key.map(|k| (caller, k)))
         }
+        (Method::Delete, ["outbox", id]) => {
+            outbox_action(ctx, id, crate::store::outbox_actions::OutboxAction::Cancel)
+        }
+        (Method::Post, ["outbox", id, "resend"]) => {
+            outbox_action(ctx, id, crate::store::outbox_actions::OutboxAction::Resend)
+        }
+        (_, ["outbox", _, "resend"]) => Err(err(405, "method not allowed")),
         (Method::Get, ["outbox"]) => outbox_list(ctx, request.url()),
         (Method::Get, ["outbox", id]) => outbox_status(ctx, id),
         (Method::Put, ["contacts"]) => {
@@ -520,9 +532,126 @@ fn list_limit(v: &str) -> Result<usize, ApiError> {
         })
 }
 
-/// `POST /api/v1/outbox`: validate, build, queue durably; 202 with the activity id.
-fn queue(ctx: &StatusContext, body: &[u8]) -> Result<(u16, Value), ApiError> {
+/// The `Idempotency-Key` header, if any: 1 to 255 visible ASCII characters.
+fn idempotency_key(request: &Request) -> Result<Option<String>, ApiError> {
+    let Some(h) = request
+        .headers()
+        .iter()
+        .find(|h| h.field.equiv("Idempotency-Key"))
+    else {
+        return Ok(None);
+    };
+    let key = h.value.as_str().trim().trim_matches('"').to_string();
+    if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(err(
+            400,
+            "Idempotency-Key must be 1 to 255 visible ASCII characters",
+        ));
+    }
+    Ok(Some(key))
+}
+
+/// The answer to a queued email, the first time and on every replay of its idempotency key.
+#[derive(serde::Serialize)]
+struct QueuedView<'a> {
+    id: u64,
+    status: &'static str,
+    message_id: Option<&'a str>,
+    subject: Option<&'a str>,
+}
+
+fn queued_answer(record: &crate::store::outbox_actions::IdempotencyRecord) -> (u16, Value) {
+    (
+        202,
+        to_value(QueuedView {
+            id: record.id,
+            status: crate::store::OutboxStatus::PendingSend.as_str(),
+            message_id: record.message_id.as_deref(),
+            subject: record.subject.as_deref(),
+        }),
+    )
+}
+
+/// `DELETE /api/v1/outbox/ID` (cancel while Pending Send) and `POST …/ID/resend` (a Failed one).
+fn outbox_action(
+    ctx: &StatusContext,
+    id: &str,
+    action: crate::store::outbox_actions::OutboxAction,
+) -> Result<(u16, Value), ApiError> {
+    use crate::store::outbox_actions::{ActionRefused, OutboxAction};
+    let id: u64 = id
+        .parse()
+        .map_err(|_| err(400, format!("\"{id}\" is not an outbox id")))?;
+    let writer = ctx
+        .writer
+        .as_ref()
+        .ok_or_else(|| err(503, "the store writer is not running"))?;
+    let (verb, allowed) = match action {
+        OutboxAction::Cancel => ("cancelled", "pending_send"),
+        OutboxAction::Resend => ("sent again", "failed"),
+    };
+    match writer
+        .outbox_action_blocking(id, action)
+        .map_err(|e| err(503, e.to_string()))?
+    {
+        Ok(e) => {
+            if action == OutboxAction::Resend {
+                ctx.outbox_wake.notify_one();
+            }
+            tracing::info!(id, mailbox = %e.mailbox, "queued email {verb} through the API");
+            Ok((200, outbox_json(&e)))
+        }
+        Err(ActionRefused::NoSuchEmail) => Err(err(404, format!("no queued email {id}"))),
+        Err(ActionRefused::Status(s)) => Err(super::error::problem(
+            409,
+            "outbox-status",
+            format!(
+                "queued email {id} is {}; only a {allowed} email can be {verb}",
+                s.as_str()
+            ),
+        )
+        .with("status", Value::from(s.as_str()))),
+    }
+}
+
+/// `POST /api/v1/outbox`: validate, build, queue durably; 202 with the activity id. With an
+/// idempotency key (scoped to the caller), a request seen in the last 24 hours gets its first
+/// answer and queues nothing; the same key with another request is refused.
+fn queue(
+    ctx: &StatusContext,
+    body: &[u8],
+    key: Option<(&str, String)>,
+) -> Result<(u16, Value), ApiError> {
     use crate::outbox::request;
+    use crate::store::outbox_actions::{IdempotencyRecord, scoped_key};
+    let idempotency = match key {
+        None => None,
+        Some((caller, key)) => {
+            use sha2::{Digest, Sha256};
+            let scoped = scoped_key(caller, &key);
+            let hash = format!("{:x}", Sha256::digest(body));
+            if let Some(first) = ctx
+                .store
+                .idempotency(&scoped)
+                .map_err(|e| err(503, e.to_string()))?
+            {
+                if first.request_hash != hash {
+                    return Err(super::error::problem(
+                        422,
+                        "idempotency-key-reused",
+                        format!(
+                            "Idempotency-Key \"{key}\" was used in the last 24 hours for another \
+                             request (queued email {}); use a new key for a new email",
+                            first.id
+                        ),
+                    ));
+                }
+                tracing::info!(id = first.id, "idempotent replay of a queued email");
+                return Ok(queued_answer(&first));
+            }
+            Some((scoped, hash))
+        }
+    };
     let bad = |e: request::RequestError| err(400, e.to_string());
     let req = request::parse(body).map_err(bad)?;
     let from = req.from.trim().to_ascii_lowercase();
@@ -627,14 +756,40 @@ fn queue(ctx: &StatusContext, body: &[u8]) -> Result<(u16, Value), ApiError> {
             token,
             regarding,
             directory: ctx.directory.get(),
+            idempotency: idempotency.as_ref().map(|(scoped, hash)| {
+                (
+                    scoped.clone(),
+                    IdempotencyRecord {
+                        id: 0,
+                        request_hash: hash.clone(),
+                        at: Utc::now(),
+                        message_id: Some(email.message_id.clone()),
+                        subject: Some(email.subject.clone()),
+                    },
+                )
+            }),
         })
         .map_err(|e| err(503, e.to_string()))?;
+    let (id, replayed) = id;
+    if replayed && let Some((scoped, _)) = &idempotency {
+        // The same key, at the same moment: the first one's answer.
+        if let Some(first) = ctx
+            .store
+            .idempotency(scoped)
+            .map_err(|e| err(503, e.to_string()))?
+        {
+            return Ok(queued_answer(&first));
+        }
+    }
     ctx.outbox_wake.notify_one();
     tracing::info!(mailbox = %from, id, recipients = email.recipients.len(), "email queued");
-    Ok((
-        202,
-        json!({ "id": id, "status": "pending_send", "message_id": email.message_id, "subject": email.subject }),
-    ))
+    Ok(queued_answer(&IdempotencyRecord {
+        id,
+        request_hash: String::new(),
+        at: Utc::now(),
+        message_id: Some(email.message_id.clone()),
+        subject: Some(email.subject.clone()),
+    }))
 }
 
 /// A Message-ID of our own: time, a counter and a hash, at the sender's domain.
@@ -667,12 +822,13 @@ fn outbox_list(ctx: &StatusContext, url: &str) -> Result<(u16, Value), ApiError>
                     OutboxStatus::Sending,
                     OutboxStatus::Sent,
                     OutboxStatus::Failed,
+                    OutboxStatus::Cancelled,
                 ];
                 status = Some(all.into_iter().find(|s| s.as_str() == v).ok_or_else(|| {
                     err(
                         400,
                         format!(
-                            "status = \"{v}\" is not one of pending_send, sending, sent, failed"
+                            "status = \"{v}\" is not one of pending_send, sending, sent, failed, cancelled"
                         ),
                     )
                 })?)

@@ -131,6 +131,8 @@ pub struct QueuedEmail {
     /// The record it is about, when the request named one.
     pub regarding: Option<String>,
     pub directory: Arc<Directory>,
+    /// The request's idempotency key (scoped to its caller) and what it was, if it had one.
+    pub idempotency: Option<(String, super::outbox_actions::IdempotencyRecord)>,
 }
 
 /// A state record, or its default when the row does not exist yet.

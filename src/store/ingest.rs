@@ -450,7 +450,16 @@ pub(super) fn apply_enqueue(
     txn: &WriteTransaction,
     email: &QueuedEmail,
     feed: &mut Feed,
-) -> Result<u64, StoreError> {
+) -> Result<(u64, bool), StoreError> {
+    // A retry of a request already queued (two at once included): its email, not a new one.
+    if let Some((key, _)) = &email.idempotency
+        && let Some(first) = super::outbox_actions::recall(
+            &txn.open_table(super::outbox_actions::IDEMPOTENCY)?,
+            key,
+        )?
+    {
+        return Ok((first.id, true));
+    }
     let id = next_id(txn, "next_activity_id")?;
     let now = Utc::now();
     let mut t = ActivityTables::open(txn)?;
@@ -531,7 +540,14 @@ pub(super) fn apply_enqueue(
         mailbox,
         Change::OutboxStatusChanged(OutboxChange::of(&entry, None)),
     );
-    Ok(id)
+    if let Some((key, record)) = &email.idempotency {
+        let record = super::outbox_actions::IdempotencyRecord {
+            id,
+            ..record.clone()
+        };
+        super::outbox_actions::remember(txn, key, &record)?;
+    }
+    Ok((id, false))
 }
 
 /// Sets what an activity is about; nothing when there is no such activity (the API checks).

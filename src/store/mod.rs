@@ -31,6 +31,7 @@ mod batch;
 pub mod feed;
 mod index;
 mod ingest;
+pub mod outbox_actions;
 pub mod rawcodec;
 pub mod records;
 mod upgrade;
@@ -275,6 +276,8 @@ impl Store {
             txn.open_table(OUTBOX_DUE)?;
             txn.open_table(OUTBOX_COUNTS)?;
             txn.open_table(feed::EVENTS)?;
+            txn.open_table(outbox_actions::IDEMPOTENCY)?;
+            txn.open_table(outbox_actions::IDEMPOTENCY_BY_TIME)?;
             txn.open_table(webhook::WEBHOOK_STATE)?;
             txn.open_table(webhook::WEBHOOK_ACKED)?;
             txn.open_table(webhook::WEBHOOK_DEAD)?;
@@ -295,6 +298,15 @@ impl Store {
 
     pub(crate) fn db(&self) -> &Database {
         &self.db
+    }
+
+    /// The email an idempotency key (scoped to its caller) queued within 24 hours.
+    pub fn idempotency(
+        &self,
+        key: &str,
+    ) -> Result<Option<outbox_actions::IdempotencyRecord>, StoreError> {
+        let txn = self.db.begin_read()?;
+        outbox_actions::recall(&txn.open_table(outbox_actions::IDEMPOTENCY)?, key)
     }
 
     /// The change feed's clock: the last committed number, waits for the next.
@@ -687,6 +699,19 @@ impl Store {
         t.get(id)?
             .map(|v| decode("outbox entry", v.value()))
             .transpose()
+    }
+
+    /// The statuses of several queued emails, in one read transaction (None: no such email).
+    pub fn outbox_statuses(&self, ids: &[u64]) -> Result<Vec<Option<OutboxStatus>>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(OUTBOX)?;
+        ids.iter()
+            .map(|&id| {
+                t.get(id)?
+                    .map(|v| decode::<OutboxEntry>("outbox entry", v.value()).map(|e| e.status))
+                    .transpose()
+            })
+            .collect()
     }
 
     /// Every outbox entry, in queue order. Sent and failed ones included (for counts).

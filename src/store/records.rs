@@ -149,10 +149,14 @@ impl ItemFailure {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutboxCounts {
+    /// Pending Send (one name per status: `pending_send`; `queued` is how version 1 wrote it).
+    #[serde(rename = "pending_send", alias = "queued")]
     pub queued: u64,
     pub sending: u64,
     pub sent: u64,
     pub failed: u64,
+    #[serde(default)]
+    pub cancelled: u64,
     pub last_send_error: Option<String>,
 }
 
@@ -163,6 +167,7 @@ impl OutboxCounts {
             OutboxStatus::Sending => &mut self.sending,
             OutboxStatus::Sent => &mut self.sent,
             OutboxStatus::Failed => &mut self.failed,
+            OutboxStatus::Cancelled => &mut self.cancelled,
         }
     }
 
@@ -176,7 +181,8 @@ impl OutboxCounts {
     }
 }
 
-/// Where a queued email is (Dynamics: Pending Send → Sending → Sent / Failed).
+/// Where a queued email is (Dynamics: Pending Send → Sending → Sent / Failed; Cancelled while
+/// Pending Send through the API).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OutboxStatus {
@@ -184,6 +190,7 @@ pub enum OutboxStatus {
     Sending,
     Sent,
     Failed,
+    Cancelled,
 }
 
 impl OutboxStatus {
@@ -193,6 +200,7 @@ impl OutboxStatus {
             OutboxStatus::Sending => "sending",
             OutboxStatus::Sent => "sent",
             OutboxStatus::Failed => "failed",
+            OutboxStatus::Cancelled => "cancelled",
         }
     }
 }

@@ -19,6 +19,7 @@ use super::batch::{load, next_id};
 use super::feed::{Change, Feed, MailboxChange, OutboxChange};
 pub use super::ingest::ContactsUpdate;
 use super::ingest::{apply_contacts, apply_enqueue, apply_ingest, apply_regarding};
+use super::outbox_actions::{ActionRefused, OutboxAction};
 use super::webhook::DeadLetter;
 use super::{
     ALERTS, Alert, FOLDER_CURSORS, ITEM_FAILURES, ItemFailure, LastError, MAILBOX_STATE,
@@ -70,7 +71,17 @@ pub enum OutboxUpdate {
 }
 
 enum Op {
-    Enqueue(Box<QueuedEmail>, oneshot::Sender<Result<u64, String>>),
+    /// Answered with the email's id, and whether its idempotency key had queued it already.
+    Enqueue(
+        Box<QueuedEmail>,
+        oneshot::Sender<Result<(u64, bool), String>>,
+    ),
+    /// Cancel or resend a queued email; answered with the entry after, or why not.
+    OutboxAction(
+        u64,
+        OutboxAction,
+        oneshot::Sender<Result<OutboxEntry, ActionRefused>>,
+    ),
     /// Status changes of queued emails, applied in order; told when committed, if asked.
     Outbox {
         updates: Vec<(u64, OutboxUpdate)>,
@@ -282,8 +293,22 @@ impl StoreWriter {
         rx.blocking_recv().map_err(|_| StoreError::WriterGone)
     }
 
-    /// Queues an email (durably) and returns its activity id. For the HTTP threads.
-    pub fn enqueue_blocking(&self, email: QueuedEmail) -> Result<u64, StoreError> {
+    /// Cancels or resends a queued email and waits for the commit. For the HTTP threads.
+    pub fn outbox_action_blocking(
+        &self,
+        id: u64,
+        action: OutboxAction,
+    ) -> Result<Result<OutboxEntry, ActionRefused>, StoreError> {
+        let (done, rx) = oneshot::channel();
+        self.tx
+            .blocking_send(Op::OutboxAction(id, action, done))
+            .map_err(|_| StoreError::WriterGone)?;
+        rx.blocking_recv().map_err(|_| StoreError::WriterGone)
+    }
+
+    /// Queues an email (durably) and returns its activity id, and whether its idempotency key
+    /// had queued it already (then nothing new is queued). For the HTTP threads.
+    pub fn enqueue_blocking(&self, email: QueuedEmail) -> Result<(u64, bool), StoreError> {
         let (done, rx) = oneshot::channel();
         self.tx
             .blocking_send(Op::Enqueue(Box::new(email), done))
@@ -452,8 +477,9 @@ fn run(store: Store, mut rx: mpsc::Receiver<Op>) {
 enum Applied {
     Nothing,
     Ingested(IngestOutcome),
-    Queued(u64),
+    Queued((u64, bool)),
     Found(bool),
+    Acted(Result<OutboxEntry, ActionRefused>),
 }
 
 /// Applies `ops` in one transaction and answers each request after the commit.
@@ -552,6 +578,9 @@ fn commit(store: &Store, ops: Vec<Op>) {
                     super::webhook::apply_dead(&txn, name, letter, *new)?;
                     Applied::Nothing
                 }
+                Op::OutboxAction(id, action, _) => Applied::Acted(
+                    super::outbox_actions::apply_action(&txn, *id, *action, &mut feed)?,
+                ),
                 Op::WebhookRedeliver(name, seq, _) => {
                     Applied::Found(super::webhook::apply_redeliver(&txn, name, *seq)?)
                 }
@@ -605,6 +634,9 @@ fn commit(store: &Store, ops: Vec<Op>) {
                     .clone()
                     .unwrap_or_else(|| "the email was not queued".into())));
             }
+            (Op::OutboxAction(_, _, done), Some(Applied::Acted(result)), None) => {
+                let _ = done.send(result);
+            }
             (Op::WebhookRedeliver(_, _, done), Some(Applied::Found(found)), None) => {
                 let _ = done.send(found);
             }
@@ -654,6 +686,13 @@ impl<'t> OutboxTables<'t> {
         };
         let (before, due_before) = (e.status, e.next_attempt_at);
         match update {
+            // Cancelled (or finished) since the sender read it: it stays so, and the sender,
+            // reading it again after its claim, leaves it.
+            OutboxUpdate::Sending { .. }
+                if !matches!(e.status, OutboxStatus::PendingSend | OutboxStatus::Sending) =>
+            {
+                return Ok(());
+            }
             OutboxUpdate::Sending { at } => {
                 e.status = OutboxStatus::Sending;
                 e.tries += 1;
