@@ -96,6 +96,29 @@ enum Command {
         /// One email's id (as `sidesync send` printed it).
         id: Option<u64>,
     },
+    /// Write a mailbox's or a conversation's emails as an mbox file or a maildir, with the bytes
+    /// the server delivered: through the running appliance, or from the store when it is stopped.
+    Export {
+        /// The config file.
+        #[arg(long, short, env = "SIDESYNC_CONFIG", default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Every email this mailbox saw.
+        #[arg(
+            long,
+            required_unless_present = "conversation",
+            conflicts_with = "conversation"
+        )]
+        mailbox: Option<String>,
+        /// Every email of this conversation (its id, as the API shows it).
+        #[arg(long)]
+        conversation: Option<u64>,
+        /// mbox (one file, mboxrd) or maildir (a folder, one file per email).
+        #[arg(long, default_value = "mbox")]
+        format: String,
+        /// The mbox file or maildir folder to write.
+        #[arg(long, short)]
+        output: PathBuf,
+    },
     /// Print shell completions for bash, zsh, fish, elvish or powershell.
     Completions {
         /// The shell to complete for.
@@ -249,6 +272,46 @@ fn operator(config: &std::path::Path) -> Result<PathBuf, String> {
     sidesync::operate::control_socket(config)
 }
 
+/// `sidesync export`: through the control socket when the appliance answers there, else from
+/// the store (which only a stopped appliance leaves free).
+fn export(
+    config: &std::path::Path,
+    mailbox: Option<String>,
+    conversation: Option<u64>,
+    format: &str,
+    output: &std::path::Path,
+) -> Result<Vec<String>, String> {
+    use sidesync::export::{Format, Selection, SocketSource, StoreSource};
+    let format = Format::parse(format)?;
+    let selection = match (mailbox, conversation) {
+        (Some(m), _) => Selection::Mailbox(m.trim().to_ascii_lowercase()),
+        (None, Some(c)) => Selection::Conversation(c),
+        (None, None) => return Err("name a --mailbox or a --conversation".into()),
+    };
+    let socket = operator(config)?;
+    let running = std::os::unix::net::UnixStream::connect(&socket).is_ok();
+    let (count, through) = if running {
+        let mut source = SocketSource(socket);
+        (
+            sidesync::export::export(&mut source, &selection, format, output)?,
+            "the running appliance",
+        )
+    } else {
+        let data_dir = sidesync::config::Config::data_dir_of(config)?;
+        let store = sidesync::store::Store::open(&data_dir)
+            .map_err(|e| format!("{e} (is the appliance running without its control socket?)"))?;
+        let mut source = StoreSource(store);
+        (
+            sidesync::export::export(&mut source, &selection, format, output)?,
+            "the store",
+        )
+    };
+    Ok(vec![format!(
+        "{count} emails written to {} (read from {through})",
+        output.display()
+    )])
+}
+
 /// Prints what an operator command returned; exit 1 with its sentence when it failed.
 fn print(lines: Result<Vec<String>, String>) -> ExitCode {
     match lines {
@@ -319,6 +382,13 @@ fn main() -> ExitCode {
         } => print(operator(&config).and_then(|s| {
             sidesync::operate::outbox(&s, id, status.as_deref(), mailbox.as_deref(), limit)
         })),
+        Command::Export {
+            config,
+            mailbox,
+            conversation,
+            format,
+            output,
+        } => print(export(&config, mailbox, conversation, &format, &output)),
         Command::Secret { action } => secret(action),
         Command::CheckConfig { config } => match load(&config) {
             Ok(c) if !c.unreadable_secrets().is_empty() => {

@@ -373,3 +373,128 @@ fn dead_letters_are_listed_and_redelivered() {
     assert_eq!(code, 404);
     s.terminate();
 }
+
+#[test]
+fn export_of_a_mailbox_equals_the_servers_bytes() {
+    use support::ingest::sha;
+    let d = Dovecot::start();
+    let setup = Setup::new();
+    let user = "export@example.com".to_string();
+    let mut delivered: BTreeSet<String> = BTreeSet::new();
+    for n in 0..40 {
+        let raw = mail::sample(&user, n, 2_000 + n * 97);
+        delivered.insert(sha(&raw));
+        d.deliver(&user, &raw, "", SystemTime::now());
+    }
+    // Lines an mbox must quote, and a reply in the same conversation.
+    let tricky = b"Message-ID: <tricky@example.net>\r\nFrom: Ann <ann@example.net>\r\n\
+                   To: export@example.com\r\nSubject: quoting\r\n\r\nFrom the start\r\n\
+                   >From quoted once\r\n>>From twice\r\n"
+        .to_vec();
+    let reply = b"Message-ID: <reply@example.net>\r\nIn-Reply-To: <tricky@example.net>\r\n\
+                  From: Bob <bob@example.net>\r\nTo: export@example.com\r\nSubject: Re: quoting\r\n\r\nok\r\n"
+        .to_vec();
+    for raw in [&tricky, &reply] {
+        delivered.insert(sha(raw));
+        d.deliver(&user, raw, "", SystemTime::now());
+    }
+    let cfg = setup.write("", &profile_and_mailboxes(&d, std::slice::from_ref(&user)));
+    let s = setup.start(&cfg);
+    wait_for("every email stored", Duration::from_secs(120), || {
+        (s.mailbox(&user)["activities_stored"] == 42).then_some(())
+    });
+    let cfg_arg = cfg.display().to_string();
+    let run = |args: &[&str]| {
+        let mut all = vec!["export", "--config", &cfg_arg];
+        all.extend_from_slice(args);
+        let (status, out) = support::sidesync::cli(&all);
+        assert!(status.success(), "{out}");
+        out
+    };
+    let shas_of_maildir = |dir: &std::path::Path| -> Vec<String> {
+        std::fs::read_dir(dir.join("cur"))
+            .expect("cur")
+            .map(|e| sha(&std::fs::read(e.expect("entry").path()).expect("read")))
+            .collect()
+    };
+    // Through the running appliance: a maildir holds the server's bytes, file for file.
+    let out_dir = setup.dir.path().join("export-maildir");
+    let said = run(&[
+        "--mailbox",
+        &user,
+        "--format",
+        "maildir",
+        "--output",
+        &out_dir.display().to_string(),
+    ]);
+    assert!(
+        said.contains("42 emails") && said.contains("running appliance"),
+        "{said}"
+    );
+    let got: Vec<String> = shas_of_maildir(&out_dir);
+    assert_eq!(got.len(), 42);
+    assert_eq!(got.into_iter().collect::<BTreeSet<_>>(), delivered);
+    // An mbox read back gives the same bytes (From lines quoted and unquoted).
+    let mbox = setup.dir.path().join("export.mbox");
+    run(&["--mailbox", &user, "--output", &mbox.display().to_string()]);
+    let data = std::fs::read(&mbox).expect("mbox");
+    assert!(
+        data.windows(19).any(|w| w == b"\r\n>From the start\r\n"),
+        "the From line is quoted"
+    );
+    let back: BTreeSet<String> = sidesync::export::read_mbox(&data)
+        .iter()
+        .map(|r| sha(r))
+        .collect();
+    assert_eq!(back, delivered);
+    // A conversation: the email and its reply.
+    let (code, list) = try_get(
+        setup.port,
+        &format!("/api/v1/activities?mailbox={user}&limit=1"),
+    )
+    .expect("up");
+    assert_eq!(code, 200);
+    let conversation = list["activities"][0]["conversation"]
+        .as_u64()
+        .expect("conversation");
+    let conv_dir = setup.dir.path().join("conversation");
+    let said = run(&[
+        "--conversation",
+        &conversation.to_string(),
+        "--format",
+        "maildir",
+        "--output",
+        &conv_dir.display().to_string(),
+    ]);
+    assert!(said.contains("2 emails"), "{said}");
+    let conv: BTreeSet<String> = shas_of_maildir(&conv_dir).into_iter().collect();
+    assert_eq!(conv, [sha(&tricky), sha(&reply)].into_iter().collect());
+    // With the appliance stopped, from the store itself.
+    assert!(s.terminate().success());
+    let stopped = setup.dir.path().join("stopped.mbox");
+    let said = run(&[
+        "--mailbox",
+        &user,
+        "--output",
+        &stopped.display().to_string(),
+    ]);
+    assert!(said.contains("from the store"), "{said}");
+    assert_eq!(
+        std::fs::read(&stopped).expect("mbox"),
+        data,
+        "the same mbox either way"
+    );
+    // Bad requests are named.
+    let (status, out) = support::sidesync::cli(&[
+        "export",
+        "--config",
+        &cfg_arg,
+        "--mailbox",
+        &user,
+        "--format",
+        "pst",
+        "--output",
+        "/tmp/x",
+    ]);
+    assert!(!status.success() && out.contains("\"pst\""), "{out}");
+}

@@ -278,8 +278,8 @@ fn page_status_metrics_and_api_over_http() {
         let page = v["activities"].as_array().cloned().unwrap_or_default();
         assert!(page.len() <= 5);
         seen.extend(page.iter().filter_map(|a| a["id"].as_u64()));
-        match v["next_before"].as_u64() {
-            Some(b) => path = format!("/api/v1/activities?limit=5&before={b}"),
+        match v["next"].as_str() {
+            Some(next) => path = next.to_string(),
             None => break,
         }
     }

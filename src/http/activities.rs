@@ -5,8 +5,10 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 use super::StatusContext;
+use super::cursor::{self, Next};
 use super::error::{ApiError, err, percent_decode};
 use crate::store::{Activity, Direction};
+use serde::Serialize;
 
 /// Page size when the request names none, and the largest allowed.
 const DEFAULT_LIMIT: usize = 50;
@@ -83,23 +85,83 @@ fn direction_name(d: Direction) -> &'static str {
     }
 }
 
-fn summary(a: &Activity) -> Value {
-    json!({
-        "id": a.id,
-        "direction": direction_name(a.direction),
-        "mailbox": a.mailbox,
-        "folder": a.folder,
-        "message_id": a.headers.message_id,
-        "subject": a.headers.subject,
-        "from": a.headers.from,
-        "date": a.headers.date,
-        "size": a.size,
-        "created_at": a.created_at.to_rfc3339(),
-        "conversation": conversation_of(a),
-        "regarding": a.regarding,
-        "mailboxes": mailboxes_of(a),
-        "correlation_method": a.correlation,
-    })
+/// An activity in a list.
+#[derive(Debug, Serialize)]
+pub struct ActivitySummary<'a> {
+    pub id: u64,
+    pub direction: &'static str,
+    pub mailbox: &'a str,
+    pub folder: &'a str,
+    pub message_id: Option<&'a str>,
+    pub subject: Option<&'a str>,
+    pub from: &'a [String],
+    /// The email's Date header (RFC 3339 as written by the sender, when it parses).
+    pub date: Option<&'a str>,
+    pub size: u64,
+    #[serde(with = "crate::timefmt")]
+    pub created_at: DateTime<Utc>,
+    /// When the server received it (its INTERNALDATE), when known.
+    #[serde(with = "crate::timefmt::option")]
+    pub received_at: Option<DateTime<Utc>>,
+    pub conversation: u64,
+    pub regarding: Option<&'a str>,
+    pub mailboxes: Vec<String>,
+    pub correlation_method: Option<crate::tracking::decision::Method>,
+}
+
+fn summary(a: &Activity) -> ActivitySummary<'_> {
+    ActivitySummary {
+        id: a.id,
+        direction: direction_name(a.direction),
+        mailbox: &a.mailbox,
+        folder: &a.folder,
+        message_id: a.headers.message_id.as_deref(),
+        subject: a.headers.subject.as_deref(),
+        from: &a.headers.from,
+        date: a.headers.date.as_deref(),
+        size: a.size,
+        created_at: a.created_at,
+        received_at: a.received_at,
+        conversation: conversation_of(a),
+        regarding: a.regarding.as_deref(),
+        mailboxes: mailboxes_of(a),
+        correlation_method: a.correlation,
+    }
+}
+
+/// One activity with its parties and correlation.
+#[derive(Debug, Serialize)]
+pub struct ActivityDetail<'a> {
+    #[serde(flatten)]
+    pub summary: ActivitySummary<'a>,
+    pub to: &'a [String],
+    pub cc: &'a [String],
+    pub parties: &'a [crate::tracking::parties::Party],
+    pub correlation: Correlation<'a>,
+    pub reused_message_id: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Correlation<'a> {
+    pub method: Option<crate::tracking::decision::Method>,
+    pub conversation: u64,
+    pub in_reply_to: &'a [String],
+    pub references: &'a [String],
+    pub related_activities: Vec<Related>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Related {
+    pub id: u64,
+    pub message_id: String,
+}
+
+/// A page of activities.
+#[derive(Debug, Serialize)]
+pub struct ActivityPage<'a> {
+    pub activities: Vec<ActivitySummary<'a>>,
+    #[serde(flatten)]
+    pub next: Next,
 }
 
 fn conversation_of(a: &Activity) -> u64 {
@@ -118,9 +180,9 @@ fn mailboxes_of(a: &Activity) -> Vec<String> {
     }
 }
 
-/// `GET /api/v1/activities?mailbox=&direction=&since=&conversation=&regarding=&before=&limit=`,
+/// `GET /api/v1/activities?mailbox=&direction=&since=&conversation=&regarding=&cursor=&limit=`,
 /// newest first. `conversation` is a conversation id (or a Message-ID of one of its emails);
-/// it and `regarding` read their indexes. `next_before` continues with the next page.
+/// it and `regarding` read their indexes. `next` continues with the next page.
 pub fn list(ctx: &StatusContext, url: &str) -> Result<Value, ApiError> {
     let mut f = Filter::default();
     let mut index = Index::All;
@@ -133,7 +195,7 @@ pub fn list(ctx: &StatusContext, url: &str) -> Result<Value, ApiError> {
             "since",
             "conversation",
             "regarding",
-            "before",
+            "cursor",
             "limit",
         ],
     )? {
@@ -174,12 +236,7 @@ pub fn list(ctx: &StatusContext, url: &str) -> Result<Value, ApiError> {
                 index = Index::Conversation(id);
             }
             "regarding" => index = Index::Regarding(v.trim().to_string()),
-            "before" => {
-                before = Some(
-                    v.parse()
-                        .map_err(|_| err(400, format!("before = \"{v}\" is not an activity id")))?,
-                )
-            }
+            "cursor" => before = Some(cursor::decode("activities", &v)?),
             _ => n = limit(&v)?,
         }
     }
@@ -190,12 +247,15 @@ pub fn list(ctx: &StatusContext, url: &str) -> Result<Value, ApiError> {
         Index::Regarding(r) => ctx.store.regarding_page(r, before, n, keep),
     }
     .map_err(|e| err(500, e.to_string()))?;
-    let next = (page.len() == n)
-        .then(|| page.last().map(|a| a.id))
-        .flatten();
-    Ok(json!({
-        "activities": page.iter().map(summary).collect::<Vec<_>>(),
-        "next_before": next,
+    let next = Next::of(
+        url,
+        "activities",
+        page.len() == n,
+        page.last().map(|a| a.id),
+    );
+    Ok(json!(ActivityPage {
+        activities: page.iter().map(summary).collect(),
+        next,
     }))
 }
 
@@ -216,32 +276,35 @@ fn load(ctx: &StatusContext, id: &str) -> Result<Activity, ApiError> {
 /// activities it answers or references (correlation, I6).
 pub fn one(ctx: &StatusContext, id: &str) -> Result<Value, ApiError> {
     let a = load(ctx, id)?;
-    let mut related = Vec::new();
+    let mut related: Vec<Related> = Vec::new();
     for mid in a.headers.in_reply_to.iter().chain(&a.headers.references) {
         if let Some(rid) = ctx
             .store
             .activity_by_message_id(mid)
             .map_err(|e| err(500, e.to_string()))?
             && rid != a.id
-            && !related.iter().any(|r: &Value| r["id"] == rid)
+            && !related.iter().any(|r| r.id == rid)
         {
-            related.push(json!({ "id": rid, "message_id": mid }));
+            related.push(Related {
+                id: rid,
+                message_id: mid.clone(),
+            });
         }
     }
-    let mut v = summary(&a);
-    v["to"] = json!(a.headers.to);
-    v["cc"] = json!(a.headers.cc);
-    v["received_at"] = json!(a.received_at.map(|t| t.to_rfc3339()));
-    v["parties"] = json!(a.parties);
-    v["correlation"] = json!({
-        "method": a.correlation,
-        "conversation": conversation_of(&a),
-        "in_reply_to": a.headers.in_reply_to,
-        "references": a.headers.references,
-        "related_activities": related,
-    });
-    v["reused_message_id"] = json!(a.reused_message_id);
-    Ok(v)
+    Ok(json!(ActivityDetail {
+        summary: summary(&a),
+        to: &a.headers.to,
+        cc: &a.headers.cc,
+        parties: &a.parties,
+        correlation: Correlation {
+            method: a.correlation,
+            conversation: conversation_of(&a),
+            in_reply_to: &a.headers.in_reply_to,
+            references: &a.headers.references,
+            related_activities: related,
+        },
+        reused_message_id: a.reused_message_id,
+    }))
 }
 
 /// `GET /api/v1/activities/{id}/raw`: the original MIME, byte for byte.
@@ -253,10 +316,11 @@ pub fn raw(ctx: &StatusContext, id: &str) -> Result<Vec<u8>, ApiError> {
         .ok_or_else(|| err(404, format!("no activity {id}")))
 }
 
-/// `GET /api/v1/mailboxes?state=failing&offset=&limit=`: the mailboxes as `/status` shows them.
+/// `GET /api/v1/mailboxes?state=failing&cursor=&limit=`: the mailboxes as `/status` shows them,
+/// in config order.
 pub fn mailboxes(ctx: &StatusContext, url: &str) -> Result<Value, ApiError> {
     let (mut offset, mut n, mut failing_only) = (0usize, DEFAULT_LIMIT, false);
-    for (k, v) in query(url, &["state", "offset", "limit"])? {
+    for (k, v) in query(url, &["state", "cursor", "limit"])? {
         match k.as_str() {
             "state" if v == "failing" => failing_only = true,
             "state" if v == "all" => failing_only = false,
@@ -266,11 +330,7 @@ pub fn mailboxes(ctx: &StatusContext, url: &str) -> Result<Value, ApiError> {
                     format!("state = \"{v}\" is not \"failing\" or \"all\""),
                 ));
             }
-            "offset" => {
-                offset = v
-                    .parse()
-                    .map_err(|_| err(400, format!("offset = \"{v}\" is not a number")))?
-            }
+            "cursor" => offset = cursor::decode("mailboxes", &v)? as usize,
             _ => n = limit(&v)?,
         }
     }
@@ -281,16 +341,24 @@ pub fn mailboxes(ctx: &StatusContext, url: &str) -> Result<Value, ApiError> {
         .iter()
         .filter(|r| !failing_only || r.failing())
         .collect();
-    let page: Vec<Value> = chosen
-        .iter()
-        .skip(offset)
-        .take(n)
-        .map(|r| r.json())
-        .collect();
-    Ok(json!({
-        "total": chosen.len(),
-        "offset": offset,
-        "mailboxes": page,
+    #[derive(Serialize)]
+    struct Mailboxes<'a> {
+        total: usize,
+        mailboxes: Vec<super::status::MailboxView<'a>>,
+        #[serde(flatten)]
+        next: Next,
+    }
+    let end = (offset + n).min(chosen.len());
+    let next = Next::of(url, "mailboxes", end < chosen.len(), Some(end as u64));
+    Ok(json!(Mailboxes {
+        total: chosen.len(),
+        mailboxes: chosen
+            .iter()
+            .skip(offset)
+            .take(n)
+            .map(|r| r.view())
+            .collect(),
+        next,
     }))
 }
 

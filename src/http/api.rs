@@ -486,37 +486,54 @@ fn test_result(ctx: &StatusContext, address: &str) -> Result<(u16, Value), ApiEr
     Ok((200, v))
 }
 
+/// `GET /api/v1/alerts?mailbox=&limit=&cursor=`: newest first, each with its id.
 fn alerts(ctx: &StatusContext, url: &str) -> Result<(u16, Value), ApiError> {
     let query = url.split_once('?').map(|(_, q)| q).unwrap_or("");
-    let mut mailbox: Option<String> = None;
-    let mut limit = 100usize;
+    let (mut mailbox, mut limit, mut before) = (None::<String>, 100usize, None);
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         match k {
             "mailbox" => mailbox = Some(percent_decode(v).to_ascii_lowercase()),
             "limit" => limit = list_limit(v)?,
+            "cursor" => before = Some(super::cursor::decode("alerts", &percent_decode(v))?),
             other => {
                 return Err(err(
                     400,
-                    format!("unknown query parameter \"{other}\" (use mailbox, limit)"),
+                    format!("unknown query parameter \"{other}\" (use mailbox, limit, cursor)"),
                 ));
             }
         }
     }
-    let all = ctx
+    let page = ctx
         .store
-        .alerts(usize::MAX)
-        .map_err(|e| err(500, e.to_string()))?;
-    let list: Vec<&crate::store::Alert> = all
-        .iter()
-        .filter(|a| {
+        .alerts_page(before, limit, |a| {
             mailbox
                 .as_ref()
                 .is_none_or(|m| a.mailbox.as_ref() == Some(m))
         })
-        .take(limit)
-        .collect();
-    Ok((200, json!({ "alerts": list })))
+        .map_err(|e| err(500, e.to_string()))?;
+    #[derive(serde::Serialize)]
+    struct Alerts<'a> {
+        alerts: Vec<super::views::AlertView<'a>>,
+        #[serde(flatten)]
+        next: super::cursor::Next,
+    }
+    let next = super::cursor::Next::of(
+        url,
+        "alerts",
+        page.len() == limit,
+        page.last().map(|(id, _)| *id),
+    );
+    Ok((
+        200,
+        to_value(Alerts {
+            alerts: page
+                .iter()
+                .map(|(id, a)| super::views::AlertView::of(*id, a))
+                .collect(),
+            next,
+        }),
+    ))
 }
 
 /// A list's `limit` query value: 1 to 10,000.
@@ -812,7 +829,7 @@ fn new_message_id(from: &str, counter: u64) -> String {
 fn outbox_list(ctx: &StatusContext, url: &str) -> Result<(u16, Value), ApiError> {
     use crate::store::OutboxStatus;
     let query = url.split_once('?').map(|(_, q)| q).unwrap_or("");
-    let (mut status, mut mailbox, mut limit) = (None, None, 100usize);
+    let (mut status, mut mailbox, mut limit, mut before) = (None, None, 100usize, None);
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         match k {
@@ -835,22 +852,42 @@ fn outbox_list(ctx: &StatusContext, url: &str) -> Result<(u16, Value), ApiError>
             }
             "mailbox" => mailbox = Some(percent_decode(v).to_ascii_lowercase()),
             "limit" => limit = list_limit(v)?,
+            "cursor" => before = Some(super::cursor::decode("outbox", &percent_decode(v))?),
             other => {
                 return Err(err(
                     400,
-                    format!("unknown query parameter \"{other}\" (use status, mailbox, limit)"),
+                    format!(
+                        "unknown query parameter \"{other}\" (use status, mailbox, limit, cursor)"
+                    ),
                 ));
             }
         }
     }
     let list = ctx
         .store
-        .outbox_newest(limit, |e| {
+        .outbox_newest(before, limit, |e| {
             status.is_none_or(|s| e.status == s) && mailbox.as_ref().is_none_or(|m| &e.mailbox == m)
         })
         .map_err(|e| err(500, e.to_string()))?;
-    let list: Vec<Value> = list.iter().map(outbox_json).collect();
-    Ok((200, json!({ "outbox": list })))
+    #[derive(serde::Serialize)]
+    struct Outbox<'a> {
+        outbox: Vec<super::views::OutboxView<'a>>,
+        #[serde(flatten)]
+        next: super::cursor::Next,
+    }
+    let next = super::cursor::Next::of(
+        url,
+        "outbox",
+        list.len() == limit,
+        list.last().map(|e| e.id),
+    );
+    Ok((
+        200,
+        to_value(Outbox {
+            outbox: list.iter().map(super::views::OutboxView::of).collect(),
+            next,
+        }),
+    ))
 }
 
 fn outbox_status(ctx: &StatusContext, id: &str) -> Result<(u16, Value), ApiError> {
@@ -866,19 +903,7 @@ fn outbox_status(ctx: &StatusContext, id: &str) -> Result<(u16, Value), ApiError
 }
 
 pub fn outbox_json(e: &crate::store::OutboxEntry) -> Value {
-    json!({
-        "id": e.id,
-        "mailbox": e.mailbox,
-        "status": e.status.as_str(),
-        "tries": e.tries,
-        "queued_at": e.queued_at.to_rfc3339(),
-        "next_attempt_at": e.next_attempt_at.to_rfc3339(),
-        "sent_at": e.sent_at.map(|t| t.to_rfc3339()),
-        "last_reply": e.last_reply,
-        "recipients": e.recipients,
-        "recipient_results": e.recipient_results,
-        "sent_copy": e.sent_copy,
-    })
+    to_value(super::views::OutboxView::of(e))
 }
 
 #[cfg(test)]

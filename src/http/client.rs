@@ -38,6 +38,30 @@ pub fn request(
     body: &str,
     timeout: Duration,
 ) -> Result<Reply, String> {
+    let (status, body) = exchange(socket, method, target, body, timeout)?;
+    Ok(Reply {
+        status,
+        body: String::from_utf8_lossy(&body).to_string(),
+    })
+}
+
+/// A request whose answer is bytes (an email's raw MIME): the status and the body as sent.
+pub fn request_bytes(
+    socket: &Path,
+    method: &str,
+    target: &str,
+    timeout: Duration,
+) -> Result<(u16, Vec<u8>), String> {
+    exchange(socket, method, target, "", timeout)
+}
+
+fn exchange(
+    socket: &Path,
+    method: &str,
+    target: &str,
+    body: &str,
+    timeout: Duration,
+) -> Result<(u16, Vec<u8>), String> {
     let mut s = UnixStream::connect(socket).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => format!(
             "sidesync is not running (no control socket at {}): start it with \
@@ -65,17 +89,12 @@ pub fn request(
     let mut answer = Vec::new();
     s.read_to_end(&mut answer)
         .map_err(|e| format!("no answer from {}: {e}", socket.display()))?;
-    let answer = String::from_utf8_lossy(&answer);
-    let (head, body) = answer
-        .split_once("\r\n\r\n")
-        .ok_or("a malformed HTTP answer")?;
+    let end = memchr::memmem::find(&answer, b"\r\n\r\n").ok_or("a malformed HTTP answer")?;
+    let head = String::from_utf8_lossy(&answer[..end]);
     let status = head
         .split_whitespace()
         .nth(1)
         .and_then(|c| c.parse().ok())
         .ok_or("a malformed HTTP status line")?;
-    Ok(Reply {
-        status,
-        body: body.to_string(),
-    })
+    Ok((status, answer[end + 4..].to_vec()))
 }

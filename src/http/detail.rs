@@ -162,7 +162,7 @@ pub fn render(ctx: &StatusContext, address: &str) -> Result<Option<String>, Stri
     h.push_str("<h2>Outbox</h2><table id=\"outbox\"><tr><th>id</th><th>status</th><th>tries</th><th>queued</th><th>last reply</th></tr>");
     let outbox = ctx
         .store
-        .outbox_newest(RECENT, |e| e.mailbox == address)
+        .outbox_newest(None, RECENT, |e| e.mailbox == address)
         .map_err(|e| e.to_string())?;
     for e in &outbox {
         let _ = write!(

@@ -259,24 +259,50 @@ fn webhook_known(ctx: &StatusContext, name: &str) -> Result<String, ApiError> {
 pub struct DeadLettersView {
     pub webhook: String,
     pub dead_letters: Vec<DeadLetter>,
-    pub next: Option<String>,
+    #[serde(flatten)]
+    pub next: super::cursor::Next,
 }
 
-/// `GET /api/v1/webhooks/NAME/dead`.
+/// `GET /api/v1/webhooks/NAME/dead?cursor=&limit=`: oldest first.
 pub fn dead(ctx: &StatusContext, name: &str, url: &str) -> Result<DeadLettersView, ApiError> {
     let name = webhook_known(ctx, name)?;
-    let q = events_query(url)?;
+    let (mut after, mut limit) = (0u64, DEFAULT_LIMIT);
+    let query = url.split_once('?').map(|(_, q)| q).unwrap_or("");
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let v = percent_decode(v);
+        match k {
+            "cursor" => after = super::cursor::decode("dead", &v)?,
+            "limit" => {
+                limit = v
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=MAX_LIMIT).contains(n))
+                    .ok_or_else(|| {
+                        err(
+                            400,
+                            format!("limit = \"{v}\" is not a number from 1 to {MAX_LIMIT}"),
+                        )
+                    })?
+            }
+            other => {
+                return Err(err(
+                    400,
+                    format!("unknown query parameter \"{other}\" (use cursor, limit)"),
+                ));
+            }
+        }
+    }
     let letters = ctx
         .store
-        .dead_letters(&name, q.after, q.limit, false)
+        .dead_letters(&name, after, limit, false)
         .map_err(|e| err(503, e.to_string()))?;
-    let next = (letters.len() == q.limit).then(|| {
-        let last = letters.last().map_or(q.after, |l| l.event.seq);
-        format!(
-            "/api/v1/webhooks/{name}/dead?after={last}&limit={}",
-            q.limit
-        )
-    });
+    let next = super::cursor::Next::of(
+        url,
+        "dead",
+        letters.len() == limit,
+        letters.last().map(|l| l.event.seq),
+    );
     Ok(DeadLettersView {
         webhook: name,
         dead_letters: letters,

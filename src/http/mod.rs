@@ -6,6 +6,7 @@
 mod activities;
 mod api;
 pub mod client;
+mod cursor;
 mod detail;
 mod error;
 mod events;
@@ -16,6 +17,7 @@ pub mod prometheus;
 mod status;
 mod tls;
 mod tracking;
+mod views;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};

@@ -1,90 +1,29 @@
 //! What `/status`, the page and `/metrics` show: each profile and mailbox with its configured and
 //! runtime state, read once per request from read transactions.
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::StatusContext;
+use super::views::{
+    AlertView, EnablementView, EndpointView, LastErrorView, ProgressView, TestView, run_status,
+};
 use crate::config::Config;
-use crate::config::{CredentialSource, Endpoint, OwnerType, ServerType, TlsMode};
+use crate::config::{OwnerType, ServerType};
 use std::collections::HashMap;
 
 use crate::lifecycle::eligibility::{Decision, effective_approval, incoming_decision};
-use crate::store::{
-    Alert, DirectionTest, Enablement, LastError, MailboxState, RunStatus, TestRecord,
-};
-
-fn enablement(e: &Enablement) -> Value {
-    match e {
-        Enablement::NotTested => json!({ "state": "not_tested" }),
-        Enablement::Enabled => json!({ "state": "enabled" }),
-        Enablement::Disabled { code, reason, at } => {
-            json!({ "state": "disabled", "code": code, "reason": reason, "at": at.to_rfc3339() })
-        }
-    }
-}
-
-fn direction(t: &DirectionTest) -> Value {
-    json!({ "status": run_status(t.status), "code": t.code, "reason": t.reason })
-}
+use crate::store::{Alert, MailboxState, TestRecord};
 
 /// A test record without its transcripts (the API shows those).
 pub fn test_summary(t: &TestRecord) -> Value {
-    json!({
-        "mailbox": t.mailbox,
-        "started_at": t.started_at.to_rfc3339(),
-        "duration_ms": t.duration_ms,
-        "incoming": direction(&t.incoming),
-        "outgoing": direction(&t.outgoing),
-    })
+    json!(TestView::of(t, false))
 }
 
 /// A whole test record, transcripts included.
 pub fn test_full(t: &TestRecord) -> Value {
-    let mut v = test_summary(t);
-    v["incoming"]["transcript"] = json!(t.incoming.transcript);
-    v["outgoing"]["transcript"] = json!(t.outgoing.transcript);
-    v
-}
-
-fn endpoint(e: &Endpoint) -> Value {
-    json!({
-        "server": e.host,
-        "port": e.port,
-        "tls": match e.tls { TlsMode::Implicit => "implicit", TlsMode::StartTls => "starttls", TlsMode::None => "none" },
-        "credentials": match e.credentials { CredentialSource::Mailbox => "mailbox", CredentialSource::Profile { .. } => "profile" },
-    })
-}
-
-fn last_error(e: &Option<LastError>) -> Value {
-    match e {
-        None => Value::Null,
-        Some(e) => json!({
-            "text": e.text, "code": e.code, "transient": e.transient,
-            "consecutive": e.consecutive, "at": e.at.to_rfc3339(),
-        }),
-    }
-}
-
-fn run_status(s: RunStatus) -> &'static str {
-    match s {
-        RunStatus::NotRun => "not_run",
-        RunStatus::Success => "success",
-        RunStatus::Failure => "failure",
-    }
-}
-
-/// A sync under way: emails on the server and stored, rate, time left.
-fn progress_json(p: &crate::metrics::SyncProgress, first_sync: bool) -> Value {
-    let now = Utc::now();
-    json!({
-        "first_sync": first_sync,
-        "on_server": p.on_server,
-        "stored": p.done,
-        "rate_per_second": (p.rate(now) * 10.0).round() / 10.0,
-        "eta_seconds": p.eta_seconds(now),
-        "started_at": p.started.to_rfc3339(),
-    })
+    json!(TestView::of(t, true))
 }
 
 /// One mailbox as the status endpoints see it: typed, so that a page of 100 out of 10,000 is
@@ -93,7 +32,7 @@ pub struct MailboxRow<'c> {
     pub mailbox: &'c crate::config::Mailbox,
     pub state: MailboxState,
     processing: Result<&'static str, crate::lifecycle::eligibility::NotProcessed>,
-    latest_alert: Option<Alert>,
+    latest_alert: Option<(u64, Alert)>,
     outbox: crate::store::OutboxCounts,
     /// When the scheduler polls it next (only a running engine knows).
     next_poll: Option<chrono::DateTime<Utc>>,
@@ -142,52 +81,137 @@ impl MailboxRow<'_> {
         crate::lifecycle::failing::failing_within(&self.state, now, chrono::Duration::hours(1))
     }
 
-    pub fn json(&self) -> Value {
+    /// The row as `/status`, `/api/v1/mailboxes` and the page show it.
+    pub fn view(&self) -> MailboxView<'_> {
         let (m, st) = (self.mailbox, &self.state);
         let processing = &self.processing;
-        json!({
-            "email_address": m.email_address,
-            "name": m.name,
-            "owner": match m.owner { OwnerType::User => "user", OwnerType::Queue => "queue" },
-            "profile": m.profile,
-            "approval": effective_approval(m.approval, st).as_str(),
-            "approval_configured": m.approval.as_str(),
-            "active": m.active,
-            "enabled": processing == &Ok("enabled"),
-            "processing": processing.as_ref().map_or("not processed", |s| s),
-            "not_processed_reason": processing.as_ref().err().map(|r| r.to_string()),
-            "not_processed_code": processing.as_ref().err().map(|r| r.code()),
+        MailboxView {
+            email_address: &m.email_address,
+            name: m.name.as_deref(),
+            owner: match m.owner {
+                OwnerType::User => "user",
+                OwnerType::Queue => "queue",
+            },
+            profile: m.profile.as_deref(),
+            approval: effective_approval(m.approval, st).as_str(),
+            approval_configured: m.approval.as_str(),
+            active: m.active,
+            enabled: processing == &Ok("enabled"),
+            processing: processing.as_ref().map_or("not processed", |s| s),
+            not_processed_reason: processing.as_ref().err().map(|r| r.to_string()),
+            not_processed_code: processing.as_ref().err().map(|r| r.code()),
             // A direction that is not configured says so, not "not_run".
-            "incoming_status": if self.incoming_configured { run_status(st.incoming_status) } else { "not_configured" },
-            "outgoing_status": if self.outgoing_configured { run_status(st.outgoing_status) } else { "not_configured" },
-            "outbox": self.outbox,
-            "incoming_enablement": enablement(&st.incoming_enablement),
-            "outgoing_enablement": enablement(&st.outgoing_enablement),
-            "postponed_until": st.postponed_until.map(|t| t.to_rfc3339()),
-            "last_test": st.last_test.as_ref().map(test_summary),
-            "latest_alert": self.latest_alert.as_ref().map(|a| json!({
-                "at": a.at.to_rfc3339(), "level": a.level, "code": a.code, "message": a.message,
-            })),
-            "processing_last_attempted_on": st.processing_last_attempted_on.map(|t| t.to_rfc3339()),
-            "last_sync_started_on": st.last_sync_started_on.map(|t| t.to_rfc3339()),
-            "last_successful_sync_completed_on": st.last_successful_sync_completed_on.map(|t| t.to_rfc3339()),
-            "last_sync_duration_ms": st.last_sync_duration_ms,
-            "items_processed_last_sync": st.items_processed_last_sync,
-            "items_failed_last_sync": st.items_failed_last_sync,
-            "activities_stored": st.activities_stored,
-            "raw_bytes_stored": st.raw_bytes_stored,
-            "track": m.track.as_str(),
-            "decisions": st.decisions,
-            "emails_skipped": skipped(&st.decisions),
-            "noise_seen": st.noise_seen,
-            "transient_failure_count": st.transient_failure_count,
-            "last_error": last_error(&st.last_error),
-            "next_poll": self.next_poll.map(|t| t.to_rfc3339()),
-            "stale": self.stale,
-            "sync_progress": self.progress.map(|p| progress_json(&p, !st.synced)),
-            "stale_alerted_at": st.stale_alerted_at.map(|t| t.to_rfc3339()),
-        })
+            incoming_status: if self.incoming_configured {
+                run_status(st.incoming_status)
+            } else {
+                "not_configured"
+            },
+            outgoing_status: if self.outgoing_configured {
+                run_status(st.outgoing_status)
+            } else {
+                "not_configured"
+            },
+            outbox: &self.outbox,
+            incoming_enablement: EnablementView::of(&st.incoming_enablement),
+            outgoing_enablement: EnablementView::of(&st.outgoing_enablement),
+            postponed_until: st.postponed_until,
+            last_test: st.last_test.as_ref().map(|t| TestView::of(t, false)),
+            latest_alert: self
+                .latest_alert
+                .as_ref()
+                .map(|(id, a)| AlertView::of(*id, a)),
+            processing_last_attempted_on: st.processing_last_attempted_on,
+            last_sync_started_on: st.last_sync_started_on,
+            last_successful_sync_completed_on: st.last_successful_sync_completed_on,
+            last_sync_duration_ms: st.last_sync_duration_ms,
+            items_processed_last_sync: st.items_processed_last_sync,
+            items_failed_last_sync: st.items_failed_last_sync,
+            activities_stored: st.activities_stored,
+            raw_bytes_stored: st.raw_bytes_stored,
+            track: m.track.as_str(),
+            decisions: &st.decisions,
+            emails_skipped: skipped(&st.decisions),
+            noise_seen: st.noise_seen,
+            transient_failure_count: st.transient_failure_count,
+            last_error: LastErrorView::of(&st.last_error),
+            next_poll: self.next_poll,
+            stale: self.stale,
+            sync_progress: self.progress.map(|p| ProgressView::of(&p, !st.synced)),
+            stale_alerted_at: st.stale_alerted_at,
+        }
     }
+
+    pub fn json(&self) -> Value {
+        json!(self.view())
+    }
+}
+
+/// One mailbox in `/status`, `/api/v1/mailboxes` and on the page.
+#[derive(Debug, Serialize)]
+pub struct MailboxView<'a> {
+    pub email_address: &'a str,
+    pub name: Option<&'a str>,
+    pub owner: &'static str,
+    pub profile: Option<&'a str>,
+    pub approval: &'static str,
+    pub approval_configured: &'static str,
+    pub active: bool,
+    pub enabled: bool,
+    pub processing: &'a str,
+    pub not_processed_reason: Option<String>,
+    pub not_processed_code: Option<&'static str>,
+    pub incoming_status: &'static str,
+    pub outgoing_status: &'static str,
+    pub outbox: &'a crate::store::OutboxCounts,
+    pub incoming_enablement: EnablementView<'a>,
+    pub outgoing_enablement: EnablementView<'a>,
+    #[serde(with = "crate::timefmt::option")]
+    pub postponed_until: Option<DateTime<Utc>>,
+    pub last_test: Option<TestView<'a>>,
+    pub latest_alert: Option<AlertView<'a>>,
+    #[serde(with = "crate::timefmt::option")]
+    pub processing_last_attempted_on: Option<DateTime<Utc>>,
+    #[serde(with = "crate::timefmt::option")]
+    pub last_sync_started_on: Option<DateTime<Utc>>,
+    #[serde(with = "crate::timefmt::option")]
+    pub last_successful_sync_completed_on: Option<DateTime<Utc>>,
+    pub last_sync_duration_ms: Option<u64>,
+    pub items_processed_last_sync: u64,
+    pub items_failed_last_sync: u64,
+    pub activities_stored: u64,
+    pub raw_bytes_stored: u64,
+    pub track: &'static str,
+    pub decisions: &'a std::collections::BTreeMap<String, u64>,
+    pub emails_skipped: u64,
+    pub noise_seen: u64,
+    pub transient_failure_count: u32,
+    pub last_error: Option<LastErrorView<'a>>,
+    #[serde(with = "crate::timefmt::option")]
+    pub next_poll: Option<DateTime<Utc>>,
+    pub stale: bool,
+    pub sync_progress: Option<ProgressView>,
+    #[serde(with = "crate::timefmt::option")]
+    pub stale_alerted_at: Option<DateTime<Utc>>,
+}
+
+/// A profile in `/status`.
+#[derive(Debug, Serialize)]
+pub struct ProfileView<'a> {
+    pub name: &'a str,
+    pub server_type: &'static str,
+    pub active: bool,
+    pub is_default: bool,
+    pub incoming: EndpointView<'a>,
+    pub outgoing: Option<EndpointView<'a>>,
+    pub min_polling_interval_seconds: u64,
+    pub max_concurrent_connections: u32,
+    pub connections_opened: u64,
+    pub connection_failures: u64,
+    pub last_test: Option<TestView<'a>>,
+    #[serde(with = "crate::timefmt::option")]
+    pub last_alert_email_at: Option<DateTime<Utc>>,
+    pub send_alert_email: bool,
+    pub last_error: Option<LastErrorView<'a>>,
 }
 
 /// Everything the status endpoints show, read in one pass over the store.
@@ -240,10 +264,14 @@ pub fn collect<'c>(ctx: &StatusContext, config: &'c Config) -> Result<StatusData
     let profile_states = ctx.store.profile_states().map_err(|e| e.to_string())?;
     let mut outbox_counts = ctx.store.outbox_counts().map_err(|e| e.to_string())?;
     // The newest alert of each mailbox (the table is bounded by the retention).
-    let mut latest_alerts: HashMap<String, Alert> = HashMap::new();
-    for a in ctx.store.alerts(usize::MAX).map_err(|e| e.to_string())? {
+    let mut latest_alerts: HashMap<String, (u64, Alert)> = HashMap::new();
+    for (id, a) in ctx
+        .store
+        .alerts_page(None, usize::MAX, |a| a.mailbox.is_some())
+        .map_err(|e| e.to_string())?
+    {
         if let Some(m) = a.mailbox.clone() {
-            latest_alerts.entry(m).or_insert(a);
+            latest_alerts.entry(m).or_insert((id, a));
         }
     }
     let profiles: Vec<Value> = config
@@ -251,21 +279,24 @@ pub fn collect<'c>(ctx: &StatusContext, config: &'c Config) -> Result<StatusData
         .iter()
         .map(|p| {
             let st = profile_states.get(&p.name).cloned().unwrap_or_default();
-            json!({
-                "name": p.name,
-                "server_type": match p.server_type { ServerType::ImapSmtp => "imap_smtp", ServerType::Pop3Smtp => "pop3_smtp" },
-                "active": p.active,
-                "is_default": p.is_default,
-                "incoming": endpoint(&p.incoming),
-                "outgoing": p.outgoing.as_ref().map(endpoint),
-                "min_polling_interval_seconds": p.min_polling_interval.as_secs(),
-                "max_concurrent_connections": p.max_concurrent_connections,
-                "connections_opened": st.connections_opened,
-                "connection_failures": st.connection_failures,
-                "last_test": st.last_test.as_ref().map(test_summary),
-                "last_alert_email_at": st.last_alert_email_at.map(|t| t.to_rfc3339()),
-                "send_alert_email": p.send_alert_email,
-                "last_error": last_error(&st.last_error),
+            json!(ProfileView {
+                name: &p.name,
+                server_type: match p.server_type {
+                    ServerType::ImapSmtp => "imap_smtp",
+                    ServerType::Pop3Smtp => "pop3_smtp",
+                },
+                active: p.active,
+                is_default: p.is_default,
+                incoming: EndpointView::of(&p.incoming),
+                outgoing: p.outgoing.as_ref().map(EndpointView::of),
+                min_polling_interval_seconds: p.min_polling_interval.as_secs(),
+                max_concurrent_connections: p.max_concurrent_connections,
+                connections_opened: st.connections_opened,
+                connection_failures: st.connection_failures,
+                last_test: st.last_test.as_ref().map(|t| TestView::of(t, false)),
+                last_alert_email_at: st.last_alert_email_at,
+                send_alert_email: p.send_alert_email,
+                last_error: LastErrorView::of(&st.last_error),
             })
         })
         .collect();
@@ -324,7 +355,7 @@ pub fn appliance_json(
     let now = Utc::now();
     json!({
         "version": env!("CARGO_PKG_VERSION"),
-        "started_at": ctx.started_at.to_rfc3339(),
+        "started_at": crate::timefmt::format(&ctx.started_at),
         "uptime_seconds": (now - ctx.started_at).num_seconds(),
         "store": ctx.store.path().display().to_string(),
         "activities_stored": activities_stored,

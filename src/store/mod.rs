@@ -653,6 +653,29 @@ impl Store {
         Ok(out)
     }
 
+    /// Alerts with their ids, newest first, below id `before`, that `keep` keeps, at most `limit`.
+    pub fn alerts_page(
+        &self,
+        before: Option<u64>,
+        limit: usize,
+        keep: impl Fn(&Alert) -> bool,
+    ) -> Result<Vec<(u64, Alert)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(ALERTS)?;
+        let mut out = Vec::new();
+        for row in t.range(..before.unwrap_or(u64::MAX))?.rev() {
+            let (k, v) = row?;
+            let a: Alert = decode("alert", v.value())?;
+            if keep(&a) {
+                out.push((k.value(), a));
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// One item failure of `mailbox`, by its key ([`ItemFailure::item_key`]).
     pub fn item_failure(
         &self,
@@ -728,13 +751,14 @@ impl Store {
     /// The newest outbox entries that `keep` accepts, at most `limit`, newest first.
     pub fn outbox_newest(
         &self,
+        before: Option<u64>,
         limit: usize,
         keep: impl Fn(&OutboxEntry) -> bool,
     ) -> Result<Vec<OutboxEntry>, StoreError> {
         let txn = self.db.begin_read()?;
         let t = txn.open_table(OUTBOX)?;
         let mut out = Vec::new();
-        for row in t.iter()?.rev() {
+        for row in t.range(..before.unwrap_or(u64::MAX))?.rev() {
             let e: OutboxEntry = decode("outbox entry", row?.1.value())?;
             if keep(&e) {
                 out.push(e);
