@@ -29,7 +29,7 @@ pub struct Reloadable {
 
 fn refused(errors: Vec<String>) -> ReloadOutcome {
     ReloadOutcome {
-        at: Utc::now().to_rfc3339(),
+        at: crate::timefmt::format(&Utc::now()),
         result: "refused",
         errors,
         added: 0,
@@ -89,7 +89,7 @@ pub async fn reload(r: &Reloadable) {
             r.config.set(config.clone());
             r.directory.set(next.directory.clone());
             let outcome = ReloadOutcome {
-                at: Utc::now().to_rfc3339(),
+                at: crate::timefmt::format(&Utc::now()),
                 result: "applied",
                 errors: Vec::new(),
                 added: d.added.len(),

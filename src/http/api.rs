@@ -14,7 +14,6 @@ use tiny_http::{Method, Request};
 use super::StatusContext;
 pub use super::error::ApiError;
 pub(super) use super::error::{err, percent_decode};
-use super::status::test_full;
 use crate::config::Approval;
 use crate::engine::Command;
 use crate::store::MailboxUpdate;
@@ -373,15 +372,31 @@ fn failures(ctx: &StatusContext, address: &str) -> Result<(u16, Value), ApiError
         .store
         .item_failures(Some(&address))
         .map_err(|e| err(503, e.to_string()))?;
-    let items: Vec<Value> = rows
-        .into_iter()
-        .map(|(_, f)| {
-            let mut v = json!(f);
-            v["key"] = json!(f.item_key());
-            v
-        })
-        .collect();
-    Ok((200, json!({ "email_address": address, "failures": items })))
+    #[derive(serde::Serialize)]
+    struct FailureView<'a> {
+        /// What `…/failures/KEY/retry` takes.
+        key: String,
+        #[serde(flatten)]
+        failure: &'a crate::store::ItemFailure,
+    }
+    #[derive(serde::Serialize)]
+    struct Failures<'a> {
+        email_address: &'a str,
+        failures: Vec<FailureView<'a>>,
+    }
+    Ok((
+        200,
+        to_value(Failures {
+            email_address: &address,
+            failures: rows
+                .iter()
+                .map(|(_, f)| FailureView {
+                    key: f.item_key(),
+                    failure: f,
+                })
+                .collect(),
+        }),
+    ))
 }
 
 /// Forgets an item failure so that its email is fetched and tried again on the next sync.
@@ -481,9 +496,19 @@ fn test_result(ctx: &StatusContext, address: &str) -> Result<(u16, Value), ApiEr
     let record = state
         .last_test
         .ok_or_else(|| err(404, format!("mailbox {address} has not been tested")))?;
-    let mut v = test_full(&record);
-    v["status"] = json!("done");
-    Ok((200, v))
+    #[derive(serde::Serialize)]
+    struct Done<'a> {
+        status: &'static str,
+        #[serde(flatten)]
+        test: super::views::TestView<'a>,
+    }
+    Ok((
+        200,
+        to_value(Done {
+            status: "done",
+            test: super::views::TestView::of(&record, true),
+        }),
+    ))
 }
 
 /// `GET /api/v1/alerts?mailbox=&limit=&cursor=`: newest first, each with its id.
@@ -627,7 +652,7 @@ fn outbox_action(
                 s.as_str()
             ),
         )
-        .with("status", Value::from(s.as_str()))),
+        .with("outbox_status", Value::from(s.as_str()))),
     }
 }
 

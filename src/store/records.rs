@@ -120,7 +120,9 @@ pub struct ItemFailure {
     pub tries: u32,
     /// True when the sync passed over it: it is not fetched again unless retried.
     pub skipped: bool,
+    #[serde(with = "crate::timefmt")]
     pub first_at: DateTime<Utc>,
+    #[serde(with = "crate::timefmt")]
     pub last_at: DateTime<Utc>,
     /// Where it was moved on the server (`move_undelivered_emails`), when it was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
