@@ -78,6 +78,7 @@ impl Receiver {
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { continue };
+                let _ = stream.set_nodelay(true);
                 let (config, mode, received, bad, refused, key) = (
                     config.clone(),
                     mode.clone(),
@@ -212,10 +213,11 @@ fn read_request(tls: &mut impl Read) -> Option<(Headers, Vec<u8>)> {
 
 fn respond(tls: &mut impl Write, status: u16, body: &str) -> std::io::Result<()> {
     let reason = if status < 300 { "OK" } else { "Error" };
-    write!(
-        tls,
+    // One write: pieces would go out as separate segments and meet delayed ACKs.
+    let answer = format!(
         "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
-    )?;
+    );
+    tls.write_all(answer.as_bytes())?;
     tls.flush()
 }
