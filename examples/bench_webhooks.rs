@@ -35,7 +35,12 @@ fn cpu_of(pid: u32) -> f64 {
         .map_or("", |(_, r)| r)
         .split_whitespace()
         .collect();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     (ticks(11) + ticks(12)) / 100.0
 }
 
@@ -94,7 +99,10 @@ fn sidesync_round(
     loop {
         assert!(Instant::now() < deadline, "round {round} did not finish");
         if let Ok(Some(status)) = child.try_wait() {
-            panic!("sidesync exited early ({status}); its config is {}", cfg.display());
+            panic!(
+                "sidesync exited early ({status}); its config is {}",
+                cfg.display()
+            );
         }
         if store_seconds.is_none() && stored(port) as usize >= count {
             store_seconds = Some(start.elapsed().as_secs_f64());
@@ -187,7 +195,15 @@ fn main() {
     println!(
         "\n{count} emails, webhook for activity.created over HTTPS (keep-alive), same run as mbsync\n\
          {:>5} {:>9} {:>11} {:>13} {:>10} {:>10} {:>9} {:>9} {:>13}",
-        "round", "mbsync s", "stored s", "delivered s", "events/s", "CPU s", "p50 ms", "p99 ms", "ingest ratio"
+        "round",
+        "mbsync s",
+        "stored s",
+        "delivered s",
+        "events/s",
+        "CPU s",
+        "p50 ms",
+        "p99 ms",
+        "ingest ratio"
     );
     let mut ratios = Vec::new();
     for (i, r) in results.iter().enumerate() {

@@ -80,7 +80,13 @@ pub fn maildir_count(dir: &Path) -> (usize, u64) {
 
 /// mbsync, default settings (FSync yes), into a fresh maildir.
 /// `lf_bytes`: the emails' size with LF line ends, as mbsync writes them.
-pub fn mbsync_round(d: &Dovecot, root: &Path, round: usize, count: usize, lf_bytes: u64) -> Measure {
+pub fn mbsync_round(
+    d: &Dovecot,
+    root: &Path,
+    round: usize,
+    count: usize,
+    lf_bytes: u64,
+) -> Measure {
     let mdir = root.join(format!("mbsync-{round}"));
     std::fs::create_dir_all(mdir.join("INBOX")).expect("mbsync dir");
     let rc = root.join(format!("mbsyncrc-{round}"));
@@ -118,4 +124,3 @@ pub fn mbsync_round(d: &Dovecot, root: &Path, round: usize, count: usize, lf_byt
     let _ = std::fs::remove_dir_all(&mdir);
     m
 }
-

@@ -181,9 +181,10 @@ impl Dispatcher {
                 self.start_redeliveries(&mut running);
             }
             // Delivered but not committed counts as in flight: a crash redelivers those.
+            // Committed when the bound is reached, every PROGRESS_EVERY, and when idle.
             if self.newly_acked.len() + running.len() >= self.hook.max_in_flight
                 || now >= last_progress + PROGRESS_EVERY
-                || running.is_empty()
+                || (running.is_empty() && self.pending.is_empty())
             {
                 last_progress = now;
                 self.commit_progress().await;
