@@ -346,9 +346,7 @@ pub(crate) fn status_view(ctx: &StatusContext) -> Result<Value, String> {
     let config = ctx.config();
     let data = status::collect(ctx, &config)?;
     let mailboxes: Vec<Value> = data.rows.iter().map(status::MailboxRow::json).collect();
-    let mut appliance = status::appliance_json(ctx, data.activities_stored, &data.decisions);
-    appliance["data_bytes"] = serde_json::json!(ctx.store.file_size());
-    appliance["queue_depth"] = serde_json::json!(queue_depth(ctx, &data));
+    let appliance = status::appliance_view(ctx, &data, queue_depth(ctx, &data));
     Ok(serde_json::json!({
         "appliance": appliance,
         "profiles": data.profiles,
@@ -429,7 +427,7 @@ fn status_page(ctx: &StatusContext, url: &str) -> Result<String, String> {
         .collect();
     let series = ctx.metrics.series(now);
     Ok(page::render(&page::PageData {
-        appliance: status::appliance_json(ctx, data.activities_stored, &data.decisions),
+        appliance: serde_json::json!(status::appliance_view(ctx, &data, queue_depth(ctx, &data))),
         profiles,
         rows,
         total: data.rows.len(),
@@ -579,6 +577,59 @@ mod tests {
             );
         }
         assert!(!status_needs_token("/healthz", Some(lan), false));
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_reader_behind_the_retention_gets_410_with_the_oldest_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ctx = context(dir.path());
+        let writer = ctx.store.start_writer();
+        let alert = |code: &str| crate::store::Alert {
+            at: Utc::now(),
+            level: crate::store::AlertLevel::Warning,
+            scope: crate::store::AlertScope::Profile,
+            mailbox: None,
+            profile: Some("p".into()),
+            code: code.into(),
+            message: "m".into(),
+        };
+        let keep = Utc::now() - chrono::Duration::days(1);
+        writer.alert(alert("one"), keep).await.expect("alert");
+        writer.alert(alert("two"), keep).await.expect("alert");
+        writer.flush().await.expect("flush");
+        let page = tokio::task::block_in_place(|| events::list(&ctx, "/api/v1/events?after=0"))
+            .expect("events");
+        assert_eq!(page.events.len(), 2);
+        // Both older than a 1 ms retention; the next commit prunes them.
+        ctx.store
+            .feed()
+            .set_retention(std::time::Duration::from_millis(1));
+        let newest = page.events[1].at;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while Utc::now() <= newest + chrono::Duration::milliseconds(2) {
+            assert!(std::time::Instant::now() < deadline);
+            std::thread::yield_now();
+        }
+        ctx.store.feed().force_prune();
+        writer.alert(alert("three"), keep).await.expect("alert");
+        writer.flush().await.expect("flush");
+        let gone = tokio::task::block_in_place(|| events::list(&ctx, "/api/v1/events?after=0"))
+            .err()
+            .expect("410");
+        assert_eq!((gone.status, gone.kind), (410, "events-expired"));
+        let body: Value = serde_json::from_str(&gone.body()).expect("problem");
+        assert_eq!(body["oldest_seq"], 3);
+        assert_eq!(body["type"], "urn:sidesync:problem:events-expired");
+        assert!(
+            body["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("event_retention"))
+        );
+        // From the oldest kept on, the feed goes on.
+        let page = tokio::task::block_in_place(|| events::list(&ctx, "/api/v1/events?after=2"))
+            .expect("events");
+        assert_eq!(page.events[0].seq, 3);
+        writer.shutdown();
     }
 
     #[test]

@@ -346,23 +346,41 @@ pub fn collect<'c>(ctx: &StatusContext, config: &'c Config) -> Result<StatusData
     })
 }
 
-/// The appliance part of `/status`.
-pub fn appliance_json(
+/// The appliance part of `/status` and the page.
+#[derive(Debug, Serialize)]
+pub struct ApplianceView {
+    pub version: &'static str,
+    #[serde(with = "crate::timefmt")]
+    pub started_at: DateTime<Utc>,
+    pub uptime_seconds: i64,
+    pub store: String,
+    pub activities_stored: u64,
+    pub decisions: std::collections::BTreeMap<String, u64>,
+    pub config: String,
+    /// The last reload (SIGHUP): applied, or refused with the errors (the running config stays
+    /// in force until they are fixed).
+    pub last_reload: Option<super::ReloadOutcome>,
+    pub data_bytes: u64,
+    /// Requests waiting for the store writer plus emails waiting to be sent.
+    pub queue_depth: u64,
+}
+
+pub fn appliance_view(
     ctx: &StatusContext,
-    activities_stored: u64,
-    decisions: &std::collections::BTreeMap<String, u64>,
-) -> Value {
+    data: &StatusData<'_>,
+    queue_depth: u64,
+) -> ApplianceView {
     let now = Utc::now();
-    json!({
-        "version": env!("CARGO_PKG_VERSION"),
-        "started_at": crate::timefmt::format(&ctx.started_at),
-        "uptime_seconds": (now - ctx.started_at).num_seconds(),
-        "store": ctx.store.path().display().to_string(),
-        "activities_stored": activities_stored,
-        "decisions": decisions,
-        "config": ctx.config().path.display().to_string(),
-        // The last reload (SIGHUP): applied, or refused with the errors (the running config
-        // stays in force until they are fixed).
-        "last_reload": ctx.reload.lock().ok().and_then(|r| r.clone()),
-    })
+    ApplianceView {
+        version: env!("CARGO_PKG_VERSION"),
+        started_at: ctx.started_at,
+        uptime_seconds: (now - ctx.started_at).num_seconds(),
+        store: ctx.store.path().display().to_string(),
+        activities_stored: data.activities_stored,
+        decisions: data.decisions.clone(),
+        config: ctx.config().path.display().to_string(),
+        last_reload: ctx.reload.lock().ok().and_then(|r| r.clone()),
+        data_bytes: ctx.store.file_size(),
+        queue_depth,
+    }
 }
