@@ -13,7 +13,7 @@ pub struct RawConfig {
     #[serde(default)]
     pub mailbox: Vec<RawMailbox>,
     #[serde(default)]
-    pub webhook: Vec<super::webhook::RawWebhook>,
+    pub webhook: Vec<RawWebhook>,
 }
 
 /// A duration may be written as a string ("5m") or a bare number of seconds.
@@ -195,4 +195,23 @@ pub struct RawMailbox {
 pub struct RawTrackingFolder {
     pub folder: Spanned<String>,
     pub regarding: Option<Spanned<String>>,
+}
+
+/// `[[webhook]]`, checked in `webhook.rs`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWebhook {
+    pub name: Spanned<String>,
+    pub url: Spanned<String>,
+    pub events: Option<Spanned<Vec<String>>>,
+    pub secret: Option<Spanned<String>>,
+    pub secret_file: Option<Spanned<String>>,
+    pub secret_env: Option<Spanned<String>>,
+    pub secret_credential: Option<Spanned<String>>,
+    pub ca_file: Option<Spanned<String>>,
+    pub max_in_flight: Option<Spanned<i64>>,
+    pub max_attempts: Option<Spanned<i64>>,
+    pub timeout: Option<Spanned<RawDuration>>,
+    pub retry_interval: Option<Spanned<RawDuration>>,
+    pub max_retry_interval: Option<Spanned<RawDuration>>,
 }

@@ -4,32 +4,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
-use toml::Spanned;
-
-use super::raw::RawDuration;
+use super::raw::RawWebhook;
 use super::{SecretFields, Validator};
 use crate::net::url::Endpoint;
 use crate::secret::Secret;
 use crate::store::feed::EVENT_TYPES;
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawWebhook {
-    pub name: Spanned<String>,
-    pub url: Spanned<String>,
-    pub events: Option<Spanned<Vec<String>>>,
-    pub secret: Option<Spanned<String>>,
-    pub secret_file: Option<Spanned<String>>,
-    pub secret_env: Option<Spanned<String>>,
-    pub secret_credential: Option<Spanned<String>>,
-    pub ca_file: Option<Spanned<String>>,
-    pub max_in_flight: Option<Spanned<i64>>,
-    pub max_attempts: Option<Spanned<i64>>,
-    pub timeout: Option<Spanned<RawDuration>>,
-    pub retry_interval: Option<Spanned<RawDuration>>,
-    pub max_retry_interval: Option<Spanned<RawDuration>>,
-}
 
 /// A receiver of the change feed.
 #[derive(Debug, Clone)]

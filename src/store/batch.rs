@@ -1,12 +1,11 @@
 //! What the jobs hand the writer: prepared emails in batches with what marks them handled, and
-//! queued email; and the small helpers every write uses.
+//! queued email.
 
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use redb::{ReadableTable, WriteTransaction};
 
-use super::{ItemFailure, META, StoreError, decode};
+use super::ItemFailure;
 use crate::tracking::decision::{Directory, SkipReason, Track};
 use crate::tracking::message::EmailHeaders;
 use crate::tracking::plan::FolderCursor;
@@ -132,24 +131,5 @@ pub struct QueuedEmail {
     pub regarding: Option<String>,
     pub directory: Arc<Directory>,
     /// The request's idempotency key (scoped to its caller) and what it was, if it had one.
-    pub idempotency: Option<(String, super::outbox_actions::IdempotencyRecord)>,
-}
-
-/// A state record, or its default when the row does not exist yet.
-pub(super) fn load<T: serde::de::DeserializeOwned + Default>(
-    table: &redb::Table<'_, &str, &[u8]>,
-    key: &str,
-    what: &'static str,
-) -> Result<T, StoreError> {
-    match table.get(key)? {
-        Some(v) => decode(what, v.value()),
-        None => Ok(T::default()),
-    }
-}
-
-pub(super) fn next_id(txn: &WriteTransaction, key: &str) -> Result<u64, StoreError> {
-    let mut meta = txn.open_table(META)?;
-    let id = meta.get(key)?.map(|v| v.value()).unwrap_or(1);
-    meta.insert(key, id + 1)?;
-    Ok(id)
+    pub idempotency: Option<(String, super::IdempotencyRecord)>,
 }

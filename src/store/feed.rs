@@ -249,10 +249,12 @@ impl FeedClock {
 
 /// Appends the transaction's changes; returns the last number given (None: there were none).
 /// Every so often it also drops events past the retention that every webhook has had.
+/// `lowest_watermark` tells what every webhook has had (None: there are no webhooks).
 pub(super) fn append(
     txn: &WriteTransaction,
     feed: Feed,
     clock: &FeedClock,
+    lowest_watermark: &dyn Fn(&WriteTransaction) -> Result<Option<u64>, StoreError>,
 ) -> Result<Option<u64>, StoreError> {
     let now = Utc::now();
     let mut last = None;
@@ -276,19 +278,29 @@ pub(super) fn append(
     let unix = now.timestamp().max(0) as u64;
     if unix >= clock.last_prune.load(Ordering::Relaxed) + 10 {
         clock.last_prune.store(unix, Ordering::Relaxed);
-        prune(txn, now, clock.retention_ms.load(Ordering::Relaxed))?;
+        let keep_from = lowest_watermark(txn)?.map_or(u64::MAX, |w| w + 1);
+        prune(
+            txn,
+            now,
+            clock.retention_ms.load(Ordering::Relaxed),
+            keep_from,
+        )?;
     }
     Ok(last)
 }
 
 /// Drops events older than the retention, up to the lowest webhook watermark (what every
 /// webhook has delivered or dead-lettered).
-fn prune(txn: &WriteTransaction, now: DateTime<Utc>, retention: u64) -> Result<(), StoreError> {
+fn prune(
+    txn: &WriteTransaction,
+    now: DateTime<Utc>,
+    retention: u64,
+    keep_from: u64,
+) -> Result<(), StoreError> {
     if retention == 0 {
         return Ok(());
     }
     let cutoff = now - chrono::Duration::milliseconds(retention.min(i64::MAX as u64 / 4) as i64);
-    let keep_from = super::webhook::lowest_watermark(txn)?.map_or(u64::MAX, |w| w + 1);
     let mut events = txn.open_table(EVENTS)?;
     for _ in 0..PRUNE_PER_COMMIT {
         let first = match events.first()? {

@@ -8,7 +8,7 @@ use chrono::Utc;
 use redb::{ReadableTable, Table, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
-use super::batch::{IngestBatch, IngestOutcome, IngestSource, QueuedEmail, SyncKey, load, next_id};
+use super::batch::{IngestBatch, IngestOutcome, IngestSource, QueuedEmail, SyncKey};
 use super::feed::{ActivityChange, Change, Feed, OutboxChange};
 use super::index::TableLookups;
 use super::{
@@ -18,6 +18,7 @@ use super::{
     REGARDING_INDEX, SUBJECT_INDEX, SYNC_ID_MAP, StoreError, TOKEN_INDEX, decode, due_key, encode,
     is_activity, skip_marker,
 };
+use super::{load, next_id};
 use crate::tracking::decision::{
     Correlation, Decision, Directory, Email, Lookups, Place, SkipReason, correlate, fingerprint,
     message_id_key, resolved_parties,

@@ -210,6 +210,25 @@ fn newest_matching(
     Ok(out)
 }
 
+/// A state record, or its default when the row does not exist yet.
+pub(crate) fn load<T: serde::de::DeserializeOwned + Default>(
+    table: &redb::Table<'_, &str, &[u8]>,
+    key: &str,
+    what: &'static str,
+) -> Result<T, StoreError> {
+    match table.get(key)? {
+        Some(v) => decode(what, v.value()),
+        None => Ok(T::default()),
+    }
+}
+
+pub(crate) fn next_id(txn: &redb::WriteTransaction, key: &str) -> Result<u64, StoreError> {
+    let mut meta = txn.open_table(META)?;
+    let id = meta.get(key)?.map(|v| v.value()).unwrap_or(1);
+    meta.insert(key, id + 1)?;
+    Ok(id)
+}
+
 pub(crate) fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
     // Serializing these plain structs to JSON cannot fail (no maps with non-string keys).
     serde_json::to_vec(value).unwrap_or_default()

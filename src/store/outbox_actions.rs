@@ -5,11 +5,11 @@
 //!   queues the email;
 //! - `outbox_idempotency_by_time`: (ms since the epoch, caller + key), to drop them after 24 h.
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
-use serde::{Deserialize, Serialize};
 
 use super::feed::{Change, Feed, OutboxChange};
+pub use super::records::IdempotencyRecord;
 use super::{
     OUTBOX, OUTBOX_COUNTS, OUTBOX_DUE, OutboxCounts, OutboxEntry, OutboxStatus, StoreError, decode,
     due_key, encode,
@@ -22,19 +22,6 @@ pub(crate) const IDEMPOTENCY_BY_TIME: TableDefinition<(u64, &str), ()> =
 
 /// How long an idempotency key is kept.
 pub const IDEMPOTENCY_HOURS: i64 = 24;
-
-/// The email a key queued, and what the request was (the same key with another request is
-/// refused).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct IdempotencyRecord {
-    pub id: u64,
-    /// SHA-256 of the request body, hex.
-    pub request_hash: String,
-    #[serde(with = "crate::timefmt")]
-    pub at: DateTime<Utc>,
-    pub message_id: Option<String>,
-    pub subject: Option<String>,
-}
 
 /// The key as stored: the caller's (API token's) name and its key, apart.
 pub fn scoped_key(caller: &str, key: &str) -> String {
@@ -129,8 +116,7 @@ pub(super) fn apply_action(
     }
     entries.insert(id, encode(&e).as_slice())?;
     let mut counts_table = txn.open_table(OUTBOX_COUNTS)?;
-    let mut counts: OutboxCounts =
-        super::batch::load(&counts_table, e.mailbox.as_str(), "outbox counts")?;
+    let mut counts: OutboxCounts = super::load(&counts_table, e.mailbox.as_str(), "outbox counts")?;
     counts.moved(Some(before), e.status);
     counts_table.insert(e.mailbox.as_str(), encode(&counts).as_slice())?;
     feed.push(

@@ -237,3 +237,16 @@ pub struct OutboxEntry {
     /// The IMAP APPEND of the copy to the Sent folder: None = not asked for.
     pub sent_copy: Option<String>,
 }
+
+/// The email a key queued, and what the request was (the same key with another request is
+/// refused).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IdempotencyRecord {
+    pub id: u64,
+    /// SHA-256 of the request body, hex.
+    pub request_hash: String,
+    #[serde(with = "crate::timefmt")]
+    pub at: DateTime<Utc>,
+    pub message_id: Option<String>,
+    pub subject: Option<String>,
+}

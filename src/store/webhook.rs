@@ -67,7 +67,7 @@ pub(super) fn apply_progress(
     delivered: u64,
 ) -> Result<(), StoreError> {
     let mut states = txn.open_table(WEBHOOK_STATE)?;
-    let mut s: WebhookState = super::batch::load(&states, name, "webhook state")?;
+    let mut s: WebhookState = super::load(&states, name, "webhook state")?;
     let old = s.watermark;
     s.watermark = s.watermark.max(watermark);
     s.delivered += delivered;
@@ -92,7 +92,7 @@ pub(super) fn apply_dead(
     let mut dead = txn.open_table(WEBHOOK_DEAD)?;
     dead.insert((name, letter.event.seq), encode(letter).as_slice())?;
     let mut states = txn.open_table(WEBHOOK_STATE)?;
-    let mut s: WebhookState = super::batch::load(&states, name, "webhook state")?;
+    let mut s: WebhookState = super::load(&states, name, "webhook state")?;
     if counted {
         s.dead += 1;
     }
@@ -144,7 +144,7 @@ pub(super) fn apply_resolved(
 ) -> Result<(), StoreError> {
     txn.open_table(WEBHOOK_DEAD)?.remove((name, seq))?;
     let mut states = txn.open_table(WEBHOOK_STATE)?;
-    let mut s: WebhookState = super::batch::load(&states, name, "webhook state")?;
+    let mut s: WebhookState = super::load(&states, name, "webhook state")?;
     s.delivered += 1;
     states.insert(name, encode(&s).as_slice())?;
     Ok(())

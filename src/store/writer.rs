@@ -15,7 +15,6 @@ pub use super::batch::{
     IngestBatch, IngestOutcome, IngestSource, POP3_FOLDER, PreparedMessage, QueuedEmail, SyncKey,
     TrackingPlace,
 };
-use super::batch::{load, next_id};
 use super::feed::{Change, Feed, MailboxChange, OutboxChange};
 pub use super::ingest::ContactsUpdate;
 use super::ingest::{apply_contacts, apply_enqueue, apply_ingest, apply_regarding};
@@ -26,6 +25,7 @@ use super::{
     MailboxState, NOT_TRACKED, POP3_SYNC_ID_MAP, PROFILE_STATE, SYNC_ID_MAP, Store, StoreError,
     decode, encode,
 };
+use super::{load, next_id};
 pub use crate::lifecycle::transitions::MailboxUpdate;
 use crate::store::{
     OUTBOX, OUTBOX_COUNTS, OUTBOX_DUE, OutboxCounts, OutboxEntry, OutboxStatus, ProfileState,
@@ -600,7 +600,8 @@ fn commit(store: &Store, ops: Vec<Op>) {
             t.close()?;
         }
         drop(outbox);
-        last_seq = super::feed::append(&txn, feed, store.feed())?;
+        last_seq =
+            super::feed::append(&txn, feed, store.feed(), &super::webhook::lowest_watermark)?;
         txn.commit()?;
         Ok(())
     })();
