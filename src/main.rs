@@ -84,7 +84,7 @@ enum Command {
         /// The config file.
         #[arg(long, short, env = "SIDESYNC_CONFIG", default_value = DEFAULT_CONFIG)]
         config: PathBuf,
-        /// Only emails in this status: pending_send, sending, sent or failed.
+        /// Only emails in this status: pending_send, sending, sent, failed or cancelled.
         #[arg(long)]
         status: Option<String>,
         /// Only this sending mailbox's emails.

@@ -396,6 +396,17 @@ fn email(raw: &[u8], compressor: &mut zstd::bulk::Compressor<'_>) {
     let stored = rawcodec::encode(raw, compressor).expect("encode");
     let back = rawcodec::decode(&stored).expect("decode");
     assert_eq!(back, raw, "the stored email reads back byte for byte");
+    // Exported as mbox and read back: the same bytes (one newline added when it had none).
+    let entry = sidesync::export::mbox_entry(raw, "someone@example.com", chrono::Utc::now());
+    let mut expected = raw.to_vec();
+    if !expected.ends_with(b"\n") {
+        expected.push(b'\n');
+    }
+    assert_eq!(
+        sidesync::export::read_mbox(&entry),
+        vec![expected],
+        "an mbox entry reads back"
+    );
 }
 
 #[test]

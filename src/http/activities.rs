@@ -95,8 +95,9 @@ pub struct ActivitySummary<'a> {
     pub message_id: Option<&'a str>,
     pub subject: Option<&'a str>,
     pub from: &'a [String],
-    /// The email's Date header (RFC 3339 as written by the sender, when it parses).
-    pub date: Option<&'a str>,
+    /// The email's Date header in UTC (when it parses; the raw MIME keeps it as written).
+    #[serde(with = "crate::timefmt::option")]
+    pub date: Option<DateTime<Utc>>,
     pub size: u64,
     #[serde(with = "crate::timefmt")]
     pub created_at: DateTime<Utc>,
@@ -118,7 +119,12 @@ fn summary(a: &Activity) -> ActivitySummary<'_> {
         message_id: a.headers.message_id.as_deref(),
         subject: a.headers.subject.as_deref(),
         from: &a.headers.from,
-        date: a.headers.date.as_deref(),
+        date: a
+            .headers
+            .date
+            .as_deref()
+            .and_then(|d| DateTime::parse_from_rfc3339(d).ok())
+            .map(|d| d.with_timezone(&Utc)),
         size: a.size,
         created_at: a.created_at,
         received_at: a.received_at,
