@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/deps.sh
-need_packages dovecot-imapd dovecot-pop3d dovecot-submissiond postfix openssl procps util-linux systemd ca-certificates chromium chromium-driver fonts-dejavu-core
+need_packages dovecot-imapd dovecot-pop3d dovecot-submissiond postfix openssl procps util-linux systemd ca-certificates chromium chromium-driver fonts-dejavu-core python3-venv
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
 cargo test --locked

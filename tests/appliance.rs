@@ -97,3 +97,99 @@ fn the_systemd_unit_exposure_is_at_most_2() {
         .unwrap_or_else(|| panic!("cannot read the level in {line:?}"));
     assert!(level <= 2.0, "{line}");
 }
+
+/// The StatefulSet's config and manifests: its `sidesync.toml` checks with the Secret as the
+/// credentials directory and a shard from the pod index, and every resource validates against
+/// the Kubernetes schemas (kubernetes-validate from PyPI, strict, no cluster needed).
+#[test]
+fn the_kubernetes_statefulset_validates_and_its_config_checks() {
+    let manifest = std::fs::read_to_string("appliance/kubernetes/sidesync.yaml").expect("manifest");
+    let config: String = manifest
+        .split("  sidesync.toml: |\n")
+        .nth(1)
+        .expect("the ConfigMap's sidesync.toml")
+        .lines()
+        .take_while(|l| l.is_empty() || l.starts_with("    "))
+        .map(|l| format!("{}\n", l.strip_prefix("    ").unwrap_or(l)))
+        .collect();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let creds = dir.path().join("credentials");
+    std::fs::create_dir(&creds).expect("credentials");
+    std::fs::write(creds.join("api-token"), "a-long-enough-api-token-0123").expect("token");
+    std::fs::write(creds.join("alice"), "pw").expect("alice");
+    let path = dir.path().join("sidesync.toml");
+    std::fs::write(
+        &path,
+        config.replace(
+            "/var/lib/sidesync",
+            &dir.path().join("data").display().to_string(),
+        ),
+    )
+    .expect("config");
+    let out = Command::new(support::sidesync::binary())
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .env("CREDENTIALS_DIRECTORY", &creds)
+        .env("SIDESYNC_SHARD", "2/3")
+        .output()
+        .expect("check-config");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A shard that cannot be is named.
+    let out = Command::new(support::sidesync::binary())
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .env("CREDENTIALS_DIRECTORY", &creds)
+        .env("SIDESYNC_SHARD", "3/3")
+        .output()
+        .expect("check-config");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && said.contains("SIDESYNC_SHARD"),
+        "{said}"
+    );
+
+    let venv = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("kubernetes-validate");
+    let validate = venv.join("bin/kubernetes-validate");
+    if !validate.exists() {
+        let made = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .expect("python3 -m venv (package python3-venv)");
+        assert!(made.success(), "python3 -m venv failed");
+        let installed = Command::new(venv.join("bin/pip"))
+            .args(["install", "--quiet", "kubernetes-validate"])
+            .status()
+            .expect("pip");
+        assert!(
+            installed.success(),
+            "pip install kubernetes-validate failed (PyPI reachable?)"
+        );
+    }
+    let out = Command::new(&validate)
+        .args(["--strict", "appliance/kubernetes/sidesync.yaml"])
+        .output()
+        .expect("kubernetes-validate");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{said}");
+    for resource in [
+        "configmap/sidesync-config",
+        "secret/sidesync-secrets",
+        "service/sidesync",
+        "statefulset/sidesync",
+    ] {
+        assert!(
+            said.contains(&format!("passed for resource {resource}")),
+            "{said}"
+        );
+    }
+}

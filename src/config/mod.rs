@@ -8,6 +8,7 @@ mod duration;
 mod pin;
 mod raw;
 pub mod seal;
+pub mod shard;
 pub mod webhook;
 
 use std::fmt;
@@ -36,7 +37,10 @@ pub struct Config {
     pub path: PathBuf,
     pub appliance: Appliance,
     pub profiles: Vec<Profile>,
+    /// The mailboxes this appliance processes (with `shard`: those it owns).
     pub mailboxes: Vec<Mailbox>,
+    /// With `shard`: the mailboxes other shards own (still known to the tracking decision).
+    pub skipped: Vec<Mailbox>,
     pub webhooks: Vec<Webhook>,
 }
 
@@ -100,6 +104,8 @@ pub struct Appliance {
     pub allow_plaintext_passwords: bool,
     /// Change feed events older than this go (once every webhook had them).
     pub event_retention: Duration,
+    /// This appliance owns only the mailboxes of this shard (see `shard.rs`).
+    pub shard: Option<shard::Shard>,
 }
 
 /// What an API token may do: `read` (GET), `send` (read, and queue email), `admin` (everything).
@@ -412,9 +418,12 @@ impl Config {
     /// its filter, and the correlation steps.
     pub fn directory(&self) -> Directory {
         Directory {
+            // Every mailbox of the config, other shards' too: who else tracks an email is the
+            // same question on every shard.
             mailboxes: self
                 .mailboxes
                 .iter()
+                .chain(&self.skipped)
                 .filter(|m| {
                     m.active && m.incoming_delivery != IncomingDelivery::None && !m.forward_mailbox
                 })
@@ -432,10 +441,39 @@ impl Config {
             forwarding: self
                 .mailboxes
                 .iter()
+                .chain(&self.skipped)
                 .filter(|m| m.active && m.incoming_delivery == IncomingDelivery::ForwardMailbox)
                 .map(|m| m.email_address.clone())
                 .collect(),
         }
+    }
+
+    /// Keeps the mailboxes `shard` owns (the config's `shard`, unless another is given) and sets
+    /// the others apart in `skipped`.
+    pub fn apply_shard(&mut self, over: Option<shard::Shard>) {
+        if over.is_some() {
+            self.appliance.shard = over;
+        }
+        let Some(s) = self.appliance.shard else {
+            return;
+        };
+        let all = std::mem::take(&mut self.mailboxes);
+        let (mine, others): (Vec<Mailbox>, Vec<Mailbox>) =
+            all.into_iter().partition(|m| s.owns(&m.email_address));
+        self.mailboxes = mine;
+        self.skipped.extend(others);
+    }
+
+    /// The shard that owns a mailbox of the config another shard processes.
+    pub fn owner_elsewhere(&self, address: &str) -> Option<shard::Shard> {
+        let s = self.appliance.shard?;
+        self.skipped
+            .iter()
+            .any(|m| m.email_address == address)
+            .then(|| shard::Shard {
+                index: shard::owner(address, s.count),
+                count: s.count,
+            })
     }
 
     /// Reads and validates a config file. Every mistake found is reported, each with its place.
@@ -448,7 +486,24 @@ impl Config {
                 message: format!("cannot read the config file: {e}"),
             }],
         })?;
-        Config::parse(path, &text)
+        let mut config = Config::parse(path, &text)?;
+        // One config for every shard: each is told its shard by `SIDESYNC_SHARD` (a
+        // StatefulSet's pod index), or by the config's own `shard`.
+        let over = match std::env::var("SIDESYNC_SHARD") {
+            Ok(v) if !v.trim().is_empty() => {
+                Some(shard::Shard::parse(&v).map_err(|message| ConfigErrors {
+                    errors: vec![ConfigError {
+                        file: "SIDESYNC_SHARD".into(),
+                        line: 0,
+                        col: 0,
+                        message,
+                    }],
+                })?)
+            }
+            _ => None,
+        };
+        config.apply_shard(over);
+        Ok(config)
     }
 
     /// Only where the data folder is (the operator commands need no more: the control socket is
@@ -950,6 +1005,7 @@ impl Validator<'_> {
             appliance,
             profiles,
             mailboxes,
+            skipped: Vec::new(),
             webhooks,
         }
     }
@@ -1145,6 +1201,16 @@ impl Validator<'_> {
                 0,
                 0..=1_000_000,
             ) as u32,
+            shard: ra
+                .shard
+                .as_ref()
+                .and_then(|s| match shard::Shard::parse(s.get_ref()) {
+                    Ok(shard) => Some(shard),
+                    Err(e) => {
+                        self.at(s, e);
+                        None
+                    }
+                }),
             event_retention: self.duration(
                 "event_retention",
                 ra.event_retention.as_ref(),

@@ -65,6 +65,7 @@ pub struct RawAppliance {
     pub api_tokens: Option<Vec<Spanned<RawApiToken>>>,
     pub status_public: Option<bool>,
     pub event_retention: Option<Spanned<RawDuration>>,
+    pub shard: Option<Spanned<String>>,
 }
 
 /// `[[appliance.api_tokens]]`: a further API token with a name and a scope.

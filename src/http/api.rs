@@ -316,7 +316,18 @@ fn mailbox_known(ctx: &StatusContext, address: &str) -> Result<String, ApiError>
     {
         Ok(address)
     } else {
-        Err(err(404, format!("no mailbox {address} in the config")))
+        Err(not_here(ctx, &address))
+    }
+}
+
+/// A mailbox this appliance does not process: not in the config, or another shard's.
+fn not_here(ctx: &StatusContext, address: &str) -> ApiError {
+    match ctx.config().owner_elsewhere(address) {
+        Some(s) => err(
+            404,
+            format!("mailbox {address} is processed by shard {s}, not by this one"),
+        ),
+        None => err(404, format!("no mailbox {address} in the config")),
     }
 }
 
@@ -703,7 +714,10 @@ fn queue(
         .iter()
         .enumerate()
         .find(|(_, m)| m.email_address == from)
-        .ok_or_else(|| err(400, format!("from: no mailbox {from} in the config")))?;
+        .ok_or_else(|| {
+            let why = not_here(ctx, &from);
+            err(400, format!("from: {}", why.message))
+        })?;
     if mailbox.outgoing_delivery == crate::config::OutgoingDelivery::None {
         return Err(err(
             400,

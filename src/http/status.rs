@@ -363,6 +363,40 @@ pub struct ApplianceView {
     pub data_bytes: u64,
     /// Requests waiting for the store writer plus emails waiting to be sent.
     pub queue_depth: u64,
+    /// With `shard`: which shard this is and the mailboxes it leaves to the others.
+    pub shard: Option<ShardView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ShardView {
+    pub index: u32,
+    pub count: u32,
+    pub mailboxes_owned: usize,
+    /// Every mailbox of the config another shard processes, with that shard's index.
+    pub skipped: Vec<SkippedMailbox>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SkippedMailbox {
+    pub email_address: String,
+    pub shard: u32,
+}
+
+fn shard_view(config: &Config) -> Option<ShardView> {
+    let s = config.appliance.shard?;
+    Some(ShardView {
+        index: s.index,
+        count: s.count,
+        mailboxes_owned: config.mailboxes.len(),
+        skipped: config
+            .skipped
+            .iter()
+            .map(|m| SkippedMailbox {
+                email_address: m.email_address.clone(),
+                shard: crate::config::shard::owner(&m.email_address, s.count),
+            })
+            .collect(),
+    })
 }
 
 pub fn appliance_view(
@@ -382,5 +416,6 @@ pub fn appliance_view(
         last_reload: ctx.reload.lock().ok().and_then(|r| r.clone()),
         data_bytes: ctx.store.file_size(),
         queue_depth,
+        shard: shard_view(&ctx.config()),
     }
 }
