@@ -60,6 +60,7 @@ pub fn run(config: Config, mode: RunMode) -> Result<RunReport, String> {
     let live_directory = crate::live::Live::new(Arc::new(config.directory()));
     let reload_outcome = Arc::default();
     let reload_commands = commands_tx.clone();
+    let idle_commands = commands_tx.clone();
     let http = match mode {
         RunMode::Forever => match StatusServer::start(
             StatusContext {
@@ -141,6 +142,7 @@ pub fn run(config: Config, mode: RunMode) -> Result<RunReport, String> {
             tokio::spawn(tell_systemd(current.clone()));
             tokio::spawn(engine::stale_watch::run(current.clone(), started_at));
             tokio::spawn(engine::oauth_watch::run(current.clone()));
+            tokio::spawn(engine::idle_watch::run(current.clone(), idle_commands));
             tokio::spawn(crate::webhook::run(
                 store.clone(),
                 writer.clone(),

@@ -217,6 +217,9 @@ pub struct Profile {
     pub timeout_mailbox_connection_after: Duration,
     pub move_undelivered_emails: bool,
     pub send_alert_email: bool,
+    /// IMAP IDLE on each processed mailbox's INBOX where the server offers it: a new email wakes
+    /// the mailbox's sync at once (polling goes on beside it).
+    pub idle: bool,
     /// O5: APPEND a copy of each sent email to `sent_folder` over IMAP.
     pub save_sent_copy: bool,
     pub sent_folder: String,
@@ -1885,6 +1888,17 @@ impl Validator<'_> {
                 .as_ref()
                 .is_some_and(|m| *m.get_ref()),
             send_alert_email: rp.send_alert_email.unwrap_or(false),
+            idle: match &rp.idle {
+                Some(i) if *i.get_ref() && server_type == ServerType::Pop3Smtp => {
+                    self.at(
+                        i,
+                        "idle = true is for IMAP profiles (POP3 has no IDLE)".into(),
+                    );
+                    false
+                }
+                Some(i) => *i.get_ref(),
+                None => false,
+            },
             save_sent_copy: rp.save_sent_copy.unwrap_or(false),
             sent_folder: rp
                 .sent_folder

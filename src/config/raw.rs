@@ -136,6 +136,7 @@ pub struct RawProfile {
     pub timeout_mailbox_connection_after: Option<Spanned<RawDuration>>,
     pub move_undelivered_emails: Option<Spanned<bool>>,
     pub send_alert_email: Option<bool>,
+    pub idle: Option<Spanned<bool>>,
     pub save_sent_copy: Option<bool>,
     pub sent_folder: Option<Spanned<String>>,
     pub pop3_delete_after_days: Option<Spanned<i64>>,

@@ -5,6 +5,7 @@ pub mod alert_email;
 pub mod alerts;
 pub mod credentials;
 pub mod error;
+pub mod idle_watch;
 pub mod incoming;
 pub mod limits;
 pub mod oauth_watch;

@@ -109,6 +109,8 @@ pub async fn run(
     let mut tests: JoinSet<TestDone> = JoinSet::new();
     let mut stop = ctx.stop.clone();
     let mut commands_open = true;
+    // Woken (IDLE told of new email) while their sync ran: they sync again at once after it.
+    let mut woken_while_running: std::collections::HashSet<String> = Default::default();
     loop {
         ctx.beat();
         let now = Instant::now();
@@ -153,8 +155,10 @@ pub async fn run(
                 report.failures += u64::from(r.failed);
                 // Removed by a reload while it ran: nothing to requeue.
                 let Some(&i) = index.get(&address) else { continue };
+                let again = woken_while_running.remove(&address) && !r.failed;
                 slots[i] = match (mode, r.next) {
                     (RunMode::Forever, Next::At(wait)) => {
+                        let wait = if again { Duration::ZERO } else { wait };
                         let at = Instant::now() + wait;
                         due.push(Reverse((at, i)));
                         ctx.metrics.set_next_poll(
@@ -173,12 +177,14 @@ pub async fn run(
             command = commands.recv(), if commands_open => match command {
                 None => commands_open = false,
                 Some(Command::Wake(address)) => {
-                    if let Some(&i) = index.get(&address)
-                        && slots[i] != Slot::Running
-                    {
-                        let at = Instant::now();
-                        slots[i] = Slot::Queued(at);
-                        due.push(Reverse((at, i)));
+                    if let Some(&i) = index.get(&address) {
+                        if slots[i] == Slot::Running {
+                            woken_while_running.insert(address);
+                        } else {
+                            let at = Instant::now();
+                            slots[i] = Slot::Queued(at);
+                            due.push(Reverse((at, i)));
+                        }
                     }
                 }
                 Some(Command::Test { addresses, reply }) => {

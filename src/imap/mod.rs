@@ -307,6 +307,51 @@ impl ImapSession {
         fetched
     }
 
+    /// Whether the server offers `capability` (asked after login).
+    pub async fn offers(&mut self, capability: &str) -> Result<bool, SyncError> {
+        Ok(self.capabilities().await?.has_str(capability))
+    }
+
+    /// IDLE (RFC 2177) on the selected folder until the server tells of a change (true) or
+    /// `max` passes without a word from it (false), then DONE. Every step but the wait itself
+    /// is bounded by the connection timeout; the wait is bounded by `max`.
+    pub async fn idle(self, max: Duration) -> Result<(ImapSession, bool), SyncError> {
+        let ImapSession {
+            session,
+            address,
+            timeout,
+            literal_limit,
+        } = self;
+        let mut handle = session.idle();
+        step(&address, "starting IDLE", timeout, handle.init(), |e| {
+            lost(&address, e)
+        })
+        .await?;
+        let changed = {
+            let (wait, _stop) = handle.wait_with_timeout(max);
+            match wait.await {
+                Ok(async_imap::extensions::idle::IdleResponse::NewData(_)) => true,
+                Ok(_) => false,
+                Err(e) => return Err(lost(&address, e)),
+            }
+        };
+        let session = step(&address, "ending IDLE", timeout, handle.done(), |e| {
+            lost(&address, e)
+        })
+        .await?;
+        // Unsolicited responses the wait set aside: the sync asks the folder itself.
+        while session.unsolicited_responses.try_recv().is_ok() {}
+        Ok((
+            ImapSession {
+                session,
+                address,
+                timeout,
+                literal_limit,
+            },
+            changed,
+        ))
+    }
+
     /// CAPABILITY after login (MOVE and UIDPLUS are often announced only then).
     async fn capabilities(&mut self) -> Result<async_imap::types::Capabilities, SyncError> {
         let address = self.address.clone();

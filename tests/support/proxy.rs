@@ -17,6 +17,9 @@ pub enum Mode {
     /// the server (the command and what follows never arrive): the client is caught right after
     /// deciding to send it.
     HoldAt(&'static str),
+    /// Forward until a client sends this text, then close that connection (both ways): only
+    /// that client is cut off.
+    DropAt(&'static str),
 }
 
 #[derive(Default)]
@@ -33,6 +36,8 @@ pub struct Proxy {
     stop: Arc<AtomicBool>,
     said: Arc<Mutex<Vec<u8>>>,
     holding: Arc<AtomicBool>,
+    /// Connections closed by `DropAt`.
+    pub dropped: Arc<AtomicUsize>,
 }
 
 /// Bytes from clients kept for [`Proxy::client_bytes`].
@@ -77,6 +82,7 @@ struct ClientSide {
     said: Arc<Mutex<Vec<u8>>>,
     hold_at: Option<&'static str>,
     holding: Arc<AtomicBool>,
+    drop_at: Option<(&'static str, Arc<AtomicUsize>)>,
 }
 
 fn pump(mut from: TcpStream, mut to: TcpStream, client: Option<ClientSide>) {
@@ -95,6 +101,17 @@ fn pump(mut from: TcpStream, mut to: TcpStream, client: Option<ClientSide>) {
             if let Ok(mut said) = c.said.lock() {
                 let room = KEEP_SAID.saturating_sub(said.len()).min(n);
                 said.extend_from_slice(&buf[..room]);
+            }
+            if let Some((pattern, dropped)) = &c.drop_at {
+                seen.extend_from_slice(&buf[..n]);
+                if String::from_utf8_lossy(&seen).contains(pattern) {
+                    dropped.fetch_add(1, Ordering::SeqCst);
+                    let _ = from.shutdown(Shutdown::Both);
+                    let _ = to.shutdown(Shutdown::Both);
+                    break;
+                }
+                let keep = seen.len().saturating_sub(pattern.len());
+                seen.drain(..keep);
             }
             if let Some(pattern) = c.hold_at {
                 seen.extend_from_slice(&buf[..n]);
@@ -130,12 +147,14 @@ impl Proxy {
         let stop = Arc::new(AtomicBool::new(false));
         let said = Arc::new(Mutex::new(Vec::new()));
         let holding = Arc::new(AtomicBool::new(false));
-        let (m, c, s, w, h) = (
+        let dropped = Arc::new(AtomicUsize::new(0));
+        let (m, c, s, w, h, dr) = (
             mode.clone(),
             counts.clone(),
             stop.clone(),
             said.clone(),
             holding.clone(),
+            dropped.clone(),
         );
         thread::spawn(move || {
             for client in listener.incoming() {
@@ -145,7 +164,7 @@ impl Proxy {
                 let Ok(client) = client else { continue };
                 let live = Live::new(&c);
                 let mode = *m.lock().expect("mode");
-                let (w, h) = (w.clone(), h.clone());
+                let (w, h, dr) = (w.clone(), h.clone(), dr.clone());
                 thread::spawn(move || {
                     match mode {
                         Mode::Drop => live.end(),
@@ -156,7 +175,7 @@ impl Proxy {
                             while c.read(&mut buf).map(|n| n > 0).unwrap_or(false) {}
                             live.end();
                         }
-                        Mode::Forward | Mode::HoldAt(_) => {
+                        Mode::Forward | Mode::HoldAt(_) | Mode::DropAt(_) => {
                             let Ok(server) = TcpStream::connect(("127.0.0.1", target_port)) else {
                                 live.end();
                                 return;
@@ -169,11 +188,16 @@ impl Proxy {
                                 Mode::HoldAt(p) => Some(p),
                                 _ => None,
                             };
+                            let drop_at = match mode {
+                                Mode::DropAt(p) => Some((p, dr)),
+                                _ => None,
+                            };
                             let side = ClientSide {
                                 live,
                                 said: w,
                                 hold_at,
                                 holding: h,
+                                drop_at,
                             };
                             let up = thread::spawn(move || pump(c2, s2, Some(side)));
                             pump(server, client, None);
@@ -190,6 +214,7 @@ impl Proxy {
             stop,
             said,
             holding,
+            dropped,
         }
     }
 

@@ -1,0 +1,92 @@
+//! IMAP IDLE: a new email becomes an activity without waiting for a poll, and when IDLE does not
+//! work (here a proxy holds every IDLE command) polling still picks up email.
+
+mod support;
+
+use std::time::{Duration, Instant, SystemTime};
+
+use support::appliance::Setup;
+use support::dovecot::{Dovecot, PASSWORD};
+use support::proxy::{Mode, Proxy};
+use support::{mail, wait_for};
+
+fn config(setup: &Setup, port: u16, user: &str, polling: &str) -> std::path::PathBuf {
+    setup.write(
+        "",
+        &format!(
+            "[[profile]]\nname = \"imap\"\ntrack = \"all\"\nidle = true\n\
+             incoming_server_location = \"127.0.0.1\"\nincoming_port_number = {port}\n\
+             incoming_tls = \"none\"\nallow_plaintext_login = true\nmin_polling_interval = \"{polling}\"\n\
+             [[mailbox]]\nemail_address = \"{user}\"\nprofile = \"imap\"\npassword = \"{PASSWORD}\"\n\
+             approval = \"approved\"\n",
+        ),
+    )
+}
+
+#[test]
+fn idle_picks_up_an_email_without_a_poll() {
+    let d = Dovecot::start();
+    let setup = Setup::new();
+    let user = "idle@example.com";
+    d.deliver(user, &mail::sample(user, 0, 800), "", SystemTime::now());
+    // Polling once a day: only IDLE can bring the next emails in time.
+    let cfg = config(&setup, d.imap_port, user, "1440m");
+    let s = setup.start(&cfg);
+    wait_for("the first sync", Duration::from_secs(60), || {
+        (s.mailbox(user)["activities_stored"] == 1).then_some(())
+    });
+    wait_for("IDLE on INBOX", Duration::from_secs(60), || {
+        s.log_text().contains("IDLE on INBOX").then_some(())
+    });
+    for n in 1..=3 {
+        let delivered = Instant::now();
+        d.deliver(user, &mail::sample(user, n, 800), "", SystemTime::now());
+        wait_for(
+            &format!("email {n} through IDLE"),
+            Duration::from_secs(30),
+            || (s.mailbox(user)["activities_stored"] == n as u64 + 1).then_some(()),
+        );
+        eprintln!("email {n}: stored {:?} after delivery", delivered.elapsed());
+    }
+    let next_poll = s.mailbox(user)["next_poll"].clone();
+    let at =
+        chrono::DateTime::parse_from_rfc3339(next_poll.as_str().expect("next poll")).expect("time");
+    assert!(
+        at > chrono::Utc::now() + chrono::Duration::hours(1),
+        "no poll brought them: the next poll is still a day away ({next_poll})"
+    );
+    assert!(s.terminate().success());
+}
+
+#[test]
+fn without_a_working_idle_polling_goes_on() {
+    let d = Dovecot::start();
+    let setup = Setup::new();
+    let user = "noidle@example.com";
+    d.add_user(user);
+    // Every IDLE connection is dropped at the proxy as it starts IDLE; the syncs pass.
+    let proxy = Proxy::start(d.imap_port, Mode::DropAt(" IDLE\r\n"));
+    let cfg = config(&setup, proxy.port, user, "2s");
+    let s = setup.start(&cfg);
+    wait_for(
+        "an IDLE connection dropped",
+        Duration::from_secs(60),
+        || (proxy.dropped.load(std::sync::atomic::Ordering::SeqCst) >= 1).then_some(()),
+    );
+    for n in 0..3 {
+        d.deliver(user, &mail::sample(user, n, 800), "", SystemTime::now());
+        wait_for(
+            &format!("email {n} by polling"),
+            Duration::from_secs(60),
+            || (s.mailbox(user)["activities_stored"] == n as u64 + 1).then_some(()),
+        );
+    }
+    let m = s.mailbox(user);
+    assert_eq!(m["incoming_status"], "success", "{m}");
+    // The watcher tried again after the drop (with its backoff), and syncs never failed.
+    wait_for("IDLE tried again", Duration::from_secs(60), || {
+        (proxy.dropped.load(std::sync::atomic::Ordering::SeqCst) >= 2).then_some(())
+    });
+    assert_eq!(s.mailbox(user)["last_error"], serde_json::Value::Null);
+    assert!(s.terminate().success());
+}
