@@ -345,6 +345,9 @@ service anvil {{
             submission = self.submission_port,
             submissions = self.submissions_port,
         );
+        // Settings a benchmark needs beyond the tests' (process limits for a thousand IDLE
+        // sessions, imap-hibernate): `extra.conf` in its folder, appended as written.
+        let conf = conf + &fs::read_to_string(self.dir.join("extra.conf")).unwrap_or_default();
         fs::write(self.dir.join("dovecot.conf"), conf).expect("write dovecot.conf");
     }
 
