@@ -9,4 +9,9 @@ cd "$(dirname "$0")/.."
 need_packages dovecot-imapd dovecot-pop3d dovecot-submissiond postfix openssl procps ca-certificates
 cargo build --locked --release --bin sidesync --example bench_idle
 ulimit -n 65536 2>/dev/null || true
+# Each IDLE session is an imap process with an inotify instance; past the limit (128 by default)
+# dovecot falls back to checking the mailbox every 30 s (mailbox_idle_check_interval).
+if [ "$(cat /proc/sys/fs/inotify/max_user_instances)" -lt 4096 ]; then
+    sysctl -w fs.inotify.max_user_instances=4096 >/dev/null || echo "cannot raise fs.inotify.max_user_instances: IDLE latency will be up to 30 s" >&2
+fi
 exec target/release/examples/bench_idle "${1:-1000}" "${2:-20}" "${3:-30}"

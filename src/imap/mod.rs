@@ -322,25 +322,34 @@ impl ImapSession {
             timeout,
             literal_limit,
         } = self;
+        // Changes the server reports outside the wait itself (after IDLE was sent but before
+        // its go-ahead, or after DONE) land in the unsolicited channel: they count too, or an
+        // email arriving at that moment would wait for the next poll.
+        let unsolicited = session.unsolicited_responses.clone();
         let mut handle = session.idle();
         step(&address, "starting IDLE", timeout, handle.init(), |e| {
             lost(&address, e)
         })
         .await?;
-        let changed = {
+        let mut changed = false;
+        while unsolicited.try_recv().is_ok() {
+            changed = true;
+        }
+        if !changed {
             let (wait, _stop) = handle.wait_with_timeout(max);
-            match wait.await {
+            changed = match wait.await {
                 Ok(async_imap::extensions::idle::IdleResponse::NewData(_)) => true,
                 Ok(_) => false,
                 Err(e) => return Err(lost(&address, e)),
-            }
-        };
+            };
+        }
         let session = step(&address, "ending IDLE", timeout, handle.done(), |e| {
             lost(&address, e)
         })
         .await?;
-        // Unsolicited responses the wait set aside: the sync asks the folder itself.
-        while session.unsolicited_responses.try_recv().is_ok() {}
+        while unsolicited.try_recv().is_ok() {
+            changed = true;
+        }
         Ok((
             ImapSession {
                 session,
