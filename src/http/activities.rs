@@ -34,7 +34,8 @@ fn query(url: &str, allowed: &[&str]) -> Result<Vec<(String, String)>, ApiError>
     Ok(out)
 }
 
-fn limit(v: &str) -> Result<usize, ApiError> {
+/// A page size: 1 to 1,000 (every list of the read API but the outbox's and the alerts').
+pub(super) fn limit(v: &str) -> Result<usize, ApiError> {
     v.parse()
         .ok()
         .filter(|n| (1..=MAX_LIMIT).contains(n))

@@ -24,7 +24,6 @@ pub const MAX_WAITERS: usize = 64;
 /// The longest `wait` a request may ask for.
 const MAX_WAIT: Duration = Duration::from_secs(60);
 const DEFAULT_LIMIT: usize = 100;
-const MAX_LIMIT: usize = 1_000;
 
 static WAITERS: AtomicUsize = AtomicUsize::new(0);
 
@@ -91,18 +90,7 @@ fn events_query(url: &str) -> Result<EventsQuery, ApiError> {
                     .parse()
                     .map_err(|_| err(400, format!("after = \"{v}\" is not an event number")))?
             }
-            "limit" => {
-                q.limit = v
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=MAX_LIMIT).contains(n))
-                    .ok_or_else(|| {
-                        err(
-                            400,
-                            format!("limit = \"{v}\" is not a number from 1 to {MAX_LIMIT}"),
-                        )
-                    })?
-            }
+            "limit" => q.limit = super::activities::limit(&v)?,
             "wait" => {
                 let d = crate::config::parse_duration(&v)
                     .or_else(|_| v.parse::<u64>().map(Duration::from_secs).map_err(|_| ()))
@@ -273,18 +261,7 @@ pub fn dead(ctx: &StatusContext, name: &str, url: &str) -> Result<DeadLettersVie
         let v = percent_decode(v);
         match k {
             "cursor" => after = super::cursor::decode("dead", &v)?,
-            "limit" => {
-                limit = v
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=MAX_LIMIT).contains(n))
-                    .ok_or_else(|| {
-                        err(
-                            400,
-                            format!("limit = \"{v}\" is not a number from 1 to {MAX_LIMIT}"),
-                        )
-                    })?
-            }
+            "limit" => limit = super::activities::limit(&v)?,
             other => {
                 return Err(err(
                     400,

@@ -45,21 +45,7 @@ pub struct Receiver {
 
 impl Receiver {
     pub fn start(cert: &Path, key: &Path) -> Receiver {
-        let certs = sidesync::net::pem_certificates("cert", cert).expect("cert");
-        let key = {
-            use rustls_pki_types::pem::PemObject;
-            rustls_pki_types::PrivateKeyDer::from_pem_file(key).expect("key")
-        };
-        let config = Arc::new(
-            rustls::ServerConfig::builder_with_provider(Arc::new(
-                rustls::crypto::ring::default_provider(),
-            ))
-            .with_safe_default_protocol_versions()
-            .expect("versions")
-            .with_no_client_auth()
-            .with_single_cert(certs, key)
-            .expect("server config"),
-        );
+        let config = super::tls_server_config(cert, key);
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let r = Receiver {
             port: listener.local_addr().expect("addr").port(),
