@@ -514,23 +514,13 @@ async fn deliver(
     };
     let endpoint: &Endpoint = &hook.endpoint;
     let reused = pool.lock().ok().and_then(|mut p| p.pop());
-    let (mut stream, was_reused) = match reused {
-        Some(s) => (s, true),
-        None => (connect(hook, tls).await?, false),
+    let mut fresh = reused.is_none();
+    let mut stream = match reused {
+        Some(s) => s,
+        None => connect(hook, tls).await?,
     };
-    let mut answer = http::exchange(
-        &mut stream,
-        endpoint,
-        &request,
-        true,
-        MAX_ANSWER,
-        hook.timeout,
-    )
-    .await;
-    if answer.is_err() && was_reused {
-        // The receiver closed the idle connection: a fresh one.
-        stream = connect(hook, tls).await?;
-        answer = http::exchange(
+    let answer = loop {
+        let answer = http::exchange(
             &mut stream,
             endpoint,
             &request,
@@ -539,7 +529,13 @@ async fn deliver(
             hook.timeout,
         )
         .await;
-    }
+        if answer.is_ok() || fresh {
+            break answer;
+        }
+        // The receiver closed the idle connection: once more on a fresh one.
+        stream = connect(hook, tls).await?;
+        fresh = true;
+    };
     let (status, _, keep) = answer.map_err(|e| e.to_string())?;
     if keep
         && let Ok(mut p) = pool.lock()
