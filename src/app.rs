@@ -108,6 +108,7 @@ pub fn run(config: Config, mode: RunMode) -> Result<RunReport, String> {
         ctx.outbox_wake = outbox_wake.clone();
         ctx.metrics = metrics;
         let ctx = Arc::new(ctx);
+        ctx.publish_connections();
         // A sealed password that does not open stops only what it belongs to: say so on its
         // alert wall.
         for m in ctx.config.mailboxes.iter() {
@@ -143,6 +144,7 @@ pub fn run(config: Config, mode: RunMode) -> Result<RunReport, String> {
             tokio::spawn(engine::stale_watch::run(current.clone(), started_at));
             tokio::spawn(engine::oauth_watch::run(current.clone()));
             tokio::spawn(engine::idle_watch::run(current.clone(), idle_commands));
+            tokio::spawn(engine::kept_sessions::sweep(current.clone()));
             tokio::spawn(crate::webhook::run(
                 store.clone(),
                 writer.clone(),

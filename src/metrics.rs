@@ -139,7 +139,28 @@ pub struct Metrics {
     profiles: std::sync::RwLock<HashMap<String, Arc<ProfileCounters>>>,
     minutes: Mutex<VecDeque<Minute>>,
     next_poll: Mutex<HashMap<String, DateTime<Utc>>>,
+    /// Reads the engine's connection figures now (set by the engine; a reload replaces it).
+    connections: Mutex<Option<ConnectionProbe>>,
 }
+
+/// The engine's connections at a glance, for `/status` and `/metrics`.
+#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
+pub struct ConnectionFigures {
+    /// `max_connections` in force (configured or sized from the machine).
+    pub max: usize,
+    /// `max_idle_connections` in force.
+    pub idle_max: usize,
+    /// Connections open now (syncs, tests, IDLE, kept sessions, SMTP).
+    pub open: usize,
+    /// Of them, held idle (IDLE, kept between polls).
+    pub idle_open: usize,
+    /// Mailboxes on IDLE now.
+    pub on_idle: usize,
+    /// Sessions kept open between polls now.
+    pub kept: usize,
+}
+
+pub type ConnectionProbe = Arc<dyn Fn() -> ConnectionFigures + Send + Sync>;
 
 fn add(c: &AtomicU64, n: u64) {
     c.fetch_add(n, Ordering::Relaxed);
@@ -157,7 +178,20 @@ impl Metrics {
             minutes: Mutex::new(VecDeque::new()),
             progress: Mutex::new(HashMap::new()),
             next_poll: Mutex::new(HashMap::new()),
+            connections: Mutex::new(None),
         }
+    }
+
+    pub fn set_connection_probe(&self, probe: ConnectionProbe) {
+        if let Ok(mut p) = self.connections.lock() {
+            *p = Some(probe);
+        }
+    }
+
+    /// The engine's connection figures (zeros before the engine runs).
+    pub fn connections(&self) -> ConnectionFigures {
+        let probe = self.connections.lock().ok().and_then(|p| p.clone());
+        probe.map(|p| p()).unwrap_or_default()
     }
 
     pub fn profile(&self, name: &str) -> Option<Arc<ProfileCounters>> {

@@ -85,6 +85,7 @@ pub async fn reload(r: &Reloadable) {
             }
             let config = Arc::new(config);
             let next: Arc<JobContext> = Arc::new(running.reloaded(config.clone()));
+            next.publish_connections();
             r.engine.set(next.clone());
             r.config.set(config.clone());
             r.directory.set(next.directory.clone());

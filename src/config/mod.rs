@@ -55,6 +55,12 @@ pub struct Appliance {
     pub process_unapproved_mailboxes: bool,
     /// How many mailbox syncs may run at once across the appliance (each holds one connection).
     pub max_concurrent_syncs: usize,
+    /// Connections open at once across the appliance (syncs, IDLE, kept sessions, SMTP); None:
+    /// sized from the file limit and memory (`engine::limits::default_max_connections`).
+    pub max_connections: Option<usize>,
+    /// Of those, connections held open while idle (IDLE, sessions kept between polls); None:
+    /// half of `max_connections`, at most 1,000.
+    pub max_idle_connections: Option<usize>,
     /// Messages fetched per IMAP FETCH command and handed to the store writer as one batch.
     pub fetch_batch_size: u32,
     /// A batch is also cut when its raw bytes reach this size, bounding memory per sync.
@@ -214,12 +220,20 @@ pub struct Profile {
     pub process_emails_received_after: Option<DateTime<Utc>>,
     pub min_polling_interval: Duration,
     pub max_concurrent_connections: u32,
+    /// Connections at once to this profile's servers (each host and port), all mailboxes and
+    /// profiles together (the smallest cap of the profiles sharing a server); None: no cap but
+    /// the appliance's.
+    pub max_connections_per_server: Option<u32>,
     pub timeout_mailbox_connection_after: Duration,
     pub move_undelivered_emails: bool,
     pub send_alert_email: bool,
     /// IMAP IDLE on each processed mailbox's INBOX where the server offers it: a new email wakes
     /// the mailbox's sync at once (polling goes on beside it).
     pub idle: bool,
+    /// Cheap polls: keep each mailbox's IMAP session open between polls (within the idle
+    /// budget). A password changed on the server is then noticed at the next login, at most 25
+    /// minutes on.
+    pub keep_sessions_open: bool,
     /// O5: APPEND a copy of each sent email to `sent_folder` over IMAP.
     pub save_sent_copy: bool,
     pub sent_folder: String,
@@ -1049,6 +1063,14 @@ impl Validator<'_> {
             status_public: ra.status_public.unwrap_or(false),
             process_unapproved_mailboxes: ra.process_unapproved_mailboxes.unwrap_or(false),
             allow_plaintext_passwords: false,
+            max_connections: ra
+                .max_connections
+                .as_ref()
+                .map(|v| self.int_in("max_connections", Some(v), 1024, 2..=1_000_000) as usize),
+            max_idle_connections: ra
+                .max_idle_connections
+                .as_ref()
+                .map(|v| self.int_in("max_idle_connections", Some(v), 0, 0..=1_000_000) as usize),
             max_concurrent_syncs: self.int_in(
                 "max_concurrent_syncs",
                 ra.max_concurrent_syncs.as_ref(),
@@ -1871,6 +1893,9 @@ impl Validator<'_> {
                 Duration::from_secs(300),
                 Duration::from_secs(1)..=MAX_POLLING_INTERVAL,
             ),
+            max_connections_per_server: rp.max_connections_per_server.as_ref().map(|v| {
+                self.int_in("max_connections_per_server", Some(v), 10, 2..=100_000) as u32
+            }),
             max_concurrent_connections: self.int_in(
                 "max_concurrent_connections",
                 rp.max_concurrent_connections.as_ref(),
@@ -1897,6 +1922,17 @@ impl Validator<'_> {
                     false
                 }
                 Some(i) => *i.get_ref(),
+                None => false,
+            },
+            keep_sessions_open: match &rp.keep_sessions_open {
+                Some(k) if *k.get_ref() && server_type == ServerType::Pop3Smtp => {
+                    self.at(
+                        k,
+                        "keep_sessions_open = true is for IMAP profiles (a POP3 server deletes at QUIT and locks the maildrop meanwhile)".into(),
+                    );
+                    false
+                }
+                Some(k) => *k.get_ref(),
                 None => false,
             },
             save_sent_copy: rp.save_sent_copy.unwrap_or(false),

@@ -96,6 +96,18 @@ impl SyncError {
         }
     }
 
+    /// Whether the error says the server refuses or throttles connections (or cannot be
+    /// reached), which holds back all its mailboxes, not only this one.
+    pub fn refuses_connections(&self) -> bool {
+        matches!(
+            self,
+            SyncError::Net(
+                NetError::Connect { .. } | NetError::Timeout { .. } | NetError::UnknownHost { .. }
+            ) | SyncError::ServerBusy { .. }
+                | SyncError::ConnectionLost { .. }
+        )
+    }
+
     /// Transient errors are retried later; permanent ones need an admin (bad credentials, trust,
     /// configuration) and retrying them only hammers the server.
     pub fn is_transient(&self) -> bool {

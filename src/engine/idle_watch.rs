@@ -1,21 +1,28 @@
-//! IMAP IDLE (RFC 2177) for the profiles with `idle = true`: one watcher per processed mailbox
-//! holds a connection in IDLE on its INBOX and, when the server tells of a change, wakes the
-//! mailbox's sync at once through the scheduler (the sync fetches and commits as any poll does).
-//! IDLE is re-issued before the server's 29-minute limit. A watcher whose connection fails or
-//! drops waits (with jitter, doubling up to ten minutes) and tries again; polling goes on beside
-//! it at `min_polling_interval` all along, so a broken IDLE costs only latency, never email.
-//! A supervisor pass every few seconds starts watchers for mailboxes that became processed (a
-//! reload, a Test & Enable) and stops those of mailboxes no longer processed.
+//! IMAP IDLE (RFC 2177) for the profiles with `idle = true`. A watcher holds a connection in IDLE
+//! on its mailbox's INBOX; when the server tells of a change it wakes the mailbox's sync through
+//! the scheduler, and that sync runs on the IDLE connection itself ([`IdleSyncs`]): no new
+//! connection, no login, no waiting for a tick. IDLE is re-issued before the server's 29-minute
+//! limit. A watcher whose connection fails or drops waits (with jitter, doubling up to ten
+//! minutes) and tries again; polling goes on beside it at `min_polling_interval` all along (on
+//! the IDLE connection while it lives, on a connection of its own otherwise), so a broken IDLE
+//! costs only latency, never email.
+//!
+//! IDLE connections count against every connection limit and take an idle slot
+//! (`max_idle_connections`, see `limits`): when there are more candidates than slots, the
+//! mailboxes that received email most recently get them; the rest poll. A supervisor pass every
+//! few seconds starts and stops watchers accordingly (a reload, a Test & Enable, new email).
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
-
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use super::incoming::SyncSummary;
 use super::{Command, Current, JobContext};
+use crate::engine::error::SyncError;
 use crate::lifecycle::eligibility::{Decision, incoming_decision};
 
 /// IDLE is ended and issued again this often (servers drop an IDLE after 30 minutes).
@@ -24,6 +31,66 @@ pub const IDLE_RENEW: Duration = Duration::from_secs(28 * 60);
 const SUPERVISE_EVERY: Duration = Duration::from_secs(5);
 const FIRST_RETRY: Duration = Duration::from_secs(5);
 const MAX_RETRY: Duration = Duration::from_secs(600);
+
+type SyncReply = oneshot::Sender<Result<SyncSummary, SyncError>>;
+
+/// The way to a watcher's connection: a sync asks, the watcher leaves IDLE, syncs, answers.
+struct Door {
+    asks: mpsc::Sender<SyncReply>,
+    knock: Arc<Notify>,
+}
+
+/// The mailboxes whose IDLE connection is up, and the way to run their syncs on it.
+#[derive(Default)]
+pub struct IdleSyncs {
+    doors: Mutex<HashMap<String, Door>>,
+}
+
+impl IdleSyncs {
+    /// Runs the mailbox's sync on its IDLE connection; None when it has none (or it broke
+    /// before answering): the caller syncs on a connection of its own.
+    pub async fn run(&self, address: &str) -> Option<Result<SyncSummary, SyncError>> {
+        let (reply, answer) = oneshot::channel();
+        {
+            let doors = self.doors.lock().ok()?;
+            let door = doors.get(address)?;
+            door.asks.try_send(reply).ok()?;
+            door.knock.notify_one();
+        }
+        // A watcher that ends drops the ask unanswered.
+        answer.await.ok()
+    }
+
+    /// How many mailboxes are on IDLE now.
+    pub fn len(&self) -> usize {
+        self.doors.lock().map_or(0, |d| d.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn open(&self, address: &str) -> (mpsc::Receiver<SyncReply>, Arc<Notify>) {
+        let (asks, receiver) = mpsc::channel(4);
+        let knock = Arc::new(Notify::new());
+        if let Ok(mut doors) = self.doors.lock() {
+            doors.insert(
+                address.to_string(),
+                Door {
+                    asks,
+                    knock: knock.clone(),
+                },
+            );
+        }
+        (receiver, knock)
+    }
+
+    fn close(&self, address: &str) {
+        if let Ok(mut doors) = self.doors.lock() {
+            doors.remove(address);
+        }
+    }
+}
 
 /// Runs until `current`'s stop signal.
 pub async fn run(current: Current, commands: mpsc::Sender<Command>) {
@@ -37,6 +104,7 @@ pub async fn run(current: Current, commands: mpsc::Sender<Command>) {
             let keep = wanted.get(address) == Some(fingerprint) && !task.is_finished();
             if !keep {
                 task.abort();
+                ctx.idle_syncs.close(address);
             }
             keep
         });
@@ -54,16 +122,19 @@ pub async fn run(current: Current, commands: mpsc::Sender<Command>) {
             break;
         }
     }
-    for (_, (_, task)) in watchers {
+    for (address, (_, task)) in watchers {
         task.abort();
+        current.get().idle_syncs.close(&address);
     }
 }
 
 /// The mailboxes to watch now (with their config fingerprint): processed for incoming email, of
-/// an IMAP profile with `idle = true`.
+/// an IMAP profile with `idle = true`; when there are more than idle slots, those that received
+/// email most recently.
 fn watched(ctx: &JobContext) -> HashMap<String, String> {
     let states = ctx.store.mailbox_states().unwrap_or_default();
-    ctx.config
+    let mut candidates: Vec<(Option<chrono::DateTime<Utc>>, &crate::config::Mailbox)> = ctx
+        .config
         .mailboxes
         .iter()
         .filter(|m| {
@@ -71,27 +142,49 @@ fn watched(ctx: &JobContext) -> HashMap<String, String> {
                 .mailbox_profile(m)
                 .is_some_and(|p| p.idle && p.server_type == crate::config::ServerType::ImapSmtp)
         })
-        .filter(|m| {
+        .filter_map(|m| {
             let state = states.get(&m.email_address).cloned().unwrap_or_default();
             matches!(
                 incoming_decision(&ctx.config, m, &state, &m.fingerprint),
                 Decision::Sync(_)
             )
+            .then_some((state.last_email_at, m))
         })
-        .map(|m| (m.email_address.clone(), m.fingerprint.clone()))
+        .collect();
+    let (_, slots) = ctx.limits.budget();
+    if candidates.len() > slots {
+        // Most recent email first; never-received last; the address keeps the order stable.
+        candidates.sort_by(|(a, ma), (b, mb)| {
+            b.cmp(a)
+                .then_with(|| ma.email_address.cmp(&mb.email_address))
+        });
+        candidates.truncate(slots);
+    }
+    candidates
+        .into_iter()
+        .map(|(_, m)| (m.email_address.clone(), m.fingerprint.clone()))
         .collect()
 }
 
-/// One mailbox's watcher: IDLE, wake, again; after a failure, wait and start over.
-async fn watch(ctx: std::sync::Arc<JobContext>, address: String, commands: mpsc::Sender<Command>) {
+/// One mailbox's watcher: IDLE, wake, sync on request, again; after a failure, wait and start
+/// over.
+async fn watch(ctx: Arc<JobContext>, address: String, commands: mpsc::Sender<Command>) {
     let mut wait = FIRST_RETRY;
     loop {
-        match idle_session(&ctx, &address, &commands).await {
-            Ok(Offered::No) => {
+        let outcome = idle_session(&ctx, &address, &commands).await;
+        ctx.idle_syncs.close(&address);
+        match outcome {
+            Ok(Ended::NotOffered) => {
                 tracing::info!(mailbox = %address, "the server does not offer IDLE; polling only");
                 return;
             }
-            Ok(Offered::Yes) => wait = FIRST_RETRY,
+            Ok(Ended::Stopping) => return,
+            Ok(Ended::NoSlot) => {
+                tracing::debug!(mailbox = %address, "no idle connection slot free; polling meanwhile");
+                // Slots free up as others end: look again soon, without backing off.
+                wait = FIRST_RETRY / 2;
+            }
+            Ok(Ended::Restart) => wait = FIRST_RETRY,
             Err(e) => {
                 tracing::debug!(mailbox = %address, error = %e, "IDLE connection ended; polling goes on");
             }
@@ -102,9 +195,11 @@ async fn watch(ctx: std::sync::Arc<JobContext>, address: String, commands: mpsc:
     }
 }
 
-enum Offered {
-    Yes,
-    No,
+enum Ended {
+    NotOffered,
+    NoSlot,
+    Stopping,
+    Restart,
 }
 
 /// One IDLE connection, for as long as it lasts.
@@ -112,25 +207,57 @@ async fn idle_session(
     ctx: &JobContext,
     address: &str,
     commands: &mpsc::Sender<Command>,
-) -> Result<Offered, crate::engine::error::SyncError> {
+) -> Result<Ended, SyncError> {
     let Some(mailbox) = ctx.config.mailbox(address) else {
-        return Ok(Offered::No);
+        return Ok(Ended::NotOffered);
     };
     let Some(profile) = ctx.config.mailbox_profile(mailbox) else {
-        return Ok(Offered::No);
+        return Ok(Ended::NotOffered);
     };
-    let mut session = super::incoming::open_imap(ctx, profile, mailbox, None).await?;
+    let endpoint = &profile.incoming;
+    // The mailbox's own kept session gives way: its syncs will run on the IDLE connection.
+    if let Some(kept) = ctx.kept_sessions.forget(address) {
+        kept.close().await;
+    }
+    let mut permit = ctx.limits.try_acquire_idle(profile, mailbox, endpoint);
+    if permit.is_none() {
+        // A session kept between polls yields its idle slot to IDLE.
+        if let Some(kept) = ctx.kept_sessions.reap_oldest() {
+            kept.close().await;
+            permit = ctx.limits.try_acquire_idle(profile, mailbox, endpoint);
+        }
+    }
+    let Some(_permit) = permit else {
+        return Ok(Ended::NoSlot);
+    };
+    let opened = super::incoming::open_imap(ctx, profile, mailbox, None).await;
+    let mut session = opened?;
     if !session.offers("IDLE").await? {
         session.logout().await;
-        return Ok(Offered::No);
+        return Ok(Ended::NotOffered);
     }
     session.examine("INBOX").await?;
+    let (mut asks, knock) = ctx.idle_syncs.open(address);
     tracing::info!(mailbox = %address, "IDLE on INBOX");
     // Anything that arrived before IDLE began is the first sync's or a poll's; from here on
     // every change wakes the sync.
     loop {
-        let (next, changed) = session.idle(IDLE_RENEW).await?;
+        let (next, changed) = session.idle(IDLE_RENEW, knock.notified()).await?;
         session = next;
+        // Syncs asked for meanwhile run here, one after the other, then IDLE goes on.
+        while let Ok(reply) = asks.try_recv() {
+            let result = super::incoming::sync_on_imap(ctx, profile, mailbox, &mut session).await;
+            let broken = result.is_err();
+            let _ = reply.send(result);
+            if broken {
+                // The sync's error is its own to record; this connection starts over.
+                ctx.idle_syncs.close(address);
+                session.logout().await;
+                return Ok(Ended::Restart);
+            }
+            // Back on INBOX for the IDLE (the sync may have ended on a tracking folder).
+            session.examine("INBOX").await?;
+        }
         if changed {
             tracing::debug!(mailbox = %address, "IDLE: the server told of a change");
             if commands
@@ -140,7 +267,7 @@ async fn idle_session(
             {
                 // The scheduler is gone: the appliance is stopping.
                 session.logout().await;
-                return Ok(Offered::Yes);
+                return Ok(Ended::Stopping);
             }
         }
     }

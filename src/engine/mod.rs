@@ -7,6 +7,7 @@ pub mod credentials;
 pub mod error;
 pub mod idle_watch;
 pub mod incoming;
+pub mod kept_sessions;
 pub mod limits;
 pub mod oauth_watch;
 pub mod outgoing;
@@ -56,6 +57,10 @@ pub struct JobContext {
     pub directory: Arc<crate::tracking::decision::Directory>,
     /// OAuth access tokens per identity (profile or mailbox), kept across reloads.
     pub tokens: Arc<crate::oauth::cache::TokenCache>,
+    /// IMAP sessions kept open between polls (cheap polls), kept across reloads.
+    pub kept_sessions: Arc<kept_sessions::KeptSessions>,
+    /// The mailboxes on IDLE: their syncs run on the IDLE connection.
+    pub idle_syncs: Arc<idle_watch::IdleSyncs>,
 }
 
 impl JobContext {
@@ -93,6 +98,8 @@ impl JobContext {
             )),
             directory: Arc::new(config.directory()),
             tokens: Arc::default(),
+            kept_sessions: Arc::default(),
+            idle_syncs: Arc::default(),
             config,
         }
     }
@@ -124,8 +131,30 @@ impl JobContext {
             bytes_in_flight: self.bytes_in_flight.clone(),
             directory: Arc::new(config.directory()),
             tokens: self.tokens.clone(),
+            kept_sessions: self.kept_sessions.clone(),
+            idle_syncs: self.idle_syncs.clone(),
             config,
         }
+    }
+
+    /// Lets `/status` and `/metrics` read this context's connection figures.
+    pub fn publish_connections(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        self.metrics.set_connection_probe(Arc::new(move || {
+            let Some(ctx) = weak.upgrade() else {
+                return crate::metrics::ConnectionFigures::default();
+            };
+            let (max, idle_max) = ctx.limits.budget();
+            let (open, idle_open) = ctx.limits.in_use();
+            crate::metrics::ConnectionFigures {
+                max,
+                idle_max,
+                open,
+                idle_open,
+                on_idle: ctx.idle_syncs.len(),
+                kept: ctx.kept_sessions.len(),
+            }
+        }));
     }
 
     /// Room for a batch of `bytes` raw bytes in the appliance's fetch budget; the batch waits
@@ -156,24 +185,32 @@ impl JobContext {
         }
     }
 
-    /// A connection slot for this mailbox (P8). Idle pooled SMTP connections give theirs up when
-    /// the slots run out, so that an open but idle connection never starves a sync.
+    /// A connection slot for this mailbox on `endpoint` (P8, the server's cap, the appliance's
+    /// budget). Idle pooled SMTP connections and kept IMAP sessions give theirs up when the slots
+    /// run out, so that an open but idle connection never starves a sync.
     pub async fn acquire(
         &self,
         profile: &crate::config::Profile,
         mailbox: &crate::config::Mailbox,
-    ) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        if self.limits.available(profile, mailbox) == 0 {
-            for idle in self
-                .smtp_pool
-                .reap_key(&limits::limit_key(profile, mailbox))
-            {
+        endpoint: &crate::config::Endpoint,
+    ) -> Option<limits::ConnectionPermit> {
+        if self.limits.available(profile, mailbox, endpoint) == 0 {
+            let key = limits::limit_key(profile, mailbox);
+            for idle in self.smtp_pool.reap_key(&key) {
                 // Closed before its slot is given back: the limit holds on the wire too.
                 idle.session.quit(std::time::Duration::from_secs(5)).await;
                 drop(idle.permit);
             }
+            if let Some(kept) = self.kept_sessions.reap_key(&key) {
+                kept.close().await;
+            }
+            if self.limits.available(profile, mailbox, endpoint) == 0
+                && let Some(kept) = self.kept_sessions.reap_oldest()
+            {
+                kept.close().await;
+            }
         }
-        self.limits.acquire(profile, mailbox).await
+        self.limits.acquire(profile, mailbox, endpoint).await
     }
 
     /// Where a session of `profile` on `endpoint` connects, under the profile's TLS settings

@@ -33,15 +33,13 @@ mod pool {
     use std::sync::Mutex;
     use std::time::{Duration, Instant};
 
-    use tokio::sync::OwnedSemaphorePermit;
-
     use crate::smtp::SmtpSession;
 
     pub struct Pooled {
         /// The connection-limit key its slot counts against.
         pub key: String,
         pub session: SmtpSession,
-        pub permit: Option<OwnedSemaphorePermit>,
+        pub permit: Option<crate::engine::limits::ConnectionPermit>,
         pub since: Instant,
     }
 
@@ -391,7 +389,11 @@ async fn worker(ctx: &JobContext, address: &str, queue: &JobQueue) {
     }
     let (mut session, permit) = match slot {
         Some(p) => (Some(p.session), p.permit),
-        None => (None, ctx.acquire(profile, mailbox).await),
+        None => {
+            // Counted against the SMTP server (the incoming one only if, oddly, none is set).
+            let endpoint = profile.outgoing.as_ref().unwrap_or(&profile.incoming);
+            (None, ctx.acquire(profile, mailbox, endpoint).await)
+        }
     };
     let mut copies = SentCopies::default();
     loop {
@@ -617,7 +619,7 @@ async fn open(
             .await
             .map_err(token_refused);
     }
-    super::incoming::count_attempt(ctx, profile, &opened).await;
+    super::incoming::count_attempt(ctx, profile, endpoint, &opened).await;
     opened
 }
 

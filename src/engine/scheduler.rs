@@ -172,7 +172,11 @@ pub async fn run(
                         Slot::Parked
                     }
                 };
-                check_profile_alert(&ctx, &ctx.config.mailboxes[i]).await;
+                // Only a failure can tip a profile over half failing (the check reads every
+                // mailbox's state: after each poll of 10,000 mailboxes it would cost O(N²)).
+                if r.failed {
+                    check_profile_alert(&ctx, &ctx.config.mailboxes[i]).await;
+                }
             }
             command = commands.recv(), if commands_open => match command {
                 None => commands_open = false,
@@ -201,6 +205,9 @@ pub async fn run(
                     for address in diff.changed.iter().chain(&diff.removed) {
                         for idle in ctx.smtp_pool.forget(address) {
                             tokio::spawn(idle.session.quit(Duration::from_secs(5)));
+                        }
+                        if let Some(kept) = ctx.kept_sessions.forget(address) {
+                            tokio::spawn(kept.close());
                         }
                     }
                     slots = new_slots;
@@ -243,6 +250,10 @@ pub async fn run(
                 break;
             }
         }
+    }
+    // Sessions kept open end with a LOGOUT, not a dropped connection.
+    for kept in ctx.kept_sessions.expired(true) {
+        kept.close().await;
     }
     report
 }

@@ -81,12 +81,31 @@ async fn test_incoming(ctx: &JobContext, profile: &Profile, mailbox: &Mailbox) -
         }
     };
     let result = async {
-        let _permit = ctx.acquire(profile, mailbox).await;
+        let permit = ctx.acquire(profile, mailbox, &profile.incoming).await;
         let mut session =
             IncomingSession::open(ctx, profile, mailbox, Some(recorder.clone())).await?;
         let probed = session.probe().await;
-        session.close().await;
-        probed
+        match (probed, session, permit) {
+            // The first sync comes right after a passed test: it runs on this session instead
+            // of logging in again.
+            (Ok(()), IncomingSession::Imap(s), Some(permit)) => {
+                recorder.finish();
+                super::incoming::keep(
+                    ctx,
+                    profile,
+                    mailbox,
+                    s,
+                    permit,
+                    super::kept_sessions::HANDOFF,
+                )
+                .await;
+                Ok(())
+            }
+            (probed, session, _) => {
+                session.close().await;
+                probed
+            }
+        }
     }
     .await;
     outcome(result, &recorder)
@@ -114,7 +133,7 @@ async fn test_outgoing(ctx: &JobContext, profile: &Profile, mailbox: &Mailbox) -
         let limit = profile.timeout_mailbox_connection_after;
         let creds = credentials(ctx, profile, endpoint, mailbox, Some(&recorder)).await?;
         let target = ctx.target(profile, endpoint, Some(recorder.clone()))?;
-        let _permit = ctx.acquire(profile, mailbox).await;
+        let _permit = ctx.acquire(profile, mailbox, endpoint).await;
         let mut opened = SmtpSession::open(&target, Some(&creds.login())).await;
         if creds.is_bearer()
             && matches!(opened, Err(SyncError::AuthRejected { .. }))

@@ -216,6 +216,26 @@ pub fn render(m: &Metrics, g: &Gauges) -> String {
         "state",
         &g.mailboxes,
     );
+    let c = m.connections();
+    labelled_gauge(
+        &mut out,
+        "sidesync_connections",
+        "Connections: open now, of them held idle (IDLE or kept between polls), and the budgets in force (max_connections, max_idle_connections).",
+        "kind",
+        &[
+            ("open", c.open as u64),
+            ("idle", c.idle_open as u64),
+            ("max", c.max as u64),
+            ("idle_max", c.idle_max as u64),
+        ],
+    );
+    labelled_gauge(
+        &mut out,
+        "sidesync_sessions_held",
+        "Mailboxes on IDLE, and sessions kept open between polls.",
+        "kind",
+        &[("idle", c.on_idle as u64), ("kept", c.kept as u64)],
+    );
     labelled_gauge(
         &mut out,
         "sidesync_outbox_emails",

@@ -365,6 +365,8 @@ pub struct ApplianceView {
     pub queue_depth: u64,
     /// With `shard`: which shard this is and the mailboxes it leaves to the others.
     pub shard: Option<ShardView>,
+    /// The connection budget and what is open now.
+    pub connections: crate::metrics::ConnectionFigures,
 }
 
 #[derive(Debug, Serialize)]
@@ -417,5 +419,6 @@ pub fn appliance_view(
         data_bytes: ctx.store.file_size(),
         queue_depth,
         shard: shard_view(&ctx.config()),
+        connections: ctx.metrics.connections(),
     }
 }

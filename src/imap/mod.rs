@@ -191,6 +191,16 @@ impl ImapSession {
         })
     }
 
+    /// NOOP: whether a kept session still answers (the server may have logged it out).
+    pub async fn alive(&mut self) -> bool {
+        tokio::time::timeout(
+            self.timeout.min(Duration::from_secs(10)),
+            self.session.noop(),
+        )
+        .await
+        .is_ok_and(|r| r.is_ok())
+    }
+
     /// EXAMINE: opens the folder read-only and reports its UIDVALIDITY, UIDNEXT, EXISTS, HIGHESTMODSEQ.
     pub async fn examine(&mut self, folder: &str) -> Result<FolderStatus, SyncError> {
         let address = self.address.clone();
@@ -315,7 +325,12 @@ impl ImapSession {
     /// IDLE (RFC 2177) on the selected folder until the server tells of a change (true) or
     /// `max` passes without a word from it (false), then DONE. Every step but the wait itself
     /// is bounded by the connection timeout; the wait is bounded by `max`.
-    pub async fn idle(self, max: Duration) -> Result<(ImapSession, bool), SyncError> {
+    /// `interrupt` ending also ends the wait (a sync wants the connection).
+    pub async fn idle(
+        self,
+        max: Duration,
+        interrupt: impl std::future::Future<Output = ()>,
+    ) -> Result<(ImapSession, bool), SyncError> {
         let ImapSession {
             session,
             address,
@@ -336,8 +351,17 @@ impl ImapSession {
             changed = true;
         }
         if !changed {
-            let (wait, _stop) = handle.wait_with_timeout(max);
-            changed = match wait.await {
+            let (wait, stop) = handle.wait_with_timeout(max);
+            let mut wait = std::pin::pin!(wait);
+            let waited = tokio::select! {
+                r = &mut wait => r,
+                () = interrupt => {
+                    // Dropping the stop source ends the wait at once (ManualInterrupt).
+                    drop(stop);
+                    wait.await
+                }
+            };
+            changed = match waited {
                 Ok(async_imap::extensions::idle::IdleResponse::NewData(_)) => true,
                 Ok(_) => false,
                 Err(e) => return Err(lost(&address, e)),

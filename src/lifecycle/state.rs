@@ -133,4 +133,8 @@ pub struct MailboxState {
     /// When its stale alert was raised; a successful sync clears it (one alert per episode).
     #[serde(default)]
     pub stale_alerted_at: Option<DateTime<Utc>>,
+    /// When an email last became an activity here: IDLE goes to the mailboxes that received
+    /// email most recently.
+    #[serde(default)]
+    pub last_email_at: Option<DateTime<Utc>>,
 }

@@ -12,6 +12,8 @@ struct Transcript {
     chunks: Vec<(bool, Vec<u8>)>,
     size: usize,
     secrets: Vec<String>,
+    /// The test is over; the session lives on (kept for the first sync) unrecorded.
+    finished: bool,
 }
 
 /// A shared handle: the stream writes into it, the test renders it.
@@ -40,6 +42,9 @@ impl Recorder {
 
     fn push(&self, from_client: bool, bytes: &[u8]) {
         let Ok(mut t) = self.0.lock() else { return };
+        if t.finished {
+            return;
+        }
         let room = LIMIT.saturating_sub(t.size);
         let take = &bytes[..bytes.len().min(room)];
         if take.is_empty() {
@@ -49,6 +54,13 @@ impl Recorder {
         match t.chunks.last_mut() {
             Some((c, buf)) if *c == from_client => buf.extend_from_slice(take),
             _ => t.chunks.push((from_client, take.to_vec())),
+        }
+    }
+
+    /// Stops recording: what the session says from now on is not the test's.
+    pub fn finish(&self) {
+        if let Ok(mut t) = self.0.lock() {
+            t.finished = true;
         }
     }
 

@@ -351,6 +351,9 @@ pub(super) fn apply_ingest(
     let mut state: MailboxState = load(&states, mailbox, "mailbox state")?;
     state.items_failed_last_sync += all_failed.len() as u64;
     state.activities_stored += u64::from(out.created);
+    if out.created > 0 {
+        state.last_email_at = Some(chrono::Utc::now());
+    }
     state.raw_bytes_stored += raw_bytes;
     out.bytes = raw_bytes;
     state.items_processed_last_sync += u64::from(out.created + out.linked + out.skipped);

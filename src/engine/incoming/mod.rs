@@ -10,6 +10,7 @@ pub mod undeliverable;
 
 use super::JobContext;
 use super::error::SyncError;
+use super::kept_sessions::KEEP_AT_MOST;
 use crate::config::{Mailbox, Profile, ServerType};
 use crate::imap::ImapSession;
 use crate::net::Recorder;
@@ -114,21 +115,131 @@ impl Progress {
 /// nothing for the profile's `sync_deadline` is dropped (its connection with it) and retried
 /// later: each step has the connection timeout, but a server answering just in time, forever,
 /// would otherwise hold a connection slot for good.
+///
+/// An IMAP mailbox on IDLE syncs on its IDLE connection; otherwise on the session kept since its
+/// last sync or its Test & Enable (still alive), else on a new one. After a successful sync the
+/// session is kept while the idle budget allows.
 pub async fn sync_mailbox(
     ctx: &JobContext,
     profile: &Profile,
     mailbox: &Mailbox,
 ) -> Result<SyncSummary, SyncError> {
-    let _permit = ctx.acquire(profile, mailbox).await;
+    let address = mailbox.email_address.as_str();
+    if profile.server_type == ServerType::Pop3Smtp {
+        let _permit = ctx.acquire(profile, mailbox, &profile.incoming).await;
+        let progress = Progress::new();
+        let _shown = ctx.metrics.sync_progress(address);
+        return tokio::select! {
+            result = pop3_session(ctx, profile, mailbox, &progress) => result,
+            () = progress.stalled(profile.sync_deadline) => Err(SyncError::SyncDeadline {
+                seconds: profile.sync_deadline.as_secs(),
+            }),
+        };
+    }
+    if let Some(result) = ctx.idle_syncs.run(address).await {
+        return result;
+    }
+    let (kept, stale) = ctx.kept_sessions.take(address, &mailbox.fingerprint);
+    if let Some(stale) = stale {
+        stale.close().await;
+    }
+    let (mut session, mut permit) = match kept {
+        Some(k) => (Some(k.session), Some(k.permit)),
+        None => (None, None),
+    };
+    if let Some(p) = permit.as_mut() {
+        p.busy();
+    }
+    if let Some(mut s) = session.take()
+        && s.alive().await
+    {
+        session = Some(s);
+    }
+    if permit.is_none() {
+        permit = ctx.acquire(profile, mailbox, &profile.incoming).await;
+    }
+    let mut session = match session {
+        Some(s) => s,
+        None => open_imap(ctx, profile, mailbox, None).await?,
+    };
+    let result = sync_on_imap(ctx, profile, mailbox, &mut session).await;
+    match permit {
+        Some(permit) if result.is_ok() && profile.keep_sessions_open => {
+            keep(ctx, profile, mailbox, session, permit, KEEP_AT_MOST).await;
+        }
+        _ => session.logout().await,
+    }
+    result
+}
+
+/// Keeps `session` open for the mailbox's next sync if the idle budget allows, else logs out.
+pub(crate) async fn keep(
+    ctx: &JobContext,
+    profile: &Profile,
+    mailbox: &Mailbox,
+    session: ImapSession,
+    mut permit: super::limits::ConnectionPermit,
+    keep_for: std::time::Duration,
+) {
+    if ctx.stopping() || !ctx.limits.make_idle(profile, mailbox, &mut permit) {
+        session.logout().await;
+        return;
+    }
+    let kept = super::kept_sessions::Kept {
+        session,
+        permit,
+        key: super::limits::limit_key(profile, mailbox),
+        fingerprint: mailbox.fingerprint.clone(),
+        since: tokio::time::Instant::now(),
+        until: tokio::time::Instant::now() + keep_for,
+    };
+    if let Some(replaced) = ctx.kept_sessions.keep(&mailbox.email_address, kept) {
+        replaced.close().await;
+    }
+}
+
+/// One IMAP sync on a logged-in session, under the profile's `sync_deadline`.
+pub async fn sync_on_imap(
+    ctx: &JobContext,
+    profile: &Profile,
+    mailbox: &Mailbox,
+    session: &mut ImapSession,
+) -> Result<SyncSummary, SyncError> {
     let progress = Progress::new();
     // Emails found and committed, for the page, /status and /metrics while it runs.
     let _shown = ctx.metrics.sync_progress(&mailbox.email_address);
+    let sync = async {
+        let from = process_from(ctx, profile, mailbox).await?;
+        let summary =
+            imap_folder::sync_folders(ctx, profile, mailbox, session, &progress, from).await?;
+        synced_from(ctx, mailbox, &summary, from).await?;
+        Ok(summary)
+    };
     tokio::select! {
-        result = sync_session(ctx, profile, mailbox, &progress) => result,
+        result = sync => result,
         () = progress.stalled(profile.sync_deadline) => Err(SyncError::SyncDeadline {
             seconds: profile.sync_deadline.as_secs(),
         }),
     }
+}
+
+/// After a whole sync: everything received after `from` is now in the store (or was looked at).
+async fn synced_from(
+    ctx: &JobContext,
+    mailbox: &Mailbox,
+    summary: &SyncSummary,
+    from: ProcessFrom,
+) -> Result<(), SyncError> {
+    if summary.interrupted {
+        return Ok(());
+    }
+    ctx.writer
+        .mailbox(
+            &mailbox.email_address,
+            MailboxUpdate::SyncedFrom { from: from.from },
+        )
+        .await
+        .map_err(|e| SyncError::Store(e.to_string()))
 }
 
 /// P6 for one sync: the date emails are taken from, and whether emails passed over under a later
@@ -179,57 +290,35 @@ async fn process_from(
     })
 }
 
-async fn sync_session(
+async fn pop3_session(
     ctx: &JobContext,
     profile: &Profile,
     mailbox: &Mailbox,
     progress: &Progress,
 ) -> Result<SyncSummary, SyncError> {
     let from = process_from(ctx, profile, mailbox).await?;
-    let session = IncomingSession::open(ctx, profile, mailbox, None).await?;
-    let result = match session {
-        IncomingSession::Imap(mut s) => {
-            let result =
-                imap_folder::sync_folders(ctx, profile, mailbox, &mut s, progress, from).await;
-            s.logout().await;
-            result
+    let mut s = open_pop3(ctx, profile, mailbox, None).await?;
+    let outcome = pop3_maildrop::sync_maildrop(ctx, profile, mailbox, &mut s, progress, from).await;
+    let summary = match outcome {
+        Ok(o) if o.deleted > 0 => {
+            // DELE takes effect at QUIT: its answer says whether the messages are gone.
+            s.quit().await?;
+            tracing::info!(
+                mailbox = %mailbox.email_address,
+                deleted = o.deleted,
+                "stored messages deleted from the POP3 server"
+            );
+            o.summary
         }
-        IncomingSession::Pop3(mut s) => {
-            let outcome =
-                pop3_maildrop::sync_maildrop(ctx, profile, mailbox, &mut s, progress, from).await;
-            match outcome {
-                Ok(o) if o.deleted > 0 => {
-                    // DELE takes effect at QUIT: its answer says whether the messages are gone.
-                    s.quit().await?;
-                    tracing::info!(
-                        mailbox = %mailbox.email_address,
-                        deleted = o.deleted,
-                        "stored messages deleted from the POP3 server"
-                    );
-                    Ok(o.summary)
-                }
-                Ok(o) => {
-                    let _ = s.quit().await;
-                    Ok(o.summary)
-                }
-                // No QUIT after a failure: the server drops any DELE, nothing is deleted.
-                Err(e) => Err(e),
-            }
+        Ok(o) => {
+            let _ = s.quit().await;
+            o.summary
         }
+        // No QUIT after a failure: the server drops any DELE, nothing is deleted.
+        Err(e) => return Err(e),
     };
-    if let Ok(summary) = &result
-        && !summary.interrupted
-    {
-        // Everything received after `from` is now in the store (or was looked at).
-        ctx.writer
-            .mailbox(
-                &mailbox.email_address,
-                MailboxUpdate::SyncedFrom { from: from.from },
-            )
-            .await
-            .map_err(|e| SyncError::Store(e.to_string()))?;
-    }
-    result
+    synced_from(ctx, mailbox, &summary, from).await?;
+    Ok(summary)
 }
 
 async fn open_pop3(
@@ -253,7 +342,7 @@ async fn open_pop3(
             .await
             .map_err(token_refused);
     }
-    count_attempt(ctx, profile, &opened).await;
+    count_attempt(ctx, profile, endpoint, &opened).await;
     opened
 }
 
@@ -261,9 +350,15 @@ async fn open_pop3(
 pub(crate) async fn count_attempt<T>(
     ctx: &JobContext,
     profile: &Profile,
+    endpoint: &crate::config::Endpoint,
     opened: &Result<T, SyncError>,
 ) {
     ctx.metrics.connection(&profile.name, opened.is_ok());
+    let refused = opened
+        .as_ref()
+        .err()
+        .is_some_and(|e| e.refuses_connections());
+    ctx.limits.server_outcome(endpoint, refused);
     let connect_error = opened
         .as_ref()
         .err()
@@ -296,6 +391,6 @@ pub async fn open_imap(
             .await
             .map_err(token_refused);
     }
-    count_attempt(ctx, profile, &opened).await;
+    count_attempt(ctx, profile, endpoint, &opened).await;
     opened
 }
