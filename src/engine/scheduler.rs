@@ -139,9 +139,13 @@ pub async fn run(
         {
             break;
         }
+        // With every sync slot taken, a due mailbox waits for a job to end (join_next below),
+        // not for its due time: waking for a time already past would spin the loop.
+        let full = jobs.len() >= ctx.config.appliance.max_concurrent_syncs;
         let wake = due
             .peek()
             .map(|Reverse((t, _))| *t)
+            .filter(|_| !full)
             .unwrap_or(now + TICK)
             .min(now + TICK);
         tokio::select! {
