@@ -38,6 +38,14 @@ fn idle_picks_up_an_email_without_a_poll() {
     wait_for("IDLE on INBOX", Duration::from_secs(60), || {
         s.log_text().contains("IDLE on INBOX").then_some(())
     });
+    // The syncs IDLE wakes run on the IDLE connection: no login after the watcher's own.
+    let logins = || {
+        d.log()
+            .lines()
+            .filter(|l| l.contains("Login: user=<idle@example.com>"))
+            .count()
+    };
+    let before = logins();
     for n in 1..=3 {
         let delivered = Instant::now();
         d.deliver(user, &mail::sample(user, n, 800), "", SystemTime::now());
@@ -48,6 +56,12 @@ fn idle_picks_up_an_email_without_a_poll() {
         );
         eprintln!("email {n}: stored {:?} after delivery", delivered.elapsed());
     }
+    assert!(before >= 2, "the first sync and the watcher logged in");
+    assert_eq!(
+        logins(),
+        before,
+        "the woken syncs logged in again instead of running on the IDLE connection"
+    );
     let next_poll = s.mailbox(user)["next_poll"].clone();
     let at =
         chrono::DateTime::parse_from_rfc3339(next_poll.as_str().expect("next poll")).expect("time");

@@ -132,6 +132,10 @@ pub async fn run(current: Current, commands: mpsc::Sender<Command>) {
 /// an IMAP profile with `idle = true`; when there are more than idle slots, those that received
 /// email most recently.
 fn watched(ctx: &JobContext) -> HashMap<String, String> {
+    // Every mailbox's state is read below: not every few seconds when no profile asks for IDLE.
+    if !ctx.config.profiles.iter().any(|p| p.idle) {
+        return HashMap::new();
+    }
     let states = ctx.store.mailbox_states().unwrap_or_default();
     let mut candidates: Vec<(Option<chrono::DateTime<Utc>>, &crate::config::Mailbox)> = ctx
         .config

@@ -89,21 +89,23 @@ pub async fn run(
     let mut due: BinaryHeap<Reverse<(Instant, usize)>> = BinaryHeap::new();
     let mut index = address_index(&ctx);
     let now = Instant::now();
+    let states = ctx.store.mailbox_states().unwrap_or_default();
+    let count = ctx.config.mailboxes.len();
     for (i, m) in ctx.config.mailboxes.iter().enumerate() {
-        // Resume a retry backoff that was under way before a restart.
-        let at = ctx
-            .store
-            .mailbox_state(&m.email_address)
-            .ok()
-            .and_then(|s| s.postponed_until)
-            .and_then(|t| (t - Utc::now()).to_std().ok())
-            .filter(|_| mode == RunMode::Forever)
-            .map_or(now, |wait| now + wait);
+        let state = states.get(&m.email_address);
+        let interval = ctx
+            .config
+            .mailbox_profile(m)
+            .map_or(Duration::ZERO, |p| p.min_polling_interval);
+        let at = match mode {
+            RunMode::Once => now,
+            RunMode::Forever => first_due(state, now, Utc::now(), interval, i, count),
+        };
         slots.push(Slot::Queued(at));
         due.push(Reverse((at, i)));
     }
     // Jobs answer with their mailbox's address: a reload may renumber the mailboxes meanwhile.
-    let mut jobs: JoinSet<(String, JobResult)> = JoinSet::new();
+    let mut jobs: JoinSet<(String, JobResult, Instant)> = JoinSet::new();
     let mut running: HashMap<String, tokio::task::AbortHandle> = HashMap::new();
     type TestDone = (Vec<TestRecord>, oneshot::Sender<Vec<TestRecord>>);
     let mut tests: JoinSet<TestDone> = JoinSet::new();
@@ -129,7 +131,10 @@ pub async fn run(
             let address = ctx.config.mailboxes[i].email_address.clone();
             let handle = jobs.spawn({
                 let address = address.clone();
-                async move { (address, job(&job_ctx, i, mode).await) }
+                async move {
+                    let started = Instant::now();
+                    (address, job(&job_ctx, i, mode).await, started)
+                }
             });
             running.insert(address, handle);
         }
@@ -152,7 +157,7 @@ pub async fn run(
             _ = stop.changed() => break,
             Some(done) = jobs.join_next(), if !jobs.is_empty() => {
                 // A job aborted by a reload has been requeued already.
-                let Ok((address, r)) = done else { continue };
+                let Ok((address, r, started)) = done else { continue };
                 running.remove(&address);
                 report.syncs += 1;
                 report.created += r.created;
@@ -162,8 +167,13 @@ pub async fn run(
                 let again = woken_while_running.remove(&address) && !r.failed;
                 slots[i] = match (mode, r.next) {
                     (RunMode::Forever, Next::At(wait)) => {
-                        let wait = if again { Duration::ZERO } else { wait };
-                        let at = Instant::now() + wait;
+                        let now = Instant::now();
+                        let at = if again {
+                            now
+                        } else {
+                            next_due(started, now, wait, r.failed, jitter())
+                        };
+                        let wait = at.saturating_duration_since(now);
                         due.push(Reverse((at, i)));
                         ctx.metrics.set_next_poll(
                             &address,
@@ -241,7 +251,7 @@ pub async fn run(
     let deadline = Instant::now() + STOP_GRACE;
     while !jobs.is_empty() {
         match tokio::time::timeout_at(deadline, jobs.join_next()).await {
-            Ok(Some(Ok((_, r)))) => report.created += r.created,
+            Ok(Some(Ok((_, r, _)))) => report.created += r.created,
             Ok(Some(_)) => {}
             Ok(None) => break,
             Err(_) => {
@@ -260,6 +270,52 @@ pub async fn run(
         kept.close().await;
     }
     report
+}
+
+/// When a mailbox polls next after its turn started at `started`: one `wait` after that start,
+/// so that the polling rhythm does not drift by the sync's own duration, less up to 5% so that
+/// mailboxes that polled together drift apart (and every mailbox is polled within its interval).
+/// After a failure, `wait` (the retry interval) plus up to 25%: mailboxes that failed together
+/// (a server outage) do not all come back at once. `jitter` is in 0..1.
+fn next_due(started: Instant, now: Instant, wait: Duration, failed: bool, jitter: f64) -> Instant {
+    let jitter = jitter.clamp(0.0, 1.0);
+    if failed {
+        now + wait + wait.mul_f64(jitter / 4.0)
+    } else {
+        (started + wait - wait.mul_f64(jitter / 20.0)).max(now)
+    }
+}
+
+/// When a mailbox first polls after a start: a retry backoff under way resumes; a mailbox never
+/// synced starts now (first syncs queue for `max_concurrent_syncs`); one synced before keeps its
+/// rhythm (one interval after its last successful sync); one overdue (the appliance was down)
+/// gets a place spread over one interval by its index, instead of all polling at once.
+fn first_due(
+    state: Option<&crate::lifecycle::state::MailboxState>,
+    now: Instant,
+    wall: chrono::DateTime<Utc>,
+    interval: Duration,
+    index: usize,
+    count: usize,
+) -> Instant {
+    let after = |t: chrono::DateTime<Utc>| (t - wall).to_std().ok().map(|d| now + d);
+    let Some(state) = state else { return now };
+    if let Some(at) = state.postponed_until.and_then(after) {
+        return at;
+    }
+    let Some(last) = state.last_successful_sync_completed_on else {
+        return now;
+    };
+    let interval_chrono = chrono::Duration::from_std(interval).unwrap_or_default();
+    match after(last + interval_chrono) {
+        Some(at) => at.min(now + interval),
+        None => now + interval.mul_f64(index as f64 / count.max(1) as f64),
+    }
+}
+
+fn jitter() -> f64 {
+    let nanos = u64::from(Utc::now().timestamp_subsec_nanos());
+    ((nanos.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11) as f64) / ((1u64 << 53) as f64)
 }
 
 fn address_index(ctx: &JobContext) -> HashMap<String, usize> {
@@ -717,4 +773,66 @@ async fn check_profile_alert(ctx: &Arc<JobContext>, mailbox: &Mailbox) {
         )
         .await;
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lifecycle::state::MailboxState;
+
+    const MINUTE: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn polls_keep_their_rhythm_and_drift_apart() {
+        let start = Instant::now();
+        let now = start + Duration::from_secs(2);
+        assert_eq!(next_due(start, now, MINUTE, false, 0.0), start + MINUTE);
+        // Up to 5% earlier, never before now.
+        assert_eq!(
+            next_due(start, now, MINUTE, false, 1.0),
+            start + MINUTE - Duration::from_secs(3)
+        );
+        let late = start + Duration::from_secs(90);
+        assert_eq!(next_due(start, late, MINUTE, false, 0.5), late);
+        // A failure waits the retry interval from now, plus up to 25%.
+        assert_eq!(next_due(start, now, MINUTE, true, 0.0), now + MINUTE);
+        assert_eq!(
+            next_due(start, now, MINUTE, true, 1.0),
+            now + MINUTE + Duration::from_secs(15)
+        );
+    }
+
+    #[test]
+    fn a_restart_spreads_overdue_mailboxes_and_keeps_the_others_rhythm() {
+        let now = Instant::now();
+        let wall = Utc::now();
+        assert_eq!(
+            first_due(None, now, wall, MINUTE, 3, 10),
+            now,
+            "never synced"
+        );
+        let synced = |ago: i64| MailboxState {
+            last_successful_sync_completed_on: Some(wall - chrono::Duration::seconds(ago)),
+            ..MailboxState::default()
+        };
+        assert_eq!(
+            first_due(Some(&synced(20)), now, wall, MINUTE, 3, 10),
+            now + Duration::from_secs(40),
+            "its next poll comes when it would have"
+        );
+        assert_eq!(
+            first_due(Some(&synced(3600)), now, wall, MINUTE, 3, 10),
+            now + Duration::from_secs(18),
+            "overdue: the fourth of ten waits three tenths of an interval"
+        );
+        let postponed = MailboxState {
+            postponed_until: Some(wall + chrono::Duration::seconds(30)),
+            ..synced(3600)
+        };
+        assert_eq!(
+            first_due(Some(&postponed), now, wall, MINUTE, 3, 10),
+            now + Duration::from_secs(30),
+            "a retry backoff resumes"
+        );
+    }
 }

@@ -230,7 +230,7 @@ async fn synced_from(
     summary: &SyncSummary,
     from: ProcessFrom,
 ) -> Result<(), SyncError> {
-    if summary.interrupted {
+    if summary.interrupted || from.recorded {
         return Ok(());
     }
     ctx.writer
@@ -248,6 +248,9 @@ async fn synced_from(
 pub(super) struct ProcessFrom {
     pub from: Option<i64>,
     pub backfill: bool,
+    /// The store already says everything after `from` was synced (a routine poll): nothing to
+    /// record at the end.
+    pub recorded: bool,
 }
 
 async fn process_from(
@@ -287,6 +290,7 @@ async fn process_from(
     Ok(ProcessFrom {
         from,
         backfill: needs_backfill(from, synced),
+        recorded: state.synced && state.synced_from == from,
     })
 }
 
