@@ -1,8 +1,8 @@
 //! IMAP IDLE (RFC 2177) for the profiles with `idle = true`. A watcher holds a connection in IDLE
 //! on its mailbox's INBOX; when the server tells of a change it wakes the mailbox's sync through
 //! the scheduler, and that sync runs on the IDLE connection itself ([`IdleSyncs`]): no new
-//! connection, no login, no waiting for a tick. IDLE is re-issued before the server's 29-minute
-//! limit. A watcher whose connection fails or drops waits (with jitter, doubling up to ten
+//! connection, no login, no waiting for a tick. IDLE is re-issued every 10 minutes (servers end
+//! it at 30; a lost notification shows at DONE). A watcher whose connection fails or drops waits (with jitter, doubling up to ten
 //! minutes) and tries again; polling goes on beside it at `min_polling_interval` all along (on
 //! the IDLE connection while it lives, on a connection of its own otherwise), so a broken IDLE
 //! costs only latency, never email.
@@ -25,8 +25,11 @@ use super::{Command, Current, JobContext};
 use crate::engine::error::SyncError;
 use crate::lifecycle::eligibility::{Decision, incoming_decision};
 
-/// IDLE is ended and issued again this often (servers drop an IDLE after 30 minutes).
-pub const IDLE_RENEW: Duration = Duration::from_secs(28 * 60);
+/// IDLE is ended and issued again this often: servers drop an IDLE after 30 minutes, and a
+/// notification the server lost (dovecot's imap-hibernate drops one that is pending while it
+/// takes the session over) shows as EXISTS at DONE, so this also bounds how late such an email
+/// comes.
+pub const IDLE_RENEW: Duration = Duration::from_secs(10 * 60);
 /// How often the supervisor looks at which mailboxes should be watched.
 const SUPERVISE_EVERY: Duration = Duration::from_secs(5);
 const FIRST_RETRY: Duration = Duration::from_secs(5);
