@@ -42,6 +42,8 @@ pub struct Config {
     /// With `shard`: the mailboxes other shards own (still known to the tracking decision).
     pub skipped: Vec<Mailbox>,
     pub webhooks: Vec<Webhook>,
+    /// Position of each mailbox in `mailboxes` by address: lookups at 100,000 mailboxes.
+    by_address: std::collections::HashMap<String, usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -396,7 +398,21 @@ impl Config {
 
     /// The mailbox with this (lower-case) address.
     pub fn mailbox(&self, address: &str) -> Option<&Mailbox> {
-        self.mailboxes.iter().find(|m| m.email_address == address)
+        self.by_address
+            .get(address)
+            .and_then(|&i| self.mailboxes.get(i))
+            .filter(|m| m.email_address == address)
+            // `mailboxes` is public: a list changed after loading is still searched right.
+            .or_else(|| self.mailboxes.iter().find(|m| m.email_address == address))
+    }
+
+    fn index_mailboxes(&mut self) {
+        self.by_address = self
+            .mailboxes
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (m.email_address.clone(), i))
+            .collect();
     }
 
     pub fn mailbox_profile(&self, mailbox: &Mailbox) -> Option<&Profile> {
@@ -479,6 +495,7 @@ impl Config {
             all.into_iter().partition(|m| s.owns(&m.email_address));
         self.mailboxes = mine;
         self.skipped.extend(others);
+        self.index_mailboxes();
     }
 
     /// The shard that owns a mailbox of the config another shard processes.
@@ -977,9 +994,10 @@ impl Validator<'_> {
             .find(|p| p.is_default)
             .map(|p| p.name.clone());
         let mut mailboxes: Vec<Mailbox> = Vec::new();
+        let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
         for rm in &raw.mailbox {
             let m = self.mailbox(rm, &profiles, default_profile.as_deref());
-            if mailboxes.iter().any(|o| o.email_address == m.email_address) {
+            if !seen.insert(m.email_address.clone()) {
                 self.at(
                     &rm.email_address,
                     format!(
@@ -1017,14 +1035,17 @@ impl Validator<'_> {
             m.fingerprint = fingerprint(profile, m, None);
         }
         let webhooks = self.webhooks(&raw.webhook);
-        Config {
+        let mut config = Config {
             path: path.to_path_buf(),
             appliance,
             profiles,
             mailboxes,
             skipped: Vec::new(),
             webhooks,
-        }
+            by_address: std::collections::HashMap::new(),
+        };
+        config.index_mailboxes();
+        config
     }
 
     fn appliance(&mut self, ra: raw::RawAppliance) -> Appliance {

@@ -15,6 +15,7 @@ pub mod front;
 pub mod page;
 pub mod prometheus;
 mod status;
+mod status_stream;
 mod tls;
 mod tracking;
 mod views;
@@ -286,6 +287,20 @@ fn respond(ctx: &StatusContext, mut request: Request, origin: Origin) {
         let _ = request.respond(problem(&e));
         return;
     }
+    if path == "/status" && *request.method() == Method::Get {
+        // Streamed: at 100,000 mailboxes the document is about 100 MB.
+        let _ = match status_stream::start(ctx) {
+            Ok(body) => request.respond(Response::new(
+                tiny_http::StatusCode(200),
+                vec![header("application/json")],
+                body,
+                None,
+                None,
+            )),
+            Err(e) => request.respond(json_error(500, &e)),
+        };
+        return;
+    }
     let response = if path.starts_with("/api/v1/") {
         match api::handle(ctx, &mut request, &path, origin) {
             Ok(api::Answer::Json(code, v)) => json(code, &v),
@@ -314,10 +329,6 @@ fn page_or_endpoint(ctx: &StatusContext, method: &Method, path: &str, url: &str)
                 .with_header(header("text/plain; charset=utf-8"))
                 .with_status_code(503),
         },
-        (Method::Get, "/status") => match status_view(ctx) {
-            Ok(doc) => json(200, &doc),
-            Err(e) => json_error(500, &e),
-        },
         (Method::Get, "/metrics") => match status::collect(ctx, &ctx.config()) {
             Ok(data) => {
                 Response::from_string(prometheus::render(&ctx.metrics, &gauges(ctx, &data)))
@@ -339,19 +350,6 @@ fn page_or_endpoint(ctx: &StatusContext, method: &Method, path: &str, url: &str)
         }
         _ => json_error(404, &format!("nothing at {path}")),
     }
-}
-
-/// The `/status` document with what only the running engine knows: next polls, queue depth.
-pub(crate) fn status_view(ctx: &StatusContext) -> Result<Value, String> {
-    let config = ctx.config();
-    let data = status::collect(ctx, &config)?;
-    let mailboxes: Vec<Value> = data.rows.iter().map(status::MailboxRow::json).collect();
-    let appliance = status::appliance_view(ctx, &data, queue_depth(ctx, &data));
-    Ok(serde_json::json!({
-        "appliance": appliance,
-        "profiles": data.profiles,
-        "mailboxes": mailboxes,
-    }))
 }
 
 /// The HTML page: rows ordered and cut to one page before any of them becomes JSON.
@@ -538,9 +536,13 @@ mod tests {
     use super::*;
 
     fn context(dir: &std::path::Path) -> StatusContext {
-        let config = Config::parse(
+        context_with(dir, "")
+    }
+
+    fn context_with(dir: &std::path::Path, rest: &str) -> StatusContext {
+        let config = Config::parse_allowing_plaintext(
             std::path::Path::new("/etc/sidesync/sidesync.toml"),
-            &format!("[appliance]\ndata_dir = \"{}\"\n", dir.display()),
+            &format!("[appliance]\ndata_dir = \"{}\"\n{rest}", dir.display()),
         )
         .expect("config");
         let metrics = Arc::new(Metrics::new(std::iter::empty()));
@@ -653,5 +655,40 @@ mod tests {
         assert_eq!(health(&ctx), Ok(()));
         ctx.writer = None;
         writer.shutdown();
+    }
+
+    #[test]
+    fn status_streams_a_document_of_many_chunks_whole() {
+        use std::io::Read;
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut rest = String::from(
+            "[[profile]]\nname = \"p\"\nis_default = true\nincoming_server_location = \"h\"\n",
+        );
+        for i in 0..1500 {
+            rest.push_str(&format!(
+                "[[mailbox]]\nemail_address = \"m{i}@x.example\"\npassword = \"pw\"\n"
+            ));
+        }
+        let ctx = context_with(dir.path(), &rest);
+        let mut body = String::new();
+        status_stream::start(&ctx)
+            .expect("started")
+            .read_to_string(&mut body)
+            .expect("read");
+        assert!(
+            body.len() > 4 * 64 * 1024,
+            "{} bytes: one chunk",
+            body.len()
+        );
+        let doc: Value = serde_json::from_str(&body).expect("one JSON document");
+        let mailboxes = doc["mailboxes"].as_array().expect("mailboxes");
+        assert_eq!(mailboxes.len(), 1500);
+        let addresses: std::collections::HashSet<&str> = mailboxes
+            .iter()
+            .filter_map(|m| m["email_address"].as_str())
+            .collect();
+        assert_eq!(addresses.len(), 1500, "every mailbox once");
+        assert!(doc["appliance"]["version"].is_string());
+        assert!(doc["profiles"].is_array());
     }
 }
