@@ -4,6 +4,8 @@
 //! `/api/v1/events`), p50 and p99, with the RSS of sidesync and of dovecot's processes. Run it
 //! through `bench/idle.sh`; `BENCH_HIBERNATE=1` puts idle sessions in dovecot's imap-hibernate.
 
+#[path = "common/bench.rs"]
+mod bench;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -13,7 +15,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
-use support::dovecot::{Dovecot, PASSWORD};
+use support::dovecot::Dovecot;
 
 const TOKEN: &str = "bench-token-0123456789abcdef";
 
@@ -86,23 +88,16 @@ fn main() {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     let port = support::free_port();
-    let mut cfg = format!(
-        "[appliance]\nallow_plaintext_passwords = true\ndata_dir = \"{}\"\nstatus_listen = \"127.0.0.1:{port}\"\n\
-         api_token_file = \"{}\"\n\n[[profile]]\nname = \"idle\"\nis_default = true\ntrack = \"all\"\nidle = true\n\
-         incoming_server_location = \"127.0.0.1\"\nincoming_port_number = {}\nca_file = \"{}\"\n\
-         min_polling_interval = \"1440m\"\nmax_concurrent_connections = 2\n\n",
-        root.join("data").display(),
-        token.display(),
-        d.imaps_port,
-        d.ca_file.display()
+    let cfg_path = bench::appliance_config(
+        &root,
+        port,
+        &token,
+        &d,
+        "",
+        "idle",
+        "idle = true\nmin_polling_interval = \"1440m\"\nmax_concurrent_connections = 2",
+        &users,
     );
-    for u in &users {
-        cfg.push_str(&format!(
-            "[[mailbox]]\nemail_address = \"{u}\"\npassword = \"{PASSWORD}\"\napproval = \"approved\"\n"
-        ));
-    }
-    let cfg_path = root.join("sidesync.toml");
-    std::fs::write(&cfg_path, cfg).expect("config");
     let log = std::fs::File::create(root.join("sidesync.log")).expect("log");
     let started = Instant::now();
     let mut child = Command::new(support::sidesync::binary())

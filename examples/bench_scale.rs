@@ -5,6 +5,8 @@
 //! RSS of sidesync and of dovecot, polls completed per minute, errors. Run it through
 //! `bench/scale.sh`.
 
+#[path = "common/bench.rs"]
+mod bench;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -182,23 +184,16 @@ fn main() {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     let port = support::free_port();
-    let mut cfg = format!(
-        "[appliance]\nallow_plaintext_passwords = true\ndata_dir = \"{}\"\nstatus_listen = \"127.0.0.1:{port}\"\n\
-         api_token_file = \"{}\"\n{extra_appliance}\n\n[[profile]]\nname = \"scale\"\nis_default = true\ntrack = \"all\"\n\
-         incoming_server_location = \"127.0.0.1\"\nincoming_port_number = {}\nca_file = \"{}\"\n\
-         min_polling_interval = \"{interval}\"\n{extra_profile}\n\n",
-        root.join("data").display(),
-        token.display(),
-        d.imaps_port,
-        d.ca_file.display()
+    let cfg_path = bench::appliance_config(
+        &root,
+        port,
+        &token,
+        &d,
+        &extra_appliance,
+        "scale",
+        &format!("min_polling_interval = \"{interval}\"\n{extra_profile}"),
+        &users,
     );
-    for u in &users {
-        cfg.push_str(&format!(
-            "[[mailbox]]\nemail_address = \"{u}\"\npassword = \"{PASSWORD}\"\napproval = \"approved\"\n"
-        ));
-    }
-    let cfg_path = root.join("sidesync.toml");
-    std::fs::write(&cfg_path, cfg).expect("config");
     let master = dovecot_processes()
         .into_iter()
         .find(|(_, ppid, cmd)| *ppid == std::process::id() && cmd.contains("dovecot.conf"))

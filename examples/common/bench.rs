@@ -124,3 +124,37 @@ pub fn mbsync_round(
     let _ = std::fs::remove_dir_all(&mdir);
     m
 }
+
+/// A bench appliance's config, written to `root/sidesync.toml`: plaintext passwords allowed,
+/// the store in `root/data`, the status listener on `port` with the API token file `token`, one
+/// default profile `name` (track all) on dovecot's IMAPS with `profile` lines added, and every
+/// address of `users` approved with dovecot's password.
+#[allow(clippy::too_many_arguments)]
+pub fn appliance_config(
+    root: &Path,
+    port: u16,
+    token: &Path,
+    d: &Dovecot,
+    appliance: &str,
+    name: &str,
+    profile: &str,
+    users: &[String],
+) -> std::path::PathBuf {
+    let mut cfg = format!(
+        "[appliance]\nallow_plaintext_passwords = true\ndata_dir = \"{}\"\nstatus_listen = \"127.0.0.1:{port}\"\n\
+         api_token_file = \"{}\"\n{appliance}\n\n[[profile]]\nname = \"{name}\"\nis_default = true\ntrack = \"all\"\n\
+         incoming_server_location = \"127.0.0.1\"\nincoming_port_number = {}\nca_file = \"{}\"\n{profile}\n\n",
+        root.join("data").display(),
+        token.display(),
+        d.imaps_port,
+        d.ca_file.display()
+    );
+    for u in users {
+        cfg.push_str(&format!(
+            "[[mailbox]]\nemail_address = \"{u}\"\npassword = \"{PASSWORD}\"\napproval = \"approved\"\n"
+        ));
+    }
+    let path = root.join("sidesync.toml");
+    std::fs::write(&path, cfg).expect("config");
+    path
+}

@@ -736,6 +736,23 @@ impl Validator<'_> {
         default
     }
 
+    /// A switch that only an IMAP profile may turn on: on for POP3 is an error (`why`).
+    fn imap_only(
+        &mut self,
+        value: Option<&Spanned<bool>>,
+        server_type: ServerType,
+        why: &str,
+    ) -> bool {
+        match value {
+            Some(v) if *v.get_ref() && server_type == ServerType::Pop3Smtp => {
+                self.at(v, why.to_string());
+                false
+            }
+            Some(v) => *v.get_ref(),
+            None => false,
+        }
+    }
+
     fn int_in(
         &mut self,
         key: &str,
@@ -1934,28 +1951,16 @@ impl Validator<'_> {
                 .as_ref()
                 .is_some_and(|m| *m.get_ref()),
             send_alert_email: rp.send_alert_email.unwrap_or(false),
-            idle: match &rp.idle {
-                Some(i) if *i.get_ref() && server_type == ServerType::Pop3Smtp => {
-                    self.at(
-                        i,
-                        "idle = true is for IMAP profiles (POP3 has no IDLE)".into(),
-                    );
-                    false
-                }
-                Some(i) => *i.get_ref(),
-                None => false,
-            },
-            keep_sessions_open: match &rp.keep_sessions_open {
-                Some(k) if *k.get_ref() && server_type == ServerType::Pop3Smtp => {
-                    self.at(
-                        k,
-                        "keep_sessions_open = true is for IMAP profiles (a POP3 server deletes at QUIT and locks the maildrop meanwhile)".into(),
-                    );
-                    false
-                }
-                Some(k) => *k.get_ref(),
-                None => false,
-            },
+            idle: self.imap_only(
+                rp.idle.as_ref(),
+                server_type,
+                "idle = true is for IMAP profiles (POP3 has no IDLE)",
+            ),
+            keep_sessions_open: self.imap_only(
+                rp.keep_sessions_open.as_ref(),
+                server_type,
+                "keep_sessions_open = true is for IMAP profiles (a POP3 server deletes at QUIT and locks the maildrop meanwhile)",
+            ),
             save_sent_copy: rp.save_sent_copy.unwrap_or(false),
             sent_folder: rp
                 .sent_folder

@@ -754,3 +754,33 @@ fn oauth_certificates_come_with_their_key_and_not_with_a_secret() {
         "{m:?}"
     );
 }
+
+#[test]
+fn idle_and_kept_sessions_are_for_imap_profiles() {
+    let text = r#"
+[[profile]]
+name = "pop"
+is_default = true
+server_type = "pop3_smtp"
+incoming_server_location = "pop.example.com"
+idle = true
+keep_sessions_open = true
+
+[[mailbox]]
+email_address = "a@example.com"
+password = "s3cret"
+"#;
+    let m = mistakes(text);
+    assert_eq!(m.len(), 2, "{m:?}");
+    assert!(
+        m[0].starts_with("7:8: idle = true is for IMAP profiles"),
+        "{m:?}"
+    );
+    assert!(
+        m[1].starts_with("8:22: keep_sessions_open = true is for IMAP profiles"),
+        "{m:?}"
+    );
+    let imap = text.replace("server_type = \"pop3_smtp\"\n", "");
+    let c = parse(&imap).expect("valid for IMAP");
+    assert!(c.profiles[0].idle && c.profiles[0].keep_sessions_open);
+}
