@@ -11,6 +11,16 @@ use support::proxy::{Mode, Proxy};
 use support::{mail, wait_for};
 
 fn config(setup: &Setup, port: u16, user: &str, polling: &str) -> std::path::PathBuf {
+    config_with(setup, port, user, polling, "")
+}
+
+fn config_with(
+    setup: &Setup,
+    port: u16,
+    user: &str,
+    polling: &str,
+    mailbox_extra: &str,
+) -> std::path::PathBuf {
     setup.write(
         "",
         &format!(
@@ -18,7 +28,7 @@ fn config(setup: &Setup, port: u16, user: &str, polling: &str) -> std::path::Pat
              incoming_server_location = \"127.0.0.1\"\nincoming_port_number = {port}\n\
              incoming_tls = \"none\"\nallow_plaintext_login = true\nmin_polling_interval = \"{polling}\"\n\
              [[mailbox]]\nemail_address = \"{user}\"\nprofile = \"imap\"\npassword = \"{PASSWORD}\"\n\
-             approval = \"approved\"\n",
+             approval = \"approved\"\n{mailbox_extra}",
         ),
     )
 }
@@ -102,5 +112,46 @@ fn without_a_working_idle_polling_goes_on() {
         (proxy.dropped.load(std::sync::atomic::Ordering::SeqCst) >= 2).then_some(())
     });
     assert_eq!(s.mailbox(user)["last_error"], serde_json::Value::Null);
+    assert!(s.terminate().success());
+}
+
+#[test]
+fn idle_on_a_tracking_folder_picks_up_an_email_dragged_there() {
+    let d = Dovecot::start();
+    let setup = Setup::new();
+    let user = "dragger@example.com";
+    d.deliver_to_folder(user, "Projects", &mail::sample(user, 0, 800));
+    // Polling once a day: only IDLE on the folder can bring the next one in time.
+    let cfg = config_with(
+        &setup,
+        d.imap_port,
+        user,
+        "1440m",
+        "tracking_folders = [\"Projects\"]\n",
+    );
+    let s = setup.start(&cfg);
+    wait_for("the first sync", Duration::from_secs(60), || {
+        (s.mailbox(user)["activities_stored"] == 1).then_some(())
+    });
+    wait_for(
+        "IDLE on the tracking folder",
+        Duration::from_secs(60),
+        || {
+            s.log_text()
+                .contains("IDLE on a tracking folder")
+                .then_some(())
+        },
+    );
+    d.deliver_to_folder(user, "Projects", &mail::sample(user, 1, 800));
+    wait_for(
+        "the email dragged into the folder, through IDLE",
+        Duration::from_secs(30),
+        || (s.mailbox(user)["activities_stored"] == 2).then_some(()),
+    );
+    assert_eq!(
+        s.status()["appliance"]["connections"]["on_idle"],
+        1,
+        "INBOX's door"
+    );
     assert!(s.terminate().success());
 }

@@ -97,23 +97,26 @@ impl IdleSyncs {
 
 /// Runs until `current`'s stop signal.
 pub async fn run(current: Current, commands: mpsc::Sender<Command>) {
-    let mut watchers: HashMap<String, (String, JoinHandle<()>)> = HashMap::new();
+    let mut watchers: HashMap<Watched, (String, JoinHandle<()>)> = HashMap::new();
     let mut stop = current.get().stop.clone();
     loop {
         let ctx = current.get();
         let wanted = watched(&ctx);
         // Stop watchers no longer wanted, or whose settings changed (a reload).
-        watchers.retain(|address, (fingerprint, task)| {
-            let keep = wanted.get(address) == Some(fingerprint) && !task.is_finished();
+        watchers.retain(|key, (fingerprint, task)| {
+            let keep = wanted.get(key) == Some(fingerprint) && !task.is_finished();
             if !keep {
                 task.abort();
-                ctx.idle_syncs.close(address);
+                if key.1.is_none() {
+                    ctx.idle_syncs.close(&key.0);
+                }
             }
             keep
         });
-        for (address, fingerprint) in wanted {
-            if let std::collections::hash_map::Entry::Vacant(slot) = watchers.entry(address) {
-                let task = tokio::spawn(watch(ctx.clone(), slot.key().clone(), commands.clone()));
+        for (key, fingerprint) in wanted {
+            if let std::collections::hash_map::Entry::Vacant(slot) = watchers.entry(key) {
+                let (address, folder) = slot.key().clone();
+                let task = tokio::spawn(watch(ctx.clone(), address, folder, commands.clone()));
                 slot.insert((fingerprint, task));
             }
         }
@@ -125,16 +128,19 @@ pub async fn run(current: Current, commands: mpsc::Sender<Command>) {
             break;
         }
     }
-    for (address, (_, task)) in watchers {
+    for ((address, _), (_, task)) in watchers {
         task.abort();
         current.get().idle_syncs.close(&address);
     }
 }
 
-/// The mailboxes to watch now (with their config fingerprint): processed for incoming email, of
-/// an IMAP profile with `idle = true`; when there are more than idle slots, those that received
-/// email most recently.
-fn watched(ctx: &JobContext) -> HashMap<String, String> {
+/// What a watcher watches: a mailbox's INBOX (None), or one of its tracking folders.
+type Watched = (String, Option<String>);
+
+/// The folders to watch now (with their mailbox's config fingerprint): INBOX and the tracking
+/// folders of the mailboxes processed for incoming email, of an IMAP profile with `idle = true`;
+/// when there are more than idle slots, those of the mailboxes that received email most recently.
+fn watched(ctx: &JobContext) -> HashMap<Watched, String> {
     // Every mailbox's state is read below: not every few seconds when no profile asks for IDLE.
     if !ctx.config.profiles.iter().any(|p| p.idle) {
         return HashMap::new();
@@ -159,27 +165,37 @@ fn watched(ctx: &JobContext) -> HashMap<String, String> {
         })
         .collect();
     let (_, slots) = ctx.limits.budget();
-    if candidates.len() > slots {
-        // Most recent email first; never-received last; the address keeps the order stable.
-        candidates.sort_by(|(a, ma), (b, mb)| {
-            b.cmp(a)
-                .then_with(|| ma.email_address.cmp(&mb.email_address))
-        });
-        candidates.truncate(slots);
-    }
+    // Most recent email first; never-received last; the address keeps the order stable.
+    candidates.sort_by(|(a, ma), (b, mb)| {
+        b.cmp(a)
+            .then_with(|| ma.email_address.cmp(&mb.email_address))
+    });
     candidates
         .into_iter()
-        .map(|(_, m)| (m.email_address.clone(), m.fingerprint.clone()))
+        .flat_map(|(_, m)| {
+            let folders = m.tracking_folders.iter().map(|f| Some(f.folder.clone()));
+            std::iter::once(None)
+                .chain(folders)
+                .map(|folder| ((m.email_address.clone(), folder), m.fingerprint.clone()))
+        })
+        .take(slots)
         .collect()
 }
 
 /// One mailbox's watcher: IDLE, wake, sync on request, again; after a failure, wait and start
 /// over.
-async fn watch(ctx: Arc<JobContext>, address: String, commands: mpsc::Sender<Command>) {
+async fn watch(
+    ctx: Arc<JobContext>,
+    address: String,
+    folder: Option<String>,
+    commands: mpsc::Sender<Command>,
+) {
     let mut wait = FIRST_RETRY;
     loop {
-        let outcome = idle_session(&ctx, &address, &commands).await;
-        ctx.idle_syncs.close(&address);
+        let outcome = idle_session(&ctx, &address, folder.as_deref(), &commands).await;
+        if folder.is_none() {
+            ctx.idle_syncs.close(&address);
+        }
         match outcome {
             Ok(Ended::NotOffered) => {
                 tracing::info!(mailbox = %address, "the server does not offer IDLE; polling only");
@@ -209,10 +225,13 @@ enum Ended {
     Restart,
 }
 
-/// One IDLE connection, for as long as it lasts.
+/// One IDLE connection, for as long as it lasts. On INBOX (`folder` None) the mailbox's syncs
+/// run on it; on a tracking folder a change only wakes the sync (which runs on the INBOX
+/// watcher's connection, or its own).
 async fn idle_session(
     ctx: &JobContext,
     address: &str,
+    folder: Option<&str>,
     commands: &mpsc::Sender<Command>,
 ) -> Result<Ended, SyncError> {
     let Some(mailbox) = ctx.config.mailbox(address) else {
@@ -223,7 +242,9 @@ async fn idle_session(
     };
     let endpoint = &profile.incoming;
     // The mailbox's own kept session gives way: its syncs will run on the IDLE connection.
-    if let Some(kept) = ctx.kept_sessions.forget(address) {
+    if folder.is_none()
+        && let Some(kept) = ctx.kept_sessions.forget(address)
+    {
         kept.close().await;
     }
     let mut permit = ctx.limits.try_acquire_idle(profile, mailbox, endpoint);
@@ -242,6 +263,23 @@ async fn idle_session(
     if !session.offers("IDLE").await? {
         session.logout().await;
         return Ok(Ended::NotOffered);
+    }
+    if let Some(folder) = folder {
+        session.examine(folder).await?;
+        tracing::info!(mailbox = %address, folder, "IDLE on a tracking folder");
+        loop {
+            let (next, changed) = session.idle(IDLE_RENEW, std::future::pending()).await?;
+            session = next;
+            if changed
+                && commands
+                    .send(Command::Wake(address.to_string()))
+                    .await
+                    .is_err()
+            {
+                session.logout().await;
+                return Ok(Ended::Stopping);
+            }
+        }
     }
     session.examine("INBOX").await?;
     let (mut asks, knock) = ctx.idle_syncs.open(address);
