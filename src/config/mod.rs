@@ -229,7 +229,8 @@ pub struct Profile {
     pub timeout_mailbox_connection_after: Duration,
     pub move_undelivered_emails: bool,
     pub send_alert_email: bool,
-    /// IMAP IDLE on each processed mailbox's INBOX and tracking folders where the server offers it: a new email wakes
+    /// IMAP IDLE on each processed mailbox's INBOX and tracking folders where the server offers
+    /// it: a new email wakes
     /// the mailbox's sync at once (polling goes on beside it).
     pub idle: bool,
     /// Cheap polls: keep each mailbox's IMAP session open between polls (within the idle
