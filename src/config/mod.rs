@@ -230,8 +230,7 @@ pub struct Profile {
     pub move_undelivered_emails: bool,
     pub send_alert_email: bool,
     /// IMAP IDLE on each processed mailbox's INBOX and tracking folders where the server offers
-    /// it: a new email wakes
-    /// the mailbox's sync at once (polling goes on beside it).
+    /// it: a new email wakes the mailbox's sync at once (polling goes on beside it).
     pub idle: bool,
     /// Cheap polls: keep each mailbox's IMAP session open between polls (within the idle
     /// budget). A password changed on the server is then noticed at the next login, at most 25
