@@ -10,27 +10,11 @@ mod bench;
 mod support;
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
 use support::dovecot::Dovecot;
-
-const TOKEN: &str = "bench-token-0123456789abcdef";
-
-fn get(port: u16, path: &str) -> Option<serde_json::Value> {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(60))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n\r\n"
-    )
-    .ok()?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).ok()?;
-    serde_json::from_str(buf.split_once("\r\n\r\n")?.1).ok()
-}
 
 /// Resident memory (KB) of the processes whose command line contains `needle`.
 fn rss_kb(needle: &str) -> u64 {
@@ -83,10 +67,7 @@ fn main() {
     for u in &users {
         d.add_user(u);
     }
-    let token = root.join("api.token");
-    std::fs::write(&token, TOKEN).expect("token");
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let token = bench::write_token(&root);
     let port = support::free_port();
     let cfg_path = bench::appliance_config(
         &root,
@@ -98,17 +79,8 @@ fn main() {
         "idle = true\nmin_polling_interval = \"1440m\"\nmax_concurrent_connections = 2",
         &users,
     );
-    let log = std::fs::File::create(root.join("sidesync.log")).expect("log");
     let started = Instant::now();
-    let mut child = Command::new(support::sidesync::binary())
-        .args(["run", "--config"])
-        .arg(&cfg_path)
-        .env("SIDESYNC_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("log"))
-        .stderr(log)
-        .spawn()
-        .expect("sidesync");
+    let mut child = bench::spawn_appliance(&root, &cfg_path, "info");
     // Every mailbox on IDLE.
     let deadline = Instant::now() + Duration::from_secs(900);
     loop {
@@ -141,12 +113,12 @@ fn main() {
             let mut last = 0u64;
             let start = Instant::now();
             while start.elapsed() < Duration::from_secs(600) {
-                let Some(page) = get(
-                    port,
-                    &format!(
-                        "/api/v1/events?after={last}&limit=1000&wait=5s&types=activity.created"
-                    ),
-                ) else {
+                let path = format!(
+                    "/api/v1/events?after={last}&limit=1000&wait=5s&types=activity.created"
+                );
+                let Some(page) = bench::api_get(port, &path)
+                    .and_then(|body| serde_json::from_str::<serde_json::Value>(&body).ok())
+                else {
                     continue;
                 };
                 let now = Instant::now();

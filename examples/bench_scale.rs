@@ -10,27 +10,11 @@ mod bench;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
 use support::dovecot::{Dovecot, PASSWORD};
-
-const TOKEN: &str = "bench-token-0123456789abcdef";
-
-fn http_get(port: u16, path: &str) -> Option<String> {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(60))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n\r\n"
-    )
-    .ok()?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).ok()?;
-    Some(buf.split_once("\r\n\r\n")?.1.to_string())
-}
 
 /// The sum of a metric family's samples whose labels contain `labels` ("" for all).
 fn metric(text: &str, name: &str, labels: &str) -> f64 {
@@ -179,10 +163,7 @@ fn main() {
     eprintln!("{n} mailboxes, {with_mail} with 3 emails; the floor (cold) …");
     let cold = floor(&d, &users_file, floor_threads);
 
-    let token = root.join("api.token");
-    std::fs::write(&token, TOKEN).expect("token");
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let token = bench::write_token(&root);
     let port = support::free_port();
     let cfg_path = bench::appliance_config(
         &root,
@@ -200,17 +181,8 @@ fn main() {
         .map(|(pid, _, _)| pid)
         .expect("dovecot's master process");
     let (dovecot_cpu0, _) = dovecot_usage(master);
-    let log = std::fs::File::create(root.join("sidesync.log")).expect("log");
     let started = Instant::now();
-    let mut child = Command::new(support::sidesync::binary())
-        .args(["run", "--config"])
-        .arg(&cfg_path)
-        .env("SIDESYNC_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("log"))
-        .stderr(log)
-        .spawn()
-        .expect("sidesync");
+    let mut child = bench::spawn_appliance(&root, &cfg_path, "warn");
     let pid = child.id();
     eprintln!("sidesync started; waiting for the first sync of every mailbox …");
     let deadline = Instant::now() + Duration::from_secs(1800);
@@ -221,7 +193,7 @@ fn main() {
             panic!("sidesync exited ({status})");
         }
         std::thread::sleep(Duration::from_secs(2));
-        let Some(m) = http_get(port, "/metrics") else {
+        let Some(m) = bench::api_get(port, "/metrics") else {
             continue;
         };
         let ok = metric(&m, "sidesync_mailboxes", "state=\"ok\"");
@@ -245,7 +217,7 @@ fn main() {
     // Steady state: from one minute after the first syncs (the first polls spread out), for
     // `steady` seconds.
     std::thread::sleep(Duration::from_secs(60));
-    let m0 = http_get(port, "/metrics").unwrap_or_default();
+    let m0 = bench::api_get(port, "/metrics").unwrap_or_default();
     let cpu0 = cpu_ticks(pid).0;
     let (dcpu0, _) = dovecot_usage(master);
     let t0 = Instant::now();
@@ -259,7 +231,7 @@ fn main() {
     let window = t0.elapsed().as_secs_f64();
     let cpu1 = cpu_ticks(pid).0;
     let (dcpu1, dovecot_rss) = dovecot_usage(master);
-    let m1 = http_get(port, "/metrics").unwrap_or_default();
+    let m1 = bench::api_get(port, "/metrics").unwrap_or_default();
     let peak_rss = status_kb(pid, "VmHWM:");
     let polls = metric(&m1, "sidesync_syncs_total", "") - metric(&m0, "sidesync_syncs_total", "");
     let failures = metric(&m1, "sidesync_sync_failures_total", "");

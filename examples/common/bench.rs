@@ -158,3 +158,45 @@ pub fn appliance_config(
     std::fs::write(&path, cfg).expect("config");
     path
 }
+
+/// The API token a bench appliance is given (`write_token`) and `api_get` sends.
+pub const TOKEN: &str = "bench-token-0123456789abcdef";
+
+/// Writes `TOKEN` to `root/api.token` (mode 0600, as the appliance requires) and returns its path.
+pub fn write_token(root: &Path) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let token = root.join("api.token");
+    std::fs::write(&token, TOKEN).expect("token");
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    token
+}
+
+/// The body of `GET path` from the appliance on `port`, with the bench token.
+pub fn api_get(port: u16, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n\r\n"
+    )
+    .ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    Some(buf.split_once("\r\n\r\n")?.1.to_string())
+}
+
+/// Starts `sidesync run --config CONFIG` at log level `level`, logging to `root/sidesync.log`.
+pub fn spawn_appliance(root: &Path, config: &Path, level: &str) -> std::process::Child {
+    let log = std::fs::File::create(root.join("sidesync.log")).expect("log");
+    Command::new(super::support::sidesync::binary())
+        .args(["run", "--config"])
+        .arg(config)
+        .env("SIDESYNC_LOG", level)
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .spawn()
+        .expect("sidesync")
+}
