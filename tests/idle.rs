@@ -115,9 +115,17 @@ fn without_a_working_idle_polling_goes_on() {
     assert!(s.terminate().success());
 }
 
+/// dovecot's capabilities after login without NOTIFY, as a server that lacks it announces them.
+const NO_NOTIFY: &str = "imap_capability = IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE \
+    CHILDREN NAMESPACE UIDPLUS LIST-EXTENDED CONDSTORE QRESYNC ESEARCH LIST-STATUS BINARY MOVE \
+    SPECIAL-USE LITERAL+\n";
+
 #[test]
-fn idle_on_a_tracking_folder_picks_up_an_email_dragged_there() {
-    let d = Dovecot::start();
+fn without_notify_a_tracking_folder_gets_an_idle_connection_of_its_own() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(tmp.path()).expect("dir");
+    std::fs::write(tmp.path().join("extra.conf"), NO_NOTIFY).expect("extra.conf");
+    let d = Dovecot::start_in(tmp.path());
     let setup = Setup::new();
     let user = "dragger@example.com";
     d.deliver_to_folder(user, "Projects", &mail::sample(user, 0, 800));
@@ -148,10 +156,54 @@ fn idle_on_a_tracking_folder_picks_up_an_email_dragged_there() {
         Duration::from_secs(30),
         || (s.mailbox(user)["activities_stored"] == 2).then_some(()),
     );
+    let connections = &s.status()["appliance"]["connections"];
+    assert_eq!(connections["on_idle"], 1, "INBOX's door: {connections}");
     assert_eq!(
-        s.status()["appliance"]["connections"]["on_idle"],
-        1,
-        "INBOX's door"
+        connections["idle_open"], 2,
+        "INBOX and Projects: {connections}"
     );
+    assert!(!s.log_text().contains("with NOTIFY"));
+    assert!(s.terminate().success());
+}
+
+#[test]
+fn with_notify_one_connection_watches_inbox_and_the_tracking_folders() {
+    let d = Dovecot::start();
+    let setup = Setup::new();
+    let user = "notified@example.com";
+    d.deliver_to_folder(user, "Projects", &mail::sample(user, 0, 800));
+    d.create_folder(user, "Clients");
+    let cfg = config_with(
+        &setup,
+        d.imap_port,
+        user,
+        "1440m",
+        "tracking_folders = [\"Projects\", \"Clients\"]\n",
+    );
+    let s = setup.start(&cfg);
+    wait_for("the first sync", Duration::from_secs(60), || {
+        (s.mailbox(user)["activities_stored"] == 1).then_some(())
+    });
+    wait_for("IDLE with NOTIFY", Duration::from_secs(60), || {
+        s.log_text()
+            .contains("IDLE on INBOX, with NOTIFY for the tracking folders")
+            .then_some(())
+    });
+    // A mail client drags an email into each folder (through dovecot, which tells at once).
+    for (n, folder) in [(1, "Projects"), (2, "Clients")] {
+        d.append_over_imap(user, folder, &mail::sample(user, n, 800));
+        wait_for(
+            &format!("the email dragged into {folder}, through NOTIFY"),
+            Duration::from_secs(30),
+            || (s.mailbox(user)["activities_stored"] == n as u64 + 1).then_some(()),
+        );
+    }
+    let connections = &s.status()["appliance"]["connections"];
+    assert_eq!(connections["on_idle"], 1, "{connections}");
+    assert_eq!(
+        connections["idle_open"], 1,
+        "one connection for INBOX and both folders: {connections}"
+    );
+    assert!(!s.log_text().contains("IDLE on a tracking folder"));
     assert!(s.terminate().success());
 }

@@ -596,3 +596,40 @@ fn the_handshake_offers_imap_or_pop3_by_alpn() {
         "every handshake offered its protocol: {got:?}"
     );
 }
+
+#[test]
+fn a_later_connection_to_the_server_resumes_the_tls_session() {
+    let d = Dovecot::start();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let user = "resumed@example.com";
+    d.deliver(user, &mail::sample(user, 0, 1_500), "", SystemTime::now());
+    let body = [
+        profile("tls", d.imaps_port, &d.ca_file, ""),
+        mailbox(user, "tls", PASSWORD),
+    ]
+    .concat();
+    let port = free_port();
+    let cfg = config(tmp.path(), port, &body);
+    let s = Sidesync::start(&cfg, &tmp.path().join("sidesync.log"), port);
+    let handshakes = |kind: &str| -> Option<u64> {
+        let (_, text) = support::sidesync::http_get(port, "/metrics")?;
+        let line = format!("sidesync_tls_handshakes_total{{kind=\"{kind}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(line.as_str()))?
+            .parse()
+            .ok()
+    };
+    // Polled every second, each poll on a new connection: after the first, each resumes the
+    // session from a ticket dovecot gave on an earlier one.
+    let (full, resumed) = wait_for("resumed TLS sessions", Duration::from_secs(60), || {
+        let (full, resumed) = (handshakes("full")?, handshakes("resumed")?);
+        (resumed >= 3).then_some((full, resumed))
+    });
+    assert!(full >= 1, "the first connection had nothing to resume");
+    assert!(
+        resumed >= full,
+        "most connections resume ({full} full, {resumed} resumed)"
+    );
+    assert_eq!(s.mailbox(user)["activities_stored"], 1);
+    assert!(s.terminate().success());
+}

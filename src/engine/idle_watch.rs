@@ -11,6 +11,10 @@
 //! (`max_idle_connections`, see `limits`): when there are more candidates than slots, the
 //! mailboxes that received email most recently get them; the rest poll. A supervisor pass every
 //! few seconds starts and stops watchers accordingly (a reload, a Test & Enable, new email).
+//!
+//! Tracking folders: where the server offers NOTIFY (RFC 5465) the INBOX connection asks to be
+//! told of their changes too, so a mailbox takes one connection whatever its folders; otherwise
+//! each folder gets an IDLE connection of its own, which only wakes the sync.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -41,6 +45,8 @@ type SyncReply = oneshot::Sender<Result<SyncSummary, SyncError>>;
 struct Door {
     asks: mpsc::Sender<SyncReply>,
     knock: Arc<Notify>,
+    /// The server tells of the tracking folders' changes on this connection too (NOTIFY).
+    notify: bool,
 }
 
 /// The mailboxes whose IDLE connection is up, and the way to run their syncs on it.
@@ -73,7 +79,13 @@ impl IdleSyncs {
         self.len() == 0
     }
 
-    fn open(&self, address: &str) -> (mpsc::Receiver<SyncReply>, Arc<Notify>) {
+    /// Whether the mailbox's INBOX watcher is up, and if so whether its NOTIFY covers the
+    /// tracking folders.
+    fn inbox_watch(&self, address: &str) -> Option<bool> {
+        self.doors.lock().ok()?.get(address).map(|d| d.notify)
+    }
+
+    fn open(&self, address: &str, notify: bool) -> (mpsc::Receiver<SyncReply>, Arc<Notify>) {
         let (asks, receiver) = mpsc::channel(4);
         let knock = Arc::new(Notify::new());
         if let Ok(mut doors) = self.doors.lock() {
@@ -82,6 +94,7 @@ impl IdleSyncs {
                 Door {
                     asks,
                     knock: knock.clone(),
+                    notify,
                 },
             );
         }
@@ -140,6 +153,8 @@ type Watched = (String, Option<String>);
 /// The folders to watch now (with their mailbox's config fingerprint): INBOX and the tracking
 /// folders of the mailboxes processed for incoming email, of an IMAP profile with `idle = true`;
 /// when there are more than idle slots, those of the mailboxes that received email most recently.
+/// A tracking folder gets a connection of its own only once its INBOX watcher is up and its
+/// server has no NOTIFY (with NOTIFY the INBOX connection watches every folder).
 fn watched(ctx: &JobContext) -> HashMap<Watched, String> {
     // Every mailbox's state is read below: not every few seconds when no profile asks for IDLE.
     if !ctx.config.profiles.iter().any(|p| p.idle) {
@@ -173,7 +188,12 @@ fn watched(ctx: &JobContext) -> HashMap<Watched, String> {
     candidates
         .into_iter()
         .flat_map(|(_, m)| {
-            let folders = m.tracking_folders.iter().map(|f| Some(f.folder.clone()));
+            let own_watchers = ctx.idle_syncs.inbox_watch(&m.email_address) == Some(false);
+            let folders = m
+                .tracking_folders
+                .iter()
+                .filter(move |_| own_watchers)
+                .map(|f| Some(f.folder.clone()));
             std::iter::once(None)
                 .chain(folders)
                 .map(|folder| ((m.email_address.clone(), folder), m.fingerprint.clone()))
@@ -282,8 +302,18 @@ async fn idle_session(
         }
     }
     session.examine("INBOX").await?;
-    let (mut asks, knock) = ctx.idle_syncs.open(address);
-    tracing::info!(mailbox = %address, "IDLE on INBOX");
+    let folders: Vec<String> = mailbox
+        .tracking_folders
+        .iter()
+        .map(|f| f.folder.clone())
+        .collect();
+    let notify = session.notify_folders(&folders).await?;
+    let (mut asks, knock) = ctx.idle_syncs.open(address, notify);
+    if notify {
+        tracing::info!(mailbox = %address, tracking_folders = folders.len(), "IDLE on INBOX, with NOTIFY for the tracking folders");
+    } else {
+        tracing::info!(mailbox = %address, "IDLE on INBOX");
+    }
     // Anything that arrived before IDLE began is the first sync's or a poll's; from here on
     // every change wakes the sync.
     loop {

@@ -229,6 +229,16 @@ pub fn render(m: &Metrics, g: &Gauges) -> String {
             ("idle_max", c.idle_max as u64),
         ],
     );
+    let (full, resumed) = crate::net::handshake_counts();
+    let name = "sidesync_tls_handshakes_total";
+    family(
+        &mut out,
+        name,
+        "counter",
+        "TLS handshakes with mail servers: full, or resuming an earlier session (a ticket).",
+    );
+    let _ = writeln!(out, "{name}{{kind=\"full\"}} {full}");
+    let _ = writeln!(out, "{name}{{kind=\"resumed\"}} {resumed}");
     labelled_gauge(
         &mut out,
         "sidesync_sessions_held",

@@ -322,6 +322,35 @@ impl ImapSession {
         Ok(self.capabilities().await?.has_str(capability))
     }
 
+    /// NOTIFY (RFC 5465): from now on the server also tells of new and expunged messages in
+    /// `folders` (as STATUS) on this connection, beside those of the selected folder, so one IDLE
+    /// watches them all. False when the server does not offer NOTIFY, refuses it, or a folder's
+    /// name cannot be sent as a quoted string: the caller watches those folders otherwise.
+    pub async fn notify_folders(&mut self, folders: &[String]) -> Result<bool, SyncError> {
+        if folders.is_empty() || !self.offers("NOTIFY").await? {
+            return Ok(false);
+        }
+        let Some(command) = notify_command(folders) else {
+            return Ok(false);
+        };
+        let address = self.address.clone();
+        let asked = net::step(
+            &address,
+            "asking for NOTIFY",
+            self.timeout,
+            self.session.run_command_and_check_ok(&command),
+        )
+        .await;
+        match asked {
+            Ok(()) => Ok(true),
+            Err(StepError::Failed(
+                async_imap::error::Error::No(_) | async_imap::error::Error::Bad(_),
+            )) => Ok(false),
+            Err(StepError::Failed(e)) => Err(lost(&address, e)),
+            Err(StepError::TimedOut(e)) => Err(SyncError::Net(e)),
+        }
+    }
+
     /// IDLE (RFC 2177) on the selected folder until the server tells of a change (true) or
     /// `max` passes without a word from it (false), then DONE. Every step but the wait itself
     /// is bounded by the connection timeout; the wait is bounded by `max`.
@@ -582,6 +611,25 @@ impl ImapSession {
     }
 }
 
+/// `NOTIFY SET` for the selected folder and `folders`; None when a name is not plain printable
+/// ASCII (a literal would be needed, and NOTIFY is only a shortcut).
+fn notify_command(folders: &[String]) -> Option<String> {
+    let mut names = Vec::with_capacity(folders.len());
+    for f in folders {
+        if f.is_empty() || !f.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+            return None;
+        }
+        names.push(format!(
+            "\"{}\"",
+            f.replace('\\', "\\\\").replace('"', "\\\"")
+        ));
+    }
+    Some(format!(
+        "NOTIFY SET (selected (MessageNew MessageExpunge)) (mailboxes ({}) (MessageNew MessageExpunge))",
+        names.join(" ")
+    ))
+}
+
 async fn next_item<S>(
     stream: &mut S,
     address: &str,
@@ -711,7 +759,21 @@ async fn capabilities(
 
 #[cfg(test)]
 mod tests {
-    use super::server_text;
+    use super::{notify_command, server_text};
+
+    #[test]
+    fn notify_names_every_folder_quoted_or_none_at_all() {
+        assert_eq!(
+            notify_command(&["Projects".into(), "A \"b\" \\c".into()]).as_deref(),
+            Some(
+                "NOTIFY SET (selected (MessageNew MessageExpunge)) (mailboxes (\"Projects\" \
+                 \"A \\\"b\\\" \\\\c\") (MessageNew MessageExpunge))"
+            )
+        );
+        assert_eq!(notify_command(&["Caf\u{e9}".into()]), None);
+        assert_eq!(notify_command(&["a\r\nb".into()]), None);
+        assert_eq!(notify_command(&["".into()]), None);
+    }
 
     #[test]
     fn keeps_the_servers_words() {

@@ -1,7 +1,11 @@
 //! rustls client settings: system roots plus an optional CA file, built once per profile.
+//! Built once, they also hold the profile's TLS session tickets: a connection to a server this
+//! appliance has talked to before resumes its session (no certificate exchange or check), which
+//! the handshake counters show.
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
@@ -42,6 +46,17 @@ pub enum Alpn {
     Pop3,
     /// SMTP has no registered ALPN identifier: nothing is offered.
     None,
+}
+
+static FULL_HANDSHAKES: AtomicU64 = AtomicU64::new(0);
+static RESUMED_HANDSHAKES: AtomicU64 = AtomicU64::new(0);
+
+/// TLS handshakes completed by this process: (full, resumed).
+pub fn handshake_counts() -> (u64, u64) {
+    (
+        FULL_HANDSHAKES.load(Ordering::Relaxed),
+        RESUMED_HANDSHAKES.load(Ordering::Relaxed),
+    )
 }
 
 #[derive(Clone)]
@@ -122,7 +137,7 @@ impl TlsContext {
             Alpn::Pop3 => &self.pop3,
             Alpn::None => &self.connector,
         };
-        connector.connect(name, tcp).await.map_err(|e| {
+        let stream = connector.connect(name, tcp).await.map_err(|e| {
             let rustls_error = e
                 .get_ref()
                 .and_then(|inner| inner.downcast_ref::<rustls::Error>());
@@ -134,7 +149,13 @@ impl TlsContext {
                 Some(other) => TlsError::Handshake(other.to_string()),
                 None => TlsError::Handshake(e.to_string()),
             }
-        })
+        })?;
+        let counter = match stream.get_ref().1.handshake_kind() {
+            Some(rustls::HandshakeKind::Resumed) => &RESUMED_HANDSHAKES,
+            _ => &FULL_HANDSHAKES,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        Ok(stream)
     }
 }
 

@@ -543,6 +543,40 @@ service anvil {{
         name
     }
 
+    /// Appends `raw` to the user's folder `name` through dovecot itself (IMAP APPEND on the
+    /// plaintext port), as a mail client dragging an email there would: dovecot's indexes, and so
+    /// its IDLE and NOTIFY, learn of it at once (a file dropped into the maildir is noticed only
+    /// when the folder is next looked at).
+    pub fn append_over_imap(&self, user: &str, name: &str, raw: &[u8]) {
+        use std::io::{BufRead, BufReader};
+        self.create_folder(user, name);
+        let tcp = std::net::TcpStream::connect(("127.0.0.1", self.imap_port)).expect("connect");
+        tcp.set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
+        let mut w = tcp.try_clone().expect("clone");
+        let mut r = BufReader::new(tcp);
+        let mut line = String::new();
+        let mut until = |r: &mut BufReader<std::net::TcpStream>, start: &str| loop {
+            line.clear();
+            assert!(r.read_line(&mut line).expect("read") > 0, "dovecot hung up");
+            if line.starts_with(start) {
+                return line.clone();
+            }
+        };
+        until(&mut r, "* OK");
+        write!(w, "a LOGIN \"{user}\" \"{PASSWORD}\"\r\n").expect("write");
+        let said = until(&mut r, "a ");
+        assert!(said.starts_with("a OK"), "login: {said}");
+        write!(w, "b APPEND \"{name}\" {{{}}}\r\n", raw.len()).expect("write");
+        until(&mut r, "+");
+        w.write_all(raw).expect("write");
+        w.write_all(b"\r\n").expect("write");
+        let said = until(&mut r, "b ");
+        assert!(said.starts_with("b OK"), "append: {said}");
+        write!(w, "c LOGOUT\r\n").expect("write");
+        until(&mut r, "c ");
+    }
+
     /// Creates a folder (maildir++ `.NAME`) in the user's mailbox.
     pub fn create_folder(&self, user: &str, name: &str) {
         self.add_user(user);
