@@ -247,6 +247,7 @@ fn smtp_session(rt: &tokio::runtime::Runtime, tls: &TlsContext, greeting: &[u8],
                         &["b@example.com".to_string()],
                         b"Subject: x\r\n\r\nbody\r\n",
                         t.timeout,
+                        None,
                     )
                     .await;
             }

@@ -280,6 +280,8 @@ fn refusals_are_recorded_per_recipient_and_a_total_refusal_fails() {
         &json!({"from": from, "to": ["ok@example.net", "reject-me@example.net"], "subject": "s", "text": "t"}),
     );
     let v = wait_status(&setup, partly, "sent");
+    // Test & Enable's own connection (MAIL FROM, RSET) and the sending one are behind us.
+    let (connections, rsets) = (server.connections(), server.rsets());
     let results = v["recipient_results"].as_array().expect("results").clone();
     assert_eq!(results.len(), 2, "{v}");
     assert_eq!(
@@ -315,13 +317,31 @@ fn refusals_are_recorded_per_recipient_and_a_total_refusal_fails() {
             .unwrap_or("")
             .starts_with("550")
     );
+    // The refused transaction was left open at the server: the next one starts with RSET (the
+    // server says 503 to a MAIL FROM otherwise). A completed one needs none.
+    let after = queue(
+        &setup,
+        &json!({"from": from, "to": ["after@example.net"], "subject": "s", "text": "t"}),
+    );
+    wait_status(&setup, after, "sent");
     let msgs = server.messages();
-    assert_eq!(msgs.len(), 1);
+    assert_eq!(msgs.len(), 2);
     assert_eq!(msgs[0].recipients, vec!["ok@example.net"]);
+    assert_eq!(msgs[1].recipients, vec!["after@example.net"]);
+    assert_eq!(
+        server.connections(),
+        connections,
+        "the pooled connection carried all three"
+    );
+    assert_eq!(
+        server.rsets(),
+        rsets + 1,
+        "one RSET: after the refused transaction only"
+    );
     let m = s.mailbox(from);
     assert_eq!(
         (m["outbox"]["sent"].clone(), m["outbox"]["failed"].clone()),
-        (json!(1), json!(1)),
+        (json!(2), json!(1)),
         "{m}"
     );
     assert!(s.terminate().success());
@@ -829,5 +849,58 @@ fn idempotency_keys_cancel_and_resend() {
         ],
         "{statuses:?}"
     );
+    assert!(s.terminate().success());
+}
+
+#[test]
+fn each_email_goes_out_with_the_next_ones_envelope() {
+    let d = Dovecot::start();
+    let setup = Setup::new();
+    let server = SmtpServer::start();
+    let from = "batch@example.com";
+    d.add_user(from);
+    // One session, so that every email follows another on the same connection.
+    let cfg = setup.write(
+        FAST_RETRIES,
+        &[
+            profile(&d, server.port, "none", "max_concurrent_connections = 1"),
+            format!(
+                "[[mailbox]]\nemail_address = \"{from}\"\npassword = \"{PASSWORD}\"\n\
+                 approval = \"pending_approval\"\n"
+            ),
+        ]
+        .concat(),
+    );
+    let s = setup.start(&cfg);
+    // Queued while the mailbox waits for approval: they go out as one batch.
+    let ids: Vec<u64> = (0..20)
+        .map(|n| {
+            queue(
+                &setup,
+                &json!({"from": from, "to": [format!("r{n}@example.net")], "subject": format!("n{n}"), "text": "t"}),
+            )
+        })
+        .collect();
+    server.watch_envelopes_ahead();
+    let (code, answer) = http(
+        setup.port,
+        "POST",
+        &format!("/api/v1/mailboxes/{from}/approve"),
+        Some(TOKEN),
+        "",
+    );
+    assert_eq!(code, 200, "{answer}");
+    for id in &ids {
+        wait_status(&setup, *id, "sent");
+    }
+    let msgs = server.messages();
+    assert_eq!(msgs.len(), 20, "each email once");
+    for (n, m) in msgs.iter().enumerate() {
+        assert_eq!(m.recipients, vec![format!("r{n}@example.net")], "in order");
+    }
+    // Every email but the last of each claimed block carried the next one's envelope (RFC
+    // 2920): one round trip an email instead of two.
+    let ahead = server.envelopes_ahead();
+    assert!(ahead >= 10, "only {ahead} of 20 emails carried the next envelope");
     assert!(s.terminate().success());
 }

@@ -261,6 +261,9 @@ struct QueueState {
     next_claim: usize,
 }
 
+/// A claimed email with its MIME, ready to send.
+type Ready = (OutboxEntry, Vec<u8>);
+
 enum Next {
     Send(OutboxEntry, Option<Vec<u8>>),
     Claim(Vec<OutboxEntry>),
@@ -279,7 +282,9 @@ impl JobQueue {
                 next_claim: FIRST_CLAIM,
             }),
             claims: tokio::sync::watch::channel(0).0,
-            low_water: sessions * 2,
+            // A claim (a durable commit, then reading the block) takes a few milliseconds:
+            // started while the sessions still have that long's worth of emails to send.
+            low_water: (sessions * 2).max(CLAIM / 2),
         }
     }
 
@@ -300,6 +305,31 @@ impl JobQueue {
             None if q.claiming => Next::Wait,
             None => Next::Done,
         }
+    }
+
+    /// The next claimed email, if one is ready now (its MIME read), to go out right after the
+    /// one being sent; and a block to claim, when the claimed ones run low.
+    fn ready(&self) -> (Option<Ready>, Option<Vec<OutboxEntry>>) {
+        let Ok(mut q) = self.state.lock() else {
+            return (None, None);
+        };
+        let next = match q.claimed.pop_front() {
+            Some((entry, Some(raw))) => Some((entry, raw)),
+            Some(missing) => {
+                q.claimed.push_front(missing);
+                None
+            }
+            None => None,
+        };
+        let claim = if q.claimed.len() <= self.low_water && !q.claiming && !q.unclaimed.is_empty() {
+            let n = q.next_claim.min(q.unclaimed.len());
+            q.next_claim = (q.next_claim * 4).min(CLAIM);
+            q.claiming = true;
+            Some(q.unclaimed.drain(..n).collect())
+        } else {
+            None
+        };
+        (next, claim)
     }
 
     fn claimed(&self, block: Vec<OutboxEntry>, raws: Vec<Option<Vec<u8>>>) {
@@ -336,21 +366,32 @@ async fn claim(ctx: &JobContext, queue: &JobQueue, block: Vec<OutboxEntry>) {
     if let Ok(committed) = ctx.writer.outbox_committed(marks, false).await {
         let _ = committed.await;
     }
-    // An email cancelled between the read and the claim stayed cancelled: it is not sent.
-    let ids: Vec<u64> = block.iter().map(|e| e.id).collect();
-    let now = ctx.store.outbox_statuses(&ids).unwrap_or_default();
-    let block: Vec<OutboxEntry> = block
-        .into_iter()
-        .enumerate()
-        .filter(|(i, _)| {
-            now.get(*i)
-                .is_none_or(|s| s.is_none_or(|s| s == crate::store::OutboxStatus::Sending))
-        })
-        .map(|(_, e)| e)
-        .collect();
-    let ids: Vec<u64> = block.iter().map(|e| e.id).collect();
-    let raws = ctx.store.activity_raws(&ids).unwrap_or_default();
-    queue.claimed(block, raws);
+    // Reading and decompressing a block's MIME takes milliseconds: off the runtime's threads,
+    // so the other sessions on this thread keep sending meanwhile.
+    let store = ctx.store.clone();
+    let read = tokio::task::spawn_blocking(move || {
+        // An email cancelled between the read and the claim stayed cancelled: it is not sent.
+        let ids: Vec<u64> = block.iter().map(|e| e.id).collect();
+        let now = store.outbox_statuses(&ids).unwrap_or_default();
+        let block: Vec<OutboxEntry> = block
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| {
+                now.get(*i)
+                    .is_none_or(|s| s.is_none_or(|s| s == crate::store::OutboxStatus::Sending))
+            })
+            .map(|(_, e)| e)
+            .collect();
+        let ids: Vec<u64> = block.iter().map(|e| e.id).collect();
+        let raws = store.activity_raws(&ids).unwrap_or_default();
+        (block, raws)
+    })
+    .await;
+    match read {
+        Ok((block, raws)) => queue.claimed(block, raws),
+        // The read panicked: the block stays Sending, sent again after a restart.
+        Err(_) => queue.claimed(Vec::new(), Vec::new()),
+    }
 }
 
 /// Counts a sending session for as long as it lives.
@@ -369,8 +410,17 @@ impl Drop for Sending<'_> {
     }
 }
 
-/// One SMTP session taking emails from the send job's queue until it is empty.
-async fn worker(ctx: &JobContext, address: &str, queue: &JobQueue) {
+/// Claims `block` on a task of its own: the session that noticed the claimed emails running low
+/// keeps sending meanwhile.
+fn claim_aside(ctx: &Arc<JobContext>, queue: &Arc<JobQueue>, block: Vec<OutboxEntry>) {
+    let (ctx, queue) = (ctx.clone(), queue.clone());
+    tokio::spawn(async move { claim(&ctx, &queue, block).await });
+}
+
+/// One SMTP session taking emails from the send job's queue until it is empty. Where the server
+/// pipelines, each email's content goes out with the next email's envelope (see
+/// `SmtpSession::send_message`), unless Sent copies are appended between emails.
+async fn worker(ctx: &Arc<JobContext>, address: &str, queue: &Arc<JobQueue>) {
     let _sending = Sending::start(&ctx.sending_sessions);
     let Some(mailbox) = ctx.config.mailbox(address) else {
         return;
@@ -396,23 +446,28 @@ async fn worker(ctx: &JobContext, address: &str, queue: &JobQueue) {
         }
     };
     let mut copies = SentCopies::default();
+    // The email whose envelope went out with the last one's content: it is sent next.
+    let mut carried: Option<Ready> = None;
     loop {
         if ctx.stopping() {
             break;
         }
         // Subscribed before looking, so a claim ending in between is not missed.
         let mut claims = queue.claims.subscribe();
-        let (entry, raw) = match queue.next() {
-            Next::Done => break,
-            Next::Wait => {
-                let _ = claims.changed().await;
-                continue;
-            }
-            Next::Claim(block) => {
-                claim(ctx, queue, block).await;
-                continue;
-            }
-            Next::Send(entry, raw) => (entry, raw),
+        let (entry, raw) = match carried.take() {
+            Some((entry, raw)) => (entry, Some(raw)),
+            None => match queue.next() {
+                Next::Done => break,
+                Next::Wait => {
+                    let _ = claims.changed().await;
+                    continue;
+                }
+                Next::Claim(block) => {
+                    claim_aside(ctx, queue, block);
+                    continue;
+                }
+                Next::Send(entry, raw) => (entry, raw),
+            },
         };
         let tries = entry.tries + 1;
         if session.is_none() {
@@ -443,8 +498,18 @@ async fn worker(ctx: &JobContext, address: &str, queue: &JobQueue) {
                 let _ = oldest.await;
             }
         }
+        if !profile.save_sent_copy {
+            let (next, block) = queue.ready();
+            carried = next;
+            if let Some(block) = block {
+                claim_aside(ctx, queue, block);
+            }
+        }
+        let next = carried
+            .as_ref()
+            .map(|(e, _)| (mailbox.email_address.as_str(), e.recipients.as_slice()));
         match s
-            .send_message(&mailbox.email_address, &entry.recipients, &raw, limit)
+            .send_message(&mailbox.email_address, &entry.recipients, &raw, limit, next)
             .await
         {
             Ok(results) => {
@@ -483,6 +548,12 @@ async fn worker(ctx: &JobContext, address: &str, queue: &JobQueue) {
                 }
             }
         }
+    }
+    if carried.is_some() {
+        // Stopping with the next envelope sent ahead: the server waits for its content, so
+        // the connection cannot be reused; closing it drops that transaction. The email stays
+        // Sending and goes out after the restart.
+        session = None;
     }
     let _ = ctx.writer.flush().await;
     if !copies.is_empty() {

@@ -28,10 +28,20 @@ pub struct SmtpSession {
     address: String,
     /// The server takes a group of envelope commands at once (RFC 2920).
     pipelining: bool,
-    /// A transaction ran on this connection: the next one starts with RSET.
-    used: bool,
+    /// A transaction was left open (refused at MAIL, RCPT or DATA, or cut short): the next one
+    /// starts with RSET. One that reached the reply to its data is over (RFC 5321 4.1.1.4), so
+    /// the usual next transaction needs none.
+    open_transaction: bool,
     /// What the next write sends, kept between transactions so its allocation is reused.
     out: Vec<u8>,
+    /// The next email's envelope, sent with the last email's content, and its replies.
+    ahead: Option<Ahead>,
+}
+
+struct Ahead {
+    sender: String,
+    recipients: Vec<String>,
+    replies: Vec<Response<String>>,
 }
 
 /// Why one email was not taken: the reply, whether trying later may help, and what each
@@ -174,8 +184,9 @@ impl SmtpSession {
             client,
             address,
             pipelining,
-            used: false,
+            open_transaction: false,
             out: Vec::new(),
+            ahead: None,
         };
         if let Some(login) = login {
             session
@@ -288,6 +299,10 @@ impl SmtpSession {
 
     /// NOOP: is an idle pooled connection still good?
     pub async fn alive(&mut self, limit: Duration) -> bool {
+        // A server waiting for the content of an envelope sent ahead would take NOOP as content.
+        if self.ahead.is_some() {
+            return false;
+        }
         matches!(tokio::time::timeout(limit, self.client.cmd(b"NOOP\r\n")).await, Ok(Ok(r)) if r.code == 250)
     }
 
@@ -318,7 +333,10 @@ impl SmtpSession {
         raw: &[u8],
         limit: Duration,
     ) -> Result<(), SyncError> {
-        match self.send_message(sender, recipients, raw, limit).await {
+        match self
+            .send_message(sender, recipients, raw, limit, None)
+            .await
+        {
             Ok(results) if results.iter().all(|r| r.accepted) => Ok(()),
             Ok(results) => Err(SyncError::Rejected {
                 address: self.address.clone(),
@@ -343,50 +361,38 @@ impl SmtpSession {
     /// One mail transaction: (RSET,) MAIL FROM and every RCPT TO — in one write when the server
     /// pipelines — then DATA. Recipients the server refuses are recorded; the message goes to
     /// the others. The final reply decides.
+    ///
+    /// `next`: the envelope of the email the caller sends next on this session. Where the server
+    /// pipelines, it goes out in the same write as this email's content (RFC 2920 lets the
+    /// content open a group), and its replies come with this email's final reply: one round
+    /// trip an email instead of two. The caller must then send exactly that email next (or drop
+    /// the connection: the server may be waiting for its content).
     pub async fn send_message(
         &mut self,
         sender: &str,
         recipients: &[String],
         raw: &[u8],
         limit: Duration,
+        next: Option<(&str, &[String])>,
     ) -> Result<Vec<RecipientResult>, SendFailure> {
-        let mut commands: Vec<String> = Vec::with_capacity(recipients.len() + 3);
-        if self.used {
-            commands.push("RSET\r\n".to_string());
-        }
-        self.used = true;
-        commands.push(format!("MAIL FROM:<{sender}>\r\n"));
-        commands.extend(recipients.iter().map(|r| format!("RCPT TO:<{r}>\r\n")));
-        // With PIPELINING, DATA ends the group (RFC 2920): one write and one round trip for
-        // the envelope.
-        if self.pipelining {
-            commands.push("DATA\r\n".to_string());
-        }
-        let replies = if self.pipelining {
-            self.out.clear();
-            for c in &commands {
-                self.out.extend_from_slice(c.as_bytes());
+        let (replies, expected, skip) = match self.ahead.take() {
+            Some(ahead) => {
+                if ahead.sender != sender || ahead.recipients != recipients {
+                    return Err(SendFailure::lost(
+                        "the envelope sent ahead was for another email".to_string(),
+                    ));
+                }
+                self.open_transaction = true;
+                let n = ahead.replies.len();
+                (ahead.replies, n, 0)
             }
-            let (client, out) = (&mut self.client, &self.out);
-            within(limit, "during the envelope", async {
-                client.stream.write_all(out).await?;
-                client.stream.flush().await?;
-                client.read_many(commands.len()).await
-            })
-            .await?
-        } else {
-            let mut r = Vec::with_capacity(commands.len());
-            for c in &commands {
-                r.push(within(limit, "during the envelope", self.client.cmd(c.as_bytes())).await?);
-            }
-            r
+            None => self.envelope(sender, recipients, limit).await?,
         };
-        if replies.len() != commands.len() {
+        if replies.len() != expected {
             return Err(SendFailure::lost(
                 "the server's replies do not match the commands".to_string(),
             ));
         }
-        let skip = usize::from(commands[0].starts_with("RSET"));
         let mail = &replies[skip];
         let rcpt_replies = &replies[skip + 1..skip + 1 + recipients.len()];
         let pipelined_data = replies.get(skip + 1 + recipients.len());
@@ -438,13 +444,35 @@ impl SmtpSession {
         }
         self.out.clear();
         dot_stuff(raw, &mut self.out);
+        let ahead = match next {
+            Some((sender, recipients)) if self.pipelining => {
+                Some(envelope_commands(&mut self.out, sender, recipients, false))
+            }
+            _ => None,
+        };
         let (client, out) = (&mut self.client, &self.out);
-        let done = within(limit, "after the message", async {
+        let mut replies = within(limit, "after the message", async {
             client.stream.write_all(out).await?;
             client.stream.flush().await?;
-            client.read().await
+            // One read for the final reply and the next envelope's: what a reply read leaves
+            // over of what the server sent is not kept for the next read.
+            client.read_many(1 + ahead.unwrap_or(0)).await
         })
         .await?;
+        self.open_transaction = false;
+        if replies.len() != 1 + ahead.unwrap_or(0) {
+            return Err(SendFailure::lost(
+                "the server's replies do not match the commands".to_string(),
+            ));
+        }
+        let done = replies.remove(0);
+        if let (Some((sender, recipients)), Some(_)) = (next, ahead) {
+            self.ahead = Some(Ahead {
+                sender: sender.to_string(),
+                recipients: recipients.to_vec(),
+                replies,
+            });
+        }
         if (200..300).contains(&done.code) {
             let mut results = results;
             for r in results.iter_mut().filter(|r| r.accepted) {
@@ -461,9 +489,67 @@ impl SmtpSession {
         }
     }
 
+    /// Sends the envelope and reads its replies: (replies, how many were due, how many of them
+    /// come before MAIL's — the RSET's).
+    async fn envelope(
+        &mut self,
+        sender: &str,
+        recipients: &[String],
+        limit: Duration,
+    ) -> Result<(Vec<Response<String>>, usize, usize), SendFailure> {
+        let rset = self.open_transaction;
+        self.open_transaction = true;
+        let skip = usize::from(rset);
+        // With PIPELINING, DATA ends the group (RFC 2920): one write and one round trip for
+        // the envelope.
+        if self.pipelining {
+            self.out.clear();
+            let n = envelope_commands(&mut self.out, sender, recipients, rset);
+            let (client, out) = (&mut self.client, &self.out);
+            let replies = within(limit, "during the envelope", async {
+                client.stream.write_all(out).await?;
+                client.stream.flush().await?;
+                client.read_many(n).await
+            })
+            .await?;
+            return Ok((replies, n, skip));
+        }
+        let mut commands: Vec<String> = Vec::with_capacity(recipients.len() + 2);
+        if rset {
+            commands.push("RSET\r\n".to_string());
+        }
+        commands.push(format!("MAIL FROM:<{sender}>\r\n"));
+        commands.extend(recipients.iter().map(|r| format!("RCPT TO:<{r}>\r\n")));
+        let mut r = Vec::with_capacity(commands.len());
+        for c in &commands {
+            r.push(within(limit, "during the envelope", self.client.cmd(c.as_bytes())).await?);
+        }
+        Ok((r, commands.len(), skip))
+    }
+
     pub async fn quit(self, limit: Duration) {
+        // Waiting for the content of an envelope sent ahead, the server would take QUIT as
+        // content: closing the connection drops that transaction instead.
+        if self.ahead.is_some() {
+            return;
+        }
         let _ = tokio::time::timeout(limit, self.client.quit()).await;
     }
+}
+
+/// A pipelined envelope appended to `out`: (RSET,) MAIL FROM, each RCPT TO, DATA. Returns how
+/// many replies it asks for.
+fn envelope_commands(out: &mut Vec<u8>, sender: &str, recipients: &[String], rset: bool) -> usize {
+    use std::io::Write;
+    if rset {
+        out.extend_from_slice(b"RSET\r\n");
+    }
+    let _ = write!(out, "MAIL FROM:<{sender}>\r\n");
+    for r in recipients {
+        let _ = write!(out, "RCPT TO:<{r}>\r\n");
+    }
+    out.extend_from_slice(b"DATA\r\n");
+    usize::from(rset) + recipients.len() + 2
 }
 
 /// The message as DATA carries it (RFC 5321 4.5.2): a dot that starts a line is doubled, and

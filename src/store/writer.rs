@@ -41,7 +41,7 @@ const MAX_BYTES_PER_COMMIT: usize = 64 << 20;
 /// How long a batch of Sent statuses waits for more before its commit, when several sessions
 /// are sending. It adds a millisecond to the time between the server's final 250 and the
 /// commit of Sent (O6: the window in which a crash sends an email again).
-const SENT_LINGER: std::time::Duration = std::time::Duration::from_millis(1);
+const SENT_LINGER: std::time::Duration = std::time::Duration::from_millis(3);
 /// How long a batch of routine bookkeeping waits, once, for more (10,000 mailboxes polled each
 /// minute send about 500 such updates a second).
 const ROUTINE_LINGER: std::time::Duration = std::time::Duration::from_millis(5);

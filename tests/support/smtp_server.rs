@@ -2,7 +2,8 @@
 //! whose address contains "reject" (550) or "later" (450), takes everything else, and keeps the
 //! messages it took. Plaintext, any AUTH accepted, PIPELINING offered. It can be told to hold:
 //! once it has taken N messages, the next ones are taken (kept) but never answered, so a client
-//! is provably in the middle of a send until it goes away.
+//! is provably in the middle of a send until it goes away. Like postfix, it refuses a MAIL FROM
+//! while a transaction is open (503): after a refused transaction the client must RSET.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
@@ -24,9 +25,16 @@ pub struct SmtpServer {
 }
 
 /// The hold: after `after` messages (`usize::MAX`: never), take messages without answering.
+/// Also counts what clients did.
 struct Gate {
     after: AtomicUsize,
     held: AtomicUsize,
+    rsets: AtomicUsize,
+    connections: AtomicUsize,
+    /// Look, before answering a message's end, whether the next command came with it.
+    watch_ahead: std::sync::atomic::AtomicBool,
+    /// Messages whose end came with the next MAIL FROM in the same write.
+    envelopes_ahead: AtomicUsize,
 }
 
 fn session(
@@ -36,8 +44,10 @@ fn session(
 ) -> std::io::Result<()> {
     let mut out = stream.try_clone()?;
     let mut input = BufReader::new(stream);
+    gate.connections.fetch_add(1, Ordering::SeqCst);
     out.write_all(b"220 test-smtp ready\r\n")?;
-    let (mut from, mut rcpts) = (String::new(), Vec::new());
+    // `open`: a MAIL FROM was taken and its transaction has not ended.
+    let (mut from, mut rcpts, mut open) = (String::new(), Vec::new(), false);
     let mut line = String::new();
     loop {
         line.clear();
@@ -50,9 +60,12 @@ fn session(
             "250-test-smtp\r\n250-PIPELINING\r\n250 AUTH PLAIN LOGIN\r\n".into()
         } else if upper.starts_with("AUTH") {
             "235 2.7.0 ok\r\n".into()
+        } else if upper.starts_with("MAIL FROM:") && open {
+            "503 5.5.1 Error: nested MAIL command\r\n".into()
         } else if upper.starts_with("MAIL FROM:") {
             from = cmd[10..].trim().trim_matches(['<', '>']).to_string();
             rcpts.clear();
+            open = true;
             "250 2.1.0 ok\r\n".into()
         } else if upper.starts_with("RCPT TO:") {
             let a = cmd[8..].trim().trim_matches(['<', '>']).to_string();
@@ -79,6 +92,20 @@ fn session(
                 }
                 data.push_str(line.strip_prefix('.').unwrap_or(&line));
             }
+            open = false;
+            if gate.watch_ahead.load(Ordering::SeqCst) {
+                // A client that pipelines across messages sent the next envelope with this end,
+                // before any answer: it is there at once. One that waits for the answer sends
+                // nothing, and the look gives up after a moment.
+                input
+                    .get_ref()
+                    .set_read_timeout(Some(std::time::Duration::from_millis(500)))?;
+                let next = input.fill_buf().map(|b| b.to_vec()).unwrap_or_default();
+                input.get_ref().set_read_timeout(None)?;
+                if next.to_ascii_uppercase().starts_with(b"MAIL FROM:") {
+                    gate.envelopes_ahead.fetch_add(1, Ordering::SeqCst);
+                }
+            }
             let taken = received.lock().map_or(0, |mut r| {
                 r.push(Received {
                     from: from.clone(),
@@ -96,7 +123,11 @@ fn session(
                 return Ok(());
             }
             "250 2.0.0 queued as test\r\n".into()
-        } else if upper == "RSET" || upper == "NOOP" {
+        } else if upper == "RSET" {
+            gate.rsets.fetch_add(1, Ordering::SeqCst);
+            open = false;
+            "250 2.0.0 ok\r\n".into()
+        } else if upper == "NOOP" {
             "250 2.0.0 ok\r\n".into()
         } else if upper == "QUIT" {
             out.write_all(b"221 bye\r\n")?;
@@ -116,6 +147,10 @@ impl SmtpServer {
         let gate = Arc::new(Gate {
             after: AtomicUsize::new(usize::MAX),
             held: AtomicUsize::new(0),
+            rsets: AtomicUsize::new(0),
+            connections: AtomicUsize::new(0),
+            watch_ahead: std::sync::atomic::AtomicBool::new(false),
+            envelopes_ahead: AtomicUsize::new(0),
         });
         let (r, g) = (received.clone(), gate.clone());
         thread::spawn(move || {
@@ -146,6 +181,25 @@ impl SmtpServer {
     /// Messages taken and left unanswered so far.
     pub fn held(&self) -> usize {
         self.gate.held.load(Ordering::SeqCst)
+    }
+
+    /// From now on, counts the messages whose next envelope came with their end.
+    pub fn watch_envelopes_ahead(&self) {
+        self.gate.watch_ahead.store(true, Ordering::SeqCst);
+    }
+
+    pub fn envelopes_ahead(&self) -> usize {
+        self.gate.envelopes_ahead.load(Ordering::SeqCst)
+    }
+
+    /// RSET commands taken so far.
+    pub fn rsets(&self) -> usize {
+        self.gate.rsets.load(Ordering::SeqCst)
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.gate.connections.load(Ordering::SeqCst)
     }
 
     pub fn messages(&self) -> Vec<Received> {
