@@ -58,7 +58,7 @@ fn idle_picks_up_an_email_without_a_poll() {
     let before = logins();
     for n in 1..=3 {
         let delivered = Instant::now();
-        d.deliver(user, &mail::sample(user, n, 800), "", SystemTime::now());
+        d.append_over_imap(user, "INBOX", &mail::sample(user, n, 800));
         wait_for(
             &format!("email {n} through IDLE"),
             Duration::from_secs(30),
@@ -69,8 +69,9 @@ fn idle_picks_up_an_email_without_a_poll() {
     assert!(before >= 2, "the first sync and the watcher logged in");
     assert_eq!(
         logins(),
-        before,
-        "the woken syncs logged in again instead of running on the IDLE connection"
+        before + 3,
+        "beside the three deliveries' own, the woken syncs logged in again instead of running \
+         on the IDLE connection"
     );
     let next_poll = s.mailbox(user)["next_poll"].clone();
     let at =
@@ -150,7 +151,7 @@ fn without_notify_a_tracking_folder_gets_an_idle_connection_of_its_own() {
                 .then_some(())
         },
     );
-    d.deliver_to_folder(user, "Projects", &mail::sample(user, 1, 800));
+    d.append_over_imap(user, "Projects", &mail::sample(user, 1, 800));
     wait_for(
         "the email dragged into the folder, through IDLE",
         Duration::from_secs(30),

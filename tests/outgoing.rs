@@ -901,6 +901,9 @@ fn each_email_goes_out_with_the_next_ones_envelope() {
     // Every email but the last of each claimed block carried the next one's envelope (RFC
     // 2920): one round trip an email instead of two.
     let ahead = server.envelopes_ahead();
-    assert!(ahead >= 10, "only {ahead} of 20 emails carried the next envelope");
+    assert!(
+        ahead >= 10,
+        "only {ahead} of 20 emails carried the next envelope"
+    );
     assert!(s.terminate().success());
 }

@@ -543,13 +543,18 @@ service anvil {{
         name
     }
 
-    /// Appends `raw` to the user's folder `name` through dovecot itself (IMAP APPEND on the
-    /// plaintext port), as a mail client dragging an email there would: dovecot's indexes, and so
-    /// its IDLE and NOTIFY, learn of it at once (a file dropped into the maildir is noticed only
-    /// when the folder is next looked at).
+    /// Appends `raw` to the user's folder `name` (or INBOX) through dovecot itself (IMAP APPEND on
+    /// the plaintext port), as delivery (LMTP) or a mail client dragging an email there would:
+    /// dovecot's indexes, and so its IDLE and NOTIFY, learn of it at once. A file dropped into
+    /// the maildir is noticed only by a scan of the folder, which dovecot's IDLE can miss when
+    /// the file lands in the same second as its last scan.
     pub fn append_over_imap(&self, user: &str, name: &str, raw: &[u8]) {
         use std::io::{BufRead, BufReader};
-        self.create_folder(user, name);
+        if name == "INBOX" {
+            self.ensure_maildir(user);
+        } else {
+            self.create_folder(user, name);
+        }
         let tcp = std::net::TcpStream::connect(("127.0.0.1", self.imap_port)).expect("connect");
         tcp.set_read_timeout(Some(Duration::from_secs(30)))
             .expect("timeout");
