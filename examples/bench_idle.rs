@@ -149,7 +149,9 @@ fn main() {
         let raw = format!(
             "Message-ID: <{mid}>\r\nFrom: a@example.net\r\nTo: {user}\r\nSubject: idle {n}\r\n\r\nbody {n}\r\n"
         );
-        d.deliver(user, raw.as_bytes(), "", SystemTime::now());
+        // Through dovecot's LDA, as a mail server delivers (a file dropped into the maildir
+        // is seen only by a scan, which IDLE can miss).
+        d.deliver_lda(user, raw.as_bytes());
         delivered.push((mid, Instant::now()));
     }
     // Wait until every delivery is seen (or give up after a minute).

@@ -236,6 +236,11 @@ fn main() {
     let polls = metric(&m1, "sidesync_syncs_total", "") - metric(&m0, "sidesync_syncs_total", "");
     let failures = metric(&m1, "sidesync_sync_failures_total", "");
     let connect_failures = metric(&m1, "sidesync_connection_failures_total", "");
+    let handshakes = |m: &str, kind: &str| {
+        metric(m, "sidesync_tls_handshakes_total", &format!("kind=\"{kind}\""))
+    };
+    let full = handshakes(&m1, "full") - handshakes(&m0, "full");
+    let resumed = handshakes(&m1, "resumed") - handshakes(&m0, "resumed");
     let warnings = std::fs::read_to_string(root.join("sidesync.log"))
         .unwrap_or_default()
         .lines()
@@ -258,6 +263,7 @@ fn main() {
          steady state over {window:.0} s: sidesync CPU {:.1}% of one core, RSS median {:.0} MB (peak {:.0} MB); \
          dovecot CPU {:.1}% of one core, RSS {:.0} MB (peak {:.0} MB)\n\
          polls completed per minute: {:.0} of {n} mailboxes ({:.0}%)\n\
+         TLS handshakes in the steady state: {full} full, {resumed} resumed ({:.0}% resumed)\n\
          errors: {failures} failed syncs, {connect_failures} failed connections, {warnings} warnings in the log",
         first_time.as_secs_f64(),
         cold.2,
@@ -276,5 +282,6 @@ fn main() {
         peak_dovecot_rss as f64 / 1024.0,
         polls / window * 60.0,
         polls / window * 60.0 / n as f64 * 100.0,
+        resumed / (full + resumed).max(1.0) * 100.0,
     );
 }

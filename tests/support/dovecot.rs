@@ -543,6 +543,33 @@ service anvil {{
         name
     }
 
+    /// Delivers `raw` into the user's INBOX as a mail server does: through dovecot's LDA, which
+    /// updates the indexes and so wakes IDLE through them.
+    pub fn deliver_lda(&self, user: &str, raw: &[u8]) {
+        self.ensure_maildir(user);
+        let mut child = Command::new("/usr/lib/dovecot/dovecot-lda")
+            .arg("-c")
+            .arg(self.dir.join("dovecot.conf"))
+            .args(["-d", user])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("dovecot-lda (package dovecot-core)");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(raw)
+            .expect("write to dovecot-lda");
+        let out = child.wait_with_output().expect("dovecot-lda");
+        assert!(
+            out.status.success(),
+            "dovecot-lda: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// Appends `raw` to the user's folder `name` (or INBOX) through dovecot itself (IMAP APPEND on
     /// the plaintext port), as delivery (LMTP) or a mail client dragging an email there would:
     /// dovecot's indexes, and so its IDLE and NOTIFY, learn of it at once. A file dropped into
