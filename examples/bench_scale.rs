@@ -237,7 +237,11 @@ fn main() {
     let failures = metric(&m1, "sidesync_sync_failures_total", "");
     let connect_failures = metric(&m1, "sidesync_connection_failures_total", "");
     let handshakes = |m: &str, kind: &str| {
-        metric(m, "sidesync_tls_handshakes_total", &format!("kind=\"{kind}\""))
+        metric(
+            m,
+            "sidesync_tls_handshakes_total",
+            &format!("kind=\"{kind}\""),
+        )
     };
     let full = handshakes(&m1, "full") - handshakes(&m0, "full");
     let resumed = handshakes(&m1, "resumed") - handshakes(&m0, "resumed");

@@ -14,7 +14,9 @@ use crate::store::Store;
 pub fn run(config: Config, mode: RunMode) -> Result<RunReport, String> {
     let started_at = Utc::now();
     let mut config = config;
-    let store = Store::open(&config.appliance.data_dir).map_err(|e| e.to_string())?;
+    let cache = usize::try_from(config.appliance.store_cache_bytes).unwrap_or(usize::MAX);
+    let store =
+        Store::open_with_cache(&config.appliance.data_dir, cache).map_err(|e| e.to_string())?;
     crate::config::seal::key_fingerprints(&mut config)?;
     let config = Arc::new(config);
     let heartbeat = Arc::new(AtomicI64::new(0));

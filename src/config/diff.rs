@@ -69,6 +69,9 @@ pub fn diff(old: &Config, new: &Config) -> Result<ConfigDiff, RefusedReload> {
     if a.max_bytes_in_flight != b.max_bytes_in_flight {
         d.at_restart.push("max_bytes_in_flight");
     }
+    if a.store_cache_bytes != b.store_cache_bytes {
+        d.at_restart.push("store_cache_bytes");
+    }
     if webhook_settings(old) != webhook_settings(new) {
         d.at_restart.push("webhook");
     }

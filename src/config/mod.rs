@@ -97,6 +97,8 @@ pub struct Appliance {
     pub smtp_idle_timeout: Duration,
     /// Raw email bytes being fetched across all mailboxes at once; a batch waits for room.
     pub max_bytes_in_flight: u64,
+    /// The store's page cache (redb), bytes: what of the store stays in memory.
+    pub store_cache_bytes: u64,
     /// Recipients (To, Cc and Bcc together) one queued email may have.
     pub outbox_max_recipients: u32,
     /// Emails one mailbox may queue through the API per minute (0: no limit).
@@ -1290,6 +1292,12 @@ impl Validator<'_> {
                 "max_bytes_in_flight",
                 ra.max_bytes_in_flight.as_ref(),
                 256 << 20,
+                (1 << 20)..=(64 << 30),
+            ) as u64,
+            store_cache_bytes: self.int_in(
+                "store_cache_bytes",
+                ra.store_cache_bytes.as_ref(),
+                crate::store::DEFAULT_CACHE_BYTES as i64,
                 (1 << 20)..=(64 << 30),
             ) as u64,
             item_failure_max_tries: self.int_in(

@@ -386,6 +386,7 @@ fn bounds_have_defaults() {
     assert_eq!(p.max_message_size, 50 << 20);
     assert_eq!(p.sync_deadline, Duration::from_secs(300));
     assert_eq!(c.appliance.max_bytes_in_flight, 256 << 20);
+    assert_eq!(c.appliance.store_cache_bytes, 32 << 20);
     assert_eq!(c.appliance.item_failure_max_tries, 3);
 }
 
@@ -401,6 +402,24 @@ fn a_poison_email_must_be_skipped_before_the_mailbox_is_disabled() {
             "5:26: item_failure_max_tries = 5 is more than transient_failure_retries = 4: the \
              mailbox would be disabled before a failing email is skipped"
         ]
+    );
+}
+
+#[test]
+fn the_store_cache_is_configured_within_bounds() {
+    let sized = GOOD.replace(
+        "data_dir = \"/var/lib/sidesync\"",
+        "data_dir = \"/var/lib/sidesync\"\nstore_cache_bytes = 134217728",
+    );
+    let c = parse(&sized).expect("valid");
+    assert_eq!(c.appliance.store_cache_bytes, 128 << 20);
+    let tiny = GOOD.replace(
+        "data_dir = \"/var/lib/sidesync\"",
+        "data_dir = \"/var/lib/sidesync\"\nstore_cache_bytes = 4096",
+    );
+    assert_eq!(
+        mistakes(&tiny),
+        vec!["4:21: store_cache_bytes = 4096 is out of range (1048576–68719476736)"]
     );
 }
 

@@ -60,8 +60,8 @@ pub type SyncIdRow = ((String, u32, u32), u64);
 /// skip reasons (version 1 stores are upgraded in place when opened, see `upgrade.rs`).
 pub const SCHEMA_VERSION: u64 = 2;
 pub const STORE_FILE: &str = "sidesync.redb";
-/// redb page cache.
-const CACHE_BYTES: usize = 32 << 20;
+/// The redb page cache when the config names none (`store_cache_bytes`).
+pub const DEFAULT_CACHE_BYTES: usize = 32 << 20;
 
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 pub(crate) const ACTIVITIES: TableDefinition<u64, &[u8]> = TableDefinition::new("activities");
@@ -244,8 +244,13 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (or creates) `data_dir/sidesync.redb` and its tables.
+    /// Opens (or creates) `data_dir/sidesync.redb` and its tables, with the default page cache.
     pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
+        Store::open_with_cache(data_dir, DEFAULT_CACHE_BYTES)
+    }
+
+    /// As [`Store::open`], with a page cache of `cache_bytes` (`store_cache_bytes`).
+    pub fn open_with_cache(data_dir: &Path, cache_bytes: usize) -> Result<Store, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir {
             path: data_dir.to_path_buf(),
             source,
@@ -253,7 +258,7 @@ impl Store {
         let path = data_dir.join(STORE_FILE);
         // A bounded page cache: memory must not grow with the mailbox (redb's default is 1 GiB).
         let db = Database::builder()
-            .set_cache_size(CACHE_BYTES)
+            .set_cache_size(cache_bytes)
             .create(&path)
             .map_err(|source| StoreError::Open {
                 path: path.clone(),
