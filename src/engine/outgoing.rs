@@ -233,9 +233,14 @@ async fn send_job(ctx: &Arc<JobContext>, address: String, entries: Vec<OutboxEnt
 }
 
 /// Emails claimed at once: marked Sending in one commit, then sent one after the other.
-const CLAIM: usize = 128;
-/// A send job's first claim.
-const FIRST_CLAIM: usize = 8;
+const CLAIM: usize = 512;
+/// A send job's first claim (small: the first email leaves after a small commit, and nothing
+/// is known yet of the emails' sizes).
+const FIRST_CLAIM: usize = 4;
+/// The MIME a send job holds claimed and read at most, about: claims shrink to fit it by the
+/// sizes of the emails claimed so far (a queue of 30 MB emails claims them one or two at a
+/// time; one of 10 KB emails, hundreds).
+const CLAIMED_BYTES: usize = 32 << 20;
 /// Emails a session may have sent (final 250) whose Sent status is not yet committed; it waits
 /// for the oldest commit before the next DATA. This bounds what a crash can send twice (O6):
 /// at most this many per connection. The writer commits Sent statuses within about a
@@ -259,6 +264,36 @@ struct QueueState {
     unclaimed: VecDeque<OutboxEntry>,
     claiming: bool,
     next_claim: usize,
+    /// MIME bytes of the claimed emails not yet taken by a session.
+    claimed_bytes: usize,
+    /// The average size of the emails claimed so far (none yet: 0).
+    average_bytes: usize,
+}
+
+impl QueueState {
+    /// The next block to claim, if the claimed emails run low (in count or bytes) and no claim
+    /// is under way. Claims grow fourfold from the first up to `CLAIM`, within `CLAIMED_BYTES`.
+    fn block_to_claim(&mut self, low_water: usize) -> Option<Vec<OutboxEntry>> {
+        if self.claimed.len() > low_water
+            || self.claimed_bytes > CLAIMED_BYTES / 2
+            || self.claiming
+            || self.unclaimed.is_empty()
+        {
+            return None;
+        }
+        let fits = CLAIMED_BYTES / 2 / self.average_bytes.max(1);
+        let n = self.next_claim.min(fits).clamp(1, self.unclaimed.len());
+        self.next_claim = (self.next_claim * 4).min(CLAIM);
+        self.claiming = true;
+        Some(self.unclaimed.drain(..n).collect())
+    }
+
+    fn pop(&mut self) -> Option<(OutboxEntry, Option<Vec<u8>>)> {
+        let taken = self.claimed.pop_front()?;
+        let size = taken.1.as_ref().map_or(0, Vec::len);
+        self.claimed_bytes = self.claimed_bytes.saturating_sub(size);
+        Some(taken)
+    }
 }
 
 /// A claimed email with its MIME, ready to send.
@@ -280,6 +315,8 @@ impl JobQueue {
                 unclaimed: entries.into(),
                 claiming: false,
                 next_claim: FIRST_CLAIM,
+                claimed_bytes: 0,
+                average_bytes: 0,
             }),
             claims: tokio::sync::watch::channel(0).0,
             // A claim (a durable commit, then reading the block) takes a few milliseconds:
@@ -292,15 +329,10 @@ impl JobQueue {
         let Ok(mut q) = self.state.lock() else {
             return Next::Done;
         };
-        if q.claimed.len() <= self.low_water && !q.claiming && !q.unclaimed.is_empty() {
-            // Small claims first, so the first email leaves after a small commit; then larger
-            // ones, so that the commits before DATA stay few.
-            let n = q.next_claim.min(q.unclaimed.len());
-            q.next_claim = (q.next_claim * 4).min(CLAIM);
-            q.claiming = true;
-            return Next::Claim(q.unclaimed.drain(..n).collect());
+        if let Some(block) = q.block_to_claim(self.low_water) {
+            return Next::Claim(block);
         }
-        match q.claimed.pop_front() {
+        match q.pop() {
             Some((entry, raw)) => Next::Send(entry, raw),
             None if q.claiming => Next::Wait,
             None => Next::Done,
@@ -313,27 +345,40 @@ impl JobQueue {
         let Ok(mut q) = self.state.lock() else {
             return (None, None);
         };
-        let next = match q.claimed.pop_front() {
-            Some((entry, Some(raw))) => Some((entry, raw)),
-            Some(missing) => {
-                q.claimed.push_front(missing);
-                None
-            }
-            None => None,
+        let next = match q.claimed.front() {
+            Some((_, Some(_))) => match q.pop() {
+                Some((entry, Some(raw))) => Some((entry, raw)),
+                _ => None,
+            },
+            _ => None,
         };
-        let claim = if q.claimed.len() <= self.low_water && !q.claiming && !q.unclaimed.is_empty() {
-            let n = q.next_claim.min(q.unclaimed.len());
-            q.next_claim = (q.next_claim * 4).min(CLAIM);
-            q.claiming = true;
-            Some(q.unclaimed.drain(..n).collect())
-        } else {
-            None
-        };
+        let claim = q.block_to_claim(self.low_water);
         (next, claim)
     }
 
-    fn claimed(&self, block: Vec<OutboxEntry>, raws: Vec<Option<Vec<u8>>>) {
+    /// A claim's outcome: the emails read (`block`, with `raws`), and those not read for the
+    /// byte budget, which go back to the front of the queue.
+    fn claimed(
+        &self,
+        block: Vec<OutboxEntry>,
+        raws: Vec<Option<Vec<u8>>>,
+        unread: Vec<OutboxEntry>,
+    ) {
         if let Ok(mut q) = self.state.lock() {
+            for e in unread.into_iter().rev() {
+                q.unclaimed.push_front(e);
+            }
+            let bytes: usize = raws.iter().flatten().map(Vec::len).sum();
+            let read = raws.iter().flatten().count();
+            if let Some(latest) = bytes.checked_div(read) {
+                // A running average over the claims, the latest weighing as much as all before.
+                q.average_bytes = if q.average_bytes == 0 {
+                    latest
+                } else {
+                    (q.average_bytes + latest) / 2
+                };
+            }
+            q.claimed_bytes += bytes;
             let raws = raws.into_iter().chain(std::iter::repeat_with(|| None));
             q.claimed.extend(block.into_iter().zip(raws));
             q.claiming = false;
@@ -383,14 +428,22 @@ async fn claim(ctx: &JobContext, queue: &JobQueue, block: Vec<OutboxEntry>) {
             .map(|(_, e)| e)
             .collect();
         let ids: Vec<u64> = block.iter().map(|e| e.id).collect();
-        let raws = store.activity_raws(&ids).unwrap_or_default();
-        (block, raws)
+        // Read up to the job's byte budget; the rest goes back to be claimed again later
+        // (marked Sending already, which a restart also takes as not sent).
+        let mut block = block;
+        // A store that cannot be read leaves every email of the block without its MIME: each
+        // is settled as missing.
+        let raws = store
+            .activity_raws_up_to(&ids, CLAIMED_BYTES / 2)
+            .unwrap_or_else(|_| vec![None; ids.len()]);
+        let unread = block.split_off(raws.len().min(block.len()));
+        (block, raws, unread)
     })
     .await;
     match read {
-        Ok((block, raws)) => queue.claimed(block, raws),
+        Ok((block, raws, unread)) => queue.claimed(block, raws, unread),
         // The read panicked: the block stays Sending, sent again after a restart.
-        Err(_) => queue.claimed(Vec::new(), Vec::new()),
+        Err(_) => queue.claimed(Vec::new(), Vec::new(), Vec::new()),
     }
 }
 
@@ -786,5 +839,83 @@ impl SentCopies {
         if let Some(s) = session {
             s.logout().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entries(n: u64) -> Vec<OutboxEntry> {
+        (0..n)
+            .map(|id| OutboxEntry {
+                id,
+                mailbox: "a@example.com".into(),
+                recipients: vec!["b@example.net".into()],
+                status: crate::store::OutboxStatus::PendingSend,
+                tries: 0,
+                queued_at: Utc::now(),
+                next_attempt_at: Utc::now(),
+                sent_at: None,
+                last_reply: None,
+                recipient_results: Vec::new(),
+                sent_copy: None,
+            })
+            .collect()
+    }
+
+    /// Claims a block and "reads" it with emails of `size` bytes; returns its length.
+    fn claim_sized(q: &JobQueue, size: usize) -> usize {
+        let block = q
+            .state
+            .lock()
+            .expect("lock")
+            .block_to_claim(q.low_water)
+            .expect("a block to claim");
+        let n = block.len();
+        q.claimed(
+            block,
+            (0..n).map(|_| Some(vec![0; size])).collect(),
+            Vec::new(),
+        );
+        n
+    }
+
+    fn drain(q: &JobQueue) {
+        let mut s = q.state.lock().expect("lock");
+        while s.pop().is_some() {}
+        assert_eq!(s.claimed_bytes, 0);
+    }
+
+    #[test]
+    fn small_emails_are_claimed_in_growing_blocks() {
+        let q = JobQueue::new(entries(2_000), 10);
+        assert_eq!(claim_sized(&q, 10_000), FIRST_CLAIM);
+        drain(&q);
+        assert_eq!(claim_sized(&q, 10_000), FIRST_CLAIM * 4);
+        drain(&q);
+        assert_eq!(claim_sized(&q, 10_000), FIRST_CLAIM * 16);
+        drain(&q);
+        assert_eq!(claim_sized(&q, 10_000), CLAIM.min(FIRST_CLAIM * 64));
+    }
+
+    #[test]
+    fn large_emails_are_claimed_within_the_byte_budget() {
+        let q = JobQueue::new(entries(200), 10);
+        let size = 20 << 20;
+        assert_eq!(claim_sized(&q, size), FIRST_CLAIM);
+        // 80 MB claimed: more than half the budget, so no claim until the sessions take some.
+        assert!(
+            q.state
+                .lock()
+                .expect("lock")
+                .block_to_claim(q.low_water)
+                .is_none()
+        );
+        drain(&q);
+        // Sized by what was seen: 16 MB of room holds no whole 20 MB email, so one at a time.
+        assert_eq!(claim_sized(&q, size), 1);
+        drain(&q);
+        assert_eq!(claim_sized(&q, size), 1);
     }
 }

@@ -476,6 +476,33 @@ impl Store {
             .collect()
     }
 
+    /// As [`Store::activity_raws`], but stops after the MIME read so far reaches `max_bytes`
+    /// (at least one is read): a prefix of `ids`' MIME, so that what is held stays bounded
+    /// whatever the emails' sizes. MIME that cannot be decoded comes back as None.
+    pub fn activity_raws_up_to(
+        &self,
+        ids: &[u64],
+        max_bytes: usize,
+    ) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(ACTIVITY_RAW)?;
+        let mut raws = Vec::new();
+        let mut bytes = 0;
+        for &id in ids {
+            if bytes >= max_bytes {
+                break;
+            }
+            // MIME that does not decode is as good as missing: that email fails, not the rest.
+            let raw = match t.get(id)? {
+                None => None,
+                Some(v) => rawcodec::decode(v.value()).ok(),
+            };
+            bytes += raw.as_ref().map_or(0, Vec::len);
+            raws.push(raw);
+        }
+        Ok(raws)
+    }
+
     /// Activities matching `keep`, newest first, with ids below `before` (a page cursor), at most
     /// `limit`. Scans ids downwards until the page is full.
     pub fn activities_page(

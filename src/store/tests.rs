@@ -462,3 +462,51 @@ async fn the_feed_numbers_changes_in_their_commit_and_keeps_what_webhooks_need()
     assert_eq!(all(&store, 2)[0].change.kind(), "alert.raised");
     writer.shutdown();
 }
+
+#[tokio::test]
+async fn reading_mime_up_to_a_byte_budget_stops_after_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("open");
+    let writer = store.start_writer();
+    let raw = |n: u32, size: usize| {
+        let mut r = format!("Message-ID: <{n}@x>\r\nSubject: {n}\r\n\r\n").into_bytes();
+        r.resize(size, b'a');
+        r
+    };
+    let sizes = [1_000, 600_000, 600_000, 1_000];
+    let msgs = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, s)| message(i as u32 + 1, &raw(i as u32 + 1, *s)))
+        .collect();
+    let done = writer.ingest(batch(5, msgs)).await.expect("queued");
+    done.await.expect("answered").expect("committed");
+    let mut ids: Vec<u64> = store
+        .activities()
+        .expect("activities")
+        .iter()
+        .map(|a| a.id)
+        .collect();
+    ids.sort_unstable();
+    // The first two reach the budget: the rest is not read.
+    let read = store.activity_raws_up_to(&ids, 500_000).expect("read");
+    assert_eq!(read.len(), 2);
+    assert_eq!(read[1].as_ref().map(Vec::len), Some(600_000));
+    // At least one, however large.
+    assert_eq!(
+        store
+            .activity_raws_up_to(&ids[1..], 10)
+            .expect("read")
+            .len(),
+        1
+    );
+    // A budget above everything reads everything.
+    assert_eq!(
+        store
+            .activity_raws_up_to(&ids, 10 << 20)
+            .expect("read")
+            .len(),
+        4
+    );
+    writer.shutdown();
+}
