@@ -26,7 +26,7 @@ fn main() {
         .collect();
     println!(
         "{count} emails per corpus; current level {}\n",
-        rawcodec::ZSTD_LEVEL
+        rawcodec::DEFAULT_LEVEL
     );
     println!(
         "{:<10} {:>6} {:>10} {:>9} {:>14} {:>14}",
@@ -34,7 +34,7 @@ fn main() {
     );
     for (name, emails) in [("real", &real), ("generated", &generated)] {
         let raw: usize = emails.iter().map(Vec::len).sum();
-        for level in [-50, -30, -10, -5, -1, 1, 3] {
+        for level in [-100, -50, -30, -10, -5, -1, 1, 3] {
             let mut c = zstd::bulk::Compressor::new(level).expect("zstd");
             let started = Instant::now();
             let stored: Vec<Vec<u8>> = emails

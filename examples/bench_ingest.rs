@@ -217,10 +217,11 @@ fn sidesync_round(
     std::fs::write(
         &cfg,
         format!(
-            "[appliance]\nallow_plaintext_passwords = true\ndata_dir = \"{data}\"\n\n[[profile]]\ntrack = \"{track}\"\nfirst_sync_days = 0\nname = \"bench\"\nis_default = true\n\
+            "[appliance]\nallow_plaintext_passwords = true\ndata_dir = \"{data}\"\n{extra}\n\n[[profile]]\ntrack = \"{track}\"\nfirst_sync_days = 0\nname = \"bench\"\nis_default = true\n\
              incoming_server_location = \"127.0.0.1\"\nincoming_port_number = {port}\nca_file = \"{ca}\"\n\n\
              [[mailbox]]\nemail_address = \"{USER}\"\npassword = \"{PASSWORD}\"\napproval = \"approved\"\n",
             data = data.display(),
+            extra = appliance_extra(),
             port = d.imaps_port,
             ca = d.ca_file.display()
         ),
@@ -437,11 +438,12 @@ poll 127.0.0.1 protocol POP3 port {port} user \"{USER}\" password \"{PASSWORD}\"
     std::fs::write(
         &cfg,
         format!(
-            "[appliance]\nallow_plaintext_passwords = true\ndata_dir = \"{data}\"\n\n[[profile]]\ntrack = \"all\"\nname = \"bench\"\nis_default = true\n\
+            "[appliance]\nallow_plaintext_passwords = true\ndata_dir = \"{data}\"\n{extra}\n\n[[profile]]\ntrack = \"all\"\nname = \"bench\"\nis_default = true\n\
              server_type = \"pop3_smtp\"\nincoming_server_location = \"127.0.0.1\"\n\
              incoming_port_number = {port}\nca_file = \"{ca}\"\n\n\
              [[mailbox]]\nemail_address = \"{USER}\"\npassword = \"{PASSWORD}\"\napproval = \"approved\"\n",
             data = data.display(),
+            extra = appliance_extra(),
         ),
     )
     .expect("config");
@@ -454,4 +456,9 @@ poll 127.0.0.1 protocol POP3 port {port} user \"{USER}\" password \"{PASSWORD}\"
     );
     drop(store);
     let _ = std::fs::remove_dir_all(&data);
+}
+
+/// Config lines for `[appliance]` from `BENCH_APPLIANCE_EXTRA` (e.g. `store_compression_level = -30`).
+fn appliance_extra() -> String {
+    std::env::var("BENCH_APPLIANCE_EXTRA").unwrap_or_default()
 }

@@ -369,3 +369,36 @@ fn tracking_folders_are_synced_beside_inbox() {
         "INBOX synced before the missing folder"
     );
 }
+
+#[test]
+fn the_configured_compression_level_is_the_one_emails_are_stored_at() {
+    let d = Dovecot::start();
+    let user = "levels@example.com";
+    let mut emails = HashMap::new();
+    for n in 0..20 {
+        let raw = mail::sample(user, n, 8_000);
+        d.deliver(user, &raw, "", SystemTime::now());
+        emails.insert(sha(&raw), raw);
+    }
+    // The same mailbox synced into two stores, one at the fastest level and one at the default.
+    let stored_at = |appliance_extra: &str| {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let config = write_config(
+            tmp.path(),
+            free_port(),
+            appliance_extra,
+            &format!("{}{}", profile(&d, ""), mailbox(user)),
+        );
+        let (status, out) = run_once(&config);
+        assert!(status.success(), "{out}");
+        let store = Store::open(&tmp.path().join("data")).expect("store");
+        assert_exactly_once(&store, user, &emails);
+        store.compressed_raw_bytes().expect("bytes")
+    };
+    let fastest = stored_at("store_compression_level = -100");
+    let default = stored_at("");
+    assert!(
+        fastest > default * 3 / 2,
+        "fastest {fastest}, default {default}"
+    );
+}

@@ -72,6 +72,9 @@ pub fn diff(old: &Config, new: &Config) -> Result<ConfigDiff, RefusedReload> {
     if a.store_cache_bytes != b.store_cache_bytes {
         d.at_restart.push("store_cache_bytes");
     }
+    if a.store_compression_level != b.store_compression_level {
+        d.at_restart.push("store_compression_level");
+    }
     if webhook_settings(old) != webhook_settings(new) {
         d.at_restart.push("webhook");
     }

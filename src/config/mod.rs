@@ -99,6 +99,8 @@ pub struct Appliance {
     pub max_bytes_in_flight: u64,
     /// The store's page cache (redb), bytes: what of the store stays in memory.
     pub store_cache_bytes: u64,
+    /// zstd's level for the text of stored emails (headers and text parts): disk against CPU.
+    pub store_compression_level: i32,
     /// Recipients (To, Cc and Bcc together) one queued email may have.
     pub outbox_max_recipients: u32,
     /// Emails one mailbox may queue through the API per minute (0: no limit).
@@ -1300,6 +1302,12 @@ impl Validator<'_> {
                 crate::store::DEFAULT_CACHE_BYTES as i64,
                 (1 << 20)..=(64 << 30),
             ) as u64,
+            store_compression_level: self.int_in(
+                "store_compression_level",
+                ra.store_compression_level.as_ref(),
+                crate::store::rawcodec::DEFAULT_LEVEL as i64,
+                crate::store::rawcodec::LEVELS,
+            ) as i32,
             item_failure_max_tries: self.int_in(
                 "item_failure_max_tries",
                 ra.item_failure_max_tries.as_ref(),

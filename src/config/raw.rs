@@ -58,6 +58,7 @@ pub struct RawAppliance {
     pub smtp_idle_timeout: Option<Spanned<RawDuration>>,
     pub max_bytes_in_flight: Option<Spanned<i64>>,
     pub store_cache_bytes: Option<Spanned<i64>>,
+    pub store_compression_level: Option<Spanned<i64>>,
     pub outbox_max_recipients: Option<Spanned<i64>>,
     pub outbox_max_per_minute: Option<Spanned<i64>>,
     pub stale_after_polls: Option<Spanned<i64>>,

@@ -803,3 +803,26 @@ password = "s3cret"
     let c = parse(&imap).expect("valid for IMAP");
     assert!(c.profiles[0].idle && c.profiles[0].keep_sessions_open);
 }
+
+#[test]
+fn the_store_compression_level_is_one_unless_configured_within_zstds_levels() {
+    assert_eq!(
+        parse(GOOD)
+            .expect("valid")
+            .appliance
+            .store_compression_level,
+        1
+    );
+    let with = |line: &str| {
+        GOOD.replace(
+            "data_dir = \"/var/lib/sidesync\"",
+            &format!("data_dir = \"/var/lib/sidesync\"\n{line}"),
+        )
+    };
+    let fast = parse(&with("store_compression_level = -30")).expect("valid");
+    assert_eq!(fast.appliance.store_compression_level, -30);
+    assert_eq!(
+        mistakes(&with("store_compression_level = 22")),
+        vec!["4:27: store_compression_level = 22 is out of range (-100–19)"]
+    );
+}

@@ -779,8 +779,8 @@ fn queue(
         .as_ref()
         .zip(headers.subject.as_deref())
         .and_then(|(f, s)| crate::tracking::token::find_token(s, f));
-    let mut compressor = zstd::bulk::Compressor::new(crate::store::rawcodec::ZSTD_LEVEL)
-        .map_err(|e| err(500, e.to_string()))?;
+    let level = ctx.config().appliance.store_compression_level;
+    let mut compressor = zstd::bulk::Compressor::new(level).map_err(|e| err(500, e.to_string()))?;
     let raw_encoded = crate::store::rawcodec::encode(&email.raw, &mut compressor)
         .map_err(|e| err(500, e.to_string()))?;
     let limit = ctx.config().appliance.outbox_max_per_minute;

@@ -16,12 +16,15 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
 const MAGIC: &[u8; 4] = b"SSR1";
-/// zstd's level for what is left after the base64 runs (headers and text parts). Chosen on the
-/// real-text corpus (`bench/codec.sh`, bench/RESULTS.md "Real mail"): level 1 stores 44% of the
-/// raw bytes at 0.24 ms per email, where -30 (chosen on the word-list corpus, which compresses
-/// like no real mail) stored 74% and -1 50% for the same CPU; level 3 gains one point for 45%
-/// more CPU.
-pub const ZSTD_LEVEL: i32 = 1;
+/// zstd's level for what is left after the base64 runs (headers and text parts) when the config
+/// names none (`store_compression_level`). Chosen on the real-text corpus (`bench/codec.sh`,
+/// bench/RESULTS.md "Real mail"): level 1 stores 44% of the raw bytes at 0.24 ms per email, where
+/// -30 stored 74% for less CPU and -1 50% for the same CPU; level 3 gains one point for 45% more
+/// CPU. The level is the admin's choice of disk against CPU; any level decodes the same way.
+pub const DEFAULT_LEVEL: i32 = 1;
+/// Levels the config accepts: zstd's fast negative levels down to -100 (beyond, nothing is
+/// compressed any more) up to 19 (above, zstd needs far more memory per context).
+pub const LEVELS: std::ops::RangeInclusive<i64> = -100..=19;
 /// Shorter base64 runs are not worth a segment.
 const MIN_RUN_BYTES: usize = 256;
 const MIN_LINE: usize = 40;
@@ -429,6 +432,42 @@ mod tests {
         let stored = roundtrip(raw.as_bytes());
         assert!(!stored.starts_with(MAGIC));
         assert!(stored.len() < raw.len() / 10);
+    }
+
+    #[test]
+    fn every_configurable_level_decodes_alike_and_the_fastest_stores_the_most() {
+        let text = "Subject: levels\r\n\r\n".to_string()
+            + &(0..400)
+                .map(|n| {
+                    format!(
+                        "line {n} of a letter that says a little more each time {}\r\n",
+                        n * 7
+                    )
+                })
+                .collect::<String>();
+        let raw = format!(
+            "{text}--b\r\nContent-Transfer-Encoding: base64\r\n\r\n{}--b--\r\n",
+            b64_lines(&noise(5_000, 9), 76, "\r\n")
+        );
+        let stored_at = |level: i32| {
+            let mut c = zstd::bulk::Compressor::new(level).expect("compressor");
+            let stored = encode(raw.as_bytes(), &mut c).expect("encode");
+            assert_eq!(
+                decode(&stored).expect("decode"),
+                raw.as_bytes(),
+                "level {level}"
+            );
+            stored.len()
+        };
+        let (lowest, default, highest) = (
+            stored_at(*LEVELS.start() as i32),
+            stored_at(DEFAULT_LEVEL),
+            stored_at(*LEVELS.end() as i32),
+        );
+        assert!(
+            lowest > default && lowest > highest,
+            "{lowest} {default} {highest}"
+        );
     }
 
     #[test]

@@ -98,8 +98,9 @@ impl<'a> Pipeline<'a> {
         budget: Option<OwnedSemaphorePermit>,
     ) -> Result<(), SyncError> {
         let forwards = self.place.forward.then(|| self.ctx.directory.clone());
+        let level = self.ctx.config.appliance.store_compression_level;
         self.preparing.push_back((
-            prepare(fetched, dated_after, budget, forwards),
+            prepare(fetched, dated_after, budget, forwards, level),
             source,
             failed,
         ));
@@ -336,17 +337,19 @@ async fn submit(
 /// bytes' share of the fetch budget is given back when they are compressed. An email whose
 /// preparation fails or panics is set aside as poisoned: only that email is affected.
 /// `forwards`: the batch is a forward mailbox's; the directory names the forwarding users.
+/// `level`: zstd's level for the stored text (`store_compression_level`).
 fn prepare(
     fetched: Vec<Fetched>,
     dated_after: Option<i64>,
     budget: Option<OwnedSemaphorePermit>,
     forwards: Option<std::sync::Arc<Directory>>,
+    level: i32,
 ) -> PrepareTask {
     tokio::task::spawn_blocking(move || {
         let _budget = budget;
         // One compression context per batch: creating one per message costs more than small emails.
         let new_compressor = || {
-            zstd::bulk::Compressor::new(crate::store::rawcodec::ZSTD_LEVEL)
+            zstd::bulk::Compressor::new(level)
                 .map_err(|e| SyncError::Store(format!("starting the compressor: {e}")))
         };
         let mut compressor = new_compressor()?;
