@@ -41,6 +41,16 @@ pub enum Attack {
     StartTlsInjection,
     /// STARTTLS offered, then refused with this reply.
     StartTlsRefused(&'static str),
+    /// IMAP: the greeting's text ends in `{N}`, and the N bytes after it are a FETCH nested 500
+    /// deep (plain text to imap-proto, so those bytes are its next response).
+    LiteralInStatusText,
+    /// IMAP: the same, hiding a 400 MB body literal, whose bytes then come in short lines.
+    HiddenHugeLiteral,
+    /// IMAP: to EXAMINE, an unknown FETCH item whose `(…)` holds `{N}` CRLF (plain bytes to
+    /// imap-proto's fallback), hiding a FETCH nested 500 deep.
+    UnknownItemHides,
+    /// IMAP: the same with the unknown item's value a token (`a{N}` CRLF).
+    UnknownTokenHides,
 }
 
 pub struct HostileServer {
@@ -53,6 +63,16 @@ const DEEP: usize = 100_000;
 
 fn deep() -> String {
     "(".repeat(DEEP)
+}
+
+/// 525 bytes that overflowed imap-proto's stack when they reached it unguarded.
+fn nested_fetch_500() -> String {
+    format!("* 1 FETCH (BODYSTRUCTURE {}\r\n", "(".repeat(500))
+}
+
+/// `before` announcing the length of `hidden` as a literal, then `hidden`.
+fn hiding(before: &str, hidden: &str) -> String {
+    format!("{before}{{{}}}\r\n{hidden}", hidden.len())
 }
 
 /// Writes `chunk` until the client goes away.
@@ -161,7 +181,22 @@ fn imap(stream: TcpStream, attack: Attack, written: &AtomicU64) -> std::io::Resu
         Attack::StartTlsInjection | Attack::StartTlsRefused(_) => "IMAP4rev1 STARTTLS AUTH=PLAIN",
         _ => "IMAP4rev1 AUTH=PLAIN",
     };
-    out.write_all(format!("* OK [CAPABILITY {caps}] hostile ready\r\n").as_bytes())?;
+    let greeting = format!("* OK [CAPABILITY {caps}] hostile ready");
+    match attack {
+        Attack::LiteralInStatusText => {
+            out.write_all(hiding(&format!("{greeting} "), &nested_fetch_500()).as_bytes())?;
+            hold(&mut input);
+            return Ok(());
+        }
+        Attack::HiddenHugeLiteral => {
+            let hidden = "* 1 FETCH (UID 1 BODY[] {400000000}\r\n";
+            out.write_all(hiding(&format!("{greeting} "), hidden).as_bytes())?;
+            let line = [[b'z'; 998].as_slice(), b"\r\n"].concat();
+            forever(&mut out, &line, Duration::ZERO, written);
+            return Ok(());
+        }
+        _ => out.write_all(format!("{greeting}\r\n").as_bytes())?,
+    }
     let body = served_body(attack, stream_port(&out));
     let mut line = String::new();
     loop {
@@ -210,8 +245,20 @@ fn imap(stream: TcpStream, attack: Attack, written: &AtomicU64) -> std::io::Resu
             }
             "LOGIN" => out.write_all(format!("{tag} OK logged in\r\n").as_bytes())?,
             "EXAMINE" | "SELECT" => {
-                if attack == Attack::NestedUntagged {
-                    out.write_all(format!("* {}\r\n", deep()).as_bytes())?;
+                let hidden = match attack {
+                    Attack::NestedUntagged => Some(format!("* {}\r\n", deep())),
+                    Attack::UnknownItemHides => Some(hiding(
+                        "* 1 FETCH (UID 1 X-HIDE (a ",
+                        &format!("))\r\n{}", nested_fetch_500()),
+                    )),
+                    Attack::UnknownTokenHides => Some(hiding(
+                        "* 1 FETCH (UID 1 X-HIDE a",
+                        &format!(")\r\n{}", nested_fetch_500()),
+                    )),
+                    _ => None,
+                };
+                if let Some(hidden) = hidden {
+                    out.write_all(hidden.as_bytes())?;
                     hold(&mut input);
                     return Ok(());
                 }
