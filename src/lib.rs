@@ -7,6 +7,7 @@ pub mod app;
 pub mod config;
 pub mod engine;
 pub mod export;
+pub mod files;
 pub mod http;
 pub mod imap;
 pub mod lifecycle;

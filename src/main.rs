@@ -192,16 +192,20 @@ enum SecretAction {
         #[arg(long, short, env = "SIDESYNC_CONFIG", default_value = DEFAULT_CONFIG)]
         config: PathBuf,
         /// The mailbox whose `password` this is.
-        #[arg(long, conflicts_with_all = ["profile", "alert_smtp"])]
+        #[arg(long, conflicts_with_all = ["profile", "alert_smtp", "webhook"])]
         mailbox: Option<String>,
         /// The profile whose `incoming_password` (or, with --field, `outgoing_password`) this is.
-        #[arg(long, conflicts_with = "alert_smtp")]
+        #[arg(long, conflicts_with_all = ["alert_smtp", "webhook"])]
         profile: Option<String>,
         /// `[appliance.alert_smtp]`'s password.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "webhook")]
         alert_smtp: bool,
+        /// The `[[webhook]]` (by name) whose signing `secret` this is.
+        #[arg(long)]
+        webhook: Option<String>,
         /// The field: password or refresh_token (a mailbox), incoming_password,
-        /// outgoing_password or oauth_client_secret (a profile), alert_smtp.password.
+        /// outgoing_password or oauth_client_secret (a profile), alert_smtp.password, secret
+        /// (a webhook).
         #[arg(long)]
         field: Option<String>,
     },
@@ -221,15 +225,18 @@ fn secret(action: SecretAction) -> ExitCode {
             mailbox,
             profile,
             alert_smtp,
+            webhook,
             field,
         } => {
-            let (scope, default_field) = match (mailbox, profile, alert_smtp) {
-                (Some(m), _, _) => (SealScope::Mailbox(m), "password"),
-                (None, Some(p), _) => (SealScope::Profile(p), "incoming_password"),
-                (None, None, true) => (SealScope::AlertSmtp, "alert_smtp.password"),
-                (None, None, false) => {
+            let (scope, default_field) = match (mailbox, profile, alert_smtp, webhook) {
+                (Some(m), _, _, _) => (SealScope::Mailbox(m), "password"),
+                (None, Some(p), _, _) => (SealScope::Profile(p), "incoming_password"),
+                (None, None, true, _) => (SealScope::AlertSmtp, "alert_smtp.password"),
+                (None, None, false, Some(w)) => (SealScope::Webhook(w), "secret"),
+                (None, None, false, None) => {
                     eprintln!(
-                        "name what the password is for: --mailbox, --profile or --alert-smtp"
+                        "name what the secret is for: --mailbox, --profile, --alert-smtp or \
+                         --webhook"
                     );
                     return ExitCode::from(2);
                 }

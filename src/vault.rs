@@ -160,29 +160,13 @@ impl KeyRing {
         out
     }
 
-    /// Writes the key file atomically (a temporary file, 0600 from its creation, renamed).
+    /// Writes the key file atomically, 0600 when new, and keeping the owner, group and mode of
+    /// the file it replaces (run as root on the packaged layout, the service must still read it).
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let tmp = path.with_extension("key.tmp");
-        let _ = std::fs::remove_file(&tmp);
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(self.render().as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        if let Some(dir) = path.parent()
-            && let Ok(d) = std::fs::File::open(dir)
-        {
-            let _ = d.sync_all();
-        }
-        Ok(())
+        crate::files::replace(path, self.render().as_bytes(), 0o600)
     }
 
     /// The key file's ring, made (and saved) when there is none.

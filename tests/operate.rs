@@ -54,7 +54,7 @@ fn the_cli_operates_the_appliance_over_its_control_socket() {
              [[mailbox]]\nemail_address = \"{WRONG}\"\npassword = \"not-the-password\"\napproval = \"approved\"\n",
             data = data.display(),
             cert = d.dir.join("server.pem").display(),
-            key = d.dir.join("server.key").display(),
+            key = d.private_key_in(dir.path()).display(),
             imaps = d.imaps_port,
             ca = d.ca_file.display(),
             submission = d.submission_port,

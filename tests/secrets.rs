@@ -372,3 +372,139 @@ fn api_tokens_have_scopes() {
         "a token was logged"
     );
 }
+
+/// `sidesync secret rotate` run as root on the packaged layout (the config root:sidesync 0640,
+/// the data folder and key file the service user's): both files keep their owner, group and
+/// mode, and the service user still reads them. Needs root (CI and the fresh machine run as
+/// root); elsewhere it says so and passes.
+#[test]
+fn rotation_as_root_keeps_owner_group_and_mode_of_the_package_layout() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    if !Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout == b"0\n")
+    {
+        eprintln!("skipped: rotating as root needs root");
+        return;
+    }
+    // The service user: nobody's ids stand in for sidesync:sidesync.
+    const SERVICE: u32 = 65534;
+    let d = Dir::new();
+    d.write("password_env = \"A\"", "password_env = \"B\"", free_port());
+    let alice = seal(&d, "alice@example.com");
+    let bob = seal(&d, "bob@example.com");
+    d.write(
+        &format!("password = \"{alice}\""),
+        &format!("password = \"{bob}\""),
+        free_port(),
+    );
+    let key_file = d.data().join("secret.key");
+    let own = |p: &Path, uid: u32, gid: u32, mode: u32| {
+        std::os::unix::fs::chown(p, Some(uid), Some(gid)).expect("chown");
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    };
+    own(d.dir.path(), 0, 0, 0o755);
+    own(&d.config(), 0, SERVICE, 0o640);
+    own(&d.data(), SERVICE, SERVICE, 0o750);
+    own(&key_file, SERVICE, SERVICE, 0o600);
+    let (code, out, err) = sidesync(&["secret", "rotate"], &d.config(), "", &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("2 sealed values rotated"), "{out}");
+    let seen = |p: &Path| {
+        let m = std::fs::metadata(p).expect("meta");
+        (m.uid(), m.gid(), m.mode() & 0o777)
+    };
+    assert_eq!(seen(&d.config()), (0, SERVICE, 0o640), "the config");
+    assert_eq!(seen(&key_file), (SERVICE, SERVICE, 0o600), "the key file");
+    // The service user reads both: the config checks as it would at the service's start.
+    let as_service = Command::new("setpriv")
+        .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+        .arg(binary())
+        .args(["check-config", "--config"])
+        .arg(d.config())
+        .output()
+        .expect("setpriv (util-linux)");
+    assert!(
+        as_service.status.success(),
+        "check-config as the service user: {}",
+        String::from_utf8_lossy(&as_service.stderr)
+    );
+}
+
+/// A webhook's signing secret sealed for it (`--webhook`): it opens for that webhook only, is
+/// rotated with the rest, and one that does not open fails `check-config`, naming the webhook
+/// (the appliance holds that webhook, keeping its events, instead of dropping it unseen).
+#[test]
+fn webhook_secrets_are_sealed_for_their_webhook_and_rotated() {
+    let d = Dir::new();
+    let hooks = |crm: &str, other: &str| {
+        format!(
+            "\n[[webhook]]\nname = \"crm\"\nurl = \"http://127.0.0.1:9/hook\"\n{crm}\n\
+             [[webhook]]\nname = \"other\"\nurl = \"http://127.0.0.1:9/other\"\n{other}\n"
+        )
+    };
+    let write = |crm: &str, other: &str| {
+        d.write("password_env = \"A\"", "password_env = \"B\"", 9);
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(d.config())
+            .expect("config");
+        f.write_all(hooks(crm, other).as_bytes()).expect("append");
+    };
+    let env = [
+        ("A", "alice-password"),
+        ("B", "bob-password"),
+        ("H1", "first-webhook-secret-0123"),
+        ("H2", "second-webhook-secret-0123"),
+    ];
+    let check = |_: &Dir| {
+        let (code, _, err) = sidesync(&["check-config"], &d.config(), "", &env);
+        (code, err)
+    };
+    write("secret_env = \"H1\"", "secret_env = \"H2\"");
+    let (code, out, err) = sidesync(
+        &["secret", "encrypt", "--webhook", "crm"],
+        &d.config(),
+        "whsec-signing-secret-0123456789\n",
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    let sealed = out.trim().to_string();
+    assert!(sealed.starts_with("enc:v1:") && !sealed.contains("whsec-signing"));
+    let (code, _, err) = sidesync(
+        &["secret", "encrypt", "--webhook", "nope"],
+        &d.config(),
+        "x\n",
+        &[],
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("has no webhook:nope"), "{err}");
+    write(&format!("secret = \"{sealed}\""), "secret_env = \"H2\"");
+    assert_eq!(check(&d), (0, String::new()));
+    // The same value under another webhook does not open there.
+    write("secret_env = \"H1\"", &format!("secret = \"{sealed}\""));
+    let (code, err) = check(&d);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("webhook other") && err.contains("cannot be read"),
+        "{err}"
+    );
+    assert!(!err.contains("whsec-signing"), "{err}");
+    // Rotation re-seals it with the rest.
+    write(&format!("secret = \"{sealed}\""), "secret_env = \"H2\"");
+    let (code, out, err) = sidesync(&["secret", "rotate"], &d.config(), "", &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("1 sealed values rotated"), "{out}");
+    let rotated = std::fs::read_to_string(d.config()).expect("config");
+    assert!(
+        !rotated.contains(&sealed),
+        "the webhook's value was re-sealed"
+    );
+    assert_eq!(check(&d), (0, String::new()));
+    // Without the key file it cannot open: check-config says which webhook.
+    std::fs::remove_file(d.data().join("secret.key")).expect("remove the key file");
+    let (code, err) = check(&d);
+    assert_eq!(code, 1);
+    assert!(err.contains("webhook crm"), "{err}");
+}

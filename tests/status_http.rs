@@ -415,7 +415,7 @@ fn https_listener_serves_the_page_and_the_api() {
     let tls = format!(
         "status_tls_cert = \"{}\"\nstatus_tls_key = \"{}\"\n",
         d.dir.join("server.pem").display(),
-        d.dir.join("server.key").display()
+        d.private_key_in(setup.dir.path()).display()
     );
     let (s, _) = running(&d, &setup, &tls);
     let port = setup.port;

@@ -448,6 +448,11 @@ impl Config {
                 .clone()
                 .map(|e| (format!("profile {}", p.name), e))
         }));
+        out.extend(self.webhooks.iter().filter_map(|w| {
+            w.secret_error
+                .clone()
+                .map(|e| (format!("webhook {}", w.name), e))
+        }));
         out
     }
 
@@ -851,6 +856,27 @@ impl Validator<'_> {
         }
     }
 
+    /// A file that holds a secret (a password, a private key): readable, and by its owner only.
+    /// A secret others can read is no secret: refuse it, and say how to fix it.
+    fn private_file(&mut self, key: &str, value: &Spanned<String>) -> Option<PathBuf> {
+        use std::os::unix::fs::PermissionsExt;
+        let p = self.readable_file(key, value)?;
+        if let Ok(meta) = std::fs::metadata(&p)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            self.at(
+                value,
+                format!(
+                    "{key} {} can be read by others (mode {:o}); run chmod 600 on it",
+                    p.display(),
+                    meta.permissions().mode() & 0o777
+                ),
+            );
+            return None;
+        }
+        Some(p)
+    }
+
     /// A secret from exactly one of: inline (an `enc:v1` value, or plaintext when
     /// `allow_plaintext_passwords`), `KEY_file` (owner-only), `KEY_env`, `KEY_credential` (systemd's
     /// `$CREDENTIALS_DIRECTORY`). An `enc:v1` value that does not open is recorded against the
@@ -931,22 +957,7 @@ impl Validator<'_> {
             };
         }
         let f = f.file?;
-        let p = self.readable_file(&format!("{key}_file"), f)?;
-        // A secret others can read is no secret: refuse it, and say how to fix it.
-        use std::os::unix::fs::PermissionsExt;
-        if let Ok(meta) = std::fs::metadata(&p)
-            && meta.permissions().mode() & 0o077 != 0
-        {
-            self.at(
-                f,
-                format!(
-                    "{key}_file {} can be read by others (mode {:o}); run chmod 600 on it",
-                    p.display(),
-                    meta.permissions().mode() & 0o777
-                ),
-            );
-            return None;
-        }
+        let p = self.private_file(&format!("{key}_file"), f)?;
         match std::fs::read_to_string(&p) {
             Ok(s) => Some(Secret::new(s.trim_end_matches(['\r', '\n']).to_string())),
             Err(e) => {
@@ -1179,7 +1190,7 @@ impl Validator<'_> {
                 (None, None) => None,
                 (Some(c), Some(k)) => {
                     let cert = self.readable_file("status_tls_cert", c);
-                    let key = self.readable_file("status_tls_key", k);
+                    let key = self.private_file("status_tls_key", k);
                     cert.zip(key).map(|(cert, key)| StatusTls { cert, key })
                 }
                 (Some(v), None) | (None, Some(v)) => {
@@ -1645,7 +1656,7 @@ impl Validator<'_> {
             (Some(c), Some(k)) => {
                 let (cert, key) = (
                     self.readable_file("oauth_client_certificate", c),
-                    self.readable_file("oauth_client_key_file", k),
+                    self.private_file("oauth_client_key_file", k),
                 );
                 match (cert, key) {
                     (Some(cert), Some(key)) => {
@@ -1662,7 +1673,7 @@ impl Validator<'_> {
             }
             // A service account signs with its key alone.
             (None, Some(k)) if grant == OAuthGrant::ServiceAccount => self
-                .readable_file("oauth_client_key_file", k)
+                .private_file("oauth_client_key_file", k)
                 .and_then(
                     |key| match crate::oauth::assertion::ClientCertificate::load_key(&key) {
                         Ok(cc) => Some(std::sync::Arc::new(cc)),

@@ -15,6 +15,7 @@ pub enum SealScope {
     Mailbox(String),
     Profile(String),
     AlertSmtp,
+    Webhook(String),
 }
 
 impl SealScope {
@@ -23,6 +24,7 @@ impl SealScope {
             SealScope::Mailbox(a) => format!("mailbox:{}", a.trim().to_ascii_lowercase()),
             SealScope::Profile(p) => format!("profile:{}", p.trim()),
             SealScope::AlertSmtp => "appliance:alert_smtp".to_string(),
+            SealScope::Webhook(w) => format!("webhook:{}", w.trim()),
         }
     }
 }
@@ -68,6 +70,10 @@ pub fn encrypt(
             .appliance
             .as_ref()
             .is_some_and(|a| a.alert_smtp.is_some()),
+        SealScope::Webhook(w) => raw
+            .webhook
+            .iter()
+            .any(|h| h.name.get_ref().trim() == w.trim()),
     };
     if !known {
         return Err(format!("{} has no {}", path.display(), scope.scope()));
@@ -80,6 +86,7 @@ pub fn encrypt(
             "oauth_client_secret",
         ],
         SealScope::AlertSmtp => &["alert_smtp.password"],
+        SealScope::Webhook(_) => &["secret"],
     };
     if !allowed.contains(&field) {
         return Err(format!(
@@ -121,6 +128,10 @@ fn sealed_values(raw: &RawConfig) -> Vec<(std::ops::Range<usize>, String, String
             "outgoing_password",
         );
         take(p.oauth_client_secret.as_ref(), scope, "oauth_client_secret");
+    }
+    for w in &raw.webhook {
+        let scope = SealScope::Webhook(w.name.get_ref().clone()).scope();
+        take(w.secret.as_ref(), scope, "secret");
     }
     if let Some(a) = raw.appliance.as_ref().and_then(|a| a.alert_smtp.as_ref()) {
         take(
@@ -198,7 +209,7 @@ pub fn rotate(path: &Path) -> Result<usize, String> {
     if stop_after(1) {
         return Ok(0);
     }
-    // Step 2: the config, replaced whole (same permissions).
+    // Step 2: the config, replaced whole (same owner, group and mode).
     write_atomically(path, &replaced)?;
     if stop_after(2) {
         return Ok(0);
@@ -228,21 +239,10 @@ pub fn rotate(path: &Path) -> Result<usize, String> {
     Ok(values.len())
 }
 
+/// The config replaced whole, with its owner, group and mode kept ([`crate::files::replace`]).
 fn write_atomically(path: &Path, text: &str) -> Result<(), String> {
-    use std::io::Write;
-    use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(path)
-        .map(|m| m.permissions().mode() & 0o777)
-        .unwrap_or(0o600);
-    let tmp = path.with_extension("toml.rotating");
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.set_permissions(std::fs::Permissions::from_mode(mode))?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    };
-    write().map_err(|e| format!("cannot replace {}: {e}", path.display()))
+    crate::files::replace(path, text.as_bytes(), 0o600)
+        .map_err(|e| format!("cannot replace {}: {e}", path.display()))
 }
 
 /// Opens (or makes) the key file in the data folder and keys the config fingerprints with it;

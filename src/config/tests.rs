@@ -762,9 +762,19 @@ fn oauth_certificates_come_with_their_key_and_not_with_a_secret() {
             .any(|e| e.contains("oauth_client_certificate and oauth_client_key_file go together")),
         "{m:?}"
     );
+    // The key is owner-only (a key others can read is refused before it is read).
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = dir.path().join("app.key");
+    std::fs::write(&key, "not a key\n").expect("write");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     let m = mistakes(&OAUTH_APP.replace(
         "oauth_client_secret = \"app-secret\"",
-        "oauth_client_secret = \"s\"\noauth_client_certificate = \"/etc/hostname\"\noauth_client_key_file = \"/etc/hostname\"",
+        &format!(
+            "oauth_client_secret = \"s\"\noauth_client_certificate = \"/etc/hostname\"\n\
+             oauth_client_key_file = \"{}\"",
+            key.display()
+        ),
     ));
     assert!(m.iter().any(|e| e.contains("not both")), "{m:?}");
     assert!(
@@ -825,4 +835,45 @@ fn the_store_compression_level_is_one_unless_configured_within_zstds_levels() {
         mistakes(&with("store_compression_level = 22")),
         vec!["4:27: store_compression_level = 22 is out of range (-100–19)"]
     );
+}
+
+/// A private key is a secret like a password: the status page's TLS key and an OAuth client's
+/// (or service account's, which opens every mailbox of a domain) key others can read are refused.
+#[test]
+fn private_key_files_others_can_read_are_refused_with_the_fix() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = dir.path().join("k.pem");
+    std::fs::write(&key, "-----BEGIN PRIVATE KEY-----\n").expect("write");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+    let refused = |m: &[String], name: &str| {
+        m.iter().any(|e| {
+            e.contains(&format!("{name} {}", key.display()))
+                && e.contains("can be read by others (mode 640); run chmod 600 on it")
+        })
+    };
+    let status = GOOD.replace(
+        "data_dir = \"/var/lib/sidesync\"",
+        &format!(
+            "data_dir = \"/var/lib/sidesync\"\nstatus_tls_cert = \"/etc/hostname\"\n\
+             status_tls_key = \"{}\"",
+            key.display()
+        ),
+    );
+    let m = mistakes(&status);
+    assert!(refused(&m, "status_tls_key"), "{m:?}");
+    let service_account = OAUTH_APP.replace(
+        "oauth_client_secret = \"app-secret\"",
+        &format!(
+            "oauth_grant = \"service_account\"\noauth_client_key_file = \"{}\"",
+            key.display()
+        ),
+    );
+    let m = mistakes(&service_account);
+    assert!(refused(&m, "oauth_client_key_file"), "{m:?}");
+    // Owner-only passes this check (and goes on to be read as a key).
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let any = |text: &str| parse(text).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(!any(&status).contains("can be read by others"));
+    assert!(!any(&service_account).contains("can be read by others"));
 }

@@ -20,6 +20,9 @@ pub struct Webhook {
     /// Signs every delivery (HMAC-SHA256). `whsec_`-prefixed values are base64 (Standard
     /// Webhooks); others are used as written.
     pub secret: Secret,
+    /// Why the secret (a sealed value) does not open: the webhook is held — nothing is sent,
+    /// and its events are kept for it — until it does; `check-config` fails and says why.
+    pub secret_error: Option<String>,
     pub ca_file: Option<PathBuf>,
     /// Deliveries at once (each to a different mailbox: one mailbox's are in order).
     pub max_in_flight: usize,
@@ -92,6 +95,8 @@ impl Validator<'_> {
                     }
                 }
             }
+            // A sealed secret belongs to this webhook: it opens against the webhook's scope only.
+            self.scope = format!("webhook:{name}");
             let secret = self.secret(
                 "secret",
                 SecretFields {
@@ -101,8 +106,13 @@ impl Validator<'_> {
                     credential: rw.secret_credential.as_ref(),
                 },
             );
-            let secret = match secret {
-                Some(s) if s.expose().trim().len() >= 16 => s,
+            let unreadable = self
+                .unreadable
+                .iter()
+                .find(|(scope, _)| *scope == self.scope)
+                .map(|(_, why)| why.clone());
+            let (secret, secret_error) = match secret {
+                Some(s) if s.expose().trim().len() >= 16 => (s, None),
                 Some(_) => {
                     self.at(
                         &rw.name,
@@ -110,6 +120,7 @@ impl Validator<'_> {
                     );
                     continue;
                 }
+                None if unreadable.is_some() => (Secret::new(String::new()), unreadable),
                 None => {
                     let given = rw.secret.is_some()
                         || rw.secret_file.is_some()
@@ -142,6 +153,7 @@ impl Validator<'_> {
                 endpoint,
                 events,
                 secret,
+                secret_error,
                 ca_file,
                 max_in_flight: self.int_in("max_in_flight", rw.max_in_flight.as_ref(), 8, 1..=256)
                     as usize,

@@ -53,6 +53,11 @@ pub async fn run(
     }
     let mut tasks = JoinSet::new();
     for hook in webhooks {
+        if let Some(why) = &hook.secret_error {
+            // Still configured (its cursor holds its events), but nothing goes out unsigned.
+            tracing::error!(webhook = %hook.name, "webhook held, its events kept for it: {why}; seal its secret again (sidesync secret encrypt --webhook) or restore the key file");
+            continue;
+        }
         let tls = match TlsContext::new(hook.ca_file.as_deref()) {
             Ok(t) => Arc::new(t),
             Err(e) => {

@@ -508,6 +508,15 @@ service anvil {{
 
     /// Delivers `raw` into the user's INBOX as a maildir file, with maildir `flags` (e.g. "S" for
     /// \Seen) and `received` as its INTERNALDATE. Returns the file name.
+    /// The server's private key as the appliance may use it (`status_tls_key`): a copy in `dir`
+    /// its owner alone can read (dovecot's own copy is 0644 for its login processes).
+    pub fn private_key_in(&self, dir: &Path) -> PathBuf {
+        let key = dir.join("status.key");
+        fs::copy(self.dir.join("server.key"), &key).expect("copy the key");
+        fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).expect("chmod");
+        key
+    }
+
     pub fn deliver(&self, user: &str, raw: &[u8], flags: &str, received: SystemTime) -> String {
         self.add_user(user);
         let md = self.ensure_maildir(user);
