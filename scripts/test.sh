@@ -11,9 +11,10 @@ cargo clippy --locked --all-targets -- -D warnings
 cargo test --locked
 # The Debian package booted under systemd in a container (tests/boot-unit.sh).
 bash tests/boot-unit.sh
-# Supply chain: licences, duplicate crates and sources (deny.toml). Advisories need GitHub, which
-# is not reachable here (README, Security).
+# Supply chain: licences, duplicate crates and sources (deny.toml), and advisories
+# (scripts/advisories.sh: the current RustSec database, else the offline snapshot, else skipped).
 if ! cargo deny --version 2>/dev/null | grep -q '^cargo-deny 0.20'; then
     cargo install --locked cargo-deny --version 0.20.2
 fi
 cargo deny --log-level error check licenses bans sources
+bash scripts/advisories.sh
