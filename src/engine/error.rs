@@ -79,6 +79,10 @@ pub enum SyncError {
     /// The token endpoint cannot be reached or is unwell: tried again later.
     #[error("the OAuth token endpoint {endpoint} is unavailable: {detail}")]
     TokenUnavailable { endpoint: String, detail: String },
+    /// A job panicked (a bug in sidesync, set off by whatever the server sent): only this
+    /// mailbox's turn is lost, and it is retried like a transient failure.
+    #[error("an internal error (a bug in sidesync) stopped this turn: {detail}")]
+    Internal { detail: String },
 }
 
 impl SyncError {
@@ -124,6 +128,7 @@ impl SyncError {
             | SyncError::ItemFailed { .. }
             | SyncError::ServerBusy { .. }
             | SyncError::TokenUnavailable { .. }
+            | SyncError::Internal { .. }
             | SyncError::Store(_) => true,
             SyncError::TlsNotOffered { .. }
             | SyncError::TlsInjection { .. }
@@ -166,6 +171,7 @@ impl SyncError {
             SyncError::Unsupported(_) => "unsupported",
             SyncError::TokenRefused { .. } => "oauth_token_refused",
             SyncError::TokenUnavailable { .. } => "oauth_endpoint_unavailable",
+            SyncError::Internal { .. } => "internal_error",
         }
     }
 }
