@@ -6,6 +6,10 @@ use crate::net::NetError;
 pub enum SyncError {
     #[error(transparent)]
     Net(#[from] NetError),
+    /// A value for a command (a login name, a folder, a password) holds a control character:
+    /// refused before it is sent (it could end the command and start another).
+    #[error(transparent)]
+    UnsafeValue(#[from] crate::net::line::UnsafeValue),
     #[error(
         "{address} does not offer {command}, and the profile requires TLS; refusing to continue in plaintext"
     )]
@@ -139,6 +143,7 @@ impl SyncError {
             | SyncError::NoUidl { .. }
             | SyncError::Rejected { .. }
             | SyncError::TokenRefused { .. }
+            | SyncError::UnsafeValue(_)
             | SyncError::Unsupported(_) => false,
         }
     }
@@ -172,6 +177,7 @@ impl SyncError {
             SyncError::TokenRefused { .. } => "oauth_token_refused",
             SyncError::TokenUnavailable { .. } => "oauth_endpoint_unavailable",
             SyncError::Internal { .. } => "internal_error",
+            SyncError::UnsafeValue(_) => "unsafe_value",
         }
     }
 }

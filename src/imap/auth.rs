@@ -127,6 +127,9 @@ pub(super) async fn login(
         })
         .await
     } else {
+        // LOGIN sends both as quoted strings, which cannot hold a line end.
+        net::line::one_line("the IMAP login name", login.username)?;
+        net::line::one_line("the IMAP password", login.password.expose())?;
         net::step(address, "logging in", limit, async {
             client
                 .login(login.username, login.password.expose())

@@ -3,6 +3,7 @@
 //! the profile's CA file.
 
 pub mod http;
+pub mod line;
 pub mod sasl;
 mod stream;
 mod tls;

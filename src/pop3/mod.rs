@@ -154,6 +154,9 @@ impl Pop3Session {
     }
 
     async fn command(&mut self, command: &str, what: &'static str) -> Result<Status, SyncError> {
+        // USER, PASS and AUTH carry the config's and the vault's values: one line, exactly.
+        let verb = command.split(' ').next().unwrap_or("");
+        crate::net::line::one_line(format!("the POP3 {verb} command's argument"), command)?;
         self.send(format!("{command}\r\n").as_bytes(), what).await?;
         self.status(what).await
     }
