@@ -32,6 +32,9 @@ pub struct Pop3Session {
     timeout: Duration,
     pipelining: bool,
     line: Vec<u8>,
+    /// Before the STLS handshake: what the server says may be anyone's on the path, so none of
+    /// its text reaches an error (`/status`, alerts, logs), only status words and response codes.
+    pre_tls: bool,
 }
 
 impl Pop3Session {
@@ -45,13 +48,15 @@ impl Pop3Session {
             timeout: limit,
             pipelining: false,
             line: Vec::new(),
+            pre_tls: target.tls == TlsMode::StartTls,
         };
         match s.status("waiting for the greeting").await? {
             Status::Ok(_) => {}
             Status::Err(text) | Status::Continue(text) => {
+                let reply = s.shown("-ERR", text);
                 return Err(SyncError::ServerBusy {
                     address: s.address,
-                    reply: text,
+                    reply,
                 });
             }
         }
@@ -67,20 +72,10 @@ impl Pop3Session {
             match s.command("STLS", "starting TLS").await? {
                 Status::Ok(_) => {}
                 Status::Err(text) | Status::Continue(text) => {
-                    // Only the response code is kept: text before TLS may be an attacker's.
-                    let code = text
-                        .split_whitespace()
-                        .next()
-                        .filter(|w| w.starts_with('['))
-                        .and_then(crate::wire::safe_word);
                     return Err(SyncError::TlsRefused {
                         address: s.address.clone(),
                         command: "STLS",
-                        reply: ["-ERR"]
-                            .into_iter()
-                            .chain(code)
-                            .collect::<Vec<_>>()
-                            .join(" "),
+                        reply: pre_tls_reply("-ERR", &text),
                         transient: wire::is_temporary(&text),
                     });
                 }
@@ -94,6 +89,7 @@ impl Pop3Session {
             }
             let stream = net::start_tls(s.r.into_inner(), target, limit).await?;
             s.r = BufReader::new(stream);
+            s.pre_tls = false;
             // Capabilities before TLS cannot be trusted (RFC 2595 §4): ask again.
             caps = s.capabilities().await?;
         }
@@ -102,6 +98,16 @@ impl Pop3Session {
         s.login(&caps, target.auth, login, (target.host, target.port))
             .await?;
         Ok(s)
+    }
+
+    /// A reply's text as errors may carry it: whole after TLS (or with no TLS at all), only its
+    /// status word and response code before it.
+    fn shown(&self, status: &str, text: String) -> String {
+        if self.pre_tls {
+            pre_tls_reply(status, &text)
+        } else {
+            text
+        }
     }
 
     fn tls_not_offered(&self) -> SyncError {
@@ -146,6 +152,9 @@ impl Pop3Session {
         .await?;
         match wire::parse_status(&self.line) {
             Some(s) => Ok(s),
+            None if self.pre_tls => Err(self.protocol(format!(
+                "a line that is not POP3 while {what} (not shown: it came before TLS)"
+            ))),
             None => Err(self.protocol(format!(
                 "\"{}\" while {what}",
                 String::from_utf8_lossy(&self.line).trim_end()
@@ -170,7 +179,9 @@ impl Pop3Session {
     }
 
     fn refused(&self, what: &str, text: String) -> SyncError {
-        if wire::is_temporary(&text) {
+        let temporary = wire::is_temporary(&text);
+        let text = self.shown("", text);
+        if temporary {
             SyncError::ServerBusy {
                 address: self.address.clone(),
                 reply: text,
@@ -457,5 +468,44 @@ impl Pop3Session {
         self.expect_ok("QUIT", "closing the session")
             .await
             .map(|_| ())
+    }
+}
+
+/// What is kept of a reply sent before TLS: its status word and response code (`-ERR
+/// [SYS/TEMP]`), never its text, which anyone on the path can write.
+fn pre_tls_reply(status: &str, text: &str) -> String {
+    let code = text
+        .split_whitespace()
+        .next()
+        .filter(|w| w.starts_with('['))
+        .and_then(crate::wire::safe_word);
+    let kept: Vec<&str> = [status]
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .chain(code)
+        .collect();
+    if kept.is_empty() {
+        "a refusal (its text is not shown: it came before TLS)".to_string()
+    } else {
+        kept.join(" ")
+    }
+}
+
+#[cfg(test)]
+mod pre_tls_tests {
+    use super::pre_tls_reply;
+
+    #[test]
+    fn only_the_status_word_and_a_safe_code_are_kept() {
+        assert_eq!(
+            pre_tls_reply("-ERR", "[SYS/TEMP] busy EVIL-TEXT"),
+            "-ERR [SYS/TEMP]"
+        );
+        assert_eq!(pre_tls_reply("-ERR", "go away EVIL-TEXT"), "-ERR");
+        assert_eq!(
+            pre_tls_reply("-ERR", "[<script>alert(1)</script>] x"),
+            "-ERR"
+        );
+        assert!(!pre_tls_reply("", "EVIL-TEXT").contains("EVIL"));
     }
 }

@@ -41,6 +41,9 @@ pub enum Attack {
     StartTlsInjection,
     /// STARTTLS offered, then refused with this reply.
     StartTlsRefused(&'static str),
+    /// The greeting is this line (POP3 "-ERR …", or one that is not the protocol's), then
+    /// nothing more.
+    Greeting(&'static str),
 }
 
 pub struct HostileServer {
@@ -122,6 +125,10 @@ fn greeting_attack(
             forever(out, &[b'x'; 16 * 1024], Duration::ZERO, written);
         }
         Attack::Drip => forever(out, b"x", Duration::from_secs(1), written),
+        Attack::Greeting(line) => {
+            let _ = out.write_all(format!("{line}\r\n").as_bytes());
+            hold(input);
+        }
         _ => return false,
     }
     true
