@@ -33,7 +33,7 @@ fn secrets(username: &str, password: &Secret, authzid: Option<&str>) -> Vec<Stri
         p.to_string(),
         quoted,
         STANDARD.encode(p),
-        plain_blob(&login),
+        (*plain_blob(&login)).clone(),
     ]
 }
 

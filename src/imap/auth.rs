@@ -13,13 +13,13 @@ use super::Login;
 
 /// SASL PLAIN: "authzid NUL authcid NUL password" (RFC 4616).
 struct Plain {
-    response: Vec<u8>,
+    response: zeroize::Zeroizing<Vec<u8>>,
 }
 
 /// A bearer-token mechanism: the initial response, then (after a failure challenge, which
 /// carries the server's JSON status) the empty response that ends the exchange (RFC 7628 §3.2.3).
 struct Bearer {
-    response: Vec<u8>,
+    response: zeroize::Zeroizing<Vec<u8>>,
     sent: bool,
     /// The server's failure status, when it sent one.
     status: std::sync::Arc<std::sync::Mutex<Option<Vec<u8>>>>,

@@ -9,6 +9,7 @@
 mod wire;
 
 use std::time::Duration;
+use zeroize::Zeroizing;
 
 use tokio::io::{AsyncWriteExt, BufReader};
 
@@ -166,7 +167,9 @@ impl Pop3Session {
         // USER, PASS and AUTH carry the config's and the vault's values: one line, exactly.
         let verb = command.split(' ').next().unwrap_or("");
         crate::net::line::one_line(format!("the POP3 {verb} command's argument"), command)?;
-        self.send(format!("{command}\r\n").as_bytes(), what).await?;
+        // The line may hold a password (PASS, AUTH): overwritten when sent.
+        let line = Zeroizing::new(format!("{command}\r\n"));
+        self.send(line.as_bytes(), what).await?;
         self.status(what).await
     }
 
@@ -264,7 +267,8 @@ impl Pop3Session {
         let what = "logging in";
         let status = if use_plain {
             let blob = net::plain_blob(login);
-            match self.command(&format!("AUTH PLAIN {blob}"), what).await? {
+            let line = Zeroizing::new(format!("AUTH PLAIN {}", blob.as_str()));
+            match self.command(&line, what).await? {
                 // A server that wants the response on its own line (no initial response).
                 Status::Continue(_) => self.command(&blob, what).await?,
                 other => other,
@@ -275,8 +279,8 @@ impl Pop3Session {
                 .await?
             {
                 Status::Ok(_) => {
-                    self.command(&format!("PASS {}", login.password.expose()), what)
-                        .await?
+                    let line = Zeroizing::new(format!("PASS {}", login.password.expose()));
+                    self.command(&line, what).await?
                 }
                 other => other,
             }

@@ -271,12 +271,8 @@ impl SmtpSession {
         }
         let last = if use_plain {
             let blob = plain_blob(login);
-            timed(
-                &address,
-                limit,
-                self.client.cmd(format!("AUTH PLAIN {blob}\r\n")),
-            )
-            .await?
+            let line = zeroize::Zeroizing::new(format!("AUTH PLAIN {}\r\n", blob.as_str()));
+            timed(&address, limit, self.client.cmd(line.as_bytes())).await?
         } else {
             let r = timed(&address, limit, self.client.cmd(b"AUTH LOGIN\r\n")).await?;
             if r.code != 334 {
