@@ -133,9 +133,10 @@ pub fn export(
     match format {
         Format::Mbox => {
             let partial = output.with_extension("partial");
-            let mut f = std::io::BufWriter::new(
-                std::fs::File::create(&partial).map_err(|e| io(&partial, e))?,
-            );
+            // A partial left by an earlier failed run may have another mode: made anew.
+            let _ = std::fs::remove_file(&partial);
+            let mut f =
+                std::io::BufWriter::new(private_file(&partial).map_err(|e| io(&partial, e))?);
             for item in &items {
                 let raw = source.raw(item.id)?;
                 f.write_all(&mbox_entry(&raw, &item.sender, item.at))
@@ -149,19 +150,42 @@ pub fn export(
         Format::Maildir => {
             for sub in ["tmp", "new", "cur"] {
                 let d = output.join(sub);
-                std::fs::create_dir_all(&d).map_err(|e| io(&d, e))?;
+                private_dirs(&d).map_err(|e| io(&d, e))?;
             }
             for item in &items {
                 let raw = source.raw(item.id)?;
                 let name = format!("{}.A{}.sidesync:2,", item.at.timestamp(), item.id);
                 let tmp: PathBuf = output.join("tmp").join(&name);
-                std::fs::write(&tmp, &raw).map_err(|e| io(&tmp, e))?;
+                let _ = std::fs::remove_file(&tmp);
+                private_file(&tmp)
+                    .and_then(|mut f| f.write_all(&raw))
+                    .map_err(|e| io(&tmp, e))?;
                 let cur = output.join("cur").join(&name);
                 std::fs::rename(&tmp, &cur).map_err(|e| io(&cur, e))?;
             }
         }
     }
     Ok(items.len())
+}
+
+/// An export holds people's mail: its files are the owner's alone (0600), with the mode given
+/// at creation, so no other local user can open one in the moment before a chmod.
+fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+}
+
+/// The maildir's folders (and any missing parent) are the owner's alone (0700), made so.
+fn private_dirs(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
 }
 
 /// The store of a stopped appliance.
@@ -303,5 +327,61 @@ mod tests {
         assert_eq!(back[1], b"Subject: no newline\n\nend\n".to_vec());
         assert_eq!(sender_of(Some("Ann <ann@x.org>")), "ann@x.org");
         assert_eq!(sender_of(None), "MAILER-DAEMON");
+    }
+
+    /// Two emails from memory.
+    struct Two;
+
+    impl Source for Two {
+        fn items(&mut self, _: &Selection) -> Result<Vec<Item>, String> {
+            Ok((1..=2)
+                .map(|id| Item {
+                    id,
+                    sender: "a@x".into(),
+                    at: Utc::now(),
+                })
+                .collect())
+        }
+        fn raw(&mut self, id: u64) -> Result<Vec<u8>, String> {
+            Ok(format!("Subject: {id}\r\n\r\nbody\r\n").into_bytes())
+        }
+    }
+
+    #[test]
+    fn exports_are_the_owners_alone() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| {
+            std::fs::metadata(p)
+                .map(|m| m.permissions().mode() & 0o777)
+                .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mbox = dir.path().join("out.mbox");
+        // A partial left behind readable by all is not reused with its mode.
+        std::fs::write(mbox.with_extension("partial"), b"old").expect("stale partial");
+        std::fs::set_permissions(
+            mbox.with_extension("partial"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .expect("chmod");
+        let sel = Selection::Mailbox("a@x".into());
+        assert_eq!(export(&mut Two, &sel, Format::Mbox, &mbox), Ok(2));
+        assert_eq!(mode(&mbox), 0o600);
+        let maildir = dir.path().join("deep").join("md");
+        assert_eq!(export(&mut Two, &sel, Format::Maildir, &maildir), Ok(2));
+        for d in [dir.path().join("deep"), maildir.clone()] {
+            assert_eq!(mode(&d), 0o700, "{}", d.display());
+        }
+        for sub in ["tmp", "new", "cur"] {
+            assert_eq!(mode(&maildir.join(sub)), 0o700, "{sub}");
+        }
+        let files: Vec<_> = std::fs::read_dir(maildir.join("cur"))
+            .expect("cur")
+            .filter_map(Result::ok)
+            .collect();
+        assert_eq!(files.len(), 2);
+        for f in files {
+            assert_eq!(mode(&f.path()), 0o600, "{}", f.path().display());
+        }
     }
 }

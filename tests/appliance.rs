@@ -76,6 +76,19 @@ fn the_systemd_unit_verifies() {
     assert!(out.status.success() && err.trim().is_empty(), "{err}");
 }
 
+/// A core dump would hold every password and token in memory; the unit forbids them (systemd's
+/// exposure score does not count this, so it is checked here).
+#[test]
+fn the_systemd_unit_allows_no_core_dumps() {
+    let unit = std::fs::read_to_string("appliance/sidesync.service").expect("unit");
+    let limits: Vec<&str> = unit
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("LimitCORE="))
+        .collect();
+    assert_eq!(limits, vec!["LimitCORE=0"], "{unit}");
+}
+
 #[test]
 fn the_systemd_unit_exposure_is_at_most_2() {
     let dir = tempfile::tempdir().expect("tempdir");

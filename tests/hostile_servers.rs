@@ -6,10 +6,10 @@ mod support;
 
 use std::time::{Duration, SystemTime};
 
-use support::appliance::Setup;
+use support::appliance::{Setup, TOKEN};
 use support::dovecot::{Dovecot, PASSWORD};
 use support::hostile::{Attack, HostileServer, Protocol};
-use support::sidesync::Sidesync;
+use support::sidesync::{Sidesync, http};
 use support::{mail, wait_for};
 
 /// Peak resident memory the appliance may reach while under attack. Without the bounds an
@@ -545,5 +545,66 @@ fn starttls_injection_and_refusals_are_named_in_every_protocol() {
         !status.contains("injected"),
         "an injected answer reached /status"
     );
+    assert!(s.terminate().success());
+}
+
+#[test]
+fn pop3_text_before_tls_reaches_neither_status_nor_alerts_nor_the_log() {
+    let setup = Setup::new();
+    // (greeting or STLS refusal, expected code); each line carries text an attacker chose.
+    let cases: [(Attack, &str); 3] = [
+        (
+            Attack::Greeting("-ERR [SYS/TEMP] EVIL-GREETING call +1-555-0100"),
+            "server_busy",
+        ),
+        (
+            Attack::Greeting("EVIL-LINE this is not POP3"),
+            "protocol_error",
+        ),
+        (
+            Attack::StartTlsRefused("-ERR [SYS/PERM] EVIL-REFUSAL see evil.example"),
+            "tls_refused",
+        ),
+    ];
+    let mut body = Vec::new();
+    for (i, (attack, _)) in cases.iter().enumerate() {
+        let server = HostileServer::start(Protocol::Pop3, *attack);
+        body.push(hostile_profile(
+            &format!("pre{i}"),
+            "pop3_smtp",
+            server.port,
+            "starttls",
+        ));
+        body.push(mailbox(
+            &format!("pre{i}@example.com"),
+            &format!("pre{i}"),
+            "pw",
+        ));
+        std::mem::forget(server);
+    }
+    let cfg = setup.write("transient_failure_retries = 100", &body.concat());
+    let s = setup.start(&cfg);
+    for (i, (attack, code)) in cases.iter().enumerate() {
+        let address = format!("pre{i}@example.com");
+        let e = wait_for(
+            &format!("{attack:?} to be named"),
+            Duration::from_secs(60),
+            || {
+                let m = s.mailbox(&address);
+                (m["last_error"]["code"].is_string() && m["latest_alert"].is_object())
+                    .then(|| m["last_error"].clone())
+            },
+        );
+        assert_eq!(e["code"], *code, "{attack:?}: {e}");
+    }
+    let status = s.status().to_string();
+    let (_, alerts) = http(s.status_port, "GET", "/api/v1/alerts", Some(TOKEN), "");
+    let log = s.log_text();
+    for (what, text) in [("/status", &status), ("alerts", &alerts), ("the log", &log)] {
+        assert!(
+            !text.contains("EVIL-"),
+            "pre-TLS server text reached {what}: {text}"
+        );
+    }
     assert!(s.terminate().success());
 }

@@ -574,3 +574,40 @@ fn short_lived_tokens_lapse_between_and_during_syncs_and_nothing_is_lost() {
     let map = store.sync_id_map(user).expect("map");
     assert_eq!(map.len(), n, "one sync id map entry per email, none twice");
 }
+
+#[test]
+fn a_token_that_lives_u64_max_seconds_neither_panics_nor_stops_the_mailbox() {
+    let (d, ts) = oauth_dovecot();
+    // 18446744073709551615 seconds: added to the clock it overflowed, and the job's panic left the
+    // mailbox "running" for good, with nothing in /status.
+    ts.expires_in.store(
+        usize::try_from(u64::MAX).expect("a 64-bit test host"),
+        Ordering::SeqCst,
+    );
+    let setup = Setup::new();
+    let user = "o-forever@example.com";
+    let keys = oauth_keys(&ts, &d);
+    let cfg = setup.write(
+        "",
+        &profile_and_mailbox(&d, &keys, "forever", false, "xoauth2", "xoauth2", user),
+    );
+    for n in 0..3 {
+        d.deliver(user, &mail::sample(user, n, 1_200), "", SystemTime::now());
+    }
+    let s = setup.start(&cfg);
+    wait_for("the first sync", Duration::from_secs(60), || {
+        (s.mailbox(user)["activities_stored"] == 3).then_some(())
+    });
+    // Scheduled again: what arrives next is synced by a later turn.
+    for n in 3..5 {
+        d.deliver(user, &mail::sample(user, n, 1_200), "", SystemTime::now());
+    }
+    wait_for("a later sync", Duration::from_secs(60), || {
+        (s.mailbox(user)["activities_stored"] == 5).then_some(())
+    });
+    let m = s.mailbox(user);
+    assert!(m["last_error"].is_null(), "{m}");
+    let log = s.log_text();
+    assert!(!log.contains("panicked"), "{log}");
+    assert!(s.terminate().success());
+}

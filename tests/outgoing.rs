@@ -907,3 +907,80 @@ fn each_email_goes_out_with_the_next_ones_envelope() {
     );
     assert!(s.terminate().success());
 }
+
+#[test]
+fn a_recipient_with_a_line_end_is_refused_at_queue_time_and_never_sent() {
+    let d = Dovecot::start();
+    let setup = Setup::new();
+    let server = SmtpServer::start();
+    let from = "crlf@example.com";
+    d.add_user(from);
+    let cfg = setup.write(
+        FAST_RETRIES,
+        &[
+            profile(&d, server.port, "none", ""),
+            mailbox(from, PASSWORD),
+        ]
+        .concat(),
+    );
+    let s = setup.start(&cfg);
+    let raw = |id: &str| {
+        format!(
+            "From: {from}\r\nTo: a@example.com\r\nMessage-ID: <{id}@example.com>\r\n\
+             Subject: s\r\n\r\nbody\r\n"
+        )
+    };
+    // Validated trimmed, sent untrimmed: each of these once reached RCPT TO as written.
+    let injected = [
+        "a@example.com\r\nRCPT TO:<b@example.com>",
+        "a@example.com\r\n",
+        "a@example.com\n",
+        "a@example.com\r",
+        "a@example.com \r\n",
+        "a@example.com\t",
+    ];
+    for (i, bad) in injected.iter().enumerate() {
+        for field in ["to", "cc", "bcc"] {
+            let body = json!({"from": from, "raw": raw(&format!("r{i}{field}")), field: [bad]});
+            let (code, answer) = http(
+                setup.port,
+                "POST",
+                "/api/v1/outbox",
+                Some(TOKEN),
+                &body.to_string(),
+            );
+            assert!(
+                code == 400 || code == 422,
+                "{bad:?} in {field}: {code} {answer}"
+            );
+            assert!(answer.contains(&format!("{field}[0]")), "{answer}");
+        }
+        let body = json!({"from": from, "to": [bad], "subject": "s", "text": "t"});
+        let (code, answer) = http(
+            setup.port,
+            "POST",
+            "/api/v1/outbox",
+            Some(TOKEN),
+            &body.to_string(),
+        );
+        assert!(code == 400 || code == 422, "{bad:?}: {code} {answer}");
+    }
+    // A good one after them goes, alone: nothing of the refused ones was queued.
+    let good = queue(
+        &setup,
+        &json!({"from": from, "raw": raw("good"), "to": ["good@example.net"]}),
+    );
+    wait_status(&setup, good, "sent");
+    let msgs = server.messages();
+    assert_eq!(msgs.len(), 1, "{msgs:?}");
+    assert_eq!(msgs[0].recipients, vec!["good@example.net"]);
+    let (_, list) = http(
+        setup.port,
+        "GET",
+        &format!("/api/v1/outbox?mailbox={from}"),
+        Some(TOKEN),
+        "",
+    );
+    assert!(!list.contains("b@example.com"), "{list}");
+    assert!(s.terminate().success());
+}

@@ -5,6 +5,7 @@
 
 pub mod diff;
 mod duration;
+mod one_line;
 mod pin;
 mod raw;
 pub mod seal;
@@ -990,6 +991,7 @@ impl Validator<'_> {
     }
 
     fn config(&mut self, path: &Path, raw: RawConfig) -> Config {
+        self.one_line_values(&raw);
         let raw_appliance = raw.appliance.unwrap_or_default();
         self.allow_plaintext =
             self.plaintext_ok || raw_appliance.allow_plaintext_passwords.unwrap_or(false);

@@ -57,7 +57,7 @@ impl Credentials {
             }
         } else {
             forms.push(s.replace('\\', "\\\\").replace('"', "\\\""));
-            forms.push(crate::net::plain_blob(&login));
+            forms.push((*crate::net::plain_blob(&login)).clone());
         }
         forms
     }

@@ -6,6 +6,10 @@ use crate::net::NetError;
 pub enum SyncError {
     #[error(transparent)]
     Net(#[from] NetError),
+    /// A value for a command (a login name, a folder, a password) holds a control character:
+    /// refused before it is sent (it could end the command and start another).
+    #[error(transparent)]
+    UnsafeValue(#[from] crate::net::line::UnsafeValue),
     #[error(
         "{address} does not offer {command}, and the profile requires TLS; refusing to continue in plaintext"
     )]
@@ -79,6 +83,10 @@ pub enum SyncError {
     /// The token endpoint cannot be reached or is unwell: tried again later.
     #[error("the OAuth token endpoint {endpoint} is unavailable: {detail}")]
     TokenUnavailable { endpoint: String, detail: String },
+    /// A job panicked (a bug in sidesync, set off by whatever the server sent): only this
+    /// mailbox's turn is lost, and it is retried like a transient failure.
+    #[error("an internal error (a bug in sidesync) stopped this turn: {detail}")]
+    Internal { detail: String },
 }
 
 impl SyncError {
@@ -124,6 +132,7 @@ impl SyncError {
             | SyncError::ItemFailed { .. }
             | SyncError::ServerBusy { .. }
             | SyncError::TokenUnavailable { .. }
+            | SyncError::Internal { .. }
             | SyncError::Store(_) => true,
             SyncError::TlsNotOffered { .. }
             | SyncError::TlsInjection { .. }
@@ -134,6 +143,7 @@ impl SyncError {
             | SyncError::NoUidl { .. }
             | SyncError::Rejected { .. }
             | SyncError::TokenRefused { .. }
+            | SyncError::UnsafeValue(_)
             | SyncError::Unsupported(_) => false,
         }
     }
@@ -166,6 +176,8 @@ impl SyncError {
             SyncError::Unsupported(_) => "unsupported",
             SyncError::TokenRefused { .. } => "oauth_token_refused",
             SyncError::TokenUnavailable { .. } => "oauth_endpoint_unavailable",
+            SyncError::Internal { .. } => "internal_error",
+            SyncError::UnsafeValue(_) => "unsafe_value",
         }
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod alert_email;
 pub mod alerts;
+pub mod caught;
 pub mod credentials;
 pub mod error;
 pub mod idle_watch;

@@ -14,6 +14,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use super::caught::caught;
+use super::error::SyncError;
 use super::incoming::sync_mailbox;
 use super::{JobContext, alert_email, alerts, profile_alert, test_enable};
 use crate::config::{Mailbox, Profile};
@@ -133,7 +135,11 @@ pub async fn run(
                 let address = address.clone();
                 async move {
                     let started = Instant::now();
-                    (address, job(&job_ctx, i, mode).await, started)
+                    let r = match caught(job(&job_ctx, i, mode)).await {
+                        Ok(r) => r,
+                        Err(e) => panicked(&job_ctx, i, mode, e).await,
+                    };
+                    (address, r, started)
                 }
             });
             running.insert(address, handle);
@@ -156,8 +162,29 @@ pub async fn run(
         tokio::select! {
             _ = stop.changed() => break,
             Some(done) = jobs.join_next(), if !jobs.is_empty() => {
-                // A job aborted by a reload has been requeued already.
-                let Ok((address, r, started)) = done else { continue };
+                let (address, r, started) = match done {
+                    Ok(done) => done,
+                    // A job aborted by a reload has been requeued already.
+                    Err(e) if e.is_cancelled() => continue,
+                    // A panic past the job's own catch (in recording its failure): the mailbox
+                    // is retried all the same, never left "running" for good.
+                    Err(e) => {
+                        let Some(address) = running
+                            .iter()
+                            .find(|(_, h)| h.id() == e.id())
+                            .map(|(a, _)| a.clone())
+                        else {
+                            continue;
+                        };
+                        tracing::error!(mailbox = %address, "a sync job panicked; it is retried");
+                        let r = JobResult {
+                            next: Next::At(ctx.config.appliance.retry_interval),
+                            created: 0,
+                            failed: true,
+                        };
+                        (address, r, Instant::now())
+                    }
+                };
                 running.remove(&address);
                 report.syncs += 1;
                 report.created += r.created;
@@ -606,6 +633,40 @@ async fn job(ctx: &JobContext, i: usize, mode: RunMode) -> JobResult {
             .into_result()
         }
     }
+}
+
+/// A job that panicked: recorded as the mailbox's transient `internal_error` (a warning alert,
+/// retried after `retry_interval` like any transient failure, disabled only when those run out).
+async fn panicked(ctx: &JobContext, i: usize, mode: RunMode, e: SyncError) -> JobResult {
+    let mailbox = &ctx.config.mailboxes[i];
+    tracing::error!(mailbox = %mailbox.email_address, error = %e, "a sync job panicked");
+    let Some(profile) = ctx.config.mailbox_profile(mailbox) else {
+        return JobResult {
+            next: Next::At(ctx.config.appliance.retry_interval),
+            created: 0,
+            failed: true,
+        };
+    };
+    ctx.metrics
+        .sync_finished(&profile.name, Duration::ZERO, Some(e.code()));
+    let failures = ctx
+        .store
+        .mailbox_state(&mailbox.email_address)
+        .map(|s| s.transient_failure_count)
+        .unwrap_or_default();
+    let text = e.to_string();
+    failed(
+        ctx,
+        profile,
+        mailbox,
+        failures,
+        e.code(),
+        &text,
+        e.is_transient(),
+        mode,
+    )
+    .await
+    .into_result()
 }
 
 struct Failed(Next);

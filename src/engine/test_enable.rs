@@ -9,6 +9,7 @@ use base64::engine::general_purpose::STANDARD;
 use chrono::Utc;
 
 use super::JobContext;
+use super::caught::caught;
 use super::error::SyncError;
 use super::incoming::IncomingSession;
 use crate::config::identity;
@@ -32,7 +33,7 @@ fn secrets(username: &str, password: &Secret, authzid: Option<&str>) -> Vec<Stri
         p.to_string(),
         quoted,
         STANDARD.encode(p),
-        plain_blob(&login),
+        (*plain_blob(&login)).clone(),
     ]
 }
 
@@ -80,7 +81,8 @@ async fn test_incoming(ctx: &JobContext, profile: &Profile, mailbox: &Mailbox) -
             Recorder::new(secrets(username, password, authzid))
         }
     };
-    let result = async {
+    // A panic in the test is its failure (internal_error), not a lost answer.
+    let result = caught(async {
         let permit = ctx.acquire(profile, mailbox, &profile.incoming).await;
         let mut session =
             IncomingSession::open(ctx, profile, mailbox, Some(recorder.clone())).await?;
@@ -106,8 +108,9 @@ async fn test_incoming(ctx: &JobContext, profile: &Profile, mailbox: &Mailbox) -
                 probed
             }
         }
-    }
-    .await;
+    })
+    .await
+    .and_then(|r| r);
     outcome(result, &recorder)
 }
 
@@ -128,7 +131,8 @@ async fn test_outgoing(ctx: &JobContext, profile: &Profile, mailbox: &Mailbox) -
             Recorder::new(secrets(username, password, authzid))
         }
     };
-    let result = async {
+    // A panic in the test is its failure (internal_error), not a lost answer.
+    let result = caught(async {
         use super::credentials::{credentials, renewed, token_refused};
         let limit = profile.timeout_mailbox_connection_after;
         let creds = credentials(ctx, profile, endpoint, mailbox, Some(&recorder)).await?;
@@ -148,8 +152,9 @@ async fn test_outgoing(ctx: &JobContext, profile: &Profile, mailbox: &Mailbox) -
         let checked = session.check_sender(&mailbox.email_address, limit).await;
         session.quit(limit).await;
         checked
-    }
-    .await;
+    })
+    .await
+    .and_then(|r| r);
     outcome(result, &recorder)
 }
 

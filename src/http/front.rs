@@ -54,7 +54,23 @@ pub struct Front {
     pub allowed_hosts: Vec<String>,
 }
 
-/// Connections per client address.
+/// Whose connections count together for the per-address cap: an IPv4 address, or an IPv6
+/// address's /64 (one host is given a whole /64 and picks any address in it at will, so per
+/// address it would have 2^64 caps). An IPv4-mapped IPv6 address is its IPv4 address.
+fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(std::net::Ipv6Addr::from(prefix))
+            }
+        },
+    }
+}
+
+/// Connections per client (see [`client_key`]).
 #[derive(Default)]
 struct PerAddress(Mutex<HashMap<IpAddr, usize>>);
 
@@ -146,17 +162,18 @@ pub async fn serve(front: Front) {
         };
         let limits = &shared.2;
         let ip = peer.ip();
+        let key = client_key(ip);
         // At a cap, the oldest connection still in its head phase (of this address, or of
         // anyone for the global cap) gives its place; with none, the new one is closed at once.
         let held = match (
             slots.clone().try_acquire_owned().ok(),
-            per_address.enter(ip, limits.per_address),
+            per_address.enter(key, limits.per_address),
         ) {
             (Some(permit), Some(slot)) => Some(Held {
                 _permit: permit,
                 slot,
             }),
-            (_, None) => evict(&pending, Some(ip)),
+            (_, None) => evict(&pending, Some(key)),
             (None, Some(slot)) => evict(&pending, None).map(|old| Held {
                 _permit: old._permit,
                 slot,
@@ -165,7 +182,7 @@ pub async fn serve(front: Front) {
         let Some(held) = held else {
             continue;
         };
-        debug_assert_eq!(held.slot.1, ip);
+        debug_assert_eq!(held.slot.1, key);
         let held = Arc::new(Mutex::new(Some(held)));
         let done = Arc::new(AtomicBool::new(false));
         let shared = shared.clone();
@@ -194,7 +211,7 @@ pub async fn serve(front: Front) {
         if let Ok(mut p) = pending.lock() {
             p.retain(|c| !c.done.load(Ordering::Acquire));
             p.push_back(Pending {
-                ip,
+                ip: key,
                 held,
                 done,
                 abort: task.abort_handle(),
@@ -374,6 +391,19 @@ async fn relay<S>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_ipv6_client_counts_per_64_and_ipv4_per_address() {
+        let key = |s: &str| client_key(s.parse().expect("address"));
+        let a = key("2001:db8:1:2:aaaa::1");
+        assert_eq!(a, key("2001:db8:1:2:ffff:ffff:ffff:ffff"), "same /64");
+        assert_eq!(a, key("2001:db8:1:2::"), "the /64 itself");
+        assert_eq!(a.to_string(), "2001:db8:1:2::");
+        assert_ne!(a, key("2001:db8:1:3::1"), "the next /64");
+        assert_ne!(key("10.0.0.1"), key("10.0.0.2"), "IPv4: each address");
+        assert_eq!(key("::ffff:10.0.0.1"), key("10.0.0.1"), "IPv4-mapped");
+        assert_eq!(key("::1"), key("::2"), "loopback's /64");
+    }
 
     fn ip() -> IpAddr {
         "192.0.2.7".parse().expect("ip")

@@ -13,13 +13,13 @@ use super::Login;
 
 /// SASL PLAIN: "authzid NUL authcid NUL password" (RFC 4616).
 struct Plain {
-    response: Vec<u8>,
+    response: zeroize::Zeroizing<Vec<u8>>,
 }
 
 /// A bearer-token mechanism: the initial response, then (after a failure challenge, which
 /// carries the server's JSON status) the empty response that ends the exchange (RFC 7628 §3.2.3).
 struct Bearer {
-    response: Vec<u8>,
+    response: zeroize::Zeroizing<Vec<u8>>,
     sent: bool,
     /// The server's failure status, when it sent one.
     status: std::sync::Arc<std::sync::Mutex<Option<Vec<u8>>>>,
@@ -127,6 +127,9 @@ pub(super) async fn login(
         })
         .await
     } else {
+        // LOGIN sends both as quoted strings, which cannot hold a line end.
+        net::line::one_line("the IMAP login name", login.username)?;
+        net::line::one_line("the IMAP password", login.password.expose())?;
         net::step(address, "logging in", limit, async {
             client
                 .login(login.username, login.password.expose())

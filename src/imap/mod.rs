@@ -203,6 +203,7 @@ impl ImapSession {
 
     /// EXAMINE: opens the folder read-only and reports its UIDVALIDITY, UIDNEXT, EXISTS, HIGHESTMODSEQ.
     pub async fn examine(&mut self, folder: &str) -> Result<FolderStatus, SyncError> {
+        folder_name_ok(folder)?;
         let address = self.address.clone();
         let mailbox = step(
             &address,
@@ -438,6 +439,8 @@ impl ImapSession {
         uids: &[u32],
         target: &str,
     ) -> Result<Option<MoveOutcome>, SyncError> {
+        folder_name_ok(folder)?;
+        folder_name_ok(target)?;
         let address = self.address.clone();
         let limit = self.timeout;
         let caps = self.capabilities().await?;
@@ -512,6 +515,7 @@ impl ImapSession {
         if uids.is_empty() {
             return Ok(true);
         }
+        folder_name_ok(folder)?;
         let address = self.address.clone();
         let limit = self.timeout;
         let caps = self.capabilities().await?;
@@ -588,6 +592,7 @@ impl ImapSession {
 
     /// APPEND a message to `folder`, marked \Seen (a copy of what was sent, O5).
     pub async fn append(&mut self, folder: &str, raw: &[u8]) -> Result<(), SyncError> {
+        folder_name_ok(folder)?;
         let address = self.address.clone();
         step(
             &address,
@@ -613,6 +618,12 @@ impl ImapSession {
 
 /// `NOTIFY SET` for the selected folder and `folders`; None when a name is not plain printable
 /// ASCII (a literal would be needed, and NOTIFY is only a shortcut).
+/// A folder name goes into SELECT, EXAMINE, CREATE, MOVE and APPEND as a quoted string, which
+/// cannot hold a line end: refused before it is sent.
+fn folder_name_ok(folder: &str) -> Result<(), SyncError> {
+    net::line::one_line("the IMAP folder name", folder).map_err(SyncError::from)
+}
+
 fn notify_command(folders: &[String]) -> Option<String> {
     let mut names = Vec::with_capacity(folders.len());
     for f in folders {

@@ -87,16 +87,18 @@ pub async fn exchange(
         } else {
             "Connection: close\r\n\r\n"
         });
-        let mut bytes = head.into_bytes();
+        // The request may carry a client secret or a refresh token, the answer an access
+        // token: both buffers are overwritten when they go.
+        let mut bytes = zeroize::Zeroizing::new(head.into_bytes());
         bytes.extend_from_slice(request.body);
         let io = |e: std::io::Error| HttpError::Io(format!("talking to {}: {e}", endpoint.host));
         stream.write_all(&bytes).await.map_err(io)?;
         stream.flush().await.map_err(io)?;
-        let mut answer = Vec::new();
-        let mut buf = [0u8; 8192];
+        let mut answer = zeroize::Zeroizing::new(Vec::new());
+        let mut buf = zeroize::Zeroizing::new([0u8; 8192]);
         let mut closed = false;
         loop {
-            let n = match stream.read(&mut buf).await {
+            let n = match stream.read(&mut buf[..]).await {
                 Ok(n) => n,
                 // Servers that close without TLS close_notify: what arrived is the answer.
                 Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => 0,

@@ -3,6 +3,7 @@
 //! the profile's CA file.
 
 pub mod http;
+pub mod line;
 pub mod sasl;
 mod stream;
 mod tls;
@@ -10,6 +11,7 @@ pub mod transcript;
 pub mod url;
 
 use std::time::Duration;
+use zeroize::Zeroizing;
 
 use tokio::net::TcpStream;
 
@@ -21,8 +23,8 @@ pub use tls::{Alpn, TlsContext, TlsError, handshake_counts, pem_certificates};
 pub use transcript::Recorder;
 
 /// SASL PLAIN (RFC 4616): authzid NUL authcid NUL password, the raw bytes.
-pub fn plain_response(login: &Login<'_>) -> Vec<u8> {
-    let mut raw = Vec::new();
+pub fn plain_response(login: &Login<'_>) -> Zeroizing<Vec<u8>> {
+    let mut raw = Zeroizing::new(Vec::new());
     raw.extend_from_slice(login.authzid.unwrap_or("").as_bytes());
     raw.push(0);
     raw.extend_from_slice(login.username.as_bytes());
@@ -32,9 +34,11 @@ pub fn plain_response(login: &Login<'_>) -> Vec<u8> {
 }
 
 /// SASL PLAIN as it goes on the wire in SMTP and POP3: base64.
-pub fn plain_blob(login: &Login<'_>) -> String {
+pub fn plain_blob(login: &Login<'_>) -> Zeroizing<String> {
     use base64::Engine;
-    base64::engine::general_purpose::STANDARD.encode(plain_response(login))
+    Zeroizing::new(
+        base64::engine::general_purpose::STANDARD.encode(plain_response(login).as_slice()),
+    )
 }
 
 /// Where and how a session (IMAP, POP3, SMTP) connects.
@@ -67,7 +71,7 @@ pub fn bearer_response(
     login: &Login<'_>,
     host: &str,
     port: u16,
-) -> Vec<u8> {
+) -> Zeroizing<Vec<u8>> {
     let token = login.password.expose();
     match mechanism {
         sasl::BearerMechanism::XOAuth2 => sasl::xoauth2(login.username, token),

@@ -20,15 +20,18 @@ impl BearerMechanism {
 }
 
 /// XOAUTH2's initial response: `user=U ^A auth=Bearer T ^A ^A`.
-pub fn xoauth2(user: &str, token: &str) -> Vec<u8> {
-    format!("user={user}\x01auth=Bearer {token}\x01\x01").into_bytes()
+pub fn xoauth2(user: &str, token: &str) -> zeroize::Zeroizing<Vec<u8>> {
+    zeroize::Zeroizing::new(format!("user={user}\x01auth=Bearer {token}\x01\x01").into_bytes())
 }
 
 /// OAUTHBEARER's initial response (RFC 7628 §3.1): a GS2 header naming the user (`,` and `=`
 /// escaped as RFC 5801 says), then host, port and the token as key=value pairs.
-pub fn oauthbearer(user: &str, host: &str, port: u16, token: &str) -> Vec<u8> {
+pub fn oauthbearer(user: &str, host: &str, port: u16, token: &str) -> zeroize::Zeroizing<Vec<u8>> {
     let user = user.replace('=', "=3D").replace(',', "=2C");
-    format!("n,a={user},\x01host={host}\x01port={port}\x01auth=Bearer {token}\x01\x01").into_bytes()
+    zeroize::Zeroizing::new(
+        format!("n,a={user},\x01host={host}\x01port={port}\x01auth=Bearer {token}\x01\x01")
+            .into_bytes(),
+    )
 }
 
 /// The mechanism for a login with a bearer token: the configured one, or with `auto` the one the
@@ -81,12 +84,12 @@ mod tests {
     #[test]
     fn the_initial_responses_as_the_specifications_write_them() {
         assert_eq!(
-            xoauth2("someuser@example.com", "ya29.vF9dft4qmTc2Nvb3RlckBhdHRhdmlzdGEuY29tCg"),
+            *xoauth2("someuser@example.com", "ya29.vF9dft4qmTc2Nvb3RlckBhdHRhdmlzdGEuY29tCg"),
             b"user=someuser@example.com\x01auth=Bearer ya29.vF9dft4qmTc2Nvb3RlckBhdHRhdmlzdGEuY29tCg\x01\x01"
         );
         // RFC 7628 §4.1.
         assert_eq!(
-            oauthbearer("user@example.com", "server.example.com", 143, "vF9dft4qmTc2Nvb3RlckBhbHRhdmlzdGEuY29tCg=="),
+            *oauthbearer("user@example.com", "server.example.com", 143, "vF9dft4qmTc2Nvb3RlckBhbHRhdmlzdGEuY29tCg=="),
             b"n,a=user@example.com,\x01host=server.example.com\x01port=143\x01auth=Bearer vF9dft4qmTc2Nvb3RlckBhbHRhdmlzdGEuY29tCg==\x01\x01"
         );
         assert!(oauthbearer("a=b,c@x", "h", 1, "t").starts_with(b"n,a=a=3Db=2Cc@x,"));

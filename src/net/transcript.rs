@@ -3,8 +3,11 @@
 
 use std::sync::{Arc, Mutex};
 
-/// Bytes kept per transcript; a test says far less.
+/// Characters of a rendered transcript; a test says far less.
 const LIMIT: usize = 16 * 1024;
+/// Bytes recorded: more than is shown, so that masking runs over whole secrets and the cut at
+/// [`LIMIT`] comes after it (cut first, a secret split by the cut kept its unmasked beginning).
+const RAW_LIMIT: usize = 4 * LIMIT;
 const MASK: &str = "********";
 
 #[derive(Default)]
@@ -45,7 +48,7 @@ impl Recorder {
         if t.finished {
             return;
         }
-        let room = LIMIT.saturating_sub(t.size);
+        let room = RAW_LIMIT.saturating_sub(t.size);
         let take = &bytes[..bytes.len().min(room)];
         if take.is_empty() {
             return;
@@ -85,8 +88,16 @@ impl Recorder {
             return String::new();
         };
         let mut out = String::new();
-        for (from_client, bytes) in &t.chunks {
-            let text = String::from_utf8_lossy(bytes);
+        let capped = t.size >= RAW_LIMIT;
+        let last = t.chunks.len().saturating_sub(1);
+        for (i, (from_client, bytes)) in t.chunks.iter().enumerate() {
+            let mut text = String::from_utf8_lossy(bytes).into_owned();
+            // The recording stopped mid-line: that line may end in part of a secret, which no
+            // mask matches. It goes whole.
+            if capped && i == last && !text.ends_with('\n') {
+                let keep = text.rfind('\n').map_or(0, |n| n + 1);
+                text.truncate(keep);
+            }
             for line in text.lines() {
                 let line = line.trim_end_matches('\r');
                 if let Some(note) = line.strip_prefix('[').filter(|_| *from_client) {
@@ -99,11 +110,20 @@ impl Recorder {
                 out.push('\n');
             }
         }
-        if t.size >= LIMIT {
-            out.push_str("-- (transcript cut at 16 KB)\n");
-        }
+        // Mask first, then cut: the cut cannot split a secret that is still unmasked.
         for s in &t.secrets {
             out = out.replace(s.as_str(), MASK);
+        }
+        if capped || out.len() > LIMIT {
+            let mut end = LIMIT.min(out.len());
+            while !out.is_char_boundary(end) {
+                end -= 1;
+            }
+            out.truncate(end);
+            if !out.ends_with('\n') {
+                out.push('\n');
+            }
+            out.push_str("-- (transcript cut at 16 KB)\n");
         }
         out
     }
@@ -125,6 +145,33 @@ mod tests {
             t,
             "S: * OK ready\nC: a1 LOGIN \"bob\" \"********\"\nS: a1 OK logged in\nC: AUTH PLAIN ********\n"
         );
+    }
+
+    #[test]
+    fn a_secret_straddling_the_cut_is_masked_not_half_shown() {
+        let secret = "hunter2-secret-token-0123456789";
+        let r = Recorder::new(vec![secret.into()]);
+        // Server lines up to just before the cut, then the secret across it.
+        let line = b"* OK filler line\r\n";
+        let mut size = 0;
+        // "a1 LOGIN bob " and "hunter2" before the cut, the rest after it.
+        let before = LIMIT - "a1 LOGIN bob hunter2".len();
+        while size + line.len() < before {
+            r.server(line);
+            size += line.len();
+        }
+        r.server(&vec![b'x'; before - size]);
+        r.client(format!("a1 LOGIN bob {secret}\r\n").as_bytes());
+        for _ in 0..4000 {
+            r.server(line);
+        }
+        let t = r.render();
+        assert!(
+            !t.contains("hunter2"),
+            "the secret's beginning survived the cut"
+        );
+        assert!(t.ends_with("-- (transcript cut at 16 KB)\n"));
+        assert!(t.len() <= LIMIT + 64, "{}", t.len());
     }
 
     #[test]

@@ -16,6 +16,10 @@ use crate::secret::Secret;
 /// A token is renewed this long before it expires (or at half its life if that is shorter), so
 /// that a sync never starts with one about to lapse.
 const MARGIN: Duration = Duration::from_secs(300);
+/// A token is renewed at least this often, whatever lifetime the endpoint states: `expires_in`
+/// is the server's number (u64::MAX seconds has been seen), and past the clock's range adding it
+/// to now would panic.
+const MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
 struct Cached {
     token: Secret,
@@ -63,10 +67,12 @@ impl TokenCache {
             return Ok((c.token.clone(), Source::Cached));
         }
         let (token, lifetime) = fetch().await?;
+        let lifetime = lifetime.min(MAX_LIFETIME);
         let early = MARGIN.min(lifetime / 2);
+        let now = Instant::now();
         *cached = Some(Cached {
             token: token.clone(),
-            renew_at: Instant::now() + lifetime.saturating_sub(early),
+            renew_at: now.checked_add(lifetime - early).unwrap_or(now),
         });
         Ok((token, Source::Fetched))
     }
@@ -171,5 +177,28 @@ mod tests {
             .await
             .expect_err("error");
         assert_eq!(e, "refused");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lifetime_of_u64_max_seconds_is_kept_a_day() {
+        let cache = TokenCache::default();
+        let n = AtomicUsize::new(0);
+        let forever = Duration::from_secs(u64::MAX);
+        let (_, s) = cache
+            .get("m", || fetch_counted(&n, forever))
+            .await
+            .expect("t");
+        assert_eq!(s, Source::Fetched);
+        let (_, s) = cache
+            .get("m", || fetch_counted(&n, forever))
+            .await
+            .expect("t");
+        assert_eq!(s, Source::Cached);
+        tokio::time::advance(MAX_LIFETIME).await;
+        let (_, s) = cache
+            .get("m", || fetch_counted(&n, forever))
+            .await
+            .expect("t");
+        assert_eq!(s, Source::Fetched, "renewed within a day");
     }
 }

@@ -6,6 +6,7 @@ use base64::engine::general_purpose::STANDARD;
 use mail_builder::MessageBuilder;
 use serde::Deserialize;
 
+use super::envelope::{envelope_address, envelope_list};
 use crate::tracking::token::with_token;
 
 #[derive(Debug, Deserialize)]
@@ -69,13 +70,6 @@ pub struct NewEmail {
     pub subject: String,
 }
 
-fn address_ok(a: &str) -> bool {
-    let a = a.trim();
-    a.split_once('@')
-        .is_some_and(|(l, d)| !l.is_empty() && !d.is_empty() && !d.contains('@'))
-        && !a.contains(|c: char| c.is_whitespace() || c == '<' || c == '>' || c == ',')
-}
-
 /// `type/subtype` of RFC 2045 token characters, nothing else: it goes into a header line.
 fn mime_type_ok(t: &str) -> bool {
     let token = |s: &str| {
@@ -85,18 +79,6 @@ fn mime_type_ok(t: &str) -> bool {
     };
     t.split_once('/')
         .is_some_and(|(ty, sub)| token(ty) && token(sub))
-}
-
-fn check_addresses(field: &str, list: &[String]) -> Result<(), RequestError> {
-    for (i, a) in list.iter().enumerate() {
-        if !address_ok(a) {
-            return Err(bad(
-                format!("{field}[{i}]"),
-                format!("\"{a}\" is not an email address"),
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// Parses a request body. Errors name the field (serde's own message for shape errors).
@@ -121,13 +103,7 @@ pub fn build(
     in_reply_to: Option<&str>,
     token: Option<&str>,
 ) -> Result<NewEmail, RequestError> {
-    if !address_ok(&req.from) {
-        return Err(bad(
-            "from",
-            format!("\"{}\" is not an email address", req.from),
-        ));
-    }
-    let from = req.from.trim().to_ascii_lowercase();
+    let from = envelope_address("from", &req.from)?.to_ascii_lowercase();
     if let Some(raw) = &req.raw {
         if req.text.is_some()
             || req.html.is_some()
@@ -141,16 +117,11 @@ pub fn build(
         }
         return build_raw(raw, from, &req.to, &req.cc, &req.bcc, token);
     }
-    check_addresses("to", &req.to)?;
-    check_addresses("cc", &req.cc)?;
-    check_addresses("bcc", &req.bcc)?;
-    let recipients: Vec<String> = req
-        .to
-        .iter()
-        .chain(&req.cc)
-        .chain(&req.bcc)
-        .map(|a| a.trim().to_string())
-        .collect();
+    // The addresses as they will be sent: the headers and the envelope use these very strings.
+    let to = envelope_list("to", &req.to)?;
+    let cc = envelope_list("cc", &req.cc)?;
+    let recipients: Vec<String> =
+        [to.clone(), cc.clone(), envelope_list("bcc", &req.bcc)?].concat();
     if recipients.is_empty() {
         return Err(bad(
             "to",
@@ -171,11 +142,11 @@ pub fn build(
         .from(from.as_str())
         .subject(subject.as_str())
         .message_id(message_id);
-    if !req.to.is_empty() {
-        b = b.to(req.to.iter().map(|a| a.trim()).collect::<Vec<&str>>());
+    if !to.is_empty() {
+        b = b.to(to.iter().map(String::as_str).collect::<Vec<&str>>());
     }
-    if !req.cc.is_empty() {
-        b = b.cc(req.cc.iter().map(|a| a.trim()).collect::<Vec<&str>>());
+    if !cc.is_empty() {
+        b = b.cc(cc.iter().map(String::as_str).collect::<Vec<&str>>());
     }
     if let Some(id) = in_reply_to {
         b = b.in_reply_to(id).references(id);
@@ -240,11 +211,21 @@ fn build_raw(
         })
         .unwrap_or_default()
     };
-    let mut recipients: Vec<String> = to.iter().chain(cc).chain(bcc).cloned().collect();
+    let mut recipients = [
+        envelope_list("to", to)?,
+        envelope_list("cc", cc)?,
+        envelope_list("bcc", bcc)?,
+    ]
+    .concat();
     if recipients.is_empty() {
-        recipients = [addrs(parsed.to()), addrs(parsed.cc()), addrs(parsed.bcc())].concat();
+        let named = [addrs(parsed.to()), addrs(parsed.cc()), addrs(parsed.bcc())].concat();
+        recipients = envelope_list("raw", &named).map_err(|e| {
+            bad(
+                "raw",
+                format!("a To, Cc or Bcc header address: {}", e.message),
+            )
+        })?;
     }
-    check_addresses("to", &recipients)?;
     if recipients.is_empty() {
         return Err(bad("raw", "the message names no recipient (To, Cc or Bcc)"));
     }
@@ -404,6 +385,31 @@ mod tests {
                 && text.ends_with("\r\n\r\nBody\r\n"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn raw_mode_recipients_are_checked_as_sent() {
+        let raw = "Message-ID: <r2@x>\r\nFrom: a@x.org\r\nTo: b@y.org\r\n\r\nBody\r\n";
+        for (field, bad_value) in [
+            ("to", "a@example.com\r\nRCPT TO:<b@example.com>"),
+            ("to", "a@example.com\r\n"),
+            ("cc", "a@example.com\n"),
+            ("bcc", "a@example.com \r\n"),
+        ] {
+            let json = serde_json::json!({ "from": "a@x.org", "raw": raw, field: [bad_value] })
+                .to_string();
+            let e = req(&json).expect_err(bad_value);
+            assert_eq!(e.field, format!("{field}[0]"), "{bad_value:?}");
+        }
+        let json =
+            serde_json::json!({ "from": "a@x.org", "raw": raw, "to": [" c@y.org "] }).to_string();
+        assert_eq!(req(&json).expect("spaces cut").recipients, vec!["c@y.org"]);
+    }
+
+    #[test]
+    fn a_sender_with_a_line_end_is_refused() {
+        let e = req(r#"{"from":"a@x.org\r\n","to":["b@y.org"],"text":"t"}"#).expect_err("from");
+        assert_eq!(e.field, "from");
     }
 
     #[test]

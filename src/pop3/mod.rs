@@ -9,6 +9,7 @@
 mod wire;
 
 use std::time::Duration;
+use zeroize::Zeroizing;
 
 use tokio::io::{AsyncWriteExt, BufReader};
 
@@ -32,6 +33,9 @@ pub struct Pop3Session {
     timeout: Duration,
     pipelining: bool,
     line: Vec<u8>,
+    /// Before the STLS handshake: what the server says may be anyone's on the path, so none of
+    /// its text reaches an error (`/status`, alerts, logs), only status words and response codes.
+    pre_tls: bool,
 }
 
 impl Pop3Session {
@@ -45,13 +49,15 @@ impl Pop3Session {
             timeout: limit,
             pipelining: false,
             line: Vec::new(),
+            pre_tls: target.tls == TlsMode::StartTls,
         };
         match s.status("waiting for the greeting").await? {
             Status::Ok(_) => {}
             Status::Err(text) | Status::Continue(text) => {
+                let reply = s.shown("-ERR", text);
                 return Err(SyncError::ServerBusy {
                     address: s.address,
-                    reply: text,
+                    reply,
                 });
             }
         }
@@ -67,20 +73,10 @@ impl Pop3Session {
             match s.command("STLS", "starting TLS").await? {
                 Status::Ok(_) => {}
                 Status::Err(text) | Status::Continue(text) => {
-                    // Only the response code is kept: text before TLS may be an attacker's.
-                    let code = text
-                        .split_whitespace()
-                        .next()
-                        .filter(|w| w.starts_with('['))
-                        .and_then(crate::wire::safe_word);
                     return Err(SyncError::TlsRefused {
                         address: s.address.clone(),
                         command: "STLS",
-                        reply: ["-ERR"]
-                            .into_iter()
-                            .chain(code)
-                            .collect::<Vec<_>>()
-                            .join(" "),
+                        reply: pre_tls_reply("-ERR", &text),
                         transient: wire::is_temporary(&text),
                     });
                 }
@@ -94,6 +90,7 @@ impl Pop3Session {
             }
             let stream = net::start_tls(s.r.into_inner(), target, limit).await?;
             s.r = BufReader::new(stream);
+            s.pre_tls = false;
             // Capabilities before TLS cannot be trusted (RFC 2595 §4): ask again.
             caps = s.capabilities().await?;
         }
@@ -102,6 +99,16 @@ impl Pop3Session {
         s.login(&caps, target.auth, login, (target.host, target.port))
             .await?;
         Ok(s)
+    }
+
+    /// A reply's text as errors may carry it: whole after TLS (or with no TLS at all), only its
+    /// status word and response code before it.
+    fn shown(&self, status: &str, text: String) -> String {
+        if self.pre_tls {
+            pre_tls_reply(status, &text)
+        } else {
+            text
+        }
     }
 
     fn tls_not_offered(&self) -> SyncError {
@@ -146,6 +153,9 @@ impl Pop3Session {
         .await?;
         match wire::parse_status(&self.line) {
             Some(s) => Ok(s),
+            None if self.pre_tls => Err(self.protocol(format!(
+                "a line that is not POP3 while {what} (not shown: it came before TLS)"
+            ))),
             None => Err(self.protocol(format!(
                 "\"{}\" while {what}",
                 String::from_utf8_lossy(&self.line).trim_end()
@@ -154,7 +164,12 @@ impl Pop3Session {
     }
 
     async fn command(&mut self, command: &str, what: &'static str) -> Result<Status, SyncError> {
-        self.send(format!("{command}\r\n").as_bytes(), what).await?;
+        // USER, PASS and AUTH carry the config's and the vault's values: one line, exactly.
+        let verb = command.split(' ').next().unwrap_or("");
+        crate::net::line::one_line(format!("the POP3 {verb} command's argument"), command)?;
+        // The line may hold a password (PASS, AUTH): overwritten when sent.
+        let line = Zeroizing::new(format!("{command}\r\n"));
+        self.send(line.as_bytes(), what).await?;
         self.status(what).await
     }
 
@@ -167,7 +182,9 @@ impl Pop3Session {
     }
 
     fn refused(&self, what: &str, text: String) -> SyncError {
-        if wire::is_temporary(&text) {
+        let temporary = wire::is_temporary(&text);
+        let text = self.shown("", text);
+        if temporary {
             SyncError::ServerBusy {
                 address: self.address.clone(),
                 reply: text,
@@ -250,7 +267,8 @@ impl Pop3Session {
         let what = "logging in";
         let status = if use_plain {
             let blob = net::plain_blob(login);
-            match self.command(&format!("AUTH PLAIN {blob}"), what).await? {
+            let line = Zeroizing::new(format!("AUTH PLAIN {}", blob.as_str()));
+            match self.command(&line, what).await? {
                 // A server that wants the response on its own line (no initial response).
                 Status::Continue(_) => self.command(&blob, what).await?,
                 other => other,
@@ -261,8 +279,8 @@ impl Pop3Session {
                 .await?
             {
                 Status::Ok(_) => {
-                    self.command(&format!("PASS {}", login.password.expose()), what)
-                        .await?
+                    let line = Zeroizing::new(format!("PASS {}", login.password.expose()));
+                    self.command(&line, what).await?
                 }
                 other => other,
             }
@@ -454,5 +472,44 @@ impl Pop3Session {
         self.expect_ok("QUIT", "closing the session")
             .await
             .map(|_| ())
+    }
+}
+
+/// What is kept of a reply sent before TLS: its status word and response code (`-ERR
+/// [SYS/TEMP]`), never its text, which anyone on the path can write.
+fn pre_tls_reply(status: &str, text: &str) -> String {
+    let code = text
+        .split_whitespace()
+        .next()
+        .filter(|w| w.starts_with('['))
+        .and_then(crate::wire::safe_word);
+    let kept: Vec<&str> = [status]
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .chain(code)
+        .collect();
+    if kept.is_empty() {
+        "a refusal (its text is not shown: it came before TLS)".to_string()
+    } else {
+        kept.join(" ")
+    }
+}
+
+#[cfg(test)]
+mod pre_tls_tests {
+    use super::pre_tls_reply;
+
+    #[test]
+    fn only_the_status_word_and_a_safe_code_are_kept() {
+        assert_eq!(
+            pre_tls_reply("-ERR", "[SYS/TEMP] busy EVIL-TEXT"),
+            "-ERR [SYS/TEMP]"
+        );
+        assert_eq!(pre_tls_reply("-ERR", "go away EVIL-TEXT"), "-ERR");
+        assert_eq!(
+            pre_tls_reply("-ERR", "[<script>alert(1)</script>] x"),
+            "-ERR"
+        );
+        assert!(!pre_tls_reply("", "EVIL-TEXT").contains("EVIL"));
     }
 }

@@ -271,12 +271,8 @@ impl SmtpSession {
         }
         let last = if use_plain {
             let blob = plain_blob(login);
-            timed(
-                &address,
-                limit,
-                self.client.cmd(format!("AUTH PLAIN {blob}\r\n")),
-            )
-            .await?
+            let line = zeroize::Zeroizing::new(format!("AUTH PLAIN {}\r\n", blob.as_str()));
+            timed(&address, limit, self.client.cmd(line.as_bytes())).await?
         } else {
             let r = timed(&address, limit, self.client.cmd(b"AUTH LOGIN\r\n")).await?;
             if r.code != 334 {
@@ -308,6 +304,7 @@ impl SmtpSession {
 
     /// Checks that the server takes mail from `sender`: MAIL FROM, then RSET (nothing is sent).
     pub async fn check_sender(&mut self, sender: &str, limit: Duration) -> Result<(), SyncError> {
+        crate::net::line::one_line("MAIL FROM", sender)?;
         let address = self.address.clone();
         let r = timed(
             &address,
@@ -497,6 +494,9 @@ impl SmtpSession {
         recipients: &[String],
         limit: Duration,
     ) -> Result<(Vec<Response<String>>, usize, usize), SendFailure> {
+        // The last check before the wire: a line end in an address would end MAIL FROM or RCPT
+        // TO early and start a command of its own (the outbox refuses these at queue time).
+        unsafe_envelope(sender, recipients)?;
         let rset = self.open_transaction;
         self.open_transaction = true;
         let skip = usize::from(rset);
@@ -535,6 +535,22 @@ impl SmtpSession {
         }
         let _ = tokio::time::timeout(limit, self.client.quit()).await;
     }
+}
+
+/// A sender or recipient that cannot be sent as one command line: a permanent failure, with
+/// nothing sent.
+fn unsafe_envelope(sender: &str, recipients: &[String]) -> Result<(), SendFailure> {
+    let checked = crate::net::line::one_line("MAIL FROM", sender).and_then(|()| {
+        recipients.iter().enumerate().try_for_each(|(i, r)| {
+            crate::net::line::one_line(format!("RCPT TO (recipient {})", i + 1), r)
+        })
+    });
+    checked.map_err(|e| SendFailure {
+        transient: false,
+        reply: e.to_string(),
+        results: Vec::new(),
+        connection_lost: false,
+    })
 }
 
 /// A pipelined envelope appended to `out`: (RSET,) MAIL FROM, each RCPT TO, DATA. Returns how
@@ -602,7 +618,32 @@ async fn timed<T>(
 
 #[cfg(test)]
 mod tests {
-    use super::dot_stuff;
+    use super::{dot_stuff, unsafe_envelope};
+
+    #[test]
+    fn an_envelope_with_a_line_end_is_refused_before_it_is_written() {
+        let ok = vec!["b@example.com".to_string()];
+        assert!(unsafe_envelope("a@example.com", &ok).is_ok());
+        let e = unsafe_envelope("a@example.com\r\n", &ok).expect_err("sender");
+        assert!(
+            !e.transient && e.reply.starts_with("MAIL FROM holds"),
+            "{}",
+            e.reply
+        );
+        let bad = vec![
+            "b@example.com".to_string(),
+            "a@example.com\r\nRCPT TO:<c@example.com>".to_string(),
+        ];
+        let e = unsafe_envelope("a@example.com", &bad).expect_err("recipient");
+        assert!(
+            e.reply.starts_with("RCPT TO (recipient 2) holds"),
+            "{}",
+            e.reply
+        );
+        assert!(!e.reply.contains("example.com"), "{}", e.reply);
+        let nul = vec!["b@exa\0mple.com".to_string()];
+        assert!(unsafe_envelope("a@example.com", &nul).is_err());
+    }
 
     fn stuffed(raw: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();

@@ -140,7 +140,8 @@ pub fn chunk_listing(
         let skip = dated_before || too_large;
         if !skip
             && !current.fetch.is_empty()
-            && (current.fetch.len() >= max_count || bytes + m.size as usize > max_bytes)
+            && (current.fetch.len() >= max_count
+                || bytes.saturating_add(m.size as usize) > max_bytes)
         {
             let next_start = current.last_uid;
             chunks.push(std::mem::replace(
@@ -155,7 +156,8 @@ pub fn chunk_listing(
         }
         if !skip {
             current.fetch.push(m.uid);
-            bytes += m.size as usize;
+            // The sizes are the server's word: summed without wrapping on 32-bit targets.
+            bytes = bytes.saturating_add(m.size as usize);
         }
         if too_large {
             current.too_large.push((m.uid, m.size));

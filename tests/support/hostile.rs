@@ -51,6 +51,9 @@ pub enum Attack {
     UnknownItemHides,
     /// IMAP: the same with the unknown item's value a token (`a{N}` CRLF).
     UnknownTokenHides,
+    /// The greeting is this line (POP3 "-ERR …", or one that is not the protocol's), then
+    /// nothing more.
+    Greeting(&'static str),
 }
 
 pub struct HostileServer {
@@ -142,6 +145,10 @@ fn greeting_attack(
             forever(out, &[b'x'; 16 * 1024], Duration::ZERO, written);
         }
         Attack::Drip => forever(out, b"x", Duration::from_secs(1), written),
+        Attack::Greeting(line) => {
+            let _ = out.write_all(format!("{line}\r\n").as_bytes());
+            hold(input);
+        }
         _ => return false,
     }
     true
