@@ -26,5 +26,6 @@ pub mod store;
 pub mod timefmt;
 pub mod tracking;
 pub mod vault;
+pub mod watchdog;
 pub mod webhook;
 pub mod wire;

@@ -5,6 +5,7 @@
 
 mod activities;
 mod api;
+pub mod body;
 pub mod client;
 mod cursor;
 mod detail;
@@ -21,7 +22,7 @@ mod tracking;
 mod views;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::thread::JoinHandle;
 
 use chrono::{DateTime, Utc};
@@ -46,6 +47,8 @@ pub struct StatusServer {
     /// The listener behind the front and the control socket, each with its socket file.
     servers: Vec<(Arc<Server>, std::path::PathBuf)>,
     workers: Vec<(usize, JoinHandle<()>)>,
+    /// Set by `stop`: a worker's `recv` failing then means "stop", not an error to ride out.
+    stopping: Arc<AtomicBool>,
 }
 
 /// Threads answering the control socket (the CLI: one operator at a time, mostly).
@@ -144,7 +147,10 @@ impl StatusServer {
             listener,
             tls,
             socket: socket.clone(),
-            limits: front::Limits::default(),
+            limits: front::Limits {
+                body_deadline: ctx.config().appliance.status_body_timeout,
+                ..front::Limits::default()
+            },
             allowed_hosts,
         }));
         let servers = vec![
@@ -152,6 +158,7 @@ impl StatusServer {
             (Arc::new(control), control_path),
         ];
         let mut workers = Vec::new();
+        let stopping = Arc::new(AtomicBool::new(false));
         for (index, (server, _)) in servers.iter().enumerate() {
             let (origin, count) = if index == 0 {
                 (Origin::Front, WORKERS)
@@ -161,22 +168,28 @@ impl StatusServer {
             for n in 0..count {
                 let server = server.clone();
                 let ctx = ctx.clone();
+                let stopping = stopping.clone();
                 let spawned = std::thread::Builder::new()
                     .name(format!("http-{index}-{n}"))
                     .spawn(move || {
-                        while let Ok(request) = server.recv() {
-                            handle(&ctx, request, origin);
-                        }
+                        worker(&server, &ctx.metrics, &stopping, |r| {
+                            handle(&ctx, r, origin)
+                        })
                     });
                 if let Ok(handle) = spawned {
                     workers.push((index, handle));
                 }
             }
         }
-        Ok(StatusServer { servers, workers })
+        Ok(StatusServer {
+            servers,
+            workers,
+            stopping,
+        })
     }
 
     pub fn stop(self) {
+        self.stopping.store(true, Ordering::SeqCst);
         for (index, _) in &self.workers {
             self.servers[*index].0.unblock();
         }
@@ -186,6 +199,42 @@ impl StatusServer {
         for (_, path) in self.servers {
             let _ = std::fs::remove_file(path);
         }
+    }
+}
+
+/// One HTTP worker: takes requests until the server stops. It never dies of a request: a panic
+/// while answering is caught and counted (the request, dropped while unwinding, answers 500 on
+/// its own), and should one escape anyway — from tiny_http's code between requests — the loop
+/// starts again, counted as a restart. A `recv` error that is not the stop (tiny_http hands one
+/// worker its listener's accept error) is logged and ridden out.
+fn worker(server: &Server, metrics: &Metrics, stopping: &AtomicBool, answer: impl Fn(Request)) {
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+    loop {
+        // Unwind safety: a request shares nothing mutable with the next but the context's
+        // locks and atomics, and a poisoned lock is already treated as an error where taken.
+        let ran = catch_unwind(AssertUnwindSafe(|| {
+            loop {
+                match server.recv() {
+                    Ok(request) => {
+                        if catch_unwind(AssertUnwindSafe(|| answer(request))).is_err() {
+                            metrics.http_handler_panics.fetch_add(1, Ordering::Relaxed);
+                            tracing::error!(
+                                "answering an HTTP request panicked; the worker goes on"
+                            );
+                        }
+                    }
+                    Err(_) if stopping.load(Ordering::SeqCst) => return,
+                    Err(e) => {
+                        tracing::error!(error = %e, "the HTTP listener failed; the worker waits on")
+                    }
+                }
+            }
+        }));
+        if ran.is_ok() {
+            return;
+        }
+        metrics.http_worker_restarts.fetch_add(1, Ordering::Relaxed);
+        tracing::error!("an HTTP worker's loop panicked; it starts again");
     }
 }
 
@@ -632,6 +681,43 @@ mod tests {
             .expect("events");
         assert_eq!(page.events[0].seq, 3);
         writer.shutdown();
+    }
+
+    /// A request whose answering panics gets 500; the worker counts it and answers the next.
+    #[test]
+    fn a_panicking_request_leaves_the_worker_alive() {
+        use std::io::{Read, Write};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("w.sock");
+        let server = Arc::new(unix_server(&path, 0o600).expect("server"));
+        let metrics = Arc::new(Metrics::new(std::iter::empty()));
+        let stopping = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (server, metrics, stopping) = (server.clone(), metrics.clone(), stopping.clone());
+            std::thread::spawn(move || {
+                worker(&server, &metrics, &stopping, |r: Request| {
+                    assert!(r.url() != "/boom", "a handler bug");
+                    let _ = r.respond(Response::from_string("fine"));
+                })
+            })
+        };
+        let get = |target: &str| {
+            let mut s = std::os::unix::net::UnixStream::connect(&path).expect("connect");
+            write!(s, "GET {target} HTTP/1.0\r\n\r\n").expect("send");
+            let mut answer = String::new();
+            s.read_to_string(&mut answer).expect("read");
+            answer
+        };
+        // One worker: each answer below comes from the same thread, after the panics.
+        for _ in 0..3 {
+            let answer = get("/boom");
+            assert!(answer.starts_with("HTTP/1.0 500"), "{answer}");
+        }
+        assert!(get("/ok").ends_with("fine"));
+        assert_eq!(metrics.http_handler_panics.load(Ordering::Relaxed), 3);
+        stopping.store(true, Ordering::SeqCst);
+        server.unblock();
+        thread.join().expect("the worker ends when stopped");
     }
 
     #[test]
