@@ -100,12 +100,7 @@ pub(super) fn authorize(ctx: &StatusContext, request: &Request) -> Result<Caller
     let Some(given) = given else {
         return Err(err(401, "missing Authorization: Bearer token"));
     };
-    let Some(given) = given.strip_prefix("Bearer ") else {
-        return Err(err(
-            401,
-            "the Authorization header must be \"Bearer <token>\"",
-        ));
-    };
+    let given = super::guard::presented_token(&given).map_err(|e| err(401, e))?;
     // Every token is compared, whichever matches: the time says nothing about which.
     let mut found = None;
     for t in &config.appliance.api_tokens {

@@ -13,6 +13,7 @@ mod error;
 mod events;
 pub mod filter;
 pub mod front;
+pub mod guard;
 pub mod page;
 pub mod prometheus;
 mod status;
@@ -288,17 +289,6 @@ pub(crate) fn peer(request: &Request) -> Option<std::net::IpAddr> {
         .and_then(|h| h.value.as_str().trim().parse().ok())
 }
 
-/// Whether a status endpoint asks for the API token: `/`, `/status` and `/metrics` do from any
-/// client that is not on loopback (or unknown), unless `status_public`. `/healthz` never does.
-pub(crate) fn status_needs_token(
-    path: &str,
-    peer: Option<std::net::IpAddr>,
-    status_public: bool,
-) -> bool {
-    let guarded = matches!(path, "/" | "/status" | "/metrics") || path.starts_with("/mailbox/");
-    guarded && !status_public && !peer.is_some_and(|ip| ip.is_loopback())
-}
-
 /// Where a request came in: through the front (from the network, HTTP or HTTPS), or on the
 /// control socket, which only the local operator can open (its file mode says who).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -325,43 +315,88 @@ fn handle(ctx: &StatusContext, request: Request, origin: Origin) {
 }
 
 fn respond(ctx: &StatusContext, mut request: Request, origin: Origin) {
+    let response = answer(ctx, &mut request, origin);
+    let _ = request.respond(secured(response));
+}
+
+/// Every answer with the headers that keep a browser from doing more with it than showing it
+/// (`guard::security_headers`).
+fn secured(mut response: tiny_http::ResponseBox) -> tiny_http::ResponseBox {
+    for (name, value) in guard::security_headers() {
+        if let Ok(h) = Header::from_bytes(name.as_bytes(), value.as_bytes()) {
+            response.add_header(h);
+        }
+    }
+    response
+}
+
+fn answer(ctx: &StatusContext, request: &mut Request, origin: Origin) -> tiny_http::ResponseBox {
     let url = request.url().to_string();
     let path = url.split('?').next().unwrap_or("").to_string();
-    // The status endpoints tell a lot about the mailboxes: off loopback they need the token too,
-    // unless the config makes them public. /healthz stays open for monitors.
+    // Who may see what (`guard.rs`): mail content needs the token from everywhere, the overview
+    // off loopback unless `status_public`; /healthz stays open for monitors. The API checks for
+    // itself (and writes its audit line), and the control socket is the operator's.
     if origin == Origin::Front
-        && status_needs_token(&path, peer(&request), ctx.config().appliance.status_public)
-        && let Err(e) = api::authorize(ctx, &request)
+        && !path.starts_with("/api/")
+        && guard::needs_token(&path, peer(request), ctx.config().appliance.status_public)
     {
-        let _ = request.respond(problem(&e));
-        return;
+        let refused = if ctx.config().appliance.api_tokens.is_empty() {
+            Err(error::err(
+                403,
+                "this page shows mail content, which needs the API token, and none is set: set \
+                 api_token_file in [appliance]",
+            ))
+        } else {
+            api::authorize(ctx, request).map(|_| ())
+        };
+        if let Err(e) = refused {
+            let mut answer = problem(&e);
+            // A browser asks for the token (any user name, the token as password) on Basic.
+            if e.status == 401
+                && guard::browser_page(&path)
+                && let Ok(h) = Header::from_bytes(
+                    &b"WWW-Authenticate"[..],
+                    &b"Basic realm=\"sidesync\", charset=\"UTF-8\""[..],
+                )
+            {
+                answer.add_header(h);
+            }
+            return answer.boxed();
+        }
     }
     if path == "/status" && *request.method() == Method::Get {
         // Streamed: at 100,000 mailboxes the document is about 100 MB.
-        let _ = match status_stream::start(ctx) {
-            Ok(body) => request.respond(Response::new(
+        return match status_stream::start(ctx) {
+            Ok(body) => Response::new(
                 tiny_http::StatusCode(200),
                 vec![header("application/json")],
                 body,
                 None,
                 None,
-            )),
-            Err(e) => request.respond(json_error(500, &e)),
+            )
+            .boxed(),
+            Err(e) => json_error(500, &e).boxed(),
         };
-        return;
     }
-    let response = if path.starts_with("/api/v1/") {
-        match api::handle(ctx, &mut request, &path, origin) {
-            Ok(api::Answer::Json(code, v)) => json(code, &v),
+    if path.starts_with("/api/v1/") {
+        return match api::handle(ctx, request, &path, origin) {
+            Ok(api::Answer::Json(code, v)) => json(code, &v).boxed(),
             Ok(api::Answer::Mime(raw)) => {
-                Response::from_data(raw).with_header(header("message/rfc822"))
+                // Saved, not shown: an email is whatever HTML its sender wrote.
+                let id = path.split('/').nth(4).unwrap_or("");
+                let mut answer = Response::from_data(raw).with_header(header("message/rfc822"));
+                if let Ok(h) = Header::from_bytes(
+                    &b"Content-Disposition"[..],
+                    guard::raw_mime_disposition(id).as_bytes(),
+                ) {
+                    answer.add_header(h);
+                }
+                answer.boxed()
             }
-            Err(e) => problem(&e),
-        }
-    } else {
-        page_or_endpoint(ctx, request.method(), &path, &url)
-    };
-    let _ = request.respond(response);
+            Err(e) => problem(&e).boxed(),
+        };
+    }
+    page_or_endpoint(ctx, request.method(), &path, &url).boxed()
 }
 
 fn page_or_endpoint(ctx: &StatusContext, method: &Method, path: &str, url: &str) -> Answer {
@@ -609,25 +644,6 @@ mod tests {
             tests_running: Arc::default(),
             send_rate: Arc::default(),
         }
-    }
-
-    #[test]
-    fn status_endpoints_want_the_token_off_loopback_unless_public() {
-        let lan: std::net::IpAddr = "192.0.2.7".parse().expect("ip");
-        let lo: std::net::IpAddr = "::1".parse().expect("ip");
-        for path in ["/", "/status", "/metrics"] {
-            assert!(status_needs_token(path, Some(lan), false), "{path}");
-            assert!(
-                status_needs_token(path, None, false),
-                "{path}: an unknown client"
-            );
-            assert!(!status_needs_token(path, Some(lo), false), "{path}");
-            assert!(
-                !status_needs_token(path, Some(lan), true),
-                "{path}: status_public"
-            );
-        }
-        assert!(!status_needs_token("/healthz", Some(lan), false));
     }
 
     #[tokio::test(flavor = "multi_thread")]
