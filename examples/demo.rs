@@ -65,14 +65,30 @@ fn main() {
     } else {
         free_port()
     };
+    // The mailbox pages show mail, so they want a token even on loopback: the demo makes one
+    // (random, in a file only its owner reads) and says where it is, never what it is.
+    let token_path = root.join("api.token");
+    {
+        use ring::rand::SecureRandom;
+        use std::os::unix::fs::PermissionsExt;
+        let mut bytes = [0u8; 24];
+        ring::rand::SystemRandom::new()
+            .fill(&mut bytes)
+            .expect("random bytes");
+        let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        std::fs::write(&token_path, format!("{token}\n")).expect("token file");
+        std::fs::set_permissions(&token_path, std::fs::Permissions::from_mode(0o600))
+            .expect("chmod the token file");
+    }
     let mut config = format!(
         "# Written by the sidesync demo.\n[appliance]\nallow_plaintext_passwords = true\ndata_dir = \"{data}\"\nstatus_listen = \"127.0.0.1:{status_port}\"\n\
-         retry_interval = \"30s\"\n\n\
+         api_token_file = \"{token}\"\nretry_interval = \"30s\"\n\n\
          [[profile]]\nname = \"demo-imap\"\nis_default = true\nincoming_server_location = \"127.0.0.1\"\n\
          incoming_port_number = {port}\nincoming_tls = \"implicit\"\nca_file = \"{ca}\"\nmin_polling_interval = \"10s\"\n\n\
          [[profile]]\nname = \"demo-pop3\"\nserver_type = \"pop3_smtp\"\nincoming_server_location = \"127.0.0.1\"\n\
          incoming_port_number = {pop3s}\nca_file = \"{ca}\"\nmin_polling_interval = \"10s\"\n\n",
         data = root.join("data").display(),
+        token = token_path.display(),
         port = dovecot.imaps_port,
         pop3s = dovecot.pop3s_port,
         ca = dovecot.ca_file.display(),
@@ -178,6 +194,12 @@ fn main() {
     let health = http_get(status_port, "/healthz").map(|(c, _)| c);
     println!(
         "\npage:    http://127.0.0.1:{status_port}/\nstatus:  http://127.0.0.1:{status_port}/status\nmetrics: http://127.0.0.1:{status_port}/metrics\nhealth:  http://127.0.0.1:{status_port}/healthz ({health:?})"
+    );
+    println!(
+        "mailbox: http://127.0.0.1:{status_port}/mailbox/alice@demo.example (linked from the page)\n         \
+         it shows mail, so it wants the API token: the browser asks — any user name, and as password\n         \
+         the token in {token} — or: curl -u :\"$(cat {token})\" http://127.0.0.1:{status_port}/mailbox/alice@demo.example",
+        token = token_path.display()
     );
 
     if std::io::stdin().is_terminal() {

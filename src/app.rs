@@ -270,26 +270,63 @@ fn status_line(ctx: &JobContext) -> String {
     )
 }
 
-/// Keeps systemd told: WATCHDOG=1 while the scheduler's heartbeat is fresh (a stalled engine
-/// stops it, and systemd restarts the service), and STATUS= every half minute.
+/// Keeps systemd told: WATCHDOG=1 while the scheduler's heartbeat is fresh and the HTTP side
+/// answers its self-probe (either one stalled stops it, and systemd restarts the service; see
+/// `watchdog.rs`), and STATUS= every half minute (saying why when the watchdog is not told).
 async fn tell_systemd(current: engine::Current) {
     use std::sync::atomic::Ordering;
+    use std::time::{Duration, Instant};
     let watchdog = crate::notify::watchdog_interval();
     let every = watchdog
-        .unwrap_or(std::time::Duration::from_secs(30))
-        .min(std::time::Duration::from_secs(30));
+        .unwrap_or(Duration::from_secs(30))
+        .min(Duration::from_secs(30));
+    // Only under the watchdog is the HTTP side probed: nothing else acts on the result.
+    let probe = match watchdog.map(|_| crate::watchdog::Probe::new(&current.get().config.appliance))
+    {
+        Some(Ok(p)) => Some(p),
+        Some(Err(e)) => {
+            tracing::error!(error = %e, "the watchdog cannot probe the HTTP side; it follows the engine alone");
+            None
+        }
+        None => None,
+    };
+    // A probe may take half the interval, so a ping is never later than 1.5 intervals; two
+    // intervals (systemd's WatchdogSec) without an answer stop the pings.
+    let (probe_limit, http_stale) = (every / 2, every * 2);
+    let mut http_ok = Instant::now();
+    let mut was_withheld = false;
     loop {
         tokio::time::sleep(every).await;
         let ctx = current.get();
         if ctx.stopping() {
             return;
         }
-        let beat = ctx.heartbeat.load(Ordering::Relaxed);
-        let fresh = Utc::now().timestamp() - beat <= crate::http::HEARTBEAT_STALE_SECONDS;
-        if watchdog.is_some() && fresh {
-            crate::notify::notify("WATCHDOG=1");
+        if let Some(probe) = &probe {
+            match probe.healthz(probe_limit).await {
+                Ok(()) => http_ok = Instant::now(),
+                Err(e) => tracing::debug!(error = %e, "the HTTP self-probe failed"),
+            }
         }
-        crate::notify::notify(&format!("STATUS={}", status_line(&ctx)));
+        let engine_age = Utc::now().timestamp() - ctx.heartbeat.load(Ordering::Relaxed);
+        let http_age = if probe.is_some() {
+            http_ok.elapsed()
+        } else {
+            Duration::ZERO
+        };
+        let why = crate::watchdog::withheld(engine_age, http_age, http_stale);
+        let mut status = status_line(&ctx);
+        match (&why, watchdog) {
+            (None, Some(_)) => crate::notify::notify("WATCHDOG=1"),
+            (Some(why), Some(_)) => {
+                if !was_withheld {
+                    tracing::error!(reason = %why, "not telling systemd's watchdog that all is well; it will restart the service");
+                }
+                status.push_str(&format!("; watchdog withheld: {why}"));
+            }
+            (_, None) => {}
+        }
+        was_withheld = why.is_some() && watchdog.is_some();
+        crate::notify::notify(&format!("STATUS={status}"));
     }
 }
 

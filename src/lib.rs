@@ -27,5 +27,6 @@ pub mod store;
 pub mod timefmt;
 pub mod tracking;
 pub mod vault;
+pub mod watchdog;
 pub mod webhook;
 pub mod wire;

@@ -141,6 +141,10 @@ pub struct Metrics {
     next_poll: Mutex<HashMap<String, DateTime<Utc>>>,
     /// Reads the engine's connection figures now (set by the engine; a reload replaces it).
     connections: Mutex<Option<ConnectionProbe>>,
+    /// Requests whose answering panicked (caught; the worker went on).
+    pub http_handler_panics: AtomicU64,
+    /// HTTP workers whose loop ended by a panic and was started again.
+    pub http_worker_restarts: AtomicU64,
 }
 
 /// The engine's connections at a glance, for `/status` and `/metrics`.
@@ -179,6 +183,8 @@ impl Metrics {
             progress: Mutex::new(HashMap::new()),
             next_poll: Mutex::new(HashMap::new()),
             connections: Mutex::new(None),
+            http_handler_panics: AtomicU64::new(0),
+            http_worker_restarts: AtomicU64::new(0),
         }
     }
 

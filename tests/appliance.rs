@@ -129,14 +129,59 @@ fn the_kubernetes_statefulset_validates_and_its_config_checks() {
     let creds = dir.path().join("credentials");
     std::fs::create_dir(&creds).expect("credentials");
     std::fs::write(creds.join("api-token"), "a-long-enough-api-token-0123").expect("token");
+    std::fs::write(
+        creds.join("prometheus-token"),
+        "another-long-enough-token-01",
+    )
+    .expect("token");
     std::fs::write(creds.join("alice"), "pw").expect("alice");
+    // The listener faces the pod network: never its status without TLS, nor plain HTTP probes.
+    let setting = |key: &str| {
+        config
+            .lines()
+            .find_map(|l| l.strip_prefix(key)?.trim().strip_prefix('=').map(str::trim))
+    };
+    assert_eq!(setting("status_listen"), Some("\"0.0.0.0:8025\""));
+    assert!(setting("status_tls_cert").is_some(), "{config}");
+    assert_ne!(
+        setting("status_public"),
+        Some("true"),
+        "status public: {config}"
+    );
+    let probes = manifest.matches("path: /healthz").count();
+    assert!(probes >= 2, "{manifest}");
+    assert_eq!(
+        manifest.matches("scheme: HTTPS").count(),
+        probes,
+        "{manifest}"
+    );
+    let tls = dir.path().join("tls");
+    std::fs::create_dir(&tls).expect("tls");
+    let made = Command::new("openssl")
+        .current_dir(&tls)
+        .args([
+            "req",
+            "-x509",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=sidesync",
+            "-nodes",
+        ])
+        .args(["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"])
+        .args(["-keyout", "tls.key", "-out", "tls.crt"])
+        .output()
+        .expect("openssl");
+    assert!(made.status.success(), "{made:?}");
     let path = dir.path().join("sidesync.toml");
     std::fs::write(
         &path,
-        config.replace(
-            "/var/lib/sidesync",
-            &dir.path().join("data").display().to_string(),
-        ),
+        config
+            .replace(
+                "/var/lib/sidesync",
+                &dir.path().join("data").display().to_string(),
+            )
+            .replace("/run/secrets/sidesync-tls", &tls.display().to_string()),
     )
     .expect("config");
     let out = Command::new(support::sidesync::binary())
@@ -197,6 +242,7 @@ fn the_kubernetes_statefulset_validates_and_its_config_checks() {
     for resource in [
         "configmap/sidesync-config",
         "secret/sidesync-secrets",
+        "secret/sidesync-tls",
         "service/sidesync",
         "statefulset/sidesync",
     ] {

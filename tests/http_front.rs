@@ -114,7 +114,7 @@ fn the_listener_holds_under_a_flood_with_1024_descriptors() {
     assert_eq!(code, 421, "{body}");
     assert!(body.contains("status_allowed_hosts"), "{body}");
     // From loopback the status endpoints need no token (every 127/8 address is loopback, so
-    // the rule for other hosts is unit-tested: `token_may_travel`, `status_public`).
+    // the rule for other hosts is unit-tested: `token_may_travel`, `guard::needs_token`).
     let (code, _) = request("127.0.0.1", port, "/status", "127.0.0.1", None).expect("answer");
     assert_eq!(code, 200);
     // A client cannot pass itself off as another address: its own peer header is dropped.

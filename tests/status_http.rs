@@ -384,6 +384,24 @@ fn page_status_metrics_and_api_over_http() {
         Some("message/rfc822")
     );
     assert_eq!(raw.body, samples[&mail::message_id(GOOD[0], 1)]);
+    // Saved, never rendered by a browser: an email is whatever HTML its sender wrote.
+    assert_eq!(
+        raw.header("Content-Disposition"),
+        Some(format!("attachment; filename=\"{reply_id}.eml\""))
+    );
+    assert_eq!(
+        raw.header("X-Content-Type-Options").as_deref(),
+        Some("nosniff")
+    );
+    // Mail content wants the token from loopback too.
+    let anonymous = http(
+        port,
+        "GET",
+        &format!("/api/v1/activities/{reply_id}/raw"),
+        None,
+        b"",
+    );
+    assert_eq!(anonymous.code, 401);
     assert_eq!(get(port, "/api/v1/activities/999999").code, 404);
     assert_eq!(get(port, "/api/v1/activities/999999/raw").code, 404);
     assert_eq!(get(port, "/api/v1/activities/abc").code, 400);
@@ -461,7 +479,8 @@ fn the_page_in_headless_chromium() {
     let out_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("status-page");
     std::fs::create_dir_all(&out_dir).expect("output folder");
     let profile = tempfile::tempdir().expect("chromium profile");
-    let chromium_at = |extra: &[&str], path: &str| {
+    // The mailbox pages show mail: the browser gives the token as a Basic password.
+    let chromium_as = |extra: &[&str], path: &str, credentials: &str| {
         let out = std::process::Command::new("timeout")
             .arg("90")
             .arg("chromium")
@@ -474,7 +493,7 @@ fn the_page_in_headless_chromium() {
             ])
             .arg(format!("--user-data-dir={}", profile.path().display()))
             .args(extra)
-            .arg(format!("http://127.0.0.1:{port}{path}"))
+            .arg(format!("http://{credentials}127.0.0.1:{port}{path}"))
             .output()
             .expect("run chromium (Debian package chromium)");
         assert!(
@@ -484,6 +503,9 @@ fn the_page_in_headless_chromium() {
         );
         String::from_utf8_lossy(&out.stdout).to_string()
     };
+    let chromium_at = |extra: &[&str], path: &str| chromium_as(extra, path, "");
+    let signed_in = format!("operator:{TOKEN}@");
+    let chromium_in = |extra: &[&str], path: &str| chromium_as(extra, path, &signed_in);
     let chromium = |extra: &[&str]| chromium_at(extra, "/");
     let dom = chromium(&["--dump-dom"]);
     // The rendered DOM: the mailbox table's first row after the header is the failing mailbox,
@@ -550,7 +572,7 @@ fn the_page_in_headless_chromium() {
     // The mailbox detail page, linked from its row: state, the test's transcript, its alerts.
     assert!(first_row.contains(&format!("href=\"/mailbox/{FAILING}\"")));
     let detail_path = format!("/mailbox/{FAILING}");
-    let dom = chromium_at(&["--dump-dom"], &detail_path);
+    let dom = chromium_in(&["--dump-dom"], &detail_path);
     assert!(dom.contains("id=\"state\""), "{dom}");
     assert!(dom.contains("Last Test &amp; Enable"));
     let alerts = dom.split("id=\"alerts\"").nth(1).expect("alerts table");
@@ -559,17 +581,17 @@ fn the_page_in_headless_chromium() {
         !dom.contains("not-the-password"),
         "no password in a transcript"
     );
-    let dom = chromium_at(&["--dump-dom"], &format!("/mailbox/{}", GOOD[0]));
+    let dom = chromium_in(&["--dump-dom"], &format!("/mailbox/{}", GOOD[0]));
     let activities = dom.split("id=\"activities\"").nth(1).expect("activities");
     assert_eq!(
         activities.matches("<tr><td>").count(),
         COUNT,
         "its recent activities: {activities}"
     );
-    let missing = http(port, "GET", "/mailbox/nobody@example.com", None, b"");
+    let missing = http(port, "GET", "/mailbox/nobody@example.com", Some(TOKEN), b"");
     assert_eq!(missing.code, 404);
     let detail_shot = out_dir.join("mailbox-detail.png");
-    chromium_at(
+    chromium_in(
         &[&format!("--screenshot={}", detail_shot.display())],
         &detail_path,
     );

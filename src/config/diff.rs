@@ -60,6 +60,9 @@ pub fn diff(old: &Config, new: &Config) -> Result<ConfigDiff, RefusedReload> {
     if a.status_listen != b.status_listen {
         d.at_restart.push("status_listen");
     }
+    if a.status_body_timeout != b.status_body_timeout {
+        d.at_restart.push("status_body_timeout");
+    }
     if a.status_allowed_hosts != b.status_allowed_hosts {
         d.at_restart.push("status_allowed_hosts");
     }

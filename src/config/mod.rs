@@ -55,6 +55,9 @@ pub struct Appliance {
     pub status_allowed_hosts: Vec<String>,
     /// `/`, `/status` and `/metrics` without the token from other hosts than loopback.
     pub status_public: bool,
+    /// A request body must reach the front whole within this (else 408): no client holds an
+    /// HTTP worker, and none holds the front's memory for long.
+    pub status_body_timeout: Duration,
     pub process_unapproved_mailboxes: bool,
     /// How many mailbox syncs may run at once across the appliance (each holds one connection).
     pub max_concurrent_syncs: usize,
@@ -1116,6 +1119,13 @@ impl Validator<'_> {
             status_listen,
             status_allowed_hosts,
             status_public: ra.status_public.unwrap_or(false),
+            status_body_timeout: self.duration(
+                "status_body_timeout",
+                ra.status_body_timeout.as_ref(),
+                Duration::from_secs(120),
+                // Within the five minutes a connection may live at most.
+                Duration::from_secs(1)..=Duration::from_secs(300),
+            ),
             process_unapproved_mailboxes: ra.process_unapproved_mailboxes.unwrap_or(false),
             allow_plaintext_passwords: false,
             max_connections: ra

@@ -68,6 +68,7 @@ pub struct RawAppliance {
     pub status_allowed_hosts: Option<Spanned<Vec<String>>>,
     pub api_tokens: Option<Vec<Spanned<RawApiToken>>>,
     pub status_public: Option<bool>,
+    pub status_body_timeout: Option<Spanned<RawDuration>>,
     pub event_retention: Option<Spanned<RawDuration>>,
     pub shard: Option<Spanned<String>>,
 }

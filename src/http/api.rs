@@ -24,6 +24,17 @@ const MAX_BODY: u64 = 48 * 1024 * 1024;
 /// Every other request body is a small JSON object.
 const MAX_SMALL_BODY: u64 = 64 * 1024;
 
+/// The largest body the front lets through to `method` `path` (the path as routed below,
+/// without the query): the limits the handlers apply, so a body too large is refused before a
+/// byte of it is read, and a request a handler would refuse anyway is not buffered whole.
+pub fn body_limit(method: &str, path: &str) -> u64 {
+    match (method, path) {
+        ("POST", "/api/v1/outbox") => MAX_BODY,
+        ("PUT", "/api/v1/contacts") => super::tracking::MAX_CONTACTS_BODY,
+        _ => MAX_SMALL_BODY,
+    }
+}
+
 /// Equal-length comparison that takes the same time wherever the first difference is.
 /// Compares a given token with the configured one in time that depends on neither: both are
 /// hashed first, so the comparison runs over 32 bytes whatever their lengths (a plain length
@@ -89,12 +100,7 @@ pub(super) fn authorize(ctx: &StatusContext, request: &Request) -> Result<Caller
     let Some(given) = given else {
         return Err(err(401, "missing Authorization: Bearer token"));
     };
-    let Some(given) = given.strip_prefix("Bearer ") else {
-        return Err(err(
-            401,
-            "the Authorization header must be \"Bearer <token>\"",
-        ));
-    };
+    let given = super::guard::presented_token(&given).map_err(|e| err(401, e))?;
     // Every token is compared, whichever matches: the time says nothing about which.
     let mut found = None;
     for t in &config.appliance.api_tokens {

@@ -1,6 +1,7 @@
 //! `GET /mailbox/ADDRESS`: one mailbox in detail — its state, the last Test & Enable with its
 //! transcripts, its alerts, recent activities and outbox. Server-rendered like the status page,
-//! no script; guarded like it (the token off loopback unless `status_public`).
+//! no script. Mail content (subjects, senders, transcripts): the token from everywhere, loopback
+//! included (`guard.rs`).
 
 use std::fmt::Write;
 

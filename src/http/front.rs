@@ -1,10 +1,15 @@
 //! The front of the status listener: every connection, HTTP and HTTPS, is accepted here (tokio)
 //! and never by tiny_http, which listens only on a Unix socket in the data folder (mode 0600).
 //! The front bounds what a client can hold — connections in all and per address, the size and
-//! count of header lines, the time to send them, the time a connection lives — checks the Host
-//! header against the allowlist (DNS rebinding), tells tiny_http the client's address in a header
-//! of its own, and makes every connection one request (`Connection: close`). A failed accept
-//! (out of file descriptors) waits a moment and goes on: the listener never dies.
+//! count of header lines, the time to send them, the size of a body and the time to send it, the
+//! time a connection lives — checks the Host header against the allowlist (DNS rebinding), tells
+//! tiny_http the client's address in a header of its own, and makes every connection one request
+//! (`Connection: close`). A failed accept (out of file descriptors) waits a moment and goes on:
+//! the listener never dies.
+//!
+//! A request reaches tiny_http only once it is whole, body included (see `body.rs`): a worker
+//! never waits on a client's network, so no number of slow or silent clients can hold the few
+//! workers, and tiny_http never sees a Content-Length it has not already been given in full.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -17,6 +22,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
+use super::body::{BodyError, Dechunk, Framing, framing};
+
 /// The header the front adds with the client's address; one a client sends is dropped.
 pub const PEER_HEADER: &str = "X-Sidesync-Peer";
 
@@ -28,6 +35,14 @@ pub struct Limits {
     pub header_bytes: usize,
     pub header_lines: usize,
     pub header_deadline: Duration,
+    /// The largest body a method and path may carry (the API's own limits, `api::body_limit`).
+    pub body_limit: fn(&str, &str) -> u64,
+    /// A body must arrive whole within this, counted from the end of the head
+    /// (`status_body_timeout`); else 408.
+    pub body_deadline: Duration,
+    /// Body bytes held by the front at once, all connections together: a flood of large bodies
+    /// gets 503 instead of the machine's memory.
+    pub body_budget: usize,
     pub lifetime: Duration,
 }
 
@@ -39,10 +54,18 @@ impl Default for Limits {
             header_bytes: 32 * 1024,
             header_lines: 100,
             header_deadline: Duration::from_secs(10),
+            body_limit: super::api::body_limit,
+            body_deadline: Duration::from_secs(120),
+            body_budget: 256 << 20,
             lifetime: Duration::from_secs(300),
         }
     }
 }
+
+/// After refusing a request whose body may still be coming, the front reads (and drops) what
+/// the client sends for at most this long before closing: closing with unread bytes makes the
+/// kernel answer with a reset, which can destroy the refusal before the client reads it.
+const LINGER: Duration = Duration::from_secs(2);
 
 /// What the front needs besides its limits.
 pub struct Front {
@@ -149,7 +172,13 @@ pub async fn serve(front: Front) {
     let slots = Arc::new(Semaphore::new(front.limits.max_connections));
     let per_address = Arc::new(PerAddress::default());
     let pending: Arc<Mutex<VecDeque<Pending>>> = Arc::default();
-    let shared = Arc::new((front.tls, front.socket, front.limits, front.allowed_hosts));
+    let shared = Arc::new(Shared {
+        budget: Arc::new(Semaphore::new(front.limits.body_budget)),
+        tls: front.tls,
+        socket: front.socket,
+        limits: front.limits,
+        hosts: front.allowed_hosts,
+    });
     loop {
         let (tcp, peer) = match listener.accept().await {
             Ok(c) => c,
@@ -160,7 +189,7 @@ pub async fn serve(front: Front) {
                 continue;
             }
         };
-        let limits = &shared.2;
+        let limits = &shared.limits;
         let ip = peer.ip();
         let key = client_key(ip);
         // At a cap, the oldest connection still in its head phase (of this address, or of
@@ -189,21 +218,22 @@ pub async fn serve(front: Front) {
         let (task_held, phase) = (held.clone(), HeadPhase(done.clone()));
         let task = tokio::spawn(async move {
             let _held = task_held;
-            let (tls, socket, limits, hosts) = &*shared;
             let _ = tcp.set_nodelay(true);
-            let lifetime = limits.lifetime;
+            let lifetime = shared.limits.lifetime;
             let served = async {
-                match tls {
+                match &shared.tls {
                     Some(acceptor) => {
-                        let Ok(Ok(stream)) =
-                            tokio::time::timeout(limits.header_deadline, acceptor.accept(tcp))
-                                .await
+                        let Ok(Ok(stream)) = tokio::time::timeout(
+                            shared.limits.header_deadline,
+                            acceptor.accept(tcp),
+                        )
+                        .await
                         else {
                             return;
                         };
-                        relay(stream, ip, socket, limits, hosts, phase).await;
+                        relay(stream, ip, &shared, phase).await;
                     }
-                    None => relay(tcp, ip, socket, limits, hosts, phase).await,
+                    None => relay(tcp, ip, &shared, phase).await,
                 }
             };
             let _ = tokio::time::timeout(lifetime, served).await;
@@ -227,7 +257,24 @@ pub enum HeadError {
     TooManyLines,
     Malformed,
     HostNotAllowed(String),
+    /// The body's framing or size, refused before a byte of it is read.
+    Body(BodyError),
+    /// An `Expect` other than `100-continue`.
+    Expectation,
 }
+
+/// An answer of the front's own, closing the connection.
+fn answer(code: u16, reason: &str, text: &str, extra: &str) -> String {
+    let body = serde_json::json!({ "error": text }).to_string();
+    format!(
+        "HTTP/1.1 {code} {reason}\r\nContent-Type: application/json\r\n{SECURITY_HEADERS}{extra}\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// What every answer carries, the front's own included (the worker's answers add the same).
+pub const SECURITY_HEADERS: &str = "X-Content-Type-Options: nosniff\r\nContent-Security-Policy: default-src 'none'; frame-ancestors 'none'\r\n";
 
 impl HeadError {
     fn response(&self) -> String {
@@ -252,24 +299,56 @@ impl HeadError {
                 "Misdirected Request",
                 format!("Host {h:?} is not one this appliance answers to (status_allowed_hosts)"),
             ),
+            HeadError::Body(BodyError::TooLarge(limit)) => (
+                413,
+                "Content Too Large",
+                format!("the request body is over {limit} bytes, the most this path accepts"),
+            ),
+            HeadError::Body(BodyError::Malformed(why)) => (400, "Bad Request", why.to_string()),
+            HeadError::Expectation => (
+                417,
+                "Expectation Failed",
+                "the only Expect understood is 100-continue".to_string(),
+            ),
         };
-        let body = serde_json::json!({ "error": text }).to_string();
-        format!(
-            "HTTP/1.1 {code} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )
+        answer(code, reason, &text, "")
+    }
+}
+
+/// A request head as the front passes it on.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Rewritten {
+    /// The head for tiny_http, ending with `Connection: close` and the blank line; without the
+    /// client's Content-Length, Transfer-Encoding and Expect (the front deals with those).
+    pub head: Vec<u8>,
+    pub body: Framing,
+    /// The most bytes of body the method and path may carry.
+    pub limit: u64,
+    /// The client waits for `100 Continue` before it sends the body.
+    pub expect_continue: bool,
+}
+
+impl Rewritten {
+    /// The head with the length of the body as received (decoded, when it came chunked).
+    fn with_length(&self, len: usize) -> Vec<u8> {
+        if self.body == Framing::None {
+            return self.head.clone();
+        }
+        let mut out = self.head[..self.head.len() - 2].to_vec();
+        out.extend_from_slice(format!("Content-Length: {len}\r\n\r\n").as_bytes());
+        out
     }
 }
 
 /// Checks a request head (up to and including the blank line) and rewrites it for tiny_http:
 /// the client's address in [`PEER_HEADER`], `Connection: close`, the client's own versions of
-/// both dropped. Pure.
+/// both dropped; the body's framing checked against the path's limit and taken out. Pure.
 pub fn rewrite_head(
     head: &[u8],
     peer: IpAddr,
     limits: &Limits,
     allowed_hosts: &[String],
-) -> Result<Vec<u8>, HeadError> {
+) -> Result<Rewritten, HeadError> {
     if head.len() > limits.header_bytes {
         return Err(HeadError::TooLarge);
     }
@@ -290,6 +369,7 @@ pub fn rewrite_head(
         return Err(HeadError::Malformed);
     }
     let mut out = format!("{request_line}\r\n");
+    let (mut lengths, mut codings, mut expect) = (Vec::new(), Vec::new(), None);
     let mut count = 0;
     for line in lines.filter(|l| !l.is_empty()) {
         count += 1;
@@ -307,13 +387,37 @@ pub fn rewrite_head(
         if name_t.eq_ignore_ascii_case(PEER_HEADER) || name_t.eq_ignore_ascii_case("connection") {
             continue;
         }
+        if name_t.eq_ignore_ascii_case("content-length") {
+            lengths.push(value);
+            continue;
+        }
+        if name_t.eq_ignore_ascii_case("transfer-encoding") {
+            codings.push(value);
+            continue;
+        }
+        if name_t.eq_ignore_ascii_case("expect") {
+            if expect.is_some() || !value.trim().eq_ignore_ascii_case("100-continue") {
+                return Err(HeadError::Expectation);
+            }
+            expect = Some(());
+            continue;
+        }
         out.push_str(line);
         out.push_str("\r\n");
     }
+    let path = parts[1].split('?').next().unwrap_or("");
+    let limit = (limits.body_limit)(parts[0], path);
+    let body =
+        framing(&lengths, &codings, parts[2] == "HTTP/1.0", limit).map_err(HeadError::Body)?;
     out.push_str(&format!(
         "{PEER_HEADER}: {peer}\r\nConnection: close\r\n\r\n"
     ));
-    Ok(out.into_bytes())
+    Ok(Rewritten {
+        head: out.into_bytes(),
+        body,
+        limit,
+        expect_continue: expect.is_some() && body != Framing::None,
+    })
 }
 
 /// The Host header's name (without port, IPv6 brackets kept off) against the allowlist; an
@@ -332,18 +436,36 @@ fn host_allowed(host: &str, allowed: &[String]) -> bool {
     allowed.iter().any(|a| a.eq_ignore_ascii_case(name))
 }
 
-/// Reads the head within the deadline and size, then relays the connection to tiny_http. The
-/// head phase ends (`phase` dropped) once a whole head is in.
-async fn relay<S>(
-    mut client: S,
-    peer: IpAddr,
-    socket: &PathBuf,
-    limits: &Limits,
-    hosts: &[String],
-    phase: HeadPhase,
-) where
+/// What every connection's task shares.
+struct Shared {
+    tls: Option<TlsAcceptor>,
+    socket: PathBuf,
+    limits: Limits,
+    hosts: Vec<String>,
+    /// Permits are bytes of body held by the front ([`Limits::body_budget`]).
+    budget: Arc<Semaphore>,
+}
+
+/// Why a body did not come whole.
+enum BodyFailure {
+    /// Refused by its framing or size (400, 413).
+    Refused(BodyError),
+    /// Not whole within the deadline (408).
+    Late,
+    /// The front holds as many body bytes as it may (503).
+    Busy,
+    /// The client went away (nothing to answer).
+    Gone,
+}
+
+/// Reads the head within the deadline and size, then the body within its own deadline and
+/// limit, then hands the whole request to tiny_http and relays its answer. The head phase ends
+/// (`phase` dropped) once a whole head is in.
+async fn relay<S>(mut client: S, peer: IpAddr, shared: &Shared, phase: HeadPhase)
+where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let limits = &shared.limits;
     let mut buf = Vec::with_capacity(1024);
     let read_head = async {
         let mut chunk = [0u8; 4096];
@@ -364,28 +486,158 @@ async fn relay<S>(
         Ok(Some(0)) | Err(_) => return,
         Ok(Some(end)) => end,
         Ok(None) => {
-            let _ = client
-                .write_all(HeadError::TooLarge.response().as_bytes())
-                .await;
+            refuse(&mut client, &HeadError::TooLarge.response()).await;
             return;
         }
     };
     drop(phase);
-    let head = match rewrite_head(&buf[..head_end], peer, limits, hosts) {
+    let head = match rewrite_head(&buf[..head_end], peer, limits, &shared.hosts) {
         Ok(h) => h,
         Err(e) => {
-            let _ = client.write_all(e.response().as_bytes()).await;
-            let _ = client.shutdown().await;
+            refuse(&mut client, &e.response()).await;
             return;
         }
     };
-    let Ok(mut inner) = tokio::net::UnixStream::connect(socket).await else {
-        return;
-    };
-    if inner.write_all(&head).await.is_err() || inner.write_all(&buf[head_end..]).await.is_err() {
+    if head.expect_continue
+        && client
+            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+            .await
+            .is_err()
+    {
         return;
     }
-    let _ = tokio::io::copy_bidirectional(&mut client, &mut inner).await;
+    let early = buf.split_off(head_end);
+    drop(buf);
+    let received = tokio::time::timeout(
+        limits.body_deadline,
+        read_body(&mut client, &head, early, &shared.budget),
+    )
+    .await
+    .unwrap_or(Err(BodyFailure::Late));
+    let (body, _held) = match received {
+        Ok(b) => b,
+        Err(BodyFailure::Gone) => return,
+        Err(BodyFailure::Refused(e)) => {
+            refuse(&mut client, &HeadError::Body(e).response()).await;
+            return;
+        }
+        Err(BodyFailure::Late) => {
+            let text = format!(
+                "the request body did not arrive within {} s (status_body_timeout)",
+                limits.body_deadline.as_secs()
+            );
+            refuse(&mut client, &answer(408, "Request Timeout", &text, "")).await;
+            return;
+        }
+        Err(BodyFailure::Busy) => {
+            let text = "too many request bodies are arriving at once; try again shortly";
+            let busy = answer(503, "Service Unavailable", text, "Retry-After: 5\r\n");
+            refuse(&mut client, &busy).await;
+            return;
+        }
+    };
+    let Ok(mut inner) = tokio::net::UnixStream::connect(&shared.socket).await else {
+        return;
+    };
+    if inner
+        .write_all(&head.with_length(body.len()))
+        .await
+        .is_err()
+        || inner.write_all(&body).await.is_err()
+    {
+        return;
+    }
+    drop(body);
+    // One request per connection: from here on only the answer travels, to the client.
+    let _ = tokio::io::copy(&mut inner, &mut client).await;
+    let _ = client.shutdown().await;
+}
+
+/// The whole body as the head frames it (decoded, when chunked), and the budget it holds.
+/// `early`: bytes that came with the head.
+async fn read_body<S>(
+    client: &mut S,
+    head: &Rewritten,
+    early: Vec<u8>,
+    budget: &Arc<Semaphore>,
+) -> Result<(Vec<u8>, Option<OwnedSemaphorePermit>), BodyFailure>
+where
+    S: AsyncRead + Unpin,
+{
+    let mut held: Option<OwnedSemaphorePermit> = None;
+    // Budget is taken as bytes arrive, not as announced: announcing costs a client nothing.
+    let mut hold = |n: usize| -> Result<(), BodyFailure> {
+        let n = u32::try_from(n).map_err(|_| BodyFailure::Busy)?;
+        let permit = budget
+            .clone()
+            .try_acquire_many_owned(n)
+            .map_err(|_| BodyFailure::Busy)?;
+        match held.as_mut() {
+            Some(h) => h.merge(permit),
+            None => held = Some(permit),
+        }
+        Ok(())
+    };
+    let mut chunk = vec![0u8; 64 * 1024];
+    match head.body {
+        Framing::None => Ok((Vec::new(), None)),
+        Framing::Length(n) => {
+            // n is within the path's limit (checked with the head), so it fits in memory.
+            let n = usize::try_from(n)
+                .map_err(|_| BodyFailure::Refused(BodyError::TooLarge(head.limit)))?;
+            let mut body = early;
+            body.truncate(n);
+            hold(body.len())?;
+            while body.len() < n {
+                let want = (n - body.len()).min(chunk.len());
+                match client.read(&mut chunk[..want]).await {
+                    Ok(0) | Err(_) => return Err(BodyFailure::Gone),
+                    Ok(got) => {
+                        hold(got)?;
+                        body.extend_from_slice(&chunk[..got]);
+                    }
+                }
+            }
+            Ok((body, held))
+        }
+        Framing::Chunked => {
+            let mut decoder = Dechunk::new(head.limit);
+            let mut input = early;
+            loop {
+                let before = decoder.data.len();
+                let ended = decoder.feed(&input).map_err(BodyFailure::Refused)?;
+                hold(decoder.data.len() - before)?;
+                if ended.is_some() {
+                    return Ok((decoder.data, held));
+                }
+                match client.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return Err(BodyFailure::Gone),
+                    Ok(got) => input = chunk[..got].to_vec(),
+                }
+            }
+        }
+    }
+}
+
+/// Sends a refusal, then reads (and drops) what the client still sends for a moment, so that
+/// closing does not reset the connection before the client has the answer.
+async fn refuse<S>(client: &mut S, answer: &str)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    if client.write_all(answer.as_bytes()).await.is_err() {
+        return;
+    }
+    let _ = client.shutdown().await;
+    let drain = async {
+        let mut sink = [0u8; 16 * 1024];
+        while let Ok(n) = client.read(&mut sink).await {
+            if n == 0 {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER, drain).await;
 }
 
 #[cfg(test)]
@@ -413,7 +665,8 @@ mod tests {
     fn the_head_gets_the_peer_and_loses_what_a_client_may_not_say() {
         let head = b"GET /status HTTP/1.1\r\nHost: 127.0.0.1:8025\r\nX-Sidesync-Peer: 127.0.0.1\r\nConnection: keep-alive\r\nAccept: */*\r\n\r\n";
         let out = rewrite_head(head, ip(), &Limits::default(), &["127.0.0.1".into()]).expect("ok");
-        let out = String::from_utf8(out).expect("utf-8");
+        assert_eq!(out.body, Framing::None);
+        let out = String::from_utf8(out.head).expect("utf-8");
         assert_eq!(
             out,
             "GET /status HTTP/1.1\r\nHost: 127.0.0.1:8025\r\nAccept: */*\r\nX-Sidesync-Peer: 192.0.2.7\r\nConnection: close\r\n\r\n"
@@ -472,5 +725,198 @@ mod tests {
             rewrite_head(b"X-Sidesync-Peer: 1.2.3.4 x\r\n\r\n", ip(), &limits, &hosts),
             Err(HeadError::Malformed)
         );
+    }
+
+    fn small_here(_: &str, path: &str) -> u64 {
+        if path == "/big" { 1000 } else { 10 }
+    }
+
+    #[test]
+    fn the_body_framing_is_taken_out_and_checked_against_the_path() {
+        let limits = Limits {
+            body_limit: small_here,
+            ..Limits::default()
+        };
+        let rw = |h: &str| rewrite_head(h.as_bytes(), ip(), &limits, &[]);
+        let out =
+            rw("POST /big?x=1 HTTP/1.1\r\nContent-Length: 500\r\nExpect: 100-continue\r\n\r\n")
+                .expect("ok");
+        assert_eq!(
+            (out.body, out.limit, out.expect_continue),
+            (Framing::Length(500), 1000, true)
+        );
+        let head = String::from_utf8(out.with_length(500)).expect("utf-8");
+        assert_eq!(
+            head,
+            "POST /big?x=1 HTTP/1.1\r\nX-Sidesync-Peer: 192.0.2.7\r\nConnection: close\r\nContent-Length: 500\r\n\r\n",
+            "tiny_http gets one Content-Length, the front's, and no Expect"
+        );
+        let out = rw("PUT /big HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n").expect("ok");
+        assert_eq!(out.body, Framing::Chunked);
+        assert!(
+            String::from_utf8(out.with_length(3))
+                .expect("utf-8")
+                .ends_with("Connection: close\r\nContent-Length: 3\r\n\r\n"),
+            "chunked goes on decoded, with its length"
+        );
+        assert_eq!(
+            rw("POST /small HTTP/1.1\r\nContent-Length: 11\r\n\r\n"),
+            Err(HeadError::Body(BodyError::TooLarge(10)))
+        );
+        assert_eq!(
+            rw("GET / HTTP/1.1\r\nContent-Length: 18446744073709551615\r\n\r\n"),
+            Err(HeadError::Body(BodyError::TooLarge(10)))
+        );
+        assert!(matches!(
+            rw("POST /big HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            Err(HeadError::Body(BodyError::Malformed(_)))
+        ));
+        assert_eq!(
+            rw("POST /big HTTP/1.1\r\nExpect: something-else\r\n\r\n"),
+            Err(HeadError::Expectation)
+        );
+        let refusal = HeadError::Body(BodyError::TooLarge(10)).response();
+        assert!(refusal.starts_with("HTTP/1.1 413 "), "{refusal}");
+        assert!(
+            refusal.contains("X-Content-Type-Options: nosniff\r\n"),
+            "{refusal}"
+        );
+    }
+
+    /// The whole relay over in-memory streams: a tiny_http stand-in on a Unix socket records
+    /// what reaches it.
+    #[tokio::test]
+    async fn only_whole_requests_reach_the_server() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let socket = dir.path().join("s.sock");
+        let server = tokio::net::UnixListener::bind(&socket).expect("bind");
+        let shared = Shared {
+            tls: None,
+            socket,
+            limits: Limits {
+                body_limit: small_here,
+                body_deadline: Duration::from_millis(200),
+                ..Limits::default()
+            },
+            hosts: Vec::new(),
+            budget: Arc::new(Semaphore::new(1 << 20)),
+        };
+        let exchange = |sent: &'static [u8]| {
+            let (mut ours, theirs) = tokio::io::duplex(1 << 16);
+            let shared = &shared;
+            let server = &server;
+            async move {
+                let relayed = relay(theirs, ip(), shared, HeadPhase(Arc::default()));
+                let talk = async {
+                    ours.write_all(sent).await.expect("send");
+                    let mut answer = Vec::new();
+                    ours.read_to_end(&mut answer).await.expect("read");
+                    answer
+                };
+                let serve = async {
+                    let (mut s, _) = server.accept().await.expect("accept");
+                    let mut got = Vec::new();
+                    // The request is whole: the server reads it up to what the head says.
+                    let mut chunk = [0u8; 4096];
+                    loop {
+                        let n = s.read(&mut chunk).await.expect("read");
+                        got.extend_from_slice(&chunk[..n]);
+                        let text = String::from_utf8_lossy(&got).to_string();
+                        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                            let len = head
+                                .lines()
+                                .find_map(|l| l.strip_prefix("Content-Length: "))
+                                .map_or(0, |v| v.parse().expect("length"));
+                            if body.len() >= len {
+                                break;
+                            }
+                        }
+                    }
+                    s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                        .await
+                        .expect("answer");
+                    String::from_utf8(got).expect("utf-8")
+                };
+                let ((), answer, got) = tokio::join!(relayed, talk, serve);
+                (String::from_utf8_lossy(&answer).to_string(), got)
+            }
+        };
+        let (answer, got) = exchange(b"PUT /big HTTP/1.1\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n").await;
+        assert!(
+            answer.starts_with("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK"),
+            "{answer}"
+        );
+        assert!(got.ends_with("Content-Length: 5\r\n\r\nabcde"), "{got}");
+        assert!(!got.contains("chunked") && !got.contains("Expect"), "{got}");
+    }
+
+    #[tokio::test]
+    async fn a_body_that_does_not_come_gets_408_and_none_reaches_the_server() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let shared = Shared {
+            tls: None,
+            socket: dir.path().join("nobody-listens.sock"),
+            limits: Limits {
+                body_limit: small_here,
+                body_deadline: Duration::from_millis(100),
+                ..Limits::default()
+            },
+            hosts: Vec::new(),
+            budget: Arc::new(Semaphore::new(1 << 20)),
+        };
+        for (sent, code) in [
+            (
+                &b"POST /big HTTP/1.1\r\nContent-Length: 100\r\n\r\nabc"[..],
+                "408",
+            ),
+            (
+                b"POST /big HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab",
+                "408",
+            ),
+            (
+                b"POST /big HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3E9\r\n",
+                "413",
+            ),
+            (
+                b"POST /big HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+                "400",
+            ),
+        ] {
+            let (mut ours, theirs) = tokio::io::duplex(1 << 16);
+            let relayed = relay(theirs, ip(), &shared, HeadPhase(Arc::default()));
+            let talk = async {
+                ours.write_all(sent).await.expect("send");
+                let mut answer = [0u8; 12];
+                ours.read_exact(&mut answer).await.expect("read");
+                // The front lingers until the client is done: this one is.
+                drop(ours);
+                String::from_utf8_lossy(&answer).to_string()
+            };
+            let ((), answer) = tokio::join!(relayed, talk);
+            assert_eq!(
+                answer,
+                format!("HTTP/1.1 {code}"),
+                "{}",
+                String::from_utf8_lossy(sent)
+            );
+        }
+        // The budget: a body needing more than is left is refused, not buffered.
+        let tight = Shared {
+            budget: Arc::new(Semaphore::new(4)),
+            ..shared
+        };
+        let (mut ours, theirs) = tokio::io::duplex(1 << 16);
+        let relayed = relay(theirs, ip(), &tight, HeadPhase(Arc::default()));
+        let talk = async {
+            ours.write_all(b"POST /big HTTP/1.1\r\nContent-Length: 8\r\n\r\n12345678")
+                .await
+                .expect("send");
+            let mut answer = [0u8; 12];
+            ours.read_exact(&mut answer).await.expect("read");
+            drop(ours);
+            String::from_utf8_lossy(&answer).to_string()
+        };
+        let ((), answer) = tokio::join!(relayed, talk);
+        assert_eq!(answer, "HTTP/1.1 503");
     }
 }

@@ -5,6 +5,7 @@
 
 mod activities;
 mod api;
+pub mod body;
 pub mod client;
 mod cursor;
 mod detail;
@@ -12,6 +13,7 @@ mod error;
 mod events;
 pub mod filter;
 pub mod front;
+pub mod guard;
 pub mod page;
 pub mod prometheus;
 mod status;
@@ -21,7 +23,7 @@ mod tracking;
 mod views;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::thread::JoinHandle;
 
 use chrono::{DateTime, Utc};
@@ -46,6 +48,8 @@ pub struct StatusServer {
     /// The listener behind the front and the control socket, each with its socket file.
     servers: Vec<(Arc<Server>, std::path::PathBuf)>,
     workers: Vec<(usize, JoinHandle<()>)>,
+    /// Set by `stop`: a worker's `recv` failing then means "stop", not an error to ride out.
+    stopping: Arc<AtomicBool>,
 }
 
 /// Threads answering the control socket (the CLI: one operator at a time, mostly).
@@ -144,7 +148,10 @@ impl StatusServer {
             listener,
             tls,
             socket: socket.clone(),
-            limits: front::Limits::default(),
+            limits: front::Limits {
+                body_deadline: ctx.config().appliance.status_body_timeout,
+                ..front::Limits::default()
+            },
             allowed_hosts,
         }));
         let servers = vec![
@@ -152,6 +159,7 @@ impl StatusServer {
             (Arc::new(control), control_path),
         ];
         let mut workers = Vec::new();
+        let stopping = Arc::new(AtomicBool::new(false));
         for (index, (server, _)) in servers.iter().enumerate() {
             let (origin, count) = if index == 0 {
                 (Origin::Front, WORKERS)
@@ -161,22 +169,28 @@ impl StatusServer {
             for n in 0..count {
                 let server = server.clone();
                 let ctx = ctx.clone();
+                let stopping = stopping.clone();
                 let spawned = std::thread::Builder::new()
                     .name(format!("http-{index}-{n}"))
                     .spawn(move || {
-                        while let Ok(request) = server.recv() {
-                            handle(&ctx, request, origin);
-                        }
+                        worker(&server, &ctx.metrics, &stopping, |r| {
+                            handle(&ctx, r, origin)
+                        })
                     });
                 if let Ok(handle) = spawned {
                     workers.push((index, handle));
                 }
             }
         }
-        Ok(StatusServer { servers, workers })
+        Ok(StatusServer {
+            servers,
+            workers,
+            stopping,
+        })
     }
 
     pub fn stop(self) {
+        self.stopping.store(true, Ordering::SeqCst);
         for (index, _) in &self.workers {
             self.servers[*index].0.unblock();
         }
@@ -186,6 +200,42 @@ impl StatusServer {
         for (_, path) in self.servers {
             let _ = std::fs::remove_file(path);
         }
+    }
+}
+
+/// One HTTP worker: takes requests until the server stops. It never dies of a request: a panic
+/// while answering is caught and counted (the request, dropped while unwinding, answers 500 on
+/// its own), and should one escape anyway — from tiny_http's code between requests — the loop
+/// starts again, counted as a restart. A `recv` error that is not the stop (tiny_http hands one
+/// worker its listener's accept error) is logged and ridden out.
+fn worker(server: &Server, metrics: &Metrics, stopping: &AtomicBool, answer: impl Fn(Request)) {
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+    loop {
+        // Unwind safety: a request shares nothing mutable with the next but the context's
+        // locks and atomics, and a poisoned lock is already treated as an error where taken.
+        let ran = catch_unwind(AssertUnwindSafe(|| {
+            loop {
+                match server.recv() {
+                    Ok(request) => {
+                        if catch_unwind(AssertUnwindSafe(|| answer(request))).is_err() {
+                            metrics.http_handler_panics.fetch_add(1, Ordering::Relaxed);
+                            tracing::error!(
+                                "answering an HTTP request panicked; the worker goes on"
+                            );
+                        }
+                    }
+                    Err(_) if stopping.load(Ordering::SeqCst) => return,
+                    Err(e) => {
+                        tracing::error!(error = %e, "the HTTP listener failed; the worker waits on")
+                    }
+                }
+            }
+        }));
+        if ran.is_ok() {
+            return;
+        }
+        metrics.http_worker_restarts.fetch_add(1, Ordering::Relaxed);
+        tracing::error!("an HTTP worker's loop panicked; it starts again");
     }
 }
 
@@ -239,17 +289,6 @@ pub(crate) fn peer(request: &Request) -> Option<std::net::IpAddr> {
         .and_then(|h| h.value.as_str().trim().parse().ok())
 }
 
-/// Whether a status endpoint asks for the API token: `/`, `/status` and `/metrics` do from any
-/// client that is not on loopback (or unknown), unless `status_public`. `/healthz` never does.
-pub(crate) fn status_needs_token(
-    path: &str,
-    peer: Option<std::net::IpAddr>,
-    status_public: bool,
-) -> bool {
-    let guarded = matches!(path, "/" | "/status" | "/metrics") || path.starts_with("/mailbox/");
-    guarded && !status_public && !peer.is_some_and(|ip| ip.is_loopback())
-}
-
 /// Where a request came in: through the front (from the network, HTTP or HTTPS), or on the
 /// control socket, which only the local operator can open (its file mode says who).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -276,43 +315,88 @@ fn handle(ctx: &StatusContext, request: Request, origin: Origin) {
 }
 
 fn respond(ctx: &StatusContext, mut request: Request, origin: Origin) {
+    let response = answer(ctx, &mut request, origin);
+    let _ = request.respond(secured(response));
+}
+
+/// Every answer with the headers that keep a browser from doing more with it than showing it
+/// (`guard::security_headers`).
+fn secured(mut response: tiny_http::ResponseBox) -> tiny_http::ResponseBox {
+    for (name, value) in guard::security_headers() {
+        if let Ok(h) = Header::from_bytes(name.as_bytes(), value.as_bytes()) {
+            response.add_header(h);
+        }
+    }
+    response
+}
+
+fn answer(ctx: &StatusContext, request: &mut Request, origin: Origin) -> tiny_http::ResponseBox {
     let url = request.url().to_string();
     let path = url.split('?').next().unwrap_or("").to_string();
-    // The status endpoints tell a lot about the mailboxes: off loopback they need the token too,
-    // unless the config makes them public. /healthz stays open for monitors.
+    // Who may see what (`guard.rs`): mail content needs the token from everywhere, the overview
+    // off loopback unless `status_public`; /healthz stays open for monitors. The API checks for
+    // itself (and writes its audit line), and the control socket is the operator's.
     if origin == Origin::Front
-        && status_needs_token(&path, peer(&request), ctx.config().appliance.status_public)
-        && let Err(e) = api::authorize(ctx, &request)
+        && !path.starts_with("/api/")
+        && guard::needs_token(&path, peer(request), ctx.config().appliance.status_public)
     {
-        let _ = request.respond(problem(&e));
-        return;
+        let refused = if ctx.config().appliance.api_tokens.is_empty() {
+            Err(error::err(
+                403,
+                "this page shows mail content, which needs the API token, and none is set: set \
+                 api_token_file in [appliance]",
+            ))
+        } else {
+            api::authorize(ctx, request).map(|_| ())
+        };
+        if let Err(e) = refused {
+            let mut answer = problem(&e);
+            // A browser asks for the token (any user name, the token as password) on Basic.
+            if e.status == 401
+                && guard::browser_page(&path)
+                && let Ok(h) = Header::from_bytes(
+                    &b"WWW-Authenticate"[..],
+                    &b"Basic realm=\"sidesync\", charset=\"UTF-8\""[..],
+                )
+            {
+                answer.add_header(h);
+            }
+            return answer.boxed();
+        }
     }
     if path == "/status" && *request.method() == Method::Get {
         // Streamed: at 100,000 mailboxes the document is about 100 MB.
-        let _ = match status_stream::start(ctx) {
-            Ok(body) => request.respond(Response::new(
+        return match status_stream::start(ctx) {
+            Ok(body) => Response::new(
                 tiny_http::StatusCode(200),
                 vec![header("application/json")],
                 body,
                 None,
                 None,
-            )),
-            Err(e) => request.respond(json_error(500, &e)),
+            )
+            .boxed(),
+            Err(e) => json_error(500, &e).boxed(),
         };
-        return;
     }
-    let response = if path.starts_with("/api/v1/") {
-        match api::handle(ctx, &mut request, &path, origin) {
-            Ok(api::Answer::Json(code, v)) => json(code, &v),
+    if path.starts_with("/api/v1/") {
+        return match api::handle(ctx, request, &path, origin) {
+            Ok(api::Answer::Json(code, v)) => json(code, &v).boxed(),
             Ok(api::Answer::Mime(raw)) => {
-                Response::from_data(raw).with_header(header("message/rfc822"))
+                // Saved, not shown: an email is whatever HTML its sender wrote.
+                let id = path.split('/').nth(4).unwrap_or("");
+                let mut answer = Response::from_data(raw).with_header(header("message/rfc822"));
+                if let Ok(h) = Header::from_bytes(
+                    &b"Content-Disposition"[..],
+                    guard::raw_mime_disposition(id).as_bytes(),
+                ) {
+                    answer.add_header(h);
+                }
+                answer.boxed()
             }
-            Err(e) => problem(&e),
-        }
-    } else {
-        page_or_endpoint(ctx, request.method(), &path, &url)
-    };
-    let _ = request.respond(response);
+            Err(e) => problem(&e).boxed(),
+        };
+    }
+    page_or_endpoint(ctx, request.method(), &path, &url).boxed()
 }
 
 fn page_or_endpoint(ctx: &StatusContext, method: &Method, path: &str, url: &str) -> Answer {
@@ -562,25 +646,6 @@ mod tests {
         }
     }
 
-    #[test]
-    fn status_endpoints_want_the_token_off_loopback_unless_public() {
-        let lan: std::net::IpAddr = "192.0.2.7".parse().expect("ip");
-        let lo: std::net::IpAddr = "::1".parse().expect("ip");
-        for path in ["/", "/status", "/metrics"] {
-            assert!(status_needs_token(path, Some(lan), false), "{path}");
-            assert!(
-                status_needs_token(path, None, false),
-                "{path}: an unknown client"
-            );
-            assert!(!status_needs_token(path, Some(lo), false), "{path}");
-            assert!(
-                !status_needs_token(path, Some(lan), true),
-                "{path}: status_public"
-            );
-        }
-        assert!(!status_needs_token("/healthz", Some(lan), false));
-    }
-
     #[tokio::test(flavor = "multi_thread")]
     async fn a_reader_behind_the_retention_gets_410_with_the_oldest_kept() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -632,6 +697,43 @@ mod tests {
             .expect("events");
         assert_eq!(page.events[0].seq, 3);
         writer.shutdown();
+    }
+
+    /// A request whose answering panics gets 500; the worker counts it and answers the next.
+    #[test]
+    fn a_panicking_request_leaves_the_worker_alive() {
+        use std::io::{Read, Write};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("w.sock");
+        let server = Arc::new(unix_server(&path, 0o600).expect("server"));
+        let metrics = Arc::new(Metrics::new(std::iter::empty()));
+        let stopping = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (server, metrics, stopping) = (server.clone(), metrics.clone(), stopping.clone());
+            std::thread::spawn(move || {
+                worker(&server, &metrics, &stopping, |r: Request| {
+                    assert!(r.url() != "/boom", "a handler bug");
+                    let _ = r.respond(Response::from_string("fine"));
+                })
+            })
+        };
+        let get = |target: &str| {
+            let mut s = std::os::unix::net::UnixStream::connect(&path).expect("connect");
+            write!(s, "GET {target} HTTP/1.0\r\n\r\n").expect("send");
+            let mut answer = String::new();
+            s.read_to_string(&mut answer).expect("read");
+            answer
+        };
+        // One worker: each answer below comes from the same thread, after the panics.
+        for _ in 0..3 {
+            let answer = get("/boom");
+            assert!(answer.starts_with("HTTP/1.0 500"), "{answer}");
+        }
+        assert!(get("/ok").ends_with("fine"));
+        assert_eq!(metrics.http_handler_panics.load(Ordering::Relaxed), 3);
+        stopping.store(true, Ordering::SeqCst);
+        server.unblock();
+        thread.join().expect("the worker ends when stopped");
     }
 
     #[test]

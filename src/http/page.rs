@@ -520,6 +520,14 @@ mod tests {
         assert!(html.contains("1 failing"));
         assert!(!html.contains("<script"), "no JavaScript");
         assert!(html.contains("http-equiv=\"refresh\""));
+        // The Content-Security-Policy allows one stylesheet, by its hash: this one, alone, and
+        // no style attribute (`guard::content_security_policy`).
+        assert_eq!(html.matches("<style>").count(), 1);
+        assert!(html.contains(&format!("<style>{CSS}</style>")));
+        assert!(
+            !html.contains(" style="),
+            "an inline style attribute the CSP would block"
+        );
     }
 
     #[test]

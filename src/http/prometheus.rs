@@ -229,6 +229,21 @@ pub fn render(m: &Metrics, g: &Gauges) -> String {
             ("idle_max", c.idle_max as u64),
         ],
     );
+    for (name, help, value) in [
+        (
+            "sidesync_http_handler_panics_total",
+            "HTTP requests whose answering panicked (caught: the client got 500, the worker went on).",
+            &m.http_handler_panics,
+        ),
+        (
+            "sidesync_http_worker_restarts_total",
+            "HTTP workers whose loop ended by a panic and was started again.",
+            &m.http_worker_restarts,
+        ),
+    ] {
+        family(&mut out, name, "counter", help);
+        let _ = writeln!(out, "{name} {}", value.load(Relaxed));
+    }
     let (full, resumed) = crate::net::handshake_counts();
     let name = "sidesync_tls_handshakes_total";
     family(

@@ -19,7 +19,9 @@ use crate::config::{AuthProtocol, TlsMode};
 use crate::secret::Secret;
 
 pub use stream::{BufferedTcp, MailStream, buffered};
-pub use tls::{Alpn, TlsContext, TlsError, handshake_counts, pem_certificates};
+pub use tls::{
+    Alpn, TlsContext, TlsError, handshake_counts, pem_certificates, pinned_client_config,
+};
 pub use transcript::Recorder;
 
 /// SASL PLAIN (RFC 4616): authzid NUL authcid NUL password, the raw bytes.

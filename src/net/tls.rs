@@ -93,17 +93,7 @@ impl TlsContext {
     pub fn with_pin(ca_file: Option<&Path>, pin: Option<[u8; 32]>) -> Result<TlsContext, String> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         if let Some(pin) = pin {
-            let verifier = PinnedCertificate {
-                pin,
-                algorithms: provider.signature_verification_algorithms,
-            };
-            let config = rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .map_err(|e| format!("TLS settings: {e}"))?
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(verifier))
-                .with_no_client_auth();
-            return Ok(TlsContext::from_config(config));
+            return Ok(TlsContext::from_config(pinned_client_config(pin)?));
         }
         let mut roots = rustls::RootCertStore::empty();
         // Unreadable system certificates are skipped: the CA file may be all this appliance needs.
@@ -157,6 +147,22 @@ impl TlsContext {
         counter.fetch_add(1, Ordering::Relaxed);
         Ok(stream)
     }
+}
+
+/// A client config that trusts exactly the certificate whose SHA-256 (of its DER bytes) is
+/// `pin`, and no authority (the handshake's signatures are still checked against its key).
+pub fn pinned_client_config(pin: [u8; 32]) -> Result<rustls::ClientConfig, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = PinnedCertificate {
+        pin,
+        algorithms: provider.signature_verification_algorithms,
+    };
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS settings: {e}"))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth())
 }
 
 /// Says what is wrong with a certificate in words an admin can act on.
