@@ -565,7 +565,7 @@ fn any_contacts_body_or_file_is_parsed_or_refused() {
 /// `Connection: close`, or refused with a reason; the client's own peer header never survives.
 #[test]
 fn any_request_head_is_rewritten_or_refused() {
-    use sidesync::http::front::{Limits, PEER_HEADER, rewrite_head};
+    use sidesync::http::front::{Limits, PEER_HEADER, Peer, rewrite_head};
     let peer: std::net::IpAddr = "192.0.2.1".parse().expect("ip");
     let hosts = vec!["localhost".to_string()];
     let line = prop_oneof![
@@ -578,7 +578,12 @@ fn any_request_head_is_rewritten_or_refused() {
     runner(1)
         .run(&proptest::collection::vec(line, 0..30), |lines| {
             let head = lines.concat();
-            if let Ok(out) = rewrite_head(head.as_bytes(), peer, &Limits::default(), &hosts) {
+            if let Ok(out) = rewrite_head(
+                head.as_bytes(),
+                &Peer::Address(peer),
+                &Limits::default(),
+                &hosts,
+            ) {
                 let out = String::from_utf8(out.head).expect("utf-8");
                 assert_eq!(out.matches(PEER_HEADER).count(), 1, "{out}");
                 // The client's framing never reaches tiny_http: the front gives its own.

@@ -390,3 +390,94 @@ fn a_first_sync_of_ten_thousand_emails_shows_its_progress() {
     );
     assert!(s.terminate().success());
 }
+
+/// The control socket knows who connected (SO_PEERCRED): root is an admin, another member of
+/// the socket's group reads until `control_groups` gives that group more, and the audit line
+/// names the user. Needs root to act as another user (CI and the fresh machine are root).
+#[test]
+fn the_control_socket_knows_who_asks_and_what_they_may_do() {
+    use std::os::unix::fs::PermissionsExt;
+    if !std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout == b"0\n")
+    {
+        eprintln!("skipped: acting as another local user needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let data = dir.path().join("data");
+    let cfg = dir.path().join("sidesync.toml");
+    let write = |extra: &str| {
+        std::fs::write(
+            &cfg,
+            format!(
+                "[appliance]\ndata_dir = \"{}\"\nstatus_listen = \"127.0.0.1:{port}\"\n\
+                 allow_plaintext_passwords = true\n{extra}\n\
+                 [[profile]]\nname = \"p\"\nis_default = true\n\
+                 incoming_server_location = \"127.0.0.1\"\nincoming_port_number = 9\n\
+                 min_polling_interval = \"1h\"\n\
+                 [[mailbox]]\nemail_address = \"{WAITING}\"\npassword = \"pw\"\n",
+                data.display()
+            ),
+        )
+        .expect("config");
+    };
+    write("");
+    let s = Sidesync::start(&cfg, &dir.path().join("sidesync.log"), port);
+    // The packaged layout in small: nobody (65534) is in the socket's group, nogroup.
+    for p in [dir.path(), data.as_path(), cfg.as_path()] {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    std::os::unix::fs::chown(data.join("control.sock"), Some(0), Some(65534)).expect("chown");
+    let as_nobody = |args: &[&str]| {
+        let out = std::process::Command::new("setpriv")
+            .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+            .arg(support::sidesync::binary())
+            .args(args)
+            .arg("--config")
+            .arg(&cfg)
+            .output()
+            .expect("setpriv (util-linux)");
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.code().unwrap_or(-1), text)
+    };
+    let (code, out) = as_nobody(&["status"]);
+    assert_eq!(code, 0, "a member of the group reads: {out}");
+    let (code, out) = as_nobody(&["approve", WAITING]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("has scope read; this call needs admin"),
+        "{out}"
+    );
+    // control_groups gives the group more, applied by a reload.
+    write("control_groups = { nogroup = \"admin\" }");
+    s.hangup();
+    let out = wait_for(
+        "nobody to approve once nogroup is admin",
+        Duration::from_secs(30),
+        || {
+            let (code, out) = as_nobody(&["approve", WAITING]);
+            (code == 0).then_some(out)
+        },
+    );
+    assert_eq!(out.trim(), format!("{WAITING}: approval approved"));
+    let log = wait_for("the audit line", Duration::from_secs(10), || {
+        let log = s.log_text();
+        log.lines()
+            .any(|l| {
+                l.contains("audit: api call") && l.contains("uid 65534") && l.contains("nobody")
+            })
+            .then_some(log)
+    });
+    assert!(
+        !log.contains("who=control socket"),
+        "the audit names the user"
+    );
+    // Root is the admin it always was.
+    let (code, out) = run(&["status"], &cfg);
+    assert_eq!(code, 0, "{out}");
+    assert!(s.terminate().success());
+}

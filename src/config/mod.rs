@@ -3,6 +3,7 @@
 //! Validation is pure (text in, model or mistakes out) so that every rule is unit-tested; the only
 //! I/O is reading the file itself and the password/CA files it names.
 
+mod control;
 pub mod diff;
 mod duration;
 mod one_line;
@@ -53,6 +54,9 @@ pub struct Appliance {
     pub status_listen: SocketAddr,
     /// Host header names the status listener answers to (DNS rebinding); empty: any.
     pub status_allowed_hosts: Vec<String>,
+    /// What members of these groups may do over the control socket (`control_groups`); root
+    /// and the service's own user are admins, any other member of the socket's group reads.
+    pub control_groups: Vec<(String, TokenScope)>,
     /// `/`, `/status` and `/metrics` without the token from other hosts than loopback.
     pub status_public: bool,
     /// A request body must reach the front whole within this (else 408): no client holds an
@@ -1113,8 +1117,10 @@ impl Validator<'_> {
             None => default_allowed_hosts(status_listen),
         };
         let api_tokens = self.api_tokens(&ra);
+        let control_groups = self.control_groups(&ra);
         let mut appliance = Appliance {
             api_tokens,
+            control_groups,
             data_dir,
             status_listen,
             status_allowed_hosts,

@@ -71,6 +71,7 @@ pub struct RawAppliance {
     pub status_body_timeout: Option<Spanned<RawDuration>>,
     pub event_retention: Option<Spanned<RawDuration>>,
     pub shard: Option<Spanned<String>>,
+    pub control_groups: Option<std::collections::BTreeMap<String, Spanned<String>>>,
 }
 
 /// `[[appliance.api_tokens]]`: a further API token with a name and a scope.

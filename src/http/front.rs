@@ -27,6 +27,27 @@ use super::body::{BodyError, Dechunk, Framing, framing};
 /// The header the front adds with the client's address; one a client sends is dropped.
 pub const PEER_HEADER: &str = "X-Sidesync-Peer";
 
+/// Who sent a request, as the front tells tiny_http: a network client's address, or the
+/// credentials the kernel gives for a control socket peer ([`super::control`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peer {
+    Address(IpAddr),
+    Local(super::control_peer::PeerCred),
+}
+
+impl Peer {
+    fn header_line(&self) -> String {
+        match self {
+            Peer::Address(ip) => format!("{PEER_HEADER}: {ip}\r\n"),
+            Peer::Local(cred) => format!(
+                "{}: {}\r\n",
+                super::control_peer::CONTROL_PEER_HEADER,
+                cred.header_value()
+            ),
+        }
+    }
+}
+
 /// What one client may hold.
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -141,7 +162,7 @@ struct Pending {
 }
 
 /// Sets `done` when dropped: the connection left the head phase (or ended).
-struct HeadPhase(Arc<AtomicBool>);
+pub(super) struct HeadPhase(pub(super) Arc<AtomicBool>);
 
 impl Drop for HeadPhase {
     fn drop(&mut self) {
@@ -231,9 +252,9 @@ pub async fn serve(front: Front) {
                         else {
                             return;
                         };
-                        relay(stream, ip, &shared, phase).await;
+                        relay(stream, Peer::Address(ip), &shared, phase).await;
                     }
-                    None => relay(tcp, ip, &shared, phase).await,
+                    None => relay(tcp, Peer::Address(ip), &shared, phase).await,
                 }
             };
             let _ = tokio::time::timeout(lifetime, served).await;
@@ -345,7 +366,7 @@ impl Rewritten {
 /// both dropped; the body's framing checked against the path's limit and taken out. Pure.
 pub fn rewrite_head(
     head: &[u8],
-    peer: IpAddr,
+    peer: &Peer,
     limits: &Limits,
     allowed_hosts: &[String],
 ) -> Result<Rewritten, HeadError> {
@@ -384,7 +405,10 @@ pub fn rewrite_head(
         if name_t.eq_ignore_ascii_case("host") && !host_allowed(value.trim(), allowed_hosts) {
             return Err(HeadError::HostNotAllowed(value.trim().to_string()));
         }
-        if name_t.eq_ignore_ascii_case(PEER_HEADER) || name_t.eq_ignore_ascii_case("connection") {
+        if name_t.eq_ignore_ascii_case(PEER_HEADER)
+            || name_t.eq_ignore_ascii_case(super::control_peer::CONTROL_PEER_HEADER)
+            || name_t.eq_ignore_ascii_case("connection")
+        {
             continue;
         }
         if name_t.eq_ignore_ascii_case("content-length") {
@@ -409,9 +433,8 @@ pub fn rewrite_head(
     let limit = (limits.body_limit)(parts[0], path);
     let body =
         framing(&lengths, &codings, parts[2] == "HTTP/1.0", limit).map_err(HeadError::Body)?;
-    out.push_str(&format!(
-        "{PEER_HEADER}: {peer}\r\nConnection: close\r\n\r\n"
-    ));
+    out.push_str(&peer.header_line());
+    out.push_str("Connection: close\r\n\r\n");
     Ok(Rewritten {
         head: out.into_bytes(),
         body,
@@ -437,13 +460,13 @@ fn host_allowed(host: &str, allowed: &[String]) -> bool {
 }
 
 /// What every connection's task shares.
-struct Shared {
-    tls: Option<TlsAcceptor>,
-    socket: PathBuf,
-    limits: Limits,
-    hosts: Vec<String>,
+pub(super) struct Shared {
+    pub(super) tls: Option<TlsAcceptor>,
+    pub(super) socket: PathBuf,
+    pub(super) limits: Limits,
+    pub(super) hosts: Vec<String>,
     /// Permits are bytes of body held by the front ([`Limits::body_budget`]).
-    budget: Arc<Semaphore>,
+    pub(super) budget: Arc<Semaphore>,
 }
 
 /// Why a body did not come whole.
@@ -461,7 +484,7 @@ enum BodyFailure {
 /// Reads the head within the deadline and size, then the body within its own deadline and
 /// limit, then hands the whole request to tiny_http and relays its answer. The head phase ends
 /// (`phase` dropped) once a whole head is in.
-async fn relay<S>(mut client: S, peer: IpAddr, shared: &Shared, phase: HeadPhase)
+pub(super) async fn relay<S>(mut client: S, peer: Peer, shared: &Shared, phase: HeadPhase)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -491,7 +514,7 @@ where
         }
     };
     drop(phase);
-    let head = match rewrite_head(&buf[..head_end], peer, limits, &shared.hosts) {
+    let head = match rewrite_head(&buf[..head_end], &peer, limits, &shared.hosts) {
         Ok(h) => h,
         Err(e) => {
             refuse(&mut client, &e.response()).await;
@@ -664,7 +687,13 @@ mod tests {
     #[test]
     fn the_head_gets_the_peer_and_loses_what_a_client_may_not_say() {
         let head = b"GET /status HTTP/1.1\r\nHost: 127.0.0.1:8025\r\nX-Sidesync-Peer: 127.0.0.1\r\nConnection: keep-alive\r\nAccept: */*\r\n\r\n";
-        let out = rewrite_head(head, ip(), &Limits::default(), &["127.0.0.1".into()]).expect("ok");
+        let out = rewrite_head(
+            head,
+            &Peer::Address(ip()),
+            &Limits::default(),
+            &["127.0.0.1".into()],
+        )
+        .expect("ok");
         assert_eq!(out.body, Framing::None);
         let out = String::from_utf8(out.head).expect("utf-8");
         assert_eq!(
@@ -683,38 +712,44 @@ mod tests {
         let hosts = vec!["localhost".to_string(), "::1".to_string()];
         let many = b"GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\n\r\n";
         assert_eq!(
-            rewrite_head(many, ip(), &limits, &hosts),
+            rewrite_head(many, &Peer::Address(ip()), &limits, &hosts),
             Err(HeadError::TooManyLines)
         );
         let big = format!("GET / HTTP/1.1\r\nA: {}\r\n\r\n", "x".repeat(300));
         assert_eq!(
-            rewrite_head(big.as_bytes(), ip(), &limits, &hosts),
+            rewrite_head(big.as_bytes(), &Peer::Address(ip()), &limits, &hosts),
             Err(HeadError::TooLarge)
         );
         let rebinding = b"GET /status HTTP/1.1\r\nHost: evil.example:8025\r\n\r\n";
         assert!(matches!(
-            rewrite_head(rebinding, ip(), &limits, &hosts),
+            rewrite_head(rebinding, &Peer::Address(ip()), &limits, &hosts),
             Err(HeadError::HostNotAllowed(_))
         ));
         for ok in ["localhost:8025", "LOCALHOST", "[::1]:8025"] {
             let h = format!("GET / HTTP/1.1\r\nHost: {ok}\r\n\r\n");
             assert!(
-                rewrite_head(h.as_bytes(), ip(), &limits, &hosts).is_ok(),
+                rewrite_head(h.as_bytes(), &Peer::Address(ip()), &limits, &hosts).is_ok(),
                 "{ok}"
             );
         }
         assert!(
-            rewrite_head(b"GET / HTTP/1.0\r\n\r\n", ip(), &limits, &hosts).is_ok(),
+            rewrite_head(
+                b"GET / HTTP/1.0\r\n\r\n",
+                &Peer::Address(ip()),
+                &limits,
+                &hosts
+            )
+            .is_ok(),
             "no Host"
         );
         assert_eq!(
-            rewrite_head(b"\r\n\r\n", ip(), &limits, &hosts),
+            rewrite_head(b"\r\n\r\n", &Peer::Address(ip()), &limits, &hosts),
             Err(HeadError::Malformed)
         );
         assert_eq!(
             rewrite_head(
                 b"GET / HTTP/1.1\r\n Folded: x\r\n\r\n",
-                ip(),
+                &Peer::Address(ip()),
                 &limits,
                 &hosts
             ),
@@ -722,7 +757,12 @@ mod tests {
         );
         // Found by the fuzz harness: a header where the request line belongs.
         assert_eq!(
-            rewrite_head(b"X-Sidesync-Peer: 1.2.3.4 x\r\n\r\n", ip(), &limits, &hosts),
+            rewrite_head(
+                b"X-Sidesync-Peer: 1.2.3.4 x\r\n\r\n",
+                &Peer::Address(ip()),
+                &limits,
+                &hosts
+            ),
             Err(HeadError::Malformed)
         );
     }
@@ -737,7 +777,7 @@ mod tests {
             body_limit: small_here,
             ..Limits::default()
         };
-        let rw = |h: &str| rewrite_head(h.as_bytes(), ip(), &limits, &[]);
+        let rw = |h: &str| rewrite_head(h.as_bytes(), &Peer::Address(ip()), &limits, &[]);
         let out =
             rw("POST /big?x=1 HTTP/1.1\r\nContent-Length: 500\r\nExpect: 100-continue\r\n\r\n")
                 .expect("ok");
@@ -806,7 +846,12 @@ mod tests {
             let shared = &shared;
             let server = &server;
             async move {
-                let relayed = relay(theirs, ip(), shared, HeadPhase(Arc::default()));
+                let relayed = relay(
+                    theirs,
+                    Peer::Address(ip()),
+                    shared,
+                    HeadPhase(Arc::default()),
+                );
                 let talk = async {
                     ours.write_all(sent).await.expect("send");
                     let mut answer = Vec::new();
@@ -883,7 +928,12 @@ mod tests {
             ),
         ] {
             let (mut ours, theirs) = tokio::io::duplex(1 << 16);
-            let relayed = relay(theirs, ip(), &shared, HeadPhase(Arc::default()));
+            let relayed = relay(
+                theirs,
+                Peer::Address(ip()),
+                &shared,
+                HeadPhase(Arc::default()),
+            );
             let talk = async {
                 ours.write_all(sent).await.expect("send");
                 let mut answer = [0u8; 12];
@@ -906,7 +956,12 @@ mod tests {
             ..shared
         };
         let (mut ours, theirs) = tokio::io::duplex(1 << 16);
-        let relayed = relay(theirs, ip(), &tight, HeadPhase(Arc::default()));
+        let relayed = relay(
+            theirs,
+            Peer::Address(ip()),
+            &tight,
+            HeadPhase(Arc::default()),
+        );
         let talk = async {
             ours.write_all(b"POST /big HTTP/1.1\r\nContent-Length: 8\r\n\r\n12345678")
                 .await

@@ -7,6 +7,8 @@ mod activities;
 mod api;
 pub mod body;
 pub mod client;
+mod control;
+mod control_peer;
 mod cursor;
 mod detail;
 mod error;
@@ -50,6 +52,8 @@ pub struct StatusServer {
     workers: Vec<(usize, JoinHandle<()>)>,
     /// Set by `stop`: a worker's `recv` failing then means "stop", not an error to ride out.
     stopping: Arc<AtomicBool>,
+    /// The control front's socket file (its listener ends with the runtime).
+    control_socket: std::path::PathBuf,
 }
 
 /// Threads answering the control socket (the CLI: one operator at a time, mostly).
@@ -70,6 +74,18 @@ fn unix_server(path: &std::path::Path, mode: u32) -> Result<Server, String> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(server)
+}
+
+/// The control socket's listener at `path`, mode 0660 (the service's user and group).
+fn control_listener(path: &std::path::Path) -> Result<std::os::unix::net::UnixListener, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::remove_file(path);
+    let listener = std::os::unix::net::UnixListener::bind(path)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(listener)
 }
 
 #[derive(Clone)]
@@ -133,9 +149,13 @@ impl StatusServer {
         // tiny_http never faces the network: the front relays to it on a private Unix socket.
         let socket = tls::socket_path(&ctx.config().appliance.data_dir);
         let server = unix_server(&socket, 0o600)?;
-        // The operator's door: the service's user and its group (admins added to it) may use it.
+        // The operator's door: the service's user and its group (admins added to it) may
+        // connect; the control front reads who did and relays to tiny_http's own socket, which
+        // only the service opens.
         let control_path = control_socket_path(&ctx.config().appliance.data_dir);
-        let control = unix_server(&control_path, 0o660)?;
+        let control_inner = ctx.config().appliance.data_dir.join("control-relay.sock");
+        let control = unix_server(&control_inner, 0o600)?;
+        let control_listener = control_listener(&control_path)?;
         let allowed_hosts = ctx.config().appliance.status_allowed_hosts.clone();
         if allowed_hosts.is_empty() {
             tracing::warn!(
@@ -154,9 +174,17 @@ impl StatusServer {
             },
             allowed_hosts,
         }));
+        runtime.spawn(control::serve(
+            control_listener,
+            control_inner.clone(),
+            front::Limits {
+                body_deadline: ctx.config().appliance.status_body_timeout,
+                ..front::Limits::default()
+            },
+        ));
         let servers = vec![
             (Arc::new(server), socket),
-            (Arc::new(control), control_path),
+            (Arc::new(control), control_inner),
         ];
         let mut workers = Vec::new();
         let stopping = Arc::new(AtomicBool::new(false));
@@ -186,6 +214,7 @@ impl StatusServer {
             servers,
             workers,
             stopping,
+            control_socket: control_path,
         })
     }
 
@@ -200,6 +229,7 @@ impl StatusServer {
         for (_, path) in self.servers {
             let _ = std::fs::remove_file(path);
         }
+        let _ = std::fs::remove_file(&self.control_socket);
     }
 }
 
@@ -290,7 +320,7 @@ pub(crate) fn peer(request: &Request) -> Option<std::net::IpAddr> {
 }
 
 /// Where a request came in: through the front (from the network, HTTP or HTTPS), or on the
-/// control socket, which only the local operator can open (its file mode says who).
+/// control socket, whose front says which local user connected (`control.rs`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
     Front,
