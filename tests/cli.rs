@@ -279,3 +279,46 @@ fn logs_as_json_lines_for_shippers_and_plain_elsewhere() {
         .expect("run");
     assert_eq!(bad.status.code(), Some(2), "clap refuses an unknown format");
 }
+
+/// The status page's TLS key and an OAuth service account's key are secrets: `check-config`
+/// refuses them when others can read them, naming the key and the fix, and passes them 0600.
+#[test]
+fn private_keys_others_can_read_fail_check_config() {
+    use std::os::unix::fs::PermissionsExt;
+    let keys = tempfile::tempdir().expect("tempdir");
+    let (cert, key) = (keys.path().join("s.pem"), keys.path().join("s.key"));
+    let made = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"])
+        .args(["-subj", "/CN=127.0.0.1", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl");
+    assert!(made.status.success(), "{made:?}");
+    let text = format!(
+        "[appliance]\nstatus_tls_cert = \"{}\"\nstatus_tls_key = \"{}\"\n\
+         [[profile]]\nname = \"p\"\nis_default = true\nincoming_server_location = \"imap.example.com\"\n\
+         oauth_token_endpoint = \"https://127.0.0.1:9/token\"\noauth_grant = \"service_account\"\n\
+         oauth_client_id = \"sa@example.com\"\noauth_client_key_file = \"{}\"\n\
+         oauth_scope = \"https://mail.google.com/\"\nincoming_authentication_protocol = \"xoauth2\"\n\
+         [[mailbox]]\nemail_address = \"a@example.com\"\n",
+        cert.display(),
+        key.display(),
+        key.display()
+    );
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let (code, _, err) = check_config(&text);
+    assert_eq!(code, 1, "{err}");
+    for name in ["status_tls_key", "oauth_client_key_file"] {
+        assert!(
+            err.contains(&format!("{name} {}", key.display()))
+                && err.contains("can be read by others (mode 644); run chmod 600 on it"),
+            "{name}: {err}"
+        );
+    }
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let (code, out, err) = check_config(&text);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("OK"), "{out}");
+}

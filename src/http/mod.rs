@@ -239,13 +239,23 @@ impl StatusServer {
 /// starts again, counted as a restart. A `recv` error that is not the stop (tiny_http hands one
 /// worker its listener's accept error) is logged and ridden out.
 fn worker(server: &Server, metrics: &Metrics, stopping: &AtomicBool, answer: impl Fn(Request)) {
+    serve_requests(|| server.recv(), metrics, stopping, answer)
+}
+
+/// [`worker`]'s loop over any source of requests (the tests drive it with one that panics).
+fn serve_requests<R>(
+    recv: impl Fn() -> std::io::Result<R>,
+    metrics: &Metrics,
+    stopping: &AtomicBool,
+    answer: impl Fn(R),
+) {
     use std::panic::{AssertUnwindSafe, catch_unwind};
     loop {
         // Unwind safety: a request shares nothing mutable with the next but the context's
         // locks and atomics, and a poisoned lock is already treated as an error where taken.
         let ran = catch_unwind(AssertUnwindSafe(|| {
             loop {
-                match server.recv() {
+                match recv() {
                     Ok(request) => {
                         if catch_unwind(AssertUnwindSafe(|| answer(request))).is_err() {
                             metrics.http_handler_panics.fetch_add(1, Ordering::Relaxed);
@@ -764,6 +774,32 @@ mod tests {
         stopping.store(true, Ordering::SeqCst);
         server.unblock();
         thread.join().expect("the worker ends when stopped");
+    }
+
+    /// Should a panic escape the per-request catch (tiny_http's own code between requests), the
+    /// loop starts again, counted, and goes on taking requests.
+    #[test]
+    fn a_worker_whose_loop_panics_starts_again_and_is_counted() {
+        let metrics = Metrics::new(std::iter::empty());
+        let stopping = AtomicBool::new(false);
+        let calls = std::sync::atomic::AtomicU32::new(0);
+        let answered = std::sync::Mutex::new(Vec::new());
+        serve_requests(
+            || match calls.fetch_add(1, Ordering::SeqCst) {
+                0 | 2 => panic!("inside tiny_http's recv"),
+                1 | 3 => Ok(calls.load(Ordering::SeqCst)),
+                _ => {
+                    stopping.store(true, Ordering::SeqCst);
+                    Err(std::io::Error::other("unblocked"))
+                }
+            },
+            &metrics,
+            &stopping,
+            |n| answered.lock().expect("lock").push(n),
+        );
+        assert_eq!(metrics.http_worker_restarts.load(Ordering::Relaxed), 2);
+        assert_eq!(*answered.lock().expect("lock"), vec![2, 4]);
+        assert_eq!(metrics.http_handler_panics.load(Ordering::Relaxed), 0);
     }
 
     #[test]
