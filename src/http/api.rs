@@ -68,38 +68,15 @@ pub(super) fn caller(
     origin: super::Origin,
 ) -> Result<Caller, ApiError> {
     match origin {
+        // Only the control front reaches this server, and it always says who connected.
         super::Origin::Control => {
-            use super::control_peer::{identify, own_uid, scope};
-            // Only the control front reaches this server, and it always says who connected.
-            let Some(cred) = control_peer(request) else {
-                return Err(err(
-                    403,
-                    "the control socket's front did not say who is asking",
-                ));
-            };
-            let identity = identify(cred);
-            let scope = scope(
-                cred,
-                &identity,
-                own_uid().unwrap_or(u32::MAX),
-                &ctx.config().appliance.control_groups,
-            );
-            Ok(Caller {
-                name: format!("{} (uid {})", identity.user, cred.uid),
-                scope,
-            })
+            let groups = &ctx.config().appliance.control_groups;
+            let (name, scope) = super::control_peer::caller_of(request, groups)
+                .ok_or_else(|| err(403, "the control socket's front did not say who is asking"))?;
+            Ok(Caller { name, scope })
         }
         super::Origin::Front => authorize(ctx, request),
     }
-}
-
-/// The control socket peer's credentials, as the control front put them in.
-fn control_peer(request: &Request) -> Option<super::control_peer::PeerCred> {
-    request
-        .headers()
-        .iter()
-        .find(|h| h.field.equiv(super::control_peer::CONTROL_PEER_HEADER))
-        .and_then(|h| super::control_peer::PeerCred::parse(h.value.as_str()))
 }
 
 /// The token a request carries, among the configured ones (each compared over digests).
@@ -193,10 +170,7 @@ pub fn handle(
 ) -> Result<Answer, ApiError> {
     let changing = *request.method() != Method::Get;
     let peer = match origin {
-        super::Origin::Control => Some(match control_peer(request) {
-            Some(c) => format!("control socket, uid {} pid {}", c.uid, c.pid.unwrap_or(0)),
-            None => "control socket".to_string(),
-        }),
+        super::Origin::Control => Some(super::control_peer::peer_label(request)),
         super::Origin::Front => super::peer(request).map(|p| p.to_string()),
     };
     let method = request.method().to_string();

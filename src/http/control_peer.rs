@@ -136,6 +136,40 @@ pub fn scope(
         .unwrap_or(TokenScope::Read)
 }
 
+/// The peer's credentials, as the control front put them in the request.
+fn of_request(request: &tiny_http::Request) -> Option<PeerCred> {
+    request
+        .headers()
+        .iter()
+        .find(|h| h.field.equiv(CONTROL_PEER_HEADER))
+        .and_then(|h| PeerCred::parse(h.value.as_str()))
+}
+
+/// Who asks on the control socket (as the audit line names them) and their scope; None when
+/// the request does not say (only the control front reaches that server, and it always says).
+pub fn caller_of(
+    request: &tiny_http::Request,
+    control_groups: &[(String, TokenScope)],
+) -> Option<(String, TokenScope)> {
+    let cred = of_request(request)?;
+    let identity = identify(cred);
+    let scope = scope(
+        cred,
+        &identity,
+        own_uid().unwrap_or(u32::MAX),
+        control_groups,
+    );
+    Some((format!("{} (uid {})", identity.user, cred.uid), scope))
+}
+
+/// Where a control socket request came from, for the audit line.
+pub fn peer_label(request: &tiny_http::Request) -> String {
+    match of_request(request) {
+        Some(c) => format!("control socket, uid {} pid {}", c.uid, c.pid.unwrap_or(0)),
+        None => "control socket".to_string(),
+    }
+}
+
 /// The uid this process runs as.
 pub fn own_uid() -> Option<u32> {
     use std::os::unix::fs::MetadataExt;
