@@ -288,7 +288,9 @@ fn private_keys_others_can_read_fail_check_config() {
     let keys = tempfile::tempdir().expect("tempdir");
     let (cert, key) = (keys.path().join("s.pem"), keys.path().join("s.key"));
     let made = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"])
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
         .args(["-subj", "/CN=127.0.0.1", "-keyout"])
         .arg(&key)
         .arg("-out")
