@@ -81,6 +81,20 @@ pub fn failure_status(challenge: &[u8]) -> Option<(bool, String)> {
 mod tests {
     use super::*;
 
+    /// The bearer responses come in buffers that are overwritten when dropped (zeroize's
+    /// `Zeroizing`, whose drop is the `zeroize()` called here): the token does not stay behind in
+    /// freed memory. The types are the check; wiping one shows what its drop does.
+    #[test]
+    fn credential_forms_are_wiped_buffers() {
+        use zeroize::{Zeroize, Zeroizing};
+        let mut x: Zeroizing<Vec<u8>> = xoauth2("u@example.com", "the-token");
+        let mut o: Zeroizing<Vec<u8>> = oauthbearer("u@example.com", "h", 993, "the-token");
+        assert!(x.windows(9).any(|w| w == b"the-token"));
+        x.zeroize();
+        o.zeroize();
+        assert!(x.is_empty() && o.is_empty());
+    }
+
     #[test]
     fn the_initial_responses_as_the_specifications_write_them() {
         assert_eq!(
