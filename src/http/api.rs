@@ -718,11 +718,11 @@ fn queue(
     let req = request::parse(body).map_err(bad)?;
     let from = req.from.trim().to_ascii_lowercase();
     let config = ctx.config();
-    let (index, mailbox) = config
+    // The mailbox by its address: its place in the config says nothing about its tokens.
+    let mailbox = config
         .mailboxes
         .iter()
-        .enumerate()
-        .find(|(_, m)| m.email_address == from)
+        .find(|m| m.email_address == from)
         .ok_or_else(|| {
             let why = not_here(ctx, &from);
             err(400, format!("from: {}", why.message))
@@ -748,29 +748,6 @@ fn queue(
                 })?,
         ),
     };
-    let counter = ctx
-        .store
-        .next_activity_id_hint()
-        .map_err(|e| err(500, e.to_string()))?;
-    let token = ctx
-        .config()
-        .appliance
-        .tracking_token
-        .as_ref()
-        .map(|f| f.token(index as u64 + 1, counter));
-    let message_id = new_message_id(&from, counter);
-    let email =
-        request::build(&req, &message_id, in_reply_to.as_deref(), token.as_deref()).map_err(bad)?;
-    let cap = ctx.config().appliance.outbox_max_recipients as usize;
-    if email.recipients.len() > cap {
-        return Err(err(
-            400,
-            format!(
-                "to: {} recipients in one email; at most {cap} (outbox_max_recipients)",
-                email.recipients.len()
-            ),
-        ));
-    }
     let regarding = match &req.regarding {
         None => None,
         Some(r) => {
@@ -779,64 +756,136 @@ fn queue(
             Some(r.trim().to_string())
         }
     };
-    let headers = crate::tracking::message::parse_headers(&email.raw);
-    // The token as the subject carries it (a subject too long for it carries none).
-    let token = ctx
-        .config()
+    let format = config.appliance.tracking_token.clone();
+    // Only a shard of several writes its index into tokens (see `tracking::token`).
+    let shard = config
         .appliance
-        .tracking_token
-        .as_ref()
-        .zip(headers.subject.as_deref())
-        .and_then(|(f, s)| crate::tracking::token::find_token(s, f));
-    let level = ctx.config().appliance.store_compression_level;
-    let mut compressor = zstd::bulk::Compressor::new(level).map_err(|e| err(500, e.to_string()))?;
-    let raw_encoded = crate::store::rawcodec::encode(&email.raw, &mut compressor)
-        .map_err(|e| err(500, e.to_string()))?;
-    let limit = ctx.config().appliance.outbox_max_per_minute;
-    let admitted = ctx
-        .send_rate
-        .lock()
-        .map_err(|_| err(500, "the send rate is unavailable"))?
-        .admit(&from, Utc::now().timestamp(), limit);
-    if let Err(wait) = admitted {
-        return Err(err(
-            429,
-            format!(
-                "mailbox {from} queued {limit} emails this minute (outbox_max_per_minute); \
-                 try again in {wait} s"
-            ),
-        ));
-    }
+        .shard
+        .filter(|s| s.count > 1)
+        .map(|s| s.index);
     let writer = ctx
         .writer
         .as_ref()
         .ok_or_else(|| err(503, "the store writer is not running"))?;
-    let id = writer
-        .enqueue_blocking(crate::store::QueuedEmail {
-            mailbox: from.clone(),
-            headers,
-            raw_encoded,
-            size: email.raw.len() as u64,
-            recipients: email.recipients.clone(),
-            token,
-            regarding,
-            directory: ctx.directory.get(),
-            idempotency: idempotency.as_ref().map(|(scoped, hash)| {
-                (
-                    scoped.clone(),
-                    IdempotencyRecord {
-                        id: 0,
-                        request_hash: hash.clone(),
-                        at: Utc::now(),
-                        message_id: Some(email.message_id.clone()),
-                        subject: Some(email.subject.clone()),
-                    },
-                )
-            }),
-        })
-        .map_err(|e| err(503, e.to_string()))?;
-    let (id, replayed) = id;
-    if replayed && let Some((scoped, _)) = &idempotency {
+    let mut admitted = false;
+    // The token is the mailbox's next one as read here; the writer records it only if it still
+    // is at commit. Another email of the same mailbox queued in between takes it, and this one
+    // is built again with the next: a handful of rounds even under a burst of parallel calls.
+    for _ in 0..TOKEN_ROUNDS {
+        let claim = match &format {
+            None => None,
+            Some(f) => Some(
+                ctx.store
+                    .next_token(&from, f, shard)
+                    .map_err(|e| err(503, e.to_string()))?
+                    .ok_or_else(|| err(503, "no free tracking token for this mailbox"))?,
+            ),
+        };
+        let counter = ctx
+            .store
+            .next_activity_id_hint()
+            .map_err(|e| err(500, e.to_string()))?;
+        let message_id = new_message_id(&from, counter);
+        let email = request::build(
+            &req,
+            &message_id,
+            in_reply_to.as_deref(),
+            claim.as_ref().map(|c| c.token.as_str()),
+        )
+        .map_err(bad)?;
+        let cap = config.appliance.outbox_max_recipients as usize;
+        if email.recipients.len() > cap {
+            return Err(err(
+                400,
+                format!(
+                    "to: {} recipients in one email; at most {cap} (outbox_max_recipients)",
+                    email.recipients.len()
+                ),
+            ));
+        }
+        let headers = crate::tracking::message::parse_headers(&email.raw);
+        // The token is recorded only when the subject carries it (a subject too long for it
+        // carries none, and then the counter does not move).
+        let token = claim
+            .zip(format.clone())
+            .filter(|(c, _)| email.subject.ends_with(&format!("[{}]", c.token)))
+            .map(|(claim, format)| crate::store::QueuedToken {
+                claim,
+                format,
+                shard,
+            });
+        let level = config.appliance.store_compression_level;
+        let mut compressor =
+            zstd::bulk::Compressor::new(level).map_err(|e| err(500, e.to_string()))?;
+        let raw_encoded = crate::store::rawcodec::encode(&email.raw, &mut compressor)
+            .map_err(|e| err(500, e.to_string()))?;
+        if !admitted {
+            let limit = config.appliance.outbox_max_per_minute;
+            let admit = ctx
+                .send_rate
+                .lock()
+                .map_err(|_| err(500, "the send rate is unavailable"))?
+                .admit(&from, Utc::now().timestamp(), limit);
+            if let Err(wait) = admit {
+                return Err(err(
+                    429,
+                    format!(
+                        "mailbox {from} queued {limit} emails this minute (outbox_max_per_minute); \
+                         try again in {wait} s"
+                    ),
+                ));
+            }
+            admitted = true;
+        }
+        let outcome = writer
+            .enqueue_blocking(crate::store::QueuedEmail {
+                mailbox: from.clone(),
+                headers,
+                raw_encoded,
+                size: email.raw.len() as u64,
+                recipients: email.recipients.clone(),
+                token,
+                regarding: regarding.clone(),
+                directory: ctx.directory.get(),
+                idempotency: idempotency.as_ref().map(|(scoped, hash)| {
+                    (
+                        scoped.clone(),
+                        IdempotencyRecord {
+                            id: 0,
+                            request_hash: hash.clone(),
+                            at: Utc::now(),
+                            message_id: Some(email.message_id.clone()),
+                            subject: Some(email.subject.clone()),
+                        },
+                    )
+                }),
+            })
+            .map_err(|e| err(503, e.to_string()))?;
+        let crate::store::Enqueued::Queued { id, replayed } = outcome else {
+            continue;
+        };
+        return queued(ctx, &idempotency, &from, &email, id, replayed);
+    }
+    Err(err(
+        503,
+        format!("mailbox {from} is queueing too many emails at once; try again"),
+    ))
+}
+
+/// How many times an email is built again when its token was taken at commit.
+const TOKEN_ROUNDS: usize = 16;
+
+/// The answer once the writer has queued the email (or recalled it by its idempotency key).
+fn queued(
+    ctx: &StatusContext,
+    idempotency: &Option<(String, String)>,
+    from: &str,
+    email: &crate::outbox::request::NewEmail,
+    id: u64,
+    replayed: bool,
+) -> Result<(u16, Value), ApiError> {
+    use crate::store::outbox_actions::IdempotencyRecord;
+    if replayed && let Some((scoped, _)) = idempotency {
         // The same key, at the same moment: the first one's answer.
         if let Some(first) = ctx
             .store
