@@ -154,3 +154,68 @@ fn the_1100th_emails_token_reply_lands_on_its_activity_after_a_config_insert_and
     assert_eq!(v["activities"].as_array().map(Vec::len), Some(1), "{v}");
     assert!(s.terminate().success());
 }
+
+/// Two shards on one config, each its own store: both mailboxes are the first to send on their
+/// shard, so both get user number 1 and counter 1 — the shard digits alone keep the tokens apart.
+/// A reply carrying shard 0's token that reaches shard 1's mailbox is not filed under shard 1's
+/// email (without the shard digits the two tokens would be the same text).
+#[test]
+fn two_shards_never_issue_the_same_token() {
+    use sidesync::config::shard::owner;
+    let d = Dovecot::start();
+    // One mailbox owned by each of two shards.
+    let pick = |shard: u32| {
+        (0..100)
+            .map(|i| format!("token-shard{i}@example.com"))
+            .find(|a| owner(a, 2) == shard)
+            .expect("an address for the shard")
+    };
+    let (a, b) = (pick(0), pick(1));
+    d.add_user(&a);
+    d.add_user(&b);
+    let server = SmtpServer::start();
+    let mut tokens = Vec::new();
+    let mut running = Vec::new();
+    for (index, from) in [(0u32, &a), (1, &b)] {
+        let setup = Setup::new();
+        let cfg = config(&setup, &d, server.port, &[a.as_str(), b.as_str()]);
+        let s = support::sidesync::Sidesync::start_with_env(
+            &cfg,
+            &setup.dir.path().join("sidesync.log"),
+            setup.port,
+            &[("SIDESYNC_SHARD", &format!("{index}/2"))],
+        );
+        let v = api(
+            &setup,
+            "POST",
+            "/api/v1/outbox",
+            &json!({"from": from, "to": ["carol@contoso.com"], "subject": "Offer", "text": "x"}),
+        );
+        tokens.push(token_of(v["subject"].as_str().expect("subject")));
+        running.push((setup, s));
+    }
+    assert_eq!(
+        tokens[0], "CRM:00010000001001",
+        "shard 0, user 1, counter 1"
+    );
+    assert_eq!(
+        tokens[1], "CRM:00010001001001",
+        "shard 1, user 1, counter 1"
+    );
+    // Shard 0's token in a reply to b, whom shard 1 syncs: no email of shard 1 carries it.
+    let reply = format!(
+        "Message-ID: <cross-shard@contoso.com>\r\nDate: Mon, 1 Sep 2025 10:00:00 +0000\r\n\
+         From: carol@contoso.com\r\nTo: {b}\r\nSubject: Re: Offer [{}]\r\n\r\nYes.\r\n",
+        tokens[0]
+    );
+    d.deliver(&b, reply.as_bytes(), "", SystemTime::now());
+    let (_, shard1) = &running[1];
+    wait_for(
+        "shard 1 to judge the reply",
+        Duration::from_secs(60),
+        || (shard1.mailbox(&b)["decisions"]["no_correlation_match"] == 1).then_some(()),
+    );
+    for (_, s) in running {
+        assert!(s.terminate().success());
+    }
+}
