@@ -346,8 +346,8 @@ impl Lookups for Known {
             fingerprint: 7,
         })
     }
-    fn by_token(&self, _: &str) -> Option<Tracked> {
-        None
+    fn by_token(&self, _: &str) -> Vec<sidesync::tracking::token_match::TokenCandidate> {
+        Vec::new()
     }
     fn by_subject(&self, _: u64) -> Vec<(Tracked, Vec<String>)> {
         Vec::new()

@@ -259,7 +259,7 @@ fn view(v: impl serde::Serialize) -> Answer {
     Answer::Json(200, to_value(v))
 }
 
-fn to_value(v: impl serde::Serialize) -> Value {
+pub(super) fn to_value(v: impl serde::Serialize) -> Value {
     serde_json::to_value(v).unwrap_or(Value::Null)
 }
 
@@ -283,9 +283,9 @@ fn handle_actions(
             retry_failure(ctx, address, key)
         }
         (Method::Post, ["outbox"]) => {
-            let key = idempotency_key(request)?;
+            let key = super::outbox_queue::idempotency_key(request)?;
             let body = body_bytes(request, MAX_BODY)?;
-            queue(ctx, &body, key.map(|k| (caller, k)))
+            super::outbox_queue::queue(ctx, &body, key.map(|k| (caller, k)))
         }
         (Method::Delete, ["outbox", id]) => {
             outbox_action(ctx, id, crate::store::outbox_actions::OutboxAction::Cancel)
@@ -330,7 +330,7 @@ fn mailbox_known(ctx: &StatusContext, address: &str) -> Result<String, ApiError>
 }
 
 /// A mailbox this appliance does not process: not in the config, or another shard's.
-fn not_here(ctx: &StatusContext, address: &str) -> ApiError {
+pub(super) fn not_here(ctx: &StatusContext, address: &str) -> ApiError {
     match ctx.config().owner_elsewhere(address) {
         Some(s) => err(
             404,
@@ -594,46 +594,6 @@ fn list_limit(v: &str) -> Result<usize, ApiError> {
         })
 }
 
-/// The `Idempotency-Key` header, if any: 1 to 255 visible ASCII characters.
-fn idempotency_key(request: &Request) -> Result<Option<String>, ApiError> {
-    let Some(h) = request
-        .headers()
-        .iter()
-        .find(|h| h.field.equiv("Idempotency-Key"))
-    else {
-        return Ok(None);
-    };
-    let key = h.value.as_str().trim().trim_matches('"').to_string();
-    if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(err(
-            400,
-            "Idempotency-Key must be 1 to 255 visible ASCII characters",
-        ));
-    }
-    Ok(Some(key))
-}
-
-/// The answer to a queued email, the first time and on every replay of its idempotency key.
-#[derive(serde::Serialize)]
-struct QueuedView<'a> {
-    id: u64,
-    status: &'static str,
-    message_id: Option<&'a str>,
-    subject: Option<&'a str>,
-}
-
-fn queued_answer(record: &crate::store::outbox_actions::IdempotencyRecord) -> (u16, Value) {
-    (
-        202,
-        to_value(QueuedView {
-            id: record.id,
-            status: crate::store::OutboxStatus::PendingSend.as_str(),
-            message_id: record.message_id.as_deref(),
-            subject: record.subject.as_deref(),
-        }),
-    )
-}
-
 /// `DELETE /api/v1/outbox/ID` (cancel while Pending Send) and `POST …/ID/resend` (a Failed one).
 fn outbox_action(
     ctx: &StatusContext,
@@ -674,202 +634,6 @@ fn outbox_action(
         )
         .with("outbox_status", Value::from(s.as_str()))),
     }
-}
-
-/// `POST /api/v1/outbox`: validate, build, queue durably; 202 with the activity id. With an
-/// idempotency key (scoped to the caller), a request seen in the last 24 hours gets its first
-/// answer and queues nothing; the same key with another request is refused.
-fn queue(
-    ctx: &StatusContext,
-    body: &[u8],
-    key: Option<(&str, String)>,
-) -> Result<(u16, Value), ApiError> {
-    use crate::outbox::request;
-    use crate::store::outbox_actions::{IdempotencyRecord, scoped_key};
-    let idempotency = match key {
-        None => None,
-        Some((caller, key)) => {
-            use sha2::{Digest, Sha256};
-            let scoped = scoped_key(caller, &key);
-            let hash = format!("{:x}", Sha256::digest(body));
-            if let Some(first) = ctx
-                .store
-                .idempotency(&scoped)
-                .map_err(|e| err(503, e.to_string()))?
-            {
-                if first.request_hash != hash {
-                    return Err(super::error::problem(
-                        422,
-                        "idempotency-key-reused",
-                        format!(
-                            "Idempotency-Key \"{key}\" was used in the last 24 hours for another \
-                             request (queued email {}); use a new key for a new email",
-                            first.id
-                        ),
-                    ));
-                }
-                tracing::info!(id = first.id, "idempotent replay of a queued email");
-                return Ok(queued_answer(&first));
-            }
-            Some((scoped, hash))
-        }
-    };
-    let bad = |e: request::RequestError| err(400, e.to_string());
-    let req = request::parse(body).map_err(bad)?;
-    let from = req.from.trim().to_ascii_lowercase();
-    let config = ctx.config();
-    let (index, mailbox) = config
-        .mailboxes
-        .iter()
-        .enumerate()
-        .find(|(_, m)| m.email_address == from)
-        .ok_or_else(|| {
-            let why = not_here(ctx, &from);
-            err(400, format!("from: {}", why.message))
-        })?;
-    if mailbox.outgoing_delivery == crate::config::OutgoingDelivery::None {
-        return Err(err(
-            400,
-            format!("from: mailbox {from} has outgoing delivery none"),
-        ));
-    }
-    let in_reply_to = match req.in_reply_to {
-        None => None,
-        Some(id) => Some(
-            ctx.store
-                .activity(id)
-                .map_err(|e| err(500, e.to_string()))?
-                .and_then(|a| a.headers.message_id)
-                .ok_or_else(|| {
-                    err(
-                        400,
-                        format!("in_reply_to: no activity {id} with a Message-ID"),
-                    )
-                })?,
-        ),
-    };
-    let counter = ctx
-        .store
-        .next_activity_id_hint()
-        .map_err(|e| err(500, e.to_string()))?;
-    let token = ctx
-        .config()
-        .appliance
-        .tracking_token
-        .as_ref()
-        .map(|f| f.token(index as u64 + 1, counter));
-    let message_id = new_message_id(&from, counter);
-    let email =
-        request::build(&req, &message_id, in_reply_to.as_deref(), token.as_deref()).map_err(bad)?;
-    let cap = ctx.config().appliance.outbox_max_recipients as usize;
-    if email.recipients.len() > cap {
-        return Err(err(
-            400,
-            format!(
-                "to: {} recipients in one email; at most {cap} (outbox_max_recipients)",
-                email.recipients.len()
-            ),
-        ));
-    }
-    let regarding = match &req.regarding {
-        None => None,
-        Some(r) => {
-            crate::tracking::parties::check_record(r)
-                .map_err(|e| err(400, format!("regarding: {e}")))?;
-            Some(r.trim().to_string())
-        }
-    };
-    let headers = crate::tracking::message::parse_headers(&email.raw);
-    // The token as the subject carries it (a subject too long for it carries none).
-    let token = ctx
-        .config()
-        .appliance
-        .tracking_token
-        .as_ref()
-        .zip(headers.subject.as_deref())
-        .and_then(|(f, s)| crate::tracking::token::find_token(s, f));
-    let level = ctx.config().appliance.store_compression_level;
-    let mut compressor = zstd::bulk::Compressor::new(level).map_err(|e| err(500, e.to_string()))?;
-    let raw_encoded = crate::store::rawcodec::encode(&email.raw, &mut compressor)
-        .map_err(|e| err(500, e.to_string()))?;
-    let limit = ctx.config().appliance.outbox_max_per_minute;
-    let admitted = ctx
-        .send_rate
-        .lock()
-        .map_err(|_| err(500, "the send rate is unavailable"))?
-        .admit(&from, Utc::now().timestamp(), limit);
-    if let Err(wait) = admitted {
-        return Err(err(
-            429,
-            format!(
-                "mailbox {from} queued {limit} emails this minute (outbox_max_per_minute); \
-                 try again in {wait} s"
-            ),
-        ));
-    }
-    let writer = ctx
-        .writer
-        .as_ref()
-        .ok_or_else(|| err(503, "the store writer is not running"))?;
-    let id = writer
-        .enqueue_blocking(crate::store::QueuedEmail {
-            mailbox: from.clone(),
-            headers,
-            raw_encoded,
-            size: email.raw.len() as u64,
-            recipients: email.recipients.clone(),
-            token,
-            regarding,
-            directory: ctx.directory.get(),
-            idempotency: idempotency.as_ref().map(|(scoped, hash)| {
-                (
-                    scoped.clone(),
-                    IdempotencyRecord {
-                        id: 0,
-                        request_hash: hash.clone(),
-                        at: Utc::now(),
-                        message_id: Some(email.message_id.clone()),
-                        subject: Some(email.subject.clone()),
-                    },
-                )
-            }),
-        })
-        .map_err(|e| err(503, e.to_string()))?;
-    let (id, replayed) = id;
-    if replayed && let Some((scoped, _)) = &idempotency {
-        // The same key, at the same moment: the first one's answer.
-        if let Some(first) = ctx
-            .store
-            .idempotency(scoped)
-            .map_err(|e| err(503, e.to_string()))?
-        {
-            return Ok(queued_answer(&first));
-        }
-    }
-    ctx.outbox_wake.notify_one();
-    tracing::info!(mailbox = %from, id, recipients = email.recipients.len(), "email queued");
-    Ok(queued_answer(&IdempotencyRecord {
-        id,
-        request_hash: String::new(),
-        at: Utc::now(),
-        message_id: Some(email.message_id.clone()),
-        subject: Some(email.subject.clone()),
-    }))
-}
-
-/// A Message-ID of our own: time, a counter and a hash, at the sender's domain.
-fn new_message_id(from: &str, counter: u64) -> String {
-    use sha2::{Digest, Sha256};
-    let now = Utc::now();
-    let nanos = now.timestamp_nanos_opt().unwrap_or_default();
-    let digest =
-        Sha256::digest(format!("{from}|{counter}|{nanos}|{}", std::process::id()).as_bytes());
-    let tag: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
-    let domain = from
-        .split_once('@')
-        .map_or("sidesync.localdomain", |(_, d)| d);
-    // Without angle brackets: mail-builder adds them.
-    format!("{}.{counter}.{tag}@{domain}", now.format("%Y%m%d%H%M%S"))
 }
 
 /// `GET /api/v1/outbox/ID`.

@@ -16,6 +16,7 @@ mod events;
 pub mod filter;
 pub mod front;
 pub mod guard;
+mod outbox_queue;
 pub mod page;
 pub mod prometheus;
 mod status;

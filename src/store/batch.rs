@@ -125,11 +125,22 @@ pub struct QueuedEmail {
     pub raw_encoded: Vec<u8>,
     pub size: u64,
     pub recipients: Vec<String>,
-    /// The tracking token its subject carries: a reply with only the token correlates.
-    pub token: Option<String>,
+    /// The tracking token its subject carries (a reply with only the token correlates), as
+    /// claimed when the email was built; the writer records it or answers `TokenMoved`.
+    pub token: Option<super::tokens::QueuedToken>,
     /// The record it is about, when the request named one.
     pub regarding: Option<String>,
     pub directory: Arc<Directory>,
     /// The request's idempotency key (scoped to its caller) and what it was, if it had one.
     pub idempotency: Option<(String, super::IdempotencyRecord)>,
+}
+
+/// What became of an email to queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enqueued {
+    /// Queued as this activity; `replayed`: its idempotency key had queued it already.
+    Queued { id: u64, replayed: bool },
+    /// Its token was taken by another email of the mailbox queued first: nothing was written;
+    /// build it again with the mailbox's next token.
+    TokenMoved,
 }

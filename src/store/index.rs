@@ -3,10 +3,11 @@
 
 use redb::{ReadTransaction, ReadableTable};
 
-use super::{
-    ACTIVITIES, Activity, CONTACTS, EMAIL_INDEX, SUBJECT_INDEX, StoreError, TOKEN_INDEX, decode,
-};
+use super::tokens::{TOKEN_ACTIVITIES, activities_of};
+use super::{ACTIVITIES, Activity, CONTACTS, EMAIL_INDEX, SUBJECT_INDEX, StoreError, decode};
 use crate::tracking::decision::{Directory, Lookups, MailboxInfo, Tracked};
+use crate::tracking::subject::subject_hash;
+use crate::tracking::token_match::TokenCandidate;
 
 /// How many activities of one subject smart matching looks at, newest first.
 const SUBJECT_CANDIDATES: usize = 32;
@@ -53,7 +54,7 @@ pub(crate) fn tracked(a: &Activity) -> Tracked {
 impl<E, T, S, A, C> Lookups for TableLookups<'_, E, T, S, A, C>
 where
     E: ReadableTable<&'static str, u64>,
-    T: ReadableTable<&'static str, u64>,
+    T: ReadableTable<(&'static str, u64), ()>,
     S: ReadableTable<(u64, u64), ()>,
     A: ReadableTable<u64, &'static [u8]>,
     C: ReadableTable<&'static str, &'static [u8]>,
@@ -63,9 +64,15 @@ where
         self.tracked_by_id(id)
     }
 
-    fn by_token(&self, token: &str) -> Option<Tracked> {
-        let id = self.tokens.get(token).ok()??.value();
-        self.tracked_by_id(id)
+    fn by_token(&self, token: &str) -> Vec<TokenCandidate> {
+        activities_of(self.tokens, token)
+            .into_iter()
+            .filter_map(|id| self.activity(id))
+            .map(|a| TokenCandidate {
+                tracked: tracked(&a),
+                subject_hash: subject_hash(a.headers.subject.as_deref().unwrap_or_default()),
+            })
+            .collect()
     }
 
     fn by_subject(&self, hash: u64) -> Vec<(Tracked, Vec<String>)> {
@@ -100,7 +107,7 @@ where
 /// The index tables of a read transaction.
 pub(crate) struct ReadTables {
     email: redb::ReadOnlyTable<&'static str, u64>,
-    tokens: redb::ReadOnlyTable<&'static str, u64>,
+    tokens: redb::ReadOnlyTable<(&'static str, u64), ()>,
     subjects: redb::ReadOnlyTable<(u64, u64), ()>,
     activities: redb::ReadOnlyTable<u64, &'static [u8]>,
     contacts: redb::ReadOnlyTable<&'static str, &'static [u8]>,
@@ -109,7 +116,7 @@ pub(crate) struct ReadTables {
 type ReadLookups<'a> = TableLookups<
     'a,
     redb::ReadOnlyTable<&'static str, u64>,
-    redb::ReadOnlyTable<&'static str, u64>,
+    redb::ReadOnlyTable<(&'static str, u64), ()>,
     redb::ReadOnlyTable<(u64, u64), ()>,
     redb::ReadOnlyTable<u64, &'static [u8]>,
     redb::ReadOnlyTable<&'static str, &'static [u8]>,
@@ -119,7 +126,7 @@ impl ReadTables {
     pub fn open(txn: &ReadTransaction) -> Result<ReadTables, StoreError> {
         Ok(ReadTables {
             email: txn.open_table(EMAIL_INDEX)?,
-            tokens: txn.open_table(TOKEN_INDEX)?,
+            tokens: txn.open_table(TOKEN_ACTIVITIES)?,
             subjects: txn.open_table(SUBJECT_INDEX)?,
             activities: txn.open_table(ACTIVITIES)?,
             contacts: txn.open_table(CONTACTS)?,

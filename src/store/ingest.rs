@@ -8,15 +8,16 @@ use chrono::Utc;
 use redb::{ReadableTable, Table, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
-use super::batch::{IngestBatch, IngestOutcome, IngestSource, QueuedEmail, SyncKey};
+use super::batch::{Enqueued, IngestBatch, IngestOutcome, IngestSource, QueuedEmail, SyncKey};
 use super::feed::{ActivityChange, Change, Feed, OutboxChange};
 use super::index::TableLookups;
+use super::tokens::{Claimed, TOKEN_ACTIVITIES, index_token, record_claim};
 use super::{
     ACTIVITIES, ACTIVITY_RAW, Activity, CONTACTS, CONVERSATIONS, Direction, EMAIL_INDEX,
     FOLDER_CURSORS, ITEM_FAILURES, ItemFailure, MAILBOX_STATE, MailboxState, NOT_TRACKED, OUTBOX,
     OUTBOX_COUNTS, OUTBOX_DUE, OutboxCounts, OutboxEntry, OutboxStatus, POP3_SYNC_ID_MAP,
-    REGARDING_INDEX, SUBJECT_INDEX, SYNC_ID_MAP, StoreError, TOKEN_INDEX, decode, due_key, encode,
-    is_activity, skip_marker,
+    REGARDING_INDEX, SUBJECT_INDEX, SYNC_ID_MAP, StoreError, decode, due_key, encode, is_activity,
+    skip_marker,
 };
 use super::{load, next_id};
 use crate::tracking::decision::{
@@ -31,7 +32,7 @@ type IdIndex<'t> = Table<'t, &'static str, u64>;
 struct ActivityTables<'t> {
     activities: Table<'t, u64, &'static [u8]>,
     email: IdIndex<'t>,
-    tokens: IdIndex<'t>,
+    tokens: Table<'t, (&'static str, u64), ()>,
     subjects: Table<'t, (u64, u64), ()>,
     conversations: Table<'t, (u64, u64), ()>,
     regarding: Table<'t, (&'static str, u64), ()>,
@@ -43,7 +44,7 @@ impl<'t> ActivityTables<'t> {
         Ok(ActivityTables {
             activities: txn.open_table(ACTIVITIES)?,
             email: txn.open_table(EMAIL_INDEX)?,
-            tokens: txn.open_table(TOKEN_INDEX)?,
+            tokens: txn.open_table(TOKEN_ACTIVITIES)?,
             subjects: txn.open_table(SUBJECT_INDEX)?,
             conversations: txn.open_table(CONVERSATIONS)?,
             regarding: txn.open_table(REGARDING_INDEX)?,
@@ -454,7 +455,7 @@ pub(super) fn apply_enqueue(
     txn: &WriteTransaction,
     email: &QueuedEmail,
     feed: &mut Feed,
-) -> Result<(u64, bool), StoreError> {
+) -> Result<Enqueued, StoreError> {
     // A retry of a request already queued (two at once included): its email, not a new one.
     if let Some((key, _)) = &email.idempotency
         && let Some(first) = super::outbox_actions::recall(
@@ -462,7 +463,17 @@ pub(super) fn apply_enqueue(
             key,
         )?
     {
-        return Ok((first.id, true));
+        return Ok(Enqueued::Queued {
+            id: first.id,
+            replayed: true,
+        });
+    }
+    // The token's counter moves in this transaction, with the email: before anything is written,
+    // so an email whose token another took first leaves no trace.
+    if let Some(token) = &email.token
+        && record_claim(txn, &email.mailbox, token)? == Claimed::Moved
+    {
+        return Ok(Enqueued::TokenMoved);
     }
     let id = next_id(txn, "next_activity_id")?;
     let now = Utc::now();
@@ -509,10 +520,10 @@ pub(super) fn apply_enqueue(
         created_at: now,
     };
     t.insert(&activity)?;
-    if let Some(token) = &email.token {
-        t.tokens.insert(token.as_str(), id)?;
-    }
     drop(t);
+    if let Some(token) = &email.token {
+        index_token(txn, &token.claim.token, id)?;
+    }
     txn.open_table(ACTIVITY_RAW)?
         .insert(id, email.raw_encoded.as_slice())?;
     let entry = OutboxEntry {
@@ -551,7 +562,10 @@ pub(super) fn apply_enqueue(
         };
         super::outbox_actions::remember(txn, key, &record)?;
     }
-    Ok((id, false))
+    Ok(Enqueued::Queued {
+        id,
+        replayed: false,
+    })
 }
 
 /// Sets what an activity is about; nothing when there is no such activity (the API checks).

@@ -9,7 +9,8 @@
 //! - `pop3_sync_id_map`: (mailbox, UIDL) → (activity id, 0 or a skip marker; committed at)
 //! - `email_index`: duplicate-check key (Message-ID, or content hash) → activity id, across all
 //!   mailboxes (I4: one activity per email)
-//! - `token_index`: tracking token of an outgoing email → its activity id
+//! - `token_activities`: (tracking token, activity id) for every token ever issued;
+//!   `token_mailboxes`: mailbox address → its token user number and last counter ([`tokens`])
 //! - `subject_index`: (normalised subject hash, activity id), for smart matching
 //! - `conversations`: (conversation id, activity id); `regarding_index`: (record, activity id)
 //! - `contacts`: lower-case address → its known contact records (JSON list)
@@ -34,6 +35,7 @@ mod ingest;
 pub mod outbox_actions;
 pub mod rawcodec;
 pub mod records;
+mod tokens;
 mod upgrade;
 pub mod webhook;
 mod writer;
@@ -45,9 +47,10 @@ use std::sync::Arc;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 pub use records::*;
+pub use tokens::QueuedToken;
 pub use writer::{
-    ContactsUpdate, IngestBatch, IngestOutcome, IngestSource, MailboxUpdate, OutboxUpdate,
-    POP3_FOLDER, PreparedMessage, QueuedEmail, StoreWriter, SyncKey, TrackingPlace,
+    ContactsUpdate, Enqueued, IngestBatch, IngestOutcome, IngestSource, MailboxUpdate,
+    OutboxUpdate, POP3_FOLDER, PreparedMessage, QueuedEmail, StoreWriter, SyncKey, TrackingPlace,
 };
 
 use crate::tracking::decision::SkipReason;
@@ -58,7 +61,7 @@ pub type SyncIdRow = ((String, u32, u32), u64);
 
 /// 2: one activity per email across mailboxes, conversations, regarding, parties, contacts and
 /// skip reasons (version 1 stores are upgraded in place when opened, see `upgrade.rs`).
-pub const SCHEMA_VERSION: u64 = 2;
+pub const SCHEMA_VERSION: u64 = 3;
 pub const STORE_FILE: &str = "sidesync.redb";
 /// The redb page cache when the config names none (`store_cache_bytes`).
 pub const DEFAULT_CACHE_BYTES: usize = 32 << 20;
@@ -98,7 +101,8 @@ pub fn skip_reason(value: u64) -> Option<SkipReason> {
 pub(crate) const MESSAGE_INDEX_V1: TableDefinition<(&str, &str), u64> =
     TableDefinition::new("message_index");
 pub(crate) const EMAIL_INDEX: TableDefinition<&str, u64> = TableDefinition::new("email_index");
-pub(crate) const TOKEN_INDEX: TableDefinition<&str, u64> = TableDefinition::new("token_index");
+/// Version 2's token index (the newest activity per token), replaced by `token_activities`.
+pub(crate) const TOKEN_INDEX_V2: TableDefinition<&str, u64> = TableDefinition::new("token_index");
 pub(crate) const SUBJECT_INDEX: TableDefinition<(u64, u64), ()> =
     TableDefinition::new("subject_index");
 pub(crate) const CONVERSATIONS: TableDefinition<(u64, u64), ()> =
@@ -281,12 +285,16 @@ impl Store {
             if found == Some(1) {
                 upgrade::from_v1(&txn)?;
             }
+            if matches!(found, Some(1 | 2)) {
+                upgrade::from_v2(&txn)?;
+            }
             txn.open_table(ACTIVITIES)?;
             txn.open_table(ACTIVITY_RAW)?;
             txn.open_table(SYNC_ID_MAP)?;
             txn.open_table(POP3_SYNC_ID_MAP)?;
             txn.open_table(EMAIL_INDEX)?;
-            txn.open_table(TOKEN_INDEX)?;
+            txn.open_table(tokens::TOKEN_ACTIVITIES)?;
+            txn.open_table(tokens::TOKEN_MAILBOXES)?;
             txn.open_table(SUBJECT_INDEX)?;
             txn.open_table(CONVERSATIONS)?;
             txn.open_table(REGARDING_INDEX)?;
@@ -878,6 +886,35 @@ impl Store {
             .unwrap_or(1))
     }
 
+    /// The token the next email of `mailbox` (lower case) would get, read outside the writer:
+    /// the email is built with it, and the writer records it only if it is still the next one
+    /// at commit ([`Enqueued::TokenMoved`] otherwise). None if no token could be found.
+    pub fn next_token(
+        &self,
+        mailbox: &str,
+        format: &crate::tracking::token::TokenFormat,
+        shard: Option<u32>,
+    ) -> Result<Option<crate::tracking::token_alloc::TokenClaim>, StoreError> {
+        let txn = self.db.begin_read()?;
+        tokens::claim_over(
+            &txn.open_table(META)?,
+            &txn.open_table(tokens::TOKEN_MAILBOXES)?,
+            &txn.open_table(tokens::TOKEN_ACTIVITIES)?,
+            mailbox,
+            format,
+            shard,
+        )
+    }
+
+    /// The activities that carried `token`, newest first (several only for an old wrapped one).
+    pub fn activities_by_token(&self, token: &str) -> Result<Vec<u64>, StoreError> {
+        let txn = self.db.begin_read()?;
+        Ok(tokens::activities_of(
+            &txn.open_table(tokens::TOKEN_ACTIVITIES)?,
+            token,
+        ))
+    }
+
     /// Starts the single writer thread. Every write goes through it.
     pub fn start_writer(&self) -> StoreWriter {
         writer::start(self.clone())
@@ -886,3 +923,5 @@ impl Store {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tokens_tests;

@@ -3,9 +3,10 @@
 
 use redb::{ReadableTable, WriteTransaction};
 
+use super::tokens::TOKEN_ACTIVITIES;
 use super::{
     ACTIVITIES, ACTIVITY_RAW, Activity, CONVERSATIONS, Direction, EMAIL_INDEX, MESSAGE_INDEX_V1,
-    META, SUBJECT_INDEX, StoreError, TOKEN_INDEX, decode, encode, rawcodec,
+    META, SUBJECT_INDEX, StoreError, TOKEN_INDEX_V2, decode, encode, rawcodec,
 };
 use crate::tracking::decision::{Method, fingerprint, message_id_key};
 use crate::tracking::message::dedup_key;
@@ -21,7 +22,7 @@ pub(super) fn from_v1(txn: &WriteTransaction) -> Result<(), StoreError> {
     let mut acts = txn.open_table(ACTIVITIES)?;
     let raws = txn.open_table(ACTIVITY_RAW)?;
     let mut email = txn.open_table(EMAIL_INDEX)?;
-    let mut tokens = txn.open_table(TOKEN_INDEX)?;
+    let mut tokens = txn.open_table(TOKEN_INDEX_V2)?;
     let mut subjects = txn.open_table(SUBJECT_INDEX)?;
     let mut conversations = txn.open_table(CONVERSATIONS)?;
     let mut ids = Vec::new();
@@ -93,14 +94,45 @@ pub(super) fn from_v1(txn: &WriteTransaction) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// The token version 1 wrote at the end of an outgoing subject ("… [CRM:0001001001]"), whatever
-/// prefix was configured then: brackets around a prefix, a colon and at least seven digits.
+/// Version 2 → 3 (issue 26): version 2 kept only the newest activity per token, and its tokens
+/// wrapped, so an old token could name several emails. Every outgoing activity's token (read
+/// back from its subject) goes into `token_activities` with every activity that carried it, plus
+/// every row of the old index (a subject cut by hand would lose its token); the old index goes.
+/// New tokens never take one of these: the allocator passes over any token already indexed.
+pub(super) fn from_v2(txn: &WriteTransaction) -> Result<(), StoreError> {
+    let acts = txn.open_table(ACTIVITIES)?;
+    let old = txn.open_table(TOKEN_INDEX_V2)?;
+    let mut tokens = txn.open_table(TOKEN_ACTIVITIES)?;
+    for row in old.iter()? {
+        let (token, id) = row?;
+        tokens.insert((token.value(), id.value()), ())?;
+    }
+    for row in acts.iter()? {
+        let (id, v) = row?;
+        let a: Activity = decode("activity", v.value())?;
+        if a.direction == Direction::Outgoing
+            && let Some(token) = a.headers.subject.as_deref().and_then(bracketed_token)
+        {
+            tokens.insert((token, id.value()), ())?;
+        }
+    }
+    drop((acts, old, tokens));
+    txn.delete_table(TOKEN_INDEX_V2)?;
+    txn.open_table(META)?.insert("schema_version", 3)?;
+    Ok(())
+}
+
+/// The token an older version wrote at the end of an outgoing subject ("… [CRM:0001001001]"),
+/// whatever prefix was configured then: brackets around a prefix of 1 to 20 characters (as
+/// Dynamics allows) and at least seven digits.
 fn bracketed_token(subject: &str) -> Option<&str> {
     let start = subject.rfind('[')?;
     let inner = &subject[start + 1..];
     let inner = &inner[..inner.find(']')?];
-    let (_, digits) = inner.rsplit_once(':')?;
-    (digits.len() >= 7 && digits.bytes().all(|b| b.is_ascii_digit())).then_some(inner)
+    let prefix = inner.trim_end_matches(|c: char| c.is_ascii_digit());
+    let digits = inner.len() - prefix.len();
+    let prefix_chars = prefix.chars().count();
+    (digits >= 7 && (1..=20).contains(&prefix_chars)).then_some(inner)
 }
 
 #[cfg(test)]
@@ -113,5 +145,15 @@ mod tests {
         );
         assert_eq!(super::bracketed_token("Quote [x]"), None);
         assert_eq!(super::bracketed_token("Quote [CRM:12]"), None);
+        assert_eq!(
+            super::bracketed_token("Re: [CRM:0001001001] Quote [Case#000200012000345]"),
+            Some("Case#000200012000345"),
+            "a prefix without a colon, the last bracket"
+        );
+        assert_eq!(
+            super::bracketed_token("Quote [0001001001]"),
+            None,
+            "no prefix"
+        );
     }
 }

@@ -12,8 +12,8 @@ use redb::{Durability, ReadableTable, WriteTransaction};
 use tokio::sync::{mpsc, oneshot};
 
 pub use super::batch::{
-    IngestBatch, IngestOutcome, IngestSource, POP3_FOLDER, PreparedMessage, QueuedEmail, SyncKey,
-    TrackingPlace,
+    Enqueued, IngestBatch, IngestOutcome, IngestSource, POP3_FOLDER, PreparedMessage, QueuedEmail,
+    SyncKey, TrackingPlace,
 };
 use super::feed::{Change, Feed, MailboxChange, OutboxChange};
 pub use super::ingest::ContactsUpdate;
@@ -75,10 +75,7 @@ pub enum OutboxUpdate {
 
 enum Op {
     /// Answered with the email's id, and whether its idempotency key had queued it already.
-    Enqueue(
-        Box<QueuedEmail>,
-        oneshot::Sender<Result<(u64, bool), String>>,
-    ),
+    Enqueue(Box<QueuedEmail>, oneshot::Sender<Result<Enqueued, String>>),
     /// Cancel or resend a queued email; answered with the entry after, or why not.
     OutboxAction(
         u64,
@@ -323,8 +320,9 @@ impl StoreWriter {
     }
 
     /// Queues an email (durably) and returns its activity id, and whether its idempotency key
-    /// had queued it already (then nothing new is queued). For the HTTP threads.
-    pub fn enqueue_blocking(&self, email: QueuedEmail) -> Result<(u64, bool), StoreError> {
+    /// had queued it already (then nothing new is queued) — or that its token was taken first
+    /// and it must be built again. For the HTTP threads.
+    pub fn enqueue_blocking(&self, email: QueuedEmail) -> Result<Enqueued, StoreError> {
         let (done, rx) = oneshot::channel();
         self.tx
             .blocking_send(Op::Enqueue(Box::new(email), done))
@@ -499,7 +497,7 @@ fn run(store: Store, mut rx: mpsc::Receiver<Op>) {
 enum Applied {
     Nothing,
     Ingested(IngestOutcome),
-    Queued((u64, bool)),
+    Queued(Enqueued),
     Found(bool),
     Acted(Result<OutboxEntry, ActionRefused>),
 }

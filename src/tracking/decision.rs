@@ -11,6 +11,7 @@ pub use super::message::message_id_key;
 use super::parties::{Party, bare_address, parties, resolve};
 use super::subject::subject_hash;
 use super::token::{TokenFormat, find_token};
+use super::token_match::{self, TokenCandidate};
 
 /// Which emails of a mailbox's inbox become activities (Dynamics' "Incoming email" filter).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -129,8 +130,9 @@ pub struct MailboxInfo {
 pub trait Lookups {
     /// The activity an email with this duplicate-check key became.
     fn tracked(&self, key: &str) -> Option<Tracked>;
-    /// The activity whose outgoing email carried this tracking token.
-    fn by_token(&self, token: &str) -> Option<Tracked>;
+    /// Every activity whose outgoing email carried this tracking token, newest first: one since
+    /// issue 26, possibly several for a token an older version wrapped (`token_match`).
+    fn by_token(&self, token: &str) -> Vec<TokenCandidate>;
     /// Activities with this subject hash, newest first (a bounded number), with the lower-case
     /// addresses of their parties.
     fn by_subject(&self, hash: u64) -> Vec<(Tracked, Vec<String>)>;
@@ -420,7 +422,7 @@ pub fn correlate(
     let subject = h.subject.as_deref().unwrap_or_default();
     if let Some(format) = &correlation.tracking_token
         && let Some(token) = find_token(subject, format)
-        && let Some(t) = look.by_token(&token)
+        && let Some(t) = token_match::resolve(&look.by_token(&token), subject_hash(subject))
     {
         return Some((t, Method::TrackingToken));
     }

@@ -6,11 +6,13 @@ use std::collections::HashMap;
 use super::decision::*;
 use super::message::{EmailHeaders, parse_headers};
 use super::parties::Role;
+use super::subject::subject_hash;
+use super::token_match::TokenCandidate;
 
 #[derive(Default)]
 struct Fake {
     keys: HashMap<String, Tracked>,
-    tokens: HashMap<String, Tracked>,
+    tokens: HashMap<String, Vec<TokenCandidate>>,
     subjects: HashMap<u64, Vec<(Tracked, Vec<String>)>>,
     contacts: HashMap<String, Vec<String>>,
     mailboxes: HashMap<String, MailboxInfo>,
@@ -20,8 +22,8 @@ impl Lookups for Fake {
     fn tracked(&self, key: &str) -> Option<Tracked> {
         self.keys.get(key).cloned()
     }
-    fn by_token(&self, token: &str) -> Option<Tracked> {
-        self.tokens.get(token).cloned()
+    fn by_token(&self, token: &str) -> Vec<TokenCandidate> {
+        self.tokens.get(token).cloned().unwrap_or_default()
     }
     fn by_subject(&self, hash: u64) -> Vec<(Tracked, Vec<String>)> {
         self.subjects.get(&hash).cloned().unwrap_or_default()
@@ -50,7 +52,13 @@ fn world() -> (Fake, EmailHeaders) {
     let mut f = Fake::default();
     let t = tracked(10, 10, Some("opportunity:7"), &quote);
     f.keys.insert("mid:q1@crm.example.com".into(), t.clone());
-    f.tokens.insert("CRM:0001001001".into(), t.clone());
+    f.tokens.insert(
+        "CRM:0001001001".into(),
+        vec![TokenCandidate {
+            tracked: t.clone(),
+            subject_hash: subject_hash("Quote for Contoso"),
+        }],
+    );
     f.subjects.insert(
         super::subject::subject_hash("Quote for Contoso"),
         vec![(
@@ -177,6 +185,82 @@ fn a_reply_with_only_the_token_correlates_in_any_spelling() {
             "{subject}"
         );
     }
+}
+
+fn token_reply(subject: &str) -> String {
+    format!(
+        "Message-ID: <t@contoso.com>\r\nFrom: carol@contoso.com\r\nTo: a@example.com\r\n\
+         Subject: {subject}\r\n\r\nOK\r\n"
+    )
+}
+
+#[test]
+fn a_grown_token_resolves_exactly() {
+    // The 1,100th email of mailbox 1: four counter digits, no wrap onto the 100th's token.
+    let (mut f, quote) = world();
+    let t1100 = tracked(1100, 1100, Some("case:1100"), &quote);
+    let t100 = tracked(100, 100, Some("case:100"), &quote);
+    for (token, t) in [("CRM:00010011100", &t1100), ("CRM:0001001100", &t100)] {
+        f.tokens.insert(
+            token.into(),
+            vec![TokenCandidate {
+                tracked: t.clone(),
+                subject_hash: subject_hash("Invoice"),
+            }],
+        );
+    }
+    let c = Correlation::default();
+    let place = inbox("a@example.com", Track::Responses);
+    let d = decide_raw(
+        &token_reply("RE: Invoice [CRM:00010011100]"),
+        &place,
+        &c,
+        &f,
+    );
+    assert_eq!(
+        joined(&d),
+        (Some(1100), Some("case:1100"), Some(Method::TrackingToken))
+    );
+    let d = decide_raw(&token_reply("RE: Invoice [CRM:0001001100]"), &place, &c, &f);
+    assert_eq!(joined(&d).0, Some(100));
+}
+
+#[test]
+fn an_old_wrapped_token_takes_the_activity_with_the_reply_subject() {
+    // Before issue 26 the 100th and the 1,100th email could carry one token; the upgrade keeps
+    // both, and the reply's subject says which it answers.
+    let (mut f, quote) = world();
+    f.tokens.insert(
+        "CRM:0001001100".into(),
+        vec![
+            TokenCandidate {
+                tracked: tracked(1100, 1100, Some("case:new"), &quote),
+                subject_hash: subject_hash("Renewal"),
+            },
+            TokenCandidate {
+                tracked: tracked(100, 100, Some("case:old"), &quote),
+                subject_hash: subject_hash("Invoice"),
+            },
+        ],
+    );
+    let c = Correlation::default();
+    let place = inbox("a@example.com", Track::Responses);
+    let d = decide_raw(&token_reply("Re: Invoice [CRM:0001001100]"), &place, &c, &f);
+    assert_eq!(joined(&d).1, Some("case:old"));
+    let d = decide_raw(&token_reply("Re: Renewal [CRM:0001001100]"), &place, &c, &f);
+    assert_eq!(joined(&d).1, Some("case:new"));
+}
+
+#[test]
+fn a_token_never_issued_does_not_correlate() {
+    let (f, _) = world();
+    let d = decide_raw(
+        &token_reply("Re: Quote for Contoso [CRM:0001999999]"),
+        &inbox("a@example.com", Track::Responses),
+        &Correlation::default(),
+        &f,
+    );
+    assert_eq!(d, Decision::Skip(SkipReason::NoCorrelationMatch));
 }
 
 #[test]

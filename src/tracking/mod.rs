@@ -15,3 +15,5 @@ pub mod plan;
 pub mod process_from;
 pub mod subject;
 pub mod token;
+pub mod token_alloc;
+pub mod token_match;

@@ -1,10 +1,17 @@
-//! Tracking tokens in subjects (O4, I6), as Dynamics writes them: a prefix ("CRM:" by default),
-//! then digits for the deployment, the user (mailbox) number and a message counter that wraps.
-//! Subjects are limited to 255 characters: the subject is cut to make room for the token, and
-//! the token is left out if it alone would not fit.
+//! Tracking tokens in subjects (O4, I6), shaped as Dynamics writes them: a prefix ("CRM:" by
+//! default), then digits for the deployment, the user (mailbox) number and a message counter.
+//! Unlike Dynamics' counter, ours never wraps: the configured digits are a minimum width and a
+//! number that needs more digits gets them, so a token names one email for as long as its
+//! activity exists (issue 26). Which numbers a mailbox gets is `token_alloc`'s job; this file
+//! only writes and reads the text. Subjects are limited to 255 characters: the subject is cut to
+//! make room for the token, and the token is left out if it alone would not fit.
 
 /// The longest subject Dynamics keeps.
 pub const MAX_SUBJECT: usize = 255;
+
+/// Width of the shard digits a sharded appliance writes after the deployment: enough for
+/// `config::shard::MAX_SHARDS` shards, fixed so that two shards' tokens can never be equal.
+pub const SHARD_DIGITS: usize = 4;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenFormat {
@@ -26,18 +33,30 @@ impl Default for TokenFormat {
 }
 
 impl TokenFormat {
-    /// The token for mailbox number `user` and message number `counter` (wrapping).
+    /// The token of an unsharded appliance for mailbox number `user` and its message number
+    /// `counter`, each at least its configured width and wider when it needs to be.
     pub fn token(&self, user: u64, counter: u64) -> String {
-        let wrap = |n: u64, digits: u32| n % 10u64.pow(digits.min(18));
+        self.token_on(None, user, counter)
+    }
+
+    /// As [`TokenFormat::token`], with the shard index (4 digits after the deployment) when the
+    /// appliance is one shard of several: each shard keeps its own store and numbers, so the
+    /// shard digits are what keeps two shards from issuing the same token.
+    pub fn token_on(&self, shard: Option<u32>, user: u64, counter: u64) -> String {
+        let shard = shard.map_or(String::new(), |s| format!("{s:0w$}", w = SHARD_DIGITS));
         format!(
-            "{}{:04}{:0uw$}{:0cw$}",
+            "{}{:04}{shard}{user:0uw$}{counter:0cw$}",
             self.prefix,
             self.deployment,
-            wrap(user, self.user_digits),
-            wrap(counter, self.counter_digits),
-            uw = self.user_digits as usize,
-            cw = self.counter_digits as usize,
+            uw = self.user_digits.min(18) as usize,
+            cw = self.counter_digits.min(18) as usize,
         )
+    }
+
+    /// The fewest digits a token of this format has (deployment, user, counter at their widths):
+    /// the shape of every token Dynamics or sidesync before issue 26 wrote.
+    pub fn min_digits(&self) -> usize {
+        4 + (self.user_digits.min(18) + self.counter_digits.min(18)) as usize
     }
 }
 
@@ -55,8 +74,9 @@ pub fn with_token(subject: &str, token: &str) -> String {
 }
 
 /// Finds a token of this format in a subject, tolerantly as Dynamics does: the prefix in any case,
-/// with or without the brackets, spaces between prefix and digits, and exactly as many digits as
-/// the format writes (deployment, user, counter). Returns it as the format writes it, so that
+/// with or without the brackets, spaces between prefix and digits, and at least as many digits as
+/// the format writes (the old fixed-width tokens and the grown ones alike; the whole run of digits
+/// is the token, looked up exactly). Returns it as the format writes it, so that
 /// "re: [crm: 0001007042]" and "[CRM:0001007042]" are the same token.
 pub fn find_token(subject: &str, format: &TokenFormat) -> Option<String> {
     let prefix = format.prefix.to_lowercase();
@@ -73,7 +93,7 @@ fn find_exact(subject: &str, format: &TokenFormat) -> Option<String> {
 }
 
 fn scan(haystack: &str, prefix: &str, format: &TokenFormat) -> Option<String> {
-    let want = 4 + (format.user_digits + format.counter_digits) as usize;
+    let want = format.min_digits();
     let mut from = 0;
     while let Some(at) = haystack[from..].find(prefix) {
         let start = from + at;
@@ -84,7 +104,7 @@ fn scan(haystack: &str, prefix: &str, format: &TokenFormat) -> Option<String> {
             .is_none_or(|c| !c.is_alphanumeric());
         let rest = haystack[start + prefix.len()..].trim_start_matches([' ', '\t']);
         let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        if standalone && !prefix.is_empty() && digits == want {
+        if standalone && !prefix.is_empty() && digits >= want {
             return Some(format!("{}{}", format.prefix, &rest[..digits]));
         }
         from = start + prefix.len().max(1);
@@ -103,7 +123,6 @@ mod tests {
     fn dynamics_shaped_tokens() {
         let f = TokenFormat::default();
         assert_eq!(f.token(7, 42), "CRM:0001007042");
-        assert_eq!(f.token(7, 1042), "CRM:0001007042", "the counter wraps");
         assert_eq!(
             with_token("Quote", &f.token(7, 42)),
             "Quote [CRM:0001007042]"
@@ -121,13 +140,7 @@ mod tests {
                 "{subject}"
             );
         }
-        for subject in [
-            "Re: Quote [CRM:12]",
-            "Re: Quote [CRM:00010070421]",
-            "XCRM:0001007042",
-            "Quote",
-            "CRM:",
-        ] {
+        for subject in ["Re: Quote [CRM:12]", "XCRM:0001007042", "Quote", "CRM:"] {
             assert_eq!(find_token(subject, &f), None, "{subject}");
         }
         let wide = TokenFormat {
@@ -143,6 +156,52 @@ mod tests {
             Some(t.as_str())
         );
         assert_eq!(find_token("hi [CRM:0001007042]", &wide), None);
+    }
+
+    #[test]
+    fn numbers_grow_past_their_digits_instead_of_wrapping() {
+        let f = TokenFormat::default();
+        assert_eq!(f.token(7, 999), "CRM:0001007999");
+        assert_eq!(f.token(7, 1000), "CRM:00010071000", "the counter grows");
+        assert_eq!(f.token(7, 1100), "CRM:00010071100");
+        assert_ne!(
+            f.token(7, 1100),
+            f.token(7, 100),
+            "no wrap: #1100 is not #100"
+        );
+        assert_eq!(
+            f.token(1234, 5),
+            "CRM:00011234005",
+            "the user number grows too"
+        );
+        assert_eq!(f.min_digits(), 10);
+    }
+
+    #[test]
+    fn shards_write_their_index_after_the_deployment() {
+        let f = TokenFormat::default();
+        assert_eq!(f.token_on(Some(3), 1, 1), "CRM:00010003001001");
+        assert_eq!(f.token_on(None, 1, 1), f.token(1, 1));
+        assert_ne!(f.token_on(Some(0), 1, 1), f.token_on(Some(1), 1, 1));
+    }
+
+    #[test]
+    fn old_and_grown_tokens_are_both_found() {
+        let f = TokenFormat::default();
+        // The fixed-width form every token had before issue 26 (and Dynamics writes).
+        assert_eq!(
+            find_token("Re: Quote [CRM:0001007042]", &f).as_deref(),
+            Some("CRM:0001007042")
+        );
+        // Grown forms: a counter past 999, a shard's index.
+        for t in ["CRM:00010071100", "CRM:00010003001001", "CRM:00011234005"] {
+            assert_eq!(
+                find_token(&format!("RE: Quote [{}]", t.to_lowercase()), &f).as_deref(),
+                Some(t)
+            );
+        }
+        // Fewer digits than the format's widths is not a token.
+        assert_eq!(find_token("Re: [CRM:000100704]", &f), None);
     }
 
     #[test]
