@@ -363,6 +363,7 @@ impl Lookups for Known {
         address.contains('b').then_some(MailboxInfo {
             queue: false,
             track: Track::KnownContacts,
+            skip_automatic: Default::default(),
         })
     }
 }
@@ -383,6 +384,9 @@ fn email(raw: &[u8], compressor: &mut zstd::bulk::Compressor<'_>) {
         let place = Place {
             mailbox: "m@x",
             track,
+            skip_automatic: [sidesync::tracking::automatic::Automatic::List]
+                .into_iter()
+                .collect(),
             tracking_folder: None,
         };
         let _ = decide(
