@@ -158,6 +158,8 @@ fn all_tracks_every_email_and_flags_the_automatic_ones() {
     assert!(lists >= 20, "{lists} list emails");
     let p = s.mailbox(PICKY);
     assert_eq!(p["emails_skipped"], lists, "{p}");
+    assert_eq!(p["skip_automatic"], serde_json::json!(["list"]), "{p}");
+    assert_eq!(q["skip_automatic"], serde_json::json!([]), "{q}");
 
     // The change feed carries the kind in each activity.created event.
     let mut events: BTreeMap<String, usize> = BTreeMap::new();
@@ -197,6 +199,11 @@ fn all_tracks_every_email_and_flags_the_automatic_ones() {
     let (code, page) = http(port, "GET", &format!("/mailbox/{QUEUE}"), Some(TOKEN), "");
     assert_eq!(code, 200);
     assert!(page.contains("<th>automatic</th>"), "{page}");
+    let (_, picky_page) = http(port, "GET", &format!("/mailbox/{PICKY}"), Some(TOKEN), "");
+    assert!(
+        picky_page.contains("<th>automatic kinds skipped</th><td>list</td>"),
+        "{picky_page}"
+    );
     for k in &recent_kinds {
         assert!(
             page.contains(&format!("<td class=\"automatic\">{k}</td>")),

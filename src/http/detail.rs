@@ -79,6 +79,13 @@ pub fn render(ctx: &StatusContext, address: &str) -> Result<Option<String>, Stri
     field("activities stored", text(&m["activities_stored"]));
     field("emails skipped", text(&m["emails_skipped"]));
     field("track", text(&m["track"]));
+    let skipped: Vec<String> = m["skip_automatic"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(text)
+        .collect();
+    field("automatic kinds skipped", skipped.join(", "));
     field("next poll", relative(&m["next_poll"], now));
     let err = &m["last_error"];
     field(
