@@ -180,6 +180,14 @@ fn every_endpoint_answers_as_the_openapi_document_says() {
         "",
         SystemTime::now(),
     );
+    // A list email: under "all" an activity like any other, its kind in `automatic`.
+    d.deliver(
+        user,
+        b"Message-ID: <list@lists.example.org>\r\nFrom: dev@lists.example.org\r\nTo: api@example.com\r\n\
+          List-Id: <dev.lists.example.org>\r\nSubject: [dev] release\r\n\r\nz\r\n",
+        "",
+        SystemTime::now(),
+    );
     let secret = d.dir.join("webhook.secret");
     std::fs::write(&secret, SECRET).expect("secret");
     use std::os::unix::fs::PermissionsExt;
@@ -206,7 +214,7 @@ fn every_endpoint_answers_as_the_openapi_document_says() {
     let s = setup.start(&cfg);
     let port = setup.port;
     wait_for("the emails stored", Duration::from_secs(60), || {
-        (s.mailbox(user)["activities_stored"] == 5).then_some(())
+        (s.mailbox(user)["activities_stored"] == 6).then_some(())
     });
     wait_for(
         "an alert for the broken mailbox",
@@ -249,6 +257,35 @@ fn every_endpoint_answers_as_the_openapi_document_says() {
         "",
         "",
     );
+    let (_, lists) = c.check(
+        port,
+        "GET",
+        "/api/v1/activities",
+        "/api/v1/activities?automatic=list",
+        "",
+        "",
+    );
+    let lists = lists["activities"].as_array().cloned().unwrap_or_default();
+    assert_eq!(lists.len(), 1, "{lists:?}");
+    assert_eq!(lists[0]["automatic"], "list");
+    let (_, people) = c.check(
+        port,
+        "GET",
+        "/api/v1/activities",
+        "/api/v1/activities?automatic=none&limit=100",
+        "",
+        "",
+    );
+    assert_eq!(people["activities"].as_array().map(Vec::len), Some(5));
+    let (code, _) = c.check(
+        port,
+        "GET",
+        "/api/v1/activities",
+        "/api/v1/activities?automatic=noise",
+        "",
+        "",
+    );
+    assert_eq!(code, 400);
     let reply = all["activities"]
         .as_array()
         .expect("activities")

@@ -1,6 +1,6 @@
 //! Which emails matter, against a real dovecot: one activity per email across tracked mailboxes,
 //! conversations and regarding across mailboxes, a token-only reply, `responses` fetching no body
-//! of what it skips, `known_contacts` following the API while running, and an email moved into a
+//! of what it skips, `all` tracking automatic email with its kind, `known_contacts` following the API while running, and an email moved into a
 //! tracking folder taking its regarding without a second activity.
 
 mod support;
@@ -163,7 +163,7 @@ fn which_emails_matter_across_mailboxes() {
     );
     d.deliver(SALES, &question, "", now);
     d.deliver(BOB, &question, "", now);
-    // Noise to the queue: never a conversation of its own.
+    // An automatic reply to the queue: "all" tracks it, flagged with its kind.
     d.deliver(
         SALES,
         &email(
@@ -241,10 +241,17 @@ fn which_emails_matter_across_mailboxes() {
 
     // `responses` skipped the private email: no activity, and its body was never fetched.
     assert!(by_message_id(&setup, "u1@gmail.com").is_empty());
-    assert!(by_message_id(&setup, "ooo@gmail.com").is_empty());
+    let ooo = by_message_id(&setup, "ooo@gmail.com");
+    assert_eq!(ooo.len(), 1, "{ooo:?}");
+    assert_eq!(ooo[0]["automatic"], "auto_reply");
+    assert_eq!(
+        ooo[0]["conversation"], ooo[0]["id"],
+        "a conversation of its own"
+    );
+    assert_eq!(q[0]["automatic"], Value::Null, "a person's email");
     let alice = s.mailbox(ALICE);
     assert_eq!(alice["decisions"]["no_correlation_match"], 1, "{alice}");
-    assert_eq!(s.mailbox(SALES)["decisions"]["auto_generated"], 1);
+    assert_eq!(s.mailbox(SALES)["decisions"]["tracked_new"], 2);
     assert_eq!(s.mailbox(SALES)["noise_seen"], 1);
     assert!(
         fetched_bytes(setup.port) < private_body.len() as u64,

@@ -3,6 +3,7 @@
 //! Validation is pure (text in, model or mistakes out) so that every rule is unit-tested; the only
 //! I/O is reading the file itself and the password/CA files it names.
 
+mod automatic;
 mod control;
 pub mod diff;
 mod duration;
@@ -27,6 +28,7 @@ use raw::{RawConfig, RawDuration, RawMailbox, RawProfile};
 pub use webhook::Webhook;
 
 use crate::secret::Secret;
+use crate::tracking::automatic::AutomaticSet;
 use crate::tracking::decision::{Correlation, Directory, MailboxInfo, Track};
 
 /// Seed limits (Dynamics): connection timeout at most 100,000 ms; 1–300 connections; polling 0–1440 min.
@@ -267,6 +269,8 @@ pub struct Profile {
     pub secret_error: Option<String>,
     /// The default relevance filter of its mailboxes (else: users `responses`, queues `all`).
     pub track: Option<Track>,
+    /// The automatic kinds its mailboxes skip, unless a mailbox names its own.
+    pub skip_automatic: Option<AutomaticSet>,
     /// A mailbox with relevance on and no date takes this many days back at its first enable
     /// (0: everything).
     pub first_sync_days: u32,
@@ -384,6 +388,8 @@ pub struct Mailbox {
     pub tracking_folders: Vec<TrackingFolder>,
     /// I5: which emails of INBOX become activities.
     pub track: Track,
+    /// The automatic kinds skipped whatever `track` says: its own, else its profile's, else none.
+    pub skip_automatic: AutomaticSet,
     /// M6: this is a forward mailbox: each email in it is a forward from a user whose incoming
     /// delivery is "forward_mailbox", and what it carries is that user's email.
     pub forward_mailbox: bool,
@@ -483,6 +489,7 @@ impl Config {
                         MailboxInfo {
                             queue: m.owner == OwnerType::Queue,
                             track: m.track,
+                            skip_automatic: m.skip_automatic,
                         },
                     )
                 })
@@ -2026,6 +2033,10 @@ impl Validator<'_> {
                 Duration::from_secs(1)..=Duration::from_secs(86_400),
             ),
             track: rp.track.as_ref().and_then(|t| self.track(t)),
+            skip_automatic: rp
+                .skip_automatic
+                .as_ref()
+                .map(|kinds| self.skip_automatic(kinds)),
             first_sync_days: self.int_in(
                 "first_sync_days",
                 rp.first_sync_days.as_ref(),
@@ -2226,6 +2237,15 @@ impl Validator<'_> {
                 OwnerType::User => Track::Responses,
                 OwnerType::Queue => Track::All,
             });
+        // The mailbox's list replaces its profile's whole (`[]` skips nothing).
+        let profile_skip = profile
+            .as_deref()
+            .and_then(|n| profiles.iter().find(|p| p.name == n))
+            .and_then(|p| p.skip_automatic);
+        let skip_automatic = match &rm.skip_automatic {
+            Some(kinds) => self.skip_automatic(kinds),
+            None => profile_skip.unwrap_or_default(),
+        };
         Mailbox {
             username: rm
                 .username
@@ -2243,6 +2263,7 @@ impl Validator<'_> {
             password,
             tracking_folders,
             track,
+            skip_automatic,
             forward_mailbox,
             secret_error,
             process_and_delete_emails: rm
@@ -2387,6 +2408,9 @@ impl Validator<'_> {
         if rm.track.is_some() {
             wrong.push("it has no track of its own (each forward follows its user's)");
         }
+        if rm.skip_automatic.is_some() {
+            wrong.push("it has no skip_automatic of its own (each forward follows its user's)");
+        }
         if !wrong.is_empty() {
             self.at(
                 f,
@@ -2519,6 +2543,7 @@ fn fingerprint(profile: Option<&Profile>, mailbox: &Mailbox, key: Option<&[u8; 3
     // no new test.
     let profile = profile.map(|p| Profile {
         track: None,
+        skip_automatic: None,
         first_sync_days: 0,
         process_emails_received_after: None,
         ..p.clone()
@@ -2526,6 +2551,7 @@ fn fingerprint(profile: Option<&Profile>, mailbox: &Mailbox, key: Option<&[u8; 3
     let profile = profile.as_ref();
     let mut connection = mailbox.clone();
     connection.track = Track::All;
+    connection.skip_automatic = AutomaticSet::default();
     connection.process_emails_received_after = None;
     connection.fingerprint = String::new();
     for f in &mut connection.tracking_folders {

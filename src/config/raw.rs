@@ -153,6 +153,7 @@ pub struct RawProfile {
     pub tls_pin_sha256: Option<Spanned<String>>,
     pub allow_plaintext_login: Option<bool>,
     pub track: Option<Spanned<String>>,
+    pub skip_automatic: Option<Spanned<Vec<Spanned<String>>>>,
     pub first_sync_days: Option<Spanned<i64>>,
 
     pub oauth_token_endpoint: Option<Spanned<String>>,
@@ -194,6 +195,7 @@ pub struct RawMailbox {
     pub tracking_folders: Option<Spanned<Vec<String>>>,
     pub tracking_folder: Option<Vec<Spanned<RawTrackingFolder>>>,
     pub track: Option<Spanned<String>>,
+    pub skip_automatic: Option<Spanned<Vec<Spanned<String>>>>,
     pub forward_mailbox: Option<Spanned<bool>>,
     pub process_emails_received_after: Option<Spanned<toml::value::Datetime>>,
     pub process_and_delete_emails: Option<Spanned<bool>>,

@@ -8,6 +8,7 @@ use super::StatusContext;
 use super::cursor::{self, Next};
 use super::error::{ApiError, err, percent_decode};
 use crate::store::{Activity, Direction};
+use crate::tracking::automatic::Automatic;
 use serde::Serialize;
 
 /// Page size when the request names none, and the largest allowed.
@@ -53,6 +54,8 @@ pub struct Filter {
     pub mailbox: Option<String>,
     pub direction: Option<Direction>,
     pub since: Option<DateTime<Utc>>,
+    /// `automatic=none` (a person's email) or a kind: Some(None) and Some(Some(kind)).
+    pub automatic: Option<Option<Automatic>>,
 }
 
 impl Filter {
@@ -62,6 +65,7 @@ impl Filter {
             .is_none_or(|m| &a.mailbox == m || a.mailboxes.contains(m))
             && self.direction.is_none_or(|d| a.direction == d)
             && self.since.is_none_or(|t| a.created_at >= t)
+            && self.automatic.is_none_or(|k| a.headers.automatic == k)
     }
 }
 
@@ -109,6 +113,8 @@ pub struct ActivitySummary<'a> {
     pub regarding: Option<&'a str>,
     pub mailboxes: Vec<String>,
     pub correlation_method: Option<crate::tracking::decision::Method>,
+    /// Written by a machine, and what kind; null for a person's email.
+    pub automatic: Option<Automatic>,
 }
 
 fn summary(a: &Activity) -> ActivitySummary<'_> {
@@ -133,6 +139,7 @@ fn summary(a: &Activity) -> ActivitySummary<'_> {
         regarding: a.regarding.as_deref(),
         mailboxes: mailboxes_of(a),
         correlation_method: a.correlation,
+        automatic: a.headers.automatic,
     }
 }
 
@@ -187,7 +194,7 @@ fn mailboxes_of(a: &Activity) -> Vec<String> {
     }
 }
 
-/// `GET /api/v1/activities?mailbox=&direction=&since=&conversation=&regarding=&cursor=&limit=`,
+/// `GET /api/v1/activities?mailbox=&direction=&since=&automatic=&conversation=&regarding=&cursor=&limit=`,
 /// newest first. `conversation` is a conversation id (or a Message-ID of one of its emails);
 /// it and `regarding` read their indexes. `next` continues with the next page.
 pub fn list(ctx: &StatusContext, url: &str) -> Result<Value, ApiError> {
@@ -200,6 +207,7 @@ pub fn list(ctx: &StatusContext, url: &str) -> Result<Value, ApiError> {
             "mailbox",
             "direction",
             "since",
+            "automatic",
             "conversation",
             "regarding",
             "cursor",
@@ -229,6 +237,7 @@ pub fn list(ctx: &StatusContext, url: &str) -> Result<Value, ApiError> {
                 })?;
                 f.since = Some(t.with_timezone(&Utc));
             }
+            "automatic" => f.automatic = Some(automatic(&v)?),
             "conversation" => {
                 let id = match v.parse::<u64>() {
                     Ok(id) => id,
@@ -264,6 +273,23 @@ pub fn list(ctx: &StatusContext, url: &str) -> Result<Value, ApiError> {
         activities: page.iter().map(summary).collect(),
         next,
     }))
+}
+
+/// `automatic=none` or one kind.
+fn automatic(v: &str) -> Result<Option<Automatic>, ApiError> {
+    if v == "none" {
+        return Ok(None);
+    }
+    Automatic::parse(v).map(Some).ok_or_else(|| {
+        let kinds: Vec<&str> = Automatic::ALL.iter().map(|k| k.as_str()).collect();
+        err(
+            400,
+            format!(
+                "automatic = \"{v}\" is not \"none\" or one of {}",
+                kinds.join(", ")
+            ),
+        )
+    })
 }
 
 fn parse_id(id: &str) -> Result<u64, ApiError> {
@@ -414,5 +440,38 @@ mod tests {
             ..Filter::default()
         };
         assert!(!out.keeps(&a));
+    }
+
+    #[test]
+    fn the_automatic_filter_tells_kinds_and_a_persons_email_apart() {
+        let mut a = Activity {
+            id: 1,
+            direction: Direction::Incoming,
+            mailbox: "m@x".into(),
+            folder: "INBOX".into(),
+            mailboxes: vec!["m@x".into()],
+            conversation: 1,
+            regarding: None,
+            correlation: None,
+            parties: Vec::new(),
+            key: String::new(),
+            fingerprint: 0,
+            reused_message_id: false,
+            headers: Default::default(),
+            size: 1,
+            received_at: None,
+            created_at: Utc::now(),
+        };
+        let by = |v: &str| Filter {
+            automatic: Some(automatic(v).expect("a word")),
+            ..Filter::default()
+        };
+        assert!(by("none").keeps(&a) && !by("list").keeps(&a));
+        a.headers.automatic = Some(Automatic::List);
+        assert!(!by("none").keeps(&a) && by("list").keeps(&a) && !by("bulk").keeps(&a));
+        assert!(Filter::default().keeps(&a));
+        let e = automatic("noise").expect_err("no kind");
+        assert_eq!(e.status, 400);
+        assert!(e.message.contains("auto_submitted"), "{}", e.message);
     }
 }

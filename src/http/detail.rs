@@ -79,6 +79,13 @@ pub fn render(ctx: &StatusContext, address: &str) -> Result<Option<String>, Stri
     field("activities stored", text(&m["activities_stored"]));
     field("emails skipped", text(&m["emails_skipped"]));
     field("track", text(&m["track"]));
+    let skipped: Vec<String> = m["skip_automatic"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(text)
+        .collect();
+    field("automatic kinds skipped", skipped.join(", "));
     field("next poll", relative(&m["next_poll"], now));
     let err = &m["last_error"];
     field(
@@ -141,7 +148,7 @@ pub fn render(ctx: &StatusContext, address: &str) -> Result<Option<String>, Stri
     }
     h.push_str("</table>");
 
-    h.push_str("<h2>Recent activities</h2><table id=\"activities\"><tr><th>id</th><th>direction</th><th>from</th><th>subject</th><th>stored</th></tr>");
+    h.push_str("<h2>Recent activities</h2><table id=\"activities\"><tr><th>id</th><th>direction</th><th>from</th><th>subject</th><th>automatic</th><th>stored</th></tr>");
     let url = format!(
         "/api/v1/activities?mailbox={}&limit={RECENT}",
         super::filter::encode(&address)
@@ -150,11 +157,13 @@ pub fn render(ctx: &StatusContext, address: &str) -> Result<Option<String>, Stri
     for a in list["activities"].as_array().into_iter().flatten() {
         let _ = write!(
             h,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"automatic\">{}</td><td>{}</td></tr>",
             text(&a["id"]),
             escape(&text(&a["direction"])),
             escape(&text(&a["from"])),
             escape(&text(&a["subject"])),
+            // Empty for a person's email: the kinds stand out in the list.
+            escape(&text(&a["automatic"])),
             relative(&a["created_at"], now)
         );
     }

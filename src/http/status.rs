@@ -129,6 +129,7 @@ impl MailboxRow<'_> {
             activities_stored: st.activities_stored,
             raw_bytes_stored: st.raw_bytes_stored,
             track: m.track.as_str(),
+            skip_automatic: m.skip_automatic.kinds().map(|k| k.as_str()).collect(),
             decisions: &st.decisions,
             emails_skipped: skipped(&st.decisions),
             noise_seen: st.noise_seen,
@@ -181,6 +182,8 @@ pub struct MailboxView<'a> {
     pub activities_stored: u64,
     pub raw_bytes_stored: u64,
     pub track: &'static str,
+    /// The automatic kinds it skips whatever `track` says.
+    pub skip_automatic: Vec<&'static str>,
     pub decisions: &'a std::collections::BTreeMap<String, u64>,
     pub emails_skipped: u64,
     pub noise_seen: u64,

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use super::ItemFailure;
+use crate::tracking::automatic::AutomaticSet;
 use crate::tracking::decision::{Directory, SkipReason, Track};
 use crate::tracking::message::EmailHeaders;
 use crate::tracking::plan::FolderCursor;
@@ -47,6 +48,8 @@ pub struct PreparedMessage {
 #[derive(Debug, Clone)]
 pub struct TrackingPlace {
     pub track: Track,
+    /// The automatic kinds the mailbox skips (`skip_automatic`).
+    pub skip_automatic: AutomaticSet,
     pub tracking_folder: Option<Option<String>>,
     /// A forward mailbox: its emails are forwards, judged as the forwarding user's email.
     pub forward: bool,
@@ -56,6 +59,7 @@ impl Default for TrackingPlace {
     fn default() -> Self {
         TrackingPlace {
             track: Track::All,
+            skip_automatic: AutomaticSet::default(),
             tracking_folder: None,
             forward: false,
         }

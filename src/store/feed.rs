@@ -85,6 +85,10 @@ pub struct ActivityChange {
     pub regarding: Option<String>,
     pub message_id: Option<String>,
     pub subject: Option<String>,
+    /// Written by a machine, and what kind; null for a person's email (and in events stored
+    /// before the kinds existed).
+    #[serde(default)]
+    pub automatic: Option<crate::tracking::automatic::Automatic>,
     /// For `activity.updated`: which of `regarding`, `conversation`, `mailboxes` changed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub changed: Vec<String>,
@@ -104,6 +108,7 @@ impl ActivityChange {
             regarding: a.regarding.clone(),
             message_id: a.headers.message_id.clone(),
             subject: a.headers.subject.clone(),
+            automatic: a.headers.automatic,
             changed: changed.iter().map(|c| c.to_string()).collect(),
         }
     }

@@ -154,6 +154,7 @@ pub(super) fn apply_ingest(
     let place = Place {
         mailbox,
         track: batch.place.track,
+        skip_automatic: batch.place.skip_automatic,
         tracking_folder: batch.place.tracking_folder.as_ref().map(|r| r.as_deref()),
     };
     let mut decisions: BTreeMap<&'static str, u64> = BTreeMap::new();
@@ -196,13 +197,12 @@ pub(super) fn apply_ingest(
             let forwarded_place;
             let place = match &m.attributed_to {
                 Some(user) => {
+                    let info = batch.directory.mailboxes.get(user);
                     forwarded_place = Place {
                         mailbox: user,
-                        track: batch
-                            .directory
-                            .mailboxes
-                            .get(user)
+                        track: info
                             .map_or(crate::tracking::decision::Track::Responses, |i| i.track),
+                        skip_automatic: info.map(|i| i.skip_automatic).unwrap_or_default(),
                         tracking_folder: None,
                     };
                     &forwarded_place
@@ -226,7 +226,7 @@ pub(super) fn apply_ingest(
                 }
             };
             *decisions.entry(decision.counter()).or_default() += 1;
-            if m.headers.noise.is_some() {
+            if m.headers.automatic.is_some() {
                 // Machine-written email, whatever became of it (skipped, or joined a thread).
                 noise_seen += 1;
             }

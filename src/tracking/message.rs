@@ -4,7 +4,7 @@ use mail_parser::{Address, HeaderValue, MessageParser};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::noise::{Noise, classify};
+use super::automatic::{Automatic, classify};
 
 /// The parsed header fields an activity keeps beside its raw MIME.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -18,9 +18,10 @@ pub struct EmailHeaders {
     pub subject: Option<String>,
     pub in_reply_to: Vec<String>,
     pub references: Vec<String>,
-    /// Written by a machine (see [`super::noise`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub noise: Option<Noise>,
+    /// Written by a machine, and what kind (see [`super::automatic`]); None for a person's
+    /// email. Stores before the kinds had names wrote it as `noise`.
+    #[serde(default, alias = "noise", skip_serializing_if = "Option::is_none")]
+    pub automatic: Option<Automatic>,
     /// Not even a header block could be read.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub unreadable: bool,
@@ -46,7 +47,7 @@ pub fn parse_headers(raw: &[u8]) -> EmailHeaders {
         subject: msg.subject().map(str::to_string),
         in_reply_to: id_list(msg.in_reply_to()),
         references: id_list(msg.references()),
-        noise: classify(&msg),
+        automatic: classify(&msg),
         unreadable: false,
     }
 }

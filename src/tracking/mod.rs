@@ -1,6 +1,7 @@
 //! Tracking decisions: pure functions that look at an email or a folder's state and decide what
 //! to store or fetch. No I/O here, so every case is unit-tested directly.
 
+pub mod automatic;
 pub mod contacts;
 pub mod decision;
 #[cfg(test)]
@@ -9,7 +10,6 @@ pub mod forward;
 pub mod item_failure;
 pub mod maildrop;
 pub mod message;
-pub mod noise;
 pub mod parties;
 pub mod plan;
 pub mod process_from;

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod appliance;
+pub mod automatic_mail;
 pub mod dovecot;
 pub mod hostile;
 pub mod ingest;

@@ -169,12 +169,16 @@ async fn sync_folder(
     });
     let place = TrackingPlace {
         track: mailbox.track,
+        skip_automatic: mailbox.skip_automatic,
         tracking_folder,
         forward: mailbox.forward_mailbox,
     };
-    // Headers first where the decision may skip (an inbox whose filter is not "all"): a
-    // skipped email's body is never fetched. A forward's header says nothing of what it carries.
-    let prescreen = place.tracking_folder.is_none() && place.track != Track::All && !place.forward;
+    // Headers first where the decision may skip (an inbox whose filter is not "all", or that
+    // skips automatic kinds): a skipped email's body is never fetched. A forward's header says
+    // nothing of what it carries.
+    let prescreen = place.tracking_folder.is_none()
+        && (place.track != Track::All || !place.skip_automatic.is_empty())
+        && !place.forward;
     let mut pipeline = Pipeline::new(ctx, &profile.name, address, progress, place.clone());
     let mut interrupted = false;
     let last = chunks.len().saturating_sub(1);
@@ -343,6 +347,7 @@ async fn prescreened(
             &Place {
                 mailbox: &mailbox.email_address,
                 track: place.track,
+                skip_automatic: place.skip_automatic,
                 tracking_folder: place.tracking_folder.as_ref().map(|r| r.as_deref()),
             },
             &ctx.directory,

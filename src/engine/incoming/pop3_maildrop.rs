@@ -82,6 +82,7 @@ pub(super) async fn sync_maildrop(
     // messages; TOP is not used for a header pre-screen).
     let place = TrackingPlace {
         track: mailbox.track,
+        skip_automatic: mailbox.skip_automatic,
         tracking_folder: None,
         forward: mailbox.forward_mailbox,
     };
