@@ -36,16 +36,21 @@ pub fn replace(path: &Path, bytes: &[u8], new_mode: u32) -> io::Result<()> {
             .create_new(true)
             .mode(0o600)
             .open(&tmp)?;
-        std::os::unix::fs::fchown(&f, Some(uid), Some(gid)).map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!(
-                    "cannot give the new file the owner {uid}:{gid} of {} ({e}); run this as \
+        // Only when the new file is not already theirs: the service itself (its own files, in
+        // its own folder) never needs to, and its unit's system call filter refuses chown.
+        let made = f.metadata()?;
+        if (made.uid(), made.gid()) != (uid, gid) {
+            std::os::unix::fs::fchown(&f, Some(uid), Some(gid)).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!(
+                        "cannot give the new file the owner {uid}:{gid} of {} ({e}); run this as \
                      root or as that owner",
-                    path.display()
-                ),
-            )
-        })?;
+                        path.display()
+                    ),
+                )
+            })?;
+        }
         f.set_permissions(std::fs::Permissions::from_mode(mode))?;
         f.write_all(bytes)?;
         f.sync_all()
