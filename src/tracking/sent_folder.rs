@@ -30,7 +30,13 @@ pub fn sent_folder(named: Option<&str>, listed: &[ListedFolder]) -> Option<Strin
     if let Some(name) = named {
         return Some(name.to_string());
     }
-    let selectable = || listed.iter().filter(|f| !f.unselectable);
+    // A name with a control character could not be sent back in EXAMINE (a hostile server's
+    // literal): passed over rather than failing the mailbox's whole sync.
+    let selectable = || {
+        listed
+            .iter()
+            .filter(|f| !f.unselectable && !f.name.chars().any(char::is_control))
+    };
     if let Some(f) = selectable().find(|f| f.sent) {
         return Some(f.name.clone());
     }
@@ -88,6 +94,15 @@ mod tests {
             folder("INBOX.Sent", false),
         ];
         assert_eq!(sent_folder(None, &listed).as_deref(), Some("INBOX.Sent"));
+    }
+
+    #[test]
+    fn a_name_that_cannot_be_sent_back_is_passed_over() {
+        let listed = [
+            folder("Sent\r\nA1 DELETE INBOX", true),
+            folder("Sent Items", false),
+        ];
+        assert_eq!(sent_folder(None, &listed).as_deref(), Some("Sent Items"));
     }
 
     #[test]
