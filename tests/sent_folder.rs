@@ -1,7 +1,8 @@
 //! `track_sent` against a real dovecot: a Sent folder with 200 emails, 50 of them replies to
 //! tracked mail, holds exactly those 50 as outgoing activities under `responses`, each joining the
 //! conversation it answers; the copies sidesync appended for email it sent itself stay one
-//! activity each; a SIGKILL and restart read nothing twice.
+//! activity each; a SIGKILL and restart read nothing twice. A Sent folder by another name is
+//! found by its SPECIAL-USE `\Sent` mark, before a folder merely called "Sent".
 
 mod support;
 
@@ -19,6 +20,10 @@ const CUSTOMERS: &str = "Customers";
 const SENT_BY_SIDESYNC: usize = 5;
 
 fn config(setup: &Setup, d: &Dovecot) -> std::path::PathBuf {
+    config_with(setup, d, "save_sent_copy = true\n")
+}
+
+fn config_with(setup: &Setup, d: &Dovecot, profile_extra: &str) -> std::path::PathBuf {
     // Alice keeps Dynamics' default filter (responses); her Customers folder is a tracking
     // folder, so what she received there is tracked mail to answer.
     let profile = format!(
@@ -26,7 +31,7 @@ fn config(setup: &Setup, d: &Dovecot) -> std::path::PathBuf {
          incoming_port_number = {}\nca_file = \"{}\"\nmin_polling_interval = \"1s\"\n\
          timeout_mailbox_connection_after = \"10s\"\noutgoing_server_location = \"127.0.0.1\"\n\
          outgoing_port_number = {}\noutgoing_tls = \"starttls\"\nallow_plaintext_login = true\n\
-         save_sent_copy = true\n",
+         {profile_extra}",
         d.imaps_port,
         d.ca_file.display(),
         d.submission_port,
@@ -237,4 +242,67 @@ fn a_sent_folder_tracks_exactly_the_replies_and_never_twice() {
             "the copy of {id} names its outgoing activity"
         );
     }
+}
+
+/// dovecot marks "Gesendet" `\Sent` (a name no list of common names holds).
+const SPECIAL_USE: &str = "namespace inbox {\n  inbox = yes\n  separator = .\n  \
+    mailbox Gesendet {\n    special_use = \\Sent\n  }\n}\n";
+
+#[test]
+fn the_folder_marked_sent_is_read_not_one_merely_called_sent() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    std::fs::write(tmp.path().join("extra.conf"), SPECIAL_USE).expect("extra.conf");
+    let d = Dovecot::start_in(tmp.path());
+    let setup = Setup::new();
+    d.add_user(ALICE);
+    d.deliver_to_folder(
+        ALICE,
+        CUSTOMERS,
+        &email(
+            "in0@contoso.com",
+            "customer0@contoso.com",
+            ALICE,
+            "Order 0",
+            "",
+        ),
+    );
+    let reply = |id: &str| {
+        email(
+            id,
+            ALICE,
+            "customer0@contoso.com",
+            "Re: Order 0",
+            "In-Reply-To: <in0@contoso.com>\r\n",
+        )
+    };
+    d.deliver_to_folder(ALICE, "Gesendet", &reply("marked@example.com"));
+    d.deliver_to_folder(ALICE, "Sent", &reply("merely-named@example.com"));
+    let cfg = config_with(&setup, &d, "");
+    let s = setup.start(&cfg);
+    let from_sent = wait_for(
+        "the marked folder to be read",
+        Duration::from_secs(60),
+        || {
+            let found: Vec<Value> = activities(&setup)
+                .into_iter()
+                .filter(|a| a["direction"] == "outgoing")
+                .collect();
+            (!found.is_empty()).then_some(found)
+        },
+    );
+    another_sync(&s);
+    let outgoing: Vec<Value> = activities(&setup)
+        .into_iter()
+        .filter(|a| a["direction"] == "outgoing")
+        .collect();
+    assert_eq!(outgoing.len(), 1, "{outgoing:?}");
+    assert_eq!(outgoing[0]["folder"], "Gesendet", "{from_sent:?}");
+    assert_eq!(outgoing[0]["message_id"], from_sent[0]["message_id"]);
+    assert!(
+        outgoing[0]["message_id"]
+            .as_str()
+            .is_some_and(|m| m.contains("marked@")),
+        "{outgoing:?}"
+    );
+    assert!(s.terminate().success());
 }
