@@ -169,6 +169,7 @@ fn a_sent_folder_tracks_exactly_the_replies_and_never_twice() {
         (outgoing == 50).then_some(())
     });
     another_sync(&s);
+    assert_eq!(s.mailbox(ALICE)["track_sent"], true, "/status shows it");
     let check = |setup: &Setup| {
         let all = activities(setup);
         let incoming: HashMap<String, u64> = all
