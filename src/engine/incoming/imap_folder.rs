@@ -48,7 +48,11 @@ pub(super) async fn sync_folders(
     }
     if !summary.interrupted {
         // After the commits that recorded them as failed: only then may they leave the folder.
-        super::undeliverable::move_failed(ctx, profile, mailbox, session).await?;
+        let sent = folders
+            .iter()
+            .find(|(_, sent)| *sent)
+            .map(|(f, _)| f.as_str());
+        super::undeliverable::move_failed(ctx, profile, mailbox, session, sent).await?;
     }
     Ok(summary)
 }
