@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Initial ingest of a 10,000-email mailbox over TLS, same run: IMAPS (sidesync vs mbsync vs a bare
 # client) and POP3S (sidesync vs fetchmail vs getmail6).
-# Usage: bench/ingest.sh [COUNT] [ROUNDS] [imap|pop3|all]     (defaults: 10000 5 all)
+# Usage: bench/ingest.sh [COUNT] [ROUNDS] [imap|pop3|all|sent]     (defaults: 10000 5 all)
+# sent: sidesync alone, INBOX with and without a Sent folder of COUNT/4 emails (track_sent).
 # The corpus is real text and files (tests/support/realmail.rs); BENCH_CORPUS=generated for the old one.
 set -euo pipefail
 cd "$(dirname "$0")/.."

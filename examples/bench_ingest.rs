@@ -23,11 +23,15 @@ fn main() {
     let count: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(10_000);
     let rounds: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(2);
     let which = args.get(3).map(String::as_str).unwrap_or("all");
+    // "sent": sidesync alone, INBOX under `responses` with and without a Sent folder of a
+    // quarter of its size (`track_sent`, issue 26): the cost of reading it.
+    let sent_only = which == "sent";
     let (imap, pop3) = match which {
         "imap" => (true, false),
         "pop3" => (false, true),
         "all" => (true, true),
-        other => panic!("protocol must be imap, pop3 or all, not {other:?}"),
+        "sent" => (false, false),
+        other => panic!("protocol must be imap, pop3, all or sent, not {other:?}"),
     };
     let root = PathBuf::from(
         std::env::var("SIDESYNC_BENCH_DIR").unwrap_or_else(|_| "/tmp/sidesync-bench".into()),
@@ -78,6 +82,10 @@ fn main() {
         .args(["index", "-u", USER, "INBOX"])
         .status();
 
+    if sent_only {
+        sent_folder_rounds(&d, &root, rounds, count, raw_bytes, &sidesync);
+        return;
+    }
     let mut results: Vec<Measure> = Vec::new();
     for round in 0..rounds {
         if pop3 {
@@ -91,8 +99,12 @@ fn main() {
         for turn in 0..3 {
             match (turn + round) % 3 {
                 0 => results.push(mbsync_round(&d, &root, round, count, lf_bytes)),
-                1 => results
-                    .push(sidesync_round(&d, &root, round, count, raw_bytes, &sidesync, "all").0),
+                1 => results.push(
+                    sidesync_round(
+                        &d, &root, round, count, raw_bytes, &sidesync, "all", "", count,
+                    )
+                    .0,
+                ),
                 _ => results.push(bare_round(&d, &root, count, raw_bytes)),
             }
         }
@@ -102,7 +114,9 @@ fn main() {
     // tracked email. Bytes the server sent, from dovecot's own logout lines.
     let mut relevance = None;
     if imap {
-        let (all, all_out) = sidesync_round(&d, &root, rounds, count, raw_bytes, &sidesync, "all");
+        let (all, all_out) = sidesync_round(
+            &d, &root, rounds, count, raw_bytes, &sidesync, "all", "", count,
+        );
         let (resp, resp_out) = sidesync_round(
             &d,
             &root,
@@ -111,6 +125,8 @@ fn main() {
             raw_bytes,
             &sidesync,
             "responses",
+            "",
+            count,
         );
         relevance = Some((all, all_out, resp, resp_out));
     }
@@ -200,8 +216,81 @@ fn imap_out_bytes(d: &Dovecot, from: usize) -> u64 {
         .sum()
 }
 
+/// The Sent folder's cost: a Sent folder of `count / 4` emails of 2–22 KB the user sent, none
+/// answering tracked email (as in INBOX, so under `responses` both are read headers first and
+/// skipped: the cost of a user's Sent folder that is mostly not CRM mail). Each round syncs
+/// INBOX alone and INBOX + Sent into fresh stores, and prints what Sent added.
+fn sent_folder_rounds(
+    d: &Dovecot,
+    root: &Path,
+    rounds: usize,
+    count: usize,
+    raw_bytes: u64,
+    sidesync: &Path,
+) {
+    let sent = count / 4;
+    for n in 0..sent {
+        let size = 2_000 + (n * 7_919) % 20_000;
+        let raw = mail::sample(USER, 1_000_000 + n, size);
+        d.deliver_to_folder(USER, "Sent", &raw);
+    }
+    println!("Sent folder: {sent} emails, none answering tracked email (as INBOX)");
+    println!(
+        "\n{:<22} {:>5} {:>8} {:>8} {:>14}",
+        "sidesync, responses", "round", "seconds", "CPU s", "server bytes"
+    );
+    for round in 0..rounds {
+        let (inbox, inbox_out) = sidesync_round(
+            d,
+            root,
+            2 * round,
+            count,
+            raw_bytes,
+            sidesync,
+            "responses",
+            "",
+            count,
+        );
+        let (both, both_out) = sidesync_round(
+            d,
+            root,
+            2 * round + 1,
+            count,
+            raw_bytes,
+            sidesync,
+            "responses",
+            "track_sent = true\n",
+            count + sent,
+        );
+        for (what, m, out) in [
+            ("INBOX", &inbox, inbox_out),
+            ("INBOX + Sent", &both, both_out),
+        ] {
+            println!(
+                "{what:<22} {:>5} {:>8.2} {:>8.2} {:>14}",
+                round + 1,
+                m.seconds,
+                m.cpu,
+                out
+            );
+        }
+        println!(
+            "{:<22} {:>5} {:>8.2} {:>8.2} {:>14}  ({:.0} bytes, {:.3} CPU ms per Sent email)",
+            "Sent adds",
+            round + 1,
+            both.seconds - inbox.seconds,
+            both.cpu - inbox.cpu,
+            both_out.saturating_sub(inbox_out),
+            both_out.saturating_sub(inbox_out) as f64 / sent.max(1) as f64,
+            (both.cpu - inbox.cpu) * 1000.0 / sent.max(1) as f64
+        );
+    }
+}
+
 /// sidesync, durable batch commits, into a fresh store, with the mailbox's filter `track`
-/// (and no first-sync window). Returns the measure and the bytes the server sent.
+/// and `mailbox_extra` keys (and no first-sync window); `decisions` emails are expected to be
+/// decided. Returns the measure and the bytes the server sent.
+#[allow(clippy::too_many_arguments)]
 fn sidesync_round(
     d: &Dovecot,
     root: &Path,
@@ -210,6 +299,8 @@ fn sidesync_round(
     raw_bytes: u64,
     sidesync: &Path,
     track: &str,
+    mailbox_extra: &str,
+    decisions: usize,
 ) -> (Measure, u64) {
     let data = root.join(format!("sidesync-data-{round}"));
     let cfg = root.join(format!("sidesync-{round}.toml"));
@@ -219,7 +310,7 @@ fn sidesync_round(
         format!(
             "[appliance]\nallow_plaintext_passwords = true\ndata_dir = \"{data}\"\n{extra}\n\n[[profile]]\ntrack = \"{track}\"\nfirst_sync_days = 0\nname = \"bench\"\nis_default = true\n\
              incoming_server_location = \"127.0.0.1\"\nincoming_port_number = {port}\nca_file = \"{ca}\"\n\n\
-             [[mailbox]]\nemail_address = \"{USER}\"\npassword = \"{PASSWORD}\"\napproval = \"approved\"\n",
+             [[mailbox]]\nemail_address = \"{USER}\"\npassword = \"{PASSWORD}\"\napproval = \"approved\"\n{mailbox_extra}",
             data = data.display(),
             extra = appliance_extra(),
             port = d.imaps_port,
@@ -237,8 +328,8 @@ fn sidesync_round(
         .values()
         .sum();
     assert_eq!(
-        decided as usize, count,
-        "sidesync decided {decided} of {count}"
+        decided as usize, decisions,
+        "sidesync decided {decided} of {decisions}"
     );
     if track == "all" {
         assert_eq!(stored, count, "sidesync stored {stored} of {count}");

@@ -375,12 +375,16 @@ fn email(raw: &[u8], compressor: &mut zstd::bulk::Compressor<'_>) {
         smart_matching: true,
         ..Correlation::default()
     };
-    for track in [
+    // Each filter, on an inbox and on a Sent folder (`track_sent`).
+    let places = [
         Track::All,
         Track::Responses,
         Track::KnownContacts,
         Track::None,
-    ] {
+    ]
+    .into_iter()
+    .flat_map(|track| [(track, false), (track, true)]);
+    for (track, sent) in places {
         let place = Place {
             mailbox: "m@x",
             track,
@@ -388,6 +392,7 @@ fn email(raw: &[u8], compressor: &mut zstd::bulk::Compressor<'_>) {
                 .into_iter()
                 .collect(),
             tracking_folder: None,
+            sent,
         };
         let _ = decide(
             Email {

@@ -11,6 +11,7 @@ mod one_line;
 mod pin;
 mod raw;
 pub mod seal;
+mod sent;
 pub mod shard;
 pub mod webhook;
 
@@ -253,6 +254,11 @@ pub struct Profile {
     /// O5: APPEND a copy of each sent email to `sent_folder` over IMAP.
     pub save_sent_copy: bool,
     pub sent_folder: String,
+    /// `sent_folder` is in the config (not the default): with `track_sent` it is the folder
+    /// read, without looking for the server's Sent folder.
+    pub sent_folder_named: bool,
+    /// The default `track_sent` of its mailboxes; None when it says nothing.
+    pub track_sent: Option<bool>,
     /// POP3: delete a message from the server once it has been stored this many days (0: right
     /// after it is stored). `None` leaves messages on the server (I8).
     pub pop3_delete_after_days: Option<u32>,
@@ -390,6 +396,10 @@ pub struct Mailbox {
     pub track: Track,
     /// The automatic kinds skipped whatever `track` says: its own, else its profile's, else none.
     pub skip_automatic: AutomaticSet,
+    /// Its Sent folder is read too, its emails judged as outgoing by `track` (`config/sent.rs`).
+    pub track_sent: bool,
+    /// The Sent folder as its profile's `sent_folder` names it; None: found on the server.
+    pub sent_folder: Option<String>,
     /// M6: this is a forward mailbox: each email in it is a forward from a user whose incoming
     /// delivery is "forward_mailbox", and what it carries is that user's email.
     pub forward_mailbox: bool,
@@ -1963,6 +1973,7 @@ impl Validator<'_> {
             }
             self.int_in("pop3_delete_after_days", Some(d), 0, 0..=3650) as u32
         });
+        let track_sent = self.profile_track_sent(rp, &name, server_type);
         Profile {
             name,
             description: rp.description.clone(),
@@ -2018,6 +2029,8 @@ impl Validator<'_> {
                 .sent_folder
                 .as_ref()
                 .map_or("Sent".to_string(), |f| f.get_ref().trim().to_string()),
+            sent_folder_named: rp.sent_folder.is_some(),
+            track_sent,
             pop3_delete_after_days,
             oauth,
             max_message_size: self.int_in(
@@ -2246,6 +2259,13 @@ impl Validator<'_> {
             Some(kinds) => self.skip_automatic(kinds),
             None => profile_skip.unwrap_or_default(),
         };
+        let (track_sent, sent_folder) = self.mailbox_track_sent(
+            rm,
+            &email_address,
+            profile
+                .as_deref()
+                .and_then(|n| profiles.iter().find(|p| p.name == n)),
+        );
         Mailbox {
             username: rm
                 .username
@@ -2264,6 +2284,8 @@ impl Validator<'_> {
             tracking_folders,
             track,
             skip_automatic,
+            track_sent,
+            sent_folder,
             forward_mailbox,
             secret_error,
             process_and_delete_emails: rm
@@ -2544,6 +2566,7 @@ fn fingerprint(profile: Option<&Profile>, mailbox: &Mailbox, key: Option<&[u8; 3
     let profile = profile.map(|p| Profile {
         track: None,
         skip_automatic: None,
+        track_sent: None,
         first_sync_days: 0,
         process_emails_received_after: None,
         ..p.clone()
@@ -2552,6 +2575,7 @@ fn fingerprint(profile: Option<&Profile>, mailbox: &Mailbox, key: Option<&[u8; 3
     let mut connection = mailbox.clone();
     connection.track = Track::All;
     connection.skip_automatic = AutomaticSet::default();
+    connection.track_sent = false;
     connection.process_emails_received_after = None;
     connection.fingerprint = String::new();
     for f in &mut connection.tracking_folders {

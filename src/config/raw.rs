@@ -147,6 +147,7 @@ pub struct RawProfile {
     pub keep_sessions_open: Option<Spanned<bool>>,
     pub save_sent_copy: Option<bool>,
     pub sent_folder: Option<Spanned<String>>,
+    pub track_sent: Option<Spanned<bool>>,
     pub pop3_delete_after_days: Option<Spanned<i64>>,
     pub max_message_size: Option<Spanned<i64>>,
     pub sync_deadline: Option<Spanned<RawDuration>>,
@@ -197,6 +198,7 @@ pub struct RawMailbox {
     pub track: Option<Spanned<String>>,
     pub skip_automatic: Option<Spanned<Vec<Spanned<String>>>>,
     pub forward_mailbox: Option<Spanned<bool>>,
+    pub track_sent: Option<Spanned<bool>>,
     pub process_emails_received_after: Option<Spanned<toml::value::Datetime>>,
     pub process_and_delete_emails: Option<Spanned<bool>>,
 }

@@ -86,6 +86,10 @@ pub fn render(ctx: &StatusContext, address: &str) -> Result<Option<String>, Stri
         .map(text)
         .collect();
     field("automatic kinds skipped", skipped.join(", "));
+    field(
+        "Sent folder read",
+        if m["track_sent"] == true { "yes" } else { "no" }.to_string(),
+    );
     field("next poll", relative(&m["next_poll"], now));
     let err = &m["last_error"];
     field(

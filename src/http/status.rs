@@ -130,6 +130,7 @@ impl MailboxRow<'_> {
             raw_bytes_stored: st.raw_bytes_stored,
             track: m.track.as_str(),
             skip_automatic: m.skip_automatic.kinds().map(|k| k.as_str()).collect(),
+            track_sent: m.track_sent,
             decisions: &st.decisions,
             emails_skipped: skipped(&st.decisions),
             noise_seen: st.noise_seen,
@@ -184,6 +185,8 @@ pub struct MailboxView<'a> {
     pub track: &'static str,
     /// The automatic kinds it skips whatever `track` says.
     pub skip_automatic: Vec<&'static str>,
+    /// Its Sent folder is read too (`track_sent`).
+    pub track_sent: bool,
     pub decisions: &'a std::collections::BTreeMap<String, u64>,
     pub emails_skipped: u64,
     pub noise_seen: u64,

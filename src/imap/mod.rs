@@ -19,6 +19,7 @@ use crate::config::TlsMode;
 use crate::engine::error::SyncError;
 use crate::net::{self, MailStream, NetError, StepError};
 use crate::tracking::plan::{FolderStatus, ListedMessage};
+use crate::tracking::sent_folder::ListedFolder;
 
 pub use crate::net::{Login, Target};
 pub use uidset::uid_set;
@@ -588,6 +589,55 @@ impl ImapSession {
             Err(StepError::Failed(e)) => Err(refused("UID EXPUNGE")(e)),
             Err(StepError::TimedOut(e)) => Err(SyncError::Net(e)),
         }
+    }
+
+    /// LIST of every folder with its `\Sent` mark: `LIST "" "*" RETURN (SPECIAL-USE)` where the
+    /// server offers SPECIAL-USE (RFC 6154), else a plain LIST, whose attributes some servers
+    /// (dovecot) fill in all the same.
+    pub async fn list_folders(&mut self) -> Result<Vec<ListedFolder>, SyncError> {
+        use async_imap::imap_proto::NameAttribute;
+        let special_use = self.offers("SPECIAL-USE").await?;
+        let pattern = if special_use {
+            "\"*\" RETURN (SPECIAL-USE)"
+        } else {
+            "\"*\""
+        };
+        let address = self.address.clone();
+        let limit = self.timeout;
+        let mut names = step(
+            &address,
+            "listing folders",
+            limit,
+            self.session.list(Some(""), Some(pattern)),
+            |e| lost(&address, e),
+        )
+        .await?;
+        let mut out = Vec::new();
+        loop {
+            let name = match tokio::time::timeout(limit, names.next()).await {
+                Err(_) => {
+                    return Err(SyncError::Net(NetError::Timeout {
+                        address: address.clone(),
+                        step: "listing folders",
+                        seconds: limit.as_secs().max(1),
+                    }));
+                }
+                Ok(None) => break,
+                Ok(Some(Ok(n))) => n,
+                Ok(Some(Err(e))) => return Err(lost(&address, e)),
+            };
+            let attributes = name.attributes();
+            out.push(ListedFolder {
+                name: name.name().to_string(),
+                sent: attributes.contains(&NameAttribute::Sent),
+                unselectable: attributes.iter().any(|a| match a {
+                    NameAttribute::NoSelect => true,
+                    NameAttribute::Extension(e) => e.eq_ignore_ascii_case("\\NonExistent"),
+                    _ => false,
+                }),
+            });
+        }
+        Ok(out)
     }
 
     /// APPEND a message to `folder`, marked \Seen (a copy of what was sent, O5).

@@ -53,6 +53,8 @@ pub struct TrackingPlace {
     pub tracking_folder: Option<Option<String>>,
     /// A forward mailbox: its emails are forwards, judged as the forwarding user's email.
     pub forward: bool,
+    /// The mailbox's Sent folder (`track_sent`): its emails are outgoing, sent by the mailbox.
+    pub sent: bool,
 }
 
 impl Default for TrackingPlace {
@@ -61,6 +63,7 @@ impl Default for TrackingPlace {
             track: Track::All,
             skip_automatic: AutomaticSet::default(),
             tracking_folder: None,
+            sent: false,
             forward: false,
         }
     }

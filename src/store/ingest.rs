@@ -156,6 +156,7 @@ pub(super) fn apply_ingest(
         track: batch.place.track,
         skip_automatic: batch.place.skip_automatic,
         tracking_folder: batch.place.tracking_folder.as_ref().map(|r| r.as_deref()),
+        sent: batch.place.sent,
     };
     let mut decisions: BTreeMap<&'static str, u64> = BTreeMap::new();
     let mut failed: Vec<ItemFailure> = Vec::new();
@@ -204,6 +205,7 @@ pub(super) fn apply_ingest(
                             .map_or(crate::tracking::decision::Track::Responses, |i| i.track),
                         skip_automatic: info.map(|i| i.skip_automatic).unwrap_or_default(),
                         tracking_folder: None,
+                        sent: false,
                     };
                     &forwarded_place
                 }
@@ -240,7 +242,12 @@ pub(super) fn apply_ingest(
                             .unwrap_or_else(|| format!("activity:{id}"));
                         let activity = Activity {
                             id,
-                            direction: Direction::Incoming,
+                            // What the user sent from their own client is outgoing email.
+                            direction: if batch.place.sent {
+                                Direction::Outgoing
+                            } else {
+                                Direction::Incoming
+                            },
                             mailbox: owner.to_string(),
                             folder: folder.to_string(),
                             mailboxes: vec![owner.to_string()],

@@ -209,6 +209,10 @@ pub struct Place<'a> {
     pub skip_automatic: AutomaticSet,
     /// A tracking folder (always tracked) and its regarding record; None for the inbox.
     pub tracking_folder: Option<Option<&'a str>>,
+    /// The mailbox's Sent folder (`track_sent`): what the user sent from their own client. The
+    /// mailbox is the sender whatever From says (an alias, a send-as), and only its own filter
+    /// judges: each recipient's mailbox judges its own copy when it syncs.
+    pub sent: bool,
 }
 
 /// The email as the decision sees it.
@@ -359,10 +363,19 @@ pub fn decide(
     let own_filter = Filter {
         track: place.track,
         skip_automatic: place.skip_automatic,
+        sent: place.sent,
     };
     let own = own_filter.accepts(correlated.is_some(), sender.as_deref(), h, look);
     if own.is_ok() {
         return track(correlated, None);
+    }
+    if place.sent {
+        // "Nothing new under none" holds for a Sent folder: other mailboxes' filters are theirs
+        // to apply to the copies in their own inboxes.
+        return match own {
+            Err(reason) => Decision::Skip(reason),
+            Ok(()) => track(correlated, None),
+        };
     }
     let others = parties(h, |_| None)
         .into_iter()
@@ -372,6 +385,7 @@ pub fn decide(
         let filter = Filter {
             track: m.track,
             skip_automatic: m.skip_automatic,
+            sent: false,
         };
         if filter
             .accepts(correlated.is_some(), sender.as_deref(), h, look)
@@ -402,6 +416,8 @@ pub fn resolved_parties(h: &EmailHeaders, look: &impl Lookups) -> Vec<Party> {
 struct Filter {
     track: Track,
     skip_automatic: AutomaticSet,
+    /// Judging the mailbox's own Sent folder: it is the sender.
+    sent: bool,
 }
 
 impl Filter {
@@ -428,6 +444,7 @@ impl Filter {
             }
             (Track::Responses, _, true) => Ok(()),
             (Track::Responses, None, false) => Err(SkipReason::NoCorrelationMatch),
+            (Track::KnownContacts, _, _) if self.sent => to_known_contact(h, look),
             (Track::KnownContacts, _, _) => known_contacts(sender, h, look),
         }
     }
@@ -449,6 +466,11 @@ fn known_contacts(
         return Err(SkipReason::SenderNotKnownContact);
     }
     // Sent by one of ours: it matters when it went to a known contact.
+    to_known_contact(h, look)
+}
+
+/// Email one of ours sent matters under `known_contacts` when a recipient is a known contact.
+fn to_known_contact(h: &EmailHeaders, look: &impl Lookups) -> Result<(), SkipReason> {
     let to_contact =
         h.to.iter()
             .chain(&h.cc)

@@ -104,6 +104,7 @@ fn inbox<'a>(mailbox: &'a str, track: Track) -> Place<'a> {
         track,
         skip_automatic: AutomaticSet::default(),
         tracking_folder: None,
+        sent: false,
     }
 }
 
@@ -641,6 +642,7 @@ fn a_tracking_folder_always_tracks_and_sets_regarding() {
         track: Track::None,
         skip_automatic: AutomaticSet::default(),
         tracking_folder: Some(Some("account:contoso")),
+        sent: false,
     };
     let d = decide_raw(UNRELATED, &folder, &c, &f);
     assert_eq!(joined(&d), (None, Some("account:contoso"), None));
@@ -706,4 +708,194 @@ fn reason_codes_round_trip() {
     for t in ["all", "responses", "known_contacts", "none"] {
         assert_eq!(Track::parse(t).map(Track::as_str), Some(t));
     }
+}
+
+// --- The Sent folder (`track_sent`): what a user sent from their own client. ---
+
+fn sent<'a>(mailbox: &'a str, track: Track) -> Place<'a> {
+    Place {
+        sent: true,
+        ..inbox(mailbox, track)
+    }
+}
+
+/// a@ answers Carol's question about the tracked quote from their own client.
+const SENT_REPLY: &str = "Message-ID: <s1@mail.example.com>\r\nDate: Wed, 3 Sep 2025 08:00:00 +0000\r\n\
+    From: A <a@example.com>\r\nTo: carol@contoso.com\r\nIn-Reply-To: <q1@crm.example.com>\r\n\
+    Subject: Re: Quote for Contoso\r\n\r\nYes, net 30.\r\n";
+
+/// a@ writes to a friend: nothing a CRM should see.
+const SENT_PRIVATE: &str = "Message-ID: <s2@mail.example.com>\r\nDate: Wed, 3 Sep 2025 09:00:00 +0000\r\n\
+    From: A <a@example.com>\r\nTo: mum@gmail.com\r\nSubject: Sunday lunch\r\n\r\nSee you.\r\n";
+
+/// a@ writes to Erin (a known contact) from an alias, about something new.
+const SENT_TO_CONTACT: &str = "Message-ID: <s3@mail.example.com>\r\nDate: Wed, 3 Sep 2025 10:00:00 +0000\r\n\
+    From: Sales desk <desk@alias.example.net>\r\nTo: mum@gmail.com\r\nCc: Erin <erin@fabrikam.com>\r\n\
+    Subject: Samples\r\n\r\nThey are on their way.\r\n";
+
+#[test]
+fn sent_a_reply_to_tracked_email_is_tracked_and_correlated() {
+    let (f, _) = world();
+    let d = decide_raw(
+        SENT_REPLY,
+        &sent("a@example.com", Track::Responses),
+        &Correlation::default(),
+        &f,
+    );
+    assert_eq!(
+        joined(&d),
+        (Some(10), Some("opportunity:7"), Some(Method::InReplyTo))
+    );
+}
+
+#[test]
+fn sent_a_reply_found_by_its_token_is_correlated() {
+    let (f, _) = world();
+    let raw = SENT_PRIVATE.replace(
+        "Subject: Sunday lunch",
+        "Subject: Re: Quote for Contoso [CRM:0001001001]",
+    );
+    let d = decide_raw(
+        &raw,
+        &sent("a@example.com", Track::Responses),
+        &Correlation::default(),
+        &f,
+    );
+    assert_eq!(joined(&d).2, Some(Method::TrackingToken));
+}
+
+#[test]
+fn sent_under_responses_an_email_answering_nothing_is_skipped() {
+    let (f, _) = world();
+    let d = decide_raw(
+        SENT_PRIVATE,
+        &sent("a@example.com", Track::Responses),
+        &Correlation::default(),
+        &f,
+    );
+    assert_eq!(d, Decision::Skip(SkipReason::NoCorrelationMatch));
+}
+
+#[test]
+fn sent_under_known_contacts_email_to_a_contact_is_tracked_whatever_from_says() {
+    let (f, _) = world();
+    let d = decide_raw(
+        SENT_TO_CONTACT,
+        &sent("a@example.com", Track::KnownContacts),
+        &Correlation::default(),
+        &f,
+    );
+    assert_eq!(joined(&d), (None, None, None), "a new conversation");
+}
+
+#[test]
+fn sent_under_known_contacts_email_to_no_contact_is_skipped() {
+    let (f, _) = world();
+    let d = decide_raw(
+        SENT_PRIVATE,
+        &sent("a@example.com", Track::KnownContacts),
+        &Correlation::default(),
+        &f,
+    );
+    assert_eq!(d, Decision::Skip(SkipReason::NoRecipientMatch));
+}
+
+#[test]
+fn sent_under_all_everything_is_tracked() {
+    let (f, _) = world();
+    let d = decide_raw(
+        SENT_PRIVATE,
+        &sent("a@example.com", Track::All),
+        &Correlation::default(),
+        &f,
+    );
+    assert!(matches!(d, Decision::Track(_)), "{d:?}");
+}
+
+#[test]
+fn sent_under_none_nothing_new_even_a_reply_or_mail_to_a_queue() {
+    let (f, _) = world();
+    let to_queue = SENT_PRIVATE.replace("To: mum@gmail.com", "To: sales@example.com");
+    for raw in [SENT_REPLY, to_queue.as_str()] {
+        let d = decide_raw(
+            raw,
+            &sent("a@example.com", Track::None),
+            &Correlation::default(),
+            &f,
+        );
+        assert_eq!(d, Decision::Skip(SkipReason::TrackingOff), "{raw}");
+    }
+}
+
+#[test]
+fn sent_other_mailboxes_filters_do_not_judge_a_sent_copy() {
+    // In the inbox, sales@ (`all`) on To takes what a@ would skip; in a@'s Sent it does not:
+    // sales@ judges its own copy when it syncs.
+    let (f, _) = world();
+    let to_queue = SENT_PRIVATE.replace("To: mum@gmail.com", "To: sales@example.com");
+    let d = decide_raw(
+        &to_queue,
+        &sent("a@example.com", Track::Responses),
+        &Correlation::default(),
+        &f,
+    );
+    assert_eq!(d, Decision::Skip(SkipReason::NoCorrelationMatch));
+}
+
+#[test]
+fn sent_the_copy_of_an_email_sidesync_sent_joins_its_outgoing_activity() {
+    // The outbox tracked the quote under its Message-ID when it was queued; the copy appended to
+    // Sent (or saved by the server) is the same email: no second activity, whatever the filter.
+    let (f, _) = world();
+    for track in [
+        Track::All,
+        Track::Responses,
+        Track::KnownContacts,
+        Track::None,
+    ] {
+        let d = decide_raw(
+            QUOTE,
+            &sent("a@example.com", track),
+            &Correlation::default(),
+            &f,
+        );
+        assert_eq!(
+            d,
+            Decision::Duplicate {
+                activity: 10,
+                regarding: None
+            },
+            "{track:?}"
+        );
+    }
+}
+
+#[test]
+fn sent_a_tracking_folder_rule_is_unchanged() {
+    let (f, _) = world();
+    let place = Place {
+        tracking_folder: Some(Some("account:contoso")),
+        ..sent("a@example.com", Track::None)
+    };
+    let d = decide_raw(SENT_PRIVATE, &place, &Correlation::default(), &f);
+    assert_eq!(joined(&d).1, Some("account:contoso"));
+}
+
+#[test]
+fn sent_automatic_email_still_starts_no_conversation_under_responses() {
+    let (f, _) = world();
+    let raw = SENT_PRIVATE.replace(
+        "Subject: Sunday lunch",
+        "Auto-Submitted: auto-replied\r\nSubject: Out of office",
+    );
+    let d = decide_raw(
+        &raw,
+        &sent("a@example.com", Track::Responses),
+        &Correlation::default(),
+        &f,
+    );
+    assert_eq!(
+        d,
+        Decision::Skip(SkipReason::Automatic(Automatic::AutoReply))
+    );
 }

@@ -13,6 +13,7 @@ pub mod message;
 pub mod parties;
 pub mod plan;
 pub mod process_from;
+pub mod sent_folder;
 pub mod subject;
 pub mod token;
 pub mod token_alloc;

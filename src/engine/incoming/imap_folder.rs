@@ -24,28 +24,71 @@ pub(super) async fn sync_folders(
     from: ProcessFrom,
 ) -> Result<SyncSummary, SyncError> {
     let mut summary = SyncSummary::default();
-    // I1: INBOX, then the mailbox's tracking folders.
-    let folders =
-        std::iter::once("INBOX").chain(mailbox.tracking_folders.iter().map(|f| f.folder.as_str()));
-    for folder in folders {
-        summary.add(sync_folder(ctx, profile, mailbox, session, folder, progress, from).await?);
+    // I1: INBOX, then the mailbox's tracking folders, then its Sent folder (`track_sent`).
+    let mut folders: Vec<(String, bool)> = std::iter::once("INBOX")
+        .chain(mailbox.tracking_folders.iter().map(|f| f.folder.as_str()))
+        .map(|f| (f.to_string(), false))
+        .collect();
+    if let Some(sent) = sent_folder(mailbox, session).await?
+        && !folders.iter().any(|(f, _)| *f == sent)
+    {
+        // A Sent folder that is also a tracking folder keeps the tracking folder's rules.
+        folders.push((sent, true));
+    }
+    for (folder, sent) in &folders {
+        summary.add(
+            sync_folder(
+                ctx, profile, mailbox, session, folder, *sent, progress, from,
+            )
+            .await?,
+        );
         if summary.interrupted {
             break;
         }
     }
     if !summary.interrupted {
         // After the commits that recorded them as failed: only then may they leave the folder.
-        super::undeliverable::move_failed(ctx, profile, mailbox, session).await?;
+        let sent = folders
+            .iter()
+            .find(|(_, sent)| *sent)
+            .map(|(f, _)| f.as_str());
+        super::undeliverable::move_failed(ctx, profile, mailbox, session, sent).await?;
     }
     Ok(summary)
 }
 
+/// The mailbox's Sent folder when it tracks what it sends (see `tracking::sent_folder`). Listed
+/// at every sync: a folder created or renamed since is found. Its sync id map entries are keyed
+/// by this name like any folder's, so exactly-once holds as for INBOX.
+async fn sent_folder(
+    mailbox: &Mailbox,
+    session: &mut ImapSession,
+) -> Result<Option<String>, SyncError> {
+    if !mailbox.track_sent {
+        return Ok(None);
+    }
+    let listed = match &mailbox.sent_folder {
+        Some(_) => Vec::new(),
+        None => session.list_folders().await?,
+    };
+    let found = crate::tracking::sent_folder::sent_folder(mailbox.sent_folder.as_deref(), &listed);
+    if found.is_none() {
+        tracing::debug!(
+            mailbox = %mailbox.email_address,
+            "track_sent: the server lists no Sent folder yet"
+        );
+    }
+    Ok(found)
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn sync_folder(
     ctx: &JobContext,
     profile: &Profile,
     mailbox: &Mailbox,
     session: &mut ImapSession,
     folder: &str,
+    sent: bool,
     progress: &Progress,
     from: ProcessFrom,
 ) -> Result<SyncSummary, SyncError> {
@@ -160,7 +203,7 @@ async fn sync_folder(
         cursor: cursor.clone(),
     };
     // A tracking folder's emails are always tracked, with its regarding record.
-    let tracking_folder = (folder != "INBOX").then(|| {
+    let tracking_folder = (folder != "INBOX" && !sent).then(|| {
         mailbox
             .tracking_folders
             .iter()
@@ -172,6 +215,7 @@ async fn sync_folder(
         skip_automatic: mailbox.skip_automatic,
         tracking_folder,
         forward: mailbox.forward_mailbox,
+        sent,
     };
     // Headers first where the decision may skip (an inbox whose filter is not "all", or that
     // skips automatic kinds): a skipped email's body is never fetched. A forward's header says
@@ -349,6 +393,7 @@ async fn prescreened(
                 track: place.track,
                 skip_automatic: place.skip_automatic,
                 tracking_folder: place.tracking_folder.as_ref().map(|r| r.as_deref()),
+                sent: place.sent,
             },
             &ctx.directory,
         )

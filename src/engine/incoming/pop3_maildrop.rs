@@ -84,6 +84,7 @@ pub(super) async fn sync_maildrop(
         track: mailbox.track,
         skip_automatic: mailbox.skip_automatic,
         tracking_folder: None,
+        sent: false,
         forward: mailbox.forward_mailbox,
     };
     let mut pipeline = Pipeline::new(ctx, &profile.name, address, progress, place);

@@ -26,12 +26,14 @@ pub fn to_move(failures: &[ItemFailure]) -> BTreeMap<(String, u32), Vec<&ItemFai
 }
 
 /// Moves what [`to_move`] finds. A move the server refuses is logged and tried again on the next
-/// sync; it never fails the sync (the emails are recorded and safe where they are).
+/// sync; it never fails the sync (the emails are recorded and safe where they are). What the
+/// user sent stays in `sent_folder` (`track_sent`): a failure there is listed, never moved.
 pub(super) async fn move_failed(
     ctx: &JobContext,
     profile: &Profile,
     mailbox: &Mailbox,
     session: &mut ImapSession,
+    sent_folder: Option<&str>,
 ) -> Result<(), SyncError> {
     if !profile.move_undelivered_emails {
         return Ok(());
@@ -45,6 +47,9 @@ pub(super) async fn move_failed(
         .map(|(_, f)| f)
         .collect();
     for ((folder, uidvalidity), items) in to_move(&failures) {
+        if sent_folder == Some(folder.as_str()) {
+            continue;
+        }
         let uids: Vec<u32> = items.iter().filter_map(|f| f.uid).collect();
         let outcome = match session
             .move_messages(&folder, uidvalidity, &uids, UNDELIVERABLE)
