@@ -253,6 +253,7 @@ fn smtp_session(rt: &tokio::runtime::Runtime, tls: &TlsContext, greeting: &[u8],
                     .send_message(
                         "a@example.com",
                         &["b@example.com".to_string()],
+                        None,
                         b"Subject: x\r\n\r\nbody\r\n",
                         t.timeout,
                         None,
