@@ -874,6 +874,7 @@ mod tests {
                 last_reply: None,
                 recipient_results: Vec::new(),
                 sent_copy: None,
+                deliveries: Vec::new(),
             })
             .collect()
     }

@@ -4,6 +4,7 @@
 
 pub mod bounce;
 pub mod bounce_match;
+pub mod bounce_record;
 #[cfg(test)]
 mod bounce_tests;
 mod bounce_text;
