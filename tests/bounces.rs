@@ -3,8 +3,9 @@
 //! real binary ingests it: the outbox item shows the recipient `bounced` with its code, the
 //! report joins the sent email's conversation, and the feed has `outbox.bounced`.
 //!
-//! Not yet here: postfix writing that report itself (a private postfix instance that bounces
-//! to dovecot over LMTP); the report is Postfix's format, delivered by the test.
+//! And the whole way: sent through a private postfix to an unknown recipient, postfix itself
+//! writes the report into the sender's maildir, which dovecot serves (skipped where no private
+//! postfix can run: not root).
 
 mod support;
 
@@ -13,6 +14,7 @@ use std::time::{Duration, SystemTime};
 use serde_json::{Value, json};
 use support::appliance::{Setup, TOKEN};
 use support::dovecot::{Dovecot, PASSWORD};
+use support::postfix::Postfix;
 use support::sidesync::http;
 use support::wait_for;
 
@@ -34,29 +36,22 @@ fn postfix_report(from: &str, to: &str, message_id: &str, envid: u64) -> Vec<u8>
         .into_bytes()
 }
 
-#[test]
-fn a_postfix_report_in_the_inbox_marks_the_sent_email_bounced() {
-    let d = Dovecot::start();
-    let setup = Setup::new();
-    let from = "bouncer@example.com";
-    d.add_user(from);
-    let profile = format!(
+/// The appliance's config: a profile with `smtp_port` (`smtp_tls`) and the mailbox `from`.
+fn config(d: &Dovecot, from: &str, smtp_port: u16, smtp_tls: &str) -> String {
+    format!(
         "[[profile]]\ntrack = \"all\"\nname = \"p\"\nis_default = true\nincoming_server_location = \"127.0.0.1\"\n\
          incoming_port_number = {}\nca_file = \"{}\"\nmin_polling_interval = \"1s\"\n\
          timeout_mailbox_connection_after = \"10s\"\noutgoing_server_location = \"127.0.0.1\"\n\
-         outgoing_port_number = {}\noutgoing_tls = \"starttls\"\nallow_plaintext_login = true\n\n\
+         outgoing_port_number = {smtp_port}\noutgoing_tls = \"{smtp_tls}\"\nallow_plaintext_login = true\n\n\
          [[mailbox]]\nemail_address = \"{from}\"\npassword = \"{PASSWORD}\"\napproval = \"approved\"\n",
         d.imaps_port,
         d.ca_file.display(),
-        d.submission_port,
-    );
-    let cfg = setup.write(
-        "outbox_retry_interval = \"1s\"\noutbox_max_retry_interval = \"2s\"",
-        &profile,
-    );
-    let _s = setup.start(&cfg);
-    let email =
-        json!({"from": from, "to": ["nobody@example.net"], "subject": "Offer", "text": "t"});
+    )
+}
+
+/// Queues an email from `from` to `to`; its id and Message-ID (without brackets).
+fn queue(setup: &Setup, from: &str, to: &str) -> (u64, String) {
+    let email = json!({"from": from, "to": [to], "subject": "Offer", "text": "t"});
     let (code, answer) = http(
         setup.port,
         "POST",
@@ -73,12 +68,15 @@ fn a_postfix_report_in_the_inbox_marks_the_sent_email_bounced() {
         .trim_matches(['<', '>'])
         .to_string();
     wait_for("the email to be sent", Duration::from_secs(60), || {
-        (get(&setup, &format!("/api/v1/outbox/{id}"))["status"] == "sent").then_some(())
+        (get(setup, &format!("/api/v1/outbox/{id}"))["status"] == "sent").then_some(())
     });
-    let report = postfix_report(from, "nobody@example.net", &message_id, id);
-    d.deliver(from, &report, "", SystemTime::now());
+    (id, message_id)
+}
+
+/// Waits for the bounce of `id` and checks the outbox item, the report activity and the feed.
+fn assert_bounced(setup: &Setup, id: u64) -> u64 {
     let item = wait_for("the bounce to be recorded", Duration::from_secs(60), || {
-        let v = get(&setup, &format!("/api/v1/outbox/{id}"));
+        let v = get(setup, &format!("/api/v1/outbox/{id}"));
         v["deliveries"]
             .as_array()
             .is_some_and(|d| !d.is_empty())
@@ -92,11 +90,11 @@ fn a_postfix_report_in_the_inbox_marks_the_sent_email_bounced() {
     let report_id = delivery["report"]
         .as_u64()
         .expect("the report is an activity");
-    let sent = get(&setup, &format!("/api/v1/activities/{id}"));
-    let bounce = get(&setup, &format!("/api/v1/activities/{report_id}"));
+    let sent = get(setup, &format!("/api/v1/activities/{id}"));
+    let bounce = get(setup, &format!("/api/v1/activities/{report_id}"));
     assert_eq!(bounce["conversation"], sent["conversation"], "{bounce}");
     assert_eq!(bounce["automatic"], "bounce", "{bounce}");
-    let events = get(&setup, "/api/v1/events?after=0&limit=1000");
+    let events = get(setup, "/api/v1/events?after=0&limit=1000");
     let kinds: Vec<&str> = events["events"]
         .as_array()
         .expect("events")
@@ -104,4 +102,57 @@ fn a_postfix_report_in_the_inbox_marks_the_sent_email_bounced() {
         .filter_map(|e| e["type"].as_str())
         .collect();
     assert!(kinds.contains(&"outbox.bounced"), "{kinds:?}");
+    report_id
+}
+
+#[test]
+fn a_postfix_report_in_the_inbox_marks_the_sent_email_bounced() {
+    let d = Dovecot::start();
+    let setup = Setup::new();
+    let from = "bouncer@example.com";
+    d.add_user(from);
+    let cfg = setup.write(
+        "outbox_retry_interval = \"1s\"\noutbox_max_retry_interval = \"2s\"",
+        &config(&d, from, d.submission_port, "starttls"),
+    );
+    let _s = setup.start(&cfg);
+    let (id, message_id) = queue(&setup, from, "nobody@example.net");
+    let report = postfix_report(from, "nobody@example.net", &message_id, id);
+    d.deliver(from, &report, "", SystemTime::now());
+    let _ = assert_bounced(&setup, id);
+}
+
+#[test]
+fn postfix_bounces_an_unknown_recipient_into_the_senders_inbox_and_it_is_recorded() {
+    let d = Dovecot::start();
+    let from = "sender@example.com";
+    let Some(pf) = Postfix::start(&d, &["example.com", "example.net"], &[from]) else {
+        eprintln!("skipped: no private postfix here (needs root and /usr/sbin/postfix)");
+        return;
+    };
+    let setup = Setup::new();
+    let cfg = setup.write(
+        "outbox_retry_interval = \"1s\"\noutbox_max_retry_interval = \"2s\"",
+        &config(&d, from, pf.port, "none"),
+    );
+    let _s = setup.start(&cfg);
+    let (id, _) = queue(&setup, from, "nobody@example.net");
+    let report_id = assert_bounced(&setup, id);
+    // The DSN request reached postfix: its report names the outbox id and returns headers only.
+    let (code, raw) = http(
+        setup.port,
+        "GET",
+        &format!("/api/v1/activities/{report_id}/raw"),
+        Some(TOKEN),
+        "",
+    );
+    assert_eq!(code, 200, "{raw}");
+    assert!(
+        raw.contains(&format!("Original-Envelope-Id: {id}")),
+        "{raw}"
+    );
+    assert!(raw.contains("text/rfc822-headers"), "RET=HDRS: {raw}");
+    let log = pf.log();
+    assert!(log.contains("status=bounced"), "{log}");
+    assert!(log.contains("sender non-delivery notification"), "{log}");
 }
