@@ -91,6 +91,10 @@ fn assert_bounced(setup: &Setup, id: u64) -> u64 {
         .as_u64()
         .expect("the report is an activity");
     let sent = get(setup, &format!("/api/v1/activities/{id}"));
+    assert_eq!(
+        sent["deliveries"], item["deliveries"],
+        "the activity shows it too"
+    );
     let bounce = get(setup, &format!("/api/v1/activities/{report_id}"));
     assert_eq!(bounce["conversation"], sent["conversation"], "{bounce}");
     assert_eq!(bounce["automatic"], "bounce", "{bounce}");
