@@ -49,6 +49,38 @@ fn config(d: &Dovecot, from: &str, smtp_port: u16, smtp_tls: &str) -> String {
     )
 }
 
+#[test]
+fn a_mailbox_that_skips_bounces_still_records_them() {
+    let d = Dovecot::start();
+    let setup = Setup::new();
+    let from = "skipper@example.com";
+    d.add_user(from);
+    let cfg = setup.write(
+        "outbox_retry_interval = \"1s\"\noutbox_max_retry_interval = \"2s\"",
+        &config(&d, from, d.submission_port, "starttls").replace(
+            "approval = \"approved\"\n",
+            "approval = \"approved\"\nskip_automatic = [\"bounce\"]\n",
+        ),
+    );
+    let _s = setup.start(&cfg);
+    let (id, message_id) = queue(&setup, from, "nobody@example.net");
+    let report = postfix_report(from, "nobody@example.net", &message_id, id);
+    d.deliver(from, &report, "", SystemTime::now());
+    let item = wait_for("the bounce to be recorded", Duration::from_secs(60), || {
+        let v = get(&setup, &format!("/api/v1/outbox/{id}"));
+        v["deliveries"]
+            .as_array()
+            .is_some_and(|d| !d.is_empty())
+            .then_some(v)
+    });
+    assert_eq!(item["deliveries"][0]["outcome"], "bounced", "{item}");
+    assert_eq!(
+        item["deliveries"][0]["report"],
+        Value::Null,
+        "not kept: {item}"
+    );
+}
+
 /// Queues an email from `from` to `to`; its id and Message-ID (without brackets).
 fn queue(setup: &Setup, from: &str, to: &str) -> (u64, String) {
     let email = json!({"from": from, "to": [to], "subject": "Offer", "text": "t"});
