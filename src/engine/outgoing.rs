@@ -558,11 +558,25 @@ async fn worker(ctx: &Arc<JobContext>, address: &str, queue: &Arc<JobQueue>) {
                 claim_aside(ctx, queue, block);
             }
         }
-        let next = carried
-            .as_ref()
-            .map(|(e, _)| (mailbox.email_address.as_str(), e.recipients.as_slice()));
+        // The outbox id is the ENVID: a delivery status report names the email it is about.
+        let next_id = carried.as_ref().map(|(e, _)| e.id.to_string());
+        let next = carried.as_ref().map(|(e, _)| {
+            (
+                mailbox.email_address.as_str(),
+                e.recipients.as_slice(),
+                next_id.as_deref(),
+            )
+        });
+        let envelope_id = entry.id.to_string();
         match s
-            .send_message(&mailbox.email_address, &entry.recipients, &raw, limit, next)
+            .send_message(
+                &mailbox.email_address,
+                &entry.recipients,
+                Some(&envelope_id),
+                &raw,
+                limit,
+                next,
+            )
             .await
         {
             Ok(results) => {
@@ -860,6 +874,7 @@ mod tests {
                 last_reply: None,
                 recipient_results: Vec::new(),
                 sent_copy: None,
+                deliveries: Vec::new(),
             })
             .collect()
     }

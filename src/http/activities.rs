@@ -153,6 +153,9 @@ pub struct ActivityDetail<'a> {
     pub parties: &'a [crate::tracking::parties::Party],
     pub correlation: Correlation<'a>,
     pub reused_message_id: bool,
+    /// An outgoing email's per-recipient word from delivery status reports (its outbox
+    /// entry's); empty for incoming email and until a report arrives.
+    pub deliveries: Vec<crate::outbox::bounce_record::Delivery>,
 }
 
 #[derive(Debug, Serialize)]
@@ -324,6 +327,15 @@ pub fn one(ctx: &StatusContext, id: &str) -> Result<Value, ApiError> {
             });
         }
     }
+    let deliveries = match a.direction {
+        crate::store::Direction::Outgoing => ctx
+            .store
+            .outbox_entry(a.id)
+            .map_err(|e| err(500, e.to_string()))?
+            .map(|e| e.deliveries)
+            .unwrap_or_default(),
+        crate::store::Direction::Incoming => Vec::new(),
+    };
     Ok(json!(ActivityDetail {
         summary: summary(&a),
         to: &a.headers.to,
@@ -337,6 +349,7 @@ pub fn one(ctx: &StatusContext, id: &str) -> Result<Value, ApiError> {
             related_activities: related,
         },
         reused_message_id: a.reused_message_id,
+        deliveries,
     }))
 }
 

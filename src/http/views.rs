@@ -225,6 +225,8 @@ pub struct OutboxView<'a> {
     pub recipients: &'a [String],
     pub recipient_results: &'a [RecipientResult],
     pub sent_copy: Option<&'a str>,
+    /// What delivery status reports said, per recipient: `bounced` or `delayed`.
+    pub deliveries: &'a [crate::outbox::bounce_record::Delivery],
 }
 
 impl<'a> OutboxView<'a> {
@@ -241,6 +243,7 @@ impl<'a> OutboxView<'a> {
             recipients: &e.recipients,
             recipient_results: &e.recipient_results,
             sent_copy: e.sent_copy.as_deref(),
+            deliveries: &e.deliveries,
         }
     }
 }

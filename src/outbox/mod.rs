@@ -2,6 +2,12 @@
 //! Sending → Sent or Failed. This module turns an API request into the MIME to send and the
 //! envelope (pure), and decides what a server's reply means for the email (pure).
 
+pub mod bounce;
+pub mod bounce_match;
+pub mod bounce_record;
+#[cfg(test)]
+mod bounce_tests;
+mod bounce_text;
 pub mod envelope;
 pub mod rate;
 pub mod request;

@@ -8,7 +8,8 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use mail_send::SmtpClient;
 use smtp_proto::{
-    AUTH_LOGIN, AUTH_OAUTHBEARER, AUTH_PLAIN, AUTH_XOAUTH2, EXT_PIPELINING, EhloResponse, Response,
+    AUTH_LOGIN, AUTH_OAUTHBEARER, AUTH_PLAIN, AUTH_XOAUTH2, EXT_DSN, EXT_PIPELINING, EhloResponse,
+    Response,
 };
 use tokio::io::AsyncWriteExt;
 
@@ -16,9 +17,11 @@ use crate::config::{AuthProtocol, TlsMode};
 use crate::engine::error::SyncError;
 use crate::net::{self, MailStream, NetError};
 use crate::store::RecipientResult;
+use dsn::DsnParams;
 
 /// Where and how to connect, and who authenticates (`None` for a server that takes mail without
 /// AUTH): the same shapes as the incoming sessions'.
+pub mod dsn;
 mod starttls;
 
 pub use crate::net::{Login as SmtpLogin, Target as SmtpTarget, plain_blob};
@@ -28,6 +31,8 @@ pub struct SmtpSession {
     address: String,
     /// The server takes a group of envelope commands at once (RFC 2920).
     pipelining: bool,
+    /// The server offers DSN (RFC 3461): envelopes ask for failure and delay reports.
+    dsn: bool,
     /// A transaction was left open (refused at MAIL, RCPT or DATA, or cut short): the next one
     /// starts with RSET. One that reached the reply to its data is over (RFC 5321 4.1.1.4), so
     /// the usual next transaction needs none.
@@ -38,9 +43,13 @@ pub struct SmtpSession {
     ahead: Option<Ahead>,
 }
 
+/// The envelope of the email sent next on a session: sender, recipients, envelope id.
+pub type NextEnvelope<'a> = (&'a str, &'a [String], Option<&'a str>);
+
 struct Ahead {
     sender: String,
     recipients: Vec<String>,
+    envelope_id: Option<String>,
     replies: Vec<Response<String>>,
 }
 
@@ -184,6 +193,7 @@ impl SmtpSession {
             client,
             address,
             pipelining,
+            dsn: ehlo.has_capability(EXT_DSN),
             open_transaction: false,
             out: Vec::new(),
             ahead: None,
@@ -331,7 +341,7 @@ impl SmtpSession {
         limit: Duration,
     ) -> Result<(), SyncError> {
         match self
-            .send_message(sender, recipients, raw, limit, None)
+            .send_message(sender, recipients, None, raw, limit, None)
             .await
         {
             Ok(results) if results.iter().all(|r| r.accepted) => Ok(()),
@@ -364,17 +374,24 @@ impl SmtpSession {
     /// content open a group), and its replies come with this email's final reply: one round
     /// trip an email instead of two. The caller must then send exactly that email next (or drop
     /// the connection: the server may be waiting for its content).
+    ///
+    /// `envelope_id`: the ENVID a delivery status report will carry (the outbox id), sent where
+    /// the server offers DSN.
     pub async fn send_message(
         &mut self,
         sender: &str,
         recipients: &[String],
+        envelope_id: Option<&str>,
         raw: &[u8],
         limit: Duration,
-        next: Option<(&str, &[String])>,
+        next: Option<NextEnvelope<'_>>,
     ) -> Result<Vec<RecipientResult>, SendFailure> {
         let (replies, expected, skip) = match self.ahead.take() {
             Some(ahead) => {
-                if ahead.sender != sender || ahead.recipients != recipients {
+                if ahead.sender != sender
+                    || ahead.recipients != recipients
+                    || ahead.envelope_id.as_deref() != envelope_id
+                {
                     return Err(SendFailure::lost(
                         "the envelope sent ahead was for another email".to_string(),
                     ));
@@ -383,7 +400,10 @@ impl SmtpSession {
                 let n = ahead.replies.len();
                 (ahead.replies, n, 0)
             }
-            None => self.envelope(sender, recipients, limit).await?,
+            None => {
+                self.envelope(sender, recipients, envelope_id, limit)
+                    .await?
+            }
         };
         if replies.len() != expected {
             return Err(SendFailure::lost(
@@ -442,8 +462,15 @@ impl SmtpSession {
         self.out.clear();
         dot_stuff(raw, &mut self.out);
         let ahead = match next {
-            Some((sender, recipients)) if self.pipelining => {
-                Some(envelope_commands(&mut self.out, sender, recipients, false))
+            Some((sender, recipients, envelope_id)) if self.pipelining => {
+                let dsn = self.dsn_params(envelope_id)?;
+                Some(envelope_commands(
+                    &mut self.out,
+                    sender,
+                    recipients,
+                    &dsn,
+                    false,
+                ))
             }
             _ => None,
         };
@@ -463,10 +490,11 @@ impl SmtpSession {
             ));
         }
         let done = replies.remove(0);
-        if let (Some((sender, recipients)), Some(_)) = (next, ahead) {
+        if let (Some((sender, recipients, envelope_id)), Some(_)) = (next, ahead) {
             self.ahead = Some(Ahead {
                 sender: sender.to_string(),
                 recipients: recipients.to_vec(),
+                envelope_id: envelope_id.map(str::to_string),
                 replies,
             });
         }
@@ -492,11 +520,13 @@ impl SmtpSession {
         &mut self,
         sender: &str,
         recipients: &[String],
+        envelope_id: Option<&str>,
         limit: Duration,
     ) -> Result<(Vec<Response<String>>, usize, usize), SendFailure> {
         // The last check before the wire: a line end in an address would end MAIL FROM or RCPT
         // TO early and start a command of its own (the outbox refuses these at queue time).
         unsafe_envelope(sender, recipients)?;
+        let dsn = self.dsn_params(envelope_id)?;
         let rset = self.open_transaction;
         self.open_transaction = true;
         let skip = usize::from(rset);
@@ -504,7 +534,7 @@ impl SmtpSession {
         // the envelope.
         if self.pipelining {
             self.out.clear();
-            let n = envelope_commands(&mut self.out, sender, recipients, rset);
+            let n = envelope_commands(&mut self.out, sender, recipients, &dsn, rset);
             let (client, out) = (&mut self.client, &self.out);
             let replies = within(limit, "during the envelope", async {
                 client.stream.write_all(out).await?;
@@ -518,13 +548,28 @@ impl SmtpSession {
         if rset {
             commands.push("RSET\r\n".to_string());
         }
-        commands.push(format!("MAIL FROM:<{sender}>\r\n"));
-        commands.extend(recipients.iter().map(|r| format!("RCPT TO:<{r}>\r\n")));
+        commands.push(format!("MAIL FROM:<{sender}>{}\r\n", dsn.mail));
+        commands.extend(
+            recipients
+                .iter()
+                .map(|r| format!("RCPT TO:<{r}>{}\r\n", dsn.rcpt)),
+        );
         let mut r = Vec::with_capacity(commands.len());
         for c in &commands {
             r.push(within(limit, "during the envelope", self.client.cmd(c.as_bytes())).await?);
         }
         Ok((r, commands.len(), skip))
+    }
+
+    /// The DSN parameters for an envelope; an envelope id that is not one line is refused
+    /// like an address that is not (nothing is sent).
+    fn dsn_params(&self, envelope_id: Option<&str>) -> Result<DsnParams, SendFailure> {
+        DsnParams::new(self.dsn, envelope_id).map_err(|e| SendFailure {
+            transient: false,
+            reply: e.to_string(),
+            results: Vec::new(),
+            connection_lost: false,
+        })
     }
 
     pub async fn quit(self, limit: Duration) {
@@ -555,14 +600,20 @@ fn unsafe_envelope(sender: &str, recipients: &[String]) -> Result<(), SendFailur
 
 /// A pipelined envelope appended to `out`: (RSET,) MAIL FROM, each RCPT TO, DATA. Returns how
 /// many replies it asks for.
-fn envelope_commands(out: &mut Vec<u8>, sender: &str, recipients: &[String], rset: bool) -> usize {
+fn envelope_commands(
+    out: &mut Vec<u8>,
+    sender: &str,
+    recipients: &[String],
+    dsn: &DsnParams,
+    rset: bool,
+) -> usize {
     use std::io::Write;
     if rset {
         out.extend_from_slice(b"RSET\r\n");
     }
-    let _ = write!(out, "MAIL FROM:<{sender}>\r\n");
+    let _ = write!(out, "MAIL FROM:<{sender}>{}\r\n", dsn.mail);
     for r in recipients {
-        let _ = write!(out, "RCPT TO:<{r}>\r\n");
+        let _ = write!(out, "RCPT TO:<{r}>{}\r\n", dsn.rcpt);
     }
     out.extend_from_slice(b"DATA\r\n");
     usize::from(rset) + recipients.len() + 2
@@ -618,7 +669,37 @@ async fn timed<T>(
 
 #[cfg(test)]
 mod tests {
-    use super::{dot_stuff, unsafe_envelope};
+    use super::{DsnParams, dot_stuff, envelope_commands, unsafe_envelope};
+
+    #[test]
+    fn a_pipelined_envelope_carries_the_dsn_request_on_mail_and_each_rcpt() {
+        let dsn = DsnParams::new(true, Some("42")).unwrap_or_default();
+        let mut out = Vec::new();
+        let to = ["a@example.net".to_string(), "b@example.net".to_string()];
+        assert_eq!(
+            envelope_commands(&mut out, "s@example.com", &to, &dsn, true),
+            5
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "RSET\r\nMAIL FROM:<s@example.com> RET=HDRS ENVID=42\r\n\
+             RCPT TO:<a@example.net> NOTIFY=FAILURE,DELAY\r\n\
+             RCPT TO:<b@example.net> NOTIFY=FAILURE,DELAY\r\nDATA\r\n"
+        );
+        out.clear();
+        envelope_commands(
+            &mut out,
+            "s@example.com",
+            &to[..1],
+            &DsnParams::default(),
+            false,
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "MAIL FROM:<s@example.com>\r\nRCPT TO:<a@example.net>\r\nDATA\r\n",
+            "a server without DSN gets plain commands"
+        );
+    }
 
     #[test]
     fn an_envelope_with_a_line_end_is_refused_before_it_is_written() {

@@ -41,6 +41,9 @@ pub struct PreparedMessage {
     /// Its place among the emails one forward carried (0 for every other email): all of them
     /// share the forward's sync id map entry.
     pub part: u32,
+    /// A delivery status report (an automatic `bounce` the pipeline could read): recorded on
+    /// the sent email it is about, at commit.
+    pub bounce: Option<crate::outbox::bounce::Report>,
 }
 
 /// How a batch's emails are judged: the mailbox's filter, and the tracking folder they are in

@@ -48,6 +48,9 @@ pub enum Change {
     ActivityUpdated(ActivityChange),
     #[serde(rename = "outbox.status_changed")]
     OutboxStatusChanged(OutboxChange),
+    /// A delivery status report said a recipient of a sent email bounced or is delayed.
+    #[serde(rename = "outbox.bounced")]
+    OutboxBounced(OutboxChange),
     #[serde(rename = "mailbox.state_changed")]
     MailboxStateChanged(MailboxChange),
     #[serde(rename = "alert.raised")]
@@ -61,6 +64,7 @@ impl Change {
             Change::ActivityCreated(_) => "activity.created",
             Change::ActivityUpdated(_) => "activity.updated",
             Change::OutboxStatusChanged(_) => "outbox.status_changed",
+            Change::OutboxBounced(_) => "outbox.bounced",
             Change::MailboxStateChanged(_) => "mailbox.state_changed",
             Change::AlertRaised(_) => "alert.raised",
         }
@@ -68,10 +72,11 @@ impl Change {
 }
 
 /// Every event type, for filters and the API's documentation.
-pub const EVENT_TYPES: [&str; 5] = [
+pub const EVENT_TYPES: [&str; 6] = [
     "activity.created",
     "activity.updated",
     "outbox.status_changed",
+    "outbox.bounced",
     "mailbox.state_changed",
     "alert.raised",
 ];
@@ -121,6 +126,9 @@ pub struct OutboxChange {
     pub previous: Option<OutboxStatus>,
     pub tries: u32,
     pub last_reply: Option<String>,
+    /// What delivery status reports said, per recipient (`outbox.bounced`); absent when none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deliveries: Vec<crate::outbox::bounce_record::Delivery>,
 }
 
 impl OutboxChange {
@@ -131,6 +139,7 @@ impl OutboxChange {
             previous,
             tries: e.tries,
             last_reply: e.last_reply.clone(),
+            deliveries: e.deliveries.clone(),
         }
     }
 }

@@ -169,6 +169,7 @@ pub(super) fn apply_ingest(
         let mut t = ActivityTables::open(txn)?;
         let mut raw = txn.open_table(ACTIVITY_RAW)?;
         let mut failures = txn.open_table(ITEM_FAILURES)?;
+        let mut outbox = txn.open_table(OUTBOX)?;
         let now = Utc::now();
         for m in &batch.messages {
             // Already mapped (a batch replayed after a lost answer): nothing to do.
@@ -211,7 +212,7 @@ pub(super) fn apply_ingest(
                 }
                 None => &place,
             };
-            let decision = match (&m.undeliverable, m.skip) {
+            let mut decision = match (&m.undeliverable, m.skip) {
                 (Some(error), _) => Decision::Undeliverable(error.clone()),
                 (None, Some(reason)) => Decision::Skip(reason),
                 (None, None) => {
@@ -227,6 +228,19 @@ pub(super) fn apply_ingest(
                     )
                 }
             };
+            let sent = match &m.bounce {
+                Some(report) => {
+                    super::bounces::find_sent(&outbox, &t.activities, &t.email, report, owner)?
+                }
+                None => None,
+            };
+            if let (Decision::Track(new), Some(s)) = (&mut decision, &sent) {
+                // A report joins the email it is about instead of starting a conversation.
+                new.conversation = Some(s.activity.conversation);
+                if new.regarding.is_none() {
+                    new.regarding = s.activity.regarding.clone();
+                }
+            }
             *decisions.entry(decision.counter()).or_default() += 1;
             if m.headers.automatic.is_some() {
                 // Machine-written email, whatever became of it (skipped, or joined a thread).
@@ -312,6 +326,11 @@ pub(super) fn apply_ingest(
                     NOT_TRACKED
                 }
             };
+            if let (Some(s), Some(report)) = (sent, &m.bounce) {
+                // Recorded even when the report itself is skipped: a bounce is never lost.
+                let kept = is_activity(value).then_some(value);
+                super::bounces::record(&mut outbox, s, report, kept, now, feed)?;
+            }
             // The emails of one forward share its entry: it names an activity only when every
             // one of them is one (a forward is deleted only then).
             let keep_first = m.part > 0 && is_activity(value);
@@ -545,6 +564,7 @@ pub(super) fn apply_enqueue(
         last_reply: None,
         recipient_results: Vec::new(),
         sent_copy: None,
+        deliveries: Vec::new(),
     };
     txn.open_table(OUTBOX_DUE)?.insert((due_key(now), id), ())?;
     let mut counts_table = txn.open_table(OUTBOX_COUNTS)?;

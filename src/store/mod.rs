@@ -29,6 +29,7 @@
 //! activities, and only UIDLs without an entry are retrieved.
 
 mod batch;
+mod bounces;
 pub mod feed;
 mod index;
 mod ingest;
@@ -921,6 +922,8 @@ impl Store {
     }
 }
 
+#[cfg(test)]
+mod bounces_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

@@ -236,6 +236,10 @@ pub struct OutboxEntry {
     pub recipient_results: Vec<RecipientResult>,
     /// The IMAP APPEND of the copy to the Sent folder: None = not asked for.
     pub sent_copy: Option<String>,
+    /// What delivery status reports said, per recipient (`outbox::bounce_record`). Absent in
+    /// entries stored before bounces were read: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deliveries: Vec<crate::outbox::bounce_record::Delivery>,
 }
 
 /// The email a key queued, and what the request was (the same key with another request is

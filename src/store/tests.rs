@@ -15,6 +15,7 @@ fn message(uid: u32, raw: &[u8]) -> PreparedMessage {
         undeliverable: None,
         attributed_to: None,
         part: 0,
+        bounce: None,
     }
 }
 

@@ -484,6 +484,11 @@ service anvil {{
         self.launch();
     }
 
+    /// The uid and gid mail files belong to (a private postfix delivers as them).
+    pub fn mail_owner(&self) -> (u32, u32) {
+        (self.uid, self.gid)
+    }
+
     pub fn maildir(&self, user: &str) -> PathBuf {
         self.dir.join("home").join(user).join("Maildir")
     }

@@ -9,6 +9,7 @@ pub mod hostile;
 pub mod ingest;
 pub mod mail;
 pub mod pop3_server;
+pub mod postfix;
 pub mod proxy;
 pub mod realmail;
 pub mod sidesync;

@@ -402,6 +402,14 @@ async fn prescreened(
     let mut bodies = Vec::new();
     for ((h, parsed), decision) in headers.into_iter().zip(parsed).zip(decisions) {
         let skip = match decision {
+            // A bounce's report is in its body, and is recorded on the sent email even when
+            // the bounce itself is skipped: fetched (bounces are few), never kept.
+            Decision::Skip(_)
+                if parsed.automatic == Some(crate::tracking::automatic::Automatic::Bounce) =>
+            {
+                bodies.push(h.uid);
+                continue;
+            }
             Decision::Skip(reason) => Some(reason),
             Decision::Duplicate { .. } => None,
             Decision::Track(_) | Decision::Undeliverable(_) => {

@@ -407,6 +407,7 @@ fn prepare_one(
             undeliverable: None,
             attributed_to: None,
             part: 0,
+            bounce: None,
         }));
     }
     if injected_fault(&f.raw) {
@@ -421,6 +422,7 @@ fn prepare_one(
     // Only an email without a Message-ID is keyed by its bytes (SHA-256 of every email was a
     // tenth of the ingest's CPU).
     let content_key = headers.message_id.is_none().then(|| content_key(&f.raw));
+    let bounce = read_bounce(&headers, &f.raw);
     Ok(Some(PreparedMessage {
         key: f.key.clone(),
         headers,
@@ -434,7 +436,20 @@ fn prepare_one(
         undeliverable: None,
         attributed_to: None,
         part: 0,
+        bounce,
     }))
+}
+
+/// The delivery status report in an email classified as a bounce, parsed here, off the writer
+/// thread; any other email is not parsed twice.
+fn read_bounce(
+    headers: &crate::tracking::message::EmailHeaders,
+    raw: &[u8],
+) -> Option<crate::outbox::bounce::Report> {
+    match headers.automatic {
+        Some(crate::tracking::automatic::Automatic::Bounce) => crate::outbox::bounce::parse(raw),
+        _ => None,
+    }
 }
 
 /// A forward (M6): the emails it carries, each its forwarding user's, all under the forward's
@@ -473,6 +488,7 @@ fn prepare_forward(
             undeliverable: Some(error),
             attributed_to: None,
             part: 0,
+            bounce: None,
         }]);
     }
     let mut out = Vec::with_capacity(unpacked.emails.len());
@@ -480,6 +496,7 @@ fn prepare_forward(
         let raw_encoded =
             rawcodec::encode(raw, compressor).map_err(|e| format!("compressing it: {e}"))?;
         let headers = parse_headers(raw);
+        let bounce = read_bounce(&headers, raw);
         out.push(PreparedMessage {
             key: f.key.clone(),
             content_key: headers.message_id.is_none().then(|| content_key(raw)),
@@ -491,6 +508,7 @@ fn prepare_forward(
             undeliverable: None,
             attributed_to: unpacked.forwarded_by.clone(),
             part: part as u32,
+            bounce,
         });
     }
     Ok(out)
