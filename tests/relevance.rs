@@ -251,7 +251,12 @@ fn which_emails_matter_across_mailboxes() {
     assert_eq!(q[0]["automatic"], Value::Null, "a person's email");
     let alice = s.mailbox(ALICE);
     assert_eq!(alice["decisions"]["no_correlation_match"], 1, "{alice}");
-    assert_eq!(s.mailbox(SALES)["decisions"]["tracked_new"], 2);
+    // The question reaches the queue and bob: whichever mailbox syncs it first records it (for
+    // the queue, which tracks all), and the other's copy joins it; the auto-reply is the queue's.
+    let sales = s.mailbox(SALES);
+    let count = |k: &str| sales["decisions"][k].as_u64().unwrap_or(0);
+    assert_eq!(count("tracked_new") + count("duplicate"), 2, "{sales}");
+    assert!(count("tracked_new") >= 1, "{sales}");
     assert_eq!(s.mailbox(SALES)["noise_seen"], 1);
     assert!(
         fetched_bytes(setup.port) < private_body.len() as u64,
