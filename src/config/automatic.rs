@@ -32,36 +32,9 @@ impl Validator<'_> {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
-    use super::super::{Config, ConfigErrors};
     use crate::tracking::automatic::{Automatic, AutomaticSet};
 
-    const TWO: &str = r#"
-[appliance]
-data_dir = "/var/lib/sidesync"
-
-[[profile]]
-name = "corp"
-is_default = true
-incoming_server_location = "imap.example.com"
-#PROFILE
-
-[[mailbox]]
-email_address = "alice@example.com"
-password = "s3cret"
-#ALICE
-
-[[mailbox]]
-email_address = "sales@example.com"
-owner = "queue"
-password = "s3cret"
-"#;
-
-    fn parse(profile: &str, alice: &str) -> Result<Config, ConfigErrors> {
-        let text = TWO.replace("#PROFILE", profile).replace("#ALICE", alice);
-        Config::parse_with(Path::new("/etc/sidesync/sidesync.toml"), &text, true)
-    }
+    use super::super::test_fixture::two_mailboxes as parse;
 
     fn set(kinds: &[Automatic]) -> AutomaticSet {
         kinds.iter().copied().collect()

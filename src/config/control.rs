@@ -27,11 +27,7 @@ impl Validator<'_> {
                 "control_groups",
                 Some(scope),
                 TokenScope::Read,
-                &[
-                    ("read", TokenScope::Read),
-                    ("send", TokenScope::Send),
-                    ("admin", TokenScope::Admin),
-                ],
+                &TokenScope::WORDS,
             );
             out.push((name.to_string(), scope));
         }

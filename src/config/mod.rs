@@ -140,6 +140,13 @@ pub enum TokenScope {
 }
 
 impl TokenScope {
+    /// The config's words for the scopes (`api_tokens.scope`, `control_groups`).
+    pub(crate) const WORDS: [(&'static str, TokenScope); 3] = [
+        ("read", TokenScope::Read),
+        ("send", TokenScope::Send),
+        ("admin", TokenScope::Admin),
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             TokenScope::Read => "read",
@@ -2469,11 +2476,7 @@ impl Validator<'_> {
                 "api_tokens.scope",
                 Some(&t.scope),
                 TokenScope::Read,
-                &[
-                    ("read", TokenScope::Read),
-                    ("send", TokenScope::Send),
-                    ("admin", TokenScope::Admin),
-                ],
+                &TokenScope::WORDS,
             );
             if name.is_empty() || name == "admin" || out.iter().any(|o| o.name == name) {
                 self.at(
@@ -2668,5 +2671,7 @@ pub fn fmt_duration(d: Duration) -> String {
     }
 }
 
+#[cfg(test)]
+mod test_fixture;
 #[cfg(test)]
 mod tests;

@@ -74,35 +74,9 @@ fn pop3_has_none(who: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
+    use super::super::Config;
 
-    use super::super::{Config, ConfigErrors};
-
-    const TWO: &str = r#"
-[appliance]
-data_dir = "/var/lib/sidesync"
-
-[[profile]]
-name = "corp"
-is_default = true
-incoming_server_location = "imap.example.com"
-#PROFILE
-
-[[mailbox]]
-email_address = "alice@example.com"
-password = "s3cret"
-#ALICE
-
-[[mailbox]]
-email_address = "sales@example.com"
-owner = "queue"
-password = "s3cret"
-"#;
-
-    fn parse(profile: &str, alice: &str) -> Result<Config, ConfigErrors> {
-        let text = TWO.replace("#PROFILE", profile).replace("#ALICE", alice);
-        Config::parse_with(Path::new("/etc/sidesync/sidesync.toml"), &text, true)
-    }
+    use super::super::test_fixture::two_mailboxes as parse;
 
     fn sent(c: &Config) -> Vec<(bool, Option<&str>)> {
         c.mailboxes

@@ -422,14 +422,14 @@ mod tests {
         assert!(limit("0").is_err() && limit("1001").is_err() && limit("10").is_ok());
     }
 
-    #[test]
-    fn a_mailbox_filter_matches_every_mailbox_that_saw_it() {
-        let a = Activity {
+    /// An incoming activity first seen by the first of `mailboxes`.
+    fn incoming(mailboxes: &[&str]) -> Activity {
+        Activity {
             id: 1,
             direction: Direction::Incoming,
-            mailbox: "m@x".into(),
+            mailbox: mailboxes[0].into(),
             folder: "INBOX".into(),
-            mailboxes: vec!["m@x".into(), "n@x".into()],
+            mailboxes: mailboxes.iter().map(|m| m.to_string()).collect(),
             conversation: 1,
             regarding: None,
             correlation: None,
@@ -441,7 +441,12 @@ mod tests {
             size: 1,
             received_at: None,
             created_at: Utc::now(),
-        };
+        }
+    }
+
+    #[test]
+    fn a_mailbox_filter_matches_every_mailbox_that_saw_it() {
+        let a = incoming(&["m@x", "n@x"]);
         let by = |m: &str| Filter {
             mailbox: Some(m.into()),
             ..Filter::default()
@@ -457,24 +462,7 @@ mod tests {
 
     #[test]
     fn the_automatic_filter_tells_kinds_and_a_persons_email_apart() {
-        let mut a = Activity {
-            id: 1,
-            direction: Direction::Incoming,
-            mailbox: "m@x".into(),
-            folder: "INBOX".into(),
-            mailboxes: vec!["m@x".into()],
-            conversation: 1,
-            regarding: None,
-            correlation: None,
-            parties: Vec::new(),
-            key: String::new(),
-            fingerprint: 0,
-            reused_message_id: false,
-            headers: Default::default(),
-            size: 1,
-            received_at: None,
-            created_at: Utc::now(),
-        };
+        let mut a = incoming(&["m@x"]);
         let by = |v: &str| Filter {
             automatic: Some(automatic(v).expect("a word")),
             ..Filter::default()

@@ -90,6 +90,17 @@ enum Resume {
     Fetch(Fetch),
 }
 
+impl Resume {
+    fn phase(self) -> Phase {
+        match self {
+            Resume::Data => Phase::Data(Lex::Normal {
+                after_delimiter: false,
+            }),
+            Resume::Fetch(f) => Phase::Fetch(f),
+        }
+    }
+}
+
 /// The pure scanner: feed it the bytes in order, it says whether they stay within the grammar
 /// and the bounds.
 #[derive(Debug, Clone)]
@@ -166,12 +177,7 @@ impl ResponseScanner {
                 i += take as usize;
                 self.grow_response(take)?;
                 self.phase = match left - take {
-                    0 => match resume {
-                        Resume::Data => Phase::Data(Lex::Normal {
-                            after_delimiter: false,
-                        }),
-                        Resume::Fetch(f) => Phase::Fetch(f),
-                    },
+                    0 => resume.phase(),
                     rest => Phase::Literal { left: rest, resume },
                 };
                 continue;
@@ -354,12 +360,7 @@ impl ResponseScanner {
     fn start_literal(&mut self, size: u64, resume: Resume) {
         self.line = 0;
         self.phase = match size {
-            0 => match resume {
-                Resume::Data => Phase::Data(Lex::Normal {
-                    after_delimiter: false,
-                }),
-                Resume::Fetch(f) => Phase::Fetch(f),
-            },
+            0 => resume.phase(),
             left => Phase::Literal { left, resume },
         };
     }
