@@ -7,6 +7,7 @@ mod automatic;
 mod control;
 pub mod diff;
 mod duration;
+mod follow;
 mod one_line;
 mod pin;
 mod raw;
@@ -266,6 +267,10 @@ pub struct Profile {
     pub sent_folder_named: bool,
     /// The default `track_sent` of its mailboxes; None when it says nothing.
     pub track_sent: Option<bool>,
+    /// How its mailboxes follow changes on the server after ingest (`follow_server_changes`).
+    pub follow_server_changes: crate::tracking::server_state::FollowMode,
+    /// How often flags are compared in full where CONDSTORE is not used; None: never.
+    pub flags_compare_every: Option<Duration>,
     /// POP3: delete a message from the server once it has been stored this many days (0: right
     /// after it is stored). `None` leaves messages on the server (I8).
     pub pop3_delete_after_days: Option<u32>,
@@ -1981,6 +1986,8 @@ impl Validator<'_> {
             self.int_in("pop3_delete_after_days", Some(d), 0, 0..=3650) as u32
         });
         let track_sent = self.profile_track_sent(rp, &name, server_type);
+        let (follow_server_changes, flags_compare_every) =
+            self.profile_follow(rp, &name, server_type);
         Profile {
             name,
             description: rp.description.clone(),
@@ -2038,6 +2045,8 @@ impl Validator<'_> {
                 .map_or("Sent".to_string(), |f| f.get_ref().trim().to_string()),
             sent_folder_named: rp.sent_folder.is_some(),
             track_sent,
+            follow_server_changes,
+            flags_compare_every,
             pop3_delete_after_days,
             oauth,
             max_message_size: self.int_in(

@@ -148,6 +148,8 @@ pub struct RawProfile {
     pub save_sent_copy: Option<bool>,
     pub sent_folder: Option<Spanned<String>>,
     pub track_sent: Option<Spanned<bool>>,
+    pub follow_server_changes: Option<Spanned<String>>,
+    pub flags_compare_every: Option<Spanned<RawDuration>>,
     pub pop3_delete_after_days: Option<Spanned<i64>>,
     pub max_message_size: Option<Spanned<i64>>,
     pub sync_deadline: Option<Spanned<RawDuration>>,

@@ -592,11 +592,12 @@ async fn job(ctx: &JobContext, i: usize, mode: RunMode) -> JobResult {
         Ok(s) => {
             // One info line per sync that stored something; a routine empty poll is debug (at
             // 10,000 mailboxes it would be millions of lines a day).
-            if s.created > 0 || s.linked > 0 || s.interrupted {
+            if s.created > 0 || s.linked > 0 || s.server_changes > 0 || s.interrupted {
                 tracing::info!(
                     mailbox = %mailbox.email_address,
                     created = s.created,
                     linked = s.linked,
+                    server_changes = s.server_changes,
                     duration_ms,
                     interrupted = s.interrupted,
                     "mailbox synced"

@@ -115,6 +115,8 @@ pub struct ActivitySummary<'a> {
     pub correlation_method: Option<crate::tracking::decision::Method>,
     /// Written by a machine, and what kind; null for a person's email.
     pub automatic: Option<Automatic>,
+    /// Where each mailbox's copy is on its server: present, moved or deleted, with its flags.
+    pub server_state: &'a [crate::tracking::server_state::ServerCopy],
 }
 
 fn summary(a: &Activity) -> ActivitySummary<'_> {
@@ -140,6 +142,7 @@ fn summary(a: &Activity) -> ActivitySummary<'_> {
         mailboxes: mailboxes_of(a),
         correlation_method: a.correlation,
         automatic: a.headers.automatic,
+        server_state: &a.server_state,
     }
 }
 
@@ -441,6 +444,7 @@ mod tests {
             size: 1,
             received_at: None,
             created_at: Utc::now(),
+            server_state: Vec::new(),
         }
     }
 

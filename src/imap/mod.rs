@@ -4,6 +4,7 @@
 //! EXAMINE (read-only) and bodies fetched with BODY.PEEK[], so the server's \Seen flags never change.
 
 mod auth;
+pub mod changes;
 pub mod guard;
 mod starttls;
 mod uidset;
@@ -28,6 +29,8 @@ pub use uidset::uid_set;
 pub struct FetchedMessage {
     pub uid: u32,
     pub raw: Vec<u8>,
+    /// Its flags when fetched: the baseline later changes are compared with.
+    pub flags: Vec<String>,
 }
 
 /// The stream under async-imap: every byte the server sends passes the [`guard`] first.
@@ -39,6 +42,8 @@ pub struct ImapSession {
     timeout: Duration,
     /// Raised for a body fetch to what its listed sizes allow, lowered again after it.
     literal_limit: guard::LiteralLimit,
+    /// QRESYNC is enabled: expunges can be asked for with VANISHED (see `changes`).
+    qresync: bool,
 }
 
 /// A read that failed: a guard violation is the server's fault and says so, as does an answer
@@ -178,17 +183,37 @@ impl ImapSession {
             limit,
         )
         .await?;
-        // CONDSTORE makes EXAMINE report HIGHESTMODSEQ (RFC 7162); a server without it just says no.
+        // CONDSTORE makes EXAMINE report HIGHESTMODSEQ (RFC 7162); QRESYNC (which implies it)
+        // also lets a fetch name the UIDs expunged since a mod-sequence. ENABLE must come before
+        // any folder is selected; servers often announce both only after login, so both are
+        // asked for and the ENABLED answer says which the server took. A server without them
+        // just says no.
+        let mut qresync = false;
         if caps.iter().any(|c| c == "ENABLE" || c == "CONDSTORE") {
-            let _ =
-                tokio::time::timeout(limit, session.run_command_and_check_ok("ENABLE CONDSTORE"))
-                    .await;
+            while session.unsolicited_responses.try_recv().is_ok() {}
+            let enabled = tokio::time::timeout(
+                limit,
+                session.run_command_and_check_ok("ENABLE CONDSTORE QRESYNC"),
+            )
+            .await;
+            if matches!(enabled, Ok(Ok(()))) {
+                while let Ok(r) = session.unsolicited_responses.try_recv() {
+                    if let async_imap::types::UnsolicitedResponse::Other(data) = r
+                        && let Response::Capabilities(list) = data.parsed()
+                    {
+                        qresync |= list.iter().any(
+                            |c| matches!(c, Capability::Atom(a) if a.eq_ignore_ascii_case("QRESYNC")),
+                        );
+                    }
+                }
+            }
         }
         Ok(ImapSession {
             session,
             address,
             timeout: limit,
             literal_limit,
+            qresync,
         })
     }
 
@@ -282,9 +307,9 @@ impl ImapSession {
         let limit = self.timeout;
         self.literal_limit.set(largest_expected);
         let query = if header_only {
-            "(UID BODY.PEEK[HEADER])"
+            "(UID FLAGS BODY.PEEK[HEADER])"
         } else {
-            "(UID BODY.PEEK[])"
+            "(UID FLAGS BODY.PEEK[])"
         };
         let fetched = async {
             let mut stream = step(
@@ -309,6 +334,7 @@ impl ImapSession {
                     out.push(FetchedMessage {
                         uid,
                         raw: part.to_vec(),
+                        flags: changes::flags_of(&item),
                     });
                 }
             }
@@ -367,6 +393,7 @@ impl ImapSession {
             address,
             timeout,
             literal_limit,
+            qresync,
         } = self;
         // Changes the server reports outside the wait itself (after IDLE was sent but before
         // its go-ahead, or after DONE) land in the unsolicited channel: they count too, or an
@@ -411,6 +438,7 @@ impl ImapSession {
                 address,
                 timeout,
                 literal_limit,
+                qresync,
             },
             changed,
         ))

@@ -44,6 +44,8 @@ pub struct PreparedMessage {
     /// A delivery status report (an automatic `bounce` the pipeline could read): recorded on
     /// the sent email it is about, at commit.
     pub bounce: Option<crate::outbox::bounce::Report>,
+    /// Its IMAP flags when fetched with it: the baseline of its server copy.
+    pub flags: Option<Vec<String>>,
 }
 
 /// How a batch's emails are judged: the mailbox's filter, and the tracking folder they are in

@@ -34,6 +34,7 @@ fn report_message(raw: &[u8]) -> PreparedMessage {
         attributed_to: None,
         part: 0,
         bounce: crate::outbox::bounce::parse(raw),
+        flags: None,
     }
 }
 

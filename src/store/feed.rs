@@ -94,9 +94,13 @@ pub struct ActivityChange {
     /// before the kinds existed).
     #[serde(default)]
     pub automatic: Option<crate::tracking::automatic::Automatic>,
-    /// For `activity.updated`: which of `regarding`, `conversation`, `mailboxes` changed.
+    /// For `activity.updated`: which of `regarding`, `conversation`, `mailboxes`,
+    /// `deliveries`, `server_state` changed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub changed: Vec<String>,
+    /// Where each mailbox's copy is on its server (see `Activity::server_state`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub server_state: Vec<crate::tracking::server_state::ServerCopy>,
 }
 
 impl ActivityChange {
@@ -115,6 +119,7 @@ impl ActivityChange {
             subject: a.headers.subject.clone(),
             automatic: a.headers.automatic,
             changed: changed.iter().map(|c| c.to_string()).collect(),
+            server_state: a.server_state.clone(),
         }
     }
 }

@@ -24,6 +24,7 @@ use crate::tracking::decision::{
     Correlation, Decision, Directory, Email, Lookups, Place, SkipReason, correlate, fingerprint,
     message_id_key, resolved_parties,
 };
+use crate::tracking::server_state;
 use crate::tracking::subject::subject_hash;
 
 type IdIndex<'t> = Table<'t, &'static str, u64>;
@@ -91,18 +92,35 @@ impl<'t> ActivityTables<'t> {
     }
 
     /// A duplicate: the mailbox joins the activity's list; a tracking folder's regarding
-    /// replaces the activity's. The change goes to the feed.
+    /// replaces the activity's (so an email moved into a tracking folder after its ingest is
+    /// about that folder's record); `found` (the folder and flags of an IMAP copy) records
+    /// where the mailbox's copy is. The change goes to the feed.
     fn link(
         &mut self,
         id: u64,
         mailbox: &str,
         regarding: Option<String>,
+        found: Option<(&str, Option<&[String]>)>,
         feed: &mut Feed,
     ) -> Result<(), StoreError> {
         let Some(mut a) = self.get(id)? else {
             return Ok(());
         };
         let mut changed = Vec::new();
+        let mut quiet = false;
+        if let Some((folder, flags)) = found {
+            match server_state::observe(
+                &mut a.server_state,
+                mailbox,
+                folder,
+                server_state::Seen::Found { flags },
+                Utc::now(),
+            ) {
+                server_state::Outcome::Changed => changed.push("server_state"),
+                server_state::Outcome::Quiet => quiet = true,
+                server_state::Outcome::Unchanged => {}
+            }
+        }
         if a.mailboxes.is_empty() {
             a.mailboxes.push(a.mailbox.clone());
         }
@@ -116,8 +134,10 @@ impl<'t> ActivityTables<'t> {
             self.set_regarding(&mut a, Some(r))?;
             changed.push("regarding");
         }
-        if !changed.is_empty() {
+        if !changed.is_empty() || quiet {
             self.activities.insert(id, encode(&a).as_slice())?;
+        }
+        if !changed.is_empty() {
             feed.push(
                 Some(mailbox),
                 Change::ActivityUpdated(ActivityChange::of(&a, &changed)),
@@ -242,6 +262,12 @@ pub(super) fn apply_ingest(
                 }
             }
             *decisions.entry(decision.counter()).or_default() += 1;
+            // The copy on this mailbox's server an IMAP folder holds (a forward's emails are
+            // their users', not this folder's).
+            let own_copy = match (&batch.source, &m.attributed_to) {
+                (IngestSource::Folder { .. }, None) => Some((folder, m.flags.as_deref())),
+                _ => None,
+            };
             if m.headers.automatic.is_some() {
                 // Machine-written email, whatever became of it (skipped, or joined a thread).
                 noise_seen += 1;
@@ -276,6 +302,19 @@ pub(super) fn apply_ingest(
                             size: m.size,
                             received_at: m.received_at,
                             created_at: now,
+                            server_state: own_copy
+                                .map(|(folder, flags)| {
+                                    let mut copies = Vec::new();
+                                    server_state::observe(
+                                        &mut copies,
+                                        owner,
+                                        folder,
+                                        server_state::Seen::Found { flags },
+                                        now,
+                                    );
+                                    copies
+                                })
+                                .unwrap_or_default(),
                         };
                         if activity.reused_message_id {
                             tracing::warn!(
@@ -313,7 +352,7 @@ pub(super) fn apply_ingest(
                     activity,
                     regarding,
                 } => {
-                    t.link(activity, owner, regarding, feed)?;
+                    t.link(activity, owner, regarding, own_copy, feed)?;
                     out.linked += 1;
                     activity
                 }
@@ -544,6 +583,8 @@ pub(super) fn apply_enqueue(
         size: email.size,
         received_at: None,
         created_at: now,
+        // Its copy in the Sent folder, if saved, is recorded when the folder is read.
+        server_state: Vec::new(),
     };
     t.insert(&activity)?;
     drop(t);

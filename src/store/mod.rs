@@ -36,6 +36,7 @@ mod ingest;
 pub mod outbox_actions;
 pub mod rawcodec;
 pub mod records;
+pub mod server_changes;
 mod tokens;
 mod upgrade;
 pub mod webhook;

@@ -60,6 +60,12 @@ pub struct Activity {
     /// The server's INTERNALDATE, when it gave one.
     pub received_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
+    /// Where each tracking mailbox's copy is on its server, as last seen: present, moved or
+    /// deleted, and its flags (`tracking::server_state`). Empty for email the outbox sent, for
+    /// POP3 and forwarded email, and for activities stored before sidesync followed changes
+    /// until their first change.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub server_state: Vec<crate::tracking::server_state::ServerCopy>,
 }
 
 /// A profile's runtime state.

@@ -16,6 +16,7 @@ fn message(uid: u32, raw: &[u8]) -> PreparedMessage {
         attributed_to: None,
         part: 0,
         bounce: None,
+        flags: None,
     }
 }
 

@@ -19,6 +19,7 @@ use super::feed::{Change, Feed, MailboxChange, OutboxChange};
 pub use super::ingest::ContactsUpdate;
 use super::ingest::{apply_contacts, apply_enqueue, apply_ingest, apply_regarding};
 use super::outbox_actions::{ActionRefused, OutboxAction};
+use super::server_changes::{ServerChanges, apply_server_changes};
 use super::webhook::DeadLetter;
 use super::{
     ALERTS, Alert, FOLDER_CURSORS, ITEM_FAILURES, ItemFailure, LastError, MAILBOX_STATE,
@@ -113,6 +114,8 @@ enum Op {
     OAuthToken(String, Vec<u8>),
     /// Item failures of a mailbox whose emails were moved on the server: (mailbox, keys, where).
     ItemsMoved(String, Vec<String>, String),
+    /// What a check of one folder's server changes found.
+    ServerChanges(Box<ServerChanges>),
     /// A webhook's progress: (name, watermark, delivered above it, how many delivered).
     WebhookProgress(String, u64, Vec<u64>, u64),
     /// An event out of attempts, to the webhook's dead-letter list (counted when new).
@@ -271,6 +274,16 @@ impl StoreWriter {
     ) -> Result<(), StoreError> {
         self.tx
             .send(Op::ItemsMoved(mailbox.to_string(), keys, to.to_string()))
+            .await
+            .map_err(|_| StoreError::WriterGone)?;
+        self.flush().await
+    }
+
+    /// Records what a check of a folder's server changes found, and waits for the commit (the
+    /// next check starts from what it kept).
+    pub async fn server_changes(&self, changes: ServerChanges) -> Result<(), StoreError> {
+        self.tx
+            .send(Op::ServerChanges(Box::new(changes)))
             .await
             .map_err(|_| StoreError::WriterGone)?;
         self.flush().await
@@ -569,6 +582,10 @@ fn commit(store: &Store, ops: Vec<Op>) {
                 }
                 Op::ItemsMoved(mailbox, keys, to) => {
                     apply_items_moved(&txn, mailbox, keys, to)?;
+                    Applied::Nothing
+                }
+                Op::ServerChanges(changes) => {
+                    apply_server_changes(&txn, changes, &mut feed)?;
                     Applied::Nothing
                 }
                 Op::Profile {

@@ -14,6 +14,7 @@ pub mod parties;
 pub mod plan;
 pub mod process_from;
 pub mod sent_folder;
+pub mod server_state;
 pub mod subject;
 pub mod token;
 pub mod token_alloc;

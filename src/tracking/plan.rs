@@ -16,6 +16,10 @@ pub struct FolderCursor {
     pub highest_modseq: Option<u64>,
     /// How many times the server changed UIDVALIDITY under us.
     pub uidvalidity_changes: u32,
+    /// What the last check of server changes saw (see `tracking::server_state`); written by
+    /// that check only, so an ingest's commit carries it unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub followed: Option<super::server_state::Followed>,
 }
 
 /// What EXAMINE said about the folder.
@@ -65,6 +69,7 @@ pub fn plan_folder(stored: Option<&FolderCursor>, status: &FolderStatus) -> Fold
                 synced_uidnext: None,
                 highest_modseq: status.highest_modseq,
                 uidvalidity_changes: c.uidvalidity_changes.saturating_add(1),
+                followed: None,
             },
             previous: c.uidvalidity,
         },

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use super::pipeline::{Fetched, HeaderOnly, Pipeline, alert_too_large, too_large};
+use super::server_changes::FolderSeen;
 use super::{ProcessFrom, Progress, SyncSummary};
 use crate::config::{Mailbox, Profile};
 use crate::engine::error::SyncError;
@@ -35,16 +36,22 @@ pub(super) async fn sync_folders(
         // A Sent folder that is also a tracking folder keeps the tracking folder's rules.
         folders.push((sent, true));
     }
+    let mut seen = Vec::with_capacity(folders.len());
     for (folder, sent) in &folders {
-        summary.add(
-            sync_folder(
-                ctx, profile, mailbox, session, folder, *sent, progress, from,
-            )
-            .await?,
-        );
+        let (one, folder_seen) = sync_folder(
+            ctx, profile, mailbox, session, folder, *sent, progress, from,
+        )
+        .await?;
+        summary.add(one);
+        seen.push(folder_seen);
         if summary.interrupted {
             break;
         }
+    }
+    if !summary.interrupted {
+        // Once every folder is ingested: a move between two of them reads as a move.
+        super::server_changes::follow_folders(ctx, profile, mailbox, session, &seen, &mut summary)
+            .await?;
     }
     if !summary.interrupted {
         // After the commits that recorded them as failed: only then may they leave the folder.
@@ -91,13 +98,18 @@ async fn sync_folder(
     sent: bool,
     progress: &Progress,
     from: ProcessFrom,
-) -> Result<SyncSummary, SyncError> {
+) -> Result<(SyncSummary, FolderSeen), SyncError> {
     let address = mailbox.email_address.as_str();
     let status = session.examine(folder).await?;
     let stored = ctx
         .store
         .folder_cursor(address, folder)
         .map_err(|e| SyncError::Store(e.to_string()))?;
+    let seen = FolderSeen {
+        folder: folder.to_string(),
+        status,
+        stored: stored.clone(),
+    };
     let mut plan = plan_folder(stored.as_ref(), &status);
     // P6 backfill: the date moved earlier, so UIDs the cursor passed may hold emails to take.
     let backfill_floor = match (&plan, &stored) {
@@ -119,7 +131,7 @@ async fn sync_folder(
         };
     }
     let (mut cursor, after_uid) = match plan {
-        FolderPlan::UpToDate => return Ok(SyncSummary::default()),
+        FolderPlan::UpToDate => return Ok((SyncSummary::default(), seen)),
         FolderPlan::NoUidValidity => {
             return Err(SyncError::NoUidValidity {
                 folder: folder.to_string(),
@@ -279,6 +291,7 @@ async fn sync_folder(
                 key: SyncKey::Uid(b.uid),
                 raw: b.raw,
                 header_only: None,
+                flags: Some(b.flags),
             })
             .chain(header_only)
             .collect();
@@ -313,7 +326,7 @@ async fn sync_folder(
     if mailbox.process_and_delete_emails && folder == "INBOX" {
         delete_processed(ctx, mailbox, session, cursor.uidvalidity, &processed).await?;
     }
-    Ok(summary)
+    Ok((summary, seen))
 }
 
 /// A forward mailbox's `process_and_delete_emails`: the forwards of this sync whose every
@@ -421,6 +434,7 @@ async fn prescreened(
             key: SyncKey::Uid(h.uid),
             received: None,
             raw: Vec::new(),
+            flags: Some(h.flags),
             header_only: Some(HeaderOnly {
                 headers: parsed,
                 size: sizes.get(&h.uid).map_or(0, |s| u64::from(*s)),

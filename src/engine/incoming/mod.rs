@@ -6,6 +6,7 @@
 mod imap_folder;
 mod pipeline;
 mod pop3_maildrop;
+mod server_changes;
 pub mod undeliverable;
 
 use super::JobContext;
@@ -23,6 +24,8 @@ pub struct SyncSummary {
     pub linked: u64,
     /// True when shutdown cut the sync short (what was committed stays committed).
     pub interrupted: bool,
+    /// Emails found gone or with other flags on the server (`server_changes`).
+    pub server_changes: u64,
 }
 
 impl SyncSummary {
@@ -30,6 +33,7 @@ impl SyncSummary {
         self.created += other.created;
         self.linked += other.linked;
         self.interrupted |= other.interrupted;
+        self.server_changes += other.server_changes;
     }
 }
 

@@ -34,6 +34,8 @@ pub(super) struct Fetched {
     pub received: Option<i64>,
     /// Only its header was fetched: the pre-screen found it skipped or a duplicate.
     pub header_only: Option<HeaderOnly>,
+    /// Its flags on the server, when they were fetched with it (IMAP).
+    pub flags: Option<Vec<String>>,
 }
 
 pub(super) struct HeaderOnly {
@@ -408,6 +410,7 @@ fn prepare_one(
             attributed_to: None,
             part: 0,
             bounce: None,
+            flags: f.flags.clone(),
         }));
     }
     if injected_fault(&f.raw) {
@@ -437,6 +440,7 @@ fn prepare_one(
         attributed_to: None,
         part: 0,
         bounce,
+        flags: f.flags.clone(),
     }))
 }
 
@@ -489,6 +493,7 @@ fn prepare_forward(
             attributed_to: None,
             part: 0,
             bounce: None,
+            flags: None,
         }]);
     }
     let mut out = Vec::with_capacity(unpacked.emails.len());
@@ -509,6 +514,8 @@ fn prepare_forward(
             attributed_to: unpacked.forwarded_by.clone(),
             part: part as u32,
             bounce,
+            // A carried email is its forwarding user's, not this folder's.
+            flags: None,
         });
     }
     Ok(out)

@@ -129,6 +129,7 @@ pub(super) async fn sync_maildrop(
                 raw,
                 received: None,
                 header_only: None,
+                flags: None,
             })
             .collect();
         pipeline
