@@ -39,7 +39,8 @@ pub(super) async fn follow_folders(
         return Ok(());
     }
     let address = mailbox.email_address.as_str();
-    let selected = seen.last().map(|s| s.folder.clone());
+    // The folder the session has open: the sync's last, until a check opens another.
+    let mut selected = seen.last().map(|s| s.folder.clone());
     for s in seen {
         if ctx.stopping() {
             return Ok(());
@@ -94,6 +95,7 @@ pub(super) async fn follow_folders(
             s.status
         } else {
             let again = session.examine(&s.folder).await?;
+            selected = Some(s.folder.clone());
             if again.uidvalidity != s.status.uidvalidity {
                 continue;
             }
@@ -219,6 +221,10 @@ async fn ask(
             mailbox = address,
             folder,
             gone = found.gone.len(),
+            how = match check.expunges {
+                ExpungeCheck::Vanished(_) => "vanished",
+                _ => "uid comparison",
+            },
             "emails gone from the folder since the last check"
         );
     }
