@@ -220,6 +220,46 @@ fn main() {
     let m0 = bench::api_get(port, "/metrics").unwrap_or_default();
     let cpu0 = cpu_ticks(pid).0;
     let (dcpu0, _) = dovecot_usage(master);
+    // Flag changes on the server while the windows run (BENCH_FOLLOW_BESIDE): every 5 s, one
+    // email in each of 20 of the mailboxes with mail gets \\Seen set or cleared, as a mail client
+    // reading it would (a renamed maildir file; dovecot raises the folder's HIGHESTMODSEQ).
+    let flips = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let stop_flips = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    if std::env::var_os("BENCH_FOLLOW_BESIDE").is_some() {
+        let (flips, stop) = (flips.clone(), stop_flips.clone());
+        let dirs: Vec<PathBuf> = users
+            .iter()
+            .take(with_mail)
+            .map(|u| d.maildir(u).join("cur"))
+            .collect();
+        std::thread::spawn(move || {
+            let mut round = 0usize;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for j in 0..20 {
+                    let dir = &dirs[(round * 20 + j) % dirs.len()];
+                    let Ok(entries) = std::fs::read_dir(dir) else {
+                        continue;
+                    };
+                    let Some(file) = entries.flatten().map(|e| e.path()).min() else {
+                        continue;
+                    };
+                    let name = file.to_string_lossy().to_string();
+                    let renamed = match name.strip_suffix(":2,S") {
+                        Some(base) => format!("{base}:2,"),
+                        None => match name.strip_suffix(":2,") {
+                            Some(base) => format!("{base}:2,S"),
+                            None => continue,
+                        },
+                    };
+                    if std::fs::rename(&file, &renamed).is_ok() {
+                        flips.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+                round += 1;
+                std::thread::sleep(Duration::from_secs(5));
+            }
+        });
+    }
     let t0 = Instant::now();
     let mut peak_dovecot_rss = 0;
     let mut rss_samples = Vec::new();
@@ -245,6 +285,61 @@ fn main() {
     };
     let full = handshakes(&m1, "full") - handshakes(&m0, "full");
     let resumed = handshakes(&m1, "resumed") - handshakes(&m0, "resumed");
+    // BENCH_FOLLOW_BESIDE=1: the same steady window again with `follow_server_changes = "off"`
+    // (after a reload and the re-tests it causes), while the same flag changes go on: the cost
+    // of following server changes, side by side in one run.
+    let beside = std::env::var_os("BENCH_FOLLOW_BESIDE").map(|_| {
+        let flips_a = flips.load(std::sync::atomic::Ordering::Relaxed);
+        let changes_a = metric(&m1, "sidesync_server_changes_total", "")
+            - metric(&m0, "sidesync_server_changes_total", "");
+        bench::appliance_config(
+            &root,
+            port,
+            &token,
+            &d,
+            &extra_appliance,
+            "scale",
+            &format!(
+                "min_polling_interval = \"{interval}\"\nfollow_server_changes = \"off\"\n{extra_profile}"
+            ),
+            &users,
+        );
+        let _ = Command::new("kill").args(["-HUP", &pid.to_string()]).status();
+        eprintln!("reloaded with follow_server_changes = \"off\"; settling …");
+        std::thread::sleep(Duration::from_secs(90));
+        let settle = Instant::now() + Duration::from_secs(600);
+        while Instant::now() < settle {
+            let m = bench::api_get(port, "/metrics").unwrap_or_default();
+            if metric(&m, "sidesync_mailboxes", "state=\"ok\"") >= n as f64 {
+                break;
+            }
+            std::thread::sleep(Duration::from_secs(5));
+        }
+        std::thread::sleep(Duration::from_secs(60));
+        flips.store(0, std::sync::atomic::Ordering::Relaxed);
+        let mb0 = bench::api_get(port, "/metrics").unwrap_or_default();
+        let c0 = cpu_ticks(pid).0;
+        let tb = Instant::now();
+        while tb.elapsed() < Duration::from_secs(steady) {
+            std::thread::sleep(Duration::from_secs(5));
+        }
+        let wb = tb.elapsed().as_secs_f64();
+        let c1 = cpu_ticks(pid).0;
+        let mb1 = bench::api_get(port, "/metrics").unwrap_or_default();
+        let polls_b =
+            metric(&mb1, "sidesync_syncs_total", "") - metric(&mb0, "sidesync_syncs_total", "");
+        let changes_b = metric(&mb1, "sidesync_server_changes_total", "")
+            - metric(&mb0, "sidesync_server_changes_total", "");
+        (
+            flips_a,
+            changes_a,
+            (c1 - c0) as f64 / tck / wb * 100.0,
+            polls_b / wb * 60.0,
+            flips.load(std::sync::atomic::Ordering::Relaxed),
+            changes_b,
+        )
+    });
+    stop_flips.store(true, std::sync::atomic::Ordering::Relaxed);
     let warnings = std::fs::read_to_string(root.join("sidesync.log"))
         .unwrap_or_default()
         .lines()
@@ -288,4 +383,13 @@ fn main() {
         polls / window * 60.0 / n as f64 * 100.0,
         resumed / (full + resumed).max(1.0) * 100.0,
     );
+    if let Some((flips_a, changes_a, cpu_b, polls_b, flips_b, changes_b)) = beside {
+        let cpu_a = (cpu1 - cpu0) as f64 / tck / window * 100.0;
+        println!(
+            "following server changes (auto, the window above): CPU {cpu_a:.1}%, {flips_a} flag changes made, {changes_a} found\n\
+             the same window with follow_server_changes = \"off\": CPU {cpu_b:.1}%, polls per minute {polls_b:.0}, {flips_b} flag changes made, {changes_b} found\n\
+             ratio CPU auto / off: {:.2}",
+            cpu_a / cpu_b.max(0.01)
+        );
+    }
 }

@@ -70,6 +70,8 @@ pub struct ProfileCounters {
     pub bytes_ingested: AtomicU64,
     /// Header and body bytes fetched from the server (relevance saves on these).
     pub bytes_fetched: AtomicU64,
+    /// Emails a check of server changes found gone or with their flags reported.
+    pub server_changes: AtomicU64,
     pub emails_sent: AtomicU64,
     pub bytes_sent: AtomicU64,
     pub emails_failed: AtomicU64,
@@ -299,6 +301,12 @@ impl Metrics {
     pub fn fetched_bytes(&self, profile: &str, bytes: u64) {
         if let Some(p) = self.profile(profile) {
             add(&p.bytes_fetched, bytes);
+        }
+    }
+
+    pub fn server_changes(&self, profile: &str, n: u64) {
+        if let Some(p) = self.profile(profile) {
+            add(&p.server_changes, n);
         }
     }
 

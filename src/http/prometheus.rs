@@ -117,7 +117,7 @@ pub fn render(m: &Metrics, g: &Gauges) -> String {
     let mut out = String::with_capacity(8 * 1024);
     let profiles = m.profile_names();
     type Pick = fn(&crate::metrics::ProfileCounters) -> u64;
-    let counters: [(&str, &str, Pick); 10] = [
+    let counters: [(&str, &str, Pick); 11] = [
         (
             "emails_ingested_total",
             "Emails stored as new activities.",
@@ -132,6 +132,11 @@ pub fn render(m: &Metrics, g: &Gauges) -> String {
             "fetched_bytes_total",
             "Header and body bytes fetched from IMAP servers.",
             |p| p.bytes_fetched.load(Relaxed),
+        ),
+        (
+            "server_changes_total",
+            "Tracked emails a check found gone from a folder or with their flags reported (follow_server_changes).",
+            |p| p.server_changes.load(Relaxed),
         ),
         (
             "emails_sent_total",

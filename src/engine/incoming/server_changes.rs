@@ -112,7 +112,9 @@ pub(super) async fn follow_folders(
             now,
         );
         let reported = matches!(check.flags, FlagsCheck::ChangedSince(_));
-        summary.server_changes += (found.gone.len() + found.flags.len()) as u64;
+        let n = (found.gone.len() + found.flags.len()) as u64;
+        summary.server_changes += n;
+        ctx.metrics.server_changes(&profile.name, n);
         write(
             ctx,
             address,
