@@ -7,7 +7,7 @@ use async_imap::imap_proto::Response;
 use async_imap::types::{Flag, UnsolicitedResponse};
 use futures::StreamExt;
 
-use super::{ImapSession, lost, next_item, step, uid_set};
+use super::{ImapSession, lost, step};
 use crate::engine::error::SyncError;
 
 /// The flags the server reported, and (QRESYNC) the UIDs it said are gone.
@@ -49,6 +49,51 @@ impl ImapSession {
         self.qresync
     }
 
+    /// `UID FETCH set query` on the selected folder, each response handed to `each`. False when
+    /// the server refuses the command (NO or BAD): a check learns nothing then and waits for a
+    /// later sync, rather than failing a sync whose ingest went well.
+    async fn each_fetched(
+        &mut self,
+        set: String,
+        query: &str,
+        what: &'static str,
+        mut each: impl FnMut(&async_imap::types::Fetch),
+    ) -> Result<bool, SyncError> {
+        let address = self.address.clone();
+        let limit = self.timeout;
+        let mut stream = step(
+            &address,
+            what,
+            limit,
+            self.session.uid_fetch(set, query),
+            |e| lost(&address, e),
+        )
+        .await?;
+        loop {
+            match tokio::time::timeout(limit, stream.next()).await {
+                Err(_) => {
+                    return Err(SyncError::Net(crate::net::NetError::Timeout {
+                        address: address.clone(),
+                        step: what,
+                        seconds: limit.as_secs().max(1),
+                    }));
+                }
+                Ok(None) => return Ok(true),
+                Ok(Some(Ok(item))) => each(&item),
+                Ok(Some(Err(E::No(reply) | E::Bad(reply)))) => {
+                    tracing::warn!(
+                        mailbox = %address,
+                        step = what,
+                        reply = %super::server_text(&reply),
+                        "the server refused a question about changes; asked again at a later sync"
+                    );
+                    return Ok(false);
+                }
+                Ok(Some(Err(e))) => return Err(lost(&address, e)),
+            }
+        }
+    }
+
     /// `UID FETCH 1:up_to (UID FLAGS) (CHANGEDSINCE modseq [VANISHED])` on the selected folder.
     /// None when the server refuses the command (its CONDSTORE is not what it said).
     pub async fn changed_since(
@@ -60,8 +105,6 @@ impl ImapSession {
         if up_to == 0 {
             return Ok(Some(Changes::default()));
         }
-        let address = self.address.clone();
-        let limit = self.timeout;
         while self.session.unsolicited_responses.try_recv().is_ok() {}
         let modifier = if vanished && self.qresync {
             format!("(CHANGEDSINCE {modseq} VANISHED)")
@@ -70,41 +113,15 @@ impl ImapSession {
         };
         let query = format!("(UID FLAGS) {modifier}");
         let mut out = Changes::default();
-        {
-            let mut stream = step(
-                &address,
-                "asking for changes",
-                limit,
-                self.session.uid_fetch(format!("1:{up_to}"), &query),
-                |e| lost(&address, e),
-            )
-            .await?;
-            loop {
-                let item = match tokio::time::timeout(limit, stream.next()).await {
-                    Err(_) => {
-                        return Err(SyncError::Net(crate::net::NetError::Timeout {
-                            address: address.clone(),
-                            step: "asking for changes",
-                            seconds: limit.as_secs().max(1),
-                        }));
-                    }
-                    Ok(None) => break,
-                    Ok(Some(Ok(item))) => item,
-                    // Its CONDSTORE is not what it said: the check waits for a later sync.
-                    Ok(Some(Err(E::No(reply) | E::Bad(reply)))) => {
-                        tracing::warn!(
-                            mailbox = %address,
-                            reply = %super::server_text(&reply),
-                            "the server refused CHANGEDSINCE"
-                        );
-                        return Ok(None);
-                    }
-                    Ok(Some(Err(e))) => return Err(lost(&address, e)),
-                };
+        let answered = self
+            .each_fetched(format!("1:{up_to}"), &query, "asking for changes", |item| {
                 if let Some(uid) = item.uid.filter(|u| *u <= up_to) {
-                    out.flags.push((uid, flags_of(&item)));
+                    out.flags.push((uid, flags_of(item)));
                 }
-            }
+            })
+            .await?;
+        if !answered {
+            return Ok(None);
         }
         // VANISHED (EARLIER) is not a FETCH: async-imap hands it on as unsolicited.
         while let Ok(r) = self.session.unsolicited_responses.try_recv() {
@@ -117,66 +134,66 @@ impl ImapSession {
         Ok(Some(out))
     }
 
-    /// The flags of `uids` in the selected folder.
-    pub async fn flags(&mut self, uids: &[u32]) -> Result<Vec<(u32, Vec<String>)>, SyncError> {
-        if uids.is_empty() {
-            return Ok(Vec::new());
+    /// The flags of every message up to `up_to` in the selected folder (a range, not the
+    /// tracked UIDs one by one: a scattered set can outgrow a server's command line). None when
+    /// the server refuses.
+    pub async fn flags(
+        &mut self,
+        up_to: u32,
+    ) -> Result<Option<Vec<(u32, Vec<String>)>>, SyncError> {
+        let mut out = Vec::new();
+        if up_to == 0 {
+            return Ok(Some(out));
         }
-        let address = self.address.clone();
-        let limit = self.timeout;
-        let mut stream = step(
-            &address,
-            "comparing flags",
-            limit,
-            self.session.uid_fetch(uid_set(uids), "(UID FLAGS)"),
-            |e| lost(&address, e),
-        )
-        .await?;
-        let mut out = Vec::with_capacity(uids.len());
-        while let Some(item) = next_item(&mut stream, &address, "comparing flags", limit).await? {
-            if let Some(uid) = item.uid {
-                out.push((uid, flags_of(&item)));
-            }
-        }
-        Ok(out)
+        let answered = self
+            .each_fetched(
+                format!("1:{up_to}"),
+                "(UID FLAGS)",
+                "comparing flags",
+                |item| {
+                    if let Some(uid) = item.uid.filter(|u| *u <= up_to) {
+                        out.push((uid, flags_of(item)));
+                    }
+                },
+            )
+            .await?;
+        Ok(answered.then_some(out))
     }
 
-    /// The sequence number of `uid` in the selected folder; None when it is gone.
-    pub async fn sequence_of(&mut self, uid: u32) -> Result<Option<u32>, SyncError> {
-        let address = self.address.clone();
-        let limit = self.timeout;
-        let mut stream = step(
-            &address,
-            "counting messages",
-            limit,
-            self.session.uid_fetch(uid.to_string(), "(UID)"),
-            |e| lost(&address, e),
-        )
-        .await?;
+    /// The sequence number of `uid` in the selected folder (None inside: it is gone); None when
+    /// the server refuses.
+    pub async fn sequence_of(&mut self, uid: u32) -> Result<Option<Option<u32>>, SyncError> {
         let mut seq = None;
-        while let Some(item) = next_item(&mut stream, &address, "counting messages", limit).await? {
-            if item.uid == Some(uid) {
-                seq = Some(item.message);
-            }
-        }
-        Ok(seq)
+        let answered = self
+            .each_fetched(uid.to_string(), "(UID)", "counting messages", |item| {
+                if item.uid == Some(uid) {
+                    seq = Some(item.message);
+                }
+            })
+            .await?;
+        Ok(answered.then_some(seq))
     }
 
-    /// Every UID from `first` up in the selected folder, sorted (`UID SEARCH UID first:*`; a
-    /// server answers `n:*` with its highest UID even below n, which is dropped).
-    pub async fn uids_from(&mut self, first: u32) -> Result<Vec<u32>, SyncError> {
-        let address = self.address.clone();
-        let limit = self.timeout;
-        let found = step(
-            &address,
-            "listing UIDs",
-            limit,
-            self.session.uid_search(format!("UID {}:*", first.max(1))),
-            |e| lost(&address, e),
-        )
-        .await?;
-        let mut uids: Vec<u32> = found.into_iter().filter(|u| *u >= first).collect();
+    /// Every UID from `first` up in the selected folder, sorted: `UID FETCH first:* (UID)`, one
+    /// response a message (a `UID SEARCH` answer is one line, which the guard holds to 1 MiB: a
+    /// folder of 150,000 emails would not fit). A server answers `n:*` with its highest UID even
+    /// below n, which is dropped. None when the server refuses.
+    pub async fn uids_from(&mut self, first: u32) -> Result<Option<Vec<u32>>, SyncError> {
+        let mut uids = Vec::new();
+        let answered = self
+            .each_fetched(
+                format!("{}:*", first.max(1)),
+                "(UID)",
+                "listing UIDs",
+                |item| {
+                    if let Some(uid) = item.uid.filter(|u| *u >= first) {
+                        uids.push(uid);
+                    }
+                },
+            )
+            .await?;
         uids.sort_unstable();
-        Ok(uids)
+        uids.dedup();
+        Ok(answered.then_some(uids))
     }
 }

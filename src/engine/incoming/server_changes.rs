@@ -152,6 +152,12 @@ async fn ask(
         .store
         .folder_uids(address, folder, cursor.uidvalidity)
         .map_err(|e| SyncError::Store(e.to_string()))?;
+    // Only the tracked emails' flags matter (the writer looks at no other).
+    let tracked: HashSet<u32> = mapped
+        .iter()
+        .filter(|(_, v)| is_activity(*v))
+        .map(|(uid, _)| *uid)
+        .collect();
     let mut found = Found {
         gone: Vec::new(),
         flags: Vec::new(),
@@ -174,14 +180,15 @@ async fn ask(
             found.flags = changes.flags;
         }
         FlagsCheck::All => {
-            let tracked: Vec<u32> = mapped
-                .iter()
-                .filter(|(_, v)| is_activity(*v))
-                .map(|(uid, _)| *uid)
-                .collect();
-            found.flags = session.flags(&tracked).await?;
+            if !tracked.is_empty() {
+                let Some(flags) = session.flags(last).await? else {
+                    return Ok(None);
+                };
+                found.flags = flags;
+            }
         }
     }
+    found.flags.retain(|(uid, _)| tracked.contains(uid));
     let below = |from: u32| {
         mapped
             .iter()
@@ -196,23 +203,32 @@ async fn ask(
     match check.expunges {
         ExpungeCheck::None | ExpungeCheck::Vanished(_) => {}
         ExpungeCheck::Probe { uid, seq } => {
-            if session.sequence_of(uid).await? == Some(seq) {
+            let Some(now) = session.sequence_of(uid).await? else {
+                return Ok(None);
+            };
+            if now == Some(seq) {
                 // Nothing at or below the anchor went: only the UIDs above it are listed.
-                let above = session.uids_from(uid.saturating_add(1)).await?;
+                let Some(above) = session.uids_from(uid.saturating_add(1)).await? else {
+                    return Ok(None);
+                };
                 let present: HashSet<u32> = above.iter().copied().collect();
                 found.gone = below(uid).filter(|u| !present.contains(u)).collect();
                 if let Some(max) = above.last() {
                     found.anchor = Some(Some((*max, seq + above.len() as u32)));
                 }
             } else {
-                let all = session.uids_from(1).await?;
+                let Some(all) = session.uids_from(1).await? else {
+                    return Ok(None);
+                };
                 let (gone, anchor) = full(&all);
                 found.gone = gone;
                 found.anchor = Some(anchor);
             }
         }
         ExpungeCheck::Full => {
-            let all = session.uids_from(1).await?;
+            let Some(all) = session.uids_from(1).await? else {
+                return Ok(None);
+            };
             let (gone, anchor) = full(&all);
             found.gone = gone;
             found.anchor = Some(anchor);
