@@ -127,16 +127,21 @@ async fn tell_owner(
 ) -> OwnerNotice {
     let to = {
         let _turn = DISABLE_EMAIL_TURN.lock().await;
+        let now = Utc::now();
         let state = match ctx.store.profile_states() {
             Ok(mut all) => all.remove(&profile.name).unwrap_or_default(),
+            // Without the state the hour cannot be claimed: say so, unless nobody is to be
+            // emailed anyway.
             Err(e) => {
-                return OwnerNotice::NotSent {
-                    to: profile.owner_email.clone().unwrap_or_default(),
-                    why: format!("the profile's state could not be read: {e}"),
+                return match owner_notice::disable_email_to(profile, &Default::default(), now) {
+                    Ok(to) => OwnerNotice::NotSent {
+                        to,
+                        why: format!("the profile's state could not be read: {e}"),
+                    },
+                    Err(notice) => notice,
                 };
             }
         };
-        let now = Utc::now();
         match owner_notice::disable_email_to(profile, &state, now) {
             Ok(to) => {
                 // Claimed before sending: a failed send is not retried within the hour either,
