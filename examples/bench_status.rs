@@ -254,6 +254,7 @@ fn realistic_state(cfg_path: &std::path::Path, text: &str, data: &std::path::Pat
                         message: format!(
                             "Synchronization of mailbox {a} failed ({n} of 11 attempts). {text}"
                         ),
+                        email: None,
                     };
                     writer
                         .alert(alert, now - chrono::Duration::days(30))

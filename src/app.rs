@@ -112,14 +112,28 @@ pub fn run(config: Config, mode: RunMode) -> Result<RunReport, String> {
         let ctx = Arc::new(ctx);
         ctx.publish_connections();
         // A sealed password that does not open stops only what it belongs to: say so on its
-        // alert wall.
+        // alert wall. A profile's is one Profile-scope alert (its mailboxes' walls show it), a
+        // mailbox's its own.
+        for p in ctx.config.profiles.iter() {
+            if let Some(why) = &p.secret_error {
+                crate::engine::alerts::raise(
+                    &ctx,
+                    crate::store::AlertLevel::Error,
+                    crate::store::AlertScope::Profile,
+                    None,
+                    Some(&p.name),
+                    "secret_unreadable",
+                    format!(
+                        "The mailboxes of profile \"{}\" are not processed: {why}. Seal its \
+                         password again (sidesync secret encrypt) or restore the key file.",
+                        p.name
+                    ),
+                )
+                .await;
+            }
+        }
         for m in ctx.config.mailboxes.iter() {
-            let why = m.secret_error.clone().or_else(|| {
-                ctx.config
-                    .mailbox_profile(m)
-                    .and_then(|p| p.secret_error.clone())
-            });
-            if let Some(why) = why {
+            if let Some(why) = &m.secret_error {
                 crate::engine::alerts::raise(
                     &ctx,
                     crate::store::AlertLevel::Error,

@@ -225,3 +225,97 @@ fn a_failing_email_lands_in_undeliverable_with_an_alert() {
     assert_eq!(d.folder_messages(user, "Undeliverable").len(), 1);
     assert!(s.terminate().success());
 }
+
+/// An email larger than the profile's `max_message_size` is an email-level alert: scope `email`
+/// with its sync id (folder, UIDVALIDITY, UID), listed by `?scope=email`; a scope that does not
+/// exist is a 400 problem naming the parameter and the allowed values.
+#[test]
+fn a_too_large_email_is_an_email_scope_alert_with_its_sync_id() {
+    let d = Dovecot::start();
+    let setup = Setup::new();
+    let user = "too-large@example.com";
+    d.deliver(user, &mail::sample(user, 0, 1_000), "", SystemTime::now());
+    d.deliver(user, &mail::sample(user, 1, 20_000), "", SystemTime::now());
+    let body = format!(
+        "[[profile]]\ntrack = \"all\"\nname = \"imap\"\nis_default = true\n\
+         incoming_server_location = \"127.0.0.1\"\nincoming_port_number = {}\nca_file = \"{}\"\n\
+         min_polling_interval = \"1s\"\nmax_message_size = 4096\n\
+         [[mailbox]]\nemail_address = \"{user}\"\npassword = \"{PASSWORD}\"\napproval = \"approved\"\n",
+        d.imaps_port,
+        d.ca_file.display()
+    );
+    let cfg = setup.write("", &body);
+    let s = setup.start(&cfg);
+    let list = |query: &str| -> Vec<Value> {
+        let (code, body) = http(
+            setup.port,
+            "GET",
+            &format!("/api/v1/alerts?{query}"),
+            Some(TOKEN),
+            "",
+        );
+        assert_eq!(code, 200, "{body}");
+        serde_json::from_str::<Value>(&body).expect("json")["alerts"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    };
+    let alerts = wait_for(
+        "the too-large email's alert",
+        Duration::from_secs(60),
+        || {
+            let a = list("scope=email");
+            (!a.is_empty()).then_some(a)
+        },
+    );
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    let a = &alerts[0];
+    assert_eq!(a["code"], "message_too_large", "{a}");
+    assert_eq!(a["scope"], "email", "{a}");
+    assert_eq!(a["mailbox"], user, "{a}");
+    assert_eq!(a["email"]["folder"], "INBOX", "{a}");
+    assert_eq!(a["email"]["uid"], 2, "{a}");
+    assert!(a["email"]["uidvalidity"].as_u64().is_some(), "{a}");
+    // The same sync id as the item failure (committed with the batch that passes it, which
+    // may come a moment after the alert).
+    let f = wait_for("the item failure", Duration::from_secs(30), || {
+        let f = failures(&setup, user);
+        (!f.is_empty()).then_some(f)
+    });
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert_eq!(f[0]["uid"], a["email"]["uid"]);
+    assert_eq!(f[0]["uidvalidity"], a["email"]["uidvalidity"]);
+    // Other filters: the profile's, the mailbox's wall; none of them mailbox-scope.
+    assert!(list("profile=imap").iter().any(|x| x["id"] == a["id"]));
+    assert!(
+        list(&format!("mailbox={user}"))
+            .iter()
+            .any(|x| x["id"] == a["id"])
+    );
+    assert!(list("profile=another").is_empty());
+    assert!(
+        list("scope=mailbox")
+            .iter()
+            .all(|x| x["code"] != "message_too_large")
+    );
+    let (code, body) = http(
+        setup.port,
+        "GET",
+        "/api/v1/alerts?scope=emails",
+        Some(TOKEN),
+        "",
+    );
+    assert_eq!(code, 400, "{body}");
+    let problem: Value = serde_json::from_str(&body).expect("problem json");
+    assert_eq!(
+        problem["type"], "urn:sidesync:problem:bad-request",
+        "{problem}"
+    );
+    assert_eq!(problem["parameter"], "scope", "{problem}");
+    assert_eq!(
+        problem["allowed"],
+        serde_json::json!(["email", "mailbox", "profile"]),
+        "{problem}"
+    );
+    assert!(s.terminate().success());
+}

@@ -427,12 +427,16 @@ fn a_password_changed_on_the_server_disables_that_mailbox_until_fixed_and_tested
         .iter()
         .filter_map(|a| a["message"].as_str())
         .collect();
+    let disabled = texts
+        .iter()
+        .find(|t| t.contains("has been disabled"))
+        .unwrap_or_else(|| panic!("no disable alert: {texts:?}"));
+    // The profile sends no alert emails: the alert must not claim its owner was notified.
+    assert!(!disabled.contains("has been notified"), "{disabled}");
     assert!(
-        texts
-            .iter()
-            .any(|t| t.contains("has been disabled")
-                && t.contains("owner of the email server profile")),
-        "{texts:?}"
+        disabled.contains("Alert email is off for the email server profile \"p\"")
+            && disabled.contains("nobody has been emailed"),
+        "{disabled}"
     );
     assert_eq!(s.mailbox(users[1])["latest_alert"]["level"], "error");
     assert_eq!(
@@ -623,5 +627,74 @@ fn more_than_half_failing_sends_one_alert_email_to_the_owner() {
     assert_eq!(count, 1, "one alert email per hour per profile");
     let profile = s.status()["profiles"][0].clone();
     assert!(profile["last_alert_email_at"].is_string(), "{profile}");
+    assert!(s.terminate().success());
+}
+
+/// M8 with `send_alert_email`: a mailbox disabled by a password changed on the server emails the
+/// profile's owner, and only then does its alert say the owner "has been notified". One of two
+/// mailboxes failing is not the 50% rule, so the email is the disable's own.
+#[test]
+fn a_disable_emails_the_owner_when_the_profile_sends_alert_emails() {
+    let d = Dovecot::start();
+    let setup = Setup::new();
+    d.add_user("alerts@example.com");
+    let users = ["fine@example.com", "rotated@example.com"];
+    for u in users {
+        fill(&d, u, 2, 1_000);
+    }
+    let alert_smtp = format!(
+        "[appliance.alert_smtp]\nserver_location = \"127.0.0.1\"\nport_number = {}\ntls = \"starttls\"\nca_file = \"{}\"\n\
+         from = \"alerts@example.com\"\nusername = \"alerts@example.com\"\npassword = \"{PASSWORD}\"\n",
+        d.submission_port,
+        d.ca_file.display()
+    );
+    let body = [
+        profile(
+            "p",
+            "127.0.0.1",
+            d.imaps_port,
+            &d.ca_file,
+            "send_alert_email = true\nowner_email = \"owner@example.com\"",
+        ),
+        mailbox(users[0], "p", PASSWORD, "approval = \"approved\""),
+        mailbox(users[1], "p", PASSWORD, "approval = \"approved\""),
+    ]
+    .concat();
+    let cfg = setup.write(&alert_smtp, &body);
+    let s = setup.start(&cfg);
+    wait_for("both to sync", Duration::from_secs(60), || {
+        users.iter().all(|u| stored(&s, u) == Some(2)).then_some(())
+    });
+    d.set_password(users[1], "rotated-on-the-server-1");
+    let m = wait_for(
+        "the mailbox to be disabled",
+        Duration::from_secs(60),
+        || {
+            let m = s.mailbox(users[1]);
+            (m["incoming_enablement"]["state"] == "disabled"
+                && m["latest_alert"]["code"] == "authentication_rejected")
+                .then_some(m)
+        },
+    );
+    let text = m["latest_alert"]["message"].as_str().unwrap_or_default();
+    assert!(
+        text.contains(
+            "The owner of the email server profile \"p\" has been notified (alert email to \
+             owner@example.com)."
+        ),
+        "{text}"
+    );
+    let emailed = wait_for("the disable email", Duration::from_secs(30), || {
+        d.sunk().into_iter().find(|raw| {
+            mail_parser::MessageParser::default()
+                .parse(raw.as_bytes())
+                .and_then(|m| m.subject().map(str::to_string))
+                .is_some_and(|s| {
+                    s.contains("mailbox rotated@example.com of profile \"p\" has been disabled")
+                })
+        })
+    });
+    assert!(emailed.contains("owner@example.com"), "{emailed}");
+    assert!(!emailed.contains(PASSWORD), "no password in the email");
     assert!(s.terminate().success());
 }

@@ -34,6 +34,40 @@ pub fn message(
         .map_err(|e| SyncError::Store(format!("building the alert email: {e}")))
 }
 
+/// The M8 email: one of the profile's mailboxes was disabled (at most one an hour per profile).
+pub fn disabled_message(
+    from: &str,
+    to: &str,
+    profile: &str,
+    address: &str,
+    direction: &str,
+    reason: &str,
+) -> Result<Vec<u8>, SyncError> {
+    MessageBuilder::new()
+        .from(("sidesync", from))
+        .to(to)
+        .subject(format!(
+            "sidesync: mailbox {address} of profile \"{profile}\" has been disabled for {direction} email"
+        ))
+        .text_body(format!(
+            "The mailbox {address} of the email server profile \"{profile}\" has been disabled for \
+             {direction} email: {reason}.\r\n\r\nFix the cause, then run Test & Enable. Other \
+             mailboxes of this profile disabled within the hour are on the alert wall, not \
+             emailed (send_alert_email = true).\r\n"
+        ))
+        .write_to_vec()
+        .map_err(|e| SyncError::Store(format!("building the alert email: {e}")))
+}
+
+/// The sender of alert emails: `[appliance.alert_smtp]`'s `from`, else the owner's own address.
+pub fn sender<'a>(ctx: &'a JobContext, owner: &'a str) -> &'a str {
+    ctx.config
+        .appliance
+        .alert_smtp
+        .as_ref()
+        .map_or(owner, |a| a.from.as_str())
+}
+
 /// Sends the alert email; returns the way it went out.
 pub async fn send(
     ctx: &JobContext,

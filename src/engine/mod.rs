@@ -12,6 +12,7 @@ pub mod kept_sessions;
 pub mod limits;
 pub mod oauth_watch;
 pub mod outgoing;
+pub mod owner_notice;
 pub mod profile_alert;
 mod scheduler;
 pub mod stale_watch;

@@ -103,7 +103,7 @@ mod pool {
     }
 }
 
-use crate::store::{Enablement, OutboxEntry, OutboxUpdate};
+use crate::store::{AlertEmail, AlertLevel, Enablement, OutboxEntry, OutboxUpdate};
 
 /// The outbox task looks again at least this often.
 const TICK: Duration = Duration::from_secs(5);
@@ -729,6 +729,27 @@ async fn settle(
             if let Some(p) = profile {
                 ctx.metrics.send_failed(p);
             }
+            // Email-level: only this email failed; the mailbox keeps sending.
+            let subject = ctx
+                .store
+                .activity(entry.id)
+                .ok()
+                .flatten()
+                .and_then(|a| a.headers.subject);
+            alerts::raise_email(
+                ctx,
+                AlertLevel::Error,
+                &entry.mailbox,
+                profile,
+                AlertEmail::of_outbox(entry.id, subject),
+                "email_not_sent",
+                format!(
+                    "The queued email {} could not be sent after {tries} attempt(s) and is Failed: \
+                     {reply}. It can be resent with POST /api/v1/outbox/{}/resend.",
+                    entry.id, entry.id
+                ),
+            )
+            .await;
             OutboxUpdate::Failed { reply, results }
         }
     };

@@ -794,11 +794,7 @@ async fn check_profile_alert(ctx: &Arc<JobContext>, mailbox: &Mailbox) {
             return;
         };
         let result = match alert_email::message(
-            ctx.config
-                .appliance
-                .alert_smtp
-                .as_ref()
-                .map_or(owner.as_str(), |a| a.from.as_str()),
+            alert_email::sender(&ctx, &owner),
             &owner,
             &profile.name,
             failing,

@@ -531,31 +531,43 @@ fn test_result(ctx: &StatusContext, address: &str) -> Result<(u16, Value), ApiEr
     ))
 }
 
-/// `GET /api/v1/alerts?mailbox=&limit=&cursor=`: newest first, each with its id.
-fn alerts(ctx: &StatusContext, url: &str) -> Result<(u16, Value), ApiError> {
+/// `GET /api/v1/alerts?mailbox=&profile=&scope=&level=&limit=&cursor=`: newest first, each with
+/// its id. `mailbox` is that mailbox's wall (its profile's Profile-scope alerts included).
+pub(super) fn alerts(ctx: &StatusContext, url: &str) -> Result<(u16, Value), ApiError> {
+    use super::alert_filter::{self, AlertFilter};
     let query = url.split_once('?').map(|(_, q)| q).unwrap_or("");
-    let (mut mailbox, mut limit, mut before) = (None::<String>, 100usize, None);
+    let (mut filter, mut limit, mut before) = (AlertFilter::default(), 100usize, None);
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         match k {
-            "mailbox" => mailbox = Some(percent_decode(v).to_ascii_lowercase()),
+            "mailbox" => {
+                let address = percent_decode(v).to_ascii_lowercase();
+                let config = ctx.config();
+                let profile = config
+                    .mailbox(&address)
+                    .and_then(|m| config.mailbox_profile(m))
+                    .map(|p| p.name.clone());
+                filter.wall = Some((address, profile));
+            }
+            "profile" => filter.profile = Some(percent_decode(v)),
+            "scope" => filter.scope = Some(alert_filter::scope(&percent_decode(v))?),
+            "level" => filter.level = Some(alert_filter::level(&percent_decode(v))?),
             "limit" => limit = list_limit(v)?,
             "cursor" => before = Some(super::cursor::decode("alerts", &percent_decode(v))?),
             other => {
                 return Err(err(
                     400,
-                    format!("unknown query parameter \"{other}\" (use mailbox, limit, cursor)"),
+                    format!(
+                        "unknown query parameter \"{other}\" (use mailbox, profile, scope, level, \
+                         limit, cursor)"
+                    ),
                 ));
             }
         }
     }
     let page = ctx
         .store
-        .alerts_page(before, limit, |a| {
-            mailbox
-                .as_ref()
-                .is_none_or(|m| a.mailbox.as_ref() == Some(m))
-        })
+        .alerts_page(before, limit, |a| filter.keeps(a))
         .map_err(|e| err(500, e.to_string()))?;
     #[derive(serde::Serialize)]
     struct Alerts<'a> {

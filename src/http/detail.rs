@@ -134,18 +134,22 @@ pub fn render(ctx: &StatusContext, address: &str) -> Result<Option<String>, Stri
         }
     }
 
-    h.push_str("<h2>Alerts</h2><table id=\"alerts\"><tr><th>when</th><th>level</th><th>code</th><th>message</th></tr>");
+    // The mailbox's wall: its own alerts and its profile's Profile-scope ones.
+    h.push_str("<h2>Alerts</h2><table id=\"alerts\"><tr><th>when</th><th>level</th><th>scope</th><th>email</th><th>code</th><th>message</th></tr>");
+    let profile = config.mailbox_profile(row.mailbox).map(|p| p.name.as_str());
     let alerts = ctx.store.alerts(usize::MAX).map_err(|e| e.to_string())?;
     for a in alerts
         .iter()
-        .filter(|a| a.mailbox.as_deref() == Some(address.as_str()))
+        .filter(|a| super::alert_filter::on_wall_of(a, &address, profile))
         .take(RECENT)
     {
         let _ = write!(
             h,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"alert\">{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"alert\">{}</td></tr>",
             relative(&Value::from(a.at.to_rfc3339()), now),
-            escape(&format!("{:?}", a.level).to_lowercase()),
+            a.level.as_str(),
+            a.scope.as_str(),
+            a.email.as_ref().map(email_cell).unwrap_or_default(),
             escape(&a.code),
             escape(&a.message)
         );
@@ -196,4 +200,24 @@ pub fn render(ctx: &StatusContext, address: &str) -> Result<Option<String>, Stri
         escape(&super::filter::encode(&address))
     );
     Ok(Some(h))
+}
+
+/// An alert's email on the wall: a link to its activity when it has one, else its sync id or
+/// outbox id; then its subject.
+fn email_cell(e: &crate::store::AlertEmail) -> String {
+    let mut cell = match (e.activity_id, e.outbox_id, &e.uidl, e.uid) {
+        (Some(id), _, _, _) => format!("<a href=\"/api/v1/activities/{id}\">activity {id}</a>"),
+        (None, Some(id), _, _) => format!("outbox {id}"),
+        (None, None, Some(uidl), _) => format!("UIDL {}", escape(uidl)),
+        (None, None, None, Some(uid)) => format!(
+            "{} UID {uid} (UIDVALIDITY {})",
+            escape(e.folder.as_deref().unwrap_or("")),
+            e.uidvalidity.unwrap_or_default()
+        ),
+        (None, None, None, None) => String::new(),
+    };
+    if let Some(subject) = &e.subject {
+        let _ = write!(cell, " “{}”", escape(subject));
+    }
+    cell
 }

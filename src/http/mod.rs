@@ -4,6 +4,7 @@
 //! only that thread. With `status_tls_cert`/`status_tls_key` it serves HTTPS through [`tls`].
 
 mod activities;
+mod alert_filter;
 mod api;
 pub mod body;
 pub mod client;
@@ -700,6 +701,7 @@ mod tests {
             profile: Some("p".into()),
             code: code.into(),
             message: "m".into(),
+            email: None,
         };
         let keep = Utc::now() - chrono::Duration::days(1);
         writer.alert(alert("one"), keep).await.expect("alert");
@@ -737,6 +739,142 @@ mod tests {
         let page = tokio::task::block_in_place(|| events::list(&ctx, "/api/v1/events?after=2"))
             .expect("events");
         assert_eq!(page.events[0].seq, 3);
+        writer.shutdown();
+    }
+
+    /// `GET /api/v1/alerts` filters by profile, scope and level; a mailbox's wall has its
+    /// profile's Profile-scope alerts; a bad scope or level is a 400 problem naming the parameter.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_alerts_list_filters_by_profile_scope_and_level() {
+        use crate::store::{Alert, AlertEmail, AlertLevel, AlertScope};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ctx = context_with(
+            dir.path(),
+            "[[profile]]\nname = \"p\"\nincoming_server_location = \"h\"\n\
+             [[profile]]\nname = \"q\"\nincoming_server_location = \"h\"\n\
+             [[mailbox]]\nemail_address = \"a@x\"\nprofile = \"p\"\npassword = \"pw\"\n\
+             [[mailbox]]\nemail_address = \"b@x\"\nprofile = \"q\"\npassword = \"pw\"\n",
+        );
+        let writer = ctx.store.start_writer();
+        let alert = |scope, level, mailbox: Option<&str>, profile: &str, code: &str| Alert {
+            at: Utc::now(),
+            level,
+            scope,
+            mailbox: mailbox.map(str::to_string),
+            profile: Some(profile.into()),
+            code: code.into(),
+            message: "m".into(),
+            email: (scope == AlertScope::Email).then(|| AlertEmail {
+                folder: Some("INBOX".into()),
+                uidvalidity: Some(3),
+                uid: Some(9),
+                ..AlertEmail::default()
+            }),
+        };
+        let keep = Utc::now() - chrono::Duration::days(1);
+        for a in [
+            alert(
+                AlertScope::Email,
+                AlertLevel::Warning,
+                Some("a@x"),
+                "p",
+                "too_large",
+            ),
+            alert(
+                AlertScope::Mailbox,
+                AlertLevel::Error,
+                Some("a@x"),
+                "p",
+                "disabled",
+            ),
+            alert(
+                AlertScope::Profile,
+                AlertLevel::Error,
+                None,
+                "p",
+                "p_secret",
+            ),
+            alert(
+                AlertScope::Mailbox,
+                AlertLevel::Warning,
+                Some("b@x"),
+                "q",
+                "b_retry",
+            ),
+            alert(
+                AlertScope::Profile,
+                AlertLevel::Information,
+                None,
+                "q",
+                "q_mail",
+            ),
+        ] {
+            writer.alert(a, keep).await.expect("alert");
+        }
+        writer.flush().await.expect("flush");
+        let codes = |url: &str| -> Vec<String> {
+            let (status, v) =
+                tokio::task::block_in_place(|| api::alerts(&ctx, url)).expect("answered");
+            assert_eq!(status, 200);
+            v["alerts"]
+                .as_array()
+                .expect("list")
+                .iter()
+                .map(|a| a["code"].as_str().unwrap_or_default().to_string())
+                .collect()
+        };
+        assert_eq!(codes("/api/v1/alerts").len(), 5);
+        assert_eq!(codes("/api/v1/alerts?scope=email"), ["too_large"]);
+        assert_eq!(
+            codes("/api/v1/alerts?scope=profile"),
+            ["q_mail", "p_secret"]
+        );
+        assert_eq!(codes("/api/v1/alerts?profile=q"), ["q_mail", "b_retry"]);
+        assert_eq!(
+            codes("/api/v1/alerts?profile=p&scope=mailbox"),
+            ["disabled"]
+        );
+        assert_eq!(
+            codes("/api/v1/alerts?level=error"),
+            ["p_secret", "disabled"]
+        );
+        // The wall of a@x: its own alerts and profile p's, not profile q's.
+        assert_eq!(
+            codes("/api/v1/alerts?mailbox=A%40x"),
+            ["p_secret", "disabled", "too_large"]
+        );
+        let (_, v) =
+            tokio::task::block_in_place(|| api::alerts(&ctx, "/api/v1/alerts?scope=email"))
+                .expect("answered");
+        let email = &v["alerts"][0];
+        assert_eq!(email["scope"], "email");
+        assert_eq!(email["email"]["folder"], "INBOX");
+        assert_eq!(email["email"]["uid"], 9);
+        assert_eq!(email["email"]["uidvalidity"], 3);
+        let (_, v) =
+            tokio::task::block_in_place(|| api::alerts(&ctx, "/api/v1/alerts?scope=mailbox"))
+                .expect("answered");
+        assert!(v["alerts"][0]["email"].is_null(), "{v}");
+        for (url, parameter) in [
+            ("/api/v1/alerts?scope=everything", "scope"),
+            ("/api/v1/alerts?level=fatal", "level"),
+        ] {
+            let e = tokio::task::block_in_place(|| api::alerts(&ctx, url)).expect_err("400");
+            assert_eq!((e.status, e.kind), (400, "bad-request"));
+            let body: Value = serde_json::from_str(&e.body()).expect("problem");
+            assert_eq!(body["type"], "urn:sidesync:problem:bad-request");
+            assert_eq!(body["parameter"], parameter);
+            assert!(
+                body["allowed"].as_array().is_some_and(|a| a.len() == 3),
+                "{body}"
+            );
+            assert!(
+                body["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.starts_with(&format!("{parameter} = "))),
+                "{body}"
+            );
+        }
         writer.shutdown();
     }
 

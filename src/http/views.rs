@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::config::{CredentialSource, Endpoint, TlsMode};
 use crate::store::{
-    Alert, AlertLevel, AlertScope, DirectionTest, Enablement, LastError, OutboxEntry,
+    Alert, AlertEmail, AlertLevel, AlertScope, DirectionTest, Enablement, LastError, OutboxEntry,
     RecipientResult, RunStatus, TestRecord,
 };
 
@@ -190,6 +190,8 @@ pub struct AlertView<'a> {
     pub profile: Option<&'a str>,
     pub code: &'a str,
     pub message: &'a str,
+    /// The email an Email-scope alert is about (null otherwise).
+    pub email: Option<&'a AlertEmail>,
 }
 
 impl<'a> AlertView<'a> {
@@ -203,6 +205,7 @@ impl<'a> AlertView<'a> {
             profile: a.profile.as_deref(),
             code: &a.code,
             message: &a.message,
+            email: a.email.as_ref(),
         }
     }
 }

@@ -75,6 +75,9 @@ pub struct ProfileState {
     pub last_test: Option<TestRecord>,
     /// When the "more than half of the mailboxes failing" email was last sent (P11).
     pub last_alert_email_at: Option<DateTime<Utc>>,
+    /// When the owner was last emailed about one of the profile's mailboxes being disabled (M8).
+    #[serde(default)]
+    pub last_disable_email_at: Option<DateTime<Utc>>,
     #[serde(default)]
     pub connections_opened: u64,
     #[serde(default)]
@@ -93,9 +96,40 @@ pub enum AlertLevel {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AlertScope {
+    /// One email failed (too large, not stored, moved to Undeliverable, not sent): only that
+    /// email is affected; the alert names it in `email`.
     Email,
     Mailbox,
+    /// The profile's owner has to fix it; its mailboxes' walls show it too.
     Profile,
+}
+
+impl AlertScope {
+    pub const ALL: [AlertScope; 3] = [AlertScope::Email, AlertScope::Mailbox, AlertScope::Profile];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertScope::Email => "email",
+            AlertScope::Mailbox => "mailbox",
+            AlertScope::Profile => "profile",
+        }
+    }
+}
+
+impl AlertLevel {
+    pub const ALL: [AlertLevel; 3] = [
+        AlertLevel::Error,
+        AlertLevel::Warning,
+        AlertLevel::Information,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertLevel::Error => "error",
+            AlertLevel::Warning => "warning",
+            AlertLevel::Information => "information",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,6 +141,54 @@ pub struct Alert {
     pub profile: Option<String>,
     pub code: String,
     pub message: String,
+    /// The email an Email-scope alert is about. Absent in alerts stored before alerts named
+    /// their email.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<AlertEmail>,
+}
+
+/// Which email an alert is about: its activity when it became one, else where it is on the
+/// server (the sync id: folder, UIDVALIDITY and UID, or the POP3 UIDL), or its outbox id for
+/// email being sent; and its subject when known.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertEmail {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activity_id: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub folder: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uidvalidity: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uidl: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outbox_id: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+}
+
+impl AlertEmail {
+    /// The email of an item failure: where it is on the server.
+    pub fn of_failure(f: &ItemFailure) -> AlertEmail {
+        AlertEmail {
+            folder: Some(f.folder.clone()),
+            uidvalidity: f.uidvalidity,
+            uid: f.uid,
+            uidl: f.uidl.clone(),
+            ..AlertEmail::default()
+        }
+    }
+
+    /// A queued email: its outbox entry and its outgoing activity share the id.
+    pub fn of_outbox(id: u64, subject: Option<String>) -> AlertEmail {
+        AlertEmail {
+            activity_id: Some(id),
+            outbox_id: Some(id),
+            subject,
+            ..AlertEmail::default()
+        }
+    }
 }
 
 /// An email that could not be stored (too large, or failing to be stored): item-level, it

@@ -185,6 +185,57 @@ fn a_store_from_a_newer_version_is_refused() {
     }
 }
 
+/// An alert as sidesync wrote it before alerts named their email: it reads, with no email; and
+/// an Email-scope alert keeps its email through the store.
+#[tokio::test]
+async fn an_alert_stored_before_alerts_named_their_email_still_reads() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("open");
+    let old = br#"{"at":"2026-11-02T08:15:00Z","level":"warning","scope":"mailbox","mailbox":"a@example.com","profile":"p","code":"message_too_large","message":"The email UID 7 in folder INBOX was skipped."}"#;
+    {
+        let txn = store.db.begin_write().expect("write");
+        {
+            let mut t = txn.open_table(ALERTS).expect("alerts");
+            t.insert(0u64, old.as_slice()).expect("insert");
+        }
+        txn.commit().expect("commit");
+    }
+    let read = store.alerts(10).expect("old alerts decode");
+    assert_eq!(read.len(), 1);
+    assert_eq!(read[0].code, "message_too_large");
+    assert_eq!(read[0].scope, AlertScope::Mailbox);
+    assert_eq!(read[0].email, None);
+
+    let writer = store.start_writer();
+    let email = AlertEmail {
+        folder: Some("INBOX".into()),
+        uidvalidity: Some(9),
+        uid: Some(8),
+        ..AlertEmail::default()
+    };
+    writer
+        .alert(
+            Alert {
+                at: chrono::Utc::now(),
+                level: AlertLevel::Warning,
+                scope: AlertScope::Email,
+                mailbox: Some("a@example.com".into()),
+                profile: Some("p".into()),
+                code: "message_too_large".into(),
+                message: "m".into(),
+                email: Some(email.clone()),
+            },
+            chrono::Utc::now() - chrono::Duration::days(365),
+        )
+        .await
+        .expect("alert");
+    writer.flush().await.expect("flush");
+    let read = store.alerts(10).expect("alerts");
+    assert_eq!(read[0].email, Some(email));
+    assert_eq!(read[1].email, None);
+    writer.shutdown();
+}
+
 #[tokio::test]
 async fn alerts_older_than_the_retention_are_dropped() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -199,6 +250,7 @@ async fn alerts_older_than_the_retention_are_dropped() {
         profile: None,
         code: code.into(),
         message: "m".into(),
+        email: None,
     };
     let keep_after = now - chrono::Duration::days(30);
     writer
@@ -488,6 +540,7 @@ async fn the_feed_numbers_changes_in_their_commit_and_keeps_what_webhooks_need()
                 profile: None,
                 code: "test".into(),
                 message: "a test alert".into(),
+                email: None,
             },
             chrono::Utc::now() - chrono::Duration::days(1),
         )

@@ -106,6 +106,8 @@ enum Op {
     AlertEmailSent {
         profile: String,
         at: DateTime<Utc>,
+        /// The disable email (M8) rather than the 50% email (P11).
+        disabled: bool,
     },
     /// A downstream system sets (or clears) what an activity is about.
     Regarding(u64, Option<String>),
@@ -238,6 +240,23 @@ impl StoreWriter {
             .send(Op::AlertEmailSent {
                 profile: profile.to_string(),
                 at,
+                disabled: false,
+            })
+            .await
+            .map_err(|_| StoreError::WriterGone)
+    }
+
+    /// Claims the hour of the profile's disable email (M8), before it is sent.
+    pub async fn disable_email_sent(
+        &self,
+        profile: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.tx
+            .send(Op::AlertEmailSent {
+                profile: profile.to_string(),
+                at,
+                disabled: true,
             })
             .await
             .map_err(|_| StoreError::WriterGone)
@@ -600,10 +619,18 @@ fn commit(store: &Store, ops: Vec<Op>) {
                     apply_alert(&txn, alert, *keep_after, &mut feed)?;
                     Applied::Nothing
                 }
-                Op::AlertEmailSent { profile, at } => {
+                Op::AlertEmailSent {
+                    profile,
+                    at,
+                    disabled,
+                } => {
                     let mut states = txn.open_table(PROFILE_STATE)?;
                     let mut p: ProfileState = load(&states, profile.as_str(), "profile state")?;
-                    p.last_alert_email_at = Some(*at);
+                    if *disabled {
+                        p.last_disable_email_at = Some(*at);
+                    } else {
+                        p.last_alert_email_at = Some(*at);
+                    }
                     states.insert(profile.as_str(), encode(&p).as_slice())?;
                     Applied::Nothing
                 }

@@ -14,7 +14,7 @@ use crate::engine::JobContext;
 use crate::engine::alerts;
 use crate::engine::error::SyncError;
 use crate::store::{
-    AlertLevel, AlertScope, IngestBatch, IngestOutcome, IngestSource, ItemFailure, POP3_FOLDER,
+    AlertEmail, AlertLevel, IngestBatch, IngestOutcome, IngestSource, ItemFailure, POP3_FOLDER,
     PreparedMessage, SyncKey, TrackingPlace, rawcodec,
 };
 use crate::tracking::decision::Directory;
@@ -232,12 +232,12 @@ impl<'a> Pipeline<'a> {
             );
             match decision {
                 ItemDecision::Skip { tries } => {
-                    alerts::raise(
+                    alerts::raise_email(
                         self.ctx,
                         AlertLevel::Warning,
-                        AlertScope::Mailbox,
-                        Some(self.mailbox),
+                        self.mailbox,
                         Some(self.profile),
+                        AlertEmail::of_failure(&record),
                         "email_not_stored",
                         format!(
                             "The email {} could not be stored after {tries} tries and was skipped: \
@@ -572,7 +572,7 @@ pub(super) fn too_large(
     }
 }
 
-/// A warning on the mailbox's alert wall naming the email that was not fetched.
+/// An Email-scope warning naming the email that was not fetched (its sync id).
 pub(super) async fn alert_too_large(
     ctx: &JobContext,
     profile: &crate::config::Profile,
@@ -584,12 +584,12 @@ pub(super) async fn alert_too_large(
         (None, Some(uid)) => format!("UID {uid} in folder \"{}\"", f.folder),
         (None, None) => "an email".to_string(),
     };
-    alerts::raise(
+    alerts::raise_email(
         ctx,
         AlertLevel::Warning,
-        AlertScope::Mailbox,
-        Some(address),
+        address,
         Some(&profile.name),
+        AlertEmail::of_failure(f),
         "message_too_large",
         format!("The email {which} was skipped: {}.", f.error),
     )

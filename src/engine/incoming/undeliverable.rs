@@ -8,7 +8,7 @@ use crate::config::{Mailbox, Profile};
 use crate::engine::error::SyncError;
 use crate::engine::{JobContext, alerts};
 use crate::imap::{ImapSession, MoveOutcome};
-use crate::store::{AlertLevel, AlertScope, ItemFailure};
+use crate::store::{AlertEmail, AlertLevel, ItemFailure};
 
 pub const UNDELIVERABLE: &str = "Undeliverable";
 
@@ -75,36 +75,29 @@ pub(super) async fn move_failed(
             .items_moved(address, keys, &note)
             .await
             .map_err(|e| SyncError::Store(e.to_string()))?;
-        let list = items
-            .iter()
-            .map(|f| {
-                format!(
-                    "UID {} ({}: {})",
-                    f.uid.unwrap_or_default(),
-                    f.code,
-                    f.error
-                )
-            })
-            .collect::<Vec<_>>()
-            .join("; ");
         let verb = match outcome {
             MoveOutcome::Moved => "moved",
             MoveOutcome::CopiedOnly => "copied (the server offers neither MOVE nor UIDPLUS)",
         };
-        alerts::raise(
-            ctx,
-            AlertLevel::Warning,
-            AlertScope::Mailbox,
-            Some(address),
-            Some(&profile.name),
-            "moved_to_undeliverable",
-            format!(
-                "{} email(s) of folder \"{folder}\" that could not be tracked were {verb} to \
-                 \"{UNDELIVERABLE}\": {list}.",
-                items.len()
-            ),
-        )
-        .await;
+        // Email-level: each moved email is its own alert, naming where it was.
+        for f in &items {
+            alerts::raise_email(
+                ctx,
+                AlertLevel::Warning,
+                address,
+                Some(&profile.name),
+                AlertEmail::of_failure(f),
+                "moved_to_undeliverable",
+                format!(
+                    "The email UID {} of folder \"{folder}\" could not be tracked ({}: {}) and was \
+                     {verb} to \"{UNDELIVERABLE}\".",
+                    f.uid.unwrap_or_default(),
+                    f.code,
+                    f.error
+                ),
+            )
+            .await;
+        }
     }
     Ok(())
 }
