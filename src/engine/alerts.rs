@@ -95,6 +95,8 @@ pub async fn disable(
     };
     let _ = ctx.writer.mailbox(address, update).await;
     let direction = if incoming { "incoming" } else { "outgoing" };
+    // A server's or an error's own sentence may end in a period: the texts add theirs.
+    let reason = reason.trim_end().trim_end_matches('.');
     let notice = tell_owner(ctx, profile, address, direction, reason).await;
     let message = format!(
         "The mailbox {address} has been disabled for {direction} email: {reason}.{more} {} Fix the \
