@@ -20,8 +20,28 @@ pub struct Changes {
 }
 
 impl Changes {
+    /// Whether `uid` is among the vanished (ranges sorted and merged by `merge_vanished`: a
+    /// binary search, so a hostile answer of 100,000 ranges costs a few steps a UID).
     pub fn is_vanished(&self, uid: u32) -> bool {
-        self.vanished.iter().any(|r| r.contains(&uid))
+        let i = self.vanished.partition_point(|r| *r.end() < uid);
+        self.vanished.get(i).is_some_and(|r| r.contains(&uid))
+    }
+
+    fn merge_vanished(&mut self) {
+        self.vanished.sort_unstable_by_key(|r| *r.start());
+        let mut merged: Vec<std::ops::RangeInclusive<u32>> =
+            Vec::with_capacity(self.vanished.len());
+        for r in self.vanished.drain(..) {
+            match merged.last_mut() {
+                Some(last) if *r.start() <= last.end().saturating_add(1) => {
+                    if r.end() > last.end() {
+                        *last = *last.start()..=*r.end();
+                    }
+                }
+                _ => merged.push(r),
+            }
+        }
+        self.vanished = merged;
     }
 }
 
@@ -131,6 +151,7 @@ impl ImapSession {
                 out.vanished.extend(uids.iter().cloned());
             }
         }
+        out.merge_vanished();
         Ok(Some(out))
     }
 
@@ -195,5 +216,40 @@ impl ImapSession {
         uids.sort_unstable();
         uids.dedup();
         Ok(answered.then_some(uids))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Changes;
+
+    #[test]
+    fn vanished_ranges_in_any_order_answer_by_uid() {
+        let mut c = Changes {
+            flags: Vec::new(),
+            vanished: vec![9..=12, 1..=3, 2..=5, 20..=20, 13..=14],
+        };
+        c.merge_vanished();
+        assert_eq!(c.vanished, vec![1..=5, 9..=14, 20..=20]);
+        for (uid, gone) in [
+            (1, true),
+            (5, true),
+            (6, false),
+            (8, false),
+            (9, true),
+            (14, true),
+            (15, false),
+            (20, true),
+            (21, false),
+            (0, false),
+        ] {
+            assert_eq!(c.is_vanished(uid), gone, "{uid}");
+        }
+        let mut hostile = Changes {
+            flags: Vec::new(),
+            vanished: vec![1..=u32::MAX],
+        };
+        hostile.merge_vanished();
+        assert!(hostile.is_vanished(u32::MAX) && hostile.is_vanished(1));
     }
 }
