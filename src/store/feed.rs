@@ -180,9 +180,15 @@ impl MailboxChange {
 pub struct AlertChange {
     pub id: u64,
     pub level: super::AlertLevel,
+    /// Email, mailbox or profile; absent in events stored before the feed carried it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<super::AlertScope>,
     pub profile: Option<String>,
     pub code: String,
     pub message: String,
+    /// The email an email-scope alert is about (activity, sync id or outbox id, subject).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<super::AlertEmail>,
 }
 
 /// The changes of one transaction, in the order they were made.
@@ -399,8 +405,49 @@ pub(super) fn alert_change(id: u64, a: &Alert) -> Change {
     Change::AlertRaised(AlertChange {
         id,
         level: a.level,
+        scope: Some(a.scope),
         profile: a.profile.clone(),
         code: a.code.clone(),
         message: a.message.clone(),
+        email: a.email.clone(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{AlertEmail, AlertLevel, AlertScope};
+
+    #[test]
+    fn an_alert_event_carries_its_scope_and_email_and_old_events_still_read() {
+        let alert = Alert {
+            at: Utc::now(),
+            level: AlertLevel::Warning,
+            scope: AlertScope::Email,
+            mailbox: Some("a@x".into()),
+            profile: Some("p".into()),
+            code: "message_too_large".into(),
+            message: "too large".into(),
+            email: Some(AlertEmail {
+                folder: Some("INBOX".into()),
+                uidvalidity: Some(7),
+                uid: Some(3),
+                ..AlertEmail::default()
+            }),
+        };
+        let data = serde_json::to_value(alert_change(5, &alert)).expect("json");
+        assert_eq!(data["data"]["scope"], "email", "{data}");
+        assert_eq!(data["data"]["email"]["uid"], 3, "{data}");
+        let old = serde_json::json!({"type": "alert.raised", "data": {"id": 1, "level": "error",
+            "profile": null, "code": "c", "message": "m"}});
+        let read: Change = serde_json::from_value(old).expect("an event stored before");
+        assert!(matches!(
+            read,
+            Change::AlertRaised(AlertChange {
+                scope: None,
+                email: None,
+                ..
+            })
+        ));
+    }
 }
