@@ -444,6 +444,38 @@ fn a_password_changed_on_the_server_disables_that_mailbox_until_fixed_and_tested
         Some(5),
         "nothing more came in while disabled"
     );
+    // The feed (and so every webhook) tells a CRM the mailbox stopped, and why.
+    let states = |s: &support::sidesync::Sidesync| -> Vec<Value> {
+        let (code, body) = http(
+            s.status_port,
+            "GET",
+            "/api/v1/events?after=0&limit=1000&types=mailbox.state_changed",
+            Some(TOKEN),
+            "",
+        );
+        assert_eq!(code, 200, "{body}");
+        let v: Value = serde_json::from_str(&body).expect("json");
+        v["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .filter(|e| e["mailbox"] == users[1])
+            .map(|e| e["data"].clone())
+            .collect()
+    };
+    let seen = states(&s);
+    let stopped = seen
+        .iter()
+        .find(|d| d["incoming_enablement"] == "disabled")
+        .unwrap_or_else(|| panic!("no mailbox.state_changed saying disabled: {seen:?}"));
+    assert_eq!(
+        stopped["incoming_disabled"]["code"], "authentication_rejected",
+        "{stopped}"
+    );
+    assert!(
+        seen.iter().any(|d| d["incoming_enablement"] == "enabled"),
+        "the first Test & Enable enabled it: {seen:?}"
+    );
     assert!(s.terminate().success());
 
     // The admin fixes the config; on restart the mailbox is tested and comes back.
@@ -457,6 +489,11 @@ fn a_password_changed_on_the_server_disables_that_mailbox_until_fixed_and_tested
     assert_eq!(
         s.mailbox(users[1])["incoming_enablement"]["state"],
         "enabled"
+    );
+    let last = states(&s).last().cloned().expect("events");
+    assert_eq!(
+        last["incoming_enablement"], "enabled",
+        "enabled again: {last}"
     );
     assert!(s.terminate().success());
 }

@@ -14,7 +14,7 @@ use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use super::{Activity, Alert, OutboxEntry, OutboxStatus, StoreError, decode, encode};
-use crate::lifecycle::state::MailboxState;
+use crate::lifecycle::state::{Enablement, MailboxState};
 
 /// seq → [`Event`] (JSON).
 pub(crate) const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
@@ -160,6 +160,36 @@ pub struct MailboxChange {
     pub approval: Option<String>,
     /// The code of the last error, while there is one.
     pub error_code: Option<String>,
+    /// Why a direction is disabled (its code and reason), while it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incoming_disabled: Option<Disabled>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outgoing_disabled: Option<Disabled>,
+}
+
+/// A disabled direction's code and reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Disabled {
+    pub code: String,
+    pub reason: String,
+}
+
+fn enablement_name(e: &Enablement) -> &'static str {
+    match e {
+        Enablement::NotTested => "not_tested",
+        Enablement::Enabled => "enabled",
+        Enablement::Disabled { .. } => "disabled",
+    }
+}
+
+fn disabled(e: &Enablement) -> Option<Disabled> {
+    match e {
+        Enablement::Disabled { code, reason, .. } => Some(Disabled {
+            code: code.clone(),
+            reason: reason.clone(),
+        }),
+        _ => None,
+    }
 }
 
 impl MailboxChange {
@@ -168,8 +198,12 @@ impl MailboxChange {
         MailboxChange {
             incoming_status: name(serde_json::json!(s.incoming_status)),
             outgoing_status: name(serde_json::json!(s.outgoing_status)),
-            incoming_enablement: name(serde_json::json!(s.incoming_enablement)),
-            outgoing_enablement: name(serde_json::json!(s.outgoing_enablement)),
+            // An enablement serializes as an object (its reason with it), not a word: named
+            // here, or every enablement read as "" and a disable made no event at all.
+            incoming_enablement: enablement_name(&s.incoming_enablement).to_string(),
+            outgoing_enablement: enablement_name(&s.outgoing_enablement).to_string(),
+            incoming_disabled: disabled(&s.incoming_enablement),
+            outgoing_disabled: disabled(&s.outgoing_enablement),
             approval: s.approval_override.as_ref().map(|a| a.approval.clone()),
             error_code: s.last_error.as_ref().map(|e| e.code.clone()),
         }
@@ -417,6 +451,30 @@ pub(super) fn alert_change(id: u64, a: &Alert) -> Change {
 mod tests {
     use super::*;
     use crate::store::{AlertEmail, AlertLevel, AlertScope};
+
+    #[test]
+    fn a_mailbox_being_disabled_or_enabled_is_a_change_with_words() {
+        let mut s = MailboxState::default();
+        let not_tested = MailboxChange::of(&s);
+        assert_eq!(not_tested.incoming_enablement, "not_tested");
+        s.incoming_enablement = Enablement::Enabled;
+        let enabled = MailboxChange::of(&s);
+        assert_eq!(enabled.incoming_enablement, "enabled");
+        assert_ne!(enabled, not_tested);
+        s.incoming_enablement = Enablement::Disabled {
+            code: "auth_failed".into(),
+            reason: "the server refused the password".into(),
+            at: Utc::now(),
+        };
+        let disabled = MailboxChange::of(&s);
+        assert_eq!(disabled.incoming_enablement, "disabled");
+        assert_eq!(
+            disabled.incoming_disabled.as_ref().map(|d| d.code.as_str()),
+            Some("auth_failed")
+        );
+        assert_ne!(disabled, enabled);
+        assert_eq!(disabled.outgoing_enablement, "not_tested");
+    }
 
     #[test]
     fn an_alert_event_carries_its_scope_and_email_and_old_events_still_read() {
