@@ -360,6 +360,8 @@ pub struct ApplianceView {
     pub started_at: DateTime<Utc>,
     pub uptime_seconds: i64,
     pub store: String,
+    /// The store's id, made once with it: the middle of every event's `Webhook-Id`.
+    pub store_id: String,
     pub activities_stored: u64,
     pub decisions: std::collections::BTreeMap<String, u64>,
     pub config: String,
@@ -418,6 +420,7 @@ pub fn appliance_view(
         started_at: ctx.started_at,
         uptime_seconds: (now - ctx.started_at).num_seconds(),
         store: ctx.store.path().display().to_string(),
+        store_id: ctx.store.store_id().unwrap_or_default(),
         activities_stored: data.activities_stored,
         decisions: data.decisions.clone(),
         config: ctx.config().path.display().to_string(),

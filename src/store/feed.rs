@@ -27,6 +27,15 @@ const PRUNE_PER_COMMIT: usize = 4096;
 /// One change, as the feed and the webhooks deliver it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
+    /// Unique across every store, shard and restored backup: `evt_{store}_{seq}_{hash}`, the
+    /// hash of the event as stored. A redelivery has the same id; two shards' events, or a
+    /// restored store's new event at a number the old one had used, never do — so a receiver
+    /// that deduplicates by `Webhook-Id` drops only true repeats. Filled when read.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub id: String,
+    /// The store it comes from (created once with the store; also in `/status`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub store: String,
     pub seq: u64,
     #[serde(with = "crate::timefmt")]
     pub at: DateTime<Utc>,
@@ -323,6 +332,8 @@ pub(super) fn append(
         let mut events = txn.open_table(EVENTS)?;
         for (mailbox, change) in feed.changes {
             let event = Event {
+                id: String::new(),
+                store: String::new(),
                 seq,
                 at: now,
                 mailbox,
@@ -405,11 +416,16 @@ pub(super) fn read(
     if after + 1 < oldest {
         return Ok(Page::Expired { oldest });
     }
+    let store = super::store_id_in(&meta)?;
     let mut out = Vec::new();
     let mut seen = after;
     for row in events.range(after.saturating_add(1)..)?.take(MAX_SCAN) {
-        let e: Event = decode("event", row?.1.value())?;
+        let row = row?;
+        let raw = row.1.value();
+        let mut e: Event = decode("event", raw)?;
         seen = e.seq;
+        e.id = event_id(&store, e.seq, raw);
+        e.store = store.clone();
         if keep(&e) {
             out.push(e);
             if out.len() >= limit {
@@ -432,6 +448,14 @@ pub(super) fn last_seq(txn: &redb::ReadTransaction) -> Result<u64, StoreError> {
     Ok(meta
         .get(NEXT_SEQ)?
         .map_or(0, |v| v.value().saturating_sub(1)))
+}
+
+/// `evt_{store}_{seq}_{first 8 hex digits of the stored event's SHA-256}`.
+pub fn event_id(store: &str, seq: u64, stored: &[u8]) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(stored);
+    let hash: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+    format!("evt_{store}_{seq}_{hash}")
 }
 
 /// An alert's change, as the feed carries it.
@@ -507,5 +531,87 @@ mod tests {
                 ..
             })
         ));
+    }
+}
+
+#[cfg(test)]
+mod id_tests {
+    use crate::store::Store;
+    use crate::store::feed::Page;
+
+    fn first_event_id(store: &Store) -> (String, String) {
+        let Ok(Page::Events(events, _)) = store.events(0, 10, &|_| true) else {
+            panic!("events")
+        };
+        let e = events.first().expect("an event");
+        (e.id.clone(), e.store.clone())
+    }
+
+    async fn one_alert(store: &Store, message: &str) {
+        let writer = store.start_writer();
+        let alert = crate::store::Alert {
+            at: chrono::Utc::now(),
+            level: crate::store::AlertLevel::Warning,
+            scope: crate::store::AlertScope::Profile,
+            mailbox: None,
+            profile: Some("p".into()),
+            code: "c".into(),
+            message: message.into(),
+            email: None,
+        };
+        writer
+            .alert(alert, chrono::Utc::now() - chrono::Duration::days(1))
+            .await
+            .expect("alert");
+        writer.flush().await.expect("flush");
+        writer.shutdown();
+    }
+
+    fn store_file(d: &std::path::Path) -> std::path::PathBuf {
+        std::fs::read_dir(d)
+            .expect("dir")
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.is_file())
+            .expect("the store file")
+    }
+
+    #[tokio::test]
+    async fn event_ids_differ_across_stores_and_restores_and_stay_for_redeliveries() {
+        let (a, b) = (
+            tempfile::tempdir().expect("dir"),
+            tempfile::tempdir().expect("dir"),
+        );
+        drop(Store::open(a.path()).expect("a"));
+        // A backup of `a` before any event.
+        let backup = tempfile::tempdir().expect("dir");
+        let a_file = store_file(a.path());
+        let name = a_file.file_name().expect("name").to_owned();
+        std::fs::copy(&a_file, backup.path().join(&name)).expect("copy");
+        let (sa, sb) = (
+            Store::open(a.path()).expect("a"),
+            Store::open(b.path()).expect("b"),
+        );
+        one_alert(&sa, "same").await;
+        one_alert(&sb, "same").await;
+        let (ida, storea) = first_event_id(&sa);
+        let (idb, storeb) = first_event_id(&sb);
+        assert_ne!(storea, storeb, "each store its own id");
+        assert_eq!(storea.len(), 32);
+        assert!(ida.starts_with(&format!("evt_{storea}_1_")), "{ida}");
+        assert_ne!(ida, idb, "two shards' first events");
+        assert_eq!(
+            first_event_id(&sa).0,
+            ida,
+            "read again (a redelivery): the same id"
+        );
+        assert_eq!(sa.store_id().expect("id"), storea);
+        // The backup restored: the same store id, the same number for another event, another id.
+        let restored = Store::open(backup.path()).expect("restored");
+        one_alert(&restored, "another").await;
+        let (idr, storer) = first_event_id(&restored);
+        assert_eq!(storer, storea);
+        assert!(idr.starts_with(&format!("evt_{storea}_1_")), "{idr}");
+        assert_ne!(idr, ida, "a restored store's new event is not the old one");
     }
 }

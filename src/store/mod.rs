@@ -235,6 +235,37 @@ pub(crate) fn next_id(txn: &redb::WriteTransaction, key: &str) -> Result<u64, St
     Ok(id)
 }
 
+/// The store's id halves in `meta`: 128 random bits made once, when a store first opens
+/// without them (a new store, or one made before stores had ids).
+const STORE_ID_KEYS: [&str; 2] = ["store_id_hi", "store_id_lo"];
+
+fn ensure_store_id(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+    use ring::rand::SecureRandom;
+    let mut meta = txn.open_table(META)?;
+    for key in STORE_ID_KEYS {
+        if meta.get(key)?.is_none() {
+            let mut bytes = [0u8; 8];
+            ring::rand::SystemRandom::new()
+                .fill(&mut bytes)
+                .map_err(|_| StoreError::Commit("no random numbers for the store id".into()))?;
+            meta.insert(key, u64::from_le_bytes(bytes))?;
+        }
+    }
+    Ok(())
+}
+
+/// The store's id, 32 hex digits.
+pub(crate) fn store_id_in(
+    meta: &impl ReadableTable<&'static str, u64>,
+) -> Result<String, StoreError> {
+    let mut out = String::with_capacity(32);
+    for key in STORE_ID_KEYS {
+        let half = meta.get(key)?.map_or(0, |v| v.value());
+        out.push_str(&format!("{half:016x}"));
+    }
+    Ok(out)
+}
+
 pub(crate) fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
     // Serializing these plain structs to JSON cannot fail (no maps with non-string keys).
     serde_json::to_vec(value).unwrap_or_default()
@@ -316,6 +347,7 @@ impl Store {
             txn.open_table(webhook::WEBHOOK_ACKED)?;
             txn.open_table(webhook::WEBHOOK_DEAD)?;
         }
+        ensure_store_id(&txn)?;
         txn.commit()?;
         let clock = feed::FeedClock::default();
         clock.set(feed::last_seq(&db.begin_read()?)?);
@@ -344,6 +376,12 @@ impl Store {
     }
 
     /// The change feed's clock: the last committed number, waits for the next.
+    /// The store's id (32 hex digits, made once with the store): in every event's id.
+    pub fn store_id(&self) -> Result<String, StoreError> {
+        let txn = self.db.begin_read()?;
+        store_id_in(&txn.open_table(META)?)
+    }
+
     pub fn feed(&self) -> &feed::FeedClock {
         &self.feed
     }

@@ -486,7 +486,12 @@ pub fn request_parts(
     timestamp: i64,
 ) -> (Vec<(&'static str, String)>, Vec<u8>) {
     let body = serde_json::to_vec(event).unwrap_or_default();
-    let id = event.seq.to_string();
+    // The feed fills in the id; a dead letter kept before events had one keeps its number.
+    let id = if event.id.is_empty() {
+        event.seq.to_string()
+    } else {
+        event.id.clone()
+    };
     let headers = vec![
         ("Webhook-Id", id.clone()),
         ("Webhook-Timestamp", timestamp.to_string()),

@@ -124,7 +124,14 @@ impl Receiver {
                         }
                         let v: serde_json::Value =
                             serde_json::from_slice(&body).unwrap_or_default();
-                        if v["seq"].as_u64().map(|s| s.to_string()) != Some(id.clone()) {
+                        // The id is the event's own (store, seq and content), never a bare number.
+                        let expected = v["seq"].as_u64().map(|seq| {
+                            format!("evt_{}_{seq}_", v["store"].as_str().unwrap_or("?"))
+                        });
+                        if v["id"].as_str() != Some(id.as_str())
+                            || !expected.is_some_and(|p| id.starts_with(&p))
+                            || v["store"].as_str().is_none_or(|s| s.len() != 32)
+                        {
                             bad.fetch_add(1, Ordering::SeqCst);
                         }
                         received.lock().expect("received").push(Received {
