@@ -1104,7 +1104,10 @@ impl Validator<'_> {
                 .and_then(|n| profiles.iter().find(|p| p.name == n));
             m.fingerprint = fingerprint(profile, m, None);
         }
-        let webhooks = self.webhooks(&raw.webhook);
+        let mut webhooks = self.webhooks(&raw.webhook);
+        for w in &mut webhooks {
+            w.give_up_after = appliance.event_retention;
+        }
         let mut config = Config {
             path: path.to_path_buf(),
             appliance,

@@ -26,8 +26,12 @@ pub struct Webhook {
     pub ca_file: Option<PathBuf>,
     /// Deliveries at once (each to a different mailbox: one mailbox's are in order).
     pub max_in_flight: usize,
-    /// Tries of one event before it goes to the dead-letter list.
-    pub max_attempts: u32,
+    /// Tries of one event before it goes to the dead-letter list; None (the default): tried
+    /// until it is older than `give_up_after`, so a receiver down for hours or days loses
+    /// nothing and gets each mailbox's events in order once it is back.
+    pub max_attempts: Option<u32>,
+    /// The appliance's `event_retention`: how long an event is tried without `max_attempts`.
+    pub give_up_after: Duration,
     pub timeout: Duration,
     /// First wait after a failed delivery, doubling with jitter up to `max_retry_interval`.
     pub retry_interval: Duration,
@@ -35,6 +39,15 @@ pub struct Webhook {
 }
 
 impl Webhook {
+    /// Whether an event tried `attempts` times, first recorded `age` ago, goes to the
+    /// dead-letter list now.
+    pub fn gives_up(&self, attempts: u32, age: Duration) -> bool {
+        match self.max_attempts {
+            Some(max) => attempts >= max,
+            None => age >= self.give_up_after,
+        }
+    }
+
     /// Whether this webhook wants events of type `kind`.
     pub fn wants(&self, kind: &str) -> bool {
         self.events.is_empty() || self.events.iter().any(|p| type_matches(p, kind))
@@ -157,8 +170,12 @@ impl Validator<'_> {
                 ca_file,
                 max_in_flight: self.int_in("max_in_flight", rw.max_in_flight.as_ref(), 8, 1..=256)
                     as usize,
-                max_attempts: self.int_in("max_attempts", rw.max_attempts.as_ref(), 12, 1..=1000)
-                    as u32,
+                max_attempts: rw
+                    .max_attempts
+                    .as_ref()
+                    .map(|m| self.int_in("max_attempts", Some(m), 12, 1..=100_000) as u32),
+                // Set from `[appliance]` once it is read (see `Validator::load`).
+                give_up_after: Duration::from_secs(7 * 86_400),
                 timeout: self.duration(
                     "timeout",
                     rw.timeout.as_ref(),
@@ -181,6 +198,45 @@ impl Validator<'_> {
 #[cfg(test)]
 mod tests {
     use super::type_matches;
+    use std::time::Duration;
+
+    fn hooks(extra: &str) -> Vec<super::Webhook> {
+        let text = format!(
+            "[appliance]\nevent_retention = \"3d\"\n\n[[webhook]]\nname = \"crm\"\n\
+             url = \"http://127.0.0.1:9/hook\"\nsecret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"\n{extra}"
+        );
+        match crate::config::Config::parse_allowing_plaintext(std::path::Path::new("t.toml"), &text)
+        {
+            Ok(c) => c.webhooks,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn by_default_an_event_is_tried_for_the_whole_event_retention() {
+        let [w] = &hooks("")[..] else {
+            panic!("one webhook")
+        };
+        assert_eq!(w.max_attempts, None);
+        assert_eq!(w.give_up_after, Duration::from_secs(3 * 86_400));
+        // An hour-long outage is nothing: hundreds of attempts, still tried.
+        assert!(!w.gives_up(500, Duration::from_secs(3600)));
+        assert!(!w.gives_up(100_000, Duration::from_secs(3 * 86_400 - 1)));
+        assert!(w.gives_up(1, Duration::from_secs(3 * 86_400)));
+    }
+
+    #[test]
+    fn max_attempts_when_set_is_the_limit() {
+        let [w] = &hooks("max_attempts = 3\n")[..] else {
+            panic!("one webhook")
+        };
+        assert_eq!(w.max_attempts, Some(3));
+        assert!(
+            !w.gives_up(2, Duration::from_secs(86_400 * 30)),
+            "age does not count then"
+        );
+        assert!(w.gives_up(3, Duration::ZERO));
+    }
 
     #[test]
     fn event_filters() {

@@ -4,7 +4,8 @@
 //! with the events delivered above it), puts each event it wants in the lane of its mailbox, and
 //! delivers the head of up to `max_in_flight` lanes at once: a failing delivery holds back only
 //! the rest of its lane (and only this webhook). Failures retry with exponential backoff and
-//! jitter; after `max_attempts` the event goes to the dead-letter list and the lane moves on.
+//! jitter; once the event is older than `event_retention` (or after `max_attempts`, when set)
+//! it goes to the dead-letter list and the lane moves on.
 //! Progress is committed through the writer in batches, and deliveries running plus deliveries
 //! not yet committed never exceed `max_in_flight`: a crash redelivers at most that many events,
 //! which the idempotency key (the event's number) lets the receiver drop. Memory is bounded: at
@@ -396,7 +397,8 @@ impl Dispatcher {
                     return;
                 };
                 p.last_error = error.clone();
-                if p.attempts >= self.hook.max_attempts {
+                let age = (Utc::now() - p.event.at).to_std().unwrap_or_default();
+                if self.hook.gives_up(p.attempts, age) {
                     tracing::warn!(
                         webhook = %name,
                         seq = o.seq,
@@ -425,7 +427,13 @@ impl Dispatcher {
                         self.hook.max_retry_interval,
                         jitter(o.seq, p.attempts),
                     );
-                    tracing::debug!(webhook = %name, seq = o.seq, attempt = p.attempts, error = %error, ?wait, "webhook delivery failed; retrying");
+                    // The first failure of an event is a warning an admin sees; its retries
+                    // (hundreds during a long outage) are debug.
+                    if p.attempts <= 1 {
+                        tracing::warn!(webhook = %name, seq = o.seq, lane = %o.lane, error = %error, ?wait, "webhook delivery failed; retrying until the event is delivered or too old");
+                    } else {
+                        tracing::debug!(webhook = %name, seq = o.seq, attempt = p.attempts, error = %error, ?wait, "webhook delivery failed; retrying");
+                    }
                     self.retries.insert((Instant::now() + wait, o.seq), o.lane);
                 }
             }
