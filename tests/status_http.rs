@@ -143,6 +143,9 @@ fn page_status_metrics_and_api_over_http() {
     assert!(st["appliance"]["data_bytes"].as_u64().unwrap_or(0) > 0);
     assert!(st["appliance"]["queue_depth"].is_u64());
     assert_eq!(get(port, "/healthz").text(), "ok\n");
+    let probe = http(port, "HEAD", "/healthz", None, b"");
+    assert_eq!(probe.code, 200, "{}", probe.head);
+    assert!(probe.body.is_empty(), "HEAD has no body");
 
     // /metrics parses as Prometheus text and counts what happened.
     let metrics = get(port, "/metrics");

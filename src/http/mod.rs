@@ -447,7 +447,8 @@ fn page_or_endpoint(ctx: &StatusContext, method: &Method, path: &str, url: &str)
             Ok(html) => Response::from_string(html).with_header(header("text/html; charset=utf-8")),
             Err(e) => json_error(500, &e),
         },
-        (Method::Get, "/healthz") => match health(ctx) {
+        // HEAD too: a load balancer's or monitor's probe (tiny_http sends no body for it).
+        (Method::Get | Method::Head, "/healthz") => match health(ctx) {
             Ok(()) => {
                 Response::from_string("ok\n").with_header(header("text/plain; charset=utf-8"))
             }
