@@ -165,16 +165,20 @@ fn main() {
 
     let token = bench::write_token(&root);
     let port = support::free_port();
-    let cfg_path = bench::appliance_config(
-        &root,
-        port,
-        &token,
-        &d,
-        &extra_appliance,
-        "scale",
-        &format!("min_polling_interval = \"{interval}\"\n{extra_profile}"),
-        &users,
-    );
+    // The config, with `more` profile lines (written again for the second window's reload).
+    let write_config = |more: &str| {
+        bench::appliance_config(
+            &root,
+            port,
+            &token,
+            &d,
+            &extra_appliance,
+            "scale",
+            &format!("min_polling_interval = \"{interval}\"\n{more}{extra_profile}"),
+            &users,
+        )
+    };
+    let cfg_path = write_config("");
     let master = dovecot_processes()
         .into_iter()
         .find(|(_, ppid, cmd)| *ppid == std::process::id() && cmd.contains("dovecot.conf"))
@@ -292,19 +296,10 @@ fn main() {
         let flips_a = flips.load(std::sync::atomic::Ordering::Relaxed);
         let changes_a = metric(&m1, "sidesync_server_changes_total", "")
             - metric(&m0, "sidesync_server_changes_total", "");
-        bench::appliance_config(
-            &root,
-            port,
-            &token,
-            &d,
-            &extra_appliance,
-            "scale",
-            &format!(
-                "min_polling_interval = \"{interval}\"\nfollow_server_changes = \"off\"\n{extra_profile}"
-            ),
-            &users,
-        );
-        let _ = Command::new("kill").args(["-HUP", &pid.to_string()]).status();
+        write_config("follow_server_changes = \"off\"\n");
+        let _ = Command::new("kill")
+            .args(["-HUP", &pid.to_string()])
+            .status();
         eprintln!("reloaded with follow_server_changes = \"off\"; settling …");
         std::thread::sleep(Duration::from_secs(90));
         let settle = Instant::now() + Duration::from_secs(600);

@@ -252,4 +252,27 @@ mod tests {
         hostile.merge_vanished();
         assert!(hostile.is_vanished(u32::MAX) && hostile.is_vanished(1));
     }
+
+    proptest::proptest! {
+        /// Whatever ranges a server sends (reversed, overlapping, at the ends of u32), merged
+        /// membership is plain membership, and merging never panics.
+        #[test]
+        fn merged_ranges_answer_as_the_ranges_do(
+            raw in proptest::collection::vec((proptest::num::u32::ANY, proptest::num::u32::ANY), 0..40),
+            probes in proptest::collection::vec(proptest::num::u32::ANY, 0..40),
+        ) {
+            let ranges: Vec<std::ops::RangeInclusive<u32>> =
+                raw.iter().map(|(a, b)| *a.min(b)..=*a.max(b)).collect();
+            let mut c = Changes { flags: Vec::new(), vanished: ranges.clone() };
+            c.merge_vanished();
+            let near: Vec<u32> = ranges
+                .iter()
+                .flat_map(|r| [*r.start(), *r.end(), r.start().saturating_sub(1), r.end().saturating_add(1)])
+                .chain(probes)
+                .collect();
+            for uid in near {
+                proptest::prop_assert_eq!(c.is_vanished(uid), ranges.iter().any(|r| r.contains(&uid)), "{}", uid);
+            }
+        }
+    }
 }

@@ -236,14 +236,7 @@ impl StoreWriter {
         profile: &str,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        self.tx
-            .send(Op::AlertEmailSent {
-                profile: profile.to_string(),
-                at,
-                disabled: false,
-            })
-            .await
-            .map_err(|_| StoreError::WriterGone)
+        self.email_sent(profile, at, false).await
     }
 
     /// Claims the hour of the profile's disable email (M8), before it is sent.
@@ -252,11 +245,20 @@ impl StoreWriter {
         profile: &str,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
+        self.email_sent(profile, at, true).await
+    }
+
+    async fn email_sent(
+        &self,
+        profile: &str,
+        at: DateTime<Utc>,
+        disabled: bool,
+    ) -> Result<(), StoreError> {
         self.tx
             .send(Op::AlertEmailSent {
                 profile: profile.to_string(),
                 at,
-                disabled: true,
+                disabled,
             })
             .await
             .map_err(|_| StoreError::WriterGone)

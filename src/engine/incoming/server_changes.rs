@@ -59,6 +59,16 @@ pub(super) async fn follow_folders(
             profile.flags_compare_every,
             now,
         );
+        let prev = s
+            .stored
+            .as_ref()
+            .filter(|c| Some(c.uidvalidity) == s.status.uidvalidity)
+            .and_then(|c| c.followed.as_ref());
+        // The common poll: nothing changed and the record stands; no store read at all.
+        if check.is_nothing() && prev.is_some() {
+            continue;
+        }
+        // Read after the ingest: its last UID is what the check compares up to.
         let Some(cursor) = ctx
             .store
             .folder_cursor(address, &s.folder)
@@ -67,28 +77,20 @@ pub(super) async fn follow_folders(
         else {
             continue;
         };
-        let prev = s
-            .stored
-            .as_ref()
-            .filter(|c| c.uidvalidity == cursor.uidvalidity)
-            .and_then(|c| c.followed.as_ref());
         if check.is_nothing() {
-            // A folder seen for the first time (or renumbered) starts its record here; an
-            // unchanged one keeps its record as it is.
-            if prev.is_none() {
-                let followed = followed_after(None, &s.status, None, false, now);
-                write(
-                    ctx,
-                    address,
-                    s,
-                    &cursor,
-                    Vec::new(),
-                    Vec::new(),
-                    false,
-                    followed,
-                )
-                .await?;
-            }
+            // A folder seen for the first time (or renumbered) starts its record here.
+            let followed = followed_after(None, &s.status, None, false, now);
+            write(
+                ctx,
+                address,
+                s,
+                &cursor,
+                Vec::new(),
+                Vec::new(),
+                false,
+                followed,
+            )
+            .await?;
             continue;
         }
         let status = if selected.as_deref() == Some(s.folder.as_str()) {
@@ -189,50 +191,36 @@ async fn ask(
         }
     }
     found.flags.retain(|(uid, _)| tracked.contains(uid));
-    let below = |from: u32| {
-        mapped
-            .iter()
-            .map(|(uid, _)| *uid)
-            .filter(move |u| *u > from)
-    };
-    let full = |all: &[u32]| -> (Vec<u32>, Option<(u32, u32)>) {
-        let present: HashSet<u32> = all.iter().copied().collect();
-        let gone = below(0).filter(|u| !present.contains(u)).collect();
-        (gone, all.last().map(|max| (*max, all.len() as u32)))
-    };
-    match check.expunges {
-        ExpungeCheck::None | ExpungeCheck::Vanished(_) => {}
+    // Where the UID listing starts, and how many messages at or below that were counted: above
+    // an anchor whose sequence number still holds (nothing at or below it went), else the whole
+    // folder.
+    let listing = match check.expunges {
+        ExpungeCheck::None | ExpungeCheck::Vanished(_) => None,
+        ExpungeCheck::Full => Some((0, 0)),
         ExpungeCheck::Probe { uid, seq } => {
             let Some(now) = session.sequence_of(uid).await? else {
                 return Ok(None);
             };
-            if now == Some(seq) {
-                // Nothing at or below the anchor went: only the UIDs above it are listed.
-                let Some(above) = session.uids_from(uid.saturating_add(1)).await? else {
-                    return Ok(None);
-                };
-                let present: HashSet<u32> = above.iter().copied().collect();
-                found.gone = below(uid).filter(|u| !present.contains(u)).collect();
-                if let Some(max) = above.last() {
-                    found.anchor = Some(Some((*max, seq + above.len() as u32)));
-                }
-            } else {
-                let Some(all) = session.uids_from(1).await? else {
-                    return Ok(None);
-                };
-                let (gone, anchor) = full(&all);
-                found.gone = gone;
-                found.anchor = Some(anchor);
-            }
+            Some(if now == Some(seq) { (uid, seq) } else { (0, 0) })
         }
-        ExpungeCheck::Full => {
-            let Some(all) = session.uids_from(1).await? else {
-                return Ok(None);
-            };
-            let (gone, anchor) = full(&all);
-            found.gone = gone;
-            found.anchor = Some(anchor);
-        }
+    };
+    if let Some((after, counted)) = listing {
+        let Some(listed) = session.uids_from(after.saturating_add(1)).await? else {
+            return Ok(None);
+        };
+        let present: HashSet<u32> = listed.iter().copied().collect();
+        found.gone = mapped
+            .iter()
+            .map(|(uid, _)| *uid)
+            .filter(|uid| *uid > after && !present.contains(uid))
+            .collect();
+        found.anchor = match listed.last() {
+            Some(max) => Some(Some((*max, counted + listed.len() as u32))),
+            // An empty folder counts nothing.
+            None if after == 0 => Some(None),
+            // Nothing above the anchor: it stands.
+            None => None,
+        };
     }
     if !found.gone.is_empty() {
         tracing::info!(
