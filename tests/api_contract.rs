@@ -15,6 +15,9 @@ use support::dovecot::{Dovecot, PASSWORD};
 use support::webhook_receiver::{Mode, Receiver, SECRET};
 use support::{mail, wait_for};
 
+/// A token of scope `read` beside the setup's admin one.
+const READ_TOKEN: &str = "read-token-0123456789abcdef";
+
 struct Answer {
     code: u16,
     content_type: String,
@@ -99,7 +102,22 @@ impl Contract {
         extra: &str,
         body: &str,
     ) -> (u16, Value) {
-        let a = call(port, method, path, Some(TOKEN), extra, body);
+        self.check_as(Some(TOKEN), port, method, template, path, extra, body)
+    }
+
+    /// As `check`, with `token` (None: none) in `Authorization`.
+    #[allow(clippy::too_many_arguments)]
+    fn check_as(
+        &mut self,
+        token: Option<&str>,
+        port: u16,
+        method: &str,
+        template: &str,
+        path: &str,
+        extra: &str,
+        body: &str,
+    ) -> (u16, Value) {
+        let a = call(port, method, path, token, extra, body);
         let m = method.to_ascii_lowercase();
         let op = &self.doc["paths"][template][&m];
         assert!(op.is_object(), "{method} {template} is not in the document");
@@ -112,7 +130,9 @@ impl Contract {
             .unwrap_or("")
             .trim()
             .to_string();
-        let listed = &op["responses"][&code]["content"][&media]["schema"];
+        let response = response_pointer(&self.doc, template, &m, &code);
+        let listed =
+            &self.doc.pointer(&response).unwrap_or(&Value::Null)["content"][&media]["schema"];
         assert!(
             listed.is_object(),
             "{method} {path}: {code} {media} is not documented: {}",
@@ -127,11 +147,7 @@ impl Contract {
                 String::from_utf8_lossy(&a.body)
             )
         });
-        let pointer = format!(
-            "#/paths/{}/{m}/responses/{code}/content/{}/schema",
-            escape(template),
-            escape(&media)
-        );
+        let pointer = format!("#{}/content/{}/schema", fragment(&response), escape(&media));
         let mut schema = self.doc.clone();
         schema["$schema"] = json!("https://json-schema.org/draft/2020-12/schema");
         schema["$ref"] = json!(pointer);
@@ -147,6 +163,24 @@ impl Contract {
         );
         (a.code, v)
     }
+}
+
+/// The JSON pointer of the response `code` of an operation: its own, or the one of
+/// `components/responses` it refers to.
+fn response_pointer(doc: &Value, template: &str, method: &str, code: &str) -> String {
+    let own = format!(
+        "/paths/{}/{method}/responses/{code}",
+        template.replace('~', "~0").replace('/', "~1")
+    );
+    match doc.pointer(&own).and_then(|r| r["$ref"].as_str()) {
+        Some(r) => r.trim_start_matches('#').to_string(),
+        None => own,
+    }
+}
+
+/// A JSON pointer as a URI fragment (braces are not allowed there as they are).
+fn fragment(pointer: &str) -> String {
+    pointer.replace('{', "%7B").replace('}', "%7D")
 }
 
 /// A JSON pointer segment.
@@ -192,8 +226,14 @@ fn every_endpoint_answers_as_the_openapi_document_says() {
     std::fs::write(&secret, SECRET).expect("secret");
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let read_token = setup.dir.path().join("read.token");
+    std::fs::write(&read_token, format!("{READ_TOKEN}\n")).expect("read token");
+    std::fs::set_permissions(&read_token, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     let cfg = setup.write(
-        "",
+        &format!(
+            "[[appliance.api_tokens]]\nname = \"dash\"\nscope = \"read\"\nfile = \"{}\"\n",
+            read_token.display()
+        ),
         &format!(
             "[[profile]]\nname = \"imap\"\ntrack = \"all\"\nincoming_server_location = \"127.0.0.1\"\n\
              incoming_port_number = {imaps}\nca_file = \"{ca}\"\nmin_polling_interval = \"1s\"\n\
@@ -227,6 +267,25 @@ fn every_endpoint_answers_as_the_openapi_document_says() {
     let mut c = Contract::load();
 
     c.check(port, "GET", "/status", "/status", "", "");
+    // The document itself: served as the file holds it, to a client with no token too.
+    c.check(
+        port,
+        "GET",
+        "/api/v1/openapi.json",
+        "/api/v1/openapi.json",
+        "",
+        "",
+    );
+    let served = call(port, "GET", "/api/v1/openapi.json", None, "", "");
+    assert_eq!(served.code, 200, "{}", served.head);
+    assert_eq!(served.content_type, "application/json");
+    let file =
+        std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/openapi.json"))
+            .expect("openapi.json");
+    assert!(
+        served.body == file,
+        "the served document is not docs/openapi.json"
+    );
     // Activities: a page, the next one, one, its raw bytes, regarding; a bad cursor.
     let (_, page) = c.check(
         port,
@@ -609,6 +668,30 @@ fn every_endpoint_answers_as_the_openapi_document_says() {
     let missed: Vec<_> = documented.difference(&c.called).collect();
     assert!(missed.is_empty(), "documented but not called: {missed:?}");
 
+    // Every operation that needs a token answers its documented 401 without one, and every
+    // one beyond `read` its documented 403 to a read token (nothing changes either way).
+    for (template, m) in &documented {
+        let op = c.doc["paths"][template][m].clone();
+        let path = template
+            .replace("{address}", user)
+            .replace("{name}", "crm")
+            .replace('{', "")
+            .replace('}', "");
+        let method = m.to_ascii_uppercase();
+        let body = if m == "put" || m == "post" { "{}" } else { "" };
+        let security = op["security"].as_array();
+        let open = security.is_some_and(|s| s.is_empty() || s.iter().any(|r| r == &json!({})));
+        if !open {
+            let (code, v) = c.check_as(None, port, &method, template, &path, "", body);
+            assert_eq!(code, 401, "{method} {template} without a token: {v}");
+        }
+        if op["x-scope"] != "read" && !open {
+            let (code, v) = c.check_as(Some(READ_TOKEN), port, &method, template, &path, "", body);
+            assert_eq!(code, 403, "{method} {template} with a read token: {v}");
+            assert_eq!(v["type"], "urn:sidesync:problem:forbidden");
+        }
+    }
+
     // 401: problem+json with a challenge; a wrong token says invalid_token.
     let a = call(port, "GET", "/api/v1/activities", None, "", "");
     assert_eq!(a.code, 401);
@@ -640,4 +723,148 @@ fn every_endpoint_answers_as_the_openapi_document_says() {
     assert_eq!(a.code, 404);
     assert!(a.content_type.starts_with("application/problem+json"));
     s.terminate();
+}
+
+/// The document's own rules, for every operation (the message API's too, as they come): an
+/// operationId (camelCase, unique among paths and webhooks), tags the document lists, and the
+/// 401 and 403 every call needing a token can answer; a webhook and a schema for each event
+/// type the feed has; every schema compiles.
+#[test]
+fn the_document_names_tags_and_guards_every_operation_and_event() {
+    let doc = Contract::load().doc;
+    let listed_tags: BTreeSet<&str> = doc["tags"]
+        .as_array()
+        .expect("tags")
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    let mut ids = BTreeSet::new();
+    let mut problems = Vec::new();
+    let operations = ["paths", "webhooks"].into_iter().flat_map(|part| {
+        doc[part]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .flat_map(move |(p, ops)| {
+                ops.as_object()
+                    .into_iter()
+                    .flatten()
+                    .filter(|(m, _)| {
+                        ["get", "put", "post", "delete", "patch", "head", "options"]
+                            .contains(&m.as_str())
+                    })
+                    .map(move |(m, op)| (part, p.clone(), m.clone(), op))
+            })
+    });
+    for (part, p, m, op) in operations {
+        let at = format!("{part} {} {p}", m.to_ascii_uppercase());
+        match op["operationId"].as_str() {
+            None => problems.push(format!("{at}: no operationId")),
+            Some(id) => {
+                let camel = id.starts_with(|c: char| c.is_ascii_lowercase())
+                    && id.chars().all(|c| c.is_ascii_alphanumeric());
+                if !camel {
+                    problems.push(format!("{at}: operationId {id} is not camelCase"));
+                }
+                if !ids.insert(id.to_string()) {
+                    problems.push(format!("{at}: operationId {id} is used twice"));
+                }
+            }
+        }
+        let tags: Vec<&str> = op["tags"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        if tags.is_empty() {
+            problems.push(format!("{at}: no tags"));
+        }
+        for t in tags.iter().filter(|t| !listed_tags.contains(**t)) {
+            problems.push(format!("{at}: tag {t} is not in the document's tags"));
+        }
+        // A public operation (`security: []`) cannot answer 401 or 403; every other can.
+        let public = op["security"].as_array().is_some_and(Vec::is_empty);
+        if part == "paths" && !public {
+            for code in ["401", "403"] {
+                let pointer = response_pointer(&doc, &p, &m, code);
+                let schema = &doc.pointer(&pointer).unwrap_or(&Value::Null)["content"]["application/problem+json"]
+                    ["schema"];
+                if schema["$ref"] != "#/components/schemas/Problem" {
+                    problems.push(format!("{at}: no {code} problem+json answer"));
+                }
+            }
+        }
+    }
+    // Each event type: a webhook POST, signed as Standard Webhooks, with a schema whose `type`
+    // is that type alone; and the feed's Event is one of those schemas.
+    let schemas = &doc["components"]["schemas"];
+    let event_refs: BTreeSet<&str> = schemas["Event"]["oneOf"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["$ref"].as_str())
+        .collect();
+    for t in sidesync::store::feed::EVENT_TYPES {
+        let post = &doc["webhooks"][t]["post"];
+        if !post.is_object() {
+            problems.push(format!("event type {t}: no webhooks entry"));
+            continue;
+        }
+        for h in ["webhook-id", "webhook-timestamp", "webhook-signature"] {
+            let given = post["parameters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|p| p["in"] == "header" && p["name"] == h && p["required"] == true);
+            if !given {
+                problems.push(format!("webhook {t}: no required {h} header"));
+            }
+        }
+        let reference = post["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+            .as_str()
+            .unwrap_or("");
+        let name = reference.trim_start_matches("#/components/schemas/");
+        let schema = &schemas[name];
+        if !reference.starts_with("#/components/schemas/") || !schema.is_object() {
+            problems.push(format!(
+                "webhook {t}: its body is not a schema in components"
+            ));
+            continue;
+        }
+        if schema["properties"]["type"]["enum"] != json!([t]) {
+            problems.push(format!("schema {name}: its type is not {t} alone"));
+        }
+        if !schema["properties"]["data"]["$ref"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("#/components/schemas/"))
+        {
+            problems.push(format!("schema {name}: no data schema of its own"));
+        }
+        if !event_refs.contains(reference)
+            || schemas["Event"]["discriminator"]["mapping"][t] != reference
+        {
+            problems.push(format!("Event: {t} is not one of its schemas"));
+        }
+    }
+    for t in doc["webhooks"]
+        .as_object()
+        .into_iter()
+        .flat_map(|w| w.keys())
+    {
+        if !sidesync::store::feed::EVENT_TYPES.contains(&t.as_str()) {
+            problems.push(format!("webhooks: {t} is not an event type of the feed"));
+        }
+    }
+    // Every schema compiles (a broken $ref or keyword would otherwise show only when an answer
+    // reaches it).
+    for name in schemas.as_object().expect("schemas").keys() {
+        let mut whole = doc.clone();
+        whole["$schema"] = json!("https://json-schema.org/draft/2020-12/schema");
+        whole["$ref"] = json!(format!("#/components/schemas/{name}"));
+        if let Err(e) = jsonschema::validator_for(&whole) {
+            problems.push(format!("schema {name} does not compile: {e}"));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }

@@ -2,7 +2,8 @@
 //! keeps it to itself. Pure rules; `mod.rs` applies them.
 //!
 //! Three kinds of path:
-//! - open: `/healthz` (a monitor's; says nothing about the mail);
+//! - open: `/healthz` (a monitor's; says nothing about the mail) and `/api/v1/openapi.json`
+//!   (the API's document: the same static text in every sidesync of a version);
 //! - the overview: `/`, `/status`, `/metrics` (states, counts and errors of the mailboxes, no
 //!   mail): free from loopback, the token from anywhere else unless `status_public`;
 //! - mail content: `/mailbox/ADDRESS` (recent subjects and senders, Test & Enable transcripts)
@@ -27,6 +28,7 @@ pub enum Access {
 pub fn access(path: &str) -> Access {
     match path {
         "/" | "/status" | "/metrics" => Access::Overview,
+        super::openapi::PATH => Access::Open,
         p if p.starts_with("/mailbox/") || p.starts_with("/api/") => Access::MailContent,
         _ => Access::Open,
     }
@@ -139,6 +141,8 @@ mod tests {
         }
         assert!(!needs_token("/healthz", Some(lan), false));
         assert!(!needs_token("/healthz", None, false));
+        assert!(!needs_token("/api/v1/openapi.json", Some(lan), false));
+        assert!(!needs_token("/api/v1/openapi.json", None, false));
         assert!(browser_page("/") && browser_page("/mailbox/a@x.example"));
         assert!(!browser_page("/status") && !browser_page("/api/v1/activities"));
     }

@@ -17,6 +17,7 @@ mod events;
 pub mod filter;
 pub mod front;
 pub mod guard;
+mod openapi;
 mod outbox_queue;
 pub mod page;
 pub mod prometheus;
@@ -418,6 +419,14 @@ fn answer(ctx: &StatusContext, request: &mut Request, origin: Origin) -> tiny_ht
             )
             .boxed(),
             Err(e) => json_error(500, &e).boxed(),
+        };
+    }
+    if path == openapi::PATH {
+        return match request.method() {
+            Method::Get | Method::Head => Response::from_string(openapi::DOCUMENT)
+                .with_header(header(openapi::MEDIA_TYPE))
+                .boxed(),
+            _ => json_error(405, &format!("{path} answers GET only")).boxed(),
         };
     }
     if path.starts_with("/api/v1/") {
