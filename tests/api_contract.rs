@@ -279,6 +279,12 @@ fn every_endpoint_answers_as_the_openapi_document_says() {
     let served = call(port, "GET", "/api/v1/openapi.json", None, "", "");
     assert_eq!(served.code, 200, "{}", served.head);
     assert_eq!(served.content_type, "application/json");
+    // One request per connection, and the answer says so (a client would reuse it otherwise).
+    assert!(
+        served.head.contains("\r\nConnection: close"),
+        "{}",
+        served.head
+    );
     let file =
         std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/openapi.json"))
             .expect("openapi.json");

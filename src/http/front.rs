@@ -571,8 +571,9 @@ where
         return;
     }
     drop(body);
-    // One request per connection: from here on only the answer travels, to the client.
-    let _ = tokio::io::copy(&mut inner, &mut client).await;
+    // One request per connection: from here on only the answer travels, to the client, and
+    // says so (`Connection: close`).
+    super::answer_head::relay(&mut inner, &mut client).await;
     let _ = client.shutdown().await;
 }
 

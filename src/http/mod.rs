@@ -5,6 +5,7 @@
 
 mod activities;
 mod alert_filter;
+mod answer_head;
 mod api;
 pub mod body;
 pub mod client;
