@@ -681,8 +681,7 @@ fn every_endpoint_answers_as_the_openapi_document_says() {
         let path = template
             .replace("{address}", user)
             .replace("{name}", "crm")
-            .replace('{', "")
-            .replace('}', "");
+            .replace(['{', '}'], "");
         let method = m.to_ascii_uppercase();
         let body = if m == "put" || m == "post" { "{}" } else { "" };
         let security = op["security"].as_array();
