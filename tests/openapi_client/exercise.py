@@ -127,8 +127,14 @@ def main():
                      id=str(reply.id),
                      body=models.SetActivityRegardingBody(regarding="account:7"))
     assert regarding.regarding == "account:7", regarding
-    call(put_contacts, 200, models.ContactsResult, client=admin,
-         body=models.PutContactsBody.from_dict({"upsert": {"a@example.net": "contact:1"}}))
+    contacts = call(put_contacts, 200, models.ContactsResult, client=admin,
+                    body=models.ContactsRequest(upsert=[
+                        models.ContactEntry(address="a@example.net", records="contact:1"),
+                        models.ContactEntry(address="b@example.net", records=["contact:2"]),
+                    ]))
+    assert contacts.upserted == 2, contacts
+    call(put_contacts, 400, models.Problem, client=admin,
+         body=models.ContactsRequest(delete=["not an address"]))
 
     # Mailboxes: list, approve, Test & Enable, failures.
     mailboxes = call(list_mailboxes, 200, models.MailboxPage, client=admin, limit=10)
@@ -159,20 +165,23 @@ def main():
 
     # The outbox: one email sent through the SMTP server, one held (its mailbox is not
     # approved) and cancelled; resending needs a failed one (409 otherwise).
-    email = {"from": user, "to": ["x@example.net"], "subject": "through the client", "text": "t"}
-    sent = call(queue_outbox_email, 202, models.Queued, client=admin,
-                body=models.QueueOutboxEmailBody.from_dict(email), idempotency_key="client-1")
+    email = models.OutboxEmailRequest(
+        from_=user, to=["x@example.net"], subject="through the client", text="t",
+        attachments=[models.OutboxAttachment(filename="a.txt", content_type="text/plain",
+                                             content_base64="aGVsbG8=")])
+    sent = call(queue_outbox_email, 202, models.Queued, client=admin, body=email,
+                idempotency_key="client-1")
 
     def sent_status():
         answer = get_outbox_email.sync_detailed(id=str(sent.id), client=admin)
         return answer if answer.parsed.status == models.OutboxStatus.SENT else None
 
     wait("the email sent", sent_status)
-    email = {"from": held, "to": ["y@example.net"], "subject": "held", "text": "t"}
-    queued = call(queue_outbox_email, 202, models.Queued, client=admin,
-                  body=models.QueueOutboxEmailBody.from_dict(email))
+    email = models.OutboxEmailRequest(from_=held, to=["y@example.net"], subject="held", text="t")
+    queued = call(queue_outbox_email, 202, models.Queued, client=admin, body=email)
     p = call(queue_outbox_email, 400, models.Problem, client=admin,
-             body=models.QueueOutboxEmailBody.from_dict({}))
+             body=models.OutboxEmailRequest(from_=user, to=["y@example.net\r\nBcc: z@x"]))
+    assert "to[0]" in p.detail, p
     outbox = call(list_outbox, 200, models.OutboxPage, client=admin, limit=10)
     assert {e.id for e in outbox.outbox} >= {sent.id, queued.id}, outbox
     got = call(get_outbox_email, 200, models.Outbox, client=admin, id=str(sent.id))
