@@ -4,9 +4,12 @@ tests/openapi_client.rs set up; checks each answer's status and that it parses i
 documented model, and that the model gives back the JSON it was read from.
 
 Usage: exercise.py CONTEXT.json REPORT.json
-  CONTEXT: {"base_url", "token", "read_token", "user", "held", "webhook", "webhook_bodies"}
-  REPORT: {"operations": [operationId...], "webhook_events": [type...]} — what was called and
-  which delivered webhook bodies parsed; the Rust test compares it with the document.
+  CONTEXT: {"base_url", "token", "read_token", "user", "held", "webhook"}
+  REPORT: {"operations": [operationId...]}: what was called; the Rust test compares it with the
+  document's operationIds, so a new operation must be called here too.
+       exercise.py webhooks BODIES.json REPORT.json
+  BODIES: the event bodies a webhook receiver took; each is parsed with its type's model.
+  REPORT: {"webhook_events": [type...]}: the types parsed.
 A failed check raises (exit status 1, the traceback says which).
 """
 
