@@ -406,10 +406,7 @@ fn the_man_page_names_exit_statuses_environment_and_files() {
         .and_then(|r| r.split(".SH FILES").next())
         .unwrap_or_else(|| panic!("an ENVIRONMENT section: {man}"));
     for v in &vars {
-        assert!(
-            environment.contains(v.as_str()),
-            "{v} in ENVIRONMENT"
-        );
+        assert!(environment.contains(v.as_str()), "{v} in ENVIRONMENT");
     }
     for status in [
         "\\fB0\\fR",
