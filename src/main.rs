@@ -239,6 +239,15 @@ fn main() -> ExitCode {
             socket_of(&config).and_then(|s| sidesync::operate::status(&s, all)),
             json,
         ),
+        Command::Mailboxes {
+            config,
+            failing,
+            limit,
+            json,
+        } => answer(
+            socket_of(&config).and_then(|s| sidesync::operate::mailboxes(&s, failing, limit)),
+            json,
+        ),
         Command::Approve {
             config,
             approval,

@@ -237,6 +237,61 @@ pub fn status(socket: &Path, all: bool) -> Result<Answer, CallError> {
     })
 }
 
+/// `sidesync mailboxes [--failing] [--limit N]`: the mailboxes as `/status` shows them, in config
+/// order (`GET /api/v1/mailboxes`, its first page). Needs attention when one listed is failing.
+pub fn mailboxes(socket: &Path, failing: bool, limit: usize) -> Result<Answer, CallError> {
+    let state = if failing { "failing" } else { "all" };
+    let target = format!("/api/v1/mailboxes?state={state}&limit={limit}");
+    let v = expect(call(socket, "GET", &target, "")?, 200, "mailboxes")?;
+    let listed = v["mailboxes"].as_array().cloned().unwrap_or_default();
+    let rows: Vec<Vec<String>> = listed
+        .iter()
+        .map(|m| {
+            vec![
+                text(&m["email_address"]),
+                text(&m["profile"]),
+                text(&m["processing"]),
+                text(&m["approval"]),
+                text(&m["incoming_status"]),
+                text(&m["outgoing_status"]),
+                if m["stale"] == true { "yes" } else { "" }.to_string(),
+                text(&m["last_successful_sync_completed_on"]),
+                text(&m["activities_stored"]),
+            ]
+        })
+        .collect();
+    let mut out = if rows.is_empty() {
+        "no mailboxes".to_string()
+    } else {
+        table(
+            &[
+                "mailbox",
+                "profile",
+                "processing",
+                "approval",
+                "incoming",
+                "outgoing",
+                "stale",
+                "last success",
+                "activities",
+            ],
+            rows,
+        )
+    };
+    let total = v["total"].as_u64().unwrap_or(listed.len() as u64);
+    if total > listed.len() as u64 {
+        out.push_str(&format!(
+            "\n{} of {total} shown (--limit up to 1000; status --json has them all)",
+            listed.len()
+        ));
+    }
+    Ok(Answer {
+        attention: listed.iter().any(mailbox_failing),
+        text: out,
+        json: v,
+    })
+}
+
 /// `sidesync approve ADDRESS [--approval …]`.
 pub fn approve(socket: &Path, address: &str, approval: &str) -> Result<Answer, CallError> {
     let body = serde_json::json!({ "approval": approval }).to_string();

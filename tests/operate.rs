@@ -66,6 +66,7 @@ fn the_cli_operates_the_appliance_over_its_control_socket() {
     for cmd in [
         &["status"][..],
         &["status", "--json"],
+        &["mailboxes"],
         &["alerts"],
         &["outbox"],
     ] {
@@ -133,6 +134,28 @@ fn the_cli_operates_the_appliance_over_its_control_socket() {
     assert!(!out.lines().any(|l| l.starts_with(GOOD)), "{out}");
     let (_, all) = run(&["status", "--all"], &cfg);
     assert!(all.lines().any(|l| l.starts_with(GOOD)), "{all}");
+
+    // mailboxes: every one in config order, the failing one needing attention; --failing
+    // --json is the API's answer with only it.
+    let (code, out) = run(&["mailboxes"], &cfg);
+    assert_eq!(code, 1, "{out}");
+    let order: Vec<&str> = out
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(order, [GOOD, WAITING, WRONG], "{out}");
+    let (code, json) = run(&["mailboxes", "--failing", "--json"], &cfg);
+    assert_eq!(code, 1, "{json}");
+    let v: serde_json::Value =
+        serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json}"));
+    let failing: Vec<&str> = v["mailboxes"]
+        .as_array()
+        .expect("mailboxes")
+        .iter()
+        .filter_map(|m| m["email_address"].as_str())
+        .collect();
+    assert_eq!(failing, [WRONG], "{json}");
 
     // alerts: the wrong password's alert, by mailbox; at error level it needs attention (1).
     let (code, out) = run(&["alerts", "--mailbox", WRONG], &cfg);

@@ -13,8 +13,8 @@ pub const EXIT_STATUS: &[(&str, &str)] = &[
     (
         "1",
         "Something needs attention, or the command failed (its reason on standard error). Per \
-         command: status — a mailbox is failing (incoming or outgoing) or stale, or the last \
-         reload was refused (a mailbox waiting for approval or a test is not a failure); alerts — \
+         command: status and mailboxes — a mailbox is failing (incoming or outgoing) or stale; \
+         status — the last reload was refused (a mailbox waiting for approval or a test is not a failure); alerts — \
          an alert it lists is at error level (narrow with --mailbox and --limit); outbox — an \
          email it lists failed; check-config — a mistake in the file; test — a mailbox failed \
          its test; run --once — a sync failed; approve, send, export, secret — the command was \
@@ -27,7 +27,7 @@ pub const EXIT_STATUS: &[(&str, &str)] = &[
     (
         "3",
         "The appliance is not running: no control socket in the data folder, or nobody answers \
-         on it (status, approve, alerts, outbox, send).",
+         on it (status, mailboxes, approve, alerts, outbox, send).",
     ),
     (
         "78",

@@ -12,20 +12,21 @@ use clap::{Parser, Subcommand, ValueHint};
 /// Where the package puts the config.
 pub const DEFAULT_CONFIG: &str = "/etc/sidesync/sidesync.toml";
 
-/// The exit statuses, as `--help` shows them (the man page has its own EXIT STATUS section,
-/// from the same words: [`man::EXIT_STATUS`]).
+/// The exit statuses, as `--help` shows them (the man page's EXIT STATUS, [`man::EXIT_STATUS`],
+/// says the same at more length; both follow `sidesync::operate::exit`).
 const EXIT_STATUS_HELP: &str = "\
 Exit status:
   0   done; nothing needs attention
-  1   something needs attention (status: a failing or stale mailbox, a refused reload; alerts:
-      one at error level; outbox: a failed email; check-config: a mistake; test: a failed
-      test; run --once: a failed sync), or the command failed (its reason on stderr)
+  1   something needs attention — status, mailboxes: a failing or stale mailbox; status: a
+      refused reload; alerts: one at error level; outbox: a failed email; check-config: a
+      mistake; test: a failed test; run --once: a failed sync — or the command failed (its
+      reason on stderr)
   2   the command line is wrong
   3   the appliance is not running (no control socket, or nobody answers on it)
   78  run: the config cannot be used (systemd does not restart it)
 
-Read commands (status, alerts, outbox) print tables for a person, or with --json the API's
-answer as JSON. See sidesync(1) and sidesync.toml(5).";
+Read commands (status, mailboxes, alerts, outbox) print tables for a person, or with --json
+the API's answer as JSON. See sidesync(1) and sidesync.toml(5).";
 
 #[derive(Parser)]
 #[command(
@@ -78,6 +79,22 @@ pub enum Command {
         #[arg(long)]
         all: bool,
         /// Print the appliance's `/status` answer as JSON (every mailbox) instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The mailboxes in config order with their state (the API's `GET /api/v1/mailboxes`).
+    /// Exit 1 when one listed is failing or stale; 3 when the appliance is not running.
+    Mailboxes {
+        /// The config file.
+        #[arg(long, short, env = "SIDESYNC_CONFIG", default_value = DEFAULT_CONFIG, value_hint = ValueHint::FilePath)]
+        config: PathBuf,
+        /// Only the failing ones.
+        #[arg(long)]
+        failing: bool,
+        /// At most this many (1 to 1000).
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+        /// Print the API's answer as JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
