@@ -264,13 +264,14 @@ fn act(
             "missing or wrong CSRF token: reload the mailbox's page and press the button again",
         ));
     }
+    // The API's own operations, given the address as written in the path (they decode it).
     match action {
         PageAction::Approve => super::api::approve(
             ctx,
-            &address,
+            written,
             Some(serde_json::json!({"approval": "approved"})),
         )?,
-        PageAction::Test => super::api::test(ctx, &address)?,
+        PageAction::Test => super::api::test(ctx, written)?,
     };
     Ok(format!("/mailbox/{written}"))
 }
