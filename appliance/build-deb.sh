@@ -13,8 +13,8 @@ mkdir -p target/assets
 bin=target/release/sidesync
 rm -rf target/assets/man && mkdir -p target/assets/man
 "$bin" man --dir target/assets/man
-gzip -9nf target/assets/man/*.1
-"$bin" completions bash > target/assets/sidesync.bash
+gzip -9nf target/assets/man/*.1 target/assets/man/*.5
+"$bin" completions bash --dynamic > target/assets/sidesync.bash
 "$bin" completions zsh > target/assets/_sidesync
 "$bin" completions fish > target/assets/sidesync.fish
 cargo deb --no-build --no-strip --output target/debian/ >&2

@@ -3,219 +3,22 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser};
 
 use sidesync::config::Config;
 use sidesync::engine::RunMode;
+use sidesync::http::client::CallError;
+use sidesync::operate::{Answer, exit};
+
+mod cli;
+
+use cli::{Cli, Command, SecretAction};
 
 /// mimalloc instead of glibc's malloc: with syncs hopping between the runtime's threads, glibc
 /// kept freed memory in per-thread arenas (at 10,000 mailboxes the process held 440 MB for
 /// 100 MB in use); mimalloc gives it back and allocates faster (bench/RESULTS.md, scale).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-#[derive(Parser)]
-#[command(
-    name = "sidesync",
-    version,
-    about = "Server-side email synchronization appliance"
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Run the appliance: sync mailboxes and serve the status endpoint until SIGTERM/SIGINT;
-    /// SIGHUP reloads the config.
-    Run {
-        /// The config file.
-        #[arg(long, short, env = "SIDESYNC_CONFIG", default_value = DEFAULT_CONFIG)]
-        config: PathBuf,
-        /// Sync every processed mailbox once, then exit (exit 1 if any sync failed).
-        #[arg(long)]
-        once: bool,
-        /// How logs are written: journald under systemd else plain lines (auto), or json.
-        #[arg(long, value_enum, env = "SIDESYNC_LOG_FORMAT", default_value = "auto")]
-        log_format: sidesync::logging::LogFormat,
-    },
-    /// Test & Enable: test incoming and outgoing of the named mailboxes (all when none is named),
-    /// record the results, enable those that pass. Exit 1 if any failed.
-    Test {
-        /// The config file.
-        #[arg(long, short, env = "SIDESYNC_CONFIG", default_value = DEFAULT_CONFIG)]
-        config: PathBuf,
-        /// Test the mailboxes of this profile.
-        #[arg(long)]
-        profile: Option<String>,
-        /// The mailboxes' email addresses (all when none is named and no --profile).
-        addresses: Vec<String>,
-    },
-    /// The running appliance at a glance: a summary line, then each failing or not processed
-    /// mailbox with why (over the control socket in the data folder).
-    Status {
-        /// The config file.
-        #[arg(long, short, env = "SIDESYNC_CONFIG", default_value = DEFAULT_CONFIG)]
-        config: PathBuf,
-        /// List every mailbox, not only those needing attention.
-        #[arg(long)]
-        all: bool,
-    },
-    /// Approve (or reject) a mailbox's email address in the running appliance.
-    Approve {
-        /// The config file.
-        #[arg(long, short, env = "SIDESYNC_CONFIG", default_value = DEFAULT_CONFIG)]
-        config: PathBuf,
-        /// approved, rejected, pending_approval or empty.
-        #[arg(long, default_value = "approved")]
-        approval: String,
-        /// The mailbox's email address.
-        address: String,
-    },
-    /// The running appliance's alerts, newest first.
-    Alerts {
-        /// The config file.
-        #[arg(long, short, env = "SIDESYNC_CONFIG", default_value = DEFAULT_CONFIG)]
-        config: PathBuf,
-        /// Only this mailbox's alerts.
-        #[arg(long)]
-        mailbox: Option<String>,
-        /// At most this many (1 to 10000).
-        #[arg(long, default_value_t = 50)]
-        limit: usize,
-    },
-    /// Queued outgoing email, newest first, or one email by its id.
-    Outbox {
-        /// The config file.
-        #[arg(long, short, env = "SIDESYNC_CONFIG", default_value = DEFAULT_CONFIG)]
-        config: PathBuf,
-        /// Only emails in this status: pending_send, sending, sent, failed or cancelled.
-        #[arg(long)]
-        status: Option<String>,
-        /// Only this sending mailbox's emails.
-        #[arg(long)]
-        mailbox: Option<String>,
-        /// At most this many (1 to 10000).
-        #[arg(long, default_value_t = 50)]
-        limit: usize,
-        /// One email's id (as `sidesync send` printed it).
-        id: Option<u64>,
-    },
-    /// Write a mailbox's or a conversation's emails as an mbox file or a maildir, with the bytes
-    /// the server delivered: through the running appliance, or from the store when it is stopped.
-    Export {
-        /// The config file.
-        #[arg(long, short, env = "SIDESYNC_CONFIG", default_value = DEFAULT_CONFIG)]
-        config: PathBuf,
-        /// Every email this mailbox saw.
-        #[arg(
-            long,
-            required_unless_present = "conversation",
-            conflicts_with = "conversation"
-        )]
-        mailbox: Option<String>,
-        /// Every email of this conversation (its id, as the API shows it).
-        #[arg(long)]
-        conversation: Option<u64>,
-        /// mbox (one file, mboxrd) or maildir (a folder, one file per email).
-        #[arg(long, default_value = "mbox")]
-        format: String,
-        /// The mbox file or maildir folder to write.
-        #[arg(long, short)]
-        output: PathBuf,
-    },
-    /// Print shell completions for bash, zsh, fish, elvish or powershell.
-    Completions {
-        /// The shell to complete for.
-        shell: clap_complete::Shell,
-    },
-    /// Print the man page (roff) generated from this help; with --dir, write sidesync.1 and a
-    /// page per command (sidesync-run.1, …) there.
-    Man {
-        /// Write the pages into this folder instead of printing the main one.
-        #[arg(long)]
-        dir: Option<PathBuf>,
-    },
-    /// Queue an email through the running appliance (Pending Send); prints its id.
-    Send {
-        /// The config file.
-        #[arg(long, short, env = "SIDESYNC_CONFIG", default_value = DEFAULT_CONFIG)]
-        config: PathBuf,
-        /// The sending mailbox (its address).
-        #[arg(long)]
-        from: String,
-        /// A To recipient (repeat for more).
-        #[arg(long)]
-        to: Vec<String>,
-        /// A Cc recipient (repeat for more).
-        #[arg(long)]
-        cc: Vec<String>,
-        /// A Bcc recipient (repeat for more).
-        #[arg(long)]
-        bcc: Vec<String>,
-        /// The subject line.
-        #[arg(long, default_value = "")]
-        subject: String,
-        /// The text body.
-        #[arg(long)]
-        text: Option<String>,
-        /// The text body from a file.
-        #[arg(long)]
-        text_file: Option<PathBuf>,
-        /// The HTML body from a file.
-        #[arg(long)]
-        html_file: Option<PathBuf>,
-        /// A file to attach (repeat for more).
-        #[arg(long)]
-        attach: Vec<PathBuf>,
-    },
-    /// Validate the config file; print every mistake as FILE:LINE:COL: message.
-    CheckConfig {
-        /// The config file.
-        #[arg(long, short, env = "SIDESYNC_CONFIG", default_value = DEFAULT_CONFIG)]
-        config: PathBuf,
-    },
-    /// Passwords sealed in the config file (enc:v1 values) and their key file.
-    Secret {
-        #[command(subcommand)]
-        action: SecretAction,
-    },
-}
-
-#[derive(Subcommand)]
-enum SecretAction {
-    /// Seal a password read from standard input (one line) for one mailbox or profile field;
-    /// prints the enc:v1 value to put in the config. The key file is made when missing.
-    Encrypt {
-        /// The config file.
-        #[arg(long, short, env = "SIDESYNC_CONFIG", default_value = DEFAULT_CONFIG)]
-        config: PathBuf,
-        /// The mailbox whose `password` this is.
-        #[arg(long, conflicts_with_all = ["profile", "alert_smtp", "webhook"])]
-        mailbox: Option<String>,
-        /// The profile whose `incoming_password` (or, with --field, `outgoing_password`) this is.
-        #[arg(long, conflicts_with_all = ["alert_smtp", "webhook"])]
-        profile: Option<String>,
-        /// `[appliance.alert_smtp]`'s password.
-        #[arg(long, conflicts_with = "webhook")]
-        alert_smtp: bool,
-        /// The `[[webhook]]` (by name) whose signing `secret` this is.
-        #[arg(long)]
-        webhook: Option<String>,
-        /// The field: password or refresh_token (a mailbox), incoming_password,
-        /// outgoing_password or oauth_client_secret (a profile), alert_smtp.password, secret
-        /// (a webhook).
-        #[arg(long)]
-        field: Option<String>,
-    },
-    /// Re-seal every enc:v1 value of the config under a new key, all or none; the old key goes.
-    Rotate {
-        /// The config file.
-        #[arg(long, short, env = "SIDESYNC_CONFIG", default_value = DEFAULT_CONFIG)]
-        config: PathBuf,
-    },
-}
 
 fn secret(action: SecretAction) -> ExitCode {
     use sidesync::config::seal::{SealScope, encrypt, rotate};
@@ -267,11 +70,8 @@ fn secret(action: SecretAction) -> ExitCode {
     }
 }
 
-/// Where the package puts the config.
-const DEFAULT_CONFIG: &str = "/etc/sidesync/sidesync.toml";
-
 /// sysexits.h: configuration error.
-const EX_CONFIG: u8 = 78;
+const EX_CONFIG: u8 = exit::CONFIG;
 
 fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
     Config::load(path).map_err(|errors| {
@@ -325,6 +125,38 @@ fn export(
     )])
 }
 
+/// Prints what a read command found: a table, or the API's JSON with `json`; exit 1 when it
+/// needs attention, 3 when the appliance is not running, 1 with its sentence when it failed.
+fn answer(found: Result<Answer, CallError>, json: bool) -> ExitCode {
+    match found {
+        Ok(a) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&a.json).unwrap_or_else(|_| a.json.to_string())
+                );
+            } else {
+                println!("{}", a.text);
+            }
+            ExitCode::from(if a.attention {
+                exit::ATTENTION
+            } else {
+                exit::OK
+            })
+        }
+        Err(e) => {
+            eprintln!("sidesync: {e}");
+            ExitCode::from(sidesync::operate::exit_status_of(&e))
+        }
+    }
+}
+
+/// The control socket, or the sentence why there is none (exit 1, a config without a data
+/// folder is not "not running").
+fn socket_of(config: &std::path::Path) -> Result<PathBuf, CallError> {
+    operator(config).map_err(CallError::Other)
+}
+
 /// Prints what an operator command returned; exit 1 with its sentence when it failed.
 fn print(lines: Result<Vec<String>, String>) -> ExitCode {
     match lines {
@@ -341,24 +173,59 @@ fn print(lines: Result<Vec<String>, String>) -> ExitCode {
     }
 }
 
+/// The dynamic completion script for `shell`: it calls `sidesync` (on the PATH) with
+/// SIDESYNC_COMPLETE set, so values complete from the config.
+fn completion_script(shell: clap_complete::Shell) -> std::io::Result<()> {
+    let shells = clap_complete::env::Shells::builtins();
+    let name = shell.to_string();
+    let Some(completer) = shells.completer(&name) else {
+        return Err(std::io::Error::other(format!(
+            "no dynamic completions for {name}"
+        )));
+    };
+    completer.write_registration(
+        cli::complete::COMPLETE_VAR,
+        "sidesync",
+        "sidesync",
+        "sidesync",
+        &mut std::io::stdout(),
+    )
+}
+
 fn main() -> ExitCode {
+    // A completion request from the dynamic script answers and exits here.
+    clap_complete::CompleteEnv::with_factory(Cli::command)
+        .var(cli::complete::COMPLETE_VAR)
+        .complete();
     let cli = Cli::parse();
     match cli.command {
-        Command::Completions { shell } => {
-            use clap::CommandFactory;
-            clap_complete::generate(
-                shell,
-                &mut Cli::command(),
-                "sidesync",
-                &mut std::io::stdout(),
-            );
-            ExitCode::SUCCESS
+        Command::Completions { shell, dynamic } => {
+            let done = if dynamic {
+                completion_script(shell)
+            } else {
+                clap_complete::generate(
+                    shell,
+                    &mut Cli::command(),
+                    "sidesync",
+                    &mut std::io::stdout(),
+                );
+                Ok(())
+            };
+            match done {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("sidesync: {e}");
+                    ExitCode::from(1)
+                }
+            }
         }
-        Command::Man { dir } => {
-            use clap::CommandFactory;
-            let done = match dir {
-                None => clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()),
-                Some(dir) => clap_mangen::generate_to(Cli::command(), &dir),
+        Command::Man { dir, config_page } => {
+            use std::io::Write;
+            let done = match (dir, config_page) {
+                (Some(dir), _) => cli::man::write_all(Cli::command(), &dir),
+                (None, true) => std::io::stdout().write_all(cli::man::config_page().as_bytes()),
+                (None, false) => cli::man::main_page(Cli::command())
+                    .and_then(|page| std::io::stdout().write_all(&page)),
             };
             match done {
                 Ok(()) => ExitCode::SUCCESS,
@@ -368,23 +235,36 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Status { config, all } => {
-            print(operator(&config).and_then(|s| sidesync::operate::status(&s, all)))
-        }
+        Command::Status { config, all, json } => answer(
+            socket_of(&config).and_then(|s| sidesync::operate::status(&s, all)),
+            json,
+        ),
+        Command::Mailboxes {
+            config,
+            failing,
+            limit,
+            json,
+        } => answer(
+            socket_of(&config).and_then(|s| sidesync::operate::mailboxes(&s, failing, limit)),
+            json,
+        ),
         Command::Approve {
             config,
             approval,
             address,
-        } => print(
-            operator(&config).and_then(|s| sidesync::operate::approve(&s, &address, &approval)),
+        } => answer(
+            socket_of(&config).and_then(|s| sidesync::operate::approve(&s, &address, &approval)),
+            false,
         ),
         Command::Alerts {
             config,
             mailbox,
             limit,
-        } => print(
-            operator(&config)
+            json,
+        } => answer(
+            socket_of(&config)
                 .and_then(|s| sidesync::operate::alerts(&s, mailbox.as_deref(), limit)),
+            json,
         ),
         Command::Outbox {
             config,
@@ -392,9 +272,13 @@ fn main() -> ExitCode {
             mailbox,
             limit,
             id,
-        } => print(operator(&config).and_then(|s| {
-            sidesync::operate::outbox(&s, id, status.as_deref(), mailbox.as_deref(), limit)
-        })),
+            json,
+        } => answer(
+            socket_of(&config).and_then(|s| {
+                sidesync::operate::outbox(&s, id, status.as_deref(), mailbox.as_deref(), limit)
+            }),
+            json,
+        ),
         Command::Export {
             config,
             mailbox,
@@ -476,7 +360,7 @@ fn main() -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("sidesync: {e}");
-                    ExitCode::from(1)
+                    ExitCode::from(sidesync::operate::exit_status_of(&e))
                 }
             }
         }

@@ -38,6 +38,11 @@ if ! timeout 60 systemd-nspawn -q -D "$root" --register=no --keep-unit --private
 fi
 cp "$deb" "$root/tmp/sidesync.deb"
 chroot "$root" dpkg -i /tmp/sidesync.deb >/dev/null
+# Both man pages and the completions are in the package.
+for f in /usr/share/man/man1/sidesync.1.gz /usr/share/man/man5/sidesync.toml.5.gz \
+    /usr/share/bash-completion/completions/sidesync; do
+    [ -s "$root$f" ] || { echo "boot test: the package does not ship $f" >&2; exit 1; }
+done
 # The admin's part: a profile, a mailbox with its password as a systemd credential.
 cat >>"$root/etc/sidesync/sidesync.toml" <<'TOML'
 

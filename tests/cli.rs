@@ -324,3 +324,202 @@ fn private_keys_others_can_read_fail_check_config() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("OK"), "{out}");
 }
+
+fn sidesync(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
+    let out = Command::new(support::sidesync::binary())
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("run sidesync");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+/// The environment variables the source reads (`env::var("X")`, `var_os("X")`, clap's
+/// `env = "X"`), test hooks aside.
+fn env_vars_read() -> Vec<String> {
+    fn walk(dir: &std::path::Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(dir).expect("src").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                let text = std::fs::read_to_string(&p).expect("read");
+                for marker in [
+                    "env::var(\"",
+                    "env::var_os(\"",
+                    "env = \"",
+                    "try_from_env(\"",
+                ] {
+                    for (i, _) in text.match_indices(marker) {
+                        let rest = &text[i + marker.len()..];
+                        let name: String = rest
+                            .chars()
+                            .take_while(|c| c.is_ascii_uppercase() || *c == '_')
+                            .collect();
+                        if !name.is_empty() && !name.starts_with("SIDESYNC_TEST_") {
+                            out.push(name);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+        &mut out,
+    );
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// sidesync(1) has EXIT STATUS, ENVIRONMENT (every variable the binary reads) and FILES.
+#[test]
+fn the_man_page_names_exit_statuses_environment_and_files() {
+    let (code, man) = sidesync(&["man"], &[]);
+    assert_eq!(code, 0, "{man}");
+    for section in ["EXIT STATUS", "ENVIRONMENT", "FILES", "SEE ALSO"] {
+        assert!(
+            man.contains(&format!(".SH \"{section}\"")) || man.contains(&format!(".SH {section}")),
+            "{section}: {man}"
+        );
+    }
+    let vars = env_vars_read();
+    for must in [
+        "SIDESYNC_CONFIG",
+        "SIDESYNC_LOG",
+        "SIDESYNC_SHARD",
+        "SIDESYNC_LOG_FORMAT",
+    ] {
+        assert!(
+            vars.iter().any(|v| v == must),
+            "the scan finds {must}: {vars:?}"
+        );
+    }
+    let environment = man
+        .split(".SH ENVIRONMENT")
+        .nth(1)
+        .and_then(|r| r.split(".SH FILES").next())
+        .unwrap_or_else(|| panic!("an ENVIRONMENT section: {man}"));
+    for v in &vars {
+        assert!(environment.contains(v.as_str()), "{v} in ENVIRONMENT");
+    }
+    for status in [
+        "\\fB0\\fR",
+        "\\fB1\\fR",
+        "\\fB2\\fR",
+        "\\fB3\\fR",
+        "\\fB78\\fR",
+    ] {
+        assert!(man.contains(status), "{status}");
+    }
+    for file in [
+        "sidesync.toml",
+        "sidesync.redb",
+        "secret.key",
+        "control.sock",
+    ] {
+        assert!(man.contains(file), "{file}");
+    }
+    let (code, help) = sidesync(&["--help"], &[]);
+    assert_eq!(code, 0, "{help}");
+    assert!(
+        help.contains("Exit status:") && help.contains("3   the appliance is not running"),
+        "{help}"
+    );
+}
+
+/// sidesync.toml(5): every key the config parser accepts, under its section, with its type.
+#[test]
+fn the_config_page_lists_every_key_the_parser_accepts() {
+    let (code, page) = sidesync(&["man", "--config-page"], &[]);
+    assert_eq!(code, 0, "{page}");
+    assert!(page.contains(".TH sidesync.toml 5"), "{page}");
+    let keys = sidesync::config::reference::accepted_keys();
+    assert!(keys.len() > 100, "{keys:?}");
+    for (section, key) in keys {
+        let head = [format!(".SH [{section}]\n"), format!(".SH [[{section}]]\n")];
+        let part = head
+            .iter()
+            .find_map(|h| page.split(h.as_str()).nth(1))
+            .and_then(|r| r.split("\n.SH ").next())
+            .unwrap_or_else(|| panic!("a section [{section}]: {page}"));
+        let shown = format!("\\fB{}\\fR (\\fI", key);
+        assert!(part.contains(&shown), "[{section}] {key}: {part}");
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (code, out) = sidesync(&["man", "--dir", dir.path().to_str().expect("utf-8")], &[]);
+    assert_eq!(code, 0, "{out}");
+    let written = std::fs::read_to_string(dir.path().join("sidesync.toml.5")).expect("page");
+    assert_eq!(written, page);
+    let main = std::fs::read_to_string(dir.path().join("sidesync.1")).expect("page");
+    assert!(
+        main.contains("EXIT STATUS"),
+        "the folder's sidesync.1 is the full page"
+    );
+}
+
+/// Dynamic completions: the script calls sidesync back, which completes mailbox addresses and
+/// profile names from the config; enums complete from their values.
+#[test]
+fn mailbox_addresses_and_profile_names_complete_from_the_config() {
+    let (code, script) = sidesync(&["completions", "bash", "--dynamic"], &[]);
+    assert_eq!(code, 0, "{script}");
+    assert!(script.contains("SIDESYNC_COMPLETE=\"bash\""), "{script}");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("sidesync.toml");
+    std::fs::write(
+        &cfg,
+        "[[profile]]\nname = \"corporate\"\n[[profile]]\nname = \"cloud\"\n\
+         [[mailbox]]\nemail_address = \"alice@example.com\"\n\
+         [[mailbox]]\nemail_address = \"bob@example.com\"\n",
+    )
+    .expect("write");
+    let complete = |words: &[&str]| {
+        let mut args = vec!["--"];
+        args.extend(words);
+        let index = (words.len() - 1).to_string();
+        let (code, out) = sidesync(
+            &args,
+            &[
+                ("SIDESYNC_COMPLETE", "bash"),
+                ("SIDESYNC_CONFIG", cfg.to_str().expect("utf-8")),
+                ("_CLAP_COMPLETE_INDEX", &index),
+                ("_CLAP_COMPLETE_COMP_TYPE", "9"),
+                ("_CLAP_COMPLETE_SPACE", "true"),
+                ("_CLAP_IFS", "\n"),
+            ],
+        );
+        assert_eq!(code, 0, "{out}");
+        let mut got: Vec<String> = out.lines().map(str::to_string).collect();
+        got.sort();
+        got
+    };
+    assert_eq!(
+        complete(&["sidesync", "approve", "a"]),
+        ["alice@example.com"]
+    );
+    assert_eq!(
+        complete(&["sidesync", "alerts", "--mailbox", ""]),
+        ["alice@example.com", "bob@example.com"]
+    );
+    assert_eq!(
+        complete(&["sidesync", "test", "--profile", "co"]),
+        ["corporate"]
+    );
+    assert_eq!(
+        complete(&["sidesync", "approve", "--approval", "p"]),
+        ["pending_approval"]
+    );
+    // The static scripts know the values too.
+    let (code, bash) = sidesync(&["completions", "bash"], &[]);
+    assert_eq!(code, 0, "{bash}");
+    assert!(
+        bash.contains("pending_send sending sent failed cancelled"),
+        "{bash}"
+    );
+}

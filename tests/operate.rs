@@ -62,10 +62,18 @@ fn the_cli_operates_the_appliance_over_its_control_socket() {
     )
     .expect("config");
 
-    // Before it runs, the CLI says so instead of a socket error.
-    let (code, out) = run(&["status"], &cfg);
-    assert_eq!(code, 1, "{out}");
-    assert!(out.contains("sidesync is not running"), "{out}");
+    // Before it runs, the CLI says so instead of a socket error, with its own exit status.
+    for cmd in [
+        &["status"][..],
+        &["status", "--json"],
+        &["mailboxes"],
+        &["alerts"],
+        &["outbox"],
+    ] {
+        let (code, out) = run(cmd, &cfg);
+        assert_eq!(code, 3, "{cmd:?}: {out}");
+        assert!(out.contains("sidesync is not running"), "{out}");
+    }
 
     let ca = d.ca_file.clone();
     let s = Sidesync::start_until(&cfg, &dir.path().join("sidesync.log"), port, || {
@@ -81,16 +89,41 @@ fn the_cli_operates_the_appliance_over_its_control_socket() {
     assert_eq!(mode & 0o777, 0o660, "the service's user and group only");
 
     // status: the failing mailbox and the one waiting for approval, with why; not the good one.
+    // A failing mailbox needs attention: exit 1.
     let out = wait_for(
         "status names the failing mailbox",
         Duration::from_secs(60),
         || {
             let (code, out) = run(&["status"], &cfg);
-            assert_eq!(code, 0, "{out}");
-            out.lines()
-                .any(|l| l.starts_with(WRONG) && l.contains("failure"))
-                .then_some(out)
+            (code == 1
+                && out
+                    .lines()
+                    .any(|l| l.starts_with(WRONG) && l.contains("failure")))
+            .then_some(out)
         },
+    );
+    // An aligned table: each column starts where its header does.
+    let header = out
+        .lines()
+        .find(|l| l.starts_with("MAILBOX"))
+        .unwrap_or_else(|| panic!("a table header: {out}"));
+    let wrong = out
+        .lines()
+        .find(|l| l.starts_with(WRONG))
+        .expect("the failing row");
+    assert_eq!(header.find("INCOMING"), wrong.find("failure"), "{out}");
+    // --json: the appliance's /status answer, every mailbox, the same exit status.
+    let (code, json) = run(&["status", "--json"], &cfg);
+    assert_eq!(code, 1, "{json}");
+    let v: serde_json::Value =
+        serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json}"));
+    let listed = v["mailboxes"].as_array().expect("mailboxes");
+    assert_eq!(listed.len(), 3, "{json}");
+    assert!(
+        listed
+            .iter()
+            .any(|m| m["email_address"] == WRONG && m["incoming_status"] == "failure"),
+        "{json}"
     );
     assert!(out.starts_with("sidesync "), "{out}");
     assert!(out.contains("3 mailboxes"), "{out}");
@@ -102,10 +135,45 @@ fn the_cli_operates_the_appliance_over_its_control_socket() {
     let (_, all) = run(&["status", "--all"], &cfg);
     assert!(all.lines().any(|l| l.starts_with(GOOD)), "{all}");
 
-    // alerts: the wrong password's alert, by mailbox.
+    // mailboxes: every one in config order, the failing one needing attention; --failing
+    // --json is the API's answer with only it.
+    let (code, out) = run(&["mailboxes"], &cfg);
+    assert_eq!(code, 1, "{out}");
+    let order: Vec<&str> = out
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(order, [GOOD, WAITING, WRONG], "{out}");
+    let (code, json) = run(&["mailboxes", "--failing", "--json"], &cfg);
+    assert_eq!(code, 1, "{json}");
+    let v: serde_json::Value =
+        serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json}"));
+    let failing: Vec<&str> = v["mailboxes"]
+        .as_array()
+        .expect("mailboxes")
+        .iter()
+        .filter_map(|m| m["email_address"].as_str())
+        .collect();
+    assert_eq!(failing, [WRONG], "{json}");
+
+    // alerts: the wrong password's alert, by mailbox; at error level it needs attention (1).
     let (code, out) = run(&["alerts", "--mailbox", WRONG], &cfg);
-    assert_eq!(code, 0, "{out}");
+    assert_eq!(code, 1, "{out}");
     assert!(out.contains(WRONG) && out.contains("error"), "{out}");
+    let (code, json) = run(&["alerts", "--mailbox", WRONG, "--json"], &cfg);
+    assert_eq!(code, 1, "{json}");
+    let v: serde_json::Value =
+        serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json}"));
+    assert!(
+        v["alerts"].as_array().is_some_and(|a| a
+            .iter()
+            .any(|a| a["mailbox"] == WRONG && a["level"] == "error")),
+        "{json}"
+    );
+    // The good mailbox has no alert at error level: nothing needs attention.
+    let (code, out) = run(&["alerts", "--mailbox", GOOD], &cfg);
+    assert_eq!(code, 0, "{out}");
     let (code, out) = run(&["alerts", "--limit", "0"], &cfg);
     assert_eq!(code, 1, "a bad limit is refused: {out}");
     assert!(out.contains("limit"), "{out}");
@@ -161,9 +229,26 @@ fn the_cli_operates_the_appliance_over_its_control_socket() {
     );
     let (code, one) = run(&["outbox", &id.to_string()], &cfg);
     assert_eq!(code, 0, "{one}");
-    assert_eq!(one.lines().count(), 1, "{one}");
+    assert_eq!(one.lines().count(), 2, "a header and the email: {one}");
+    let (code, json) = run(&["outbox", &id.to_string(), "--json"], &cfg);
+    assert_eq!(code, 0, "{json}");
+    let v: serde_json::Value =
+        serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json}"));
+    assert_eq!(v["id"], id, "{json}");
+    assert_eq!(v["mailbox"], GOOD, "{json}");
+    let (code, json) = run(&["outbox", "--json"], &cfg);
+    assert_eq!(code, 0, "{json}");
+    let v: serde_json::Value =
+        serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json}"));
+    assert!(
+        v["outbox"]
+            .as_array()
+            .is_some_and(|l| l.iter().any(|e| e["id"] == id)),
+        "{json}"
+    );
+    // A status that is not one is the command line's mistake (2), with the ones there are.
     let (code, out) = run(&["outbox", "--status", "queued"], &cfg);
-    assert_eq!(code, 1, "{out}");
+    assert_eq!(code, 2, "{out}");
     assert!(out.contains("pending_send, sending, sent, failed"), "{out}");
 
     // test: Test & Enable through the running appliance.
@@ -476,8 +561,9 @@ fn the_control_socket_knows_who_asks_and_what_they_may_do() {
         !log.contains("who=control socket"),
         "the audit names the user"
     );
-    // Root is the admin it always was.
+    // Root is the admin it always was (the approved mailbox's server is not there: 1).
     let (code, out) = run(&["status"], &cfg);
-    assert_eq!(code, 0, "{out}");
+    assert!(code == 0 || code == 1, "{out}");
+    assert!(out.starts_with("sidesync "), "{out}");
     assert!(s.terminate().success());
 }

@@ -608,3 +608,179 @@ fn the_page_in_headless_chromium() {
     }
     assert!(s.terminate().success());
 }
+
+/// A request as a browser sends it: extra headers, a form body; (status, headers, body).
+fn browser(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: &str,
+    headers: &[(&str, &str)],
+    form: &str,
+) -> (u16, String, String) {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("timeout");
+    let mut head = format!(
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
+        form.len()
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    write!(s, "{head}\r\n{form}").expect("send");
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).expect("read");
+    let (head, body) = buf.split_once("\r\n\r\n").expect("an HTTP answer");
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("status");
+    (code, head.to_string(), body.to_string())
+}
+
+/// The value of the hidden csrf field of the form that posts to `action`.
+fn csrf_of(page: &str, action: &str) -> Option<String> {
+    let form = page.split(&format!("action=\"{action}\"")).nth(1)?;
+    let value = form.split("name=\"csrf\" value=\"").nth(1)?;
+    Some(value.split('"').next()?.to_string())
+}
+
+/// The mailbox page's Approve and Test & Enable buttons: shown to an admin token's holder only,
+/// refused without the page's CSRF token, with another form's, from another origin or with a
+/// read token (403), and with all in order they approve the mailbox and test it against dovecot.
+#[test]
+fn the_mailbox_page_buttons_approve_and_test_for_an_admin_only() {
+    use std::os::unix::fs::PermissionsExt;
+    const PENDING: &str = "web-pending@example.com";
+    const READ_TOKEN: &str = "read-only-token-0123456789";
+    let d = Dovecot::start();
+    d.deliver(
+        PENDING,
+        &mail::sample(PENDING, 0, SIZE),
+        "",
+        SystemTime::now(),
+    );
+    let setup = Setup::new();
+    let read_file = setup.dir.path().join("read.token");
+    std::fs::write(&read_file, READ_TOKEN).expect("token");
+    std::fs::set_permissions(&read_file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let cfg = setup.write(
+        &format!(
+            "[[appliance.api_tokens]]\nname = \"viewer\"\nscope = \"read\"\nfile = \"{}\"\n",
+            read_file.display()
+        ),
+        &format!(
+            "[[profile]]\nname = \"p\"\nis_default = true\nincoming_server_location = \"127.0.0.1\"\n\
+             incoming_port_number = {}\nca_file = \"{}\"\nmin_polling_interval = \"1s\"\n\
+             timeout_mailbox_connection_after = \"10s\"\n\n\
+             [[mailbox]]\nemail_address = \"{PENDING}\"\npassword = \"{PASSWORD}\"\n",
+            d.imaps_port,
+            d.ca_file.display()
+        ),
+    );
+    let s = setup.start(&cfg);
+    let port = setup.port;
+    let page_path = format!("/mailbox/{PENDING}");
+    let approve = format!("{page_path}/approve");
+    let test = format!("{page_path}/test");
+    let same_origin = [
+        ("Origin", format!("http://127.0.0.1:{port}")),
+        ("Sec-Fetch-Site", "same-origin".to_string()),
+    ];
+    let same: Vec<(&str, &str)> = same_origin.iter().map(|(k, v)| (*k, v.as_str())).collect();
+
+    // A read token sees the page without a button or a CSRF token, and may not post.
+    let (code, _, page) = browser(port, "GET", &page_path, READ_TOKEN, &[], "");
+    assert_eq!(code, 200, "{page}");
+    assert!(
+        !page.contains("method=\"post\"") && !page.contains("csrf"),
+        "{page}"
+    );
+    // The admin sees both buttons.
+    let (code, _, page) = browser(port, "GET", &page_path, TOKEN, &[], "");
+    assert_eq!(code, 200, "{page}");
+    let approve_csrf = csrf_of(&page, &approve).unwrap_or_else(|| panic!("approve: {page}"));
+    let test_csrf = csrf_of(&page, &test).unwrap_or_else(|| panic!("test: {page}"));
+    assert_ne!(approve_csrf, test_csrf);
+    assert!(
+        !page.contains(TOKEN),
+        "the token itself is never in the page"
+    );
+    let form = |csrf: &str| format!("csrf={csrf}");
+
+    let refused = |token: &str, headers: &[(&str, &str)], body: &str, why: &str| {
+        let (code, _, answer) = browser(port, "POST", &approve, token, headers, body);
+        assert_eq!(code, 403, "{why}: {answer}");
+        answer
+    };
+    let said = refused(TOKEN, &same, "", "no CSRF token");
+    assert!(said.contains("CSRF"), "{said}");
+    refused(TOKEN, &same, &form("d3JvbmctdG9rZW4"), "a wrong CSRF token");
+    refused(TOKEN, &same, &form(&test_csrf), "the other form's token");
+    refused(
+        TOKEN,
+        &[("Origin", "http://evil.example")],
+        &form(&approve_csrf),
+        "another origin",
+    );
+    refused(
+        TOKEN,
+        &[("Sec-Fetch-Site", "cross-site")],
+        &form(&approve_csrf),
+        "another site",
+    );
+    let said = refused(READ_TOKEN, &same, &form(&approve_csrf), "a read token");
+    assert!(said.contains("scope read"), "{said}");
+    let (code, _, _) = browser(port, "GET", &approve, TOKEN, &[], "");
+    assert_eq!(code, 405, "POST only");
+    assert_ne!(
+        s.mailbox(PENDING)["approval"],
+        "approved",
+        "nothing happened yet"
+    );
+
+    // With everything in order: approved, and back to the page.
+    let (code, head, body) = browser(port, "POST", &approve, TOKEN, &same, &form(&approve_csrf));
+    assert_eq!(code, 303, "{head}{body}");
+    assert!(
+        head.lines()
+            .any(|l| l.eq_ignore_ascii_case(&format!("location: {page_path}"))),
+        "{head}"
+    );
+    assert_eq!(s.mailbox(PENDING)["approval"], "approved");
+    let (_, _, page) = browser(port, "GET", &page_path, TOKEN, &[], "");
+    assert!(
+        csrf_of(&page, &approve).is_none(),
+        "approved: no Approve button"
+    );
+
+    // Test & Enable against the real dovecot, through the API's own test.
+    let (code, head, body) = browser(port, "POST", &test, TOKEN, &same, &form(&test_csrf));
+    assert_eq!(code, 303, "{head}{body}");
+    let result = wait_for("the page's test", Duration::from_secs(120), || {
+        let (code, body) = support::sidesync::http(
+            port,
+            "GET",
+            &format!("/api/v1/mailboxes/{PENDING}/test"),
+            Some(TOKEN),
+            "",
+        );
+        (code == 200).then(|| serde_json::from_str::<Value>(&body).expect("json"))
+    });
+    assert_eq!(result["incoming"]["status"], "success", "{result}");
+    let log = s.log_text();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("audit: status page action") && l.contains("status=303")),
+        "{log}"
+    );
+    assert!(
+        !log.contains(TOKEN) && !log.contains(&approve_csrf),
+        "no secret in the log"
+    );
+    assert!(s.terminate().success());
+}

@@ -11,6 +11,7 @@ mod follow;
 mod one_line;
 mod pin;
 mod raw;
+pub mod reference;
 pub mod seal;
 mod sent;
 pub mod shard;

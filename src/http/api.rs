@@ -340,7 +340,7 @@ pub(super) fn not_here(ctx: &StatusContext, address: &str) -> ApiError {
     }
 }
 
-fn approve(
+pub(super) fn approve(
     ctx: &StatusContext,
     address: &str,
     body: Option<Value>,
@@ -452,7 +452,7 @@ fn retry_failure(ctx: &StatusContext, address: &str, key: &str) -> Result<(u16, 
 
 /// `POST …/test`: starts Test & Enable and answers 202 at once with where to poll, so no HTTP
 /// worker waits on a mail server; a test already running is not started twice.
-fn test(ctx: &StatusContext, address: &str) -> Result<(u16, Value), ApiError> {
+pub(super) fn test(ctx: &StatusContext, address: &str) -> Result<(u16, Value), ApiError> {
     let address = mailbox_known(ctx, address)?;
     let poll = format!("/api/v1/mailboxes/{address}/test");
     let started = ctx

@@ -8,6 +8,42 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
 
+/// Why a call did not get an answer. Not running is its own case: the CLI exits 3 for it, so a
+/// script can tell "the appliance is down" from "the appliance said no".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallError {
+    /// No control socket, or nobody listening on it.
+    NotRunning(String),
+    /// Anything else: permission, a broken answer, a refusal.
+    Other(String),
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::NotRunning(s) | CallError::Other(s) => f.write_str(s),
+        }
+    }
+}
+
+impl From<String> for CallError {
+    fn from(s: String) -> Self {
+        CallError::Other(s)
+    }
+}
+
+impl From<&str> for CallError {
+    fn from(s: &str) -> Self {
+        CallError::Other(s.to_string())
+    }
+}
+
+impl From<CallError> for String {
+    fn from(e: CallError) -> Self {
+        e.to_string()
+    }
+}
+
 /// The answer's status code and body.
 pub struct Reply {
     pub status: u16,
@@ -37,7 +73,7 @@ pub fn request(
     target: &str,
     body: &str,
     timeout: Duration,
-) -> Result<Reply, String> {
+) -> Result<Reply, CallError> {
     let (status, body) = exchange(socket, method, target, body, timeout)?;
     Ok(Reply {
         status,
@@ -51,7 +87,7 @@ pub fn request_bytes(
     method: &str,
     target: &str,
     timeout: Duration,
-) -> Result<(u16, Vec<u8>), String> {
+) -> Result<(u16, Vec<u8>), CallError> {
     exchange(socket, method, target, "", timeout)
 }
 
@@ -61,21 +97,23 @@ fn exchange(
     target: &str,
     body: &str,
     timeout: Duration,
-) -> Result<(u16, Vec<u8>), String> {
+) -> Result<(u16, Vec<u8>), CallError> {
     let mut s = UnixStream::connect(socket).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => format!(
-            "sidesync is not running (no control socket at {}): start it with \
-             `systemctl start sidesync` or `sidesync run`",
-            socket.display()
-        ),
-        std::io::ErrorKind::PermissionDenied => format!(
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
+            CallError::NotRunning(format!(
+                "sidesync is not running (no control socket at {}): start it with \
+                 `systemctl start sidesync` or `sidesync run`",
+                socket.display()
+            ))
+        }
+        std::io::ErrorKind::PermissionDenied => CallError::Other(format!(
             "permission denied on {}: run as the service's user or root, or join its group",
             socket.display()
-        ),
-        _ => format!(
+        )),
+        _ => CallError::Other(format!(
             "cannot reach the running sidesync at {}: {e}",
             socket.display()
-        ),
+        )),
     })?;
     let _ = s.set_read_timeout(Some(timeout));
     let _ = s.set_write_timeout(Some(timeout));

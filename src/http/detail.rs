@@ -11,11 +11,30 @@ use serde_json::Value;
 use super::StatusContext;
 use super::page::{CSS, escape, progress_line, relative, text};
 
+/// An address as it goes in a form's path (as the API's client escapes it).
+fn path_part(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"@.-_+".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// The newest alerts, activities and outbox emails shown.
 const RECENT: usize = 20;
 
 /// The page, or None for an address the config does not have.
-pub fn render(ctx: &StatusContext, address: &str) -> Result<Option<String>, String> {
+/// `caller`: whose token opened the page; an admin's gets the Approve and Test & Enable buttons
+/// (`page_actions.rs`).
+pub fn render(
+    ctx: &StatusContext,
+    address: &str,
+    caller: Option<&super::api::Caller>,
+) -> Result<Option<String>, String> {
     let address = super::error::percent_decode(address).to_ascii_lowercase();
     let config = ctx.config();
     let data = super::status::collect(ctx, &config)?;
@@ -38,6 +57,36 @@ pub fn render(ctx: &StatusContext, address: &str) -> Result<Option<String>, Stri
         progress_line(&m["sync_progress"]),
         a = escape(&address),
     );
+    if let Some((approve, test)) = super::page_actions::forms_for(ctx, caller, &address) {
+        let target = escape(&path_part(&address));
+        h.push_str("<div id=\"actions\">");
+        if m["approval"] != "approved" {
+            let _ = write!(
+                h,
+                "<form method=\"post\" action=\"/mailbox/{target}/approve\">\
+                 <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+                 <button type=\"submit\">Approve</button></form>",
+                escape(&approve)
+            );
+        }
+        let running = ctx
+            .tests_running
+            .lock()
+            .map(|r| r.contains(&address))
+            .unwrap_or(false);
+        if running {
+            h.push_str("<p id=\"test-running\">Test &amp; Enable running…</p>");
+        } else {
+            let _ = write!(
+                h,
+                "<form method=\"post\" action=\"/mailbox/{target}/test\">\
+                 <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+                 <button type=\"submit\">Test &amp; Enable</button></form>",
+                escape(&test)
+            );
+        }
+        h.push_str("</div>");
+    }
     h.push_str("<h2>State</h2><table id=\"state\">");
     let mut field = |label: &str, v: String| {
         let _ = write!(h, "<tr><th>{label}</th><td>{}</td></tr>", escape(&v));

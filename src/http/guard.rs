@@ -7,7 +7,9 @@
 //! - the overview: `/`, `/status`, `/metrics` (states, counts and errors of the mailboxes, no
 //!   mail): free from loopback, the token from anywhere else unless `status_public`;
 //! - mail content: `/mailbox/ADDRESS` (recent subjects and senders, Test & Enable transcripts)
-//!   and the API (`/api/v1/…`: raw MIME, activities): the token always, from loopback too —
+//!   and the API (`/api/v1/…`: raw MIME, activities), and the mailbox page's buttons (POST
+//!   `/mailbox/ADDRESS/approve|test`, an admin token and a CSRF token: `page_actions.rs`):
+//!   the token always, from loopback too —
 //!   another local user or a page in the operator's browser (DNS rebinding aside, any local
 //!   process) is not the operator — and `status_public` never opens them.
 

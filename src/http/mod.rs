@@ -21,6 +21,7 @@ pub mod guard;
 mod openapi;
 mod outbox_queue;
 pub mod page;
+mod page_actions;
 pub mod prometheus;
 mod status;
 mod status_stream;
@@ -377,6 +378,8 @@ fn secured(mut response: tiny_http::ResponseBox) -> tiny_http::ResponseBox {
 fn answer(ctx: &StatusContext, request: &mut Request, origin: Origin) -> tiny_http::ResponseBox {
     let url = request.url().to_string();
     let path = url.split('?').next().unwrap_or("").to_string();
+    // Whose token opened the page (the mailbox page shows an admin its buttons).
+    let mut caller = None;
     // Who may see what (`guard.rs`): mail content needs the token from everywhere, the overview
     // off loopback unless `status_public`; /healthz stays open for monitors. The API checks for
     // itself (and writes its audit line), and the control socket is the operator's.
@@ -391,7 +394,7 @@ fn answer(ctx: &StatusContext, request: &mut Request, origin: Origin) -> tiny_ht
                  api_token_file in [appliance]",
             ))
         } else {
-            api::authorize(ctx, request).map(|_| ())
+            api::authorize(ctx, request).map(|c| caller = Some(c))
         };
         if let Err(e) = refused {
             let mut answer = problem(&e);
@@ -448,10 +451,30 @@ fn answer(ctx: &StatusContext, request: &mut Request, origin: Origin) -> tiny_ht
             Err(e) => problem(&e).boxed(),
         };
     }
-    page_or_endpoint(ctx, request.method(), &path, &url).boxed()
+    // The mailbox page's buttons (`page_actions.rs`); only through the front, where a token
+    // said who is asking.
+    if origin == Origin::Front && page_actions::PageAction::of_path(&path).is_some() {
+        return match page_actions::handle(ctx, request, caller.as_ref(), &path) {
+            Ok(location) => {
+                let mut answer = Response::from_string("").with_status_code(303);
+                if let Ok(h) = Header::from_bytes(&b"Location"[..], location.as_bytes()) {
+                    answer.add_header(h);
+                }
+                answer.boxed()
+            }
+            Err(e) => problem(&e).boxed(),
+        };
+    }
+    page_or_endpoint(ctx, request.method(), &path, &url, caller.as_ref()).boxed()
 }
 
-fn page_or_endpoint(ctx: &StatusContext, method: &Method, path: &str, url: &str) -> Answer {
+fn page_or_endpoint(
+    ctx: &StatusContext,
+    method: &Method,
+    path: &str,
+    url: &str,
+    caller: Option<&api::Caller>,
+) -> Answer {
     match (method, path) {
         (Method::Get, "/") => match status_page(ctx, url) {
             Ok(html) => Response::from_string(html).with_header(header("text/html; charset=utf-8")),
@@ -474,7 +497,7 @@ fn page_or_endpoint(ctx: &StatusContext, method: &Method, path: &str, url: &str)
             Err(e) => json_error(500, &e),
         },
         (Method::Get, p) if p.starts_with("/mailbox/") => {
-            match detail::render(ctx, &p["/mailbox/".len()..]) {
+            match detail::render(ctx, &p["/mailbox/".len()..], caller) {
                 Ok(Some(html)) => {
                     Response::from_string(html).with_header(header("text/html; charset=utf-8"))
                 }
@@ -964,7 +987,7 @@ mod tests {
         ctx.heartbeat
             .store(Utc::now().timestamp() - 120, Ordering::Relaxed);
         assert!(health(&ctx).is_err(), "a stalled engine is unhealthy");
-        let answer = page_or_endpoint(&ctx, &Method::Get, "/healthz", "/healthz");
+        let answer = page_or_endpoint(&ctx, &Method::Get, "/healthz", "/healthz", None);
         assert_eq!(answer.status_code().0, 503);
         ctx.heartbeat
             .store(Utc::now().timestamp(), Ordering::Relaxed);

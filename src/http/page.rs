@@ -442,7 +442,7 @@ th{background:#f2f2f2}.ok{color:#1a7f37}.bad{color:#fff;background:#c62828}td.ok
 .idle{color:#666}tr.failing td:first-child{font-weight:bold}.alert{max-width:40em}\
 .legend .in{color:#2a6fdb}.legend .out{color:#e08a00}.foot{color:#666}\
 .progress{font-size:12px;color:#555}.progress progress{display:block;width:16em}\
-#search{margin:.5em 0}pre{background:#f6f6f6;padding:.5em;max-width:80em;overflow:auto;white-space:pre-wrap}";
+#search{margin:.5em 0}#actions form{display:inline;margin-right:.5em}pre{background:#f6f6f6;padding:.5em;max-width:80em;overflow:auto;white-space:pre-wrap}";
 
 #[cfg(test)]
 mod tests {
